@@ -1,0 +1,23 @@
+//! arrowquant: quantize safetensors weights to 2/4/8-bit group-wise affine codes and write them as
+//! one Parquet file ("V2 Extended", docs/FORMAT.md). Pure Rust, bytes in and bytes out: no
+//! filesystem and no wasm types here; the wasm-bindgen layer lives in `wasm/` (wasm32 only).
+
+pub mod config;
+pub mod dtype;
+pub mod error;
+pub mod kernels;
+pub mod parquet;
+pub mod pipeline;
+pub mod quant;
+pub mod report;
+pub mod safetensors;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+pub use config::{Modality, Profile, QuantConfig, ScaleSearch};
+pub use dtype::Dtype;
+pub use error::{AqError, Result};
+pub use parquet::reader::QuantizedFile;
+pub use pipeline::{quantize_model, ModelQuantizer};
+pub use report::{LayerReport, ModelReport, Progress, Storage};

@@ -1,0 +1,295 @@
+//! Open an arrowquant Parquet file, list its tensors, and reconstruct any tensor bit-exactly as
+//! validation measured it. Every row is checked against the format's invariants on open, so a
+//! foreign or damaged file is rejected with a message naming the column or tensor.
+
+use std::collections::BTreeMap;
+
+use arrow_array::{
+    Array, BinaryArray, Float16Array, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+    UInt8Array,
+};
+use bytes::Bytes;
+use half::f16;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::schema::*;
+use super::TensorRow;
+use crate::dtype::{decode_f32, Dtype};
+use crate::error::{AqError, Result};
+use crate::quant::tensor::{dequantize_parts, Layout, MAX_GROUP};
+use crate::report::Storage;
+use crate::safetensors::write_header;
+
+/// An opened file: its metadata and rows.
+#[derive(Debug, Clone)]
+pub struct QuantizedFile {
+    pub format_version: String,
+    pub library_version: String,
+    /// The config the file was written with, as JSON text.
+    pub config_json: String,
+    pub modality: String,
+    /// The source safetensors `__metadata__`.
+    pub source_metadata: BTreeMap<String, String>,
+    pub rows: Vec<TensorRow>,
+}
+
+fn perr(msg: impl Into<String>) -> AqError {
+    AqError::Parquet(msg.into())
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| perr(format!("missing column '{name}'")))?
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| {
+            perr(format!(
+                "column '{name}' has type {}, not the one docs/FORMAT.md specifies",
+                batch.column_by_name(name).map(|c| c.data_type().to_string()).unwrap_or_default()
+            ))
+        })
+}
+
+fn opt<T: Copy>(present: bool, v: T) -> Option<T> {
+    present.then_some(v)
+}
+
+fn list_values<'a, T: 'static>(list: &'a ListArray, i: usize, what: &str) -> Result<Option<std::sync::Arc<dyn Array>>> {
+    if list.is_null(i) {
+        return Ok(None);
+    }
+    let v = list.value(i);
+    if v.as_any().downcast_ref::<T>().is_none() {
+        return Err(perr(format!("column '{what}' has items of type {}", v.data_type())));
+    }
+    Ok(Some(v))
+}
+
+impl QuantizedFile {
+    pub fn open(bytes: Vec<u8>) -> Result<Self> {
+        if bytes.len() < 12 || &bytes[..4] != b"PAR1" || &bytes[bytes.len() - 4..] != b"PAR1" {
+            return Err(perr(format!(
+                "not a Parquet file ({} bytes; a Parquet file starts and ends with 'PAR1'; truncated?)",
+                bytes.len()
+            )));
+        }
+        let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))?;
+        let kv: BTreeMap<String, String> = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .map(|kvs| kvs.iter().filter_map(|kv| kv.value.clone().map(|v| (kv.key.clone(), v))).collect())
+            .unwrap_or_default();
+        match kv.get(KEY_FORMAT) {
+            Some(f) if f == FORMAT_NAME => {}
+            Some(f) => {
+                return Err(perr(format!("not an arrowquant file: {KEY_FORMAT} = '{f}', expected '{FORMAT_NAME}'")))
+            }
+            None => return Err(perr(format!("not an arrowquant file: metadata key '{KEY_FORMAT}' is missing"))),
+        }
+        let format_version = kv.get(KEY_FORMAT_VERSION).cloned().unwrap_or_default();
+        let major = format_version.split('.').next().and_then(|m| m.parse::<u32>().ok());
+        if major != Some(FORMAT_MAJOR) {
+            return Err(perr(format!(
+                "format version '{format_version}' is not supported; this reader reads {FORMAT_MAJOR}.x"
+            )));
+        }
+        let source_metadata = match kv.get(KEY_SOURCE_METADATA) {
+            Some(s) => serde_json::from_str(s)
+                .map_err(|e| perr(format!("{KEY_SOURCE_METADATA} is not a JSON string map: {e}")))?,
+            None => BTreeMap::new(),
+        };
+        let reader = builder.build()?;
+        let mut rows = Vec::new();
+        for batch in reader {
+            let batch = batch?;
+            read_batch(&batch, &mut rows)?;
+        }
+        for row in &rows {
+            check_row(row)?;
+        }
+        Ok(QuantizedFile {
+            format_version,
+            library_version: kv.get(KEY_LIBRARY_VERSION).cloned().unwrap_or_default(),
+            config_json: kv.get(KEY_CONFIG).cloned().unwrap_or_default(),
+            modality: kv.get(KEY_MODALITY).cloned().unwrap_or_else(|| "unknown".to_string()),
+            source_metadata,
+            rows,
+        })
+    }
+
+    pub fn row(&self, name: &str) -> Result<&TensorRow> {
+        self.rows
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| AqError::State(format!("no tensor named '{name}' in this file")))
+    }
+
+    /// Reconstruct a float tensor as f32 (row-major). Quantized rows give exactly the values
+    /// validation measured; f16 and raw rows give their stored values.
+    pub fn dequantize(&self, name: &str) -> Result<Vec<f32>> {
+        let row = self.row(name)?;
+        let n = row.numel() as usize;
+        let mut out = vec![0f32; n];
+        match row.storage {
+            Storage::Quantized => {
+                // Presence and lengths of these were checked on open.
+                let (Some(bits), Some(g), Some(scales), Some(mins)) =
+                    (row.bits, row.group_size, &row.scales, &row.mins)
+                else {
+                    unreachable!("quantized row checked on open")
+                };
+                dequantize_parts(bits, Layout::for_shape(&row.shape, g as usize), &row.data, scales, mins, &mut out);
+            }
+            Storage::F16 => decode_f32(Dtype::F16, &row.data, &mut out),
+            Storage::Raw if row.dtype.is_float() => decode_f32(row.dtype, &row.data, &mut out),
+            Storage::Raw => {
+                return Err(AqError::dtype(
+                    name,
+                    format!("is a {} tensor, not a float tensor; read its raw bytes instead", row.dtype.name()),
+                ))
+            }
+        }
+        Ok(out)
+    }
+
+    /// Output dtype of a tensor when exporting to safetensors as `float` (F32 or F16): float
+    /// tensors take `float`, others keep their dtype.
+    fn export_dtype(row: &TensorRow, float: Dtype) -> Dtype {
+        if row.dtype.is_float() {
+            float
+        } else {
+            row.dtype
+        }
+    }
+
+    /// The safetensors header for exporting every tensor in file order as `float` (F32 or F16).
+    pub fn export_header(&self, float: Dtype) -> Result<Vec<u8>> {
+        if !matches!(float, Dtype::F32 | Dtype::F16) {
+            return Err(AqError::config("dtype", float.name(), "'f32' or 'f16'"));
+        }
+        let tensors: Vec<_> =
+            self.rows.iter().map(|r| (r.name.clone(), Self::export_dtype(r, float), r.shape.clone())).collect();
+        let mut meta = self.source_metadata.clone();
+        meta.insert("arrowquant.dequantized_from".to_string(), format!("{FORMAT_NAME} {}", self.format_version));
+        Ok(write_header(&tensors, &meta))
+    }
+
+    /// One tensor's bytes for the export (little-endian), matching [`export_header`](Self::export_header).
+    pub fn export_tensor(&self, name: &str, float: Dtype) -> Result<Vec<u8>> {
+        let row = self.row(name)?;
+        if !row.dtype.is_float() {
+            return Ok(row.data.clone());
+        }
+        if row.storage == Storage::F16 && float == Dtype::F16 {
+            return Ok(row.data.clone());
+        }
+        let values = self.dequantize(name)?;
+        Ok(match float {
+            Dtype::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_bits().to_le_bytes()).collect(),
+            _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        })
+    }
+}
+
+fn read_batch(batch: &RecordBatch, rows: &mut Vec<TensorRow>) -> Result<()> {
+    let name = column::<StringArray>(batch, "name")?;
+    let shape = column::<ListArray>(batch, "shape")?;
+    let dtype = column::<StringArray>(batch, "dtype")?;
+    let storage = column::<StringArray>(batch, "storage")?;
+    let requested_bits = column::<UInt8Array>(batch, "requested_bits")?;
+    let bits = column::<UInt8Array>(batch, "bits")?;
+    let group_size = column::<UInt32Array>(batch, "group_size")?;
+    let data = column::<BinaryArray>(batch, "data")?;
+    let crc = column::<UInt32Array>(batch, "data_crc32")?;
+    let scales = column::<ListArray>(batch, "scales")?;
+    let mins = column::<ListArray>(batch, "mins")?;
+    let cosine = column::<Float64Array>(batch, "cosine")?;
+    let snr = column::<Float64Array>(batch, "snr_db")?;
+    let rel = column::<Float64Array>(batch, "rel_rmse")?;
+    let maxe = column::<Float64Array>(batch, "max_abs_error")?;
+    let reason = column::<StringArray>(batch, "reason")?;
+    let f16s = |list: &ListArray, i: usize, what: &str| -> Result<Option<Vec<u16>>> {
+        Ok(list_values::<Float16Array>(list, i, what)?.map(|a| {
+            let a = a.as_any().downcast_ref::<Float16Array>().expect("checked");
+            a.values().iter().map(|v| v.to_bits()).collect()
+        }))
+    };
+    for i in 0..batch.num_rows() {
+        let row_name = name.value(i).to_string();
+        let shape_v = list_values::<UInt64Array>(shape, i, "shape")?
+            .ok_or_else(|| perr(format!("tensor '{row_name}': shape is null")))?;
+        let shape_v = shape_v.as_any().downcast_ref::<UInt64Array>().expect("checked").values().to_vec();
+        let dtype_s = dtype.value(i);
+        let storage_s = storage.value(i);
+        rows.push(TensorRow {
+            dtype: Dtype::parse(dtype_s)
+                .ok_or_else(|| perr(format!("tensor '{row_name}': unknown dtype '{dtype_s}'")))?,
+            storage: Storage::parse(storage_s)
+                .ok_or_else(|| perr(format!("tensor '{row_name}': unknown storage '{storage_s}'")))?,
+            shape: shape_v,
+            requested_bits: opt(requested_bits.is_valid(i), requested_bits.value(i)),
+            bits: opt(bits.is_valid(i), bits.value(i)),
+            group_size: opt(group_size.is_valid(i), group_size.value(i)),
+            data: data.value(i).to_vec(),
+            data_crc32: crc.value(i),
+            scales: f16s(scales, i, "scales")?,
+            mins: f16s(mins, i, "mins")?,
+            cosine: opt(cosine.is_valid(i), cosine.value(i)),
+            snr_db: opt(snr.is_valid(i), snr.value(i)),
+            rel_rmse: opt(rel.is_valid(i), rel.value(i)),
+            max_abs_error: opt(maxe.is_valid(i), maxe.value(i)),
+            reason: reason.value(i).to_string(),
+            name: row_name,
+        });
+    }
+    Ok(())
+}
+
+/// The invariants of docs/FORMAT.md for one row.
+fn check_row(row: &TensorRow) -> Result<()> {
+    let bad = |what: String| perr(format!("tensor '{}': {what}", row.name));
+    let numel =
+        row.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows".into()))?;
+    if crc32fast::hash(&row.data) != row.data_crc32 {
+        return Err(bad("data does not match its data_crc32 (damaged file)".into()));
+    }
+    let expected = match row.storage {
+        Storage::Quantized => {
+            let bits = row
+                .bits
+                .filter(|b| [2, 4, 8].contains(b))
+                .ok_or_else(|| bad(format!("quantized with bits {:?}", row.bits)))?;
+            let g = row.group_size.unwrap_or(0) as usize;
+            if g == 0 || g > MAX_GROUP || (g * bits as usize) % 8 != 0 {
+                return Err(bad(format!("group_size {:?} is not supported", row.group_size)));
+            }
+            if numel == 0 {
+                return Err(bad("quantized tensor has no elements".into()));
+            }
+            let layout = Layout::for_shape(&row.shape, g);
+            let groups = layout.groups();
+            for (what, v) in [("scales", &row.scales), ("mins", &row.mins)] {
+                let n = v.as_ref().map(|v| v.len());
+                if n != Some(groups) {
+                    return Err(bad(format!(
+                        "{what} has {n:?} values, expected {groups} (rows × ceil(row_len / group_size))"
+                    )));
+                }
+            }
+            layout.codes_len(bits) as u64
+        }
+        Storage::F16 => {
+            if !row.dtype.is_float() {
+                return Err(bad(format!("f16 storage of a {} tensor", row.dtype.name())));
+            }
+            numel * 2
+        }
+        Storage::Raw => numel * row.dtype.size_bytes() as u64,
+    };
+    if row.data.len() as u64 != expected {
+        return Err(bad(format!("data has {} bytes, expected {expected} for its shape and storage", row.data.len())));
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Column names, types and metadata keys of the V2 Extended schema (docs/FORMAT.md).
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+
+pub const FORMAT_NAME: &str = "arrowquant-v2-extended";
+/// MAJOR.MINOR. A reader accepts any file with the same major version; minor versions only add
+/// nullable columns or metadata keys, which older readers ignore.
+pub const FORMAT_VERSION: &str = "2.0";
+pub const FORMAT_MAJOR: u32 = 2;
+
+pub const KEY_FORMAT: &str = "arrowquant.format";
+pub const KEY_FORMAT_VERSION: &str = "arrowquant.format_version";
+pub const KEY_LIBRARY_VERSION: &str = "arrowquant.library_version";
+pub const KEY_CONFIG: &str = "arrowquant.config";
+pub const KEY_MODALITY: &str = "arrowquant.modality";
+pub const KEY_SOURCE_METADATA: &str = "arrowquant.source_metadata";
+
+/// Row groups are closed once this much data is buffered, so output reaches JS in chunks and the
+/// writer never holds more than about this much plus one tensor.
+pub const ROW_GROUP_TARGET_BYTES: usize = 8 * 1024 * 1024;
+
+pub fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, false)))
+}
+
+pub fn time_group_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("t_start", DataType::UInt32, false),
+        Field::new("t_end", DataType::UInt32, false),
+        Field::new("scale", DataType::Float32, false),
+        Field::new("zero_point", DataType::Int32, false),
+    ])
+}
+
+pub fn spatial_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("enabled", DataType::Boolean, false),
+        Field::new("channel_equalization", DataType::Boolean, false),
+        Field::new("activation_smoothing", DataType::Boolean, false),
+        Field::new("alpha", DataType::Float32, false),
+        Field::new("equalization_scales", list_of(DataType::Float32), false),
+    ])
+}
+
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("shape", list_of(DataType::UInt64), false),
+        Field::new("dtype", DataType::Utf8, false),
+        Field::new("storage", DataType::Utf8, false),
+        Field::new("requested_bits", DataType::UInt8, true),
+        Field::new("bits", DataType::UInt8, true),
+        Field::new("group_size", DataType::UInt32, true),
+        Field::new("data", DataType::Binary, false),
+        Field::new("data_crc32", DataType::UInt32, false),
+        Field::new("scales", list_of(DataType::Float16), true),
+        Field::new("mins", list_of(DataType::Float16), true),
+        Field::new("cosine", DataType::Float64, true),
+        Field::new("snr_db", DataType::Float64, true),
+        Field::new("rel_rmse", DataType::Float64, true),
+        Field::new("max_abs_error", DataType::Float64, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("modality", DataType::Utf8, false),
+        Field::new(
+            "time_groups",
+            DataType::List(Arc::new(Field::new("item", DataType::Struct(time_group_fields()), false))),
+            true,
+        ),
+        Field::new("spatial", DataType::Struct(spatial_fields()), true),
+    ]))
+}

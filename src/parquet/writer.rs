@@ -1,0 +1,143 @@
+//! Streaming Parquet writer: one row per tensor, row groups closed every ~8 MiB, and the bytes
+//! written so far can be taken at any time (they are a prefix of the final file).
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BinaryArray, Float16Array, Float64Array, ListArray, RecordBatch, StringArray, StructArray, UInt32Array,
+    UInt64Array, UInt8Array,
+};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, FieldRef, SchemaRef};
+use half::f16;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use super::schema::{self, ROW_GROUP_TARGET_BYTES};
+use super::TensorRow;
+use crate::error::Result;
+
+pub struct TensorWriter {
+    inner: ArrowWriter<Vec<u8>>,
+    schema: SchemaRef,
+    modality: String,
+    bytes_taken: u64,
+    row_group_bytes: usize,
+}
+
+fn list_item(schema: &SchemaRef, column: &str) -> FieldRef {
+    match schema.field_with_name(column).expect("schema column").data_type() {
+        DataType::List(item) => item.clone(),
+        other => unreachable!("column {column} is {other}, not a list"),
+    }
+}
+
+impl TensorWriter {
+    /// `metadata` are the file's key-value pairs known up front (format, config, …).
+    pub fn new(metadata: Vec<(String, String)>, modality: &str) -> Result<Self> {
+        let kv = metadata.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+        // zstd level 1: measured in `make measure-codecs` (README); snappy/lz4 barely shrink packed codes.
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_key_value_metadata(Some(kv))
+            .set_created_by(format!("arrowquant {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let schema = schema::schema();
+        // The Arrow IPC schema blob is skipped: the Parquet logical types say everything
+        // (FORMAT.md), and any Parquet reader can read the file without Arrow.
+        let options = ArrowWriterOptions::new().with_properties(props).with_skip_arrow_metadata(true);
+        let inner = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)?;
+        Ok(TensorWriter {
+            inner,
+            schema,
+            modality: modality.to_string(),
+            bytes_taken: 0,
+            row_group_bytes: ROW_GROUP_TARGET_BYTES,
+        })
+    }
+
+    pub fn write(&mut self, row: &TensorRow) -> Result<()> {
+        let batch = self.batch(row)?;
+        self.inner.write(&batch)?;
+        if self.inner.in_progress_size() >= self.row_group_bytes {
+            self.inner.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes produced since the last call. Concatenating every chunk and the bytes returned by
+    /// [`finish`](Self::finish) gives the file.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        let out = std::mem::take(self.inner.inner_mut());
+        self.bytes_taken += out.len() as u64;
+        out
+    }
+
+    /// Close row groups once this many bytes are buffered (smaller = smaller chunks, less memory).
+    pub fn set_row_group_bytes(&mut self, bytes: usize) {
+        self.row_group_bytes = bytes.max(1);
+    }
+
+    /// Set the modality written to rows from now on (resolved once the header is known).
+    pub fn set_modality(&mut self, modality: &str) {
+        self.modality = modality.to_string();
+    }
+
+    /// Close the file, adding `metadata` to the footer. Returns the remaining bytes and the
+    /// total file length.
+    pub fn finish(mut self, metadata: Vec<(String, String)>) -> Result<(Vec<u8>, u64)> {
+        for (k, v) in metadata {
+            self.inner.append_key_value_metadata(KeyValue::new(k, v));
+        }
+        let rest = self.inner.into_inner()?;
+        let total = self.bytes_taken + rest.len() as u64;
+        Ok((rest, total))
+    }
+
+    fn batch(&self, row: &TensorRow) -> Result<RecordBatch> {
+        let s = &self.schema;
+        let one_list = |column: &str, values: ArrayRef, len: usize| -> ArrayRef {
+            Arc::new(ListArray::new(list_item(s, column), OffsetBuffer::from_lengths([len]), values, None))
+        };
+        let f16_list = |column: &str, v: &Option<Vec<u16>>| -> ArrayRef {
+            match v {
+                Some(v) => {
+                    let values: Float16Array = v.iter().map(|b| f16::from_bits(*b)).collect::<Vec<_>>().into();
+                    one_list(column, Arc::new(values), v.len())
+                }
+                None => Arc::new(ListArray::new_null(list_item(s, column), 1)),
+            }
+        };
+        let spatial_fields = match s.field_with_name("spatial")?.data_type() {
+            DataType::Struct(f) => f.clone(),
+            _ => unreachable!("spatial is a struct"),
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![row.name.as_str()])),
+            one_list("shape", Arc::new(UInt64Array::from(row.shape.clone())), row.shape.len()),
+            Arc::new(StringArray::from(vec![row.dtype.name()])),
+            Arc::new(StringArray::from(vec![row.storage.as_str()])),
+            Arc::new(UInt8Array::from(vec![row.requested_bits])),
+            Arc::new(UInt8Array::from(vec![row.bits])),
+            Arc::new(UInt32Array::from(vec![row.group_size])),
+            Arc::new(BinaryArray::from_vec(vec![row.data.as_slice()])),
+            Arc::new(UInt32Array::from(vec![row.data_crc32])),
+            f16_list("scales", &row.scales),
+            f16_list("mins", &row.mins),
+            Arc::new(Float64Array::from(vec![row.cosine])),
+            Arc::new(Float64Array::from(vec![row.snr_db])),
+            Arc::new(Float64Array::from(vec![row.rel_rmse])),
+            Arc::new(Float64Array::from(vec![row.max_abs_error])),
+            Arc::new(StringArray::from(vec![row.reason.as_str()])),
+            Arc::new(StringArray::from(vec![self.modality.as_str()])),
+            Arc::new(ListArray::new_null(list_item(s, "time_groups"), 1)),
+            Arc::new(StructArray::new_null(spatial_fields, 1)),
+        ];
+        Ok(RecordBatch::try_new(s.clone(), columns)?)
+    }
+}

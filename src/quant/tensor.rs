@@ -1,0 +1,225 @@
+//! A tensor as rows × groups: decode each group from the source bytes, choose params, compute and
+//! pack codes, and measure the error on the reconstruction, in one pass and without an f32 copy
+//! of the tensor.
+
+use half::f16;
+
+use crate::dtype::{decode_f32, Dtype};
+use crate::error::{AqError, Result};
+use crate::kernels::scalar as k;
+use crate::quant::metrics::ErrorSums;
+use crate::quant::params::{choose_params, GroupParams};
+
+/// Largest supported group (the config allows 32..=256).
+pub const MAX_GROUP: usize = 256;
+
+/// Source tensor bytes (little-endian, as in the safetensors data section).
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub dtype: Dtype,
+    pub bytes: &'a [u8],
+}
+
+/// A weight `[d0, d1, …]` is `d0` rows of `d1·…` elements; a 1-D tensor is one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub rows: usize,
+    pub row_len: usize,
+    pub group_size: usize,
+}
+
+impl Layout {
+    pub fn for_shape(shape: &[u64], group_size: usize) -> Self {
+        let (rows, row_len) = match shape {
+            [] => (1, 1),
+            [n] => (1, *n as usize),
+            [r, rest @ ..] => (*r as usize, rest.iter().product::<u64>() as usize),
+        };
+        Layout { rows, row_len, group_size }
+    }
+    pub fn numel(&self) -> usize {
+        self.rows * self.row_len
+    }
+    pub fn groups_per_row(&self) -> usize {
+        self.row_len.div_ceil(self.group_size)
+    }
+    pub fn groups(&self) -> usize {
+        self.rows * self.groups_per_row()
+    }
+    /// Every row starts on a byte boundary.
+    pub fn row_bytes(&self, bits: u8) -> usize {
+        k::packed_len(self.row_len, bits)
+    }
+    pub fn codes_len(&self, bits: u8) -> usize {
+        self.rows * self.row_bytes(bits)
+    }
+    /// (start, len) of group g of row r within the row.
+    fn group_span(&self, g: usize) -> (usize, usize) {
+        let start = g * self.group_size;
+        (start, self.group_size.min(self.row_len - start))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizedTensor {
+    pub bits: u8,
+    pub layout: Layout,
+    /// Packed codes, `layout.codes_len(bits)` bytes.
+    pub codes: Vec<u8>,
+    /// f16 bit patterns, one per group, row-major.
+    pub scales: Vec<u16>,
+    pub mins: Vec<u16>,
+}
+
+/// Check decoded values are finite; the error names the tensor and the element index.
+fn check_finite(name: &str, x: &[f32], first_index: usize) -> Result<()> {
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(AqError::NonFinite {
+            tensor: name.to_string(),
+            index: (first_index + i) as u64,
+            value: x[i].to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Quantize `src` at `bits`. `Ok(None)` when some group does not fit f16 params (values beyond
+/// ±65504): the caller stores the tensor unquantized instead. The returned sums measure the
+/// stored codes against the source values.
+pub fn quantize_source(
+    src: Source,
+    layout: Layout,
+    bits: u8,
+    search: bool,
+) -> Result<Option<(QuantizedTensor, ErrorSums)>> {
+    debug_assert!(layout.group_size <= MAX_GROUP && src.dtype.is_float());
+    let esize = src.dtype.size_bytes();
+    let qmax = ((1u32 << bits) - 1) as f32;
+    let row_bytes = layout.row_bytes(bits);
+    let mut codes = vec![0u8; layout.codes_len(bits)];
+    let mut scales = Vec::with_capacity(layout.groups());
+    let mut mins = Vec::with_capacity(layout.groups());
+    let mut sums = ErrorSums::default();
+    let mut x = [0f32; MAX_GROUP];
+    let mut q = [0u8; MAX_GROUP];
+    let mut xhat = [0f32; MAX_GROUP];
+    for r in 0..layout.rows {
+        let row_codes = &mut codes[r * row_bytes..(r + 1) * row_bytes];
+        for g in 0..layout.groups_per_row() {
+            let (start, len) = layout.group_span(g);
+            let e0 = r * layout.row_len + start;
+            let x = &mut x[..len];
+            decode_f32(src.dtype, &src.bytes[e0 * esize..(e0 + len) * esize], x);
+            check_finite(src.name, x, e0)?;
+            let Some(p) = choose_params(x, bits, search) else { return Ok(None) };
+            let (s, m) = (p.scale_f32(), p.min_f32());
+            k::quantize_codes(x, s, m, qmax, &mut q[..len]);
+            // group_size·bits is a multiple of 8, so every group starts on a byte.
+            let b0 = start * bits as usize / 8;
+            k::pack(&q[..len], bits, &mut row_codes[b0..b0 + k::packed_len(len, bits)]);
+            k::dequantize_codes(&q[..len], s, m, &mut xhat[..len]);
+            sums.add(x, &xhat[..len]);
+            scales.push(p.scale.to_bits());
+            mins.push(p.min.to_bits());
+        }
+    }
+    Ok(Some((QuantizedTensor { bits, layout, codes, scales, mins }, sums)))
+}
+
+/// Reconstruct all values of a quantized tensor (row-major, `layout.numel()` values).
+pub fn dequantize(t: &QuantizedTensor, out: &mut [f32]) {
+    dequantize_parts(t.bits, t.layout, &t.codes, &t.scales, &t.mins, out)
+}
+
+/// [`dequantize`] over borrowed parts (as a reader holds them). Lengths must match the layout.
+pub fn dequantize_parts(bits: u8, layout: Layout, codes: &[u8], scales: &[u16], mins: &[u16], out: &mut [f32]) {
+    let row_bytes = layout.row_bytes(bits);
+    let mut q = [0u8; MAX_GROUP];
+    let gpr = layout.groups_per_row();
+    for r in 0..layout.rows {
+        let row_codes = &codes[r * row_bytes..(r + 1) * row_bytes];
+        for g in 0..gpr {
+            let (start, len) = layout.group_span(g);
+            let b0 = start * bits as usize / 8;
+            k::unpack(&row_codes[b0..], bits, &mut q[..len]);
+            let p = GroupParams { scale: f16::from_bits(scales[r * gpr + g]), min: f16::from_bits(mins[r * gpr + g]) };
+            let e0 = r * layout.row_len + start;
+            k::dequantize_codes(&q[..len], p.scale_f32(), p.min_f32(), &mut out[e0..e0 + len]);
+        }
+    }
+}
+
+/// Convert a float tensor to f16 storage (round to nearest even). `Ok(None)` when a value is
+/// beyond the f16 range. Returns little-endian f16 bytes and the error of the conversion.
+pub fn store_f16(src: Source, numel: usize) -> Result<Option<(Vec<u8>, ErrorSums)>> {
+    let esize = src.dtype.size_bytes();
+    let mut out = Vec::with_capacity(numel * 2);
+    let mut sums = ErrorSums::default();
+    let mut x = [0f32; MAX_GROUP];
+    let mut xh = [0f32; MAX_GROUP];
+    let mut e0 = 0;
+    while e0 < numel {
+        let len = MAX_GROUP.min(numel - e0);
+        decode_f32(src.dtype, &src.bytes[e0 * esize..(e0 + len) * esize], &mut x[..len]);
+        check_finite(src.name, &x[..len], e0)?;
+        for i in 0..len {
+            let h = f16::from_f32(x[i]);
+            if !h.is_finite() {
+                return Ok(None);
+            }
+            xh[i] = h.to_f32();
+            out.extend_from_slice(&h.to_bits().to_le_bytes());
+        }
+        sums.add(&x[..len], &xh[..len]);
+        e0 += len;
+    }
+    Ok(Some((out, sums)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn roundtrip_matches_measured_error() {
+        let vals: Vec<f32> = (0..3 * 70).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+        let bytes = f32_bytes(&vals);
+        let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
+        for bits in [2u8, 4, 8] {
+            let layout = Layout::for_shape(&[3, 70], 32);
+            let (t, sums) = quantize_source(src, layout, bits, true).unwrap().unwrap();
+            assert_eq!(t.codes.len(), 3 * (70 * bits as usize).div_ceil(8));
+            assert_eq!(t.scales.len(), 3 * 3);
+            let mut out = vec![0f32; 210];
+            dequantize(&t, &mut out);
+            let mut again = ErrorSums::default();
+            again.add(&vals, &out);
+            assert_eq!(again, sums, "validation must measure exactly what dequantize gives");
+        }
+    }
+
+    #[test]
+    fn nonfinite_names_tensor_and_index() {
+        let mut vals = vec![0.5f32; 64];
+        vals[37] = f32::NAN;
+        let bytes = f32_bytes(&vals);
+        let src = Source { name: "blk.w", dtype: Dtype::F32, bytes: &bytes };
+        let err = quantize_source(src, Layout::for_shape(&[2, 32], 32), 4, false).unwrap_err();
+        assert_eq!(err.code(), "E_NONFINITE");
+        assert!(err.to_string().contains("blk.w") && err.to_string().contains("37"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_returns_none() {
+        let vals = vec![1.0e6f32; 32];
+        let bytes = f32_bytes(&vals);
+        let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
+        assert!(quantize_source(src, Layout::for_shape(&[1, 32], 32), 4, false).unwrap().is_none());
+        assert!(store_f16(src, 32).unwrap().is_none());
+    }
+}

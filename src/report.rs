@@ -1,0 +1,134 @@
+//! What a run reports: one row per tensor and a model summary (the seed's QuantizationResult).
+//! Serialized camelCase; the TypeScript types are generated from these structs (tsify).
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(target_arch = "wasm32")]
+use tsify::Tsify;
+
+/// How a tensor is stored in the Parquet file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// Packed 2/4/8-bit codes with f16 scale and min per group.
+    Quantized,
+    /// IEEE half precision, little-endian.
+    F16,
+    /// The source bytes unchanged (non-float tensors, 1-D tensors, values beyond f16).
+    Raw,
+}
+
+impl Storage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::Quantized => "quantized",
+            Storage::F16 => "f16",
+            Storage::Raw => "raw",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "quantized" => Some(Storage::Quantized),
+            "f16" => Some(Storage::F16),
+            "raw" => Some(Storage::Raw),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(into_wasm_abi))]
+#[serde(rename_all = "camelCase")]
+pub struct LayerReport {
+    pub name: String,
+    pub shape: Vec<u64>,
+    /// Source dtype, safetensors spelling (F32, BF16, …).
+    pub dtype: String,
+    pub params: u64,
+    pub storage: Storage,
+    /// Width asked for by config/overrides; null for tensors never meant to be quantized.
+    pub requested_bits: Option<u8>,
+    /// Width stored: 2/4/8 for quantized, 16 for f16, null for raw.
+    pub bits: Option<u8>,
+    pub group_size: Option<u32>,
+    /// Why this storage and width: the rule that fired, including every fallback step.
+    pub reason: String,
+    /// Metrics of the stored values against the source (null for raw, which is exact).
+    pub cosine: Option<f64>,
+    pub snr_db: Option<f64>,
+    pub rel_rmse: Option<f64>,
+    pub max_abs_error: Option<f64>,
+    pub source_bytes: u64,
+    /// Bytes of data + scales + mins before Parquet compression.
+    pub stored_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct LayerCounts {
+    pub bits2: u32,
+    pub bits4: u32,
+    pub bits8: u32,
+    pub f16: u32,
+    pub raw: u32,
+}
+
+/// Whether a diffusion feature was asked for and whether it ran, with the reason when it did not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureStatus {
+    pub requested: bool,
+    pub applied: bool,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(into_wasm_abi))]
+#[serde(rename_all = "camelCase")]
+pub struct ModelReport {
+    pub format_version: String,
+    pub library_version: String,
+    pub profile: String,
+    pub bit_width: u8,
+    pub group_size: u32,
+    /// text/code/image/audio, or "unknown".
+    pub modality: String,
+    /// Where the modality came from: "config", "metadata" or "none".
+    pub modality_source: String,
+    pub layers: Vec<LayerReport>,
+    pub layer_counts: LayerCounts,
+    pub params_total: u64,
+    pub params_quantized: u64,
+    /// Bytes of all tensors in the source file (header excluded).
+    pub source_bytes: u64,
+    /// Bytes of the whole Parquet output.
+    pub output_bytes: u64,
+    /// source_bytes ÷ output_bytes.
+    pub compression_ratio: f64,
+    /// output_bytes in MiB.
+    pub model_size_mb: f64,
+    /// Parameter-weighted mean cosine over lossy layers (quantized and f16); 1 when there are none.
+    pub cosine_similarity: f64,
+    pub min_cosine: f64,
+    pub min_cosine_layer: Option<String>,
+    /// 10·log10(Σw² / Σ(w−ŵ)²) pooled over the lossy layers.
+    pub snr_db: f64,
+    pub time_aware: FeatureStatus,
+    pub spatial: FeatureStatus,
+    pub quantization_time_s: f64,
+}
+
+/// Progress event passed to callbacks after each tensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(into_wasm_abi))]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub done: u32,
+    pub total: u32,
+    pub name: String,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}

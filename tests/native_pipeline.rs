@@ -1,0 +1,149 @@
+//! End-to-end on the real weights in the repository: safetensors → Parquet → reader, native.
+
+use arrowquant::config::parse_config_str;
+use arrowquant::pipeline::{default_clock, quantize_model};
+use arrowquant::quant::ErrorSums;
+use arrowquant::safetensors::parse_header;
+use arrowquant::{Dtype, ModelQuantizer, QuantizedFile, Storage};
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+const MODELS: &[&str] = &[
+    "samples/rivagan_f32.safetensors",
+    "tests/data/rivagan_f16.safetensors",
+    "tests/data/rivagan_bf16.safetensors",
+    "tests/data/minilm_l6_bf16_subset.safetensors",
+];
+
+#[test]
+fn header_parser_agrees_with_the_safetensors_crate() {
+    for m in MODELS {
+        let bytes = read(m);
+        let ours = parse_header(&bytes, Some(bytes.len() as u64)).unwrap();
+        let theirs = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(ours.tensors.len(), theirs.len(), "{m}");
+        for t in &ours.tensors {
+            let v = theirs.tensor(&t.name).unwrap();
+            assert_eq!(v.shape().iter().map(|&d| d as u64).collect::<Vec<_>>(), t.shape, "{m} {}", t.name);
+            let (a, b) = ours.file_range(t);
+            assert_eq!(&bytes[a as usize..b as usize], v.data(), "{m} {}", t.name);
+            assert_eq!(format!("{:?}", v.dtype()), t.dtype.name(), "{m} {}", t.name);
+        }
+    }
+}
+
+#[test]
+fn roundtrip_is_bit_exact_with_what_validation_measured() {
+    for m in MODELS {
+        let bytes = read(m);
+        for cfg in
+            [r#"{"profile":"edge","minAccuracy":0}"#, r#"{"profile":"local"}"#, r#"{"profile":"cloud","groupSize":32}"#]
+        {
+            let cfg = parse_config_str(cfg).unwrap();
+            let mut calls = 0;
+            let (parquet, report) = quantize_model(&bytes, cfg.clone(), default_clock, &mut |_| calls += 1).unwrap();
+            let header = parse_header(&bytes, None).unwrap();
+            assert_eq!(calls, header.tensors.len());
+            assert_eq!(report.output_bytes, parquet.len() as u64);
+            assert_eq!(report.source_bytes, header.tensor_bytes());
+            let file = QuantizedFile::open(parquet).unwrap();
+            assert_eq!(file.rows.len(), header.tensors.len());
+            for (layer, row) in report.layers.iter().zip(&file.rows) {
+                assert_eq!(layer.name, row.name);
+                let info = header.find(&row.name).unwrap();
+                let (a, b) = header.file_range(info);
+                let src = &bytes[a as usize..b as usize];
+                match row.storage {
+                    Storage::Raw => assert_eq!(row.data, src),
+                    _ => {
+                        let mut orig = vec![0f32; info.numel() as usize];
+                        arrowquant::dtype::decode_f32(info.dtype, src, &mut orig);
+                        let back = file.dequantize(&row.name).unwrap();
+                        let mut sums = ErrorSums::default();
+                        sums.add(&orig, &back);
+                        assert_eq!(Some(sums.cosine()), layer.cosine, "{m} {}", row.name);
+                        assert_eq!(Some(sums.snr_db()), layer.snr_db, "{m} {}", row.name);
+                        assert_eq!(Some(sums.max_abs), layer.max_abs_error, "{m} {}", row.name);
+                        if cfg.min_accuracy > 0.0 {
+                            assert!(sums.cosine() >= cfg.min_accuracy, "{m} {} below minAccuracy", row.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_sizes_are_real() {
+    let bytes = read("tests/data/minilm_l6_bf16_subset.safetensors");
+    for bits in [2u8, 4, 8] {
+        let cfg = parse_config_str(&format!(r#"{{"bitWidth":{bits},"groupSize":64,"minAccuracy":0}}"#)).unwrap();
+        let (parquet, report) = quantize_model(&bytes, cfg, default_clock, &mut |_| {}).unwrap();
+        let file = QuantizedFile::open(parquet).unwrap();
+        let q = file.row("encoder.layer.0.intermediate.dense.weight").unwrap();
+        assert_eq!(q.storage, Storage::Quantized);
+        assert_eq!(q.bits, Some(bits));
+        assert_eq!(q.data.len(), 1536 * 384 * bits as usize / 8);
+        assert_eq!(q.scales.as_ref().unwrap().len(), 1536 * 384 / 64);
+        assert!(report.compression_ratio > 1.0);
+    }
+}
+
+#[test]
+fn streaming_output_equals_whole_buffer_output() {
+    let bytes = read("tests/data/minilm_l6_bf16_subset.safetensors");
+    let cfg = parse_config_str(r#"{"profile":"local"}"#).unwrap();
+    let (whole, _) = quantize_model(&bytes, cfg.clone(), || 0.0, &mut |_| {}).unwrap();
+    for row_group_bytes in [8 << 20, 64 << 10] {
+        let mut q = ModelQuantizer::with_clock(cfg.clone(), || 0.0).unwrap();
+        q.set_row_group_bytes(row_group_bytes);
+        let prefix = arrowquant::safetensors::header_size(&bytes[..8]).unwrap() as usize;
+        let header = q.begin(&bytes[..prefix], Some(bytes.len() as u64)).unwrap().clone();
+        let mut out = Vec::new();
+        let mut chunks = 0;
+        for t in &header.tensors {
+            let (a, b) = header.file_range(t);
+            q.add_tensor(&t.name, &bytes[a as usize..b as usize]).unwrap();
+            let c = q.take_output();
+            chunks += !c.is_empty() as usize;
+            out.extend(c);
+        }
+        let (rest, _) = q.finish().unwrap();
+        out.extend(rest);
+        if row_group_bytes == 8 << 20 {
+            assert_eq!(out, whole);
+        } else {
+            assert!(chunks >= 4, "64 KiB row groups must stream out before finish ({chunks} chunks)");
+            let a = QuantizedFile::open(out).unwrap();
+            let b = QuantizedFile::open(whole.clone()).unwrap();
+            assert_eq!(a.rows, b.rows);
+        }
+    }
+}
+
+#[test]
+fn export_to_safetensors() {
+    let bytes = read("samples/rivagan_f32.safetensors");
+    let (parquet, _) = quantize_model(&bytes, parse_config_str("{}").unwrap(), default_clock, &mut |_| {}).unwrap();
+    let file = QuantizedFile::open(parquet).unwrap();
+    for dt in [Dtype::F32, Dtype::F16] {
+        let mut out = file.export_header(dt).unwrap();
+        for r in &file.rows {
+            out.extend(file.export_tensor(&r.name, dt).unwrap());
+        }
+        let st = safetensors::SafeTensors::deserialize(&out).unwrap();
+        assert_eq!(st.len(), file.rows.len());
+        let name = "encoder._conv.0.weight";
+        let v = st.tensor(name).unwrap();
+        let back = file.dequantize(name).unwrap();
+        if dt == Dtype::F32 {
+            let vals: Vec<f32> = v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            assert_eq!(vals, back);
+        } else {
+            assert_eq!(v.data().len(), back.len() * 2);
+        }
+    }
+}
