@@ -12,7 +12,11 @@ use serde_json::{Map, Value};
 
 use crate::error::{AqError, Result};
 
+#[cfg(target_arch = "wasm32")]
+use tsify::Tsify;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
     Edge,
@@ -39,6 +43,7 @@ impl Profile {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum Modality {
     Text,
@@ -70,6 +75,7 @@ impl Modality {
 /// Whether the per-group range search runs. `Auto` searches at 2 and 4 bits, where it gains
 /// 1–2 dB, and skips it at 8 bits, where min/max is already within noise of the search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum ScaleSearch {
     Auto,
@@ -98,6 +104,7 @@ pub const ALLOWED_GROUP_SIZES: &[u32] = &[32, 64, 128, 256];
 pub const ALLOWED_LAYER_BITS: &[u8] = &[2, 4, 8, 16];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
 #[serde(rename_all = "camelCase")]
 pub struct QuantConfig {
     pub profile: Profile,

@@ -36,6 +36,10 @@ pub enum AqError {
     #[error("{0}")]
     State(String),
 
+    /// The caller cancelled the run (a progress callback asked to stop or threw).
+    #[error("{0}")]
+    Cancelled(String),
+
     /// A tensor or file exceeds a documented size limit of the format.
     #[error("{0}")]
     TooLarge(String),
@@ -53,6 +57,7 @@ impl AqError {
             AqError::Parquet(_) => "E_PARQUET",
             AqError::State(_) => "E_STATE",
             AqError::TooLarge(_) => "E_TOO_LARGE",
+            AqError::Cancelled(_) => "E_CANCELLED",
         }
     }
 

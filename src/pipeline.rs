@@ -19,6 +19,9 @@ use crate::safetensors::{parse_header, Header, TensorInfo};
 /// params, more than the values themselves.
 pub const MIN_ROW_LEN: usize = 8;
 
+/// A Parquet BYTE_ARRAY value (and an Arrow binary array) holds at most i32::MAX bytes.
+pub const MAX_VALUE_BYTES: usize = i32::MAX as usize;
+
 /// The widths the fallback climbs through.
 const FALLBACK_WIDTHS: &[u8] = &[2, 4, 8];
 
@@ -318,6 +321,13 @@ impl ModelQuantizer {
         }
         let info = &header.tensors[i];
         let outcome = match quantize_layer(&self.cfg, info, bytes) {
+            Ok(o) if o.row.data.len() > MAX_VALUE_BYTES => {
+                let e = AqError::TooLarge(format!(
+                    "tensor '{name}': {} stored bytes exceed the {MAX_VALUE_BYTES}-byte limit of one Parquet value",
+                    o.row.data.len()
+                ));
+                return self.fail(e);
+            }
             Ok(o) => o,
             Err(e) => return self.fail(e),
         };
@@ -460,12 +470,13 @@ fn layer_report(row: &TensorRow, info: &TensorInfo) -> LayerReport {
     }
 }
 
-/// Quantize a whole safetensors file held in memory. `on_progress` is called after each tensor.
+/// Quantize a whole safetensors file held in memory. `on_progress` is called after each tensor;
+/// returning `false` cancels the run (error `E_CANCELLED`).
 pub fn quantize_model(
     bytes: &[u8],
     cfg: QuantConfig,
     clock: Clock,
-    on_progress: &mut dyn FnMut(&Progress),
+    on_progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<(Vec<u8>, ModelReport)> {
     let mut q = ModelQuantizer::with_clock(cfg, clock)?;
     let tensors = q.begin(bytes, Some(bytes.len() as u64))?.tensors.clone();
@@ -475,7 +486,9 @@ pub fn quantize_model(
         let (a, b) = ((data_offset + t.begin) as usize, (data_offset + t.end) as usize);
         q.add_tensor(&t.name, &bytes[a..b])?;
         out.extend_from_slice(&q.take_output());
-        on_progress(&q.progress(&t.name));
+        if !on_progress(&q.progress(&t.name)) {
+            return Err(AqError::Cancelled(format!("cancelled after tensor '{}'", t.name)));
+        }
     }
     let (rest, report) = q.finish()?;
     out.extend_from_slice(&rest);

@@ -38,7 +38,7 @@ impl Storage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(into_wasm_abi))]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
 #[serde(rename_all = "camelCase")]
 pub struct LayerReport {
     pub name: String,
@@ -65,7 +65,7 @@ pub struct LayerReport {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
 #[serde(rename_all = "camelCase")]
 pub struct LayerCounts {
     pub bits2: u32,
@@ -77,7 +77,7 @@ pub struct LayerCounts {
 
 /// Whether a diffusion feature was asked for and whether it ran, with the reason when it did not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureStatus {
     pub requested: bool,
@@ -86,7 +86,7 @@ pub struct FeatureStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(into_wasm_abi))]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelReport {
     pub format_version: String,
@@ -123,7 +123,7 @@ pub struct ModelReport {
 
 /// Progress event passed to callbacks after each tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(into_wasm_abi))]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     pub done: u32,

@@ -91,7 +91,7 @@ pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Header> {
     if let Some(len) = file_len {
         if total > len {
             return Err(AqError::Safetensors(format!(
-                "header length {header_len} is larger than the file ({len} bytes)"
+                "header length {header_len} is larger than the file ({len} bytes): truncated, or not a safetensors file"
             )));
         }
     }

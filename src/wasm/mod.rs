@@ -1,1 +1,348 @@
+//! wasm-bindgen exports: the only place that knows about JS. Each export converts its inputs,
+//! calls the core, and converts the result; every core error becomes a JS `Error` with `code`
+//! (and `field` / `tensor` when known). Types for TypeScript come from tsify on the core structs
+//! plus the declarations in `types.rs`.
 
+mod types;
+
+use js_sys::{Function, Object, Reflect, Uint16Array, Uint8Array};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::config::QuantConfig;
+use crate::error::AqError;
+use crate::parquet::reader::QuantizedFile as CoreFile;
+use crate::pipeline::{self, parse_export_dtype};
+use crate::quant::tensor::Layout;
+use crate::safetensors;
+use crate::Dtype;
+
+#[wasm_bindgen(start)]
+fn start() {
+    // A panic would otherwise surface as an opaque `unreachable` trap.
+    console_error_panic_hook::set_once();
+}
+
+fn clock() -> f64 {
+    js_sys::Date::now() / 1000.0
+}
+
+/// Core error → JS `Error` with a stable `code`.
+fn js_error(e: AqError) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    let obj: &JsValue = err.as_ref();
+    let _ = Reflect::set(obj, &"code".into(), &e.code().into());
+    if let Some(f) = e.field() {
+        let _ = Reflect::set(obj, &"field".into(), &f.into());
+    }
+    if let Some(t) = e.tensor() {
+        let _ = Reflect::set(obj, &"tensor".into(), &t.into());
+    }
+    err.into()
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
+    let ser = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true).serialize_missing_as_null(true);
+    v.serialize(&ser).map_err(|e| js_error(AqError::State(format!("internal: cannot convert result: {e}"))))
+}
+
+fn set(obj: &Object, key: &str, v: &JsValue) {
+    let _ = Reflect::set(obj, &key.into(), v);
+}
+
+/// JS config object (or undefined) → validated core config.
+fn config_from_js(config: JsValue) -> Result<QuantConfig, JsValue> {
+    if config.is_undefined() || config.is_null() {
+        return Ok(QuantConfig::from_profile(crate::Profile::Local));
+    }
+    let value: serde_json::Value = serde_wasm_bindgen::from_value(config)
+        .map_err(|e| js_error(AqError::config("config", "<object>", format!("a plain JSON-like object ({e})"))))?;
+    QuantConfig::from_json(&value).map_err(js_error)
+}
+
+/// Resolve and validate a config: returns the full config with every field filled in from the
+/// profile, or throws `E_CONFIG` naming the bad field. Forms call it on every change.
+#[wasm_bindgen(js_name = resolveConfig, unchecked_return_type = "QuantConfig")]
+pub fn resolve_config(
+    #[wasm_bindgen(unchecked_param_type = "QuantConfigInput | undefined")] config: JsValue,
+) -> Result<JsValue, JsValue> {
+    to_js(&config_from_js(config)?)
+}
+
+/// Library version and build flavour.
+#[wasm_bindgen(js_name = buildInfo, unchecked_return_type = "BuildInfo")]
+pub fn build_info() -> Result<JsValue, JsValue> {
+    to_js(&types::BuildInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        format_version: crate::parquet::schema::FORMAT_VERSION.to_string(),
+        simd: cfg!(target_feature = "simd128"),
+        threads: false,
+    })
+}
+
+/// Bytes to read from the start of a safetensors file to get its whole header, given at least
+/// its first 8 bytes.
+#[wasm_bindgen(js_name = safetensorsHeaderSize)]
+pub fn safetensors_header_size(prefix: &[u8]) -> Result<f64, JsValue> {
+    safetensors::header_size(prefix).map(|n| n as f64).map_err(js_error)
+}
+
+fn header_to_js(h: &safetensors::Header) -> Result<JsValue, JsValue> {
+    to_js(&types::SafetensorsHeader::from_core(h))
+}
+
+/// Parse a safetensors header without quantizing anything (tensor list, dtypes, offsets).
+#[wasm_bindgen(js_name = readSafetensorsHeader, unchecked_return_type = "SafetensorsHeader")]
+pub fn read_safetensors_header(
+    header_bytes: &[u8],
+    #[wasm_bindgen(unchecked_param_type = "number | undefined")] file_size: Option<f64>,
+) -> Result<JsValue, JsValue> {
+    let h = safetensors::parse_header(header_bytes, file_size.map(|n| n as u64)).map_err(js_error)?;
+    header_to_js(&h)
+}
+
+fn result_object(parquet: &[u8], report: &crate::ModelReport) -> Result<JsValue, JsValue> {
+    let o = Object::new();
+    set(&o, "parquet", &Uint8Array::from(parquet).into());
+    set(&o, "report", &to_js(report)?);
+    Ok(o.into())
+}
+
+/// Quantize a whole safetensors file held in memory. `options.onProgress(progress)` is called
+/// after each tensor; if it throws, the run stops and the error is rethrown.
+#[wasm_bindgen(js_name = quantizeModel, unchecked_return_type = "QuantizeResult")]
+pub fn quantize_model(
+    bytes: &[u8],
+    #[wasm_bindgen(unchecked_param_type = "QuantConfigInput | undefined")] config: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "QuantizeOptions | undefined")] options: JsValue,
+) -> Result<JsValue, JsValue> {
+    let cfg = config_from_js(config)?;
+    let callback: Option<Function> = if options.is_object() {
+        Reflect::get(&options, &"onProgress".into()).ok().and_then(|f| f.dyn_into::<Function>().ok())
+    } else {
+        None
+    };
+    let mut thrown: Option<JsValue> = None;
+    let mut on_progress = |p: &crate::Progress| -> bool {
+        let Some(f) = &callback else { return true };
+        match to_js(p).and_then(|v| f.call1(&JsValue::NULL, &v)) {
+            Ok(_) => true,
+            Err(e) => {
+                thrown = Some(e);
+                false
+            }
+        }
+    };
+    match pipeline::quantize_model(bytes, cfg, clock, &mut on_progress) {
+        Ok((parquet, report)) => result_object(&parquet, &report),
+        Err(e) => Err(thrown.unwrap_or_else(|| js_error(e))),
+    }
+}
+
+/// Streaming quantizer for files larger than memory: `begin(headerBytes, fileSize)`, then
+/// `addTensor(name, bytes)` for every tensor (reading each byte range from the file),
+/// `takeOutput()` whenever convenient to drain finished Parquet bytes, then `finish()`.
+#[wasm_bindgen]
+pub struct ModelQuantizer {
+    inner: pipeline::ModelQuantizer,
+    last_tensor: String,
+}
+
+#[wasm_bindgen]
+impl ModelQuantizer {
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "QuantConfigInput | undefined")] config: JsValue,
+    ) -> Result<ModelQuantizer, JsValue> {
+        let cfg = config_from_js(config)?;
+        Ok(ModelQuantizer {
+            inner: pipeline::ModelQuantizer::with_clock(cfg, clock).map_err(js_error)?,
+            last_tensor: String::new(),
+        })
+    }
+
+    /// The resolved config this run uses.
+    #[wasm_bindgen(getter, unchecked_return_type = "QuantConfig")]
+    pub fn config(&self) -> Result<JsValue, JsValue> {
+        to_js(self.inner.config())
+    }
+
+    /// Close row groups at about this many bytes (default 8 MiB); smaller means smaller output
+    /// chunks and less memory. Call before `begin`.
+    #[wasm_bindgen(js_name = setRowGroupBytes)]
+    pub fn set_row_group_bytes(&mut self, bytes: u32) {
+        self.inner.set_row_group_bytes(bytes as usize);
+    }
+
+    /// Parse the header (`headerBytes` holds at least `safetensorsHeaderSize(first8)` bytes).
+    /// `fileSize`, when given, is checked against every tensor's offsets.
+    #[wasm_bindgen(unchecked_return_type = "SafetensorsHeader")]
+    pub fn begin(
+        &mut self,
+        header_bytes: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "number | undefined")] file_size: Option<f64>,
+    ) -> Result<JsValue, JsValue> {
+        let h = self.inner.begin(header_bytes, file_size.map(|n| n as u64)).map_err(js_error)?;
+        header_to_js(h)
+    }
+
+    /// Quantize one tensor; returns its layer report.
+    #[wasm_bindgen(js_name = addTensor, unchecked_return_type = "LayerReport")]
+    pub fn add_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<JsValue, JsValue> {
+        let r = self.inner.add_tensor(name, bytes).map_err(js_error)?;
+        self.last_tensor = name.to_string();
+        to_js(&r)
+    }
+
+    /// Progress after the last tensor.
+    #[wasm_bindgen(unchecked_return_type = "Progress")]
+    pub fn progress(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.progress(&self.last_tensor))
+    }
+
+    /// Parquet bytes finished since the last call (may be empty). Append them to the output.
+    #[wasm_bindgen(js_name = takeOutput)]
+    pub fn take_output(&mut self) -> Vec<u8> {
+        self.inner.take_output()
+    }
+
+    /// Close the file: `{ parquet, report }`, where `parquet` holds only the bytes not yet taken.
+    #[wasm_bindgen(unchecked_return_type = "QuantizeResult")]
+    pub fn finish(&mut self) -> Result<JsValue, JsValue> {
+        let (rest, report) = self.inner.finish().map_err(js_error)?;
+        result_object(&rest, &report)
+    }
+}
+
+/// Quantize one tensor given as f32 values: `{ codes, scales, mins, bits, groupSize, report }`.
+/// `codes` are packed as in the file; `scales`/`mins` are f16 bit patterns (Uint16Array).
+/// Applies the same fallback as a model run; the report says which width was stored.
+#[wasm_bindgen(js_name = quantizeTensor, unchecked_return_type = "QuantizedTensorResult")]
+pub fn quantize_tensor(
+    values: &[f32],
+    #[wasm_bindgen(unchecked_param_type = "number[]")] shape: Vec<f64>,
+    #[wasm_bindgen(unchecked_param_type = "QuantConfigInput | undefined")] config: JsValue,
+) -> Result<JsValue, JsValue> {
+    let cfg = config_from_js(config)?;
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let numel: u64 = shape.iter().product();
+    if numel != values.len() as u64 || shape.len() < 2 {
+        return Err(js_error(AqError::config(
+            "shape",
+            format!("{shape:?}"),
+            format!("at least 2 dimensions whose product is the number of values ({})", values.len()),
+        )));
+    }
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let info =
+        safetensors::TensorInfo { name: "tensor".into(), dtype: Dtype::F32, shape, begin: 0, end: bytes.len() as u64 };
+    let outcome = pipeline::quantize_layer(&cfg, &info, &bytes).map_err(js_error)?;
+    let row = &outcome.row;
+    let o = Object::new();
+    set(&o, "storage", &row.storage.as_str().into());
+    set(&o, "bits", &row.bits.map_or(JsValue::NULL, |b| b.into()));
+    set(&o, "groupSize", &row.group_size.map_or(JsValue::NULL, |g| g.into()));
+    set(&o, "codes", &Uint8Array::from(row.data.as_slice()).into());
+    let u16s = |v: &Option<Vec<u16>>| v.as_ref().map_or(JsValue::NULL, |v| Uint16Array::from(v.as_slice()).into());
+    set(&o, "scales", &u16s(&row.scales));
+    set(&o, "mins", &u16s(&row.mins));
+    let report = crate::report::LayerReport {
+        name: row.name.clone(),
+        shape: row.shape.clone(),
+        dtype: "F32".into(),
+        params: numel,
+        storage: row.storage,
+        requested_bits: row.requested_bits,
+        bits: row.bits,
+        group_size: row.group_size,
+        reason: row.reason.clone(),
+        cosine: row.cosine,
+        snr_db: row.snr_db,
+        rel_rmse: row.rel_rmse,
+        max_abs_error: row.max_abs_error,
+        source_bytes: bytes.len() as u64,
+        stored_bytes: row.stored_bytes(),
+    };
+    set(&o, "report", &to_js(&report)?);
+    Ok(o.into())
+}
+
+/// Reconstruct values from `quantizeTensor` output (the same formula the file reader uses).
+#[wasm_bindgen(js_name = dequantizeTensor)]
+pub fn dequantize_tensor(
+    codes: &[u8],
+    scales: &[u16],
+    mins: &[u16],
+    #[wasm_bindgen(unchecked_param_type = "number[]")] shape: Vec<f64>,
+    bits: u8,
+    group_size: u32,
+) -> Result<Vec<f32>, JsValue> {
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let g = group_size as usize;
+    if ![2, 4, 8].contains(&bits) || !crate::config::ALLOWED_GROUP_SIZES.contains(&group_size) {
+        return Err(js_error(AqError::config(
+            "bits/groupSize",
+            format!("{bits}/{group_size}"),
+            "2, 4 or 8 / 32, 64, 128 or 256",
+        )));
+    }
+    let layout = Layout::for_shape(&shape, g);
+    if codes.len() != layout.codes_len(bits) || scales.len() != layout.groups() || mins.len() != layout.groups() {
+        return Err(js_error(AqError::config(
+            "codes/scales/mins",
+            format!("{}/{}/{} values", codes.len(), scales.len(), mins.len()),
+            format!("{}/{}/{} for shape {shape:?}", layout.codes_len(bits), layout.groups(), layout.groups()),
+        )));
+    }
+    let mut out = vec![0f32; layout.numel()];
+    crate::quant::tensor::dequantize_parts(bits, layout, codes, scales, mins, &mut out);
+    Ok(out)
+}
+
+/// An opened arrowquant Parquet file.
+#[wasm_bindgen]
+pub struct QuantizedFile {
+    inner: CoreFile,
+}
+
+/// Open an arrowquant Parquet file held in memory (throws `E_PARQUET` if it is not one).
+#[wasm_bindgen(js_name = openQuantized)]
+pub fn open_quantized(bytes: Vec<u8>) -> Result<QuantizedFile, JsValue> {
+    Ok(QuantizedFile { inner: CoreFile::open(bytes).map_err(js_error)? })
+}
+
+#[wasm_bindgen]
+impl QuantizedFile {
+    /// Format, library version, config, modality and source metadata.
+    #[wasm_bindgen(unchecked_return_type = "FileMetadata")]
+    pub fn metadata(&self) -> Result<JsValue, JsValue> {
+        to_js(&types::FileMetadata::from_file(&self.inner))
+    }
+
+    /// One entry per tensor, in file order (no bulk data).
+    #[wasm_bindgen(unchecked_return_type = "StoredTensorInfo[]")]
+    pub fn tensors(&self) -> Result<JsValue, JsValue> {
+        let list: Vec<types::StoredTensorInfo> =
+            self.inner.rows.iter().map(types::StoredTensorInfo::from_row).collect();
+        to_js(&list)
+    }
+
+    /// Reconstruct a float tensor as f32 (bit-exact with what validation measured).
+    pub fn dequantize(&self, name: &str) -> Result<Vec<f32>, JsValue> {
+        self.inner.dequantize(name).map_err(js_error)
+    }
+
+    /// safetensors header for exporting every tensor as `dtype` ('f32' or 'f16').
+    #[wasm_bindgen(js_name = exportHeader)]
+    pub fn export_header(&self, dtype: &str) -> Result<Vec<u8>, JsValue> {
+        let d = parse_export_dtype(dtype).map_err(js_error)?;
+        self.inner.export_header(d).map_err(js_error)
+    }
+
+    /// One tensor's bytes for that export, in header order.
+    #[wasm_bindgen(js_name = exportTensor)]
+    pub fn export_tensor(&self, name: &str, dtype: &str) -> Result<Vec<u8>, JsValue> {
+        let d = parse_export_dtype(dtype).map_err(js_error)?;
+        self.inner.export_tensor(name, d).map_err(js_error)
+    }
+}

@@ -1,0 +1,83 @@
+# arrowquant — every target installs what it is missing, then does its job.
+#   make demo   quantize the bundled sample model with the CLI (wasm package in Node)
+#   make test   build everything and pass every test (native, wasm in Node, JS, pyarrow check)
+#   make size   .wasm size raw / gzip / brotli
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+WASM_BINDGEN_VERSION := 0.2.130
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+VENV ?= /var/tmp/arrowquant-venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WASM_RELEASE := $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/release/arrowquant.wasm
+PKG_WASM := pkg/wasm/arrowquant_bg.wasm
+RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock) .cargo/config.toml
+SAMPLE := samples/rivagan_f32.safetensors
+
+.PHONY: help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
+
+help:
+	@echo "make demo | make test | make size | make build | make clean"
+
+# ---- setup (idempotent: each step checks before it installs) --------------------------------
+setup-rust:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@[ "$$(wasm-bindgen --version 2>/dev/null)" = "wasm-bindgen $(WASM_BINDGEN_VERSION)" ] || \
+	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force
+	@# zstd (the Parquet codec) is C code; building it for wasm32 needs clang.
+	@command -v clang >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq clang >/dev/null; }
+
+setup-node:
+	@command -v node >/dev/null || { echo "Node.js >= 18 is required"; exit 1; }
+	@[ -d node_modules/hyparquet ] && [ -L node_modules/arrowquant ] || npm install --no-audit --no-fund --silent
+
+setup-python:
+	@[ -x $(PY) ] && $(PY) -c 'import pyarrow, numpy' 2>/dev/null || { \
+	  python3 -m venv $(VENV) && $(VENV)/bin/pip install -q pyarrow==26.0.1 numpy==2.4.6; }
+
+setup: setup-rust setup-node setup-python
+
+# ---- build ------------------------------------------------------------------------------------
+$(WASM_RELEASE): $(RUST_SOURCES)
+	cargo build --target wasm32-unknown-unknown --release
+	@touch $@
+
+$(PKG_WASM): $(WASM_RELEASE)
+	wasm-bindgen --target web --out-dir pkg/wasm $(WASM_RELEASE)
+
+build: setup-rust setup-node $(PKG_WASM)
+
+# ---- the main job -----------------------------------------------------------------------------
+demo: build
+	@mkdir -p out
+	node pkg/cli.js quantize $(SAMPLE) -o out/rivagan_f32.aq.parquet --profile local
+	@echo
+	@echo "Next: npx arrowquant inspect out/rivagan_f32.aq.parquet"
+
+# ---- tests ------------------------------------------------------------------------------------
+test-native: setup-rust
+	cargo test
+
+test-wasm: setup-rust
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  cargo test --target wasm32-unknown-unknown --test wasm_node
+
+test-js: build
+	node --test tests/js/
+
+test-py: build setup-python
+	$(PY) tests/py/check_format.py
+
+test: setup build test-native test-wasm test-js test-py
+	@echo "all test suites passed"
+
+size: build
+	@node -e 'const fs=require("fs"),z=require("zlib");const b=fs.readFileSync("$(PKG_WASM)");\
+	  const k=(n)=>(n/1024).toFixed(0)+" KiB";\
+	  console.log("$(PKG_WASM): raw "+k(b.length)+", gzip -9 "+k(z.gzipSync(b,{level:9}).length)+", brotli q11 "+k(z.brotliCompressSync(b).length));'
+
+clean:
+	rm -rf out pkg/wasm tests/out
+	cargo clean

@@ -1,0 +1,245 @@
+#!/usr/bin/env node
+// arrowquant command line: quantize / inspect / dequantize, all through the wasm package.
+import { closeSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { buildInfo, fileSource, openQuantized, quantizeStream, resolveConfig } from './node.js';
+
+const USAGE = `arrowquant ${buildInfo().version} — quantize safetensors weights to 2/4/8-bit Parquet
+
+usage:
+  arrowquant quantize <model.safetensors> -o <out.parquet> [--profile edge|local|cloud|base] [config flags] [--json] [--quiet]
+  arrowquant inspect <file.parquet> [--json]
+  arrowquant dequantize <file.parquet> -o <out.safetensors> [--dtype f32|f16]
+
+config flags (one per config field, kebab-case; see README):
+  --bits/--bit-width 2|4|8   --group-size 32|64|128|256   --scale-search auto|on|off
+  --min-accuracy X (0 disables fallback)   --fail-fast   --modality text|code|image|audio
+  --num-time-groups N   --enable-time-aware on|off   --enable-spatial on|off   --calibration-samples N
+  --skip-sensitive-layers   --sensitive-layer-patterns 'glob,glob'   --layer-bit-widths 'glob=bits,…'
+`;
+
+class UsageError extends Error {
+  constructor(message) {
+    super(message);
+    this.code = 'E_USAGE';
+  }
+}
+
+const camel = (kebab) => kebab.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+const BOOL_WORDS = { on: true, true: true, yes: true, off: false, false: false, no: false };
+
+/** Split argv into positionals and flags; config flags are typed by the resolved default config. */
+function parseArgs(argv) {
+  const defaults = resolveConfig({});
+  const positional = [];
+  const flags = {};
+  const config = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('-') || arg === '-') {
+      positional.push(arg);
+      continue;
+    }
+    let [name, inline] = arg.replace(/^--?/, '').split(/=(.*)/s, 2);
+    const next = () => {
+      if (inline !== undefined) return inline;
+      if (i + 1 >= argv.length) throw new UsageError(`--${name} needs a value`);
+      return argv[++i];
+    };
+    if (name === 'o' || name === 'output') flags.output = next();
+    else if (name === 'json' || name === 'quiet' || name === 'help' || name === 'h' || name === 'version') flags[name] = true;
+    else if (name === 'dtype') flags.dtype = next();
+    else {
+      const field = name === 'bits' ? 'bitWidth' : camel(name);
+      const kind = field === 'profile' ? 'string' : typeof defaults[field];
+      if (!(field in defaults)) {
+        // Let the library produce the canonical "no such config field" error.
+        config[field] = inline ?? true;
+      } else if (kind === 'boolean') {
+        const word = inline ?? (argv[i + 1] in BOOL_WORDS ? argv[++i] : 'on');
+        if (!(word in BOOL_WORDS)) throw new UsageError(`--${name} takes on/off, got '${word}'`);
+        config[field] = BOOL_WORDS[word];
+      } else if (kind === 'number') {
+        const v = next();
+        config[field] = v.trim() === '' || Number.isNaN(Number(v)) ? v : Number(v);
+      } else if (field === 'sensitiveLayerPatterns') {
+        config[field] = next().split(',').map((s) => s.trim()).filter(Boolean);
+      } else if (field === 'layerBitWidths') {
+        config[field] = Object.fromEntries(
+          next().split(',').filter(Boolean).map((kv) => {
+            const at = kv.lastIndexOf('=');
+            if (at < 0) throw new UsageError(`--layer-bit-widths entries are glob=bits, got '${kv}'`);
+            return [kv.slice(0, at).trim(), Number(kv.slice(at + 1))];
+          }),
+        );
+      } else {
+        config[field] = next();
+      }
+    }
+  }
+  return { positional, flags, config };
+}
+
+const fmt = (v, d = 4) => (v === null || v === undefined ? '—' : v === Infinity ? '∞' : v.toFixed(d));
+const mib = (n) => `${(n / 1048576).toFixed(2)} MiB`;
+
+function table(rows, columns) {
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+  const line = (cells) => cells.map((c, i) => String(c).padEnd(widths[i])).join('  ').trimEnd();
+  return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => r[c])))].join('\n');
+}
+
+function layerRows(layers) {
+  return layers.map((l) => ({
+    tensor: l.name,
+    shape: `[${l.shape.join(',')}]`,
+    dtype: l.dtype,
+    stored: l.storage === 'quantized' ? `int${l.bits}/g${l.groupSize}` : l.storage,
+    cosine: fmt(l.cosine, 5),
+    'snr dB': fmt(l.snrDb, 2),
+    why: l.reason,
+  }));
+}
+
+function printSummary(r) {
+  const c = r.layerCounts;
+  console.log(`
+model: ${r.layers.length} tensors, ${r.paramsTotal.toLocaleString('en-US')} params (${r.paramsQuantized.toLocaleString('en-US')} quantized), modality ${r.modality} (${r.modalitySource})
+config: profile ${r.profile}, ${r.bitWidth}-bit, group ${r.groupSize}
+layers: int2 ${c.bits2}, int4 ${c.bits4}, int8 ${c.bits8}, f16 ${c.f16}, raw ${c.raw}
+size: ${mib(r.sourceBytes)} of tensors → ${mib(r.outputBytes)} Parquet, compression ${r.compressionRatio.toFixed(2)}×
+quality: cosine ${fmt(r.cosineSimilarity, 5)} (param-weighted; min ${fmt(r.minCosine, 5)} at ${r.minCosineLayer ?? '—'}), SNR ${fmt(r.snrDb, 2)} dB
+time-aware: ${r.timeAware.requested ? r.timeAware.note : 'off'}; spatial: ${r.spatial.requested ? r.spatial.note : 'off'}
+time: ${r.quantizationTimeS.toFixed(2)} s`);
+}
+
+function progressBar(p) {
+  const width = 30;
+  const frac = p.bytesTotal ? p.bytesDone / p.bytesTotal : p.done / p.total;
+  const fill = Math.round(frac * width);
+  const name = p.name.length > 40 ? '…' + p.name.slice(-39) : p.name;
+  process.stderr.write(`\r[${'#'.repeat(fill)}${' '.repeat(width - fill)}] ${p.done}/${p.total} ${(frac * 100).toFixed(0).padStart(3)}% ${name.padEnd(40)}`);
+}
+
+async function quantize({ positional, flags, config }) {
+  const [input] = positional;
+  if (!input) throw new UsageError('quantize needs an input .safetensors file');
+  const output = flags.output ?? join('out', basename(input).replace(/\.safetensors$/, '') + '.aq.parquet');
+  const source = fileSource(input);
+  // Write beside the target and rename at the end: a failed run never leaves a partial file.
+  const tmp = join(dirname(output), `.${basename(output)}.${process.pid}.tmp`);
+  const fd = openSync(tmp, 'w');
+  const showBar = process.stderr.isTTY && !flags.json && !flags.quiet;
+  let report;
+  try {
+    ({ report } = await quantizeStream(source, config, {
+      onChunk: (chunk) => {
+        let at = 0;
+        while (at < chunk.length) at += writeSync(fd, chunk, at);
+      },
+      onProgress: showBar ? progressBar : undefined,
+    }));
+    closeSync(fd);
+    renameSync(tmp, output);
+  } catch (e) {
+    try { closeSync(fd); } catch {}
+    rmSync(tmp, { force: true });
+    throw e;
+  } finally {
+    source.close();
+    if (showBar) process.stderr.write('\n');
+  }
+  if (flags.json) {
+    console.log(JSON.stringify({ output, ...report }, null, 2));
+  } else if (!flags.quiet) {
+    console.log(table(layerRows(report.layers), ['tensor', 'shape', 'dtype', 'stored', 'cosine', 'snr dB', 'why']));
+    printSummary(report);
+    console.log(`wrote ${output}`);
+  }
+}
+
+function inspect({ positional, flags }) {
+  const [input] = positional;
+  if (!input) throw new UsageError('inspect needs a .parquet file');
+  const file = openQuantized(readFileSync(input));
+  try {
+    const meta = file.metadata();
+    const tensors = file.tensors();
+    if (flags.json) {
+      console.log(JSON.stringify({ file: input, ...meta, tensors }, null, 2));
+      return;
+    }
+    console.log(`${input}: arrowquant format ${meta.formatVersion}, written by arrowquant ${meta.libraryVersion}, modality ${meta.modality}`);
+    console.log(`config: ${JSON.stringify(meta.config)}`);
+    console.log(table(
+      tensors.map((t) => ({
+        tensor: t.name,
+        shape: `[${t.shape.join(',')}]`,
+        dtype: t.dtype,
+        stored: t.storage === 'quantized' ? `int${t.bits}/g${t.groupSize}` : t.storage,
+        bytes: t.storedBytes,
+        cosine: fmt(t.cosine, 5),
+        'snr dB': fmt(t.snrDb, 2),
+      })),
+      ['tensor', 'shape', 'dtype', 'stored', 'bytes', 'cosine', 'snr dB'],
+    ));
+  } finally {
+    file.free();
+  }
+}
+
+function dequantize({ positional, flags }) {
+  const [input] = positional;
+  if (!input) throw new UsageError('dequantize needs a .parquet file');
+  if (!flags.output) throw new UsageError('dequantize needs -o <out.safetensors>');
+  const dtype = flags.dtype ?? 'f32';
+  const file = openQuantized(readFileSync(input));
+  const tmp = join(dirname(flags.output), `.${basename(flags.output)}.${process.pid}.tmp`);
+  const fd = openSync(tmp, 'w');
+  const put = (bytes) => {
+    let at = 0;
+    while (at < bytes.length) at += writeSync(fd, bytes, at);
+  };
+  try {
+    put(file.exportHeader(dtype));
+    for (const t of file.tensors()) put(file.exportTensor(t.name, dtype));
+    closeSync(fd);
+    renameSync(tmp, flags.output);
+  } catch (e) {
+    try { closeSync(fd); } catch {}
+    rmSync(tmp, { force: true });
+    throw e;
+  } finally {
+    file.free();
+  }
+  if (!flags.json) console.log(`wrote ${flags.output} (${dtype})`);
+}
+
+async function main(argv) {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (command === '--version') {
+    console.log(buildInfo().version);
+    return;
+  }
+  const args = parseArgs(rest);
+  if (args.flags.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (command === 'quantize') return quantize(args);
+  if (command === 'inspect') return inspect(args);
+  if (command === 'dequantize') return dequantize(args);
+  throw new UsageError(`unknown command '${command}'`);
+}
+
+main(process.argv.slice(2)).catch((e) => {
+  const code = e.code ?? 'E_INTERNAL';
+  if (process.argv.includes('--json')) console.log(JSON.stringify({ error: { code, message: e.message, field: e.field, tensor: e.tensor } }));
+  console.error(`arrowquant: error [${code}]: ${e.message}`);
+  if (code === 'E_USAGE') console.error('run `arrowquant --help` for usage');
+  process.exitCode = code === 'E_USAGE' ? 2 : 1;
+});

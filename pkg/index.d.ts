@@ -1,0 +1,28 @@
+// Types of every entry point. The wasm API's types are generated from the Rust structs
+// (tsify + wasm-bindgen) into wasm/arrowquant.d.ts; only the JS helpers are declared here.
+export * from './wasm/arrowquant.js';
+import type { LayerReport, ModelReport, Progress, QuantConfigInput, SafetensorsHeader } from './wasm/arrowquant.js';
+
+/** Browser entry only: fetch and instantiate the wasm (no-op after the first call). */
+export { default as init, initSync } from './wasm/arrowquant.js';
+
+export interface ByteSource {
+  size: number;
+  read(start: number, end: number): Uint8Array | Promise<Uint8Array>;
+}
+export interface StreamOptions {
+  onChunk?: (bytes: Uint8Array) => void | Promise<void>;
+  onProgress?: (progress: Progress & { layer: LayerReport }) => void;
+  onHeader?: (header: SafetensorsHeader) => void | Promise<void>;
+  signal?: AbortSignal;
+  rowGroupBytes?: number;
+}
+export function blobSource(blob: Blob): ByteSource;
+export function bytesSource(bytes: Uint8Array): ByteSource;
+/** Node entry only. */
+export function fileSource(path: string): ByteSource & { close(): void };
+export function quantizeStream(
+  source: ByteSource,
+  config?: QuantConfigInput,
+  options?: StreamOptions,
+): Promise<{ report: ModelReport; parquet?: Uint8Array }>;

@@ -1,0 +1,172 @@
+//! Shapes of the plain JS objects the bindings return. TypeScript declarations are generated from
+//! these structs by tsify; the few composite results that carry typed arrays are declared in the
+//! custom section below in terms of the generated types.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tsify::Tsify;
+use wasm_bindgen::prelude::*;
+
+use crate::config::QuantConfig;
+use crate::parquet::reader::QuantizedFile;
+use crate::parquet::TensorRow;
+use crate::safetensors::Header;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_COMPOSITES: &'static str = r#"
+/** Config as callers pass it: any subset of QuantConfig fields; `profile` picks the defaults. */
+export type QuantConfigInput = Partial<Omit<QuantConfig, "profile" | "scaleSearch" | "modality">> & {
+  profile?: Profile | "base";
+  /** Alias of bitWidth. */
+  bits?: number;
+  scaleSearch?: ScaleSearch | boolean;
+  modality?: Modality | "auto" | null;
+};
+export interface QuantizeOptions {
+  /** Called after each tensor. Throwing from it cancels the run and rethrows. */
+  onProgress?: (progress: Progress) => void;
+}
+export interface QuantizeResult {
+  /** The Parquet file (or, from ModelQuantizer.finish, the bytes not yet taken). */
+  parquet: Uint8Array;
+  report: ModelReport;
+}
+export interface QuantizedTensorResult {
+  storage: Storage;
+  bits: number | null;
+  groupSize: number | null;
+  /** Packed codes (quantized) or f16 / raw bytes, as stored in the file. */
+  codes: Uint8Array;
+  /** f16 bit patterns, one per group (null unless quantized). */
+  scales: Uint16Array | null;
+  mins: Uint16Array | null;
+  report: LayerReport;
+}
+"#;
+
+#[derive(Serialize, Tsify)]
+#[tsify(missing_as_null)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildInfo {
+    pub version: String,
+    pub format_version: String,
+    pub simd: bool,
+    pub threads: bool,
+}
+
+#[derive(Serialize, Tsify)]
+#[tsify(missing_as_null)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderTensor {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+    pub params: u64,
+    /// Absolute file offset of the tensor's first byte.
+    pub start: u64,
+    /// Absolute file offset one past its last byte.
+    pub end: u64,
+}
+
+#[derive(Serialize, Tsify)]
+#[tsify(missing_as_null)]
+#[serde(rename_all = "camelCase")]
+pub struct SafetensorsHeader {
+    /// 8 + JSON length: where the data section starts.
+    pub header_size: u64,
+    pub tensor_bytes: u64,
+    /// File length implied by the header.
+    pub file_size: u64,
+    pub metadata: BTreeMap<String, String>,
+    pub tensors: Vec<HeaderTensor>,
+}
+
+impl SafetensorsHeader {
+    pub fn from_core(h: &Header) -> Self {
+        SafetensorsHeader {
+            header_size: h.data_offset,
+            tensor_bytes: h.tensor_bytes(),
+            file_size: h.implied_file_len(),
+            metadata: h.metadata.clone(),
+            tensors: h
+                .tensors
+                .iter()
+                .map(|t| {
+                    let (start, end) = h.file_range(t);
+                    HeaderTensor {
+                        name: t.name.clone(),
+                        dtype: t.dtype.name().to_string(),
+                        shape: t.shape.clone(),
+                        params: t.numel(),
+                        start,
+                        end,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize, Tsify)]
+#[tsify(missing_as_null)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredTensorInfo {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub dtype: String,
+    pub storage: crate::report::Storage,
+    pub requested_bits: Option<u8>,
+    pub bits: Option<u8>,
+    pub group_size: Option<u32>,
+    pub stored_bytes: u64,
+    pub cosine: Option<f64>,
+    pub snr_db: Option<f64>,
+    pub rel_rmse: Option<f64>,
+    pub max_abs_error: Option<f64>,
+    pub reason: String,
+}
+
+impl StoredTensorInfo {
+    pub fn from_row(r: &TensorRow) -> Self {
+        StoredTensorInfo {
+            name: r.name.clone(),
+            shape: r.shape.clone(),
+            dtype: r.dtype.name().to_string(),
+            storage: r.storage,
+            requested_bits: r.requested_bits,
+            bits: r.bits,
+            group_size: r.group_size,
+            stored_bytes: r.stored_bytes(),
+            cosine: r.cosine,
+            snr_db: r.snr_db,
+            rel_rmse: r.rel_rmse,
+            max_abs_error: r.max_abs_error,
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, Tsify)]
+#[tsify(missing_as_null)]
+#[serde(rename_all = "camelCase")]
+pub struct FileMetadata {
+    pub format_version: String,
+    pub library_version: String,
+    /// The config the file was written with (null if the file's config could not be parsed).
+    pub config: Option<QuantConfig>,
+    pub modality: String,
+    pub source_metadata: BTreeMap<String, String>,
+}
+
+impl FileMetadata {
+    pub fn from_file(f: &QuantizedFile) -> Self {
+        FileMetadata {
+            format_version: f.format_version.clone(),
+            library_version: f.library_version.clone(),
+            config: serde_json::from_str(&f.config_json).ok(),
+            modality: f.modality.clone(),
+            source_metadata: f.source_metadata.clone(),
+        }
+    }
+}
