@@ -1,0 +1,106 @@
+// The CLI as a user runs it: real processes, real files.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { openQuantized } from '../../pkg/node.js';
+import { CLI, MINILM, randomF32, read, safetensors, SAMPLE, tempDir } from './helpers.mjs';
+
+const run = (...args) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+const dir = tempDir();
+
+test('quantize prints a per-layer table and a summary, writes the file', () => {
+  const out = join(dir, 'riva.aq.parquet');
+  const r = run('quantize', SAMPLE, '-o', out, '--profile', 'local');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /encoder\._conv\.0\.weight\s+\[32,4,1,11,11\]\s+F32\s+int4\/g128/);
+  assert.match(r.stdout, /compression \d+\.\d+×/);
+  assert.match(r.stdout, /quality: cosine 0\.99/);
+  assert.ok(existsSync(out));
+});
+
+test('--json gives the machine-readable report; flags map to config fields', () => {
+  const out = join(dir, 'minilm.aq.parquet');
+  const r = run('quantize', MINILM, '-o', out, '--bits', '2', '--group-size', '32', '--min-accuracy', '0', '--scale-search', 'off', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  assert.equal(report.output, out);
+  assert.equal(report.bitWidth, 2);
+  assert.equal(report.groupSize, 32);
+  assert.ok(report.layers.filter((l) => l.storage === 'quantized').every((l) => l.bits === 2));
+  assert.equal(report.outputBytes, readFileSync(out).length);
+  const meta = openQuantized(read(out)).metadata();
+  assert.equal(meta.config.scaleSearch, 'off');
+  assert.equal(meta.config.minAccuracy, 0);
+});
+
+test('layer overrides and sensitive layers from the command line', () => {
+  const out = join(dir, 'mixed.aq.parquet');
+  const r = run('quantize', MINILM, '-o', out, '--layer-bit-widths', '*.query.weight=8,*.key.weight=16', '--skip-sensitive-layers', '--sensitive-layer-patterns', '*intermediate*', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const byName = Object.fromEntries(JSON.parse(r.stdout).layers.map((l) => [l.name, l]));
+  assert.equal(byName['encoder.layer.0.attention.self.query.weight'].bits, 8);
+  assert.equal(byName['encoder.layer.0.attention.self.key.weight'].storage, 'f16');
+  assert.equal(byName['encoder.layer.0.intermediate.dense.weight'].storage, 'f16');
+  assert.match(byName['encoder.layer.0.intermediate.dense.weight'].reason, /sensitive/);
+});
+
+test('inspect shows version, config and the tensor table; --json too', () => {
+  const out = join(dir, 'riva.aq.parquet');
+  const r = run('inspect', out);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /arrowquant format 2\.0/);
+  assert.match(r.stdout, /"bitWidth":4/);
+  assert.match(r.stdout, /decoder\._conv\.0\.weight/);
+  const j = JSON.parse(run('inspect', out, '--json').stdout);
+  assert.equal(j.tensors.length, 40);
+  assert.equal(j.config.groupSize, 128);
+});
+
+test('dequantize writes a safetensors file equal to the reader output (f32 and f16)', () => {
+  const src = join(dir, 'riva.aq.parquet');
+  const file = openQuantized(read(src));
+  for (const dtype of ['f32', 'f16']) {
+    const out = join(dir, `restored.${dtype}.safetensors`);
+    const r = run('dequantize', src, '-o', out, '--dtype', dtype);
+    assert.equal(r.status, 0, r.stderr);
+    const bytes = read(out);
+    const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+    const t = header['encoder._conv.0.weight'];
+    assert.equal(t.dtype, dtype.toUpperCase());
+    assert.deepEqual(t.shape, [32, 4, 1, 11, 11]);
+    if (dtype === 'f32') {
+      const data = bytes.slice(8 + n + t.data_offsets[0], 8 + n + t.data_offsets[1]);
+      assert.deepEqual(new Float32Array(data.buffer), file.dequantize('encoder._conv.0.weight'));
+    }
+    // and the restored file quantizes again (it is a valid safetensors file)
+    assert.equal(run('quantize', out, '-o', join(dir, `again.${dtype}.parquet`), '--quiet').status, 0);
+  }
+});
+
+test('errors: code on stderr, exit 1, no partial output left behind', () => {
+  const w = randomF32(64 * 64);
+  w[10] = Infinity;
+  const bad = join(dir, 'bad.safetensors');
+  writeFileSync(bad, safetensors([{ name: 'a.weight', dtype: 'F32', shape: [64, 64], data: w }]));
+  const out = join(dir, 'bad.parquet');
+  const before = readdirSync(dir).length;
+  const r = run('quantize', bad, '-o', out);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /\[E_NONFINITE\].*a\.weight.*10/);
+  assert.equal(existsSync(out), false);
+  assert.equal(readdirSync(dir).length, before, 'temp file removed');
+  const j = run('quantize', SAMPLE, '-o', out, '--group-size', '48', '--json');
+  assert.equal(j.status, 1);
+  assert.deepEqual(JSON.parse(j.stdout).error.code, 'E_CONFIG');
+  assert.equal(JSON.parse(j.stdout).error.field, 'groupSize');
+  const u = run('quantize', SAMPLE, '-o', out, '--no-such-flag', '3');
+  assert.equal(u.status, 1);
+  assert.match(u.stderr, /E_CONFIG.*noSuchFlag/);
+  assert.equal(run('frobnicate').status, 2);
+  const notpq = run('inspect', SAMPLE);
+  assert.equal(notpq.status, 1);
+  assert.match(notpq.stderr, /E_PARQUET/);
+});
