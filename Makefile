@@ -74,9 +74,7 @@ test: setup build test-native test-wasm test-js test-py
 	@echo "all test suites passed"
 
 size: build
-	@node -e 'const fs=require("fs"),z=require("zlib");const b=fs.readFileSync("$(PKG_WASM)");\
-	  const k=(n)=>(n/1024).toFixed(0)+" KiB";\
-	  console.log("$(PKG_WASM): raw "+k(b.length)+", gzip -9 "+k(z.gzipSync(b,{level:9}).length)+", brotli q11 "+k(z.brotliCompressSync(b).length));'
+	@node bench/size.mjs $(PKG_WASM)
 
 clean:
 	rm -rf out pkg/wasm tests/out
