@@ -16,7 +16,7 @@ PKG_WASM := pkg/wasm/arrowquant_bg.wasm
 RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock) .cargo/config.toml
 SAMPLE := samples/rivagan_f32.safetensors
 
-.PHONY: help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
+.PHONY: measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
 
 help:
 	@echo "make demo | make test | make size | make build | make clean"
@@ -75,6 +75,9 @@ test: setup build test-native test-wasm test-js test-py
 
 size: build
 	@node bench/size.mjs $(PKG_WASM)
+
+measure-codecs: setup-rust
+	cargo run --release --features codec-survey --example measure_codecs
 
 clean:
 	rm -rf out pkg/wasm tests/out
