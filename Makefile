@@ -62,7 +62,7 @@ test-native: setup-rust
 
 test-wasm: setup-rust
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-	  cargo test --target wasm32-unknown-unknown --test wasm_node
+	  cargo test --target wasm32-unknown-unknown --test wasm_node --test wasm_kernels
 
 test-js: build
 	node --test tests/js/

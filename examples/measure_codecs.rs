@@ -25,7 +25,8 @@ fn gaussian_model(n: usize) -> Vec<u8> {
         let v = (s >> 11) as f64 / (1u64 << 53) as f64;
         vals.push(((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32);
     }
-    let header = format!(r#"{{"g.weight":{{"dtype":"F32","shape":[{},4096],"data_offsets":[0,{}]}}}}"#, n / 4096, n * 4);
+    let header =
+        format!(r#"{{"g.weight":{{"dtype":"F32","shape":[{},4096],"data_offsets":[0,{}]}}}}"#, n / 4096, n * 4);
     let mut out = (header.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(header.as_bytes());
     out.extend(vals.iter().flat_map(|v| v.to_le_bytes()));

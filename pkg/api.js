@@ -13,6 +13,7 @@ export {
   readSafetensorsHeader,
   resolveConfig,
   safetensorsHeaderSize,
+  setReferenceKernels,
 } from './wasm/arrowquant.js';
 
 /** A source over a Blob/File: reads byte ranges with `slice`, never the whole file. */

@@ -1,6 +1,6 @@
 //! Source dtypes and their decoding to f32, a chunk at a time (never a whole-model f32 copy).
 
-use half::{bf16, f16};
+use half::f16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dtype {
@@ -94,16 +94,8 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
                 *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             }
         }
-        Dtype::F16 => {
-            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
-            }
-        }
-        Dtype::BF16 => {
-            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
-            }
-        }
+        Dtype::F16 => (crate::kernels::active().decode_f16)(bytes, out),
+        Dtype::BF16 => (crate::kernels::active().decode_bf16)(bytes, out),
         Dtype::F64 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(8)) {
                 *o = f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32;

@@ -1,8 +1,75 @@
-//! Hot per-group operations. `scalar` is the reference twin: always compiled, always public, so
-//! tests on every target can compare an optimised kernel against it. The summations are written
-//! with four interleaved accumulators (element i goes to lane i % 4, lanes combined as
-//! (l0 + l1) + (l2 + l3)) so that a 4-lane SIMD twin can reproduce them bit for bit.
+//! Hot per-group operations, as a table of function pointers so both twins stay reachable at run
+//! time on every target: `scalar` is the reference (always compiled, always public) and
+//! `simd128` its wasm32 SIMD twin, which must reproduce it bit for bit. The summations are
+//! written with four interleaved accumulators (element i goes to lane i % 4, lanes combined as
+//! (l0 + l1) + (l2 + l3)) so that a 4-lane SIMD twin can reproduce them exactly.
+//!
+//! Native builds use the scalar twin (LLVM vectorises its lane loops for the host).
 
 pub mod scalar;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod simd128;
 
-pub use scalar::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// One implementation of every hot kernel. Signatures and semantics: see `scalar`.
+pub struct KernelSet {
+    pub name: &'static str,
+    pub min_max: fn(&[f32]) -> (f32, f32),
+    pub sum: fn(&[f32]) -> f32,
+    pub candidate_sums: fn(&[f32], f32, f32, f32) -> (u64, u64, f32),
+    pub squared_error: fn(&[f32], f32, f32, f32) -> f32,
+    pub quantize_codes: fn(&[f32], f32, f32, f32, &mut [u8]),
+    pub dequantize_codes: fn(&[u8], f32, f32, &mut [f32]),
+    pub decode_f16: fn(&[u8], &mut [f32]),
+    pub decode_bf16: fn(&[u8], &mut [f32]),
+}
+
+pub static SCALAR: KernelSet = KernelSet {
+    name: "scalar",
+    min_max: scalar::min_max,
+    sum: scalar::sum,
+    candidate_sums: scalar::candidate_sums,
+    squared_error: scalar::squared_error,
+    quantize_codes: scalar::quantize_codes,
+    dequantize_codes: scalar::dequantize_codes,
+    decode_f16: scalar::decode_f16,
+    decode_bf16: scalar::decode_bf16,
+};
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub static SIMD128: KernelSet = KernelSet {
+    name: "simd128",
+    min_max: simd128::min_max,
+    sum: simd128::sum,
+    candidate_sums: simd128::candidate_sums,
+    squared_error: simd128::squared_error,
+    quantize_codes: simd128::quantize_codes,
+    dequantize_codes: simd128::dequantize_codes,
+    decode_f16: simd128::decode_f16,
+    decode_bf16: simd128::decode_bf16,
+};
+
+/// The fastest set this build has.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub static BEST: &KernelSet = &SIMD128;
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub static BEST: &KernelSet = &SCALAR;
+
+static REFERENCE_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// The set the quantizer uses now.
+#[inline]
+pub fn active() -> &'static KernelSet {
+    if REFERENCE_ONLY.load(Ordering::Relaxed) {
+        &SCALAR
+    } else {
+        BEST
+    }
+}
+
+/// Force the scalar reference kernels (for benchmarks and for checking a suspected kernel bug;
+/// the output is identical either way).
+pub fn set_reference_only(on: bool) {
+    REFERENCE_ONLY.store(on, Ordering::Relaxed);
+}

@@ -126,6 +126,20 @@ pub fn unpack(packed: &[u8], bits: u8, out: &mut [u8]) {
     }
 }
 
+/// IEEE binary16 (little-endian) → f32; exact.
+pub fn decode_f16(bytes: &[u8], out: &mut [f32]) {
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *o = half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
+    }
+}
+
+/// bfloat16 (little-endian) → f32; exact (a 16-bit shift).
+pub fn decode_bf16(bytes: &[u8], out: &mut [f32]) {
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
+    }
+}
+
 /// Bytes needed for `n` codes of `bits` bits.
 #[inline]
 pub fn packed_len(n: usize, bits: u8) -> usize {

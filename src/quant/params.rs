@@ -4,7 +4,7 @@
 
 use half::f16;
 
-use crate::kernels::scalar as k;
+use crate::kernels;
 
 /// Largest finite f16; a group whose values or range exceed it cannot be described by f16 params.
 pub const F16_MAX: f32 = 65504.0;
@@ -42,8 +42,9 @@ impl GroupParams {
 /// Choose params for one group of finite values at `bits`. `None` when the group's values or
 /// range do not fit f16 params (the caller then stores the tensor unquantized).
 pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
+    let k = kernels::active();
     let qmax = ((1u32 << bits) - 1) as f32;
-    let (mn, mx) = k::min_max(x);
+    let (mn, mx) = (k.min_max)(x);
     if mn < -F16_MAX || mx > F16_MAX {
         return None;
     }
@@ -57,12 +58,12 @@ pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
         return Some(base);
     }
     let mut best = base;
-    let mut best_err = k::squared_error(x, base.scale_f32(), base.min_f32(), qmax);
+    let mut best_err = (k.squared_error)(x, base.scale_f32(), base.min_f32(), qmax);
     let n = x.len() as f64;
-    let sum_x = k::sum(x) as f64;
+    let sum_x = (k.sum)(x) as f64;
     for step in 0..=SEARCH_STEPS {
         let iscale = (qmax + SEARCH_RMIN + SEARCH_RDELTA * step as f32) / range;
-        let (sum_l, sum_l2, sum_xl) = k::candidate_sums(x, mn, iscale, qmax);
+        let (sum_l, sum_l2, sum_xl) = (k.candidate_sums)(x, mn, iscale, qmax);
         let (sl, sl2, sxl) = (sum_l as f64, sum_l2 as f64, sum_xl as f64);
         let det = n * sl2 - sl * sl;
         if det <= 0.0 {
@@ -74,7 +75,7 @@ pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
             continue;
         }
         let Some(cand) = GroupParams::from_f32(scale as f32, min as f32) else { continue };
-        let err = k::squared_error(x, cand.scale_f32(), cand.min_f32(), qmax);
+        let err = (k.squared_error)(x, cand.scale_f32(), cand.min_f32(), qmax);
         if err < best_err {
             best = cand;
             best_err = err;
@@ -86,6 +87,7 @@ pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::scalar as k;
 
     #[test]
     fn constant_group_is_exact_when_f16_representable() {

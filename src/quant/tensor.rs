@@ -6,7 +6,7 @@ use half::f16;
 
 use crate::dtype::{decode_f32, Dtype};
 use crate::error::{AqError, Result};
-use crate::kernels::scalar as k;
+use crate::kernels::{self, scalar as k};
 use crate::quant::metrics::ErrorSums;
 use crate::quant::params::{choose_params, GroupParams};
 
@@ -101,6 +101,7 @@ pub fn quantize_source(
     let mut scales = Vec::with_capacity(layout.groups());
     let mut mins = Vec::with_capacity(layout.groups());
     let mut sums = ErrorSums::default();
+    let kern = kernels::active();
     let mut x = [0f32; MAX_GROUP];
     let mut q = [0u8; MAX_GROUP];
     let mut xhat = [0f32; MAX_GROUP];
@@ -114,11 +115,11 @@ pub fn quantize_source(
             check_finite(src.name, x, e0)?;
             let Some(p) = choose_params(x, bits, search) else { return Ok(None) };
             let (s, m) = (p.scale_f32(), p.min_f32());
-            k::quantize_codes(x, s, m, qmax, &mut q[..len]);
+            (kern.quantize_codes)(x, s, m, qmax, &mut q[..len]);
             // group_size·bits is a multiple of 8, so every group starts on a byte.
             let b0 = start * bits as usize / 8;
             k::pack(&q[..len], bits, &mut row_codes[b0..b0 + k::packed_len(len, bits)]);
-            k::dequantize_codes(&q[..len], s, m, &mut xhat[..len]);
+            (kern.dequantize_codes)(&q[..len], s, m, &mut xhat[..len]);
             sums.add(x, &xhat[..len]);
             scales.push(p.scale.to_bits());
             mins.push(p.min.to_bits());
@@ -135,6 +136,7 @@ pub fn dequantize(t: &QuantizedTensor, out: &mut [f32]) {
 /// [`dequantize`] over borrowed parts (as a reader holds them). Lengths must match the layout.
 pub fn dequantize_parts(bits: u8, layout: Layout, codes: &[u8], scales: &[u16], mins: &[u16], out: &mut [f32]) {
     let row_bytes = layout.row_bytes(bits);
+    let kern = kernels::active();
     let mut q = [0u8; MAX_GROUP];
     let gpr = layout.groups_per_row();
     for r in 0..layout.rows {
@@ -145,7 +147,7 @@ pub fn dequantize_parts(bits: u8, layout: Layout, codes: &[u8], scales: &[u16], 
             k::unpack(&row_codes[b0..], bits, &mut q[..len]);
             let p = GroupParams { scale: f16::from_bits(scales[r * gpr + g]), min: f16::from_bits(mins[r * gpr + g]) };
             let e0 = r * layout.row_len + start;
-            k::dequantize_codes(&q[..len], p.scale_f32(), p.min_f32(), &mut out[e0..e0 + len]);
+            (kern.dequantize_codes)(&q[..len], p.scale_f32(), p.min_f32(), &mut out[e0..e0 + len]);
         }
     }
 }

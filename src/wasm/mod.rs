@@ -77,7 +77,15 @@ pub fn build_info() -> Result<JsValue, JsValue> {
         format_version: crate::parquet::schema::FORMAT_VERSION.to_string(),
         simd: cfg!(target_feature = "simd128"),
         threads: false,
+        kernels: crate::kernels::active().name.to_string(),
     })
+}
+
+/// Use the scalar reference kernels instead of SIMD128 (`true`), or the fastest (`false`, the
+/// default). Output is bit-identical either way; this exists for benchmarks and diagnosis.
+#[wasm_bindgen(js_name = setReferenceKernels)]
+pub fn set_reference_kernels(on: bool) {
+    crate::kernels::set_reference_only(on);
 }
 
 /// Bytes to read from the start of a safetensors file to get its whole header, given at least

@@ -53,6 +53,8 @@ pub struct BuildInfo {
     pub format_version: String,
     pub simd: bool,
     pub threads: bool,
+    /// The kernel set in use: "simd128" or "scalar".
+    pub kernels: String,
 }
 
 #[derive(Serialize, Tsify)]

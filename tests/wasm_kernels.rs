@@ -1,0 +1,137 @@
+//! SIMD128 kernels against their scalar twins, under wasm in Node (`make test-wasm`): identical
+//! bits on random and adversarial inputs — lengths not a multiple of 4, 16 or the group,
+//! constant groups, ±0, subnormals, tiny and huge magnitudes.
+#![cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+
+mod common;
+
+use arrowquant::kernels::{self, SCALAR, SIMD128};
+use arrowquant::quant::tensor::{quantize_source, Layout, Source};
+use arrowquant::Dtype;
+use wasm_bindgen_test::*;
+
+/// Inputs: (label, values). Every length from 1 to 67 plus group-sized and odd-sized ones.
+fn cases() -> Vec<(String, Vec<f32>)> {
+    let mut rng = common::Rng::new(11);
+    let mut out = Vec::new();
+    let mut lens: Vec<usize> = (1..=67).collect();
+    lens.extend([127, 128, 129, 200, 255, 256]);
+    for &n in &lens {
+        out.push((format!("gauss n={n}"), (0..n).map(|_| rng.gauss()).collect()));
+        out.push((format!("wide n={n}"), (0..n).map(|_| rng.gauss() * 3e4).collect()));
+        out.push((format!("tiny n={n}"), (0..n).map(|_| rng.gauss() * 1e-6).collect()));
+        out.push((format!("constant n={n}"), vec![0.3125; n]));
+        out.push((format!("zeros n={n}"), (0..n).map(|i| if i % 3 == 0 { -0.0 } else { 0.0 }).collect()));
+        out.push((
+            format!("subnormal mix n={n}"),
+            (0..n)
+                .map(|i| match i % 4 {
+                    0 => f32::from_bits(1 + i as u32),
+                    1 => -f32::from_bits(7),
+                    2 => 0.0,
+                    _ => 1e-40,
+                })
+                .collect(),
+        ));
+        out.push((format!("ties n={n}"), (0..n).map(|i| (i % 16) as f32 * 0.5).collect()));
+    }
+    out
+}
+
+fn bits_f32(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[wasm_bindgen_test]
+fn reductions_match() {
+    for (label, x) in cases() {
+        let (a, b) = ((SCALAR.min_max)(&x), (SIMD128.min_max)(&x));
+        assert_eq!((a.0.to_bits(), a.1.to_bits()), (b.0.to_bits(), b.1.to_bits()), "min_max {label}");
+        assert_eq!((SCALAR.sum)(&x).to_bits(), (SIMD128.sum)(&x).to_bits(), "sum {label}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn search_and_code_kernels_match() {
+    for (label, x) in cases() {
+        let (mn, mx) = (SCALAR.min_max)(&x);
+        for bits in [2u8, 4, 8] {
+            let qmax = ((1u32 << bits) - 1) as f32;
+            let range = mx - mn;
+            let iscales: Vec<f32> = if range > 0.0 {
+                (0..=20).map(|s| (qmax - 1.0 + 0.1 * s as f32) / range).collect()
+            } else {
+                vec![0.0, 1.0]
+            };
+            for is in iscales {
+                let a = (SCALAR.candidate_sums)(&x, mn, is, qmax);
+                let b = (SIMD128.candidate_sums)(&x, mn, is, qmax);
+                assert_eq!(
+                    (a.0, a.1, a.2.to_bits()),
+                    (b.0, b.1, b.2.to_bits()),
+                    "candidate_sums {label} bits {bits} iscale {is}"
+                );
+            }
+            let scales = [0.0f32, range / qmax, half::f16::from_f32(range / qmax).to_f32(), 1e-7, 3.0];
+            for s in scales {
+                for m in [mn, half::f16::from_f32(mn).to_f32(), 0.0, -0.0] {
+                    assert_eq!(
+                        (SCALAR.squared_error)(&x, s, m, qmax).to_bits(),
+                        (SIMD128.squared_error)(&x, s, m, qmax).to_bits(),
+                        "squared_error {label} bits {bits} s {s} m {m}"
+                    );
+                    let (mut qa, mut qb) = (vec![0u8; x.len()], vec![0u8; x.len()]);
+                    (SCALAR.quantize_codes)(&x, s, m, qmax, &mut qa);
+                    (SIMD128.quantize_codes)(&x, s, m, qmax, &mut qb);
+                    assert_eq!(qa, qb, "quantize_codes {label} bits {bits} s {s} m {m}");
+                    let (mut da, mut db) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+                    (SCALAR.dequantize_codes)(&qa, s, m, &mut da);
+                    (SIMD128.dequantize_codes)(&qa, s, m, &mut db);
+                    assert_eq!(bits_f32(&da), bits_f32(&db), "dequantize_codes {label} bits {bits}");
+                }
+            }
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+fn half_decoders_match_on_every_bit_pattern() {
+    let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+    for n in [65536usize, 65535, 7, 1] {
+        let src = &bytes[..2 * n];
+        for (name, a_fn, b_fn) in
+            [("f16", SCALAR.decode_f16, SIMD128.decode_f16), ("bf16", SCALAR.decode_bf16, SIMD128.decode_bf16)]
+        {
+            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+            a_fn(src, &mut a);
+            b_fn(src, &mut b);
+            assert_eq!(bits_f32(&a), bits_f32(&b), "{name} n={n}");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+fn whole_tensor_output_identical_with_either_set() {
+    let mut rng = common::Rng::new(5);
+    for (rows, row_len, group) in [(3usize, 1000usize, 64usize), (5, 77, 32), (2, 4099, 256), (7, 300, 128)] {
+        let vals: Vec<f32> = (0..rows * row_len).map(|i| if i % 97 < 40 { 1.5 } else { rng.gauss().powi(3) }).collect();
+        for (dtype, bytes) in [
+            (Dtype::F32, common::f32_bytes(&vals)),
+            (Dtype::F16, vals.iter().flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()).collect()),
+            (Dtype::BF16, vals.iter().flat_map(|v| half::bf16::from_f32(*v).to_bits().to_le_bytes()).collect()),
+        ] {
+            let src = Source { name: "t", dtype, bytes: &bytes };
+            for bits in [2u8, 4, 8] {
+                for search in [false, true] {
+                    let layout = Layout::for_shape(&[rows as u64, row_len as u64], group);
+                    kernels::set_reference_only(true);
+                    let a = quantize_source(src, layout, bits, search).unwrap().unwrap();
+                    kernels::set_reference_only(false);
+                    let b = quantize_source(src, layout, bits, search).unwrap().unwrap();
+                    assert_eq!(a.0, b.0, "{dtype:?} bits {bits} search {search} {rows}x{row_len} g{group}");
+                    assert_eq!(a.1, b.1, "error sums {dtype:?} bits {bits} search {search}");
+                }
+            }
+        }
+    }
+}
