@@ -23,6 +23,7 @@ pub struct KernelSet {
     pub dequantize_codes: fn(&[u8], f32, f32, &mut [f32]),
     pub decode_f16: fn(&[u8], &mut [f32]),
     pub decode_bf16: fn(&[u8], &mut [f32]),
+    pub error_sums: fn(&[f32], &[f32]) -> [f64; 5],
 }
 
 pub static SCALAR: KernelSet = KernelSet {
@@ -35,6 +36,7 @@ pub static SCALAR: KernelSet = KernelSet {
     dequantize_codes: scalar::dequantize_codes,
     decode_f16: scalar::decode_f16,
     decode_bf16: scalar::decode_bf16,
+    error_sums: scalar::error_sums,
 };
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -48,6 +50,7 @@ pub static SIMD128: KernelSet = KernelSet {
     dequantize_codes: simd128::dequantize_codes,
     decode_f16: simd128::decode_f16,
     decode_bf16: simd128::decode_bf16,
+    error_sums: simd128::error_sums,
 };
 
 /// The fastest set this build has.

@@ -126,6 +126,22 @@ pub fn unpack(packed: &[u8], bits: u8, out: &mut [u8]) {
     }
 }
 
+/// Error sums of a reconstruction `q` of `w`, in f64: [Σw², Σq², Σw·q, Σ(q−w)², max|q−w|].
+/// Sequential order; the SIMD twin uses two f64 lanes and may differ in the last bits.
+pub fn error_sums(w: &[f32], q: &[f32]) -> [f64; 5] {
+    let mut s = [0f64; 5];
+    for (&a, &b) in w.iter().zip(q) {
+        let (a, b) = (a as f64, b as f64);
+        let e = b - a;
+        s[0] += a * a;
+        s[1] += b * b;
+        s[2] += a * b;
+        s[3] += e * e;
+        s[4] = s[4].max(e.abs());
+    }
+    s
+}
+
 /// IEEE binary16 (little-endian) → f32; exact.
 pub fn decode_f16(bytes: &[u8], out: &mut [f32]) {
     for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {

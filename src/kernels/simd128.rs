@@ -244,3 +244,39 @@ pub fn decode_f16(bytes: &[u8], out: &mut [f32]) {
         *o = half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
     }
 }
+
+/// [`super::scalar::error_sums`] with two f64 lanes (even/odd elements), combined at the end.
+/// Differs from the scalar order only by f64 rounding (relative ~1e-15 on these sums).
+pub fn error_sums(w: &[f32], q: &[f32]) -> [f64; 5] {
+    let n = w.len().min(q.len());
+    let n4 = n / 4 * 4;
+    let zero = f64x2_splat(0.0);
+    let (mut s0, mut s1, mut s2, mut s3, mut mx) = (zero, zero, zero, zero, zero);
+    let mut i = 0;
+    while i < n4 {
+        let (a4, b4) = unsafe { (load(w, i), load(q, i)) };
+        for (a, b) in [
+            (f64x2_promote_low_f32x4(a4), f64x2_promote_low_f32x4(b4)),
+            (
+                f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(a4, a4)),
+                f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(b4, b4)),
+            ),
+        ] {
+            let e = f64x2_sub(b, a);
+            s0 = f64x2_add(s0, f64x2_mul(a, a));
+            s1 = f64x2_add(s1, f64x2_mul(b, b));
+            s2 = f64x2_add(s2, f64x2_mul(a, b));
+            s3 = f64x2_add(s3, f64x2_mul(e, e));
+            mx = f64x2_pmax(mx, f64x2_abs(e));
+        }
+        i += 4;
+    }
+    let h = |v: v128| f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v);
+    let mut s = [h(s0), h(s1), h(s2), h(s3), f64x2_extract_lane::<0>(mx).max(f64x2_extract_lane::<1>(mx))];
+    let tail = super::scalar::error_sums(&w[n4..n], &q[n4..n]);
+    for k in 0..4 {
+        s[k] += tail[k];
+    }
+    s[4] = s[4].max(tail[4]);
+    s
+}

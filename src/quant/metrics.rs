@@ -12,17 +12,28 @@ pub struct ErrorSums {
 }
 
 impl ErrorSums {
+    /// Add one chunk (a group). Chunk sums come from the active kernel set and are added to the
+    /// running totals in order, so the result depends only on the chunking and the kernel set.
     pub fn add(&mut self, w: &[f32], q: &[f32]) {
-        for (&a, &b) in w.iter().zip(q) {
-            let (a, b) = (a as f64, b as f64);
-            let e = b - a;
-            self.sum_w2 += a * a;
-            self.sum_q2 += b * b;
-            self.sum_wq += a * b;
-            self.sum_e2 += e * e;
-            self.max_abs = self.max_abs.max(e.abs());
-        }
+        let s = (crate::kernels::active().error_sums)(w, q);
+        self.sum_w2 += s[0];
+        self.sum_q2 += s[1];
+        self.sum_wq += s[2];
+        self.sum_e2 += s[3];
+        self.max_abs = self.max_abs.max(s[4]);
         self.count += w.len() as u64;
+    }
+
+    /// Equal up to f64 summation order (relative `rel` on each sum; count and max exact). Any
+    /// difference in the reconstructed values themselves moves Σ(w−ŵ)² by far more than 1e-12.
+    pub fn approx_eq(&self, other: &ErrorSums, rel: f64) -> bool {
+        let close = |a: f64, b: f64| (a - b).abs() <= rel * a.abs().max(b.abs()) || a == b;
+        self.count == other.count
+            && self.max_abs == other.max_abs
+            && close(self.sum_w2, other.sum_w2)
+            && close(self.sum_q2, other.sum_q2)
+            && close(self.sum_wq, other.sum_wq)
+            && close(self.sum_e2, other.sum_e2)
     }
 
     /// Σwŵ / √(Σw²·Σŵ²); 1 when both are all zeros, 0 when exactly one is.
