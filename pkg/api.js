@@ -3,6 +3,7 @@
 import { ModelQuantizer, safetensorsHeaderSize } from './wasm/arrowquant.js';
 
 export {
+  benchKernels,
   buildInfo,
   dequantizeTensor,
   ModelQuantizer,
@@ -14,6 +15,7 @@ export {
   resolveConfig,
   safetensorsHeaderSize,
   setReferenceKernels,
+  wasmMemoryBytes,
 } from './wasm/arrowquant.js';
 
 /** A source over a Blob/File: reads byte ranges with `slice`, never the whole file. */

@@ -47,7 +47,8 @@ fn reductions_match() {
     for (label, x) in cases() {
         let (a, b) = ((SCALAR.min_max)(&x), (SIMD128.min_max)(&x));
         assert_eq!((a.0.to_bits(), a.1.to_bits()), (b.0.to_bits(), b.1.to_bits()), "min_max {label}");
-        assert_eq!((SCALAR.sum)(&x).to_bits(), (SIMD128.sum)(&x).to_bits(), "sum {label}");
+        let (a, b) = ((SCALAR.sum_and_sq)(&x), (SIMD128.sum_and_sq)(&x));
+        assert_eq!((a.0.to_bits(), a.1.to_bits()), (b.0.to_bits(), b.1.to_bits()), "sum_and_sq {label}");
         // f64 error sums: two lanes instead of one, so equal within a bound, not bit for bit.
         let q: Vec<f32> = x.iter().map(|v| v * 0.99 + 1e-3).collect();
         let (a, b) = ((SCALAR.error_sums)(&x, &q), (SIMD128.error_sums)(&x, &q));

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct KernelSet {
     pub name: &'static str,
     pub min_max: fn(&[f32]) -> (f32, f32),
-    pub sum: fn(&[f32]) -> f32,
+    pub sum_and_sq: fn(&[f32]) -> (f32, f32),
     pub candidate_sums: fn(&[f32], f32, f32, f32) -> (u64, u64, f32),
     pub squared_error: fn(&[f32], f32, f32, f32) -> f32,
     pub quantize_codes: fn(&[f32], f32, f32, f32, &mut [u8]),
@@ -29,7 +29,7 @@ pub struct KernelSet {
 pub static SCALAR: KernelSet = KernelSet {
     name: "scalar",
     min_max: scalar::min_max,
-    sum: scalar::sum,
+    sum_and_sq: scalar::sum_and_sq,
     candidate_sums: scalar::candidate_sums,
     squared_error: scalar::squared_error,
     quantize_codes: scalar::quantize_codes,
@@ -43,7 +43,7 @@ pub static SCALAR: KernelSet = KernelSet {
 pub static SIMD128: KernelSet = KernelSet {
     name: "simd128",
     min_max: simd128::min_max,
-    sum: simd128::sum,
+    sum_and_sq: simd128::sum_and_sq,
     candidate_sums: simd128::candidate_sums,
     squared_error: simd128::squared_error,
     quantize_codes: simd128::quantize_codes,

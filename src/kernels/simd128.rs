@@ -64,19 +64,23 @@ pub fn min_max(x: &[f32]) -> (f32, f32) {
     (mn + 0.0, mx + 0.0)
 }
 
-pub fn sum(x: &[f32]) -> f32 {
+pub fn sum_and_sq(x: &[f32]) -> (f32, f32) {
     let n4 = x.len() / 4 * 4;
     let mut acc = f32x4_splat(0.0);
+    let mut acc2 = f32x4_splat(0.0);
     let mut i = 0;
     while i < n4 {
-        acc = f32x4_add(acc, unsafe { load(x, i) });
+        let v = unsafe { load(x, i) };
+        acc = f32x4_add(acc, v);
+        acc2 = f32x4_add(acc2, f32x4_mul(v, v));
         i += 4;
     }
-    let mut l = lanes(acc);
+    let (mut l, mut l2) = (lanes(acc), lanes(acc2));
     for (j, &v) in x[n4..].iter().enumerate() {
         l[(n4 + j) % 4] += v;
+        l2[(n4 + j) % 4] += v * v;
     }
-    combine_lanes(l)
+    (combine_lanes(l), combine_lanes(l2))
 }
 
 pub fn candidate_sums(x: &[f32], min: f32, iscale: f32, qmax: f32) -> (u64, u64, f32) {
@@ -120,24 +124,21 @@ fn lane_i32(v: v128, k: usize) -> i32 {
 }
 
 pub fn squared_error(x: &[f32], scale: f32, min: f32, qmax: f32) -> f32 {
-    if scale == 0.0 {
-        // Constant-group params: every code is 0 (the scalar twin's `code_of` rule).
-        return super::scalar::squared_error(x, scale, min, qmax);
-    }
+    let inv = super::scalar::inverse(scale);
     let n4 = x.len() / 4 * 4;
-    let (vs, vm, vq) = (f32x4_splat(scale), f32x4_splat(min), f32x4_splat(qmax));
+    let (vs, vinv, vm, vq) = (f32x4_splat(scale), f32x4_splat(inv), f32x4_splat(min), f32x4_splat(qmax));
     let mut acc = f32x4_splat(0.0);
     let mut i = 0;
     while i < n4 {
         let v = unsafe { load(x, i) };
-        let q = round_clamp(f32x4_div(f32x4_sub(v, vm), vs), vq);
+        let q = round_clamp(f32x4_mul(f32x4_sub(v, vm), vinv), vq);
         let e = f32x4_sub(f32x4_add(f32x4_mul(q, vs), vm), v);
         acc = f32x4_add(acc, f32x4_mul(e, e));
         i += 4;
     }
     let mut l = lanes(acc);
     for (j, &v) in x[n4..].iter().enumerate() {
-        let q = super::scalar::code_of(v, scale, min, qmax);
+        let q = super::scalar::code_of(v, inv, min, qmax);
         let e = q * scale + min - v;
         l[(n4 + j) % 4] += e * e;
     }
@@ -145,13 +146,10 @@ pub fn squared_error(x: &[f32], scale: f32, min: f32, qmax: f32) -> f32 {
 }
 
 pub fn quantize_codes(x: &[f32], scale: f32, min: f32, qmax: f32, out: &mut [u8]) {
-    if scale == 0.0 {
-        out[..x.len()].fill(0);
-        return;
-    }
+    let inv = super::scalar::inverse(scale);
     let n16 = x.len() / 16 * 16;
-    let (vs, vm, vq) = (f32x4_splat(scale), f32x4_splat(min), f32x4_splat(qmax));
-    let code4 = |v: v128| i32x4_trunc_sat_f32x4(round_clamp(f32x4_div(f32x4_sub(v, vm), vs), vq));
+    let (vinv, vm, vq) = (f32x4_splat(inv), f32x4_splat(min), f32x4_splat(qmax));
+    let code4 = |v: v128| i32x4_trunc_sat_f32x4(round_clamp(f32x4_mul(f32x4_sub(v, vm), vinv), vq));
     let mut i = 0;
     while i < n16 {
         let (a, b, c, d) = unsafe { (load(x, i), load(x, i + 4), load(x, i + 8), load(x, i + 12)) };
@@ -163,7 +161,7 @@ pub fn quantize_codes(x: &[f32], scale: f32, min: f32, qmax: f32, out: &mut [u8]
         i += 16;
     }
     for (o, &v) in out[n16..x.len()].iter_mut().zip(&x[n16..]) {
-        *o = super::scalar::code_of(v, scale, min, qmax) as u8;
+        *o = super::scalar::code_of(v, inv, min, qmax) as u8;
     }
 }
 

@@ -57,10 +57,14 @@ pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
     if !search {
         return Some(base);
     }
-    let mut best = base;
-    let mut best_err = (k.squared_error)(x, base.scale_f32(), base.min_f32(), qmax);
+    // Each candidate's error is scored in closed form from the refit sums, for the codes `l`
+    // the candidate produced: Σ(s·l + m − x)² = s²Σl² + 2smΣl + n·m² − 2sΣxl − 2mΣx + Σx².
+    // That is an upper bound on the error of the codes recomputed against (s, m), so one pass per
+    // candidate suffices; the winner and min/max are then compared exactly.
     let n = x.len() as f64;
-    let sum_x = (k.sum)(x) as f64;
+    let (sum_x, sum_x2) = (k.sum_and_sq)(x);
+    let (sx, sx2) = (sum_x as f64, sum_x2 as f64);
+    let mut best: Option<(f64, f64, f64)> = None;
     for step in 0..=SEARCH_STEPS {
         let iscale = (qmax + SEARCH_RMIN + SEARCH_RDELTA * step as f32) / range;
         let (sum_l, sum_l2, sum_xl) = (k.candidate_sums)(x, mn, iscale, qmax);
@@ -69,19 +73,22 @@ pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
         if det <= 0.0 {
             continue;
         }
-        let scale = (n * sxl - sum_x * sl) / det;
-        let min = (sl2 * sum_x - sl * sxl) / det;
+        let scale = (n * sxl - sx * sl) / det;
+        let min = (sl2 * sx - sl * sxl) / det;
         if !(scale > 0.0) {
             continue;
         }
-        let Some(cand) = GroupParams::from_f32(scale as f32, min as f32) else { continue };
-        let err = (k.squared_error)(x, cand.scale_f32(), cand.min_f32(), qmax);
-        if err < best_err {
-            best = cand;
-            best_err = err;
+        let (s, m) = (scale, min);
+        let bound = s * s * sl2 + 2.0 * s * m * sl + n * m * m - 2.0 * s * sxl - 2.0 * m * sx + sx2;
+        if best.is_none_or(|(b, _, _)| bound < b) {
+            best = Some((bound, scale, min));
         }
     }
-    Some(best)
+    let Some((_, scale, min)) = best else { return Some(base) };
+    let Some(cand) = GroupParams::from_f32(scale as f32, min as f32) else { return Some(base) };
+    let cand_err = (k.squared_error)(x, cand.scale_f32(), cand.min_f32(), qmax);
+    let base_err = (k.squared_error)(x, base.scale_f32(), base.min_f32(), qmax);
+    Some(if cand_err < base_err { cand } else { base })
 }
 
 #[cfg(test)]

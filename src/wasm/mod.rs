@@ -3,6 +3,7 @@
 //! (and `field` / `tensor` when known). Types for TypeScript come from tsify on the core structs
 //! plus the declarations in `types.rs`.
 
+mod bench;
 mod types;
 
 use js_sys::{Function, Object, Reflect, Uint16Array, Uint8Array};

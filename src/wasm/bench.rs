@@ -1,0 +1,140 @@
+//! Kernel timings for `make bench`: each hot kernel over the same data with the scalar and the
+//! SIMD128 set, timed with the host's `performance.now()`. Not used by the quantizer itself.
+
+use js_sys::{Function, Reflect};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::kernels::{self, KernelSet, SCALAR};
+use crate::quant::params::choose_params;
+
+fn now_ms() -> f64 {
+    let perf = Reflect::get(&js_sys::global(), &"performance".into()).ok();
+    let now =
+        perf.as_ref().and_then(|p| Reflect::get(p, &"now".into()).ok()).and_then(|f| f.dyn_into::<Function>().ok());
+    match (perf, now) {
+        (Some(p), Some(f)) => f.call0(&p).ok().and_then(|v| v.as_f64()).unwrap_or_else(js_sys::Date::now),
+        _ => js_sys::Date::now(),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Timing {
+    kernel: String,
+    scalar_ms: f64,
+    simd_ms: f64,
+    /// f32 input bytes processed per repetition.
+    input_bytes: f64,
+}
+
+fn time(reps: u32, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    let t = now_ms();
+    for _ in 0..reps {
+        f();
+    }
+    (now_ms() - t) / reps as f64
+}
+
+fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits: u8, reps: u32) -> Vec<(String, f64)> {
+    let qmax = ((1u32 << bits) - 1) as f32;
+    let mut codes = vec![0u8; g];
+    let mut packed = vec![0u8; g];
+    let mut out = vec![0f32; values.len()];
+    let mut sink = 0f64;
+    let reference = std::ptr::eq(set, &SCALAR);
+    kernels::set_reference_only(reference);
+    let mut rows = Vec::new();
+    rows.push((
+        "min/max".to_string(),
+        time(reps, || {
+            for x in values.chunks(g) {
+                let (a, b) = (set.min_max)(x);
+                sink += (a + b) as f64;
+            }
+        }),
+    ));
+    rows.push((
+        format!("params {bits}-bit min/max"),
+        time(reps, || {
+            for x in values.chunks(g) {
+                sink += choose_params(x, bits, false).map_or(0.0, |p| p.scale_f32() as f64);
+            }
+        }),
+    ));
+    rows.push((
+        format!("params {bits}-bit scale search"),
+        time(reps, || {
+            for x in values.chunks(g) {
+                sink += choose_params(x, bits, true).map_or(0.0, |p| p.scale_f32() as f64);
+            }
+        }),
+    ));
+    rows.push((
+        format!("quantize + pack {bits}-bit"),
+        time(reps, || {
+            for x in values.chunks(g) {
+                (set.quantize_codes)(x, 0.01, -0.5, qmax, &mut codes[..x.len()]);
+                kernels::scalar::pack(&codes[..x.len()], bits, &mut packed);
+                sink += packed[0] as f64;
+            }
+        }),
+    ));
+    rows.push((
+        format!("unpack + dequantize {bits}-bit"),
+        time(reps, || {
+            for (x, o) in values.chunks(g).zip(out.chunks_mut(g)) {
+                kernels::scalar::unpack(&packed, bits, &mut codes[..x.len()]);
+                (set.dequantize_codes)(&codes[..x.len()], 0.01, -0.5, o);
+            }
+            sink += out[0] as f64;
+        }),
+    ));
+    rows.push((
+        "f16 → f32 decode".to_string(),
+        time(reps, || {
+            (set.decode_f16)(halfs, &mut out);
+            sink += out[1] as f64;
+        }),
+    ));
+    rows.push((
+        "error sums (f64)".to_string(),
+        time(reps, || {
+            for x in values.chunks(g) {
+                sink += (set.error_sums)(x, x)[0];
+            }
+        }),
+    ));
+    kernels::set_reference_only(false);
+    std::hint::black_box(sink);
+    rows
+}
+
+/// Time every kernel with both sets over `values` in groups of `groupSize`: rows of
+/// `{ kernel, scalarMs, simdMs, inputBytes }` (milliseconds per pass over all values).
+#[wasm_bindgen(js_name = benchKernels, unchecked_return_type = "Array<{ kernel: string; scalarMs: number; simdMs: number; inputBytes: number }>")]
+pub fn bench_kernels(values: &[f32], group_size: u32, bits: u8, reps: u32) -> Result<JsValue, JsValue> {
+    let g = group_size.clamp(1, 256) as usize;
+    let bits = if [2, 4, 8].contains(&bits) { bits } else { 4 };
+    let halfs: Vec<u8> = values.iter().flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()).collect();
+    let scalar = run_set(&SCALAR, values, &halfs, g, bits, reps.max(1));
+    let simd = run_set(kernels::BEST, values, &halfs, g, bits, reps.max(1));
+    let rows: Vec<Timing> = scalar
+        .into_iter()
+        .zip(simd)
+        .map(|((kernel, scalar_ms), (_, simd_ms))| Timing {
+            kernel,
+            scalar_ms,
+            simd_ms,
+            input_bytes: (values.len() * 4) as f64,
+        })
+        .collect();
+    super::to_js(&rows)
+}
+
+/// Current size of the wasm linear memory in bytes (it only grows; after a run this is the peak).
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size(0) * 65536) as f64
+}
