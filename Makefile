@@ -31,7 +31,7 @@ setup-rust:
 
 setup-node:
 	@command -v node >/dev/null || { echo "Node.js >= 18 is required"; exit 1; }
-	@[ -d node_modules/hyparquet-compressors ] && [ -d node_modules/deno ] && [ -L node_modules/arrowquant ] || npm install --no-audit --no-fund --silent
+	@[ -d node_modules/hyparquet-compressors ] && [ -d node_modules/deno ] && [ -d node_modules/miniflare ] && [ -L node_modules/arrowquant ] || npm install --no-audit --no-fund --silent
 
 setup-python:
 	@[ -x $(PY) ] && $(PY) -c 'import pyarrow, numpy' 2>/dev/null || { \
