@@ -59,6 +59,7 @@ demo: build
 # ---- tests ------------------------------------------------------------------------------------
 test-native: setup-rust
 	cargo test
+	cargo test --features threads --test native_threads
 
 test-wasm: setup-rust
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \

@@ -24,6 +24,16 @@ impl ErrorSums {
         self.count += w.len() as u64;
     }
 
+    /// Add another chunk's totals (used to merge blocks in order).
+    pub fn merge(&mut self, o: &ErrorSums) {
+        self.count += o.count;
+        self.sum_w2 += o.sum_w2;
+        self.sum_q2 += o.sum_q2;
+        self.sum_wq += o.sum_wq;
+        self.sum_e2 += o.sum_e2;
+        self.max_abs = self.max_abs.max(o.max_abs);
+    }
+
     /// Equal up to f64 summation order (relative `rel` on each sum; count and max exact). Any
     /// difference in the reconstructed values themselves moves Σ(w−ŵ)² by far more than 1e-12.
     pub fn approx_eq(&self, other: &ErrorSums, rel: f64) -> bool {

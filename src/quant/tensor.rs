@@ -84,6 +84,11 @@ fn check_finite(name: &str, x: &[f32], first_index: usize) -> Result<()> {
     Ok(())
 }
 
+/// Rows are quantized in blocks of about this many elements. A block is the unit of parallel
+/// work, and block error sums are merged in block order, so the output (metrics included) is the
+/// same with one thread or many.
+pub const BLOCK_ELEMS: usize = 1 << 16;
+
 /// Quantize `src` at `bits`. `Ok(None)` when some group does not fit f16 params (values beyond
 /// ±65504): the caller stores the tensor unquantized instead. The returned sums measure the
 /// stored codes against the source values.
@@ -94,20 +99,56 @@ pub fn quantize_source(
     search: bool,
 ) -> Result<Option<(QuantizedTensor, ErrorSums)>> {
     debug_assert!(layout.group_size <= MAX_GROUP && src.dtype.is_float());
+    let row_bytes = layout.row_bytes(bits);
+    let gpr = layout.groups_per_row();
+    let rows_per_block = (BLOCK_ELEMS / layout.row_len.max(1)).max(1);
+    let mut codes = vec![0u8; layout.codes_len(bits)];
+    let mut scales = vec![0u16; layout.groups()];
+    let mut mins = vec![0u16; layout.groups()];
+    let blocks: Vec<_> = codes
+        .chunks_mut(rows_per_block * row_bytes)
+        .zip(scales.chunks_mut(rows_per_block * gpr))
+        .zip(mins.chunks_mut(rows_per_block * gpr))
+        .enumerate()
+        .map(|(i, ((c, s), m))| (i * rows_per_block, c, s, m))
+        .collect();
+    let results =
+        crate::parallel::map(blocks, |(row0, c, s, m)| quantize_rows(src, layout, bits, search, row0, c, s, m));
+    let mut sums = ErrorSums::default();
+    for block in results {
+        match block? {
+            Some(b) => sums.merge(&b),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((QuantizedTensor { bits, layout, codes, scales, mins }, sums)))
+}
+
+/// One block of whole rows starting at `row0`: `codes` holds the block's packed rows,
+/// `scales`/`mins` its groups.
+#[allow(clippy::too_many_arguments)]
+fn quantize_rows(
+    src: Source,
+    layout: Layout,
+    bits: u8,
+    search: bool,
+    row0: usize,
+    codes: &mut [u8],
+    scales: &mut [u16],
+    mins: &mut [u16],
+) -> Result<Option<ErrorSums>> {
     let esize = src.dtype.size_bytes();
     let qmax = ((1u32 << bits) - 1) as f32;
     let row_bytes = layout.row_bytes(bits);
-    let mut codes = vec![0u8; layout.codes_len(bits)];
-    let mut scales = Vec::with_capacity(layout.groups());
-    let mut mins = Vec::with_capacity(layout.groups());
-    let mut sums = ErrorSums::default();
+    let gpr = layout.groups_per_row();
     let kern = kernels::active();
+    let mut sums = ErrorSums::default();
     let mut x = [0f32; MAX_GROUP];
     let mut q = [0u8; MAX_GROUP];
     let mut xhat = [0f32; MAX_GROUP];
-    for r in 0..layout.rows {
-        let row_codes = &mut codes[r * row_bytes..(r + 1) * row_bytes];
-        for g in 0..layout.groups_per_row() {
+    for (i, row_codes) in codes.chunks_mut(row_bytes).enumerate() {
+        let r = row0 + i;
+        for g in 0..gpr {
             let (start, len) = layout.group_span(g);
             let e0 = r * layout.row_len + start;
             let x = &mut x[..len];
@@ -121,11 +162,11 @@ pub fn quantize_source(
             k::pack(&q[..len], bits, &mut row_codes[b0..b0 + k::packed_len(len, bits)]);
             (kern.dequantize_codes)(&q[..len], s, m, &mut xhat[..len]);
             sums.add(x, &xhat[..len]);
-            scales.push(p.scale.to_bits());
-            mins.push(p.min.to_bits());
+            scales[i * gpr + g] = p.scale.to_bits();
+            mins[i * gpr + g] = p.min.to_bits();
         }
     }
-    Ok(Some((QuantizedTensor { bits, layout, codes, scales, mins }, sums)))
+    Ok(Some(sums))
 }
 
 /// Reconstruct all values of a quantized tensor (row-major, `layout.numel()` values).
