@@ -16,7 +16,7 @@ PKG_WASM := pkg/wasm/arrowquant_bg.wasm
 RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock) .cargo/config.toml
 SAMPLE := samples/rivagan_f32.safetensors
 
-.PHONY: measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
+.PHONY: build-threads setup-nightly measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
 
 help:
 	@echo "make demo | make test | make size | make build | make clean"
@@ -48,6 +48,29 @@ $(PKG_WASM): $(WASM_RELEASE)
 	wasm-bindgen --target web --out-dir pkg/wasm $(WASM_RELEASE)
 
 build: setup-rust setup-node $(PKG_WASM)
+
+# Threaded build: nightly + build-std + shared memory (flags from the verified recipe). RUSTFLAGS
+# replaces .cargo/config.toml's list, so +simd128 is repeated here.
+MT_TARGET_DIR := $(CARGO_TARGET_DIR)/threads
+WASM_MT := $(MT_TARGET_DIR)/wasm32-unknown-unknown/release/arrowquant.wasm
+PKG_WASM_MT := pkg/wasm-mt/arrowquant_bg.wasm
+MT_RUSTFLAGS := -C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 \
+  -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=1073741824 \
+  -C link-arg=--export=__heap_base -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size \
+  -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base
+
+setup-nightly:
+	@rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src --toolchain nightly
+
+$(WASM_MT): $(RUST_SOURCES)
+	RUSTFLAGS='$(MT_RUSTFLAGS)' CARGO_TARGET_DIR=$(MT_TARGET_DIR) cargo +nightly build --target wasm32-unknown-unknown \
+	  --release --features threads -Z build-std=panic_abort,std
+	@touch $@
+
+$(PKG_WASM_MT): $(WASM_MT)
+	wasm-bindgen --target web --out-dir pkg/wasm-mt $(WASM_MT)
+
+build-threads: setup-rust setup-nightly $(PKG_WASM_MT)
 
 # ---- the main job -----------------------------------------------------------------------------
 demo: build

@@ -16,6 +16,10 @@ pub mod safetensors;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
+// Threads on the web need shared memory; without +atomics rayon would silently run on one thread.
+#[cfg(all(feature = "threads", target_arch = "wasm32", not(target_feature = "atomics")))]
+compile_error!("the `threads` feature on wasm32 needs the shared-memory build: use `make build-threads`");
+
 pub use config::{Modality, Profile, QuantConfig, ScaleSearch};
 pub use dtype::Dtype;
 pub use error::{AqError, Result};

@@ -77,9 +77,20 @@ pub fn build_info() -> Result<JsValue, JsValue> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         format_version: crate::parquet::schema::FORMAT_VERSION.to_string(),
         simd: cfg!(target_feature = "simd128"),
-        threads: false,
+        threads: crate::parallel::available(),
         kernels: crate::kernels::active().name.to_string(),
     })
+}
+
+// The thread pool entry point (`initThreadPool(n)` in JS) of the threaded build.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// How many distinct pool threads ran quantization blocks since the last call (0 in the
+/// single-threaded build). Lets tests and the demo prove that threads really ran.
+#[wasm_bindgen(js_name = threadsSeen)]
+pub fn threads_seen() -> u32 {
+    crate::parallel::take_threads_seen()
 }
 
 /// Use the scalar reference kernels instead of SIMD128 (`true`), or the fastest (`false`, the

@@ -1,0 +1,24 @@
+import type { BuildInfo, LayerReport, ModelReport, Progress, QuantConfig, QuantConfigInput } from './wasm/arrowquant.js';
+export interface WorkerQuantizerInfo extends BuildInfo {
+  /** Threads in the pool (1 for the single-threaded build). */
+  poolThreads: number;
+  /** Why this build was chosen. */
+  reason: string;
+}
+export interface WorkerRunStats {
+  /** Distinct pool threads that ran quantization blocks. */
+  threadsSeen: number;
+  wasmMemoryBytes: number;
+  seconds: number;
+}
+export interface WorkerQuantizer {
+  info: WorkerQuantizerInfo;
+  resolveConfig(config: QuantConfigInput): Promise<QuantConfig>;
+  quantize(
+    file: Blob,
+    config?: QuantConfigInput,
+    options?: { onProgress?: (p: Progress & { layer: LayerReport }) => void; onChunk?: (bytes: Uint8Array) => void; rowGroupBytes?: number },
+  ): Promise<{ report: ModelReport; stats: WorkerRunStats; parquet?: Blob }>;
+  terminate(): void;
+}
+export function createWorkerQuantizer(options?: { threads?: 'auto' | boolean; numThreads?: number; workerUrl?: string | URL }): Promise<WorkerQuantizer>;

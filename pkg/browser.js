@@ -1,0 +1,53 @@
+// Main-thread client for browsers: quantization runs in a module Worker (worker.js), on the
+// threaded build when the page is cross-origin isolated, else on the single-threaded SIMD build.
+//
+//   const q = await createWorkerQuantizer();          // q.info: { threads, poolThreads, kernels, reason, … }
+//   const { report, parquet } = await q.quantize(file, { profile: 'edge' }, { onProgress, onChunk });
+//   q.terminate();                                    // also the way to cancel a running job
+export async function createWorkerQuantizer({ threads = 'auto', numThreads, workerUrl } = {}) {
+  const worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
+  const pending = new Map();
+  let next = 0;
+  worker.onmessage = ({ data }) => {
+    const job = pending.get(data.id);
+    if (!job) return;
+    if (data.type === 'chunk') job.onChunk(data.chunk);
+    else if (data.type === 'progress') job.onProgress?.(data.progress);
+    else {
+      pending.delete(data.id);
+      if (data.type === 'result') job.resolve(data.value);
+      else job.reject(Object.assign(new Error(data.error.message), data.error));
+    }
+  };
+  worker.onerror = (e) => {
+    for (const job of pending.values()) job.reject(Object.assign(new Error(e.message || 'worker failed'), { code: 'E_INTERNAL' }));
+    pending.clear();
+  };
+  const call = (msg, hooks = {}) =>
+    new Promise((resolve, reject) => {
+      const id = next++;
+      pending.set(id, { resolve, reject, onChunk: () => {}, ...hooks });
+      worker.postMessage({ ...msg, id });
+    });
+  const info = await call({ type: 'init', options: { threads, numThreads } });
+  return {
+    info,
+    /** Resolve and validate a config in the worker (throws E_CONFIG naming the field). */
+    resolveConfig: (config) => call({ type: 'resolveConfig', config }),
+    /**
+     * Quantize a File/Blob. Chunks go to `onChunk` as they are ready; without it they are joined
+     * and returned as `parquet` (a Blob). Resolves to { report, stats, parquet? }.
+     */
+    async quantize(file, config, { onProgress, onChunk, rowGroupBytes } = {}) {
+      const chunks = [];
+      const value = await call({ type: 'quantize', file, config, rowGroupBytes }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
+      return onChunk ? value : { ...value, parquet: new Blob(chunks, { type: 'application/vnd.apache.parquet' }) };
+    },
+    /** Stop the worker (cancels any running job; its promise rejects with E_CANCELLED). */
+    terminate() {
+      worker.terminate();
+      for (const job of pending.values()) job.reject(Object.assign(new Error('cancelled'), { code: 'E_CANCELLED' }));
+      pending.clear();
+    },
+  };
+}
