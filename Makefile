@@ -16,7 +16,7 @@ PKG_WASM := pkg/wasm/arrowquant_bg.wasm
 RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock) .cargo/config.toml
 SAMPLE := samples/rivagan_f32.safetensors
 
-.PHONY: build-threads setup-nightly measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
+.PHONY: build-threads setup-nightly setup-chromium measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
 
 help:
 	@echo "make demo | make test | make size | make build | make clean"
@@ -31,13 +31,16 @@ setup-rust:
 
 setup-node:
 	@command -v node >/dev/null || { echo "Node.js >= 18 is required"; exit 1; }
-	@[ -d node_modules/hyparquet-compressors ] && [ -d node_modules/deno ] && [ -d node_modules/miniflare ] && [ -L node_modules/arrowquant ] || npm install --no-audit --no-fund --silent
+	@[ -d node_modules/hyparquet-compressors ] && [ -d node_modules/deno ] && [ -d node_modules/miniflare ] && [ -d node_modules/playwright-core ] && [ -L node_modules/arrowquant ] || npm install --no-audit --no-fund --silent
+
+setup-chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 setup-python:
 	@[ -x $(PY) ] && $(PY) -c 'import pyarrow, numpy' 2>/dev/null || { \
 	  python3 -m venv $(VENV) && $(VENV)/bin/pip install -q pyarrow==26.0.1 numpy==2.4.6; }
 
-setup: setup-rust setup-node setup-python
+setup: setup-rust setup-nightly setup-node setup-python setup-chromium
 
 # ---- build ------------------------------------------------------------------------------------
 $(WASM_RELEASE): $(RUST_SOURCES)
@@ -88,7 +91,7 @@ test-wasm: setup-rust
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  cargo test --target wasm32-unknown-unknown --test wasm_node --test wasm_kernels
 
-test-js: build
+test-js: build build-threads setup-chromium
 	node --test tests/js/
 
 test-py: build setup-python

@@ -1,0 +1,65 @@
+// Real headless Chromium (Debian's, driven by playwright-core): the threaded build in a
+// cross-origin isolated page runs on more than one thread and writes the same bytes as the
+// single-threaded build; without COOP/COEP the package falls back to the single-threaded build.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { serve } from '../browser/server.mjs';
+import { ROOT } from './helpers.mjs';
+
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+let browser, isolated, plain;
+
+before(async () => {
+  isolated = await serve(ROOT, { isolated: true });
+  plain = await serve(ROOT, { isolated: false });
+  // launch() gives every run a fresh, empty profile directory.
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  isolated?.server.close();
+  plain?.server.close();
+});
+
+async function open(url) {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${url}/tests/browser/threads.html`);
+  await page.waitForFunction(() => document.body.dataset.ready === '1');
+  return { page, errors };
+}
+
+test('threaded build: more than one thread, same bytes as single-threaded', { timeout: 180000 }, async () => {
+  const { page, errors } = await open(isolated.url);
+  const r = await page.evaluate(() => window.runThreadsTest({ rows: 2048, config: { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 } }));
+  console.log(`# chromium threads: ${JSON.stringify(r)}`);
+  assert.equal(r.crossOriginIsolated, true);
+  assert.equal(r.threaded.threads, true, r.threaded.reason);
+  assert.equal(r.threaded.poolThreads, 2);
+  assert.ok(r.threaded.threadsSeen >= 2, `threads seen: ${r.threaded.threadsSeen}`);
+  assert.equal(r.single.threads, false);
+  assert.equal(r.single.threadsSeen, 0);
+  assert.equal(r.identicalBig, true, 'threaded and single-threaded Parquet bytes differ (synthetic model)');
+  assert.equal(r.identicalSample, true, 'threaded and single-threaded Parquet bytes differ (sample model)');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('without COOP/COEP the package uses the single-threaded build and says why', { timeout: 120000 }, async () => {
+  const { page } = await open(plain.url);
+  const info = await page.evaluate(async () => {
+    const { createWorkerQuantizer } = await import('/pkg/browser.js');
+    const q = await createWorkerQuantizer();
+    const i = q.info;
+    q.terminate();
+    return { isolated: self.crossOriginIsolated, ...i };
+  });
+  assert.equal(info.isolated, false);
+  assert.equal(info.threads, false);
+  assert.equal(info.simd, true);
+  assert.match(info.reason, /not cross-origin isolated/);
+  await page.close();
+});
