@@ -16,7 +16,7 @@ PKG_WASM := pkg/wasm/arrowquant_bg.wasm
 RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock) .cargo/config.toml
 SAMPLE := samples/rivagan_f32.safetensors
 
-.PHONY: build-threads setup-nightly setup-chromium measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
+.PHONY: bench build-threads setup-nightly setup-chromium measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
 
 help:
 	@echo "make demo | make test | make size | make build | make clean"
@@ -102,6 +102,10 @@ test: setup build test-native test-wasm test-js test-py
 
 size: build
 	@node bench/size.mjs $(PKG_WASM)
+
+bench: build build-threads setup-chromium
+	node bench/run.mjs
+	node bench/threads.mjs
 
 measure-codecs: setup-rust
 	cargo run --release --features codec-survey --example measure_codecs

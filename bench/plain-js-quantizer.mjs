@@ -1,0 +1,87 @@
+// The baseline a web developer would write: the same group-wise affine algorithm as arrowquant
+// (min/max params, optional ggml-style range search with least-squares refit, round half to
+// even, f16-rounded params, 4-bit packing), in plain JavaScript over a Float32Array.
+const f16 = new Float32Array(1);
+const f16round = (x) => {
+  // Round to the nearest f16 (ties to even) via Math.fround tricks would be long; this uses the
+  // exponent-aware quantum, exact for the normal range our params live in.
+  if (x === 0 || !Number.isFinite(x)) return x;
+  const e = Math.max(Math.floor(Math.log2(Math.abs(x))), -14);
+  const q = 2 ** (e - 10);
+  const r = x / q;
+  const fl = Math.floor(r);
+  const diff = r - fl;
+  const n = diff > 0.5 || (diff === 0.5 && fl % 2 !== 0) ? fl + 1 : fl;
+  f16[0] = n * q;
+  return f16[0];
+};
+const roundHalfEven = (x) => {
+  const f = Math.floor(x);
+  const d = x - f;
+  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+};
+
+function squaredError(x, a, b, s, m, qmax) {
+  const inv = s === 0 ? 0 : 1 / s;
+  let e2 = 0;
+  for (let i = a; i < b; i++) {
+    let q = roundHalfEven((x[i] - m) * inv);
+    q = q < 0 ? 0 : q > qmax ? qmax : q;
+    const e = q * s + m - x[i];
+    e2 += e * e;
+  }
+  return e2;
+}
+
+/** Quantize `x` (rows × rowLen) to packed 4-bit codes with f16 scale/min per group. */
+export function quantize4(x, rows, rowLen, group, search) {
+  const qmax = 15;
+  const rowBytes = Math.ceil(rowLen / 2);
+  const codes = new Uint8Array(rows * rowBytes);
+  const groups = Math.ceil(rowLen / group);
+  const scales = new Float32Array(rows * groups);
+  const mins = new Float32Array(rows * groups);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < groups; g++) {
+      const a = r * rowLen + g * group;
+      const b = Math.min(a + group, (r + 1) * rowLen);
+      let mn = Infinity, mx = -Infinity;
+      for (let i = a; i < b; i++) {
+        if (x[i] < mn) mn = x[i];
+        if (x[i] > mx) mx = x[i];
+      }
+      let s = f16round((mx - mn) / qmax), m = f16round(mn);
+      if (search && mx > mn) {
+        const n = b - a;
+        let sx = 0;
+        for (let i = a; i < b; i++) sx += x[i];
+        let best = squaredError(x, a, b, s, m, qmax);
+        for (let step = 0; step <= 20; step++) {
+          const is = (qmax - 1 + 0.1 * step) / (mx - mn);
+          let sl = 0, sl2 = 0, sxl = 0;
+          for (let i = a; i < b; i++) {
+            let l = roundHalfEven((x[i] - mn) * is);
+            l = l < 0 ? 0 : l > qmax ? qmax : l;
+            sl += l; sl2 += l * l; sxl += x[i] * l;
+          }
+          const det = n * sl2 - sl * sl;
+          if (det <= 0) continue;
+          const cs = f16round((n * sxl - sx * sl) / det), cm = f16round((sl2 * sx - sl * sxl) / det);
+          if (!(cs > 0)) continue;
+          const err = squaredError(x, a, b, cs, cm, qmax);
+          if (err < best) { best = err; s = cs; m = cm; }
+        }
+      }
+      scales[r * groups + g] = s;
+      mins[r * groups + g] = m;
+      const inv = s === 0 ? 0 : 1 / s;
+      for (let i = a; i < b; i++) {
+        let q = roundHalfEven((x[i] - m) * inv);
+        q = q < 0 ? 0 : q > qmax ? qmax : q;
+        const k = i - r * rowLen;
+        codes[r * rowBytes + (k >> 1)] |= q << ((k & 1) * 4);
+      }
+    }
+  }
+  return { codes, scales, mins };
+}

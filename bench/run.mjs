@@ -1,0 +1,118 @@
+// `make bench`: every performance number of the README, as ratios measured in one run.
+//   BENCH_MELEMS (default 64) — size of the synthetic f32 tensor in millions of elements
+//   BENCH_RUNS   (default 3)  — runs per measurement; the median is reported
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
+import { benchKernels, quantizeModel, setReferenceKernels, wasmMemoryBytes } from '../pkg/node.js';
+import { quantize4 } from './plain-js-quantizer.mjs';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const MELEMS = Number(process.env.BENCH_MELEMS ?? 64);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const ROW = 4096;
+const n = Math.floor((MELEMS * 1e6) / ROW) * ROW;
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const timeIt = (f) => {
+  const times = [];
+  for (let r = 0; r < RUNS; r++) {
+    const t = performance.now();
+    f();
+    times.push((performance.now() - t) / 1000);
+  }
+  return median(times);
+};
+const gbps = (bytes, s) => (bytes / s / 1e9).toFixed(3);
+
+// Synthetic model: Gaussian f32 weights [n/4096, 4096].
+const values = new Float32Array(n);
+let seed = 7;
+for (let i = 0; i < n; i += 2) {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  const u = (seed + 1) / 4294967297;
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  const r = Math.sqrt(-2 * Math.log(u));
+  values[i] = r * Math.cos((2 * Math.PI * seed) / 4294967296);
+  values[i + 1] = r * Math.sin((2 * Math.PI * seed) / 4294967296);
+}
+const headerJson = new TextEncoder().encode(JSON.stringify({ 'w.weight': { dtype: 'F32', shape: [n / ROW, ROW], data_offsets: [0, n * 4] } }));
+const synthetic = new Uint8Array(8 + headerJson.length + n * 4);
+new DataView(synthetic.buffer).setBigUint64(0, BigInt(headerJson.length), true);
+synthetic.set(headerJson, 8);
+synthetic.set(new Uint8Array(values.buffer), 8 + headerJson.length);
+const dir = mkdtempSync(join(tmpdir(), 'aq-bench-'));
+const syntheticPath = join(dir, 'synthetic.safetensors');
+writeFileSync(syntheticPath, synthetic);
+const realPath = join(ROOT, 'samples/rivagan_f32.safetensors');
+const real = new Uint8Array(readFileSync(realPath));
+
+console.log(`# arrowquant benchmark — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${RUNS} runs (median)\n`);
+
+// 1. Kernels, SIMD128 vs scalar twin, on 4M values in groups of 64.
+console.log('## Kernels (wasm in Node, single thread, 4M f32 values, group 64)\n');
+console.log('| kernel | scalar GB/s | SIMD128 GB/s | SIMD ÷ scalar |\n|---|---|---|---|');
+const kv = values.subarray(0, 4 * 1024 * 1024);
+for (const r of benchKernels(kv, 64, 4, RUNS)) {
+  console.log(`| ${r.kernel} | ${gbps(r.inputBytes, r.scalarMs / 1000)} | ${gbps(r.inputBytes, r.simdMs / 1000)} | ${(r.scalarMs / r.simdMs).toFixed(2)}× |`);
+}
+
+// 2. End to end, safetensors bytes → Parquet bytes.
+const configs = [
+  ['4-bit g64 min/max', { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }],
+  ['4-bit g64 scale search', { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }],
+  ['2-bit g64 scale search', { bitWidth: 2, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }],
+  ['8-bit g64 min/max', { bitWidth: 8, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }],
+];
+const native = {};
+try {
+  const out = execFileSync('cargo', ['run', '--quiet', '--release', '--example', 'bench_native', '--', syntheticPath, String(RUNS), ...configs.map(([, c]) => JSON.stringify(c))], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  out.trim().split('\n').forEach((line, i) => (native[configs[i][0]] = JSON.parse(line).seconds));
+} catch (e) {
+  console.error(`native benchmark failed: ${e.message}`);
+}
+const bytes = n * 4;
+console.log(`\n## End to end: ${(n / 1e6).toFixed(0)}M-element f32 tensor (${(bytes / 1048576).toFixed(0)} MiB), safetensors → Parquet\n`);
+console.log('| config | wasm scalar GB/s | wasm SIMD128 GB/s | SIMD ÷ scalar | native GB/s | wasm SIMD ÷ native |\n|---|---|---|---|---|---|');
+const e2e = {};
+for (const [label, cfg] of configs) {
+  setReferenceKernels(true);
+  const scalar = timeIt(() => quantizeModel(synthetic, cfg));
+  setReferenceKernels(false);
+  const simd = timeIt(() => quantizeModel(synthetic, cfg));
+  e2e[label] = simd;
+  const nat = native[label];
+  console.log(`| ${label} | ${gbps(bytes, scalar)} | ${gbps(bytes, simd)} | ${(scalar / simd).toFixed(2)}× | ${nat ? gbps(bytes, nat) : '—'} | ${nat ? (nat / simd).toFixed(2) + '×' : '—'} |`);
+}
+
+// 3. Against a plain-JavaScript quantizer of the same algorithm (4-bit, group 64).
+console.log('\n## wasm vs plain JavaScript (same algorithm, 4-bit g64; JS times the quantizer alone, wasm end to end)\n');
+console.log('| config | plain JS GB/s | wasm SIMD128 GB/s | wasm ÷ JS |\n|---|---|---|---|');
+const rows = n / ROW;
+for (const [label, search] of [['4-bit g64 min/max', false], ['4-bit g64 scale search', true]]) {
+  const js = timeIt(() => quantize4(values, rows, ROW, 64, search));
+  console.log(`| ${label} | ${gbps(bytes, js)} | ${gbps(bytes, e2e[label])} | ${(js / e2e[label]).toFixed(2)}× |`);
+}
+
+// 4. Where the time goes: kernels alone vs the whole pipeline.
+console.log('\n## Bundled real model (RivaGAN, F32, 1.7 MB)\n');
+console.log('| config | seconds | GB/s |\n|---|---|---|');
+for (const [label, cfg] of configs) {
+  const s = timeIt(() => quantizeModel(real, cfg));
+  console.log(`| ${label} | ${s.toFixed(4)} | ${gbps(real.length, s)} |`);
+}
+
+console.log(`\npeak wasm memory after these runs (Node, single-threaded build): ${(wasmMemoryBytes() / 1048576).toFixed(0)} MiB (input ${(synthetic.length / 1048576).toFixed(0)} MiB is copied into wasm memory by quantizeModel)`);
+
+// 5. Sizes.
+console.log('\n## .wasm size\n');
+console.log('| build | raw KiB | gzip KiB | brotli KiB |\n|---|---|---|---|');
+for (const [label, path] of [['single-threaded SIMD128', 'pkg/wasm/arrowquant_bg.wasm'], ['threaded SIMD128', 'pkg/wasm-mt/arrowquant_bg.wasm']]) {
+  try {
+    const b = readFileSync(join(ROOT, path));
+    console.log(`| ${label} | ${(b.length / 1024).toFixed(0)} | ${(gzipSync(b, { level: 9 }).length / 1024).toFixed(0)} | ${(brotliCompressSync(b).length / 1024).toFixed(0)} |`);
+  } catch {
+    console.log(`| ${label} | not built | | |`);
+  }
+}

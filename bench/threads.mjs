@@ -1,0 +1,38 @@
+// `make bench`, part 2: threaded (2 workers) vs single-threaded, both in headless Chromium on the
+// same page (cross-origin isolated), same synthetic model, median of BENCH_RUNS runs.
+import { chromium } from 'playwright-core';
+import { serve } from '../tests/browser/server.mjs';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const ROWS = Number(process.env.BENCH_THREAD_ROWS ?? 4096); // × 4096 f32 = 64 MiB by default
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+const { server, url } = await serve(ROOT, { isolated: true });
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
+try {
+  const page = await browser.newPage();
+  await page.goto(`${url}/tests/browser/threads.html`);
+  await page.waitForFunction(() => document.body.dataset.ready === '1');
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(`\n## Threads in Chromium (${ROWS}×4096 f32 = ${((ROWS * 4096 * 4) / 1048576).toFixed(0)} MiB, median of ${RUNS})\n`);
+  console.log('| config | single-threaded GB/s | threaded (2 workers) GB/s | threaded ÷ single | threads seen | identical bytes |\n|---|---|---|---|---|---|');
+  for (const [label, config] of [
+    ['4-bit g64 min/max', { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }],
+    ['4-bit g64 scale search', { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }],
+  ]) {
+    const single = [], threaded = [];
+    let last;
+    for (let r = 0; r < RUNS; r++) {
+      last = await page.evaluate((args) => window.runThreadsTest(args), { rows: ROWS, config });
+      single.push(last.single.seconds);
+      threaded.push(last.threaded.seconds);
+    }
+    const bytes = ROWS * 4096 * 4;
+    const s = median(single), t = median(threaded);
+    console.log(`| ${label} | ${(bytes / s / 1e9).toFixed(3)} | ${(bytes / t / 1e9).toFixed(3)} | ${(s / t).toFixed(2)}× | ${last.threaded.threadsSeen} | ${last.identicalBig && last.identicalSample} |`);
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
