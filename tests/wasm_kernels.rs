@@ -108,6 +108,26 @@ fn search_and_code_kernels_match() {
 }
 
 #[wasm_bindgen_test]
+fn pack_unpack_match() {
+    let mut rng = common::Rng::new(21);
+    for bits in [2u8, 4, 8] {
+        for len in 0..=300usize {
+            let codes: Vec<u8> = (0..len).map(|_| (rng.next_u32() as u8) & ((1u16 << bits) - 1) as u8).collect();
+            let n = kernels::scalar::packed_len(len, bits);
+            let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+            (SCALAR.pack)(&codes, bits, &mut a);
+            (SIMD128.pack)(&codes, bits, &mut b);
+            assert_eq!(a, b, "pack bits {bits} len {len}");
+            let (mut ua, mut ub) = (vec![0u8; len], vec![0u8; len]);
+            (SCALAR.unpack)(&a, bits, &mut ua);
+            (SIMD128.unpack)(&a, bits, &mut ub);
+            assert_eq!(ua, ub, "unpack bits {bits} len {len}");
+            assert_eq!(ub, codes, "round trip bits {bits} len {len}");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
 fn half_decoders_match_on_every_bit_pattern() {
     let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
     for n in [65536usize, 65535, 7, 1] {

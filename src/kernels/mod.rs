@@ -24,6 +24,8 @@ pub struct KernelSet {
     pub decode_f16: fn(&[u8], &mut [f32]),
     pub decode_bf16: fn(&[u8], &mut [f32]),
     pub error_sums: fn(&[f32], &[f32]) -> [f64; 5],
+    pub pack: fn(&[u8], u8, &mut [u8]),
+    pub unpack: fn(&[u8], u8, &mut [u8]),
 }
 
 pub static SCALAR: KernelSet = KernelSet {
@@ -37,6 +39,8 @@ pub static SCALAR: KernelSet = KernelSet {
     decode_f16: scalar::decode_f16,
     decode_bf16: scalar::decode_bf16,
     error_sums: scalar::error_sums,
+    pack: scalar::pack,
+    unpack: scalar::unpack,
 };
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -51,6 +55,8 @@ pub static SIMD128: KernelSet = KernelSet {
     decode_f16: simd128::decode_f16,
     decode_bf16: simd128::decode_bf16,
     error_sums: simd128::error_sums,
+    pack: simd128::pack,
+    unpack: simd128::unpack,
 };
 
 /// The fastest set this build has.

@@ -278,3 +278,75 @@ pub fn error_sums(w: &[f32], q: &[f32]) -> [f64; 5] {
     s[4] = s[4].max(tail[4]);
     s
 }
+
+/// [`super::scalar::pack`]: 32 four-bit or 64 two-bit codes per step, gathered with byte
+/// shuffles; the tail (fewer than one step) goes through the scalar twin at the right offset.
+pub fn pack(codes: &[u8], bits: u8, out: &mut [u8]) {
+    let step = match bits {
+        4 => 32,
+        2 => 64,
+        _ => return super::scalar::pack(codes, bits, out),
+    };
+    let full = codes.len() / step * step;
+    let mut i = 0;
+    while i < full {
+        let ld = |k: usize| unsafe { v128_load(codes.as_ptr().add(i + 16 * k) as *const v128) };
+        let packed = if bits == 4 {
+            pair_nibbles(ld(0), ld(1), 4)
+        } else {
+            // Two codes per byte first (2-bit fields), then two such bytes per output byte.
+            let p = pair_nibbles(ld(0), ld(1), 2);
+            let q = pair_nibbles(ld(2), ld(3), 2);
+            pair_nibbles(p, q, 4)
+        };
+        unsafe { v128_store(out.as_mut_ptr().add(i * bits as usize / 8) as *mut v128, packed) };
+        i += step;
+    }
+    super::scalar::pack(&codes[full..], bits, &mut out[full * bits as usize / 8..]);
+}
+
+/// out[k] = a‖b [2k] | (a‖b [2k+1] << shift), for the 32 bytes of a then b.
+#[inline(always)]
+fn pair_nibbles(a: v128, b: v128, shift: u32) -> v128 {
+    let even = i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(a, b);
+    let odd = i8x16_shuffle::<1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31>(a, b);
+    v128_or(even, i8x16_shl(odd, shift))
+}
+
+/// [`super::scalar::unpack`]: 16 packed bytes per step (32 four-bit or 64 two-bit codes).
+pub fn unpack(packed: &[u8], bits: u8, out: &mut [u8]) {
+    let step = match bits {
+        4 => 32,
+        2 => 64,
+        _ => return super::scalar::unpack(packed, bits, out),
+    };
+    let full = out.len() / step * step;
+    let mut i = 0;
+    while i < full {
+        let v = unsafe { v128_load(packed.as_ptr().add(i * bits as usize / 8) as *const v128) };
+        let base = out.as_mut_ptr();
+        let st = |k: usize, x: v128| unsafe { v128_store(base.add(i + 16 * k) as *mut v128, x) };
+        if bits == 4 {
+            let lo = v128_and(v, u8x16_splat(0x0f));
+            let hi = u8x16_shr(v, 4);
+            st(0, i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(lo, hi));
+            st(1, i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(lo, hi));
+        } else {
+            let m = u8x16_splat(0x03);
+            let b0 = v128_and(v, m);
+            let b1 = v128_and(u8x16_shr(v, 2), m);
+            let b2 = v128_and(u8x16_shr(v, 4), m);
+            let b3 = u8x16_shr(v, 6);
+            let x01_lo = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(b0, b1);
+            let x01_hi = i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(b0, b1);
+            let x23_lo = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(b2, b3);
+            let x23_hi = i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(b2, b3);
+            st(0, i8x16_shuffle::<0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23>(x01_lo, x23_lo));
+            st(1, i8x16_shuffle::<8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31>(x01_lo, x23_lo));
+            st(2, i8x16_shuffle::<0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23>(x01_hi, x23_hi));
+            st(3, i8x16_shuffle::<8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31>(x01_hi, x23_hi));
+        }
+        i += step;
+    }
+    super::scalar::unpack(&packed[full * bits as usize / 8..], bits, &mut out[full..]);
+}

@@ -159,7 +159,7 @@ fn quantize_rows(
             (kern.quantize_codes)(x, s, m, qmax, &mut q[..len]);
             // group_size·bits is a multiple of 8, so every group starts on a byte.
             let b0 = start * bits as usize / 8;
-            k::pack(&q[..len], bits, &mut row_codes[b0..b0 + k::packed_len(len, bits)]);
+            (kern.pack)(&q[..len], bits, &mut row_codes[b0..b0 + k::packed_len(len, bits)]);
             (kern.dequantize_codes)(&q[..len], s, m, &mut xhat[..len]);
             sums.add(x, &xhat[..len]);
             scales[i * gpr + g] = p.scale.to_bits();
@@ -185,7 +185,7 @@ pub fn dequantize_parts(bits: u8, layout: Layout, codes: &[u8], scales: &[u16], 
         for g in 0..gpr {
             let (start, len) = layout.group_span(g);
             let b0 = start * bits as usize / 8;
-            k::unpack(&row_codes[b0..], bits, &mut q[..len]);
+            (kern.unpack)(&row_codes[b0..], bits, &mut q[..len]);
             let p = GroupParams { scale: f16::from_bits(scales[r * gpr + g]), min: f16::from_bits(mins[r * gpr + g]) };
             let e0 = r * layout.row_len + start;
             (kern.dequantize_codes)(&q[..len], p.scale_f32(), p.min_f32(), &mut out[e0..e0 + len]);

@@ -76,7 +76,7 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
         time(reps, || {
             for x in values.chunks(g) {
                 (set.quantize_codes)(x, 0.01, -0.5, qmax, &mut codes[..x.len()]);
-                kernels::scalar::pack(&codes[..x.len()], bits, &mut packed);
+                (set.pack)(&codes[..x.len()], bits, &mut packed);
                 sink += packed[0] as f64;
             }
         }),
@@ -85,7 +85,7 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
         format!("unpack + dequantize {bits}-bit"),
         time(reps, || {
             for (x, o) in values.chunks(g).zip(out.chunks_mut(g)) {
-                kernels::scalar::unpack(&packed, bits, &mut codes[..x.len()]);
+                (set.unpack)(&packed, bits, &mut codes[..x.len()]);
                 (set.dequantize_codes)(&codes[..x.len()], 0.01, -0.5, o);
             }
             sink += out[0] as f64;
