@@ -2,6 +2,7 @@
 // arrowquant command line: quantize / inspect / dequantize, all through the wasm package.
 import { closeSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { booleanWord, configField, configValue, isBooleanField } from './config-text.js';
 import { buildInfo, fileSource, openQuantized, quantizeStream, resolveConfig } from './node.js';
 
 const USAGE = `arrowquant ${buildInfo().version} — quantize safetensors weights to 2/4/8-bit Parquet
@@ -25,8 +26,6 @@ class UsageError extends Error {
   }
 }
 
-const camel = (kebab) => kebab.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
-const BOOL_WORDS = { on: true, true: true, yes: true, off: false, false: false, no: false };
 
 /** Split argv into positionals and flags; config flags are typed by the resolved default config. */
 function parseArgs(argv) {
@@ -50,30 +49,17 @@ function parseArgs(argv) {
     else if (name === 'json' || name === 'quiet' || name === 'help' || name === 'h' || name === 'version') flags[name] = true;
     else if (name === 'dtype') flags.dtype = next();
     else {
-      const field = name === 'bits' ? 'bitWidth' : camel(name);
-      const kind = field === 'profile' ? 'string' : typeof defaults[field];
+      const field = configField(name);
       if (!(field in defaults)) {
         // Let the library produce the canonical "no such config field" error.
         config[field] = inline ?? true;
-      } else if (kind === 'boolean') {
-        const word = inline ?? (argv[i + 1] in BOOL_WORDS ? argv[++i] : 'on');
-        if (!(word in BOOL_WORDS)) throw new UsageError(`--${name} takes on/off, got '${word}'`);
-        config[field] = BOOL_WORDS[word];
-      } else if (kind === 'number') {
-        const v = next();
-        config[field] = v.trim() === '' || Number.isNaN(Number(v)) ? v : Number(v);
-      } else if (field === 'sensitiveLayerPatterns') {
-        config[field] = next().split(',').map((s) => s.trim()).filter(Boolean);
-      } else if (field === 'layerBitWidths') {
-        config[field] = Object.fromEntries(
-          next().split(',').filter(Boolean).map((kv) => {
-            const at = kv.lastIndexOf('=');
-            if (at < 0) throw new UsageError(`--layer-bit-widths entries are glob=bits, got '${kv}'`);
-            return [kv.slice(0, at).trim(), Number(kv.slice(at + 1))];
-          }),
-        );
+      } else if (isBooleanField(field, defaults)) {
+        // A bare flag means on; an explicit on/off word may follow.
+        const word = inline ?? (booleanWord(argv[i + 1]) !== undefined ? argv[++i] : 'on');
+        if (booleanWord(word) === undefined) throw new UsageError(`--${name} takes on/off, got '${word}'`);
+        config[field] = booleanWord(word);
       } else {
-        config[field] = next();
+        config[field] = configValue(field, next(), defaults);
       }
     }
   }

@@ -9,6 +9,7 @@
 //   GET  /         usage text
 //   GET  /health   {version, formatVersion, simd, threads, kernels, wasmMemoryBytes}
 import { buildInfo, ModelQuantizer, resolveConfig, safetensorsHeaderSize, wasmMemoryBytes } from './api.js';
+import { configField, configValue } from './config-text.js';
 
 const STATUS = { E_CONFIG: 400, E_USAGE: 400, E_TOO_LARGE: 413, E_METHOD: 405, E_NOT_FOUND: 404 };
 
@@ -53,13 +54,9 @@ export function configFromRequest(request) {
   const defaults = resolveConfig({});
   for (const [rawKey, value] of url.searchParams) {
     if (rawKey === 'name') continue; // the output file name, not a config field
-    const key = rawKey === 'bits' ? 'bitWidth' : rawKey.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
-    const kind = key === 'profile' ? 'string' : typeof defaults[key];
-    if (kind === 'boolean') config[key] = ['1', 'true', 'on', 'yes', ''].includes(value) ? true : ['0', 'false', 'off', 'no'].includes(value) ? false : value;
-    else if (kind === 'number') config[key] = value.trim() !== '' && !Number.isNaN(Number(value)) ? Number(value) : value;
-    else if (key === 'sensitiveLayerPatterns') config[key] = value.split(',').filter(Boolean);
-    else if (key === 'layerBitWidths') config[key] = Object.fromEntries(value.split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.lastIndexOf('=')), Number(kv.slice(kv.lastIndexOf('=') + 1))]));
-    else config[key] = value;
+    const key = configField(rawKey);
+    // A bare `?failFast` means true, as a flag would.
+    config[key] = value === '' && typeof defaults[key] === 'boolean' ? true : configValue(key, value, defaults);
   }
   resolveConfig(config); // throws E_CONFIG naming the field
   return config;

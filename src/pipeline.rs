@@ -450,7 +450,8 @@ impl ModelQuantizer {
     }
 }
 
-fn layer_report(row: &TensorRow, info: &TensorInfo) -> LayerReport {
+/// The report row of one stored tensor.
+pub fn layer_report(row: &TensorRow, info: &TensorInfo) -> LayerReport {
     LayerReport {
         name: row.name.clone(),
         shape: row.shape.clone(),

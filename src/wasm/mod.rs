@@ -266,23 +266,7 @@ pub fn quantize_tensor(
     let u16s = |v: &Option<Vec<u16>>| v.as_ref().map_or(JsValue::NULL, |v| Uint16Array::from(v.as_slice()).into());
     set(&o, "scales", &u16s(&row.scales));
     set(&o, "mins", &u16s(&row.mins));
-    let report = crate::report::LayerReport {
-        name: row.name.clone(),
-        shape: row.shape.clone(),
-        dtype: "F32".into(),
-        params: numel,
-        storage: row.storage,
-        requested_bits: row.requested_bits,
-        bits: row.bits,
-        group_size: row.group_size,
-        reason: row.reason.clone(),
-        cosine: row.cosine,
-        snr_db: row.snr_db,
-        rel_rmse: row.rel_rmse,
-        max_abs_error: row.max_abs_error,
-        source_bytes: bytes.len() as u64,
-        stored_bytes: row.stored_bytes(),
-    };
+    let report = pipeline::layer_report(row, &info);
     set(&o, "report", &to_js(&report)?);
     Ok(o.into())
 }
