@@ -82,8 +82,10 @@ pub fn build_info() -> Result<JsValue, JsValue> {
     })
 }
 
-// The thread pool entry point (`initThreadPool(n)` in JS) of the threaded build.
+// The thread pool entry point (`initThreadPool(n)` in JS) of the threaded build. The export
+// comes from wasm-bindgen-rayon's own #[wasm_bindgen]; this use keeps that crate linked in.
 #[cfg(feature = "threads")]
+#[allow(unused_imports)]
 pub use wasm_bindgen_rayon::init_thread_pool;
 
 /// How many distinct pool threads ran quantization blocks since the last call (0 in the
