@@ -56,8 +56,11 @@ export function quantize4(x, rows, rowLen, group, search) {
         let sx = 0;
         for (let i = a; i < b; i++) sx += x[i];
         let best = squaredError(x, a, b, s, m, qmax);
-        for (let step = 0; step <= 20; step++) {
-          const is = (qmax - 1 + 0.1 * step) / (mx - mn);
+        let sx2 = 0;
+        for (let i = a; i < b; i++) sx2 += x[i] * x[i];
+        let bestBound = Infinity, bs = 0, bm = 0;
+        for (let step = 0; step <= 10; step++) {
+          const is = (qmax - 1 + 0.2 * step) / (mx - mn);
           let sl = 0, sl2 = 0, sxl = 0;
           for (let i = a; i < b; i++) {
             let l = roundHalfEven((x[i] - mn) * is);
@@ -66,10 +69,15 @@ export function quantize4(x, rows, rowLen, group, search) {
           }
           const det = n * sl2 - sl * sl;
           if (det <= 0) continue;
-          const cs = f16round((n * sxl - sx * sl) / det), cm = f16round((sl2 * sx - sl * sxl) / det);
+          const cs = (n * sxl - sx * sl) / det, cm = (sl2 * sx - sl * sxl) / det;
           if (!(cs > 0)) continue;
-          const err = squaredError(x, a, b, cs, cm, qmax);
-          if (err < best) { best = err; s = cs; m = cm; }
+          // Closed-form error of these codes under the refit params (no second pass).
+          const bound = cs * cs * sl2 + 2 * cs * cm * sl + n * cm * cm - 2 * cs * sxl - 2 * cm * sx + sx2;
+          if (bound < bestBound) { bestBound = bound; bs = cs; bm = cm; }
+        }
+        if (bestBound < Infinity) {
+          const cs = f16round(bs), cm = f16round(bm);
+          if (squaredError(x, a, b, cs, cm, qmax) < best) { s = cs; m = cm; }
         }
       }
       scales[r * groups + g] = s;

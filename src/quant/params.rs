@@ -11,10 +11,12 @@ pub const F16_MAX: f32 = 65504.0;
 
 /// Range search in the style of ggml's `make_qkx2_quants`: try inverse scales
 /// (qmax + RMIN + RDELTA·i) / range for i in 0..=STEPS, refit (scale, min) by least squares on the
-/// resulting codes, keep the candidate with the smallest squared error.
+/// resulting codes, keep the candidate with the smallest squared error. 11 candidates over
+/// ggml's span: measured on 2M Gaussian samples, 21 candidates (RDELTA 0.1) gain only 0.01 dB at
+/// 4 bits and 0.02 dB at 2 bits for twice the time; 6 candidates lose 0.05 dB.
 const SEARCH_RMIN: f32 = -1.0;
-const SEARCH_RDELTA: f32 = 0.1;
-const SEARCH_STEPS: u32 = 20;
+const SEARCH_RDELTA: f32 = 0.2;
+const SEARCH_STEPS: u32 = 10;
 
 /// Params of one group as stored (f16 bit patterns) and as used in arithmetic (their f32 values).
 #[derive(Debug, Clone, Copy, PartialEq)]
