@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{AqError, Result};
 
@@ -403,11 +403,6 @@ pub fn parse_config_str(s: &str) -> Result<QuantConfig> {
     let v: Value =
         serde_json::from_str(s).map_err(|e| AqError::config("config", "<json>", format!("valid JSON ({e})")))?;
     QuantConfig::from_json(&v)
-}
-
-/// An empty JSON object, for callers that want the default profile.
-pub fn empty_object() -> Value {
-    Value::Object(Map::new())
 }
 
 #[cfg(test)]
