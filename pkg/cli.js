@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // arrowquant command line: quantize / inspect / dequantize, all through the wasm package.
-import { closeSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { booleanWord, configField, configValue, isBooleanField } from './config-text.js';
 import { buildInfo, fileSource, openQuantized, quantizeStream, resolveConfig } from './node.js';
@@ -112,6 +112,7 @@ async function quantize({ positional, flags, config }) {
   if (!input) throw new UsageError('quantize needs an input .safetensors file');
   const output = flags.output ?? join('out', basename(input).replace(/\.safetensors$/, '') + '.aq.parquet');
   const source = fileSource(input);
+  mkdirSync(dirname(output), { recursive: true });
   // Write beside the target and rename at the end: a failed run never leaves a partial file.
   const tmp = join(dirname(output), `.${basename(output)}.${process.pid}.tmp`);
   const fd = openSync(tmp, 'w');
