@@ -104,3 +104,10 @@ test('errors: code on stderr, exit 1, no partial output left behind', () => {
   assert.equal(notpq.status, 1);
   assert.match(notpq.stderr, /E_PARQUET/);
 });
+
+test('without -o the file goes to out/<name>.aq.parquet, creating out/', () => {
+  const cwd = tempDir();
+  const r = spawnSync(process.execPath, [CLI, 'quantize', SAMPLE, '--quiet'], { encoding: 'utf8', cwd });
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(existsSync(join(cwd, 'out', 'rivagan_f32.aq.parquet')));
+});
