@@ -31,7 +31,7 @@ setup-rust:
 
 setup-node:
 	@command -v node >/dev/null || { echo "Node.js >= 18 is required"; exit 1; }
-	@[ -d node_modules/hyparquet-compressors ] && [ -d node_modules/deno ] && [ -d node_modules/miniflare ] && [ -d node_modules/playwright-core ] && [ -L node_modules/arrowquant ] || npm install --no-audit --no-fund --silent
+	@[ -d node_modules/hyparquet-compressors ] && [ -d node_modules/deno ] && [ -d node_modules/miniflare ] && [ -d node_modules/playwright-core ] && [ -d node_modules/typescript ] && [ -L node_modules/arrowquant ] || npm install --no-audit --no-fund --silent
 
 setup-chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }

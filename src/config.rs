@@ -121,6 +121,8 @@ pub struct QuantConfig {
     pub skip_sensitive_layers: bool,
     pub sensitive_layer_patterns: Vec<String>,
     /// Tensor name or glob → 2/4/8/16. An exact name wins over globs; among globs the longest wins.
+    /// (A plain object in JS: the bindings serialize maps as objects.)
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "Record<string, number>"))]
     pub layer_bit_widths: BTreeMap<String, u8>,
     pub scale_search: ScaleSearch,
 }

@@ -80,6 +80,7 @@ pub struct SafetensorsHeader {
     pub tensor_bytes: u64,
     /// File length implied by the header.
     pub file_size: u64,
+    #[tsify(type = "Record<string, string>")]
     pub metadata: BTreeMap<String, String>,
     pub tensors: Vec<HeaderTensor>,
 }
@@ -158,6 +159,7 @@ pub struct FileMetadata {
     /// The config the file was written with (null if the file's config could not be parsed).
     pub config: Option<QuantConfig>,
     pub modality: String,
+    #[tsify(type = "Record<string, string>")]
     pub source_metadata: BTreeMap<String, String>,
 }
 
