@@ -99,6 +99,30 @@ time-aware: ${r.timeAware.requested ? r.timeAware.note : 'off'}; spatial: ${r.sp
 time: ${r.quantizationTimeS.toFixed(2)} s`);
 }
 
+/**
+ * Write a file through `fill(put)` into a temporary file beside `output`, renamed into place
+ * only when `fill` succeeds: a failed run never leaves a partial output behind.
+ */
+async function writeAtomically(output, fill) {
+  mkdirSync(dirname(output), { recursive: true });
+  const tmp = join(dirname(output), `.${basename(output)}.${process.pid}.tmp`);
+  const fd = openSync(tmp, 'w');
+  const put = (bytes) => {
+    let at = 0;
+    while (at < bytes.length) at += writeSync(fd, bytes, at);
+  };
+  try {
+    const result = await fill(put);
+    closeSync(fd);
+    renameSync(tmp, output);
+    return result;
+  } catch (e) {
+    try { closeSync(fd); } catch {}
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
 function progressBar(p) {
   const width = 30;
   const frac = p.bytesTotal ? p.bytesDone / p.bytesTotal : p.done / p.total;
@@ -112,26 +136,12 @@ async function quantize({ positional, flags, config }) {
   if (!input) throw new UsageError('quantize needs an input .safetensors file');
   const output = flags.output ?? join('out', basename(input).replace(/\.safetensors$/, '') + '.aq.parquet');
   const source = fileSource(input);
-  mkdirSync(dirname(output), { recursive: true });
-  // Write beside the target and rename at the end: a failed run never leaves a partial file.
-  const tmp = join(dirname(output), `.${basename(output)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
   const showBar = process.stderr.isTTY && !flags.json && !flags.quiet;
   let report;
   try {
-    ({ report } = await quantizeStream(source, config, {
-      onChunk: (chunk) => {
-        let at = 0;
-        while (at < chunk.length) at += writeSync(fd, chunk, at);
-      },
-      onProgress: showBar ? progressBar : undefined,
-    }));
-    closeSync(fd);
-    renameSync(tmp, output);
-  } catch (e) {
-    try { closeSync(fd); } catch {}
-    rmSync(tmp, { force: true });
-    throw e;
+    ({ report } = await writeAtomically(output, (put) =>
+      quantizeStream(source, config, { onChunk: put, onProgress: showBar ? progressBar : undefined }),
+    ));
   } finally {
     source.close();
     if (showBar) process.stderr.write('\n');
@@ -175,27 +185,17 @@ function inspect({ positional, flags }) {
   }
 }
 
-function dequantize({ positional, flags }) {
+async function dequantize({ positional, flags }) {
   const [input] = positional;
   if (!input) throw new UsageError('dequantize needs a .parquet file');
   if (!flags.output) throw new UsageError('dequantize needs -o <out.safetensors>');
   const dtype = flags.dtype ?? 'f32';
   const file = openQuantized(readFileSync(input));
-  const tmp = join(dirname(flags.output), `.${basename(flags.output)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
-  const put = (bytes) => {
-    let at = 0;
-    while (at < bytes.length) at += writeSync(fd, bytes, at);
-  };
   try {
-    put(file.exportHeader(dtype));
-    for (const t of file.tensors()) put(file.exportTensor(t.name, dtype));
-    closeSync(fd);
-    renameSync(tmp, flags.output);
-  } catch (e) {
-    try { closeSync(fd); } catch {}
-    rmSync(tmp, { force: true });
-    throw e;
+    await writeAtomically(flags.output, (put) => {
+      put(file.exportHeader(dtype));
+      for (const t of file.tensors()) put(file.exportTensor(t.name, dtype));
+    });
   } finally {
     file.free();
   }
