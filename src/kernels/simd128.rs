@@ -30,38 +30,21 @@ fn round_clamp(v: v128, qmax: v128) -> v128 {
 
 pub fn min_max(x: &[f32]) -> (f32, f32) {
     let n4 = x.len() / 4 * 4;
-    let mut mn = f32::INFINITY;
-    let mut mx = f32::NEG_INFINITY;
-    if n4 > 0 {
-        let (mut vmn, mut vmx) = (f32x4_splat(f32::INFINITY), f32x4_splat(f32::NEG_INFINITY));
-        let mut i = 0;
-        while i < n4 {
-            let v = unsafe { load(x, i) };
-            // pmin(a, b) = b < a ? b : a: takes v only when strictly smaller, as the scalar `if`.
-            vmn = f32x4_pmin(vmn, v);
-            vmx = f32x4_pmax(vmx, v);
-            i += 4;
-        }
-        for v in lanes(vmn) {
-            if v < mn {
-                mn = v;
-            }
-        }
-        for v in lanes(vmx) {
-            if v > mx {
-                mx = v;
-            }
-        }
+    let (mut vmn, mut vmx) = (f32x4_splat(f32::INFINITY), f32x4_splat(f32::NEG_INFINITY));
+    let mut i = 0;
+    while i < n4 {
+        let v = unsafe { load(x, i) };
+        // pmin(a, b) = b < a ? b : a: takes v only when strictly smaller, as the scalar `if`.
+        vmn = f32x4_pmin(vmn, v);
+        vmx = f32x4_pmax(vmx, v);
+        i += 4;
     }
-    for &v in &x[n4..] {
-        if v < mn {
-            mn = v;
-        }
-        if v > mx {
-            mx = v;
-        }
-    }
-    (mn + 0.0, mx + 0.0)
+    // The lanes and the tail reduce with the scalar twin; both normalise -0.0, so the
+    // combined extrema are the same values whichever zero a lane met first.
+    let (lmn, _) = super::scalar::min_max(&lanes(vmn));
+    let (_, lmx) = super::scalar::min_max(&lanes(vmx));
+    let (tmn, tmx) = super::scalar::min_max(&x[n4..]);
+    (lmn.min(tmn) + 0.0, lmx.max(tmx) + 0.0)
 }
 
 pub fn sum_and_sq(x: &[f32]) -> (f32, f32) {

@@ -34,6 +34,17 @@ impl TensorRow {
     pub fn numel(&self) -> u64 {
         self.shape.iter().product()
     }
+    /// The source tensor this row came from (offsets relative to a file of this tensor alone).
+    pub fn source_info(&self) -> crate::safetensors::TensorInfo {
+        crate::safetensors::TensorInfo {
+            name: self.name.clone(),
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            begin: 0,
+            end: self.numel() * self.dtype.size_bytes() as u64,
+        }
+    }
+
     /// Bytes of data + scales + mins, before Parquet encoding and compression.
     pub fn stored_bytes(&self) -> u64 {
         let params = self.scales.as_ref().map_or(0, |s| s.len()) + self.mins.as_ref().map_or(0, |m| m.len());

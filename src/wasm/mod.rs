@@ -325,11 +325,10 @@ impl QuantizedFile {
         to_js(&types::FileMetadata::from_file(&self.inner))
     }
 
-    /// One entry per tensor, in file order (no bulk data).
-    #[wasm_bindgen(unchecked_return_type = "StoredTensorInfo[]")]
+    /// One entry per tensor, in file order (no bulk data): the same rows a run's report has.
+    #[wasm_bindgen(unchecked_return_type = "LayerReport[]")]
     pub fn tensors(&self) -> Result<JsValue, JsValue> {
-        let list: Vec<types::StoredTensorInfo> =
-            self.inner.rows.iter().map(types::StoredTensorInfo::from_row).collect();
+        let list: Vec<_> = self.inner.rows.iter().map(|r| pipeline::layer_report(r, &r.source_info())).collect();
         to_js(&list)
     }
 

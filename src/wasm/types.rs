@@ -10,7 +10,6 @@ use wasm_bindgen::prelude::*;
 
 use crate::config::QuantConfig;
 use crate::parquet::reader::QuantizedFile;
-use crate::parquet::TensorRow;
 use crate::safetensors::Header;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -107,45 +106,6 @@ impl SafetensorsHeader {
                     }
                 })
                 .collect(),
-        }
-    }
-}
-
-#[derive(Serialize, Tsify)]
-#[tsify(missing_as_null)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredTensorInfo {
-    pub name: String,
-    pub shape: Vec<u64>,
-    pub dtype: String,
-    pub storage: crate::report::Storage,
-    pub requested_bits: Option<u8>,
-    pub bits: Option<u8>,
-    pub group_size: Option<u32>,
-    pub stored_bytes: u64,
-    pub cosine: Option<f64>,
-    pub snr_db: Option<f64>,
-    pub rel_rmse: Option<f64>,
-    pub max_abs_error: Option<f64>,
-    pub reason: String,
-}
-
-impl StoredTensorInfo {
-    pub fn from_row(r: &TensorRow) -> Self {
-        StoredTensorInfo {
-            name: r.name.clone(),
-            shape: r.shape.clone(),
-            dtype: r.dtype.name().to_string(),
-            storage: r.storage,
-            requested_bits: r.requested_bits,
-            bits: r.bits,
-            group_size: r.group_size,
-            stored_bytes: r.stored_bytes(),
-            cosine: r.cosine,
-            snr_db: r.snr_db,
-            rel_rmse: r.rel_rmse,
-            max_abs_error: r.max_abs_error,
-            reason: r.reason.clone(),
         }
     }
 }
