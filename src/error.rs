@@ -43,6 +43,10 @@ pub enum AqError {
     /// A tensor or file exceeds a documented size limit of the format.
     #[error("{0}")]
     TooLarge(String),
+
+    /// Calibration statistics that do not follow docs/CALIBRATION.md.
+    #[error("invalid calibration statistics: {0}")]
+    Calibration(String),
 }
 
 impl AqError {
@@ -58,6 +62,7 @@ impl AqError {
             AqError::State(_) => "E_STATE",
             AqError::TooLarge(_) => "E_TOO_LARGE",
             AqError::Cancelled(_) => "E_CANCELLED",
+            AqError::Calibration(_) => "E_CALIBRATION",
         }
     }
 

@@ -2,6 +2,7 @@
 //! one Parquet file ("V2 Extended", docs/FORMAT.md). Pure Rust, bytes in and bytes out: no
 //! filesystem and no wasm types here; the wasm-bindgen layer lives in `wasm/` (wasm32 only).
 
+pub mod calibration;
 pub mod config;
 pub mod dtype;
 pub mod error;

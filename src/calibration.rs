@@ -1,0 +1,419 @@
+//! Calibration statistics: what time-aware and spatial quantization need to know about each
+//! layer's *input activations*, measured by running the model (tools/calibrate.py does it with
+//! PyTorch forward hooks). docs/CALIBRATION.md is the contract; two carriers hold the same data:
+//!
+//! * a `.safetensors` file, `__metadata__.format = "arrowquant-calibration"`, with per layer `L`
+//!   (the module path, so that `L.weight` is the weight it feeds):
+//!   `L.act_min`, `L.act_max` F32 `[T]`, `L.samples` I64/I32 `[T]`, and optionally
+//!   `L.channel_absmax` F32 `[C_in]` or `[T, C_in]`;
+//! * a plain JSON/JS object `{ timesteps: [...], layers: { L: { actMin, actMax, samples,
+//!   channelAbsMax? } } }`.
+//!
+//! Nothing is ever filled in: a timestep with `samples = 0` is *missing* (its min/max are ignored
+//! and may be NaN) and the layer reports it; a weight without an entry gets no time groups.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::dtype::Dtype;
+use crate::error::{AqError, Result};
+use crate::safetensors::parse_header;
+
+pub const CALIBRATION_FORMAT: &str = "arrowquant-calibration";
+/// Upper bound on T: adaptive grouping is O(G·T²) per layer and 1000 covers DDPM's full schedule.
+pub const MAX_TIMESTEPS: usize = 1024;
+
+/// Input-activation statistics of one layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerStats {
+    /// Per timestep: smallest and largest input activation value seen (NaN allowed where missing).
+    pub act_min: Vec<f32>,
+    pub act_max: Vec<f32>,
+    /// Per timestep: how many samples (batch elements) were seen; 0 = no data for that timestep.
+    pub samples: Vec<u64>,
+    /// max |x_j| per input channel, per timestep (`[T][C]`) when recorded that way.
+    pub channel_absmax_per_t: Option<Vec<Vec<f32>>>,
+    /// max |x_j| per input channel over all timesteps (`[C]`).
+    pub channel_absmax: Option<Vec<f32>>,
+}
+
+impl LayerStats {
+    pub fn has(&self, t: usize) -> bool {
+        self.samples[t] > 0
+    }
+    /// Indices of timesteps without data.
+    pub fn missing(&self) -> Vec<usize> {
+        (0..self.samples.len()).filter(|&t| !self.has(t)).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    /// The diffusion timestep value of each calibration step (for example 999, 949, …, 0), in the
+    /// order the per-timestep arrays use. Time groups refer to *indices* into this list.
+    pub timesteps: Vec<f64>,
+    pub layers: BTreeMap<String, LayerStats>,
+}
+
+fn bad(msg: impl Into<String>) -> AqError {
+    AqError::Calibration(msg.into())
+}
+
+impl Calibration {
+    pub fn num_timesteps(&self) -> usize {
+        self.timesteps.len()
+    }
+
+    /// The statistics for a weight tensor: `L.weight` ↔ layer `L` (or the full name as given).
+    pub fn for_weight(&self, tensor: &str) -> Option<(&str, &LayerStats)> {
+        let layer = tensor.strip_suffix(".weight").unwrap_or(tensor);
+        self.layers.get_key_value(layer).map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Parse either carrier: bytes that start like a safetensors file, or JSON text.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        if first == Some(b'{') {
+            let v: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+            return Self::from_json(&v);
+        }
+        Self::from_safetensors(bytes)
+    }
+
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Self> {
+        let header = parse_header(bytes, Some(bytes.len() as u64))
+            .map_err(|e| bad(format!("not a calibration safetensors file: {e}")))?;
+        match header.metadata.get("format").map(String::as_str) {
+            Some(CALIBRATION_FORMAT) => {}
+            other => {
+                return Err(bad(format!(
+                    "__metadata__.format is {}, expected \"{CALIBRATION_FORMAT}\" (see docs/CALIBRATION.md)",
+                    other.map_or("missing".to_string(), |s| format!("\"{s}\""))
+                )))
+            }
+        }
+        let ts_text = header.metadata.get("timesteps").ok_or_else(|| {
+            bad("__metadata__.timesteps is missing: a JSON list of the timestep values, e.g. \"[999, 499, 0]\"")
+        })?;
+        let ts: Value = serde_json::from_str(ts_text)
+            .map_err(|e| bad(format!("__metadata__.timesteps is not a JSON list of numbers: {e}")))?;
+        let timesteps = read_f64_list("timesteps", &ts)?;
+        let t_count = check_timesteps(&timesteps)?;
+
+        let base = header.data_offset as usize;
+        let read = |name: &str| -> Result<Option<(Vec<u64>, Vec<f64>)>> {
+            let Some(info) = header.find(name) else { return Ok(None) };
+            let raw = &bytes[base + info.begin as usize..base + info.end as usize];
+            let n = info.numel() as usize;
+            let vals: Vec<f64> = match info.dtype {
+                Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64 => {
+                    let mut out = vec![0f32; n];
+                    crate::dtype::decode_f32(info.dtype, raw, &mut out);
+                    out.into_iter().map(f64::from).collect()
+                }
+                Dtype::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+                Dtype::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+                other => return Err(bad(format!("tensor '{name}': dtype {} is not allowed here", other.name()))),
+            };
+            Ok(Some((info.shape.clone(), vals)))
+        };
+
+        let mut layers = BTreeMap::new();
+        for t in &header.tensors {
+            let Some(layer) = t.name.strip_suffix(".act_min") else {
+                if !["act_max", "samples", "channel_absmax"].iter().any(|s| t.name.ends_with(&format!(".{s}"))) {
+                    return Err(bad(format!(
+                        "tensor '{}': unknown name; expected <layer>.act_min/.act_max/.samples/.channel_absmax",
+                        t.name
+                    )));
+                }
+                let layer = t.name.rsplit_once('.').map(|(l, _)| l).unwrap_or("");
+                if header.find(&format!("{layer}.act_min")).is_none() {
+                    return Err(bad(format!("tensor '{}' has no '{layer}.act_min' beside it", t.name)));
+                }
+                continue;
+            };
+            let get = |suffix: &str| read(&format!("{layer}.{suffix}"));
+            let vec_t = |suffix: &str, v: Option<(Vec<u64>, Vec<f64>)>| -> Result<Vec<f64>> {
+                let (shape, vals) = v.ok_or_else(|| bad(format!("layer '{layer}': '{layer}.{suffix}' is missing")))?;
+                if shape != [t_count as u64] {
+                    return Err(bad(format!("layer '{layer}': '{suffix}' has shape {shape:?}, expected [{t_count}]")));
+                }
+                Ok(vals)
+            };
+            let act_min = vec_t("act_min", get("act_min")?)?;
+            let act_max = vec_t("act_max", get("act_max")?)?;
+            let samples = vec_t("samples", get("samples")?)?;
+            let absmax = match get("channel_absmax")? {
+                None => None,
+                Some((shape, vals)) => match shape.as_slice() {
+                    [_] => Some(ChannelMax::Total(vals)),
+                    [tt, c] if *tt as usize == t_count && *c > 0 => Some(ChannelMax::PerT(
+                        vals.chunks(*c as usize).map(|r| r.to_vec()).collect(),
+                    )),
+                    _ => {
+                        return Err(bad(format!(
+                            "layer '{layer}': 'channel_absmax' has shape {shape:?}, expected [C_in] or [{t_count}, C_in] with C_in > 0"
+                        )))
+                    }
+                },
+            };
+            layers.insert(layer.to_string(), build_layer(layer, act_min, act_max, samples, absmax)?);
+        }
+        if layers.is_empty() {
+            return Err(bad("no layers: expected tensors named <layer>.act_min, <layer>.act_max, <layer>.samples"));
+        }
+        Ok(Calibration { timesteps, layers })
+    }
+
+    /// The plain-object carrier (camelCase keys, as JS passes them).
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let obj = v.as_object().ok_or_else(|| bad("calibration must be an object { timesteps, layers }"))?;
+        for k in obj.keys() {
+            if !["timesteps", "layers", "format", "source"].contains(&k.as_str()) {
+                return Err(bad(format!("unknown key '{k}'; expected timesteps, layers (and optionally format, source)")));
+            }
+        }
+        let timesteps = read_f64_list("timesteps", obj.get("timesteps").unwrap_or(&Value::Null))?;
+        let t_count = check_timesteps(&timesteps)?;
+        let layers_v = obj
+            .get("layers")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad("'layers' must be an object mapping layer name → { actMin, actMax, samples }"))?;
+        let mut layers = BTreeMap::new();
+        for (name, l) in layers_v {
+            let lo = l.as_object().ok_or_else(|| bad(format!("layer '{name}': expected an object")))?;
+            for k in lo.keys() {
+                if !["actMin", "actMax", "samples", "channelAbsMax"].contains(&k.as_str()) {
+                    return Err(bad(format!(
+                        "layer '{name}': unknown key '{k}'; expected actMin, actMax, samples, channelAbsMax"
+                    )));
+                }
+            }
+            let field = |k: &str| -> Result<Vec<f64>> {
+                let vals = read_f64_list(&format!("layers['{name}'].{k}"), lo.get(k).unwrap_or(&Value::Null))?;
+                if vals.len() != t_count {
+                    return Err(bad(format!("layer '{name}': {k} has {} values, expected {t_count}", vals.len())));
+                }
+                Ok(vals)
+            };
+            let absmax = match lo.get("channelAbsMax") {
+                None | Some(Value::Null) => None,
+                Some(Value::Array(a)) if a.first().is_some_and(Value::is_array) => {
+                    if a.len() != t_count {
+                        return Err(bad(format!(
+                            "layer '{name}': channelAbsMax has {} rows, expected {t_count} (one per timestep)",
+                            a.len()
+                        )));
+                    }
+                    let rows = a
+                        .iter()
+                        .map(|r| read_f64_list(&format!("layers['{name}'].channelAbsMax"), r))
+                        .collect::<Result<Vec<_>>>()?;
+                    Some(ChannelMax::PerT(rows))
+                }
+                Some(other) => {
+                    Some(ChannelMax::Total(read_f64_list(&format!("layers['{name}'].channelAbsMax"), other)?))
+                }
+            };
+            let layer = build_layer(name, field("actMin")?, field("actMax")?, field("samples")?, absmax)?;
+            layers.insert(name.clone(), layer);
+        }
+        if layers.is_empty() {
+            return Err(bad("'layers' is empty"));
+        }
+        Ok(Calibration { timesteps, layers })
+    }
+}
+
+enum ChannelMax {
+    Total(Vec<f64>),
+    PerT(Vec<Vec<f64>>),
+}
+
+fn read_f64_list(what: &str, v: &Value) -> Result<Vec<f64>> {
+    let arr = v.as_array().ok_or_else(|| bad(format!("{what}: expected an array of numbers")))?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, x)| match x {
+            Value::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),
+            // JSON has no NaN; a missing timestep's min/max may be written as null.
+            Value::Null => Ok(f64::NAN),
+            _ => Err(bad(format!("{what}[{i}]: expected a number, got {x}"))),
+        })
+        .collect()
+}
+
+fn check_timesteps(ts: &[f64]) -> Result<usize> {
+    if ts.is_empty() || ts.len() > MAX_TIMESTEPS {
+        return Err(bad(format!("timesteps: {} values, expected 1..={MAX_TIMESTEPS}", ts.len())));
+    }
+    if let Some(i) = ts.iter().position(|t| !t.is_finite()) {
+        return Err(bad(format!("timesteps[{i}] is not a finite number")));
+    }
+    Ok(ts.len())
+}
+
+fn build_layer(
+    name: &str,
+    act_min: Vec<f64>,
+    act_max: Vec<f64>,
+    samples: Vec<f64>,
+    absmax: Option<ChannelMax>,
+) -> Result<LayerStats> {
+    let mut s = Vec::with_capacity(samples.len());
+    for (t, &n) in samples.iter().enumerate() {
+        if !(n.is_finite() && n >= 0.0 && n.fract() == 0.0) {
+            return Err(bad(format!("layer '{name}': samples[{t}] = {n}, expected a non-negative integer")));
+        }
+        s.push(n as u64);
+        if n > 0.0 {
+            let (lo, hi) = (act_min[t], act_max[t]);
+            if !(lo.is_finite() && hi.is_finite() && lo <= hi) || lo.abs() > f32::MAX as f64 || hi.abs() > f32::MAX as f64
+            {
+                return Err(bad(format!(
+                    "layer '{name}': timestep {t} has {n} samples but act_min {lo} / act_max {hi} is not a finite range"
+                )));
+            }
+        }
+    }
+    if s.iter().all(|&n| n == 0) {
+        return Err(bad(format!("layer '{name}': every timestep has 0 samples")));
+    }
+    let check_row = |row: &[f64], what: &str| -> Result<Vec<f32>> {
+        if row.is_empty() {
+            return Err(bad(format!("layer '{name}': {what} is empty")));
+        }
+        row.iter()
+            .enumerate()
+            .map(|(j, &a)| {
+                if a.is_finite() && a >= 0.0 && a <= f32::MAX as f64 {
+                    Ok(a as f32)
+                } else {
+                    Err(bad(format!("layer '{name}': {what}[{j}] = {a}, expected a finite value ≥ 0")))
+                }
+            })
+            .collect()
+    };
+    let (per_t, total) = match absmax {
+        None => (None, None),
+        Some(ChannelMax::Total(v)) => (None, Some(check_row(&v, "channel_absmax")?)),
+        Some(ChannelMax::PerT(rows)) => {
+            let c = rows.first().map_or(0, Vec::len);
+            let mut checked = Vec::with_capacity(rows.len());
+            for (t, r) in rows.iter().enumerate() {
+                if r.len() != c {
+                    return Err(bad(format!("layer '{name}': channel_absmax row {t} has {} values, expected {c}", r.len())));
+                }
+                // A missing timestep's row is ignored (like its min/max), so it may hold anything.
+                checked.push(if s[t] > 0 { check_row(r, &format!("channel_absmax[{t}]"))? } else { vec![0.0; c] });
+            }
+            // Temporal aggregation (DiTAS): the channel maximum over every timestep with data.
+            let mut agg = vec![0f32; c];
+            for (t, r) in checked.iter().enumerate().filter(|(t, _)| s[*t] > 0) {
+                let _ = t;
+                for (a, &x) in agg.iter_mut().zip(r) {
+                    *a = a.max(x);
+                }
+            }
+            (Some(checked), Some(agg))
+        }
+    };
+    Ok(LayerStats {
+        act_min: act_min.iter().map(|&x| x as f32).collect(),
+        act_max: act_max.iter().map(|&x| x as f32).collect(),
+        samples: s,
+        channel_absmax_per_t: per_t,
+        channel_absmax: total,
+    })
+}
+
+/// Write a calibration file (used by tests and by tools that convert other formats).
+pub fn to_safetensors(cal: &Calibration) -> Vec<u8> {
+    let mut metadata = BTreeMap::new();
+    metadata.insert("format".to_string(), CALIBRATION_FORMAT.to_string());
+    metadata.insert("timesteps".to_string(), serde_json::to_string(&cal.timesteps).expect("numbers"));
+    let mut specs = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
+    let t = cal.timesteps.len() as u64;
+    for (name, l) in &cal.layers {
+        let f32s = |v: &[f32], data: &mut Vec<u8>| v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes()));
+        specs.push((format!("{name}.act_max"), Dtype::F32, vec![t]));
+        f32s(&l.act_max, &mut data);
+        specs.push((format!("{name}.act_min"), Dtype::F32, vec![t]));
+        f32s(&l.act_min, &mut data);
+        if let Some(rows) = &l.channel_absmax_per_t {
+            specs.push((format!("{name}.channel_absmax"), Dtype::F32, vec![t, rows[0].len() as u64]));
+            rows.iter().for_each(|r| f32s(r, &mut data));
+        } else if let Some(c) = &l.channel_absmax {
+            specs.push((format!("{name}.channel_absmax"), Dtype::F32, vec![c.len() as u64]));
+            f32s(c, &mut data);
+        }
+        specs.push((format!("{name}.samples"), Dtype::I64, vec![t]));
+        l.samples.iter().for_each(|&n| data.extend_from_slice(&(n as i64).to_le_bytes()));
+    }
+    let mut out = crate::safetensors::write_header(&specs, &metadata);
+    out.extend_from_slice(&data);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Calibration {
+        Calibration::from_json(&json!({
+            "timesteps": [999, 500, 0],
+            "layers": {
+                "down.0.conv": {"actMin": [-1.0, null, -3.0], "actMax": [2.0, null, 1.0], "samples": [4, 0, 4],
+                                "channelAbsMax": [[1.0, 2.0], [9e9, 0.0], [3.0, 0.5]]},
+                "mid.attn.to_q": {"actMin": [0, 0, 0], "actMax": [1, 2, 3], "samples": [1, 1, 1]}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn json_and_safetensors_carriers_agree() {
+        let a = sample();
+        let l = &a.layers["down.0.conv"];
+        assert_eq!(l.missing(), vec![1]);
+        // the missing timestep's absurd row does not leak into the aggregate
+        assert_eq!(l.channel_absmax.as_deref(), Some(&[3.0f32, 2.0][..]));
+        let bytes = to_safetensors(&a);
+        let b = Calibration::from_bytes(&bytes).unwrap();
+        assert_eq!(b.timesteps, a.timesteps);
+        assert_eq!(b.layers["mid.attn.to_q"], a.layers["mid.attn.to_q"]);
+        let (lb, la) = (&b.layers["down.0.conv"], &a.layers["down.0.conv"]);
+        assert_eq!((&lb.samples, &lb.channel_absmax), (&la.samples, &la.channel_absmax));
+        assert_eq!(a.for_weight("down.0.conv.weight").map(|(n, _)| n), Some("down.0.conv"));
+        assert!(a.for_weight("down.0.conv.bias_extra").is_none());
+    }
+
+    #[test]
+    fn malformed_input_is_named() {
+        let cases = [
+            (json!({"timesteps": [], "layers": {}}), "timesteps"),
+            (json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1]}}}), "samples"),
+            (json!({"timesteps": [1, 2], "layers": {"a": {"actMin": [0], "actMax": [1, 2], "samples": [1, 1]}}}), "actMin"),
+            (json!({"timesteps": [1], "layers": {"a": {"actMin": [2], "actMax": [1], "samples": [1]}}}), "finite range"),
+            (json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [0]}}}), "0 samples"),
+            (json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [1.5]}}}), "samples[0]"),
+            (json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [1], "channelAbsMax": [-1]}}}), "channel_absmax[0]"),
+            (json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [1], "x": 1}}}), "unknown key 'x'"),
+            (json!({"timesteps": [1], "layers": {}}), "empty"),
+        ];
+        for (v, needle) in cases {
+            let e = Calibration::from_json(&v).unwrap_err();
+            assert_eq!(e.code(), "E_CALIBRATION");
+            assert!(e.to_string().contains(needle), "{e} should mention {needle}");
+        }
+        assert!(Calibration::from_bytes(b"not a file").is_err());
+        let mut weights = crate::safetensors::write_header(&[("w".into(), Dtype::F32, vec![1])], &BTreeMap::new());
+        weights.extend_from_slice(&[0; 4]);
+        let e = Calibration::from_bytes(&weights).unwrap_err();
+        assert!(e.to_string().contains("__metadata__.format"), "{e}");
+    }
+}
