@@ -13,6 +13,8 @@ pub mod pipeline;
 pub mod quant;
 pub mod report;
 pub mod safetensors;
+pub mod spatial;
+pub mod timegroups;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
