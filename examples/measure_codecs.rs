@@ -88,7 +88,7 @@ fn main() {
     for (label, model) in &inputs {
         for bits in [2, 4, 8] {
             let cfg = parse_config_str(&format!(r#"{{"bitWidth":{bits},"groupSize":64,"minAccuracy":0}}"#)).unwrap();
-            let (file, _) = quantize_model(model, cfg, default_clock, &mut |_| true).unwrap();
+            let (file, _) = quantize_model(model, cfg, None, default_clock, &mut |_| true).unwrap();
             let (_, _, base_len, _) = rewrite(&file, Compression::UNCOMPRESSED);
             for (name, codec) in codecs {
                 let (c, u, len, secs) = rewrite(&file, codec);

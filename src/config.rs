@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{AqError, Result};
+use crate::timegroups::TimeGrouping;
 
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
@@ -125,6 +126,14 @@ pub struct QuantConfig {
     #[cfg_attr(target_arch = "wasm32", tsify(type = "Record<string, number>"))]
     pub layer_bit_widths: BTreeMap<String, u8>,
     pub scale_search: ScaleSearch,
+    /// How timesteps are grouped for time-aware activation params.
+    pub time_grouping: TimeGrouping,
+    /// Boundary smoothing strength between adjacent time groups, 0..=1 (0 = off). Only widens.
+    pub time_smoothing: f64,
+    /// Width of the activation quantization the time groups describe (4 or 8).
+    pub activation_bits: u8,
+    /// Migration strength α of channel equalization, 0..=1.
+    pub spatial_alpha: f64,
 }
 
 impl QuantConfig {
@@ -150,6 +159,10 @@ impl QuantConfig {
             sensitive_layer_patterns: DEFAULT_SENSITIVE_PATTERNS.iter().map(|s| s.to_string()).collect(),
             layer_bit_widths: BTreeMap::new(),
             scale_search: ScaleSearch::Auto,
+            time_grouping: TimeGrouping::Adaptive,
+            time_smoothing: 0.0,
+            activation_bits: 8,
+            spatial_alpha: 0.5,
         }
     }
 
@@ -248,6 +261,16 @@ impl QuantConfig {
                         _ => return Err(AqError::config(key, json_short(v), "'auto', 'on', 'off' (or true/false)")),
                     }
                 }
+                "timeGrouping" => {
+                    cfg.time_grouping = match v.as_str() {
+                        Some("uniform") => TimeGrouping::Uniform,
+                        Some("adaptive") => TimeGrouping::Adaptive,
+                        _ => return Err(AqError::config(key, json_short(v), "'uniform' or 'adaptive'")),
+                    }
+                }
+                "timeSmoothing" => cfg.time_smoothing = read_f64(key, v)?,
+                "activationBits" => cfg.activation_bits = read_uint(key, v)?.min(255) as u8,
+                "spatialAlpha" => cfg.spatial_alpha = read_f64(key, v)?,
                 _ => {
                     return Err(AqError::config(
                         key,
@@ -277,6 +300,15 @@ impl QuantConfig {
         }
         if !(1..=1_000_000).contains(&self.calibration_samples) {
             return Err(AqError::config("calibrationSamples", self.calibration_samples, "an integer in 1..=1000000"));
+        }
+        if !(self.time_smoothing.is_finite() && (0.0..=1.0).contains(&self.time_smoothing)) {
+            return Err(AqError::config("timeSmoothing", self.time_smoothing, "a number in 0..=1 (0 = off)"));
+        }
+        if ![4, 8].contains(&self.activation_bits) {
+            return Err(AqError::config("activationBits", self.activation_bits, "4 or 8"));
+        }
+        if !(self.spatial_alpha.is_finite() && (0.0..=1.0).contains(&self.spatial_alpha)) {
+            return Err(AqError::config("spatialAlpha", self.spatial_alpha, "a number in 0..=1"));
         }
         for p in &self.sensitive_layer_patterns {
             if p.is_empty() {
@@ -342,6 +374,10 @@ const KNOWN_FIELDS: &[&str] = &[
     "sensitiveLayerPatterns",
     "layerBitWidths",
     "scaleSearch",
+    "timeGrouping",
+    "timeSmoothing",
+    "activationBits",
+    "spatialAlpha",
 ];
 
 fn json_short(v: &Value) -> String {
@@ -460,6 +496,10 @@ mod tests {
             (json!({"groupSise": 64}), "groupSise", "64"),
             (json!({"layerBitWidths": {"a.*": 3}}), "layerBitWidths['a.*']", "3"),
             (json!({"calibrationSamples": -1}), "calibrationSamples", "-1"),
+            (json!({"timeGrouping": "even"}), "timeGrouping", "\"even\""),
+            (json!({"timeSmoothing": 2}), "timeSmoothing", "2"),
+            (json!({"activationBits": 16}), "activationBits", "16"),
+            (json!({"spatialAlpha": -0.5}), "spatialAlpha", "-0.5"),
             (json!(7), "config", "7"),
         ];
         for (input, field, value) in cases {

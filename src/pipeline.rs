@@ -10,9 +10,16 @@ use crate::error::{AqError, Result};
 use crate::parquet::schema::*;
 use crate::parquet::writer::TensorWriter;
 use crate::parquet::TensorRow;
-use crate::quant::tensor::{quantize_source, store_f16, Layout, Source};
+use crate::calibration::{Calibration, LayerStats};
+use crate::parquet::SpatialMeta;
+use crate::quant::tensor::{decode_all, dequantize, layout_error_sums, quantize_source, store_f16, Layout, Source};
+use crate::spatial::{
+    equalization_scales, equalize, snr_db as spatial_snr_db, step_ranges, undo_equalization, weight_channel_absmax,
+    weighted_error, ChannelLayout,
+};
+use crate::timegroups::time_groups;
 use crate::quant::ErrorSums;
-use crate::report::{FeatureStatus, LayerCounts, LayerReport, ModelReport, Progress, Storage};
+use crate::report::{FeatureStatus, LayerCounts, LayerReport, ModelReport, Progress, SpatialSummary, Storage};
 use crate::safetensors::{parse_header, Header, TensorInfo};
 
 /// Rows shorter than this are not group-quantized: a group of a few values costs 4 bytes of
@@ -47,28 +54,40 @@ pub struct LayerOutcome {
     pub sums: Option<ErrorSums>,
 }
 
-fn raw_row(info: &TensorInfo, bytes: &[u8], requested_bits: Option<u8>, reason: String) -> LayerOutcome {
-    LayerOutcome {
-        row: TensorRow {
-            name: info.name.clone(),
-            shape: info.shape.clone(),
-            dtype: info.dtype,
-            storage: Storage::Raw,
-            requested_bits,
-            bits: None,
-            group_size: None,
-            data: bytes.to_vec(),
-            data_crc32: crc32fast::hash(bytes),
-            scales: None,
-            mins: None,
-            cosine: None,
-            snr_db: None,
-            rel_rmse: None,
-            max_abs_error: None,
-            reason,
-        },
-        sums: None,
+/// Calibration statistics matched to one weight tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerCalibration<'a> {
+    /// The calibration's layer name (`L` for the weight `L.weight`).
+    pub layer: &'a str,
+    pub stats: &'a LayerStats,
+}
+
+fn base_row(info: &TensorInfo, storage: Storage, requested_bits: Option<u8>, data: Vec<u8>, reason: String) -> TensorRow {
+    TensorRow {
+        name: info.name.clone(),
+        shape: info.shape.clone(),
+        dtype: info.dtype,
+        storage,
+        requested_bits,
+        bits: None,
+        group_size: None,
+        data_crc32: crc32fast::hash(&data),
+        data,
+        scales: None,
+        mins: None,
+        cosine: None,
+        snr_db: None,
+        rel_rmse: None,
+        max_abs_error: None,
+        reason,
+        weighted_snr_db: None,
+        time_groups: None,
+        spatial: None,
     }
+}
+
+fn raw_row(info: &TensorInfo, bytes: &[u8], requested_bits: Option<u8>, reason: String) -> LayerOutcome {
+    LayerOutcome { row: base_row(info, Storage::Raw, requested_bits, bytes.to_vec(), reason), sums: None }
 }
 
 fn with_metrics(mut row: TensorRow, sums: &ErrorSums) -> TensorRow {
@@ -89,29 +108,62 @@ fn f16_row(info: &TensorInfo, src: Source, requested_bits: Option<u8>, reason: S
             format!("{reason}; values beyond the f16 range, stored as source bytes"),
         ));
     };
-    let row = TensorRow {
-        name: info.name.clone(),
-        shape: info.shape.clone(),
-        dtype: info.dtype,
-        storage: Storage::F16,
-        requested_bits,
-        bits: Some(16),
-        group_size: None,
-        data_crc32: crc32fast::hash(&data),
-        data,
-        scales: None,
-        mins: None,
-        cosine: None,
-        snr_db: None,
-        rel_rmse: None,
-        max_abs_error: None,
-        reason,
-    };
+    let mut row = base_row(info, Storage::F16, requested_bits, data, reason);
+    row.bits = Some(16);
     Ok(LayerOutcome { row: with_metrics(row, &sums), sums: Some(sums) })
 }
 
-/// Decide how one tensor is stored and do it. `bytes` are the tensor's bytes as in the file.
-pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8]) -> Result<LayerOutcome> {
+/// The equalization chosen for one layer: scales, the weights they apply to, and why.
+struct Equalization {
+    channels: ChannelLayout,
+    scales: Vec<f32>,
+    /// The source weights as f32 (what metrics compare against).
+    original: Vec<f32>,
+    /// W·diag(s) as little-endian f32 bytes (what is quantized).
+    equalized_bytes: Vec<u8>,
+}
+
+/// Decide whether channel equalization applies to this weight; `Err(note)` says why not.
+fn plan_equalization(
+    cfg: &QuantConfig,
+    info: &TensorInfo,
+    src: Source,
+    cal: Option<LayerCalibration>,
+) -> Result<std::result::Result<Equalization, String>> {
+    let Some(cal) = cal else { return Ok(Err("no calibration entry".into())) };
+    let Some(act) = cal.stats.channel_absmax.as_deref() else {
+        return Ok(Err(format!("calibration layer '{}' has no channel_absmax", cal.layer)));
+    };
+    let Some(channels) = ChannelLayout::for_shape(&info.shape) else {
+        return Ok(Err("not a weight with an input-channel axis".into()));
+    };
+    if channels.input != act.len() {
+        return Ok(Err(format!(
+            "channel_absmax has {} channels but the weight has {} input channels",
+            act.len(),
+            channels.input
+        )));
+    }
+    let original = decode_all(src, info.numel() as usize)?;
+    let scales = equalization_scales(act, &weight_channel_absmax(&original, channels), cfg.spatial_alpha as f32);
+    let equalized = equalize(&original, channels, &scales);
+    if equalized.iter().any(|x| x.abs() > F16_MAX) {
+        return Ok(Err("equalized weights would exceed the f16 range of group params".into()));
+    }
+    let equalized_bytes = equalized.iter().flat_map(|x| x.to_le_bytes()).collect();
+    Ok(Ok(Equalization { channels, scales, original, equalized_bytes }))
+}
+
+const F16_MAX: f32 = 65504.0;
+
+/// Decide how one tensor is stored and do it. `bytes` are the tensor's bytes as in the file;
+/// `cal` the calibration statistics of the layer it belongs to, if any.
+pub fn quantize_layer(
+    cfg: &QuantConfig,
+    info: &TensorInfo,
+    bytes: &[u8],
+    cal: Option<LayerCalibration>,
+) -> Result<LayerOutcome> {
     if bytes.len() as u64 != info.byte_len() {
         return Err(AqError::Safetensors(format!(
             "tensor '{}': got {} bytes, the header says {}",
@@ -131,6 +183,52 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8]) -> Res
             format!("{}-D tensor (bias, norm or scalar): stored unquantized", info.shape.len()),
         ));
     }
+    let mut out = store_weight(cfg, info, bytes, cal)?;
+    if let (Some(cal), true) = (cal, cfg.enable_time_aware) {
+        let scales = out.row.spatial.as_ref().map(|s| s.scales.as_slice());
+        let ranges = step_ranges(cal.stats, scales);
+        let groups = time_groups(
+            &ranges,
+            cfg.num_time_groups as usize,
+            cfg.time_grouping,
+            cfg.time_smoothing as f32,
+            cfg.activation_bits,
+        );
+        let missing = cal.stats.missing();
+        let mut note = format!(
+            "; time-aware: {} {} group(s) over {} timesteps from calibration layer '{}'",
+            groups.len(),
+            cfg.time_grouping.as_str(),
+            ranges.len(),
+            cal.layer
+        );
+        if scales.is_some() {
+            note.push_str(" (ranges of the equalized activations X/s)");
+        }
+        if !missing.is_empty() {
+            note.push_str(&format!(
+                ", no data at timestep index(es) {} (they use their group's params)",
+                short_list(&missing)
+            ));
+        }
+        out.row.reason.push_str(&note);
+        out.row.time_groups = Some(groups);
+    }
+    Ok(out)
+}
+
+fn short_list(v: &[usize]) -> String {
+    let shown: Vec<String> = v.iter().take(8).map(|t| t.to_string()).collect();
+    if v.len() > 8 {
+        format!("{} … ({} in all)", shown.join(", "), v.len())
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// Storage of a ≥2-D float weight: sensitive/override/f16 rules, then quantization with the
+/// fallback chain, with channel equalization when enabled and calibrated.
+fn store_weight(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], cal: Option<LayerCalibration>) -> Result<LayerOutcome> {
     let (requested, decided_by) = cfg.bits_for(&info.name);
     let src = Source { name: &info.name, dtype: info.dtype, bytes };
     if decided_by.is_none() {
@@ -154,10 +252,23 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8]) -> Res
             format!("rows of {} elements are too short to group (< {MIN_ROW_LEN}): kept as f16", layout.row_len),
         );
     }
+    let (eq, spatial_note) = if cfg.enable_spatial {
+        match plan_equalization(cfg, info, src, cal)? {
+            Ok(eq) => (Some(eq), None),
+            Err(why) => (None, Some(format!("; spatial: not applied ({why})"))),
+        }
+    } else {
+        (None, None)
+    };
+    let act_absmax = cal.and_then(|c| c.stats.channel_absmax.as_deref());
+    let qsrc = match &eq {
+        Some(e) => Source { name: &info.name, dtype: Dtype::F32, bytes: &e.equalized_bytes },
+        None => src,
+    };
     let mut misses: Vec<String> = Vec::new();
     for &bits in FALLBACK_WIDTHS.iter().filter(|&&b| b >= requested) {
         let search = cfg.scale_search.enabled_for(bits);
-        let Some((t, sums)) = quantize_source(src, layout, bits, search)? else {
+        let Some((t, mut sums)) = quantize_source(qsrc, layout, bits, search)? else {
             return Ok(raw_row(
                 info,
                 bytes,
@@ -165,34 +276,65 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8]) -> Res
                 "values beyond ±65504 cannot have f16 scales: stored as source bytes".to_string(),
             ));
         };
+        // With equalization the metrics are of the weights as inference sees them: dequantized
+        // and divided back by s, against the original weights.
+        let mut weighted = None;
+        if eq.is_some() || act_absmax.is_some() {
+            let mut w_hat = vec![0f32; layout.numel()];
+            dequantize(&t, &mut w_hat);
+            let original_owned;
+            let original: &[f32] = match &eq {
+                Some(e) => {
+                    undo_equalization(&mut w_hat, e.channels, &e.scales);
+                    sums = layout_error_sums(&e.original, &w_hat, layout);
+                    &e.original
+                }
+                None => {
+                    original_owned = decode_all(src, layout.numel())?;
+                    &original_owned
+                }
+            };
+            if let (Some(a), Some(cl)) = (act_absmax, ChannelLayout::for_shape(&info.shape)) {
+                if cl.input == a.len() {
+                    let (sig, err) = weighted_error(original, &w_hat, cl, a);
+                    weighted = Some(spatial_snr_db(sig, err));
+                }
+            }
+        }
         let cosine = sums.cosine();
         if cfg.min_accuracy > 0.0 && cosine < cfg.min_accuracy {
             misses.push(format!("{bits}-bit cosine {cosine:.5}"));
             continue;
         }
-        let reason = if misses.is_empty() {
+        let mut reason = if misses.is_empty() {
             base_reason
         } else {
             format!("{base_reason}; fallback: {} < minAccuracy {}", misses.join(", "), cfg.min_accuracy)
         };
-        let row = TensorRow {
-            name: info.name.clone(),
-            shape: info.shape.clone(),
-            dtype: info.dtype,
-            storage: Storage::Quantized,
-            requested_bits: Some(requested),
-            bits: Some(bits),
-            group_size: Some(cfg.group_size),
-            data_crc32: crc32fast::hash(&t.codes),
-            data: t.codes,
-            scales: Some(t.scales),
-            mins: Some(t.mins),
-            cosine: None,
-            snr_db: None,
-            rel_rmse: None,
-            max_abs_error: None,
-            reason,
-        };
+        let mut row = base_row(info, Storage::Quantized, Some(requested), t.codes, String::new());
+        row.bits = Some(bits);
+        row.group_size = Some(cfg.group_size);
+        row.scales = Some(t.scales);
+        row.mins = Some(t.mins);
+        row.weighted_snr_db = weighted;
+        if let Some(e) = eq {
+            let (lo, hi) = e.scales.iter().fold((f32::INFINITY, 0f32), |(l, h), &s| (l.min(s), h.max(s)));
+            reason.push_str(&format!(
+                "; spatial: {} input channels equalized (alpha {}, s in [{lo:.4}, {hi:.4}])",
+                e.scales.len(),
+                cfg.spatial_alpha
+            ));
+            row.spatial = Some(SpatialMeta {
+                enabled: true,
+                channel_equalization: true,
+                activation_smoothing: cfg.spatial_alpha > 0.0,
+                alpha: cfg.spatial_alpha as f32,
+                scales: e.scales,
+            });
+        } else if let Some(n) = spatial_note {
+            reason.push_str(&n);
+        }
+        row.reason = reason;
         return Ok(LayerOutcome { row: with_metrics(row, &sums), sums: Some(sums) });
     }
     let summary = format!("{} < minAccuracy {}", misses.join(", "), cfg.min_accuracy);
@@ -222,6 +364,12 @@ pub struct ModelQuantizer {
     modality: (String, String),
     bytes_done: u64,
     row_group_bytes: usize,
+    calibration: Option<Calibration>,
+    /// Calibration layers matched to a weight so far, and weights (≥2-D float) without an entry.
+    calibrated: Vec<String>,
+    uncalibrated: u32,
+    time_grouped: u32,
+    equalized: u32,
     /// Set after any error: the run cannot produce a valid file any more.
     failed: Option<String>,
 }
@@ -246,6 +394,11 @@ impl ModelQuantizer {
             modality: ("unknown".to_string(), "none".to_string()),
             bytes_done: 0,
             row_group_bytes: ROW_GROUP_TARGET_BYTES,
+            calibration: None,
+            calibrated: Vec::new(),
+            uncalibrated: 0,
+            time_grouped: 0,
+            equalized: 0,
             failed: None,
         })
     }
@@ -254,6 +407,15 @@ impl ModelQuantizer {
     /// Call before `begin`. Default 8 MiB.
     pub fn set_row_group_bytes(&mut self, bytes: usize) {
         self.row_group_bytes = bytes;
+    }
+
+    /// Calibration statistics for time-aware and spatial quantization. Call before `begin`.
+    pub fn set_calibration(&mut self, cal: Calibration) -> Result<()> {
+        if self.header.is_some() {
+            return Err(AqError::State("setCalibration() must come before begin()".to_string()));
+        }
+        self.calibration = Some(cal);
+        Ok(())
     }
 
     pub fn config(&self) -> &QuantConfig {
@@ -298,6 +460,17 @@ impl ModelQuantizer {
             (KEY_MODALITY.to_string(), self.modality.0.clone()),
             (KEY_SOURCE_METADATA.to_string(), serde_json::to_string(&header.metadata).expect("string map")),
         ];
+        let mut metadata = metadata;
+        if let Some(cal) = &self.calibration {
+            let info = serde_json::json!({
+                "timesteps": cal.timesteps,
+                "layers": cal.layers.len(),
+                "activationBits": self.cfg.activation_bits,
+                "timeGrouping": self.cfg.time_grouping.as_str(),
+                "timeSmoothing": self.cfg.time_smoothing,
+            });
+            metadata.push((KEY_CALIBRATION.to_string(), info.to_string()));
+        }
         let mut writer = TensorWriter::new(metadata, &self.modality.0)?;
         writer.set_row_group_bytes(self.row_group_bytes);
         self.writer = Some(writer);
@@ -320,7 +493,10 @@ impl ModelQuantizer {
             return Err(AqError::State(format!("tensor '{name}' was already added")));
         }
         let info = &header.tensors[i];
-        let outcome = match quantize_layer(&self.cfg, info, bytes) {
+        let is_weight = info.dtype.is_float() && info.shape.len() >= 2;
+        let cal = self.calibration.as_ref().filter(|_| is_weight).and_then(|c| c.for_weight(name));
+        let cal = cal.map(|(layer, stats)| LayerCalibration { layer, stats });
+        let outcome = match quantize_layer(&self.cfg, info, bytes, cal) {
             Ok(o) if o.row.data.len() > MAX_VALUE_BYTES => {
                 let e = AqError::TooLarge(format!(
                     "tensor '{name}': {} stored bytes exceed the {MAX_VALUE_BYTES}-byte limit of one Parquet value",
@@ -339,6 +515,13 @@ impl ModelQuantizer {
             self.lossy.sum_w2 += s.sum_w2;
             self.lossy.sum_e2 += s.sum_e2;
         }
+        match cal {
+            Some(c) => self.calibrated.push(c.layer.to_string()),
+            None if is_weight => self.uncalibrated += 1,
+            None => {}
+        }
+        self.time_grouped += outcome.row.time_groups.is_some() as u32;
+        self.equalized += outcome.row.spatial.is_some() as u32;
         self.done[i] = true;
         self.bytes_done += info.byte_len();
         let report = layer_report(&outcome.row, info);
@@ -414,7 +597,7 @@ impl ModelQuantizer {
                 }
             }
         }
-        let not_applied = "not applied: no calibration data".to_string();
+        let (time_aware, spatial) = self.feature_status();
         ModelReport {
             format_version: FORMAT_VERSION.to_string(),
             library_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -439,14 +622,64 @@ impl ModelQuantizer {
             } else {
                 f64::INFINITY
             },
-            time_aware: FeatureStatus {
-                requested: self.cfg.enable_time_aware,
-                applied: false,
-                note: not_applied.clone(),
-            },
-            spatial: FeatureStatus { requested: self.cfg.enable_spatial, applied: false, note: not_applied },
+            time_aware,
+            spatial,
             quantization_time_s: (self.clock)() - self.started_at,
         }
+    }
+}
+
+impl ModelQuantizer {
+    /// What the diffusion features did, in words a person can check against the layer table.
+    fn feature_status(&self) -> (FeatureStatus, FeatureStatus) {
+        let Some(cal) = &self.calibration else {
+            let none = |requested: bool| FeatureStatus {
+                requested,
+                applied: false,
+                note: "not applied: no calibration statistics given (docs/CALIBRATION.md)".to_string(),
+            };
+            return (none(self.cfg.enable_time_aware), none(self.cfg.enable_spatial));
+        };
+        let matched: std::collections::HashSet<&str> = self.calibrated.iter().map(String::as_str).collect();
+        let unused: Vec<&str> = cal.layers.keys().map(String::as_str).filter(|l| !matched.contains(l)).collect();
+        let mut coverage = format!(
+            "{} weight(s) matched a calibration layer, {} had none",
+            self.calibrated.len(),
+            self.uncalibrated
+        );
+        if !unused.is_empty() {
+            let shown = unused.iter().take(5).copied().collect::<Vec<_>>().join("', '");
+            let more = if unused.len() > 5 { format!(" and {} more", unused.len() - 5) } else { String::new() };
+            coverage.push_str(&format!("; calibration layers not in the model: '{shown}'{more}"));
+        }
+        let time = FeatureStatus {
+            requested: self.cfg.enable_time_aware,
+            applied: self.time_grouped > 0,
+            note: if self.cfg.enable_time_aware {
+                format!(
+                    "{} layer(s) got up to {} {} time group(s) over {} calibrated timesteps; {coverage}",
+                    self.time_grouped,
+                    self.cfg.num_time_groups,
+                    self.cfg.time_grouping.as_str(),
+                    cal.num_timesteps()
+                )
+            } else {
+                "not requested (enableTimeAware is false)".to_string()
+            },
+        };
+        let spatial = FeatureStatus {
+            requested: self.cfg.enable_spatial,
+            applied: self.equalized > 0,
+            note: if self.cfg.enable_spatial {
+                format!(
+                    "{} quantized layer(s) channel-equalized with alpha {}; {coverage}",
+                    self.equalized, self.cfg.spatial_alpha
+                )
+            } else {
+                "not requested (enableSpatial is false)".to_string()
+            },
+        };
+        (time, spatial)
     }
 }
 
@@ -468,6 +701,15 @@ pub fn layer_report(row: &TensorRow, info: &TensorInfo) -> LayerReport {
         max_abs_error: row.max_abs_error,
         source_bytes: info.byte_len(),
         stored_bytes: row.stored_bytes(),
+        weighted_snr_db: row.weighted_snr_db,
+        time_groups: row.time_groups.clone(),
+        spatial: row.spatial.as_ref().map(|sp| SpatialSummary {
+            alpha: sp.alpha,
+            activation_smoothing: sp.activation_smoothing,
+            channels: sp.scales.len() as u32,
+            scale_min: sp.scales.iter().copied().fold(f32::INFINITY, f32::min),
+            scale_max: sp.scales.iter().copied().fold(0.0, f32::max),
+        }),
     }
 }
 
@@ -476,10 +718,14 @@ pub fn layer_report(row: &TensorRow, info: &TensorInfo) -> LayerReport {
 pub fn quantize_model(
     bytes: &[u8],
     cfg: QuantConfig,
+    calibration: Option<Calibration>,
     clock: Clock,
     on_progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<(Vec<u8>, ModelReport)> {
     let mut q = ModelQuantizer::with_clock(cfg, clock)?;
+    if let Some(c) = calibration {
+        q.set_calibration(c)?;
+    }
     let tensors = q.begin(bytes, Some(bytes.len() as u64))?.tensors.clone();
     let data_offset = q.header().expect("begun").data_offset;
     let mut out = Vec::new();

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::timegroups::TimeGroup;
+
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
@@ -62,6 +64,26 @@ pub struct LayerReport {
     pub source_bytes: u64,
     /// Bytes of data + scales + mins before Parquet compression.
     pub stored_bytes: u64,
+    /// Activation-weighted SNR (dB): weight error weighted by the squared channel activation
+    /// maxima of the calibration, so it tracks the layer's output error. Null without stats.
+    pub weighted_snr_db: Option<f64>,
+    /// Per-timestep-group activation params (time-aware quantization), null without calibration.
+    pub time_groups: Option<Vec<TimeGroup>>,
+    /// Channel equalization applied to this layer's stored weights, null when not applied.
+    pub spatial: Option<SpatialSummary>,
+}
+
+/// A readable summary of a layer's equalization (the full scale vector is in the file and from
+/// `QuantizedFile.spatial(name)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
+#[serde(rename_all = "camelCase")]
+pub struct SpatialSummary {
+    pub alpha: f32,
+    pub activation_smoothing: bool,
+    pub channels: u32,
+    pub scale_min: f32,
+    pub scale_max: f32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

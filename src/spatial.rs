@@ -17,7 +17,6 @@
 //! aggregation), so one scale vector serves every timestep.
 
 use crate::calibration::LayerStats;
-use crate::quant::ErrorSums;
 use crate::timegroups::StepRange;
 
 pub const SCALE_MIN: f32 = 1.0 / 16384.0;
@@ -107,16 +106,6 @@ pub fn snr_db(signal: f64, error: f64) -> f64 {
     } else {
         10.0 * (signal / error).log10()
     }
-}
-
-/// Error sums of Ŵ against W, group by group along rows so the chunking matches the
-/// quantized path (docs/FORMAT.md section 5 defines the sums; chunking only moves rounding).
-pub fn error_sums(w: &[f32], w_hat: &[f32], chunk: usize) -> ErrorSums {
-    let mut sums = ErrorSums::default();
-    for (a, b) in w.chunks(chunk).zip(w_hat.chunks(chunk)) {
-        sums.add(a, b);
-    }
-    sums
 }
 
 /// Per-timestep activation ranges of the layer's input, as time groups must see them. Without

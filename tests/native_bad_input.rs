@@ -8,7 +8,7 @@ use arrowquant::{ModelQuantizer, QuantConfig, QuantizedFile};
 use common::{f32_bytes, safetensors_file};
 
 fn run(bytes: &[u8]) -> arrowquant::Result<(Vec<u8>, arrowquant::ModelReport)> {
-    quantize_model(bytes, QuantConfig::base_mode(), || 0.0, &mut |_| true)
+    quantize_model(bytes, QuantConfig::base_mode(), None, || 0.0, &mut |_| true)
 }
 
 fn good_model() -> Vec<u8> {
@@ -117,19 +117,19 @@ fn fail_fast_and_fallback() {
     let w: Vec<f32> = (0..128 * 256).map(|_| rng.gauss().powi(3)).collect();
     let m = safetensors_file(&[("x.weight", "F32", vec![128, 256], f32_bytes(&w))]);
     let cfg = parse_config_str(r#"{"bitWidth":2,"minAccuracy":0.9999,"groupSize":64}"#).unwrap();
-    let (_, report) = quantize_model(&m, cfg, || 0.0, &mut |_| true).unwrap();
+    let (_, report) = quantize_model(&m, cfg, None, || 0.0, &mut |_| true).unwrap();
     let l = &report.layers[0];
     assert_eq!((l.requested_bits, l.bits), (Some(2), Some(8)), "{}", l.reason);
     assert!(l.reason.contains("2-bit cosine") && l.reason.contains("4-bit cosine"), "{}", l.reason);
     assert!(l.cosine.unwrap() >= 0.9999);
     // nothing reaches 1.0 except f16 … and failFast stops the run naming the layer
     let cfg = parse_config_str(r#"{"bitWidth":2,"minAccuracy":1.0,"failFast":true}"#).unwrap();
-    let err = quantize_model(&m, cfg, || 0.0, &mut |_| true).unwrap_err();
+    let err = quantize_model(&m, cfg, None, || 0.0, &mut |_| true).unwrap_err();
     assert_eq!(err.code(), "E_ACCURACY");
     assert!(err.to_string().contains("x.weight"), "{err}");
     // without failFast the layer is kept as f16
     let cfg = parse_config_str(r#"{"bitWidth":2,"minAccuracy":1.0}"#).unwrap();
-    let (_, report) = quantize_model(&m, cfg, || 0.0, &mut |_| true).unwrap();
+    let (_, report) = quantize_model(&m, cfg, None, || 0.0, &mut |_| true).unwrap();
     assert_eq!(report.layers[0].storage, arrowquant::Storage::F16);
     assert_eq!(report.layer_counts.f16, 1);
 }

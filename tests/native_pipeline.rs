@@ -43,7 +43,7 @@ fn roundtrip_is_bit_exact_with_what_validation_measured() {
         {
             let cfg = parse_config_str(cfg).unwrap();
             let mut calls = 0;
-            let (parquet, report) = quantize_model(&bytes, cfg.clone(), default_clock, &mut |_| {
+            let (parquet, report) = quantize_model(&bytes, cfg.clone(), None, default_clock, &mut |_| {
                 calls += 1;
                 true
             })
@@ -94,7 +94,7 @@ fn packed_sizes_are_real() {
     let bytes = read("tests/data/minilm_l6_bf16_subset.safetensors");
     for bits in [2u8, 4, 8] {
         let cfg = parse_config_str(&format!(r#"{{"bitWidth":{bits},"groupSize":64,"minAccuracy":0}}"#)).unwrap();
-        let (parquet, report) = quantize_model(&bytes, cfg, default_clock, &mut |_| true).unwrap();
+        let (parquet, report) = quantize_model(&bytes, cfg, None, default_clock, &mut |_| true).unwrap();
         let file = QuantizedFile::open(parquet).unwrap();
         let q = file.row("encoder.layer.0.intermediate.dense.weight").unwrap();
         assert_eq!(q.storage, Storage::Quantized);
@@ -109,7 +109,7 @@ fn packed_sizes_are_real() {
 fn streaming_output_equals_whole_buffer_output() {
     let bytes = read("tests/data/minilm_l6_bf16_subset.safetensors");
     let cfg = parse_config_str(r#"{"profile":"local"}"#).unwrap();
-    let (whole, _) = quantize_model(&bytes, cfg.clone(), || 0.0, &mut |_| true).unwrap();
+    let (whole, _) = quantize_model(&bytes, cfg.clone(), None, || 0.0, &mut |_| true).unwrap();
     for row_group_bytes in [8 << 20, 64 << 10] {
         let mut q = ModelQuantizer::with_clock(cfg.clone(), || 0.0).unwrap();
         q.set_row_group_bytes(row_group_bytes);
@@ -140,7 +140,7 @@ fn streaming_output_equals_whole_buffer_output() {
 #[test]
 fn export_to_safetensors() {
     let bytes = read("samples/rivagan_f32.safetensors");
-    let (parquet, _) = quantize_model(&bytes, parse_config_str("{}").unwrap(), default_clock, &mut |_| true).unwrap();
+    let (parquet, _) = quantize_model(&bytes, parse_config_str("{}").unwrap(), None, default_clock, &mut |_| true).unwrap();
     let file = QuantizedFile::open(parquet).unwrap();
     for dt in [Dtype::F32, Dtype::F16] {
         let mut out = file.export_header(dt).unwrap();

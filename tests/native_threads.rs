@@ -19,10 +19,10 @@ fn parallel_output_is_byte_identical() {
         for cfg in [r#"{"profile":"edge"}"#, r#"{"profile":"local","groupSize":64}"#, r#"{"bitWidth":8}"#] {
             let cfg = parse_config_str(cfg).unwrap();
             parallel::set_enabled(false);
-            let (seq, _) = quantize_model(model, cfg.clone(), || 0.0, &mut |_| true).unwrap();
+            let (seq, _) = quantize_model(model, cfg.clone(), None, || 0.0, &mut |_| true).unwrap();
             parallel::set_enabled(true);
             parallel::take_threads_seen();
-            let (par, _) = quantize_model(model, cfg, || 0.0, &mut |_| true).unwrap();
+            let (par, _) = quantize_model(model, cfg, None, || 0.0, &mut |_| true).unwrap();
             assert!(parallel::take_threads_seen() >= 1);
             assert_eq!(seq, par);
         }

@@ -24,7 +24,7 @@ fn built_with_simd128() {
 fn real_models_roundtrip_bit_exact() {
     for (model, cfg) in [(RIVAGAN, r#"{"profile":"edge","minAccuracy":0}"#), (MINILM, r#"{"profile":"local"}"#)] {
         let cfg = parse_config_str(cfg).unwrap();
-        let (parquet, report) = quantize_model(model, cfg, || 0.0, &mut |_| true).unwrap();
+        let (parquet, report) = quantize_model(model, cfg, None, || 0.0, &mut |_| true).unwrap();
         let header = parse_header(model, None).unwrap();
         let file = QuantizedFile::open(parquet).unwrap();
         for (layer, row) in report.layers.iter().zip(&file.rows) {

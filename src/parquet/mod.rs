@@ -7,6 +7,7 @@ pub mod writer;
 
 use crate::dtype::Dtype;
 use crate::report::Storage;
+use crate::timegroups::TimeGroup;
 
 /// One row of the file: a stored tensor with its params and quality columns.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +29,24 @@ pub struct TensorRow {
     pub rel_rmse: Option<f64>,
     pub max_abs_error: Option<f64>,
     pub reason: String,
+    /// Σ_j a_j²·Σ W² over Σ_j a_j²·Σ (Ŵ−W)² in dB, when channel activation maxima exist.
+    pub weighted_snr_db: Option<f64>,
+    /// Per-timestep-group activation params (layers with calibration data).
+    pub time_groups: Option<Vec<TimeGroup>>,
+    /// Channel equalization applied to the stored weights.
+    pub spatial: Option<SpatialMeta>,
+}
+
+/// The `spatial` column of one row (docs/FORMAT.md section 4.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpatialMeta {
+    pub enabled: bool,
+    pub channel_equalization: bool,
+    /// Activation statistics fed the scales (α > 0): the activations' outliers were migrated.
+    pub activation_smoothing: bool,
+    pub alpha: f32,
+    /// s_j per input channel: stored weights are W·diag(s); inference divides activations by s.
+    pub scales: Vec<f32>,
 }
 
 impl TensorRow {

@@ -5,20 +5,22 @@
 use std::collections::BTreeMap;
 
 use arrow_array::{
-    Array, BinaryArray, Float16Array, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
-    UInt8Array,
+    Array, BinaryArray, BooleanArray, Float16Array, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch,
+    StringArray, StructArray, UInt32Array, UInt64Array, UInt8Array,
 };
 use bytes::Bytes;
 use half::f16;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::schema::*;
-use super::TensorRow;
+use super::{SpatialMeta, TensorRow};
+use crate::timegroups::TimeGroup;
 use crate::dtype::{decode_f32, Dtype};
 use crate::error::{AqError, Result};
 use crate::quant::tensor::{dequantize_parts, Layout, MAX_GROUP};
 use crate::report::Storage;
 use crate::safetensors::write_header;
+use crate::spatial::{undo_equalization, ChannelLayout};
 
 /// An opened file: its metadata and rows.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct QuantizedFile {
     pub modality: String,
     /// The source safetensors `__metadata__`.
     pub source_metadata: BTreeMap<String, String>,
+    /// `arrowquant.calibration` (JSON text) when the file was made with calibration statistics.
+    pub calibration_json: Option<String>,
     pub rows: Vec<TensorRow>,
 }
 
@@ -115,6 +119,7 @@ impl QuantizedFile {
             config_json: kv.get(KEY_CONFIG).cloned().unwrap_or_default(),
             modality: kv.get(KEY_MODALITY).cloned().unwrap_or_else(|| "unknown".to_string()),
             source_metadata,
+            calibration_json: kv.get(KEY_CALIBRATION).cloned(),
             rows,
         })
     }
@@ -126,9 +131,21 @@ impl QuantizedFile {
             .ok_or_else(|| AqError::State(format!("no tensor named '{name}' in this file")))
     }
 
-    /// Reconstruct a float tensor as f32 (row-major). Quantized rows give exactly the values
-    /// validation measured; f16 and raw rows give their stored values.
+    /// Reconstruct a float tensor as f32 (row-major), in the original weight space: quantized
+    /// rows give exactly the values validation measured (channel equalization undone); f16 and
+    /// raw rows give their stored values. A drop-in replacement for the source weights.
     pub fn dequantize(&self, name: &str) -> Result<Vec<f32>> {
+        let mut out = self.dequantize_equalized(name)?;
+        let row = self.row(name)?;
+        if let (Some(sp), Some(cl)) = (&row.spatial, ChannelLayout::for_shape(&row.shape)) {
+            undo_equalization(&mut out, cl, &sp.scales);
+        }
+        Ok(out)
+    }
+
+    /// The stored values as they are, W·diag(s) for an equalized layer: what an inference engine
+    /// that divides its activations by `spatial.equalization_scales` multiplies with.
+    pub fn dequantize_equalized(&self, name: &str) -> Result<Vec<f32>> {
         let row = self.row(name)?;
         let n = row.numel() as usize;
         let mut out = vec![0f32; n];
@@ -210,6 +227,13 @@ fn read_batch(batch: &RecordBatch, rows: &mut Vec<TensorRow>) -> Result<()> {
     let rel = column::<Float64Array>(batch, "rel_rmse")?;
     let maxe = column::<Float64Array>(batch, "max_abs_error")?;
     let reason = column::<StringArray>(batch, "reason")?;
+    let time_groups = column::<ListArray>(batch, "time_groups")?;
+    let spatial = column::<StructArray>(batch, "spatial")?;
+    // Added in 2.1: a 2.0 file has no such column and every value is null.
+    let weighted = match batch.column_by_name("weighted_snr_db") {
+        None => None,
+        Some(_) => Some(column::<Float64Array>(batch, "weighted_snr_db")?),
+    };
     let f16s = |list: &ListArray, i: usize, what: &str| -> Result<Option<Vec<u16>>> {
         Ok(list_values::<Float16Array>(list, i, what)?.map(|a| {
             let a = a.as_any().downcast_ref::<Float16Array>().expect("checked");
@@ -241,10 +265,49 @@ fn read_batch(batch: &RecordBatch, rows: &mut Vec<TensorRow>) -> Result<()> {
             rel_rmse: opt(rel.is_valid(i), rel.value(i)),
             max_abs_error: opt(maxe.is_valid(i), maxe.value(i)),
             reason: reason.value(i).to_string(),
+            weighted_snr_db: weighted.and_then(|w| opt(w.is_valid(i), w.value(i))),
+            time_groups: read_time_groups(time_groups, i, &row_name)?,
+            spatial: read_spatial(spatial, i, &row_name)?,
             name: row_name,
         });
     }
     Ok(())
+}
+
+fn struct_child<'a, T: 'static>(s: &'a StructArray, name: &str, tensor: &str) -> Result<&'a T> {
+    s.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| perr(format!("tensor '{tensor}': struct field '{name}' is missing or mistyped")))
+}
+
+fn read_time_groups(list: &ListArray, i: usize, tensor: &str) -> Result<Option<Vec<TimeGroup>>> {
+    let Some(v) = list_values::<StructArray>(list, i, "time_groups")? else { return Ok(None) };
+    let st = v.as_any().downcast_ref::<StructArray>().expect("checked");
+    let t0 = struct_child::<UInt32Array>(st, "t_start", tensor)?;
+    let t1 = struct_child::<UInt32Array>(st, "t_end", tensor)?;
+    let sc = struct_child::<Float32Array>(st, "scale", tensor)?;
+    let zp = struct_child::<Int32Array>(st, "zero_point", tensor)?;
+    Ok(Some(
+        (0..st.len())
+            .map(|k| TimeGroup { t_start: t0.value(k), t_end: t1.value(k), scale: sc.value(k), zero_point: zp.value(k) })
+            .collect(),
+    ))
+}
+
+fn read_spatial(st: &StructArray, i: usize, tensor: &str) -> Result<Option<SpatialMeta>> {
+    if st.is_null(i) {
+        return Ok(None);
+    }
+    let scales = struct_child::<ListArray>(st, "equalization_scales", tensor)?;
+    let values = list_values::<Float32Array>(scales, i, "spatial.equalization_scales")?
+        .ok_or_else(|| perr(format!("tensor '{tensor}': spatial.equalization_scales is null")))?;
+    Ok(Some(SpatialMeta {
+        enabled: struct_child::<BooleanArray>(st, "enabled", tensor)?.value(i),
+        channel_equalization: struct_child::<BooleanArray>(st, "channel_equalization", tensor)?.value(i),
+        activation_smoothing: struct_child::<BooleanArray>(st, "activation_smoothing", tensor)?.value(i),
+        alpha: struct_child::<Float32Array>(st, "alpha", tensor)?.value(i),
+        scales: values.as_any().downcast_ref::<Float32Array>().expect("checked").values().to_vec(),
+    }))
 }
 
 /// The invariants of docs/FORMAT.md for one row.
@@ -290,6 +353,30 @@ fn check_row(row: &TensorRow) -> Result<()> {
     };
     if row.data.len() as u64 != expected {
         return Err(bad(format!("data has {} bytes, expected {expected} for its shape and storage", row.data.len())));
+    }
+    if let Some(sp) = &row.spatial {
+        let channels = ChannelLayout::for_shape(&row.shape).map(|c| c.input);
+        if row.storage != Storage::Quantized || channels != Some(sp.scales.len()) {
+            return Err(bad(format!(
+                "spatial.equalization_scales has {} values; expected one per input channel ({channels:?}) of a quantized row",
+                sp.scales.len()
+            )));
+        }
+        if let Some(j) = sp.scales.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(bad(format!("spatial.equalization_scales[{j}] = {} is not a positive number", sp.scales[j])));
+        }
+    }
+    if let Some(groups) = &row.time_groups {
+        let mut next = 0;
+        for (k, g) in groups.iter().enumerate() {
+            if g.t_start != next || g.t_end <= g.t_start || !(g.scale.is_finite() && g.scale > 0.0) {
+                return Err(bad(format!(
+                    "time_groups[{k}] = [{}, {}) scale {}: groups must tile the timesteps from 0 with positive scales",
+                    g.t_start, g.t_end, g.scale
+                )));
+            }
+            next = g.t_end;
+        }
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 pub const FORMAT_NAME: &str = "arrowquant-v2-extended";
 /// MAJOR.MINOR. A reader accepts any file with the same major version; minor versions only add
 /// nullable columns or metadata keys, which older readers ignore.
-pub const FORMAT_VERSION: &str = "2.0";
+pub const FORMAT_VERSION: &str = "2.1";
 pub const FORMAT_MAJOR: u32 = 2;
 
 pub const KEY_FORMAT: &str = "arrowquant.format";
@@ -16,6 +16,8 @@ pub const KEY_LIBRARY_VERSION: &str = "arrowquant.library_version";
 pub const KEY_CONFIG: &str = "arrowquant.config";
 pub const KEY_MODALITY: &str = "arrowquant.modality";
 pub const KEY_SOURCE_METADATA: &str = "arrowquant.source_metadata";
+/// Present when calibration statistics were used: `{"timesteps": [...], "activationBits": 8, …}`.
+pub const KEY_CALIBRATION: &str = "arrowquant.calibration";
 
 /// Row groups are closed once this much data is buffered, so output reaches JS in chunks and the
 /// writer never holds more than about this much plus one tensor.
@@ -69,5 +71,7 @@ pub fn schema() -> SchemaRef {
             true,
         ),
         Field::new("spatial", DataType::Struct(spatial_fields()), true),
+        // 2.1
+        Field::new("weighted_snr_db", DataType::Float64, true),
     ]))
 }

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, BinaryArray, Float16Array, Float64Array, ListArray, RecordBatch, StringArray, StructArray, UInt32Array,
-    UInt64Array, UInt8Array,
+    ArrayRef, BinaryArray, BooleanArray, Float16Array, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch,
+    StringArray, StructArray, UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow_buffer::OffsetBuffer;
-use arrow_schema::{DataType, FieldRef, SchemaRef};
+use arrow_schema::{DataType, FieldRef, Fields, SchemaRef};
 use half::f16;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
@@ -135,9 +135,48 @@ impl TensorWriter {
             Arc::new(Float64Array::from(vec![row.max_abs_error])),
             Arc::new(StringArray::from(vec![row.reason.as_str()])),
             Arc::new(StringArray::from(vec![self.modality.as_str()])),
-            Arc::new(ListArray::new_null(list_item(s, "time_groups"), 1)),
-            Arc::new(StructArray::new_null(spatial_fields, 1)),
+            time_groups_column(list_item(s, "time_groups"), row)?,
+            spatial_column(spatial_fields, row)?,
+            Arc::new(Float64Array::from(vec![row.weighted_snr_db])),
         ];
         Ok(RecordBatch::try_new(s.clone(), columns)?)
     }
+}
+
+fn time_groups_column(item: FieldRef, row: &TensorRow) -> Result<ArrayRef> {
+    let DataType::Struct(fields) = item.data_type() else { unreachable!("time_groups items are structs") };
+    let Some(groups) = &row.time_groups else { return Ok(Arc::new(ListArray::new_null(item, 1))) };
+    let values = StructArray::try_new(
+        fields.clone(),
+        vec![
+            Arc::new(UInt32Array::from(groups.iter().map(|g| g.t_start).collect::<Vec<_>>())),
+            Arc::new(UInt32Array::from(groups.iter().map(|g| g.t_end).collect::<Vec<_>>())),
+            Arc::new(Float32Array::from(groups.iter().map(|g| g.scale).collect::<Vec<_>>())),
+            Arc::new(Int32Array::from(groups.iter().map(|g| g.zero_point).collect::<Vec<_>>())),
+        ],
+        None,
+    )?;
+    Ok(Arc::new(ListArray::try_new(item, OffsetBuffer::from_lengths([groups.len()]), Arc::new(values), None)?))
+}
+
+fn spatial_column(fields: Fields, row: &TensorRow) -> Result<ArrayRef> {
+    let Some(sp) = &row.spatial else { return Ok(Arc::new(StructArray::new_null(fields, 1))) };
+    let DataType::List(item) = fields[4].data_type() else { unreachable!("equalization_scales is a list") };
+    let scales = ListArray::try_new(
+        item.clone(),
+        OffsetBuffer::from_lengths([sp.scales.len()]),
+        Arc::new(Float32Array::from(sp.scales.clone())),
+        None,
+    )?;
+    Ok(Arc::new(StructArray::try_new(
+        fields,
+        vec![
+            Arc::new(BooleanArray::from(vec![sp.enabled])),
+            Arc::new(BooleanArray::from(vec![sp.channel_equalization])),
+            Arc::new(BooleanArray::from(vec![sp.activation_smoothing])),
+            Arc::new(Float32Array::from(vec![sp.alpha])),
+            Arc::new(scales),
+        ],
+        None,
+    )?))
 }

@@ -193,6 +193,31 @@ pub fn dequantize_parts(bits: u8, layout: Layout, codes: &[u8], scales: &[u16], 
     }
 }
 
+/// Decode a whole tensor to f32, checking every value is finite (the error names the index).
+pub fn decode_all(src: Source, numel: usize) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; numel];
+    let esize = src.dtype.size_bytes();
+    for (i, chunk) in out.chunks_mut(BLOCK_ELEMS).enumerate() {
+        let e0 = i * BLOCK_ELEMS;
+        decode_f32(src.dtype, &src.bytes[e0 * esize..(e0 + chunk.len()) * esize], chunk);
+        check_finite(src.name, chunk, e0)?;
+    }
+    Ok(out)
+}
+
+/// Error sums of `w_hat` against `w`, group by group along the rows as the quantizer measures
+/// them (the chunking only affects f64 rounding).
+pub fn layout_error_sums(w: &[f32], w_hat: &[f32], layout: Layout) -> ErrorSums {
+    let mut sums = ErrorSums::default();
+    for r in 0..layout.rows {
+        let row = r * layout.row_len..(r + 1) * layout.row_len;
+        for (a, b) in w[row.clone()].chunks(layout.group_size).zip(w_hat[row].chunks(layout.group_size)) {
+            sums.add(a, b);
+        }
+    }
+    sums
+}
+
 /// Convert a float tensor to f16 storage (round to nearest even). `Ok(None)` when a value is
 /// beyond the f16 range. Returns little-endian f16 bytes and the error of the conversion.
 pub fn store_f16(src: Source, numel: usize) -> Result<Option<(Vec<u8>, ErrorSums)>> {

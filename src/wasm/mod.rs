@@ -10,6 +10,7 @@ use js_sys::{Function, Object, Reflect, Uint16Array, Uint8Array};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::calibration::Calibration;
 use crate::config::QuantConfig;
 use crate::error::AqError;
 use crate::parquet::reader::QuantizedFile as CoreFile;
@@ -59,6 +60,33 @@ fn config_from_js(config: JsValue) -> Result<QuantConfig, JsValue> {
     let value: serde_json::Value = serde_wasm_bindgen::from_value(config)
         .map_err(|e| js_error(AqError::config("config", "<object>", format!("a plain JSON-like object ({e})"))))?;
     QuantConfig::from_json(&value).map_err(js_error)
+}
+
+/// Calibration statistics from JS: a Uint8Array/ArrayBuffer holding the calibration safetensors
+/// file (or JSON text), or a plain object `{ timesteps, layers }` (docs/CALIBRATION.md).
+fn calibration_from_js(v: &JsValue) -> Result<Calibration, JsValue> {
+    if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
+        return Calibration::from_bytes(&bytes.to_vec()).map_err(js_error);
+    }
+    if let Some(buf) = v.dyn_ref::<js_sys::ArrayBuffer>() {
+        return Calibration::from_bytes(&Uint8Array::new(buf).to_vec()).map_err(js_error);
+    }
+    if !v.is_object() {
+        return Err(js_error(AqError::Calibration(
+            "expected a Uint8Array (calibration safetensors file) or an object { timesteps, layers }".to_string(),
+        )));
+    }
+    let value: serde_json::Value = serde_wasm_bindgen::from_value(v.clone())
+        .map_err(|e| js_error(AqError::Calibration(format!("not a plain JSON-like object ({e})"))))?;
+    Calibration::from_json(&value).map_err(js_error)
+}
+
+/// Validate calibration statistics without quantizing: a summary, or `E_CALIBRATION`.
+#[wasm_bindgen(js_name = readCalibration, unchecked_return_type = "CalibrationSummary")]
+pub fn read_calibration(
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array | CalibrationInput")] calibration: JsValue,
+) -> Result<JsValue, JsValue> {
+    to_js(&types::CalibrationSummary::from_core(&calibration_from_js(&calibration)?))
 }
 
 /// Resolve and validate a config: returns the full config with every field filled in from the
@@ -139,11 +167,11 @@ pub fn quantize_model(
     #[wasm_bindgen(unchecked_param_type = "QuantizeOptions | undefined")] options: JsValue,
 ) -> Result<JsValue, JsValue> {
     let cfg = config_from_js(config)?;
-    let callback: Option<Function> = if options.is_object() {
-        Reflect::get(&options, &"onProgress".into()).ok().and_then(|f| f.dyn_into::<Function>().ok())
-    } else {
-        None
+    let option = |key: &str| -> Option<JsValue> {
+        options.is_object().then(|| Reflect::get(&options, &key.into()).ok()).flatten().filter(|v| !v.is_undefined() && !v.is_null())
     };
+    let callback: Option<Function> = option("onProgress").and_then(|f| f.dyn_into::<Function>().ok());
+    let calibration = option("calibration").map(|c| calibration_from_js(&c)).transpose()?;
     let mut thrown: Option<JsValue> = None;
     let mut on_progress = |p: &crate::Progress| -> bool {
         let Some(f) = &callback else { return true };
@@ -155,7 +183,7 @@ pub fn quantize_model(
             }
         }
     };
-    match pipeline::quantize_model(bytes, cfg, clock, &mut on_progress) {
+    match pipeline::quantize_model(bytes, cfg, calibration, clock, &mut on_progress) {
         Ok((parquet, report)) => result_object(&parquet, &report),
         Err(e) => Err(thrown.unwrap_or_else(|| js_error(e))),
     }
@@ -194,6 +222,17 @@ impl ModelQuantizer {
     #[wasm_bindgen(js_name = setRowGroupBytes)]
     pub fn set_row_group_bytes(&mut self, bytes: u32) {
         self.inner.set_row_group_bytes(bytes as usize);
+    }
+
+    /// Calibration statistics for time-aware and spatial quantization (before `begin`): the
+    /// calibration safetensors file as a Uint8Array, or an object `{ timesteps, layers }`.
+    #[wasm_bindgen(js_name = setCalibration)]
+    pub fn set_calibration(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | CalibrationInput")] calibration: JsValue,
+    ) -> Result<(), JsValue> {
+        let cal = calibration_from_js(&calibration)?;
+        self.inner.set_calibration(cal).map_err(js_error)
     }
 
     /// Parse the header (`headerBytes` holds at least `safetensorsHeaderSize(first8)` bytes).
@@ -258,7 +297,7 @@ pub fn quantize_tensor(
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let info =
         safetensors::TensorInfo { name: "tensor".into(), dtype: Dtype::F32, shape, begin: 0, end: bytes.len() as u64 };
-    let outcome = pipeline::quantize_layer(&cfg, &info, &bytes).map_err(js_error)?;
+    let outcome = pipeline::quantize_layer(&cfg, &info, &bytes, None).map_err(js_error)?;
     let row = &outcome.row;
     let o = Object::new();
     set(&o, "storage", &row.storage.as_str().into());
@@ -332,9 +371,58 @@ impl QuantizedFile {
         to_js(&list)
     }
 
-    /// Reconstruct a float tensor as f32 (bit-exact with what validation measured).
-    pub fn dequantize(&self, name: &str) -> Result<Vec<f32>, JsValue> {
-        self.inner.dequantize(name).map_err(js_error)
+    /// Reconstruct a float tensor as f32 in the original weight space (bit-exact with what
+    /// validation measured; channel equalization undone). `{ equalized: true }` returns the stored
+    /// W·diag(s) instead, for engines that divide their activations by the scales.
+    pub fn dequantize(
+        &self,
+        name: &str,
+        #[wasm_bindgen(unchecked_param_type = "{ equalized?: boolean } | undefined")] options: JsValue,
+    ) -> Result<Vec<f32>, JsValue> {
+        let equalized = options.is_object()
+            && Reflect::get(&options, &"equalized".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
+        if equalized {
+            self.inner.dequantize_equalized(name).map_err(js_error)
+        } else {
+            self.inner.dequantize(name).map_err(js_error)
+        }
+    }
+
+    /// A layer's time groups `[{ tStart, tEnd, scale, zeroPoint }]`, or null without calibration.
+    #[wasm_bindgen(js_name = timeGroups, unchecked_return_type = "TimeGroup[] | null")]
+    pub fn time_groups(&self, name: &str) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.row(name).map_err(js_error)?.time_groups)
+    }
+
+    /// The activation params `{ tStart, tEnd, scale, zeroPoint }` in force at timestep index `t`
+    /// (an index into the calibration's timesteps, see `metadata().calibration`). Throws
+    /// `E_STATE` for a layer without time groups or a `t` outside them.
+    #[wasm_bindgen(js_name = paramsForTimestep, unchecked_return_type = "TimeGroup")]
+    pub fn params_for_timestep(&self, name: &str, t: u32) -> Result<JsValue, JsValue> {
+        let row = self.inner.row(name).map_err(js_error)?;
+        let Some(groups) = &row.time_groups else {
+            return Err(js_error(AqError::State(format!("tensor '{name}' has no time groups (no calibration data)"))));
+        };
+        match crate::timegroups::params_for_timestep(groups, t) {
+            Some(g) => to_js(g),
+            None => Err(js_error(AqError::State(format!(
+                "tensor '{name}': timestep index {t} is outside its time groups (0..{})",
+                groups.last().map_or(0, |g| g.t_end)
+            )))),
+        }
+    }
+
+    /// A layer's channel equalization `{ alpha, activationSmoothing, scales: Float32Array }`,
+    /// or null when none was applied. Inference divides input channel j by `scales[j]`.
+    pub fn spatial(&self, name: &str) -> Result<JsValue, JsValue> {
+        let row = self.inner.row(name).map_err(js_error)?;
+        let Some(sp) = &row.spatial else { return Ok(JsValue::NULL) };
+        let o = Object::new();
+        set(&o, "alpha", &sp.alpha.into());
+        set(&o, "activationSmoothing", &sp.activation_smoothing.into());
+        set(&o, "channelEqualization", &sp.channel_equalization.into());
+        set(&o, "scales", &js_sys::Float32Array::from(sp.scales.as_slice()).into());
+        Ok(o.into())
     }
 
     /// safetensors header for exporting every tensor as `dtype` ('f32' or 'f16').

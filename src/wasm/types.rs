@@ -8,6 +8,7 @@ use serde::Serialize;
 use tsify::Tsify;
 use wasm_bindgen::prelude::*;
 
+use crate::calibration::Calibration;
 use crate::config::QuantConfig;
 use crate::parquet::reader::QuantizedFile;
 use crate::safetensors::Header;
@@ -25,6 +26,21 @@ export type QuantConfigInput = Partial<Omit<QuantConfig, "profile" | "scaleSearc
 export interface QuantizeOptions {
   /** Called after each tensor. Throwing from it cancels the run and rethrows. */
   onProgress?: (progress: Progress) => void;
+  /** Calibration statistics (docs/CALIBRATION.md): the .safetensors file's bytes or an object. */
+  calibration?: Uint8Array | CalibrationInput;
+}
+/** Calibration statistics as a plain object (docs/CALIBRATION.md). */
+export interface CalibrationInput {
+  /** Diffusion timestep value of each calibration step; arrays below are indexed like this. */
+  timesteps: number[];
+  layers: Record<string, {
+    actMin: (number | null)[];
+    actMax: (number | null)[];
+    /** Batch elements seen per timestep; 0 marks a timestep without data. */
+    samples: number[];
+    /** max |x_j| per input channel: [C_in] or per timestep [T][C_in]. */
+    channelAbsMax?: number[] | number[][];
+  }>;
 }
 export interface QuantizeResult {
   /** The Parquet file (or, from ModelQuantizer.finish, the bytes not yet taken). */
@@ -121,6 +137,10 @@ pub struct FileMetadata {
     pub modality: String,
     #[tsify(type = "Record<string, string>")]
     pub source_metadata: BTreeMap<String, String>,
+    /// What calibration the file was made with (`timesteps`, `activationBits`, `timeGrouping`, …);
+    /// null when none. Time groups index into `timesteps`.
+    #[tsify(type = "{ timesteps: number[]; layers: number; activationBits: number; timeGrouping: string; timeSmoothing: number } | null")]
+    pub calibration: Option<serde_json::Value>,
 }
 
 impl FileMetadata {
@@ -131,6 +151,46 @@ impl FileMetadata {
             config: serde_json::from_str(&f.config_json).ok(),
             modality: f.modality.clone(),
             source_metadata: f.source_metadata.clone(),
+            calibration: f.calibration_json.as_deref().and_then(|s| serde_json::from_str(s).ok()),
+        }
+    }
+}
+
+#[derive(Serialize, Tsify)]
+#[tsify(missing_as_null)]
+#[serde(rename_all = "camelCase")]
+pub struct CalibrationLayerSummary {
+    pub name: String,
+    pub input_channels: Option<u32>,
+    pub per_timestep_channels: bool,
+    /// Timestep indices without data.
+    pub missing_timesteps: Vec<u32>,
+    pub samples: u64,
+}
+
+#[derive(Serialize, Tsify)]
+#[tsify(missing_as_null)]
+#[serde(rename_all = "camelCase")]
+pub struct CalibrationSummary {
+    pub timesteps: Vec<f64>,
+    pub layers: Vec<CalibrationLayerSummary>,
+}
+
+impl CalibrationSummary {
+    pub fn from_core(c: &Calibration) -> Self {
+        CalibrationSummary {
+            timesteps: c.timesteps.clone(),
+            layers: c
+                .layers
+                .iter()
+                .map(|(name, l)| CalibrationLayerSummary {
+                    name: name.clone(),
+                    input_channels: l.channel_absmax.as_ref().map(|v| v.len() as u32),
+                    per_timestep_channels: l.channel_absmax_per_t.is_some(),
+                    missing_timesteps: l.missing().into_iter().map(|t| t as u32).collect(),
+                    samples: l.samples.iter().sum(),
+                })
+                .collect(),
         }
     }
 }
