@@ -94,10 +94,6 @@ impl ScaleSearch {
     }
 }
 
-/// Names matched by default when `skipSensitiveLayers` is on: embeddings, norms, output heads
-/// and diffusion time-embedding MLPs. Globs over the full tensor name (`*` any run, `?` one char).
-pub const DEFAULT_SENSITIVE_PATTERNS: &[&str] =
-    &["*embed*", "*norm*", "*ln_*", "*lm_head*", "*time_emb*", "*timestep*"];
 
 pub const ALLOWED_BITS: &[u8] = &[2, 4, 8];
 pub const ALLOWED_GROUP_SIZES: &[u32] = &[32, 64, 128, 256];
@@ -119,8 +115,13 @@ pub struct QuantConfig {
     pub min_accuracy: f64,
     pub calibration_samples: u32,
     pub fail_fast: bool,
+    /// Keep sensitive layers (the modality's default patterns plus `sensitiveLayerPatterns`) at
+    /// `sensitiveBits`.
     pub skip_sensitive_layers: bool,
+    /// Extra globs (over the full tensor name, case-insensitive) added to the modality defaults.
     pub sensitive_layer_patterns: Vec<String>,
+    /// Width for sensitive layers: 8 (quantized, falling back to f16 below minAccuracy) or 16 (f16).
+    pub sensitive_bits: u8,
     /// Tensor name or glob → 2/4/8/16. An exact name wins over globs; among globs the longest wins.
     /// (A plain object in JS: the bindings serialize maps as objects.)
     #[cfg_attr(target_arch = "wasm32", tsify(type = "Record<string, number>"))]
@@ -155,8 +156,9 @@ impl QuantConfig {
             min_accuracy,
             calibration_samples,
             fail_fast: false,
-            skip_sensitive_layers: false,
-            sensitive_layer_patterns: DEFAULT_SENSITIVE_PATTERNS.iter().map(|s| s.to_string()).collect(),
+            skip_sensitive_layers: true,
+            sensitive_layer_patterns: Vec::new(),
+            sensitive_bits: 8,
             layer_bit_widths: BTreeMap::new(),
             scale_search: ScaleSearch::Auto,
             time_grouping: TimeGrouping::Adaptive,
@@ -172,6 +174,7 @@ impl QuantConfig {
             num_time_groups: 1,
             enable_time_aware: false,
             enable_spatial: false,
+            skip_sensitive_layers: false,
             ..QuantConfig::from_profile(Profile::Local)
         }
     }
@@ -228,6 +231,7 @@ impl QuantConfig {
                 "calibrationSamples" => cfg.calibration_samples = read_uint(key, v)? as u32,
                 "failFast" => cfg.fail_fast = read_bool(key, v)?,
                 "skipSensitiveLayers" => cfg.skip_sensitive_layers = read_bool(key, v)?,
+                "sensitiveBits" => cfg.sensitive_bits = read_uint(key, v)?.min(255) as u8,
                 "sensitiveLayerPatterns" => {
                     let arr =
                         v.as_array().ok_or_else(|| AqError::config(key, json_short(v), "an array of glob strings"))?;
@@ -310,6 +314,9 @@ impl QuantConfig {
         if !(self.spatial_alpha.is_finite() && (0.0..=1.0).contains(&self.spatial_alpha)) {
             return Err(AqError::config("spatialAlpha", self.spatial_alpha, "a number in 0..=1"));
         }
+        if ![8, 16].contains(&self.sensitive_bits) {
+            return Err(AqError::config("sensitiveBits", self.sensitive_bits, "8 (quantized) or 16 (f16)"));
+        }
         for p in &self.sensitive_layer_patterns {
             if p.is_empty() {
                 return Err(AqError::config("sensitiveLayerPatterns", "\"\"", "non-empty glob strings"));
@@ -344,14 +351,24 @@ impl QuantConfig {
             .unwrap_or((self.bit_width, None))
     }
 
-    /// The first sensitive pattern that matches, when skipping sensitive layers is on.
-    pub fn sensitive_match(&self, name: &str) -> Option<&str> {
+    /// The first sensitive pattern that matches and where it comes from ("yours", the
+    /// modality's defaults or the generic ones), when skipping sensitive layers is on.
+    pub fn sensitive_match(&self, modality: Option<Modality>, name: &str) -> Option<(String, String)> {
         if !self.skip_sensitive_layers {
             return None;
         }
         // Case-insensitive: checkpoints spell norms "norm", "Norm" and "LayerNorm".
         let lname = name.to_ascii_lowercase();
-        self.sensitive_layer_patterns.iter().find(|p| glob_match(&p.to_ascii_lowercase(), &lname)).map(|s| s.as_str())
+        let hit = |p: &str| glob_match(&p.to_ascii_lowercase(), &lname);
+        if let Some(p) = self.sensitive_layer_patterns.iter().find(|p| hit(p)) {
+            return Some((p.clone(), "sensitiveLayerPatterns".to_string()));
+        }
+        let by_modality = crate::modality::sensitive_patterns(modality);
+        if let Some(p) = by_modality.iter().find(|p| hit(p)) {
+            let m = modality.map_or("unknown", |m| m.as_str());
+            return Some((p.to_string(), format!("{m} default")));
+        }
+        crate::modality::GENERIC_SENSITIVE.iter().find(|p| hit(p)).map(|p| (p.to_string(), "generic default".to_string()))
     }
 
     pub fn to_json(&self) -> String {
@@ -371,6 +388,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "calibrationSamples",
     "failFast",
     "skipSensitiveLayers",
+    "sensitiveBits",
     "sensitiveLayerPatterns",
     "layerBitWidths",
     "scaleSearch",
@@ -500,6 +518,7 @@ mod tests {
             (json!({"timeSmoothing": 2}), "timeSmoothing", "2"),
             (json!({"activationBits": 16}), "activationBits", "16"),
             (json!({"spatialAlpha": -0.5}), "spatialAlpha", "-0.5"),
+            (json!({"sensitiveBits": 4}), "sensitiveBits", "4"),
             (json!(7), "config", "7"),
         ];
         for (input, field, value) in cases {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod dtype;
 pub mod error;
 pub mod kernels;
+pub mod modality;
 pub mod parallel;
 pub mod parquet;
 pub mod pipeline;

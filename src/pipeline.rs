@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use crate::config::{Modality, QuantConfig};
+use crate::modality::{detect, Detection};
 use crate::dtype::Dtype;
 use crate::error::{AqError, Result};
 use crate::parquet::schema::*;
@@ -52,6 +53,16 @@ pub fn default_clock() -> f64 {
 pub struct LayerOutcome {
     pub row: TensorRow,
     pub sums: Option<ErrorSums>,
+}
+
+/// What the quantizer knows about a tensor beyond its bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerContext<'a> {
+    pub cal: Option<LayerCalibration<'a>>,
+    /// The model's modality (selects the default sensitive-layer patterns).
+    pub modality: Option<Modality>,
+    /// Width chosen by a size plan (`targetSizeMb`): stored exactly, without fallback.
+    pub planned_bits: Option<u8>,
 }
 
 /// Calibration statistics matched to one weight tensor.
@@ -158,12 +169,8 @@ const F16_MAX: f32 = 65504.0;
 
 /// Decide how one tensor is stored and do it. `bytes` are the tensor's bytes as in the file;
 /// `cal` the calibration statistics of the layer it belongs to, if any.
-pub fn quantize_layer(
-    cfg: &QuantConfig,
-    info: &TensorInfo,
-    bytes: &[u8],
-    cal: Option<LayerCalibration>,
-) -> Result<LayerOutcome> {
+pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: LayerContext) -> Result<LayerOutcome> {
+    let cal = ctx.cal;
     if bytes.len() as u64 != info.byte_len() {
         return Err(AqError::Safetensors(format!(
             "tensor '{}': got {} bytes, the header says {}",
@@ -183,7 +190,7 @@ pub fn quantize_layer(
             format!("{}-D tensor (bias, norm or scalar): stored unquantized", info.shape.len()),
         ));
     }
-    let mut out = store_weight(cfg, info, bytes, cal)?;
+    let mut out = store_weight(cfg, info, bytes, ctx)?;
     if let (Some(cal), true) = (cal, cfg.enable_time_aware) {
         let scales = out.row.spatial.as_ref().map(|s| s.scales.as_slice());
         let ranges = step_ranges(cal.stats, scales);
@@ -228,18 +235,26 @@ fn short_list(v: &[usize]) -> String {
 
 /// Storage of a ≥2-D float weight: sensitive/override/f16 rules, then quantization with the
 /// fallback chain, with channel equalization when enabled and calibrated.
-fn store_weight(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], cal: Option<LayerCalibration>) -> Result<LayerOutcome> {
-    let (requested, decided_by) = cfg.bits_for(&info.name);
+fn store_weight(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: LayerContext) -> Result<LayerOutcome> {
+    let cal = ctx.cal;
+    let (mut requested, decided_by) = cfg.bits_for(&info.name);
     let src = Source { name: &info.name, dtype: info.dtype, bytes };
-    if decided_by.is_none() {
-        if let Some(pattern) = cfg.sensitive_match(&info.name) {
-            return f16_row(info, src, Some(requested), format!("sensitive layer (matched '{pattern}'): kept as f16"));
-        }
-    }
-    let base_reason = match decided_by {
+    let mut base_reason = match decided_by {
         Some(p) => format!("layerBitWidths['{p}'] = {requested}"),
         None => format!("bitWidth {requested}"),
     };
+    // Precedence: your layerBitWidths, then sensitive layers, then a size plan, then bitWidth.
+    let mut fallback = true;
+    if decided_by.is_none() {
+        if let Some((pattern, origin)) = cfg.sensitive_match(ctx.modality, &info.name) {
+            requested = cfg.sensitive_bits;
+            base_reason = format!("sensitive layer (matched '{pattern}', {origin}) at {requested} bits");
+        } else if let Some(b) = ctx.planned_bits {
+            requested = b;
+            base_reason = format!("targetSizeMb plan: {b} bits");
+            fallback = false;
+        }
+    }
     if requested == 16 {
         return f16_row(info, src, Some(16), format!("{base_reason}: kept as f16"));
     }
@@ -266,7 +281,8 @@ fn store_weight(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], cal: Option<
         None => src,
     };
     let mut misses: Vec<String> = Vec::new();
-    for &bits in FALLBACK_WIDTHS.iter().filter(|&&b| b >= requested) {
+    let widths: Vec<u8> = FALLBACK_WIDTHS.iter().copied().filter(|&b| b >= requested).take(if fallback { 3 } else { 1 }).collect();
+    for bits in widths {
         let search = cfg.scale_search.enabled_for(bits);
         let Some((t, mut sums)) = quantize_source(qsrc, layout, bits, search)? else {
             return Ok(raw_row(
@@ -302,7 +318,7 @@ fn store_weight(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], cal: Option<
             }
         }
         let cosine = sums.cosine();
-        if cfg.min_accuracy > 0.0 && cosine < cfg.min_accuracy {
+        if fallback && cfg.min_accuracy > 0.0 && cosine < cfg.min_accuracy {
             misses.push(format!("{bits}-bit cosine {cosine:.5}"));
             continue;
         }
@@ -361,10 +377,12 @@ pub struct ModelQuantizer {
     writer: Option<TensorWriter>,
     layers: Vec<LayerReport>,
     lossy: ErrorSums,
-    modality: (String, String),
+    modality: Detection,
     bytes_done: u64,
     row_group_bytes: usize,
     calibration: Option<Calibration>,
+    /// Per-tensor widths from a size plan (`targetSizeMb`).
+    plan: Option<HashMap<String, u8>>,
     /// Calibration layers matched to a weight so far, and weights (≥2-D float) without an entry.
     calibrated: Vec<String>,
     uncalibrated: u32,
@@ -391,10 +409,11 @@ impl ModelQuantizer {
             writer: None,
             layers: Vec::new(),
             lossy: ErrorSums::default(),
-            modality: ("unknown".to_string(), "none".to_string()),
+            modality: detect(None, None, std::iter::empty()),
             bytes_done: 0,
             row_group_bytes: ROW_GROUP_TARGET_BYTES,
             calibration: None,
+            plan: None,
             calibrated: Vec::new(),
             uncalibrated: 0,
             time_grouped: 0,
@@ -407,6 +426,10 @@ impl ModelQuantizer {
     /// Call before `begin`. Default 8 MiB.
     pub fn set_row_group_bytes(&mut self, bytes: usize) {
         self.row_group_bytes = bytes;
+    }
+
+    fn modality_name(&self) -> &'static str {
+        self.modality.modality.map_or("unknown", |m| m.as_str())
     }
 
     /// Calibration statistics for time-aware and spatial quantization. Call before `begin`.
@@ -447,17 +470,17 @@ impl ModelQuantizer {
             return Err(AqError::State("begin() was already called for this run".to_string()));
         }
         let header = parse_header(header_bytes, file_len)?;
-        self.modality = match (self.cfg.modality, header.metadata.get("modality").and_then(|m| Modality::parse(m))) {
-            (Some(m), _) => (m.as_str().to_string(), "config".to_string()),
-            (None, Some(m)) => (m.as_str().to_string(), "metadata".to_string()),
-            (None, None) => ("unknown".to_string(), "none".to_string()),
-        };
+        self.modality = detect(
+            self.cfg.modality,
+            header.metadata.get("modality").map(String::as_str),
+            header.tensors.iter().map(|t| t.name.as_str()),
+        );
         let metadata = vec![
             (KEY_FORMAT.to_string(), FORMAT_NAME.to_string()),
             (KEY_FORMAT_VERSION.to_string(), FORMAT_VERSION.to_string()),
             (KEY_LIBRARY_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
             (KEY_CONFIG.to_string(), self.cfg.to_json()),
-            (KEY_MODALITY.to_string(), self.modality.0.clone()),
+            (KEY_MODALITY.to_string(), self.modality_name().to_string()),
             (KEY_SOURCE_METADATA.to_string(), serde_json::to_string(&header.metadata).expect("string map")),
         ];
         let mut metadata = metadata;
@@ -471,7 +494,7 @@ impl ModelQuantizer {
             });
             metadata.push((KEY_CALIBRATION.to_string(), info.to_string()));
         }
-        let mut writer = TensorWriter::new(metadata, &self.modality.0)?;
+        let mut writer = TensorWriter::new(metadata, self.modality_name())?;
         writer.set_row_group_bytes(self.row_group_bytes);
         self.writer = Some(writer);
         self.index = header.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
@@ -496,7 +519,12 @@ impl ModelQuantizer {
         let is_weight = info.dtype.is_float() && info.shape.len() >= 2;
         let cal = self.calibration.as_ref().filter(|_| is_weight).and_then(|c| c.for_weight(name));
         let cal = cal.map(|(layer, stats)| LayerCalibration { layer, stats });
-        let outcome = match quantize_layer(&self.cfg, info, bytes, cal) {
+        let ctx = LayerContext {
+            cal,
+            modality: self.modality.modality,
+            planned_bits: self.plan.as_ref().and_then(|p| p.get(name).copied()),
+        };
+        let outcome = match quantize_layer(&self.cfg, info, bytes, ctx) {
             Ok(o) if o.row.data.len() > MAX_VALUE_BYTES => {
                 let e = AqError::TooLarge(format!(
                     "tensor '{name}': {} stored bytes exceed the {MAX_VALUE_BYTES}-byte limit of one Parquet value",
@@ -604,8 +632,9 @@ impl ModelQuantizer {
             profile: self.cfg.profile.as_str().to_string(),
             bit_width: self.cfg.bit_width,
             group_size: self.cfg.group_size,
-            modality: self.modality.0.clone(),
-            modality_source: self.modality.1.clone(),
+            modality: self.modality_name().to_string(),
+            modality_source: self.modality.source.to_string(),
+            modality_rule: self.modality.rule.clone(),
             layers: self.layers.clone(),
             layer_counts: counts,
             params_total,

@@ -118,8 +118,10 @@ pub struct ModelReport {
     pub group_size: u32,
     /// text/code/image/audio, or "unknown".
     pub modality: String,
-    /// Where the modality came from: "config", "metadata" or "none".
+    /// Where the modality came from: "config", "metadata", "names" or "none".
     pub modality_source: String,
+    /// The rule that decided, in words (e.g. which tensor-name rules matched).
+    pub modality_rule: String,
     pub layers: Vec<LayerReport>,
     pub layer_counts: LayerCounts,
     pub params_total: u64,

@@ -297,7 +297,7 @@ pub fn quantize_tensor(
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let info =
         safetensors::TensorInfo { name: "tensor".into(), dtype: Dtype::F32, shape, begin: 0, end: bytes.len() as u64 };
-    let outcome = pipeline::quantize_layer(&cfg, &info, &bytes, None).map_err(js_error)?;
+    let outcome = pipeline::quantize_layer(&cfg, &info, &bytes, Default::default()).map_err(js_error)?;
     let row = &outcome.row;
     let o = Object::new();
     set(&o, "storage", &row.storage.as_str().into());
