@@ -14,7 +14,8 @@ fn main() {
         let mut times: Vec<f64> = (0..runs)
             .map(|_| {
                 let t = std::time::Instant::now();
-                let (out, _) = quantize_model(&bytes, cfg.clone(), None, default_clock, &mut |_| true).expect("quantize");
+                let (out, _) =
+                    quantize_model(&bytes, cfg.clone(), None, default_clock, &mut |_| true).expect("quantize");
                 std::hint::black_box(out);
                 t.elapsed().as_secs_f64()
             })

@@ -172,7 +172,9 @@ impl Calibration {
         let obj = v.as_object().ok_or_else(|| bad("calibration must be an object { timesteps, layers }"))?;
         for k in obj.keys() {
             if !["timesteps", "layers", "format", "source"].contains(&k.as_str()) {
-                return Err(bad(format!("unknown key '{k}'; expected timesteps, layers (and optionally format, source)")));
+                return Err(bad(format!(
+                    "unknown key '{k}'; expected timesteps, layers (and optionally format, source)"
+                )));
             }
         }
         let timesteps = read_f64_list("timesteps", obj.get("timesteps").unwrap_or(&Value::Null))?;
@@ -270,7 +272,9 @@ fn build_layer(
         s.push(n as u64);
         if n > 0.0 {
             let (lo, hi) = (act_min[t], act_max[t]);
-            if !(lo.is_finite() && hi.is_finite() && lo <= hi) || lo.abs() > f32::MAX as f64 || hi.abs() > f32::MAX as f64
+            if !(lo.is_finite() && hi.is_finite() && lo <= hi)
+                || lo.abs() > f32::MAX as f64
+                || hi.abs() > f32::MAX as f64
             {
                 return Err(bad(format!(
                     "layer '{name}': timestep {t} has {n} samples but act_min {lo} / act_max {hi} is not a finite range"
@@ -304,7 +308,10 @@ fn build_layer(
             let mut checked = Vec::with_capacity(rows.len());
             for (t, r) in rows.iter().enumerate() {
                 if r.len() != c {
-                    return Err(bad(format!("layer '{name}': channel_absmax row {t} has {} values, expected {c}", r.len())));
+                    return Err(bad(format!(
+                        "layer '{name}': channel_absmax row {t} has {} values, expected {c}",
+                        r.len()
+                    )));
                 }
                 // A missing timestep's row is ignored (like its min/max), so it may hold anything.
                 checked.push(if s[t] > 0 { check_row(r, &format!("channel_absmax[{t}]"))? } else { vec![0.0; c] });
@@ -397,12 +404,27 @@ mod tests {
         let cases = [
             (json!({"timesteps": [], "layers": {}}), "timesteps"),
             (json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1]}}}), "samples"),
-            (json!({"timesteps": [1, 2], "layers": {"a": {"actMin": [0], "actMax": [1, 2], "samples": [1, 1]}}}), "actMin"),
-            (json!({"timesteps": [1], "layers": {"a": {"actMin": [2], "actMax": [1], "samples": [1]}}}), "finite range"),
+            (
+                json!({"timesteps": [1, 2], "layers": {"a": {"actMin": [0], "actMax": [1, 2], "samples": [1, 1]}}}),
+                "actMin",
+            ),
+            (
+                json!({"timesteps": [1], "layers": {"a": {"actMin": [2], "actMax": [1], "samples": [1]}}}),
+                "finite range",
+            ),
             (json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [0]}}}), "0 samples"),
-            (json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [1.5]}}}), "samples[0]"),
-            (json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [1], "channelAbsMax": [-1]}}}), "channel_absmax[0]"),
-            (json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [1], "x": 1}}}), "unknown key 'x'"),
+            (
+                json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [1.5]}}}),
+                "samples[0]",
+            ),
+            (
+                json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [1], "channelAbsMax": [-1]}}}),
+                "channel_absmax[0]",
+            ),
+            (
+                json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [1], "x": 1}}}),
+                "unknown key 'x'",
+            ),
             (json!({"timesteps": [1], "layers": {}}), "empty"),
         ];
         for (v, needle) in cases {

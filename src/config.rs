@@ -94,7 +94,6 @@ impl ScaleSearch {
     }
 }
 
-
 pub const ALLOWED_BITS: &[u8] = &[2, 4, 8];
 pub const ALLOWED_GROUP_SIZES: &[u32] = &[32, 64, 128, 256];
 /// Per-layer override widths; 16 keeps the layer as f16.
@@ -135,6 +134,8 @@ pub struct QuantConfig {
     pub activation_bits: u8,
     /// Migration strength α of channel equalization, 0..=1.
     pub spatial_alpha: f64,
+    /// Size budget in MiB: per-layer widths are planned to fit it (see sizeplan.rs). Null = off.
+    pub target_size_mb: Option<f64>,
 }
 
 impl QuantConfig {
@@ -165,6 +166,7 @@ impl QuantConfig {
             time_smoothing: 0.0,
             activation_bits: 8,
             spatial_alpha: 0.5,
+            target_size_mb: None,
         }
     }
 
@@ -275,6 +277,7 @@ impl QuantConfig {
                 "timeSmoothing" => cfg.time_smoothing = read_f64(key, v)?,
                 "activationBits" => cfg.activation_bits = read_uint(key, v)?.min(255) as u8,
                 "spatialAlpha" => cfg.spatial_alpha = read_f64(key, v)?,
+                "targetSizeMb" => cfg.target_size_mb = Some(read_f64(key, v)?),
                 _ => {
                     return Err(AqError::config(
                         key,
@@ -313,6 +316,11 @@ impl QuantConfig {
         }
         if !(self.spatial_alpha.is_finite() && (0.0..=1.0).contains(&self.spatial_alpha)) {
             return Err(AqError::config("spatialAlpha", self.spatial_alpha, "a number in 0..=1"));
+        }
+        if let Some(t) = self.target_size_mb {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(AqError::config("targetSizeMb", t, "a positive size in MiB (or null for no budget)"));
+            }
         }
         if ![8, 16].contains(&self.sensitive_bits) {
             return Err(AqError::config("sensitiveBits", self.sensitive_bits, "8 (quantized) or 16 (f16)"));
@@ -368,7 +376,10 @@ impl QuantConfig {
             let m = modality.map_or("unknown", |m| m.as_str());
             return Some((p.to_string(), format!("{m} default")));
         }
-        crate::modality::GENERIC_SENSITIVE.iter().find(|p| hit(p)).map(|p| (p.to_string(), "generic default".to_string()))
+        crate::modality::GENERIC_SENSITIVE
+            .iter()
+            .find(|p| hit(p))
+            .map(|p| (p.to_string(), "generic default".to_string()))
     }
 
     pub fn to_json(&self) -> String {
@@ -396,6 +407,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "timeSmoothing",
     "activationBits",
     "spatialAlpha",
+    "targetSizeMb",
 ];
 
 fn json_short(v: &Value) -> String {
@@ -519,6 +531,7 @@ mod tests {
             (json!({"activationBits": 16}), "activationBits", "16"),
             (json!({"spatialAlpha": -0.5}), "spatialAlpha", "-0.5"),
             (json!({"sensitiveBits": 4}), "sensitiveBits", "4"),
+            (json!({"targetSizeMb": 0}), "targetSizeMb", "0"),
             (json!(7), "config", "7"),
         ];
         for (input, field, value) in cases {

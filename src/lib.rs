@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod quant;
 pub mod report;
 pub mod safetensors;
+pub mod sizeplan;
 pub mod spatial;
 pub mod timegroups;
 

@@ -122,7 +122,10 @@ pub fn detect<'a>(
         Detection {
             modality: None,
             source: "none",
-            rule: format!("tensor names inconclusive (rules matched: {}; a modality needs ≥ 2 and a clear lead)", tied.join(", ")),
+            rule: format!(
+                "tensor names inconclusive (rules matched: {}; a modality needs ≥ 2 and a clear lead)",
+                tied.join(", ")
+            ),
         }
     }
 }
@@ -223,7 +226,8 @@ mod tests {
             "wav2vec2.encoder.layers.0.attention.q_proj.weight",
         ]);
         assert_eq!(detect(None, None, w2v.iter().copied()).modality, Some(Modality::Audio));
-        let whisper = names(&["model.encoder.conv1.weight", "model.encoder.conv2.weight", "model.decoder.embed_tokens.weight"]);
+        let whisper =
+            names(&["model.encoder.conv1.weight", "model.encoder.conv2.weight", "model.decoder.embed_tokens.weight"]);
         assert_eq!(detect(None, None, whisper.iter().copied()).modality, Some(Modality::Audio));
         let plain = names(&["encoder.0.weight", "decoder.3.weight"]);
         let d = detect(None, None, plain.iter().copied());

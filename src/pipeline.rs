@@ -4,24 +4,25 @@
 
 use std::collections::HashMap;
 
+use crate::calibration::{Calibration, LayerStats};
 use crate::config::{Modality, QuantConfig};
-use crate::modality::{detect, Detection};
 use crate::dtype::Dtype;
 use crate::error::{AqError, Result};
+use crate::modality::{detect, Detection};
 use crate::parquet::schema::*;
 use crate::parquet::writer::TensorWriter;
-use crate::parquet::TensorRow;
-use crate::calibration::{Calibration, LayerStats};
 use crate::parquet::SpatialMeta;
+use crate::parquet::TensorRow;
 use crate::quant::tensor::{decode_all, dequantize, layout_error_sums, quantize_source, store_f16, Layout, Source};
+use crate::quant::ErrorSums;
+use crate::report::{FeatureStatus, LayerCounts, LayerReport, ModelReport, Progress, SpatialSummary, Storage};
+use crate::safetensors::{parse_header, Header, TensorInfo};
+use crate::sizeplan::{SizePlan, SizePlanner};
 use crate::spatial::{
     equalization_scales, equalize, snr_db as spatial_snr_db, step_ranges, undo_equalization, weight_channel_absmax,
     weighted_error, ChannelLayout,
 };
 use crate::timegroups::time_groups;
-use crate::quant::ErrorSums;
-use crate::report::{FeatureStatus, LayerCounts, LayerReport, ModelReport, Progress, SpatialSummary, Storage};
-use crate::safetensors::{parse_header, Header, TensorInfo};
 
 /// Rows shorter than this are not group-quantized: a group of a few values costs 4 bytes of
 /// params, more than the values themselves.
@@ -73,7 +74,13 @@ pub struct LayerCalibration<'a> {
     pub stats: &'a LayerStats,
 }
 
-fn base_row(info: &TensorInfo, storage: Storage, requested_bits: Option<u8>, data: Vec<u8>, reason: String) -> TensorRow {
+fn base_row(
+    info: &TensorInfo,
+    storage: Storage,
+    requested_bits: Option<u8>,
+    data: Vec<u8>,
+    reason: String,
+) -> TensorRow {
     TensorRow {
         name: info.name.clone(),
         shape: info.shape.clone(),
@@ -281,7 +288,8 @@ fn store_weight(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: LayerCo
         None => src,
     };
     let mut misses: Vec<String> = Vec::new();
-    let widths: Vec<u8> = FALLBACK_WIDTHS.iter().copied().filter(|&b| b >= requested).take(if fallback { 3 } else { 1 }).collect();
+    let widths: Vec<u8> =
+        FALLBACK_WIDTHS.iter().copied().filter(|&b| b >= requested).take(if fallback { 3 } else { 1 }).collect();
     for bits in widths {
         let search = cfg.scale_search.enabled_for(bits);
         let Some((t, mut sums)) = quantize_source(qsrc, layout, bits, search)? else {
@@ -382,7 +390,7 @@ pub struct ModelQuantizer {
     row_group_bytes: usize,
     calibration: Option<Calibration>,
     /// Per-tensor widths from a size plan (`targetSizeMb`).
-    plan: Option<HashMap<String, u8>>,
+    plan: Option<SizePlan>,
     /// Calibration layers matched to a weight so far, and weights (≥2-D float) without an entry.
     calibrated: Vec<String>,
     uncalibrated: u32,
@@ -426,6 +434,26 @@ impl ModelQuantizer {
     /// Call before `begin`. Default 8 MiB.
     pub fn set_row_group_bytes(&mut self, bytes: usize) {
         self.row_group_bytes = bytes;
+    }
+
+    /// Calibration, modality and planned width for one tensor of the header.
+    pub fn context_for(&self, info: &TensorInfo) -> LayerContext<'_> {
+        let is_weight = info.dtype.is_float() && info.shape.len() >= 2;
+        let cal = self.calibration.as_ref().filter(|_| is_weight).and_then(|c| c.for_weight(&info.name));
+        LayerContext {
+            cal: cal.map(|(layer, stats)| LayerCalibration { layer, stats }),
+            modality: self.modality.modality,
+            planned_bits: self.plan.as_ref().and_then(|p| p.layer_bits.get(&info.name).copied()),
+        }
+    }
+
+    /// Per-layer widths from a [`SizePlanner`] run over this model (before `begin`).
+    pub fn set_plan(&mut self, plan: SizePlan) -> Result<()> {
+        if self.header.is_some() {
+            return Err(AqError::State("setPlan() must come before begin()".to_string()));
+        }
+        self.plan = Some(plan);
+        Ok(())
     }
 
     fn modality_name(&self) -> &'static str {
@@ -517,13 +545,8 @@ impl ModelQuantizer {
         }
         let info = &header.tensors[i];
         let is_weight = info.dtype.is_float() && info.shape.len() >= 2;
-        let cal = self.calibration.as_ref().filter(|_| is_weight).and_then(|c| c.for_weight(name));
-        let cal = cal.map(|(layer, stats)| LayerCalibration { layer, stats });
-        let ctx = LayerContext {
-            cal,
-            modality: self.modality.modality,
-            planned_bits: self.plan.as_ref().and_then(|p| p.get(name).copied()),
-        };
+        let ctx = self.context_for(info);
+        let cal_layer = ctx.cal.map(|c| c.layer.to_string());
         let outcome = match quantize_layer(&self.cfg, info, bytes, ctx) {
             Ok(o) if o.row.data.len() > MAX_VALUE_BYTES => {
                 let e = AqError::TooLarge(format!(
@@ -543,8 +566,8 @@ impl ModelQuantizer {
             self.lossy.sum_w2 += s.sum_w2;
             self.lossy.sum_e2 += s.sum_e2;
         }
-        match cal {
-            Some(c) => self.calibrated.push(c.layer.to_string()),
+        match cal_layer {
+            Some(layer) => self.calibrated.push(layer),
             None if is_weight => self.uncalibrated += 1,
             None => {}
         }
@@ -653,6 +676,7 @@ impl ModelQuantizer {
             },
             time_aware,
             spatial,
+            size_plan: self.plan.clone(),
             quantization_time_s: (self.clock)() - self.started_at,
         }
     }
@@ -671,11 +695,8 @@ impl ModelQuantizer {
         };
         let matched: std::collections::HashSet<&str> = self.calibrated.iter().map(String::as_str).collect();
         let unused: Vec<&str> = cal.layers.keys().map(String::as_str).filter(|l| !matched.contains(l)).collect();
-        let mut coverage = format!(
-            "{} weight(s) matched a calibration layer, {} had none",
-            self.calibrated.len(),
-            self.uncalibrated
-        );
+        let mut coverage =
+            format!("{} weight(s) matched a calibration layer, {} had none", self.calibrated.len(), self.uncalibrated);
         if !unused.is_empty() {
             let shown = unused.iter().take(5).copied().collect::<Vec<_>>().join("', '");
             let more = if unused.len() > 5 { format!(" and {} more", unused.len() - 5) } else { String::new() };
@@ -751,9 +772,31 @@ pub fn quantize_model(
     clock: Clock,
     on_progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<(Vec<u8>, ModelReport)> {
+    let started = clock();
+    let plan = match cfg.target_size_mb {
+        None => None,
+        Some(_) => {
+            // Planning pass: measure every layer with the same context the quantizer will use.
+            let mut probe = ModelQuantizer::with_clock(cfg.clone(), clock)?;
+            if let Some(c) = &calibration {
+                probe.set_calibration(c.clone())?;
+            }
+            let header = probe.begin(bytes, Some(bytes.len() as u64))?.clone();
+            let mut planner = SizePlanner::new(cfg.clone())?;
+            for t in &header.tensors {
+                let (a, b) = header.file_range(t);
+                planner.add_tensor(t, &bytes[a as usize..b as usize], probe.context_for(t))?;
+            }
+            Some(planner.finish()?)
+        }
+    };
     let mut q = ModelQuantizer::with_clock(cfg, clock)?;
+    q.started_at = started;
     if let Some(c) = calibration {
         q.set_calibration(c)?;
+    }
+    if let Some(p) = plan {
+        q.set_plan(p)?;
     }
     let tensors = q.begin(bytes, Some(bytes.len() as u64))?.tensors.clone();
     let data_offset = q.header().expect("begun").data_offset;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sizeplan::SizePlan;
 use crate::timegroups::TimeGroup;
 
 #[cfg(target_arch = "wasm32")]
@@ -142,6 +143,8 @@ pub struct ModelReport {
     pub snr_db: f64,
     pub time_aware: FeatureStatus,
     pub spatial: FeatureStatus,
+    /// The `targetSizeMb` plan the widths came from, null without a budget.
+    pub size_plan: Option<SizePlan>,
     pub quantization_time_s: f64,
 }
 

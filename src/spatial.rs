@@ -35,9 +35,11 @@ impl ChannelLayout {
     /// `None` for shapes without an input-channel axis (fewer than 2 dims).
     pub fn for_shape(shape: &[u64]) -> Option<Self> {
         match shape {
-            [o, i, rest @ ..] => {
-                Some(ChannelLayout { out: *o as usize, input: *i as usize, inner: rest.iter().product::<u64>() as usize })
-            }
+            [o, i, rest @ ..] => Some(ChannelLayout {
+                out: *o as usize,
+                input: *i as usize,
+                inner: rest.iter().product::<u64>() as usize,
+            }),
             _ => None,
         }
     }
@@ -125,9 +127,10 @@ pub fn step_ranges(stats: &LayerStats, scales: Option<&[f32]>) -> Vec<StepRange>
             let Some(s) = scales else { return Some((lo, hi)) };
             let s_min = s.iter().copied().fold(f32::INFINITY, f32::min);
             let s_max = s.iter().copied().fold(0.0f32, f32::max);
-            let m_t = stats.channel_absmax_per_t.as_ref().map(|rows| {
-                rows[t].iter().zip(s).map(|(&a, &sj)| (a / sj).next_up()).fold(0.0f32, f32::max)
-            });
+            let m_t = stats
+                .channel_absmax_per_t
+                .as_ref()
+                .map(|rows| rows[t].iter().zip(s).map(|(&a, &sj)| (a / sj).next_up()).fold(0.0f32, f32::max));
             let new_hi = if hi > 0.0 {
                 let b = (hi / s_min).next_up();
                 m_t.map_or(b, |m| b.min(m))

@@ -175,9 +175,10 @@ pub fn span_ranges(ranges: &[StepRange], spans: &[(usize, usize)]) -> Vec<(f32, 
     spans
         .iter()
         .map(|&(a, b)| {
-            ranges[a..b].iter().flatten().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &(l, h)| {
-                (lo.min(l), hi.max(h))
-            })
+            ranges[a..b]
+                .iter()
+                .flatten()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &(l, h)| (lo.min(l), hi.max(h)))
         })
         .collect()
 }
@@ -271,8 +272,7 @@ mod tests {
     #[test]
     fn adaptive_finds_the_regime_change() {
         // early timesteps have wide ranges, late ones narrow: the split belongs at the change
-        let r: Vec<StepRange> =
-            (0..12).map(|t| if t < 7 { Some((-8.0, 8.0)) } else { Some((-1.0, 1.0)) }).collect();
+        let r: Vec<StepRange> = (0..12).map(|t| if t < 7 { Some((-8.0, 8.0)) } else { Some((-1.0, 1.0)) }).collect();
         assert_eq!(group_spans(&r, 2, TimeGrouping::Adaptive), vec![(0, 7), (7, 12)]);
         // identical ranges need only one group even when more are allowed
         let same: Vec<StepRange> = vec![Some((-1.0, 1.0)); 5];
@@ -292,11 +292,8 @@ mod tests {
     }
 
     fn step_ranges() -> impl Strategy<Value = Vec<StepRange>> {
-        prop::collection::vec(
-            prop_oneof![1 => Just(None), 6 => (-50.0f32..0.0, 0.0f32..50.0).prop_map(Some)],
-            1..24,
-        )
-        .prop_filter("needs data", |v| v.iter().any(Option::is_some))
+        prop::collection::vec(prop_oneof![1 => Just(None), 6 => (-50.0f32..0.0, 0.0f32..50.0).prop_map(Some)], 1..24)
+            .prop_filter("needs data", |v| v.iter().any(Option::is_some))
     }
 
     proptest! {

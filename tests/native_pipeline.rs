@@ -140,7 +140,8 @@ fn streaming_output_equals_whole_buffer_output() {
 #[test]
 fn export_to_safetensors() {
     let bytes = read("samples/rivagan_f32.safetensors");
-    let (parquet, _) = quantize_model(&bytes, parse_config_str("{}").unwrap(), None, default_clock, &mut |_| true).unwrap();
+    let (parquet, _) =
+        quantize_model(&bytes, parse_config_str("{}").unwrap(), None, default_clock, &mut |_| true).unwrap();
     let file = QuantizedFile::open(parquet).unwrap();
     for dt in [Dtype::F32, Dtype::F16] {
         let mut out = file.export_header(dt).unwrap();

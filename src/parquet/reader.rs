@@ -14,13 +14,13 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::schema::*;
 use super::{SpatialMeta, TensorRow};
-use crate::timegroups::TimeGroup;
 use crate::dtype::{decode_f32, Dtype};
 use crate::error::{AqError, Result};
 use crate::quant::tensor::{dequantize_parts, Layout, MAX_GROUP};
 use crate::report::Storage;
 use crate::safetensors::write_header;
 use crate::spatial::{undo_equalization, ChannelLayout};
+use crate::timegroups::TimeGroup;
 
 /// An opened file: its metadata and rows.
 #[derive(Debug, Clone)]
@@ -289,7 +289,12 @@ fn read_time_groups(list: &ListArray, i: usize, tensor: &str) -> Result<Option<V
     let zp = struct_child::<Int32Array>(st, "zero_point", tensor)?;
     Ok(Some(
         (0..st.len())
-            .map(|k| TimeGroup { t_start: t0.value(k), t_end: t1.value(k), scale: sc.value(k), zero_point: zp.value(k) })
+            .map(|k| TimeGroup {
+                t_start: t0.value(k),
+                t_end: t1.value(k),
+                scale: sc.value(k),
+                zero_point: zp.value(k),
+            })
             .collect(),
     ))
 }

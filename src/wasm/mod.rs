@@ -168,7 +168,11 @@ pub fn quantize_model(
 ) -> Result<JsValue, JsValue> {
     let cfg = config_from_js(config)?;
     let option = |key: &str| -> Option<JsValue> {
-        options.is_object().then(|| Reflect::get(&options, &key.into()).ok()).flatten().filter(|v| !v.is_undefined() && !v.is_null())
+        options
+            .is_object()
+            .then(|| Reflect::get(&options, &key.into()).ok())
+            .flatten()
+            .filter(|v| !v.is_undefined() && !v.is_null())
     };
     let callback: Option<Function> = option("onProgress").and_then(|f| f.dyn_into::<Function>().ok());
     let calibration = option("calibration").map(|c| calibration_from_js(&c)).transpose()?;

@@ -139,7 +139,9 @@ pub struct FileMetadata {
     pub source_metadata: BTreeMap<String, String>,
     /// What calibration the file was made with (`timesteps`, `activationBits`, `timeGrouping`, …);
     /// null when none. Time groups index into `timesteps`.
-    #[tsify(type = "{ timesteps: number[]; layers: number; activationBits: number; timeGrouping: string; timeSmoothing: number } | null")]
+    #[tsify(
+        type = "{ timesteps: number[]; layers: number; activationBits: number; timeGrouping: string; timeSmoothing: number } | null"
+    )]
     pub calibration: Option<serde_json::Value>,
 }
 

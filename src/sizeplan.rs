@@ -1,0 +1,212 @@
+//! `targetSizeMb`: choose per-layer widths so the file fits a size budget.
+//!
+//! A planning pass measures every plannable layer (a ≥2-D float weight that no `layerBitWidths`
+//! entry or sensitive pattern fixes) at 2, 4, 8 bits and f16, through the same code path the
+//! quantizer uses (equalization included), recording its stored bytes and its error
+//! `numel · Σ(ŵ−w)² / Σw²` (relative squared error weighted by parameter count, so big and small
+//! layers are compared per parameter). Fixed layers are measured at their fixed width.
+//!
+//! Each layer starts at its cheapest width whose cosine meets `minAccuracy`; then the upgrade
+//! with the largest error reduction per extra byte that still fits is applied, repeatedly, until
+//! none fits. So the result can sit below `bitWidth` for easy layers and above it for hard ones.
+//! The budget counts each row's data and params compressed on their own with the writer's codec
+//! (zstd level 1), plus equalization scales, time groups and an allowance for Parquet's own
+//! overhead. The writer compresses many rows together, which can only do better, so the file
+//! never exceeds the target; on models with repeated tensors it can land well under it.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(target_arch = "wasm32")]
+use tsify::Tsify;
+
+use crate::config::QuantConfig;
+use crate::error::{AqError, Result};
+use crate::pipeline::{quantize_layer, LayerContext, LayerOutcome};
+use crate::report::Storage;
+use crate::safetensors::TensorInfo;
+
+/// Widths a plan may choose (16 = f16).
+pub const PLAN_WIDTHS: &[u8] = &[2, 4, 8, 16];
+/// Parquet overhead allowance: footer and metadata, plus per row (name, shape, reason, …).
+pub const FILE_OVERHEAD_BYTES: u64 = 8 * 1024;
+pub const ROW_OVERHEAD_BYTES: u64 = 160;
+
+#[derive(Debug, Clone)]
+struct Choice {
+    bits: u8,
+    bytes: u64,
+    error: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    name: String,
+    /// Feasible choices (meeting minAccuracy; f16 always), ascending in bytes.
+    choices: Vec<Choice>,
+    current: usize,
+}
+
+/// The outcome of a plan, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
+#[serde(rename_all = "camelCase")]
+pub struct SizePlan {
+    pub target_bytes: u64,
+    /// Stored bytes plus overhead allowance of the chosen widths (the file is at most this).
+    pub planned_bytes: u64,
+    /// The smallest plan that meets minAccuracy.
+    pub minimum_bytes: u64,
+    /// The same estimate with every plannable layer at `bitWidth` (the budget-free baseline).
+    pub uniform_bytes: u64,
+    /// Tensor name → width (2/4/8/16) for every plannable layer.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "Record<string, number>"))]
+    pub layer_bits: std::collections::BTreeMap<String, u8>,
+    pub planned_layers: u32,
+    pub fixed_layers: u32,
+}
+
+/// Measures tensors one at a time (so it streams like the quantizer), then plans.
+pub struct SizePlanner {
+    cfg: QuantConfig,
+    candidates: Vec<Candidate>,
+    fixed_bytes: u64,
+    fixed_layers: u32,
+    rows: u64,
+}
+
+impl SizePlanner {
+    pub fn new(cfg: QuantConfig) -> Result<Self> {
+        if cfg.target_size_mb.is_none() {
+            return Err(AqError::config("targetSizeMb", "null", "a size in MB to plan for"));
+        }
+        Ok(SizePlanner { cfg, candidates: Vec::new(), fixed_bytes: 0, fixed_layers: 0, rows: 0 })
+    }
+
+    /// Bytes this row will add to the file: its data and params compressed with the writer's
+    /// codec (zstd level 1; packed codes of real weights shrink by up to 40 %), plus the
+    /// equalization scales and time groups.
+    fn stored(o: &LayerOutcome) -> u64 {
+        let r = &o.row;
+        let spatial = r.spatial.as_ref().map_or(0, |s| 4 * s.scales.len() as u64);
+        let time = r.time_groups.as_ref().map_or(0, |g| 16 * g.len() as u64);
+        let params: Vec<u8> =
+            r.scales.iter().chain(r.mins.iter()).flat_map(|v| v.iter().flat_map(|x| x.to_le_bytes())).collect();
+        compressed_len(&r.data) + compressed_len(&params) + spatial + time
+    }
+
+    /// Measure one tensor. `ctx` carries calibration and modality exactly as the quantizer will.
+    pub fn add_tensor(&mut self, info: &TensorInfo, bytes: &[u8], ctx: LayerContext) -> Result<()> {
+        self.rows += 1;
+        let probe = quantize_layer(&self.cfg, info, bytes, LayerContext { planned_bits: Some(2), ..ctx })?;
+        let planned = probe.row.storage == Storage::Quantized
+            && probe.row.bits == Some(2)
+            && probe.row.reason.starts_with("targetSizeMb plan");
+        if !planned {
+            // Fixed by an override, a sensitive pattern, its dtype or shape: measure it as it will be.
+            let fixed = quantize_layer(&self.cfg, info, bytes, LayerContext { planned_bits: None, ..ctx })?;
+            self.fixed_bytes += Self::stored(&fixed);
+            self.fixed_layers += 1;
+            return Ok(());
+        }
+        let mut choices = Vec::new();
+        for &bits in PLAN_WIDTHS {
+            let o = if bits == 2 {
+                probe.clone_outcome()
+            } else {
+                quantize_layer(&self.cfg, info, bytes, LayerContext { planned_bits: Some(bits), ..ctx })?
+            };
+            let Some(sums) = o.sums else { continue };
+            let meets = bits == 16 || self.cfg.min_accuracy <= 0.0 || sums.cosine() >= self.cfg.min_accuracy;
+            if !meets {
+                continue;
+            }
+            let rel = if sums.sum_w2 > 0.0 { sums.sum_e2 / sums.sum_w2 } else { 0.0 };
+            choices.push(Choice { bits, bytes: Self::stored(&o), error: rel * info.numel() as f64 });
+        }
+        self.candidates.push(Candidate { name: info.name.clone(), choices, current: 0 });
+        Ok(())
+    }
+
+    /// Choose widths for the budget. `E_CONFIG` (field `targetSizeMb`) when even the smallest
+    /// plan meeting minAccuracy does not fit.
+    pub fn finish(mut self) -> Result<SizePlan> {
+        let target_mb = self.cfg.target_size_mb.expect("checked in new");
+        let target = (target_mb * 1024.0 * 1024.0) as u64;
+        let overhead = FILE_OVERHEAD_BYTES + ROW_OVERHEAD_BYTES * self.rows;
+        let minimum: u64 =
+            self.fixed_bytes + overhead + self.candidates.iter().map(|c| c.choices[0].bytes).sum::<u64>();
+        if minimum > target {
+            return Err(AqError::config(
+                "targetSizeMb",
+                target_mb,
+                format!(
+                    "at least {:.3} MB: the smallest file whose layers all meet minAccuracy {} (lower minAccuracy or raise the target)",
+                    minimum as f64 / (1024.0 * 1024.0),
+                    self.cfg.min_accuracy
+                ),
+            ));
+        }
+        let bw = self.cfg.bit_width;
+        let uniform: u64 = self.fixed_bytes
+            + overhead
+            + self
+                .candidates
+                .iter()
+                .map(|c| c.choices.iter().find(|ch| ch.bits >= bw).unwrap_or(&c.choices[c.choices.len() - 1]).bytes)
+                .sum::<u64>();
+        let mut used = minimum;
+        loop {
+            // The upgrade (to any larger choice) with the best error reduction per byte that fits.
+            let mut best: Option<(f64, usize, usize)> = None;
+            for (i, c) in self.candidates.iter().enumerate() {
+                let cur = &c.choices[c.current];
+                for (j, next) in c.choices.iter().enumerate().skip(c.current + 1) {
+                    let extra = next.bytes.saturating_sub(cur.bytes);
+                    let gain = cur.error - next.error;
+                    if gain <= 0.0 || used + extra > target {
+                        continue;
+                    }
+                    let ratio = gain / extra.max(1) as f64;
+                    if best.is_none_or(|(r, _, _)| ratio > r) {
+                        best = Some((ratio, i, j));
+                    }
+                }
+            }
+            let Some((_, i, j)) = best else { break };
+            let c = &mut self.candidates[i];
+            used += c.choices[j].bytes - c.choices[c.current].bytes;
+            c.current = j;
+        }
+        Ok(SizePlan {
+            target_bytes: target,
+            planned_bytes: used,
+            minimum_bytes: minimum,
+            uniform_bytes: uniform,
+            layer_bits: self.candidates.iter().map(|c| (c.name.clone(), c.choices[c.current].bits)).collect(),
+            planned_layers: self.candidates.len() as u32,
+            fixed_layers: self.fixed_layers,
+        })
+    }
+}
+
+fn compressed_len(bytes: &[u8]) -> u64 {
+    if bytes.is_empty() {
+        return 0;
+    }
+    // Compression of an in-memory buffer cannot fail short of allocation failure; fall back
+    // to the raw length (an over-estimate) rather than abort planning.
+    zstd::bulk::compress(bytes, 1).map_or(bytes.len() as u64, |c| c.len().min(bytes.len()) as u64)
+}
+
+impl LayerOutcome {
+    fn clone_outcome(&self) -> LayerOutcome {
+        LayerOutcome { row: self.row.clone(), sums: self.sums }
+    }
+}
+
+/// Plan widths per tensor name, as the quantizer consumes them.
+pub fn plan_map(plan: &SizePlan) -> HashMap<String, u8> {
+    plan.layer_bits.iter().map(|(k, v)| (k.clone(), *v)).collect()
+}
