@@ -8,7 +8,8 @@ import { buildInfo, fileSource, openQuantized, quantizeStream, resolveConfig } f
 const USAGE = `arrowquant ${buildInfo().version} — quantize safetensors weights to 2/4/8-bit Parquet
 
 usage:
-  arrowquant quantize <model.safetensors> -o <out.parquet> [--profile edge|local|cloud|base] [config flags] [--json] [--quiet]
+  arrowquant quantize <model.safetensors> -o <out.parquet> [--profile edge|local|cloud|base] [config flags]
+                      [--calibration stats.safetensors] [--json] [--quiet]
   arrowquant inspect <file.parquet> [--json]
   arrowquant dequantize <file.parquet> -o <out.safetensors> [--dtype f32|f16]
 
@@ -16,7 +17,12 @@ config flags (one per config field, kebab-case; see README):
   --bits/--bit-width 2|4|8   --group-size 32|64|128|256   --scale-search auto|on|off
   --min-accuracy X (0 disables fallback)   --fail-fast   --modality text|code|image|audio
   --num-time-groups N   --enable-time-aware on|off   --enable-spatial on|off   --calibration-samples N
-  --skip-sensitive-layers   --sensitive-layer-patterns 'glob,glob'   --layer-bit-widths 'glob=bits,…'
+  --skip-sensitive-layers on|off   --sensitive-bits 8|16   --sensitive-layer-patterns 'glob,glob'
+  --layer-bit-widths 'glob=bits,…'   --target-size-mb X (plan per-layer widths to fit X MiB)
+  --time-grouping uniform|adaptive   --time-smoothing 0..1   --activation-bits 4|8   --spatial-alpha 0..1
+
+  --calibration: activation statistics (docs/CALIBRATION.md, made by tools/calibrate.py) that
+  enable time-aware activation params and channel equalization.
 `;
 
 class UsageError extends Error {
@@ -48,6 +54,7 @@ function parseArgs(argv) {
     if (name === 'o' || name === 'output') flags.output = next();
     else if (name === 'json' || name === 'quiet' || name === 'help' || name === 'h' || name === 'version') flags[name] = true;
     else if (name === 'dtype') flags.dtype = next();
+    else if (name === 'calibration') flags.calibration = next();
     else {
       const field = configField(name);
       if (!(field in defaults)) {
@@ -95,7 +102,9 @@ config: profile ${r.profile}, ${r.bitWidth}-bit, group ${r.groupSize}
 layers: int2 ${c.bits2}, int4 ${c.bits4}, int8 ${c.bits8}, f16 ${c.f16}, raw ${c.raw}
 size: ${mib(r.sourceBytes)} of tensors → ${mib(r.outputBytes)} Parquet, compression ${r.compressionRatio.toFixed(2)}×
 quality: cosine ${fmt(r.cosineSimilarity, 5)} (param-weighted; min ${fmt(r.minCosine, 5)} at ${r.minCosineLayer ?? '—'}), SNR ${fmt(r.snrDb, 2)} dB
-time-aware: ${r.timeAware.requested ? r.timeAware.note : 'off'}; spatial: ${r.spatial.requested ? r.spatial.note : 'off'}
+modality rule: ${r.modalityRule}
+time-aware: ${r.timeAware.requested ? r.timeAware.note : 'off'}
+spatial: ${r.spatial.requested ? r.spatial.note : 'off'}${r.sizePlan ? `\nsize plan: target ${mib(r.sizePlan.targetBytes)}, planned ≤ ${mib(r.sizePlan.plannedBytes)} (all at ${r.bitWidth} bits: ${mib(r.sizePlan.uniformBytes)}; smallest: ${mib(r.sizePlan.minimumBytes)})` : ''}
 time: ${r.quantizationTimeS.toFixed(2)} s`);
 }
 
@@ -140,7 +149,11 @@ async function quantize({ positional, flags, config }) {
   let report;
   try {
     ({ report } = await writeAtomically(output, (put) =>
-      quantizeStream(source, config, { onChunk: put, onProgress: showBar ? progressBar : undefined }),
+      quantizeStream(source, config, {
+        onChunk: put,
+        onProgress: showBar ? progressBar : undefined,
+        calibration: flags.calibration ? readFileSync(flags.calibration) : undefined,
+      }),
     ));
   } finally {
     source.close();

@@ -20,7 +20,8 @@ export const booleanWord = (text) => BOOL[String(text).toLowerCase()];
  * that resolveConfig reports them with the field name.
  */
 export function configValue(field, text, defaults) {
-  const kind = field === 'profile' ? 'string' : typeof defaults[field];
+  // targetSizeMb defaults to null (no budget) but takes a number.
+  const kind = field === 'profile' ? 'string' : field === 'targetSizeMb' ? 'number' : typeof defaults[field];
   if (kind === 'boolean') return booleanWord(text) ?? text;
   if (kind === 'number') return text.trim() !== '' && !Number.isNaN(Number(text)) ? Number(text) : text;
   if (field === 'sensitiveLayerPatterns') return text.split(',').map((s) => s.trim()).filter(Boolean);

@@ -1,7 +1,7 @@
 // Types of every entry point. The wasm API's types are generated from the Rust structs
 // (tsify + wasm-bindgen) into wasm/arrowquant.d.ts; only the JS helpers are declared here.
 export * from './wasm/arrowquant.js';
-import type { LayerReport, ModelReport, Progress, QuantConfigInput, SafetensorsHeader } from './wasm/arrowquant.js';
+import type { CalibrationInput, LayerReport, ModelReport, Progress, QuantConfigInput, SafetensorsHeader } from './wasm/arrowquant.js';
 
 /** Browser entry only: fetch and instantiate the wasm (no-op after the first call). */
 export { default as init, initSync } from './wasm/arrowquant.js';
@@ -16,6 +16,10 @@ export interface StreamOptions {
   onHeader?: (header: SafetensorsHeader) => void | Promise<void>;
   signal?: AbortSignal;
   rowGroupBytes?: number;
+  /** Calibration statistics (docs/CALIBRATION.md): the .safetensors file's bytes or an object. */
+  calibration?: Uint8Array | CalibrationInput;
+  /** With `targetSizeMb`, the planning pass reads every tensor first; called after each one. */
+  onPlanProgress?: (p: { done: number; total: number; name: string }) => void;
 }
 export function blobSource(blob: Blob): ByteSource;
 export function bytesSource(bytes: Uint8Array): ByteSource;

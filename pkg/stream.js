@@ -12,8 +12,32 @@ function concat(chunks) {
   return out;
 }
 
+/**
+ * The planning pass of `targetSizeMb`: reads every tensor once more (sources are random access:
+ * File.slice, file descriptors) and returns the plan for ModelQuantizer.setPlan.
+ */
+async function planWith(lib, source, config, calibration, signal, onPlanProgress) {
+  const planner = new lib.SizePlanner(config);
+  try {
+    if (calibration) planner.setCalibration(calibration);
+    const headerSize = lib.safetensorsHeaderSize(await source.read(0, Math.min(8, source.size)));
+    const header = planner.begin(await source.read(0, Math.min(headerSize, source.size)), source.size);
+    let done = 0;
+    for (const t of header.tensors) {
+      signal?.throwIfAborted();
+      planner.addTensor(t.name, await source.read(t.start, t.end));
+      onPlanProgress?.({ done: ++done, total: header.tensors.length, name: t.name });
+    }
+    return planner.finish();
+  } finally {
+    planner.free();
+  }
+}
+
 export async function quantizeStreamWith(lib, source, config, options = {}) {
-  const { onChunk, onProgress, onHeader, signal, rowGroupBytes } = options;
+  const { onChunk, onProgress, onHeader, signal, rowGroupBytes, calibration, onPlanProgress } = options;
+  const resolved = lib.resolveConfig(config ?? {});
+  const plan = resolved.targetSizeMb == null ? null : await planWith(lib, source, config, calibration, signal, onPlanProgress);
   const collected = onChunk ? null : [];
   const emit = async (chunk) => {
     if (chunk.length === 0) return;
@@ -23,6 +47,8 @@ export async function quantizeStreamWith(lib, source, config, options = {}) {
   const q = new lib.ModelQuantizer(config);
   try {
     if (rowGroupBytes) q.setRowGroupBytes(rowGroupBytes);
+    if (calibration) q.setCalibration(calibration);
+    if (plan) q.setPlan(plan);
     const prefix = await source.read(0, Math.min(8, source.size));
     const headerSize = lib.safetensorsHeaderSize(prefix);
     const header = q.begin(await source.read(0, Math.min(headerSize, source.size)), source.size);

@@ -17,7 +17,7 @@ use crate::quant::tensor::{decode_all, dequantize, layout_error_sums, quantize_s
 use crate::quant::ErrorSums;
 use crate::report::{FeatureStatus, LayerCounts, LayerReport, ModelReport, Progress, SpatialSummary, Storage};
 use crate::safetensors::{parse_header, Header, TensorInfo};
-use crate::sizeplan::{SizePlan, SizePlanner};
+use crate::sizeplan::{PlanRun, SizePlan};
 use crate::spatial::{
     equalization_scales, equalize, snr_db as spatial_snr_db, step_ranges, undo_equalization, weight_channel_absmax,
     weighted_error, ChannelLayout,
@@ -477,6 +477,11 @@ impl ModelQuantizer {
         self.header.as_ref()
     }
 
+    /// Whether this run still needs a plan: `targetSizeMb` is set and `set_plan` was not called.
+    pub fn needs_plan(&self) -> bool {
+        self.cfg.target_size_mb.is_some() && self.plan.is_none()
+    }
+
     fn check_alive(&self) -> Result<()> {
         match &self.failed {
             Some(why) => Err(AqError::State(format!("this run already failed ({why}); start a new one"))),
@@ -496,6 +501,12 @@ impl ModelQuantizer {
         self.check_alive()?;
         if self.header.is_some() {
             return Err(AqError::State("begin() was already called for this run".to_string()));
+        }
+        if self.needs_plan() {
+            return Err(AqError::State(
+                "targetSizeMb needs a planning pass first: run SizePlanner over the model and pass its plan to setPlan()"
+                    .to_string(),
+            ));
         }
         let header = parse_header(header_bytes, file_len)?;
         self.modality = detect(
@@ -776,18 +787,17 @@ pub fn quantize_model(
     let plan = match cfg.target_size_mb {
         None => None,
         Some(_) => {
-            // Planning pass: measure every layer with the same context the quantizer will use.
-            let mut probe = ModelQuantizer::with_clock(cfg.clone(), clock)?;
+            // Planning pass: measure every layer with the context the quantizer will use.
+            let mut run = PlanRun::new(cfg.clone())?;
             if let Some(c) = &calibration {
-                probe.set_calibration(c.clone())?;
+                run.set_calibration(c.clone())?;
             }
-            let header = probe.begin(bytes, Some(bytes.len() as u64))?.clone();
-            let mut planner = SizePlanner::new(cfg.clone())?;
+            let header = run.begin(bytes, Some(bytes.len() as u64))?.clone();
             for t in &header.tensors {
                 let (a, b) = header.file_range(t);
-                planner.add_tensor(t, &bytes[a as usize..b as usize], probe.context_for(t))?;
+                run.add_tensor(&t.name, &bytes[a as usize..b as usize])?;
             }
-            Some(planner.finish()?)
+            Some(run.finish()?)
         }
     };
     let mut q = ModelQuantizer::with_clock(cfg, clock)?;

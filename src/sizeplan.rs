@@ -23,7 +23,9 @@ use tsify::Tsify;
 
 use crate::config::QuantConfig;
 use crate::error::{AqError, Result};
-use crate::pipeline::{quantize_layer, LayerContext, LayerOutcome};
+use crate::calibration::Calibration;
+use crate::pipeline::{quantize_layer, LayerContext, LayerOutcome, ModelQuantizer};
+use crate::safetensors::Header;
 use crate::report::Storage;
 use crate::safetensors::TensorInfo;
 
@@ -198,6 +200,52 @@ fn compressed_len(bytes: &[u8]) -> u64 {
     // Compression of an in-memory buffer cannot fail short of allocation failure; fall back
     // to the raw length (an over-estimate) rather than abort planning.
     zstd::bulk::compress(bytes, 1).map_or(bytes.len() as u64, |c| c.len().min(bytes.len()) as u64)
+}
+
+/// The planning pass as a stream, mirroring [`ModelQuantizer`]: `set_calibration`, `begin`,
+/// `add_tensor` for every tensor of the header, `finish` → the plan to hand to the quantizer.
+pub struct PlanRun {
+    /// Resolves each tensor's context (modality, calibration) exactly as the quantizing run will.
+    probe: ModelQuantizer,
+    planner: SizePlanner,
+    done: usize,
+}
+
+impl PlanRun {
+    pub fn new(cfg: QuantConfig) -> Result<Self> {
+        // The probe only resolves contexts and never writes, so it needs no plan of its own.
+        let probe_cfg = QuantConfig { target_size_mb: None, ..cfg.clone() };
+        Ok(PlanRun { planner: SizePlanner::new(cfg)?, probe: ModelQuantizer::new(probe_cfg)?, done: 0 })
+    }
+    pub fn set_calibration(&mut self, cal: Calibration) -> Result<()> {
+        self.probe.set_calibration(cal)
+    }
+    pub fn begin(&mut self, header_bytes: &[u8], file_len: Option<u64>) -> Result<&Header> {
+        self.probe.begin(header_bytes, file_len)
+    }
+    pub fn add_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let header = self.probe.header().ok_or_else(|| AqError::State("addTensor() before begin()".to_string()))?;
+        let info = header
+            .find(name)
+            .ok_or_else(|| AqError::State(format!("tensor '{name}' is not in this file's header")))?;
+        if bytes.len() as u64 != info.byte_len() {
+            return Err(AqError::Safetensors(format!(
+                "tensor '{name}': got {} bytes, the header says {}",
+                bytes.len(),
+                info.byte_len()
+            )));
+        }
+        self.planner.add_tensor(info, bytes, self.probe.context_for(info))?;
+        self.done += 1;
+        Ok(())
+    }
+    pub fn finish(self) -> Result<SizePlan> {
+        let total = self.probe.header().map_or(0, |h| h.tensors.len());
+        if self.done != total {
+            return Err(AqError::State(format!("plan finish(): {} of {total} tensors were added", self.done)));
+        }
+        self.planner.finish()
+    }
 }
 
 impl LayerOutcome {

@@ -239,6 +239,14 @@ impl ModelQuantizer {
         self.inner.set_calibration(cal).map_err(js_error)
     }
 
+    /// Per-layer widths from `SizePlanner.finish()` (needed for `targetSizeMb`; before `begin`).
+    #[wasm_bindgen(js_name = setPlan)]
+    pub fn set_plan(&mut self, #[wasm_bindgen(unchecked_param_type = "SizePlan")] plan: JsValue) -> Result<(), JsValue> {
+        let plan: crate::sizeplan::SizePlan = serde_wasm_bindgen::from_value(plan)
+            .map_err(|e| js_error(AqError::config("plan", "<object>", format!("the object SizePlanner.finish() returned ({e})"))))?;
+        self.inner.set_plan(plan).map_err(js_error)
+    }
+
     /// Parse the header (`headerBytes` holds at least `safetensorsHeaderSize(first8)` bytes).
     /// `fileSize`, when given, is checked against every tensor's offsets.
     #[wasm_bindgen(unchecked_return_type = "SafetensorsHeader")]
@@ -276,6 +284,59 @@ impl ModelQuantizer {
     pub fn finish(&mut self) -> Result<JsValue, JsValue> {
         let (rest, report) = self.inner.finish().map_err(js_error)?;
         result_object(&rest, &report)
+    }
+}
+
+/// The planning pass of `targetSizeMb` for streamed models: `setCalibration` (optional),
+/// `begin(headerBytes, fileSize)`, `addTensor(name, bytes)` for every tensor, then `finish()`
+/// → a `SizePlan` to pass to `ModelQuantizer.setPlan` before its own `begin`.
+#[wasm_bindgen]
+pub struct SizePlanner {
+    inner: Option<crate::sizeplan::PlanRun>,
+}
+
+#[wasm_bindgen]
+impl SizePlanner {
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "QuantConfigInput | undefined")] config: JsValue,
+    ) -> Result<SizePlanner, JsValue> {
+        let cfg = config_from_js(config)?;
+        Ok(SizePlanner { inner: Some(crate::sizeplan::PlanRun::new(cfg).map_err(js_error)?) })
+    }
+
+    fn run(&mut self) -> Result<&mut crate::sizeplan::PlanRun, JsValue> {
+        self.inner.as_mut().ok_or_else(|| js_error(AqError::State("this plan already finished".to_string())))
+    }
+
+    #[wasm_bindgen(js_name = setCalibration)]
+    pub fn set_calibration(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | CalibrationInput")] calibration: JsValue,
+    ) -> Result<(), JsValue> {
+        let cal = calibration_from_js(&calibration)?;
+        self.run()?.set_calibration(cal).map_err(js_error)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "SafetensorsHeader")]
+    pub fn begin(
+        &mut self,
+        header_bytes: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "number | undefined")] file_size: Option<f64>,
+    ) -> Result<JsValue, JsValue> {
+        let h = self.run()?.begin(header_bytes, file_size.map(|n| n as u64)).map_err(js_error)?.clone();
+        header_to_js(&h)
+    }
+
+    #[wasm_bindgen(js_name = addTensor)]
+    pub fn add_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<(), JsValue> {
+        self.run()?.add_tensor(name, bytes).map_err(js_error)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "SizePlan")]
+    pub fn finish(&mut self) -> Result<JsValue, JsValue> {
+        let run = self.inner.take().ok_or_else(|| js_error(AqError::State("this plan already finished".to_string())))?;
+        to_js(&run.finish().map_err(js_error)?)
     }
 }
 
@@ -381,10 +442,12 @@ impl QuantizedFile {
     pub fn dequantize(
         &self,
         name: &str,
-        #[wasm_bindgen(unchecked_param_type = "{ equalized?: boolean } | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "{ equalized?: boolean }")] options: Option<Object>,
     ) -> Result<Vec<f32>, JsValue> {
-        let equalized = options.is_object()
-            && Reflect::get(&options, &"equalized".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
+        let equalized = options
+            .and_then(|o| Reflect::get(&o, &"equalized".into()).ok())
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         if equalized {
             self.inner.dequantize_equalized(name).map_err(js_error)
         } else {

@@ -41,7 +41,7 @@ test('quantizeModel: parquet bytes and a camelCase report', () => {
   assert.ok(Math.abs(report.compressionRatio - report.sourceBytes / report.outputBytes) < 1e-12);
   assert.ok(report.cosineSimilarity > 0.99 && report.cosineSimilarity <= 1);
   assert.equal(report.timeAware.applied, false);
-  assert.match(report.timeAware.note, /no calibration data/);
+  assert.match(report.timeAware.note, /no calibration statistics/);
   const conv = report.layers.find((l) => l.name === 'encoder._conv.0.weight');
   assert.equal(conv.storage, 'quantized');
   assert.equal(conv.bits, 4);
@@ -105,7 +105,7 @@ test('openQuantized: tensors, metadata, dequantize matches the reported metrics'
   const { parquet, report } = quantizeModel(sample, { profile: 'edge', minAccuracy: 0 });
   const file = openQuantized(parquet);
   const meta = file.metadata();
-  assert.equal(meta.formatVersion, '2.0');
+  assert.equal(meta.formatVersion, '2.1');
   assert.equal(meta.config.bitWidth, 2);
   assert.equal(meta.sourceMetadata.dtype ?? 'F32', meta.sourceMetadata.dtype ?? 'F32');
   const header = readSafetensorsHeader(sample);

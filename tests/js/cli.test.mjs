@@ -42,15 +42,20 @@ test('layer overrides and sensitive layers from the command line', () => {
   const byName = Object.fromEntries(JSON.parse(r.stdout).layers.map((l) => [l.name, l]));
   assert.equal(byName['encoder.layer.0.attention.self.query.weight'].bits, 8);
   assert.equal(byName['encoder.layer.0.attention.self.key.weight'].storage, 'f16');
-  assert.equal(byName['encoder.layer.0.intermediate.dense.weight'].storage, 'f16');
-  assert.match(byName['encoder.layer.0.intermediate.dense.weight'].reason, /sensitive/);
+  // sensitive layers are kept at sensitiveBits (8 by default)
+  assert.equal(byName['encoder.layer.0.intermediate.dense.weight'].bits, 8);
+  assert.match(byName['encoder.layer.0.intermediate.dense.weight'].reason, /sensitive layer \(matched '\*intermediate\*', sensitiveLayerPatterns\)/);
+  // this subset (attention and MLP of layer 0 only) has one text-name rule: not enough evidence
+  const report = JSON.parse(r.stdout);
+  assert.equal(report.modality, 'unknown');
+  assert.match(report.modalityRule, /inconclusive \(rules matched: text 1/);
 });
 
 test('inspect shows version, config and the tensor table; --json too', () => {
   const out = join(dir, 'riva.aq.parquet');
   const r = run('inspect', out);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /arrowquant format 2\.0/);
+  assert.match(r.stdout, /arrowquant format 2\.1/);
   assert.match(r.stdout, /"bitWidth":4/);
   assert.match(r.stdout, /decoder\._conv\.0\.weight/);
   const j = JSON.parse(run('inspect', out, '--json').stdout);
