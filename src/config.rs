@@ -112,6 +112,8 @@ pub struct QuantConfig {
     pub enable_spatial: bool,
     /// Per-layer cosine threshold; a layer below it moves to the next width. 0 disables fallback.
     pub min_accuracy: f64,
+    /// Samples per timestep the calibration should have (tools/calibrate.py --samples); layers
+    /// calibrated with fewer say so in their reason.
     pub calibration_samples: u32,
     pub fail_fast: bool,
     /// Keep sensitive layers (the modality's default patterns plus `sensitiveLayerPatterns`) at

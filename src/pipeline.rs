@@ -225,6 +225,13 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: L
                 short_list(&missing)
             ));
         }
+        let fewest = cal.stats.samples.iter().copied().filter(|&n| n > 0).min().unwrap_or(0);
+        if fewest < cfg.calibration_samples as u64 {
+            note.push_str(&format!(
+                ", as few as {fewest} samples per timestep (calibrationSamples asks for {})",
+                cfg.calibration_samples
+            ));
+        }
         out.row.reason.push_str(&note);
         out.row.time_groups = Some(groups);
     }

@@ -21,12 +21,12 @@ use serde::{Deserialize, Serialize};
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
+use crate::calibration::Calibration;
 use crate::config::QuantConfig;
 use crate::error::{AqError, Result};
-use crate::calibration::Calibration;
 use crate::pipeline::{quantize_layer, LayerContext, LayerOutcome, ModelQuantizer};
-use crate::safetensors::Header;
 use crate::report::Storage;
+use crate::safetensors::Header;
 use crate::safetensors::TensorInfo;
 
 /// Widths a plan may choose (16 = f16).
@@ -225,9 +225,8 @@ impl PlanRun {
     }
     pub fn add_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         let header = self.probe.header().ok_or_else(|| AqError::State("addTensor() before begin()".to_string()))?;
-        let info = header
-            .find(name)
-            .ok_or_else(|| AqError::State(format!("tensor '{name}' is not in this file's header")))?;
+        let info =
+            header.find(name).ok_or_else(|| AqError::State(format!("tensor '{name}' is not in this file's header")))?;
         if bytes.len() as u64 != info.byte_len() {
             return Err(AqError::Safetensors(format!(
                 "tensor '{name}': got {} bytes, the header says {}",

@@ -241,9 +241,13 @@ impl ModelQuantizer {
 
     /// Per-layer widths from `SizePlanner.finish()` (needed for `targetSizeMb`; before `begin`).
     #[wasm_bindgen(js_name = setPlan)]
-    pub fn set_plan(&mut self, #[wasm_bindgen(unchecked_param_type = "SizePlan")] plan: JsValue) -> Result<(), JsValue> {
-        let plan: crate::sizeplan::SizePlan = serde_wasm_bindgen::from_value(plan)
-            .map_err(|e| js_error(AqError::config("plan", "<object>", format!("the object SizePlanner.finish() returned ({e})"))))?;
+    pub fn set_plan(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "SizePlan")] plan: JsValue,
+    ) -> Result<(), JsValue> {
+        let plan: crate::sizeplan::SizePlan = serde_wasm_bindgen::from_value(plan).map_err(|e| {
+            js_error(AqError::config("plan", "<object>", format!("the object SizePlanner.finish() returned ({e})")))
+        })?;
         self.inner.set_plan(plan).map_err(js_error)
     }
 
@@ -335,7 +339,8 @@ impl SizePlanner {
 
     #[wasm_bindgen(unchecked_return_type = "SizePlan")]
     pub fn finish(&mut self) -> Result<JsValue, JsValue> {
-        let run = self.inner.take().ok_or_else(|| js_error(AqError::State("this plan already finished".to_string())))?;
+        let run =
+            self.inner.take().ok_or_else(|| js_error(AqError::State("this plan already finished".to_string())))?;
         to_js(&run.finish().map_err(js_error)?)
     }
 }
@@ -444,10 +449,8 @@ impl QuantizedFile {
         name: &str,
         #[wasm_bindgen(unchecked_optional_param_type = "{ equalized?: boolean }")] options: Option<Object>,
     ) -> Result<Vec<f32>, JsValue> {
-        let equalized = options
-            .and_then(|o| Reflect::get(&o, &"equalized".into()).ok())
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let equalized =
+            options.and_then(|o| Reflect::get(&o, &"equalized".into()).ok()).and_then(|v| v.as_bool()).unwrap_or(false);
         if equalized {
             self.inner.dequantize_equalized(name).map_err(js_error)
         } else {

@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const SAMPLE = join(ROOT, 'samples/rivagan_f32.safetensors');
 export const MINILM = join(ROOT, 'tests/data/minilm_l6_bf16_subset.safetensors');
+export const DDPM = join(ROOT, 'tests/data/tiny_ddpm_digits.safetensors');
+export const DDPM_CAL = join(ROOT, 'tests/data/tiny_ddpm_digits.calib.safetensors');
 export const CLI = join(ROOT, 'pkg/cli.js');
 export const read = (p) => new Uint8Array(readFileSync(p));
 export const tempDir = () => mkdtempSync(join(tmpdir(), 'aq-test-'));

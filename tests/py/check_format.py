@@ -19,6 +19,9 @@ import pyarrow.parquet as pq
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLI = os.path.join(ROOT, "pkg", "cli.js")
 
+DDPM = "tests/data/tiny_ddpm_digits.safetensors"
+DDPM_CAL = "tests/data/tiny_ddpm_digits.calib.safetensors"
+
 CASES = [
     ("samples/rivagan_f32.safetensors", ["--profile", "edge", "--min-accuracy", "0"]),
     ("samples/rivagan_f32.safetensors", ["--profile", "local"]),
@@ -30,18 +33,26 @@ CASES = [
     ("tests/data/minilm_l6_bf16_subset.safetensors", ["--profile", "local", "--group-size", "64"]),
     ("tests/data/minilm_l6_bf16_subset.safetensors", ["--bits", "8", "--group-size", "128"]),
     ("tests/data/minilm_l6_bf16_subset.safetensors", ["--layer-bit-widths", "*.value.weight=16", "--skip-sensitive-layers"]),
+    # a real trained diffusion UNet with real calibration statistics (docs/CALIBRATION.md)
+    (DDPM, ["--profile", "local", "--calibration", DDPM_CAL]),
+    (DDPM, ["--profile", "edge", "--min-accuracy", "0", "--calibration", DDPM_CAL, "--enable-spatial", "on", "--spatial-alpha", "0.8", "--time-smoothing", "0.5"]),
+    (DDPM, ["--profile", "cloud", "--calibration", DDPM_CAL, "--time-grouping", "uniform", "--num-time-groups", "6", "--activation-bits", "4"]),
+    (DDPM, ["--profile", "local", "--calibration", DDPM_CAL, "--enable-spatial", "off"]),
 ]
 
 DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32, "U8": np.uint8}
 
 
-def read_safetensors(path):
+def read_safetensors(path, with_metadata=False):
     """{name: (dtype, shape, raw bytes)} — the safetensors layout is 8-byte length + JSON + data."""
     with open(path, "rb") as f:
         blob = f.read()
     (n,) = struct.unpack("<Q", blob[:8])
     header = json.loads(blob[8 : 8 + n])
-    header.pop("__metadata__", None)
+    meta = header.pop("__metadata__", None)
+    if with_metadata:
+        base = 8 + n
+        return meta, {k: (v["dtype"], v["shape"], blob[base + v["data_offsets"][0] : base + v["data_offsets"][1]]) for k, v in header.items()}
     base = 8 + n
     return {k: (v["dtype"], v["shape"], blob[base + v["data_offsets"][0] : base + v["data_offsets"][1]]) for k, v in header.items()}
 
@@ -88,6 +99,156 @@ def metrics(w, wh):
     return cos, snr, (0.0 if see == 0 else np.sqrt(see / sww)), float(np.abs(wh - w).max())
 
 
+# ---- calibration-dependent columns (FORMAT.md §4.1, §4.2, §5; docs/DIFFUSION.md) ----
+
+def load_calibration(path):
+    meta, tensors = read_safetensors(os.path.join(ROOT, path), with_metadata=True)
+    assert meta["format"] == "arrowquant-calibration"
+    layers = {}
+    for name in tensors:
+        if name.endswith(".act_min"):
+            layer = name[: -len(".act_min")]
+            get = lambda suffix: tensors[f"{layer}.{suffix}"]
+            samples = np.frombuffer(get("samples")[2], dtype="<i8")
+            absmax = None
+            if f"{layer}.channel_absmax" in tensors:
+                dt, shape, raw = get("channel_absmax")
+                absmax = np.frombuffer(raw, dtype="<f4").reshape(shape)
+            layers[layer] = {
+                "min": np.frombuffer(get("act_min")[2], dtype="<f4"),
+                "max": np.frombuffer(get("act_max")[2], dtype="<f4"),
+                "samples": samples,
+                "absmax": absmax,
+            }
+    return json.loads(meta["timesteps"]), layers
+
+
+def channel_of(shape):
+    inner = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    return (np.arange(int(np.prod(shape))) // inner) % shape[1]
+
+
+def aggregate_absmax(stats):
+    a = stats["absmax"]
+    if a.ndim == 1:
+        return a
+    return a[stats["samples"] > 0].max(axis=0)
+
+
+def expected_scales(w, shape, a, alpha):
+    wmax = np.zeros(shape[1], dtype=np.float32)
+    np.maximum.at(wmax, channel_of(shape), np.abs(w))
+    s = np.power(a.astype(np.float64), alpha) / np.power(wmax.astype(np.float64), 1.0 - alpha)
+    s = np.clip(s.astype(np.float32), np.float32(2.0**-14), np.float32(2.0**14))
+    return np.where((a > 0) & (wmax > 0), s, np.float32(1.0)).astype(np.float32)
+
+
+def f32_up(x):
+    return np.nextafter(np.float32(x), np.float32(np.inf))
+
+
+def step_ranges(stats, scales):
+    """Per-timestep activation range the time groups must cover (docs/DIFFUSION.md)."""
+    out = []
+    for t in range(len(stats["samples"])):
+        if stats["samples"][t] == 0:
+            out.append(None)
+            continue
+        lo, hi = np.float32(stats["min"][t]), np.float32(stats["max"][t])
+        if scales is None:
+            out.append((lo, hi))
+            continue
+        smin, smax = scales.min(), scales.max()
+        m = None
+        if stats["absmax"] is not None and stats["absmax"].ndim == 2:
+            m = max(f32_up(np.float32(a) / sj) for a, sj in zip(stats["absmax"][t], scales))
+        nhi = f32_up(hi / smin) if hi > 0 else min(f32_up(hi / smax), np.float32(0))
+        nlo = np.nextafter(np.float32(lo / smin), np.float32(-np.inf)) if lo < 0 else max(np.nextafter(np.float32(lo / smax), np.float32(-np.inf)), np.float32(0))
+        if m is not None:
+            nhi = min(nhi, m) if hi > 0 else nhi
+            nlo = max(nlo, -m) if lo < 0 else nlo
+        out.append((np.float32(nlo), np.float32(nhi)))
+    return out
+
+
+def excess(ranges, spans):
+    total = 0.0
+    for a, b in spans:
+        steps = [(min(float(l), 0.0), max(float(h), 0.0)) for r in ranges[a:b] if r is not None for l, h in [r]]
+        lo, hi = min(s[0] for s in steps), max(s[1] for s in steps)
+        total += sum((hi - lo) ** 2 - (h - l) ** 2 for l, h in steps)
+    return total
+
+
+def best_excess(ranges, g):
+    """Least excess over partitions of the timesteps with data into ≤ g contiguous groups."""
+    steps = [(min(float(r[0]), 0.0), max(float(r[1]), 0.0)) for r in ranges if r is not None]
+    p = len(steps)
+    inf = float("inf")
+    best = [[inf] * (p + 1) for _ in range(g + 1)]
+    best[0][0] = 0.0
+    for k in range(1, g + 1):
+        for b in range(1, p + 1):
+            for a in range(b):
+                lo = min(s[0] for s in steps[a:b]); hi = max(s[1] for s in steps[a:b])
+                c = sum((hi - lo) ** 2 - (s[1] - s[0]) ** 2 for s in steps[a:b])
+                best[k][b] = min(best[k][b], best[k - 1][a] + c)
+    return min(best[k][p] for k in range(1, g + 1))
+
+
+def act_params(lo, hi, bits):
+    qmax = 2**bits - 1
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo == 0:
+        return np.float32(1.0), 0
+    s0 = (hi - lo) / qmax
+    zp = float(np.clip(np.round(-lo / s0), 0, qmax))  # numpy rounds half to even
+    s = s0
+    if zp < qmax:
+        s = max(s, hi / (qmax - zp))
+    if zp > 0:
+        s = max(s, -lo / zp)
+    scale = np.float32(s)
+    while np.float32(qmax - zp) * scale < np.float32(hi) or -np.float32(zp) * scale > np.float32(lo):
+        scale = f32_up(scale)
+    return scale, int(zp)
+
+
+def check_time_groups(name, groups, ranges, config):
+    t_count = len(ranges)
+    g = config["numTimeGroups"]
+    spans = [(x["t_start"], x["t_end"]) for x in groups]
+    assert spans[0][0] == 0 and spans[-1][1] == t_count and all(a[1] == b[0] for a, b in zip(spans, spans[1:])), f"{name}: groups must tile 0..T"
+    assert len(spans) <= g
+    if config["timeGrouping"] == "uniform" and all(r is not None for r in ranges):
+        gg = min(g, t_count)
+        assert spans == [(i * t_count // gg, (i + 1) * t_count // gg) for i in range(gg)], f"{name}: uniform boundaries"
+    else:
+        got, opt = excess(ranges, spans), best_excess(ranges, g)
+        assert got <= opt * (1 + 1e-9) + 1e-12, f"{name}: adaptive grouping excess {got} > optimum {opt}"
+    raw = []
+    for a, b in spans:
+        data = [r for r in ranges[a:b] if r is not None]
+        assert data, f"{name}: group [{a},{b}) has no data"
+        raw.append((min(r[0] for r in data), max(r[1] for r in data)))
+    lam = np.float32(config["timeSmoothing"])
+    for i, (x, (lo, hi)) in enumerate(zip(groups, raw)):
+        if lam > 0 and len(raw) > 1:
+            nb = [raw[j] for j in (i - 1, i + 1) if 0 <= j < len(raw)]
+            n = np.float32(len(nb))
+            nlo = np.float32(0); nhi = np.float32(0)
+            for l, h in nb:
+                nlo = np.float32(nlo + l / n); nhi = np.float32(nhi + h / n)
+            lo = min(lo, np.float32((np.float32(1) - lam) * lo + lam * nlo))
+            hi = max(hi, np.float32((np.float32(1) - lam) * hi + lam * nhi))
+        scale, zp = act_params(lo, hi, config["activationBits"])
+        qmax = 2 ** config["activationBits"] - 1
+        assert (x["scale"], x["zero_point"]) == (scale, zp), f"{name} group {i}: file ({x['scale']}, {x['zero_point']}) vs numpy ({scale}, {zp})"
+        # never clips what its own timesteps saw
+        assert -zp * scale <= raw[i][0] and (qmax - zp) * scale >= raw[i][1]
+    return len(groups)
+
+
 def check(model, args, tmp, idx):
     out = os.path.join(tmp, f"case{idx}.parquet")
     subprocess.run(["node", CLI, "quantize", os.path.join(ROOT, model), "-o", out, "--quiet", *args], check=True)
@@ -99,6 +260,10 @@ def check(model, args, tmp, idx):
     assert kv["arrowquant.format"] == "arrowquant-v2-extended", kv
     assert kv["arrowquant.format_version"].split(".")[0] == "2"
     config = json.loads(kv["arrowquant.config"])
+    calib = None
+    if "--calibration" in args:
+        calib = load_calibration(args[args.index("--calibration") + 1])
+        assert json.loads(kv["arrowquant.calibration"])["timesteps"] == calib[0]
     table = pf.read().to_pylist()
     source = read_safetensors(os.path.join(ROOT, model))
     ours = read_safetensors(restored)
@@ -116,16 +281,39 @@ def check(model, args, tmp, idx):
         if kind == "raw":
             assert row["data"] == raw, f"{name}: raw bytes differ"
             continue
+        w = as_f32(dtype, raw)
+        layer = name[: -len(".weight")] if name.endswith(".weight") else name
+        stats = calib[1].get(layer) if calib and len(shape) >= 2 else None
+        scales = None
         if kind == "quantized":
             assert row["group_size"] == config["groupSize"]
             wh = dequantize(row)
+            sp = row["spatial"]
+            if sp is not None:
+                # §4.1: recompute the scales from the calibration and the source, then undo them
+                assert stats is not None and config["enableSpatial"], f"{name}: spatial without calibration"
+                scales = np.asarray(sp["equalization_scales"], dtype=np.float32)
+                want = expected_scales(w, shape, aggregate_absmax(stats), np.float32(config["spatialAlpha"]))
+                assert np.allclose(scales, want, rtol=2e-7, atol=0), f"{name}: equalization scales differ from numpy"
+                assert sp["alpha"] == np.float32(config["spatialAlpha"]) and sp["channel_equalization"]
+                wh = (wh / scales[channel_of(shape)]).astype(np.float32)
+                counts["equalized"] = counts.get("equalized", 0) + 1
         else:
             assert kind == "f16" and row["bits"] == 16
             wh = np.frombuffer(row["data"], dtype="<f2").astype(np.float32)
         lib = as_f32("F32", ours[name][2])
         assert wh.view(np.uint32).tobytes() == lib.view(np.uint32).tobytes(), f"{name}: dequantized floats differ from arrowquant's"
-        w = as_f32(dtype, raw)
         cos, snr, rel, mx = metrics(w, wh)
+        if stats is not None and stats["absmax"] is not None and kind == "quantized":
+            a2 = aggregate_absmax(stats).astype(np.float64)[channel_of(shape)] ** 2
+            ws = (a2 * w.astype(np.float64) ** 2).sum() / (a2 * (wh.astype(np.float64) - w) ** 2).sum()
+            assert abs(10 * np.log10(ws) - row["weighted_snr_db"]) <= 1e-6, f"{name}: weighted_snr_db"
+        if stats is not None and config["enableTimeAware"]:
+            assert row["time_groups"] is not None, f"{name}: calibrated layer without time groups"
+            n = check_time_groups(name, row["time_groups"], step_ranges(stats, scales), config)
+            counts["time-grouped"] = counts.get("time-grouped", 0) + 1
+        else:
+            assert row["time_groups"] is None, f"{name}: time groups without calibration"
         for got, want, col in [(cos, row["cosine"], "cosine"), (snr, row["snr_db"], "snr_db"), (rel, row["rel_rmse"], "rel_rmse"), (mx, row["max_abs_error"], "max_abs_error")]:
             if np.isinf(want) or np.isinf(got):
                 assert got == want, f"{name}: {col} {got} vs {want}"
