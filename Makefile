@@ -80,6 +80,10 @@ demo: build
 	@mkdir -p out
 	node pkg/cli.js quantize $(SAMPLE) -o out/rivagan_f32.aq.parquet --profile local
 	@echo
+	@echo "== a diffusion UNet with its calibration statistics: time-aware groups + channel equalization =="
+	node pkg/cli.js quantize samples/tiny_ddpm_digits.safetensors -o out/tiny_ddpm_digits.aq.parquet --profile local \
+		--calibration samples/tiny_ddpm_digits.calib.safetensors
+	@echo
 	@echo "Next: npx arrowquant inspect out/rivagan_f32.aq.parquet"
 
 # ---- tests ------------------------------------------------------------------------------------
@@ -106,6 +110,7 @@ size: build
 bench: build build-threads setup-chromium
 	node bench/run.mjs
 	node bench/threads.mjs
+	node bench/diffusion.mjs
 
 measure-codecs: setup-rust
 	cargo run --release --features codec-survey --example measure_codecs

@@ -34,6 +34,9 @@ pub const MAX_VALUE_BYTES: usize = i32::MAX as usize;
 /// The widths the fallback climbs through.
 const FALLBACK_WIDTHS: &[u8] = &[2, 4, 8];
 
+/// How a reason starts when a `targetSizeMb` plan chose the width.
+pub const PLAN_REASON: &str = "targetSizeMb plan";
+
 /// A clock in seconds, injected so the core needs no platform time source (wasm32 has none in std).
 pub type Clock = fn() -> f64;
 
@@ -51,6 +54,7 @@ pub fn default_clock() -> f64 {
 }
 
 /// A stored tensor plus the error sums of what was stored (for the model summary).
+#[derive(Debug, Clone)]
 pub struct LayerOutcome {
     pub row: TensorRow,
     pub sums: Option<ErrorSums>,
@@ -265,7 +269,7 @@ fn store_weight(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: LayerCo
             base_reason = format!("sensitive layer (matched '{pattern}', {origin}) at {requested} bits");
         } else if let Some(b) = ctx.planned_bits {
             requested = b;
-            base_reason = format!("targetSizeMb plan: {b} bits");
+            base_reason = format!("{PLAN_REASON}: {b} bits");
             fallback = false;
         }
     }

@@ -24,7 +24,7 @@ use tsify::Tsify;
 use crate::calibration::Calibration;
 use crate::config::QuantConfig;
 use crate::error::{AqError, Result};
-use crate::pipeline::{quantize_layer, LayerContext, LayerOutcome, ModelQuantizer};
+use crate::pipeline::{quantize_layer, LayerContext, LayerOutcome, ModelQuantizer, PLAN_REASON};
 use crate::report::Storage;
 use crate::safetensors::Header;
 use crate::safetensors::TensorInfo;
@@ -102,9 +102,11 @@ impl SizePlanner {
     pub fn add_tensor(&mut self, info: &TensorInfo, bytes: &[u8], ctx: LayerContext) -> Result<()> {
         self.rows += 1;
         let probe = quantize_layer(&self.cfg, info, bytes, LayerContext { planned_bits: Some(2), ..ctx })?;
+        // The planned width took effect only if no override, sensitive pattern, dtype or shape
+        // rule came first (their reasons say so; a plan's reason starts with PLAN_REASON).
         let planned = probe.row.storage == Storage::Quantized
             && probe.row.bits == Some(2)
-            && probe.row.reason.starts_with("targetSizeMb plan");
+            && probe.row.reason.starts_with(PLAN_REASON);
         if !planned {
             // Fixed by an override, a sensitive pattern, its dtype or shape: measure it as it will be.
             let fixed = quantize_layer(&self.cfg, info, bytes, LayerContext { planned_bits: None, ..ctx })?;
@@ -115,7 +117,7 @@ impl SizePlanner {
         let mut choices = Vec::new();
         for &bits in PLAN_WIDTHS {
             let o = if bits == 2 {
-                probe.clone_outcome()
+                probe.clone()
             } else {
                 quantize_layer(&self.cfg, info, bytes, LayerContext { planned_bits: Some(bits), ..ctx })?
             };
@@ -247,11 +249,6 @@ impl PlanRun {
     }
 }
 
-impl LayerOutcome {
-    fn clone_outcome(&self) -> LayerOutcome {
-        LayerOutcome { row: self.row.clone(), sums: self.sums }
-    }
-}
 
 /// Plan widths per tensor name, as the quantizer consumes them.
 pub fn plan_map(plan: &SizePlan) -> HashMap<String, u8> {

@@ -82,7 +82,8 @@ fn widened((lo, hi): (f32, f32)) -> (f64, f64) {
 
 /// Split the T timesteps into at most `g` groups of adjacent timesteps; returns `[start, end)`
 /// index pairs that tile `0..T`. Every group holds at least one timestep with data: a timestep
-/// without data belongs to the group that starts after it (the last group takes trailing ones).
+/// without data belongs to the group of the nearest earlier timestep with data (leading ones to
+/// the first group).
 pub fn group_spans(ranges: &[StepRange], g: usize, mode: TimeGrouping) -> Vec<(usize, usize)> {
     let t_count = ranges.len();
     let present: Vec<usize> = (0..t_count).filter(|&t| ranges[t].is_some()).collect();
@@ -262,7 +263,7 @@ mod tests {
         assert_eq!(group_spans(&r, 20, TimeGrouping::Uniform).len(), 10);
         let mut m = r.clone();
         for t in 3..6 {
-            m[t] = None; // the whole middle group has no data: it merges into the next
+            m[t] = None; // the whole middle group has no data: its timesteps join the previous group
         }
         assert_eq!(group_spans(&m, 3, TimeGrouping::Uniform), vec![(0, 6), (6, 10)]);
         m[0] = None;

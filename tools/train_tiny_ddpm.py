@@ -3,12 +3,12 @@
 
 A diffusers UNet2DModel (two resolutions, self-attention at 4x4, 0.7 M parameters) is trained as
 a DDPM on scikit-learn's 8x8 handwritten digits (1797 images, bundled with scikit-learn), on CPU.
-Outputs (committed under tests/data/, provenance in tests/data/README.md):
+Outputs (committed under samples/, provenance in samples/README.md):
 
     tiny_ddpm_digits.safetensors        the trained weights, F16 (diffusers names)
     tiny_ddpm_digits.calib.safetensors  calibration statistics over a 20-step DDIM trajectory
 
-    python tools/train_tiny_ddpm.py --steps 3000 --out-dir tests/data
+    python tools/train_tiny_ddpm.py --steps 2000 --out-dir samples
 """
 import argparse
 import os
@@ -40,9 +40,9 @@ def build():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--out-dir", default="tests/data")
+    ap.add_argument("--out-dir", default="samples")
     args = ap.parse_args()
     torch.manual_seed(0)
     digits = load_digits().images.astype(np.float32) / 16.0 * 2.0 - 1.0  # [-1, 1]

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLI = os.path.join(ROOT, "pkg", "cli.js")
 
-DDPM = "tests/data/tiny_ddpm_digits.safetensors"
-DDPM_CAL = "tests/data/tiny_ddpm_digits.calib.safetensors"
+DDPM = "samples/tiny_ddpm_digits.safetensors"
+DDPM_CAL = "samples/tiny_ddpm_digits.calib.safetensors"
 
 CASES = [
     ("samples/rivagan_f32.safetensors", ["--profile", "edge", "--min-accuracy", "0"]),
