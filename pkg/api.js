@@ -12,10 +12,12 @@ export {
   QuantizedFile,
   quantizeModel,
   quantizeTensor,
+  readCalibration,
   readSafetensorsHeader,
   resolveConfig,
   safetensorsHeaderSize,
   setReferenceKernels,
+  SizePlanner,
   wasmMemoryBytes,
 } from './wasm/arrowquant.js';
 
@@ -42,7 +44,9 @@ export function bytesSource(bytes) {
  * @param config  config object (see QuantConfigInput).
  * @param options `onChunk(bytes)` (may return a promise; without it the chunks are collected and
  *                returned as `parquet`), `onProgress({done,total,name,bytesDone,bytesTotal,layer})`,
- *                `onHeader(header)`, `signal` (AbortSignal), `rowGroupBytes`.
+ *                `onHeader(header)`, `signal` (AbortSignal), `rowGroupBytes`, `calibration`
+ *                (docs/CALIBRATION.md: the .safetensors bytes or a plain object), and
+ *                `onPlanProgress` (with `targetSizeMb`, the planning pass reads every tensor first).
  * @returns `{ report, parquet? }`
  */
 export function quantizeStream(source, config, options = {}) {

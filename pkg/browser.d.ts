@@ -1,4 +1,4 @@
-import type { BuildInfo, LayerReport, ModelReport, Progress, QuantConfig, QuantConfigInput } from './wasm/arrowquant.js';
+import type { BuildInfo, CalibrationInput, LayerReport, ModelReport, Progress, QuantConfig, QuantConfigInput } from './wasm/arrowquant.js';
 export interface WorkerQuantizerInfo extends BuildInfo {
   /** Threads in the pool (1 for the single-threaded build). */
   poolThreads: number;
@@ -17,7 +17,13 @@ export interface WorkerQuantizer {
   quantize(
     file: Blob,
     config?: QuantConfigInput,
-    options?: { onProgress?: (p: Progress & { layer: LayerReport }) => void; onChunk?: (bytes: Uint8Array) => void; rowGroupBytes?: number },
+    options?: {
+      onProgress?: (p: Progress & { layer: LayerReport }) => void;
+      onChunk?: (bytes: Uint8Array) => void;
+      rowGroupBytes?: number;
+      /** Calibration statistics (docs/CALIBRATION.md): a File/Blob or bytes of the .safetensors file, or an object. */
+      calibration?: Blob | Uint8Array | CalibrationInput;
+    },
   ): Promise<{ report: ModelReport; stats: WorkerRunStats; parquet?: Blob }>;
   terminate(): void;
 }

@@ -38,9 +38,9 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
      * Quantize a File/Blob. Chunks go to `onChunk` as they are ready; without it they are joined
      * and returned as `parquet` (a Blob). Resolves to { report, stats, parquet? }.
      */
-    async quantize(file, config, { onProgress, onChunk, rowGroupBytes } = {}) {
+    async quantize(file, config, { onProgress, onChunk, rowGroupBytes, calibration } = {}) {
       const chunks = [];
-      const value = await call({ type: 'quantize', file, config, rowGroupBytes }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
+      const value = await call({ type: 'quantize', file, config, rowGroupBytes, calibration }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
       return onChunk ? value : { ...value, parquet: new Blob(chunks, { type: 'application/vnd.apache.parquet' }) };
     },
     /** Stop the worker (cancels any running job; its promise rejects with E_CANCELLED). */

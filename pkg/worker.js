@@ -38,8 +38,11 @@ self.onmessage = async ({ data }) => {
     } else if (type === 'quantize') {
       lib.threadsSeen();
       const t0 = performance.now();
+      // A calibration given as a Blob/File is read here, in the worker, like the model.
+      const calibration = data.calibration instanceof Blob ? new Uint8Array(await data.calibration.arrayBuffer()) : data.calibration;
       const { report } = await quantizeStreamWith(lib, blobSource(data.file), data.config, {
         rowGroupBytes: data.rowGroupBytes,
+        calibration,
         onChunk: (chunk) => postMessage({ id, type: 'chunk', chunk }, [chunk.buffer]),
         onProgress: (p) => postMessage({ id, type: 'progress', progress: p }),
       });

@@ -1,5 +1,5 @@
 // Compiled (not run) by tests/js/types.test.mjs: the published TypeScript types must accept real usage.
-import { quantizeModel, openQuantized, ModelQuantizer, quantizeStream, bytesSource, resolveConfig, type ModelReport, type QuantConfigInput } from '../../pkg/index.js';
+import { quantizeModel, openQuantized, ModelQuantizer, quantizeStream, bytesSource, resolveConfig, readCalibration, SizePlanner, type ModelReport, type QuantConfigInput } from '../../pkg/index.js';
 import { createWorkerQuantizer } from '../../pkg/browser.js';
 import { createHandler } from '../../pkg/http.js';
 const cfg: QuantConfigInput = { profile: 'edge', groupSize: 64, scaleSearch: 'off', layerBitWidths: { 'a.*': 8 } };
@@ -7,6 +7,14 @@ const out = quantizeModel(new Uint8Array(8), cfg, { onProgress: (p) => p.done + 
 const r: ModelReport = out.report;
 const f = openQuantized(out.parquet);
 const x: Float32Array = f.dequantize('w');
+const xe: Float32Array = f.dequantize('w', { equalized: true });
+const tg = f.paramsForTimestep('w', 3);
+tg.zeroPoint.toFixed();
+const plan = new SizePlanner({ targetSizeMb: 1 });
+plan.free();
+quantizeModel(new Uint8Array(8), cfg, { calibration: { timesteps: [1], layers: { a: { actMin: [0], actMax: [1], samples: [1] } } } });
+readCalibration(new Uint8Array(8)).timesteps.length.toFixed();
+console.log(xe.length);
 const q = new ModelQuantizer(cfg);
 const h = q.begin(new Uint8Array(8), 100);
 h.tensors[0].start.toFixed();
