@@ -249,7 +249,6 @@ impl PlanRun {
     }
 }
 
-
 /// Plan widths per tensor name, as the quantizer consumes them.
 pub fn plan_map(plan: &SizePlan) -> HashMap<String, u8> {
     plan.layer_bits.iter().map(|(k, v)| (k.clone(), *v)).collect()

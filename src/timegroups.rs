@@ -57,7 +57,11 @@ pub fn activation_params(lo: f32, hi: f32, bits: u8) -> (f32, i32) {
         return (1.0, 0);
     }
     let s0 = (hi - lo) / qmax;
-    let zp = (-lo / s0).round_ties_even().clamp(0.0, qmax);
+    // A range that reaches below (above) zero needs at least one code below (above) the zero
+    // point, or no scale could cover it: keep the zero point off the edge on that side.
+    let zp_min = if lo < 0.0 { 1.0 } else { 0.0 };
+    let zp_max = if hi > 0.0 { qmax - 1.0 } else { qmax };
+    let zp = (-lo / s0).round_ties_even().clamp(zp_min, zp_max);
     // Rounding the zero point shifts the grid by up to half a step; widen the scale just enough
     // that both ends stay inside it.
     let mut s = s0;
@@ -69,6 +73,8 @@ pub fn activation_params(lo: f32, hi: f32, bits: u8) -> (f32, i32) {
     }
     let mut scale = s as f32;
     let (zp_i, top) = (zp as i32, (qmax - zp) as f32);
+    // Rounding s to f32 can land a hair short of an end; a few ulps always fix it (both sides
+    // have at least one code, so the required scale is finite).
     while top * scale < hi as f32 || -(zp as f32) * scale > lo as f32 {
         scale = scale.next_up();
     }
@@ -226,6 +232,17 @@ pub fn time_groups(
         .collect()
 }
 
+/// Quantize one activation value with a group's params (docs/FORMAT.md §4.2).
+pub fn quantize_activation(x: f32, g: &TimeGroup, bits: u8) -> u32 {
+    let qmax = ((1u32 << bits) - 1) as f32;
+    ((x / g.scale).round_ties_even() + g.zero_point as f32).clamp(0.0, qmax) as u32
+}
+
+/// The value an activation code stands for.
+pub fn dequantize_activation(q: u32, g: &TimeGroup) -> f32 {
+    (q as f32 - g.zero_point as f32) * g.scale
+}
+
 /// The params in force at timestep index `t` (the group whose `[t_start, t_end)` holds it).
 pub fn params_for_timestep(groups: &[TimeGroup], t: u32) -> Option<&TimeGroup> {
     groups.iter().find(|g| g.t_start <= t && t < g.t_end)
@@ -244,7 +261,16 @@ mod tests {
 
     #[test]
     fn params_cover_the_range_and_zero() {
-        for (lo, hi) in [(-1.0f32, 3.0f32), (0.5, 2.0), (-2.0, -0.1), (0.0, 0.0), (-1e-30, 1e-30), (-3e38, 3e38)] {
+        for (lo, hi) in [
+            (-1.0f32, 3.0f32),
+            (0.5, 2.0),
+            (-2.0, -0.1),
+            (0.0, 0.0),
+            (-1e-30, 1e-30),
+            (-3e38, 3e38),
+            (-0.0176, 40.0), // a sliver below zero: the zero point must still leave it a code
+            (-40.0, 0.0001),
+        ] {
             for bits in [4u8, 8] {
                 let (s, z) = activation_params(lo, hi, bits);
                 assert!(s.is_finite() && s > 0.0, "{lo} {hi}");
@@ -312,6 +338,24 @@ mod tests {
             let u = excess(&ranges, &group_spans(&ranges, g, TimeGrouping::Uniform));
             let a = excess(&ranges, &group_spans(&ranges, g, TimeGrouping::Adaptive));
             prop_assert!(a <= u * (1.0 + 1e-9) + 1e-9, "adaptive {} > uniform {}", a, u);
+        }
+
+        #[test]
+        fn activations_in_a_group_round_trip_within_half_a_step(
+            ranges in step_ranges(), g in 1usize..6, bits in prop_oneof![Just(4u8), Just(8u8)], u in 0.0f32..=1.0,
+        ) {
+            let spans = group_spans(&ranges, g, TimeGrouping::Adaptive);
+            let groups = time_groups(&ranges, g, TimeGrouping::Adaptive, 0.0, bits);
+            for (grp, &(a, b)) in groups.iter().zip(&spans) {
+                for &(lo, hi) in ranges[a..b].iter().flatten() {
+                    for x in [lo, hi, 0.0, lo + u * (hi - lo)] {
+                        let back = dequantize_activation(quantize_activation(x, grp, bits), grp);
+                        // inside the grid nothing clips: the error is rounding only
+                        prop_assert!((back - x).abs() <= grp.scale * 0.5 * (1.0 + 1e-5), "{} -> {} (scale {})", x, back, grp.scale);
+                    }
+                    prop_assert_eq!(dequantize_activation(quantize_activation(0.0, grp, bits), grp), 0.0);
+                }
+            }
         }
 
         #[test]

@@ -51,6 +51,10 @@ fn calibrated_run_stores_time_groups_and_equalization_and_reads_them_back() {
         let row = file.row(&l.name).unwrap();
         let is_weight = l.shape.len() >= 2;
         assert_eq!(row.time_groups.is_some(), is_weight, "{}", l.name);
+        // what the file holds is what the run reported (Parquet round trip)
+        assert_eq!(row.time_groups, l.time_groups, "{}", l.name);
+        assert_eq!(row.weighted_snr_db, l.weighted_snr_db, "{}", l.name);
+        assert_eq!(row.spatial.as_ref().map(|s| s.scales.len() as u32), l.spatial.as_ref().map(|s| s.channels));
         if let Some(groups) = &row.time_groups {
             assert!(groups.len() <= 10 && groups[0].t_start == 0 && groups.last().unwrap().t_end == 20);
             for t in 0..20 {

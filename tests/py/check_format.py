@@ -202,7 +202,7 @@ def act_params(lo, hi, bits):
     if hi - lo == 0:
         return np.float32(1.0), 0
     s0 = (hi - lo) / qmax
-    zp = float(np.clip(np.round(-lo / s0), 0, qmax))  # numpy rounds half to even
+    zp = float(np.clip(np.round(-lo / s0), 1 if lo < 0 else 0, qmax - 1 if hi > 0 else qmax))  # numpy rounds half to even
     s = s0
     if zp < qmax:
         s = max(s, hi / (qmax - zp))
