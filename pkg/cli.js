@@ -190,9 +190,12 @@ function inspect({ positional, flags }) {
         bytes: t.storedBytes,
         cosine: fmt(t.cosine, 5),
         'snr dB': fmt(t.snrDb, 2),
+        'time groups': t.timeGroups ? t.timeGroups.length : '—',
+        'equalized (α)': t.spatial ? t.spatial.alpha : '—',
       })),
-      ['tensor', 'shape', 'dtype', 'stored', 'bytes', 'cosine', 'snr dB'],
+      ['tensor', 'shape', 'dtype', 'stored', 'bytes', 'cosine', 'snr dB', 'time groups', 'equalized (α)'],
     ));
+    if (meta.calibration) console.log(`calibration: ${meta.calibration.timesteps.length} timesteps (${meta.calibration.timesteps.slice(0, 3).join(', ')}, …), ${meta.calibration.timeGrouping} time groups, ${meta.calibration.activationBits}-bit activations`);
   } finally {
     file.free();
   }
