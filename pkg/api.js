@@ -7,6 +7,8 @@ export {
   benchKernels,
   buildInfo,
   dequantizeTensor,
+  describeModel,
+  layerErrorHistogram,
   ModelQuantizer,
   openQuantized,
   QuantizedFile,

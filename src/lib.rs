@@ -6,6 +6,7 @@ pub mod calibration;
 pub mod config;
 pub mod dtype;
 pub mod error;
+pub mod inspect;
 pub mod kernels;
 pub mod modality;
 pub mod parallel;

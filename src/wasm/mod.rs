@@ -89,6 +89,50 @@ pub fn read_calibration(
     to_js(&types::CalibrationSummary::from_core(&calibration_from_js(&calibration)?))
 }
 
+/// A model summary from its safetensors header alone: tensor and parameter counts, dtypes,
+/// detected modality (and the rule that decided), estimated output size per profile (plus
+/// `current` for `config` when given). What a UI shows the moment a file is dropped.
+#[wasm_bindgen(js_name = describeModel, unchecked_return_type = "ModelSummary")]
+pub fn describe_model(
+    header_bytes: &[u8],
+    #[wasm_bindgen(unchecked_param_type = "number | undefined")] file_size: Option<f64>,
+    #[wasm_bindgen(unchecked_param_type = "QuantConfigInput | undefined")] config: JsValue,
+) -> Result<JsValue, JsValue> {
+    let h = safetensors::parse_header(header_bytes, file_size.map(|n| n as u64)).map_err(js_error)?;
+    let cfg = if config.is_undefined() || config.is_null() { None } else { Some(config_from_js(config)?) };
+    to_js(&crate::inspect::describe(&h, cfg.as_ref()))
+}
+
+/// Histogram of ŵ − w for one tensor, re-quantized exactly as a run stored it: pass that run's
+/// config with the stored width as a `layerBitWidths` entry for `name` (16 for f16), and the
+/// same calibration. `bytes` are the tensor's bytes from the source file.
+#[wasm_bindgen(js_name = layerErrorHistogram, unchecked_return_type = "ErrorHistogram")]
+pub fn layer_error_histogram(
+    name: &str,
+    dtype: &str,
+    #[wasm_bindgen(unchecked_param_type = "number[]")] shape: Vec<f64>,
+    bytes: &[u8],
+    #[wasm_bindgen(unchecked_param_type = "QuantConfigInput | undefined")] config: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array | CalibrationInput | null | undefined")] calibration: JsValue,
+    bins: u32,
+) -> Result<JsValue, JsValue> {
+    let cfg = config_from_js(config)?;
+    let dtype = Dtype::parse(dtype)
+        .ok_or_else(|| js_error(AqError::dtype(name, format!("unknown dtype '{dtype}'"))))?;
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let info = safetensors::TensorInfo { name: name.to_string(), dtype, shape, begin: 0, end: bytes.len() as u64 };
+    if info.numel() * dtype.size_bytes() as u64 != bytes.len() as u64 {
+        return Err(js_error(AqError::dtype(name, format!("{} bytes do not hold {:?} {}", bytes.len(), info.shape, dtype.name()))));
+    }
+    let cal = if calibration.is_undefined() || calibration.is_null() { None } else { Some(calibration_from_js(&calibration)?) };
+    let stats = cal.as_ref().and_then(|c| c.for_weight(name));
+    let ctx = pipeline::LayerContext {
+        cal: stats.map(|(layer, stats)| pipeline::LayerCalibration { layer, stats }),
+        ..Default::default()
+    };
+    to_js(&crate::inspect::error_histogram(&cfg, &info, bytes, ctx, bins as usize).map_err(js_error)?)
+}
+
 /// Resolve and validate a config: returns the full config with every field filled in from the
 /// profile, or throws `E_CONFIG` naming the bad field. Forms call it on every change.
 #[wasm_bindgen(js_name = resolveConfig, unchecked_return_type = "QuantConfig")]
