@@ -3,6 +3,8 @@
 import * as wasm from './wasm/arrowquant.js';
 import { quantizeStreamWith } from './stream.js';
 
+export { shardedSource } from './shards.js';
+
 export {
   benchKernels,
   buildInfo,

@@ -22,6 +22,14 @@ export interface StreamOptions {
   onPlanProgress?: (p: { done: number; total: number; name: string }) => void;
 }
 export function blobSource(blob: Blob): ByteSource;
+/**
+ * Several safetensors shards (+ the parsed `model.safetensors.index.json`, optional) as one
+ * source: a synthetic header over the shards' data laid end to end. Tensors stay in their shards.
+ */
+export function shardedSource(
+  shards: (ByteSource & { name: string })[],
+  index?: { weight_map: Record<string, string>; metadata?: Record<string, unknown> },
+): Promise<ByteSource & { shards: { name: string; tensors: number }[] }>;
 export function bytesSource(bytes: Uint8Array): ByteSource;
 /** Node entry only. */
 export function fileSource(path: string): ByteSource & { close(): void };

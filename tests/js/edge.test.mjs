@@ -24,6 +24,7 @@ function workerModules() {
     js('arrowquant/http', join(PKG, 'http.js')),
     js('arrowquant/api.js', join(PKG, 'api.js')),
     js('arrowquant/stream.js', join(PKG, 'stream.js')),
+    js('arrowquant/shards.js', join(PKG, 'shards.js')),
     js('arrowquant/config-text.js', join(PKG, 'config-text.js')),
     js('arrowquant/wasm/arrowquant.js', join(PKG, 'wasm/arrowquant.js')),
     { type: 'CompiledWasm', path: `${root}/arrowquant/arrowquant_bg.wasm`, contents: readFileSync(join(PKG, 'wasm/arrowquant_bg.wasm')) },

@@ -1,0 +1,53 @@
+// shardedSource: a model split into shards + index quantizes to the same bytes as the whole file,
+// and inconsistent shard sets are E_SAFETENSORS errors that name the file or tensor.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { bytesSource, quantizeModel, quantizeStream, readSafetensorsHeader, safetensorsHeaderSize, shardedSource } from '../../pkg/node.js';
+import { DDPM, read, safetensors } from './helpers.mjs';
+
+const whole = read(DDPM);
+const header = readSafetensorsHeader(whole.subarray(0, safetensorsHeaderSize(whole)), whole.length);
+
+/** Split the model into `k` shards of consecutive tensors (file order), like transformers does. */
+function split(k) {
+  const per = Math.ceil(header.tensors.length / k);
+  const shards = [];
+  const weightMap = {};
+  for (let i = 0; i < k; i++) {
+    const name = `model-0000${i + 1}-of-0000${k}.safetensors`;
+    const ts = header.tensors.slice(i * per, (i + 1) * per);
+    const bytes = safetensors(ts.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: whole.subarray(t.start, t.end) })), header.metadata);
+    ts.forEach((t) => (weightMap[t.name] = name));
+    shards.push({ name, ...bytesSource(bytes) });
+  }
+  return { shards, index: { metadata: { total_size: header.tensorBytes }, weight_map: weightMap } };
+}
+
+test('three shards + index quantize to the same tensors as the whole file', async () => {
+  const { shards, index } = split(3);
+  const source = await shardedSource(shards, index);
+  assert.deepEqual(source.shards.map((s) => s.tensors), [48, 48, 48]);
+  const cfg = { profile: 'edge' };
+  const a = quantizeModel(whole, cfg);
+  const b = await quantizeStream(source, cfg);
+  assert.deepEqual(b.report.layers, a.report.layers);
+  assert.equal(b.report.modality, 'image');
+  // shards given in any order: the index fixes it
+  const c = await quantizeStream(await shardedSource([...shards].reverse(), index), cfg);
+  assert.deepEqual(c.parquet, b.parquet);
+  // without an index the given order is kept
+  const d = await quantizeStream(await shardedSource(shards), cfg);
+  assert.deepEqual(d.report.layers, a.report.layers);
+});
+
+test('inconsistent shard sets are named errors', async () => {
+  const { shards, index } = split(3);
+  await assert.rejects(shardedSource(shards.slice(0, 2), index), (e) => e.code === 'E_SAFETENSORS' && /model-00003-of-00003/.test(e.message));
+  const extra = { name: 'stray.safetensors', ...bytesSource(safetensors([{ name: 'x', dtype: 'F32', shape: [1], data: new Float32Array(1) }])) };
+  await assert.rejects(shardedSource([...shards, extra], index), /stray\.safetensors/);
+  await assert.rejects(shardedSource([shards[0], shards[0]]), /is in both/);
+  const lying = { ...index, weight_map: { ...index.weight_map, 'conv_in.weight': 'model-00002-of-00003.safetensors' } };
+  await assert.rejects(shardedSource(shards, lying), /conv_in\.weight/);
+  const short = { name: 'bad.safetensors', size: 4, read: () => new Uint8Array(4) };
+  await assert.rejects(shardedSource([short]), (e) => e.code === 'E_SAFETENSORS' && /bad\.safetensors/.test(e.message));
+});
