@@ -16,7 +16,8 @@ PKG_WASM := pkg/wasm/arrowquant_bg.wasm
 RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock) .cargo/config.toml
 SAMPLE := samples/rivagan_f32.safetensors
 
-.PHONY: bench build-threads setup-nightly setup-chromium measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
+
+.PHONY: serve bench build-threads setup-nightly setup-chromium measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
 
 help:
 	@echo "make demo | make test | make size | make build | make clean"
@@ -84,7 +85,11 @@ demo: build
 	node pkg/cli.js quantize samples/tiny_ddpm_digits.safetensors -o out/tiny_ddpm_digits.aq.parquet --profile local \
 		--calibration samples/tiny_ddpm_digits.calib.safetensors
 	@echo
-	@echo "Next: npx arrowquant inspect out/rivagan_f32.aq.parquet"
+	@echo "Next: npx arrowquant inspect out/rivagan_f32.aq.parquet, or make serve for the web page"
+
+# The demo page (www/) on http://127.0.0.1:8080/www/, with COOP/COEP so it can use threads.
+serve: build build-threads
+	node www/serve.mjs
 
 # ---- tests ------------------------------------------------------------------------------------
 test-native: setup-rust

@@ -1,4 +1,4 @@
-import type { BuildInfo, CalibrationInput, LayerReport, ModelReport, Progress, QuantConfig, QuantConfigInput } from './wasm/arrowquant.js';
+import type { BuildInfo, CalibrationInput, ErrorHistogram, LayerReport, ModelReport, ModelSummary, Progress, QuantConfig, QuantConfigInput } from './wasm/arrowquant.js';
 export interface WorkerQuantizerInfo extends BuildInfo {
   /** Threads in the pool (1 for the single-threaded build). */
   poolThreads: number;
@@ -14,8 +14,11 @@ export interface WorkerRunStats {
 export interface WorkerQuantizer {
   info: WorkerQuantizerInfo;
   resolveConfig(config: QuantConfigInput): Promise<QuantConfig>;
+  describe(files: Blob | File[], options?: { index?: Blob; config?: QuantConfigInput }): Promise<{ summary: ModelSummary; shards: { name: string; tensors: number }[] | null }>;
+  histogram(name: string, config: QuantConfigInput, bins?: number): Promise<ErrorHistogram>;
   quantize(
-    file: Blob,
+    /** One model file, or its shards (with `index`). */
+    file: Blob | File[],
     config?: QuantConfigInput,
     options?: {
       onProgress?: (p: Progress & { layer: LayerReport }) => void;
@@ -23,8 +26,12 @@ export interface WorkerQuantizer {
       rowGroupBytes?: number;
       /** Calibration statistics (docs/CALIBRATION.md): a File/Blob or bytes of the .safetensors file, or an object. */
       calibration?: Blob | Uint8Array | CalibrationInput;
+      /** The index JSON (model.safetensors.index.json) when `file` is a list of shards. */
+      index?: Blob;
+      /** Write the Parquet file into the origin-private file system under this name instead of returning a Blob. */
+      output?: { opfs: string };
     },
-  ): Promise<{ report: ModelReport; stats: WorkerRunStats; parquet?: Blob }>;
+  ): Promise<{ report: ModelReport; stats: WorkerRunStats; parquet?: Blob; output?: { opfs?: string; bytes?: number } }>;
   terminate(): void;
 }
 export function createWorkerQuantizer(options?: { threads?: 'auto' | boolean; numThreads?: number; workerUrl?: string | URL }): Promise<WorkerQuantizer>;

@@ -38,10 +38,21 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
      * Quantize a File/Blob. Chunks go to `onChunk` as they are ready; without it they are joined
      * and returned as `parquet` (a Blob). Resolves to { report, stats, parquet? }.
      */
-    async quantize(file, config, { onProgress, onChunk, rowGroupBytes, calibration } = {}) {
+    /**
+     * Summarise a model from its header(s) alone: `files` is a File/Blob or the shards of one
+     * model (with `index`, the index JSON File). Resolves to { summary, shards }.
+     */
+    describe: (files, { index, config } = {}) => call({ type: 'describe', files, index, config }),
+    /**
+     * Histogram of ŵ − w for one tensor of the last model, re-quantized as stored: pass the run's
+     * config with `layerBitWidths: { [name]: storedBits }`.
+     */
+    histogram: (name, config, bins = 64) => call({ type: 'histogram', name, config, bins }),
+    async quantize(file, config, { onProgress, onChunk, rowGroupBytes, calibration, index, output } = {}) {
       const chunks = [];
-      const value = await call({ type: 'quantize', file, config, rowGroupBytes, calibration }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
-      return onChunk ? value : { ...value, parquet: new Blob(chunks, { type: 'application/vnd.apache.parquet' }) };
+      const value = await call({ type: 'quantize', files: file, index, config, rowGroupBytes, calibration, output }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
+      if (onChunk || value.output?.opfs) return value;
+      return { ...value, parquet: new Blob(chunks, { type: 'application/vnd.apache.parquet' }) };
     },
     /** Stop the worker (cancels any running job; its promise rejects with E_CANCELLED). */
     terminate() {

@@ -1,6 +1,7 @@
 // Runs inside a module Web Worker (started by browser.js). Picks the threaded build when the
 // page is cross-origin isolated (SharedArrayBuffer available) and starts its thread pool;
 // otherwise the single-threaded SIMD build. Quantization never touches the page's main thread.
+import { shardedSource } from './shards.js';
 import { quantizeStreamWith } from './stream.js';
 
 let lib;
@@ -28,26 +29,95 @@ function blobSource(blob) {
   return { size: blob.size, read: async (a, b) => new Uint8Array(await blob.slice(a, b).arrayBuffer()) };
 }
 
+/** One Blob/File, or several shards (+ index) seen as one model. */
+async function modelSource(files, index) {
+  const list = Array.isArray(files) ? files : [files];
+  if (list.length === 1 && !index) return blobSource(list[0]);
+  const indexJson = index ? JSON.parse(await index.text()) : undefined;
+  return shardedSource(list.map((f) => ({ name: f.name, ...blobSource(f) })), indexJson);
+}
+
+async function bytesOf(x) {
+  return x instanceof Blob ? new Uint8Array(await x.arrayBuffer()) : x;
+}
+
 const errorOf = (e) => ({ message: String(e?.message ?? e), code: e?.code ?? 'E_INTERNAL', field: e?.field, tensor: e?.tensor });
+
+// The model of the last describe/quantize call, kept for histogram requests.
+let last = null;
+
+async function describe({ files, index, config }) {
+  const source = await modelSource(files, index);
+  const prefix = await source.read(0, Math.min(8, source.size));
+  const headerBytes = await source.read(0, Math.min(lib.safetensorsHeaderSize(prefix), source.size));
+  const header = lib.readSafetensorsHeader(headerBytes, source.size);
+  last = { source, header };
+  return { summary: lib.describeModel(headerBytes, source.size, config), shards: source.shards ?? null };
+}
+
+/** Output sink: chunks posted to the page (a Blob there), or written to an OPFS file here. */
+async function openSink(id, output) {
+  if (output?.opfs) {
+    const root = await navigator.storage.getDirectory();
+    const handle = await (await root.getFileHandle(output.opfs, { create: true })).createSyncAccessHandle();
+    handle.truncate(0);
+    let at = 0;
+    return {
+      write: (chunk) => {
+        at += handle.write(chunk, { at });
+      },
+      close: () => {
+        handle.flush();
+        handle.close();
+        return { opfs: output.opfs, bytes: at };
+      },
+      abort: () => handle.close(),
+    };
+  }
+  return { write: (chunk) => postMessage({ id, type: 'chunk', chunk }, [chunk.buffer]), close: () => ({}), abort: () => {} };
+}
 
 self.onmessage = async ({ data }) => {
   const { id, type } = data;
   try {
     if (type === 'init') {
       postMessage({ id, type: 'result', value: await load(data.options) });
+    } else if (type === 'describe') {
+      postMessage({ id, type: 'result', value: await describe(data) });
     } else if (type === 'quantize') {
       lib.threadsSeen();
       const t0 = performance.now();
       // A calibration given as a Blob/File is read here, in the worker, like the model.
-      const calibration = data.calibration instanceof Blob ? new Uint8Array(await data.calibration.arrayBuffer()) : data.calibration;
-      const { report } = await quantizeStreamWith(lib, blobSource(data.file), data.config, {
-        rowGroupBytes: data.rowGroupBytes,
-        calibration,
-        onChunk: (chunk) => postMessage({ id, type: 'chunk', chunk }, [chunk.buffer]),
-        onProgress: (p) => postMessage({ id, type: 'progress', progress: p }),
-      });
+      const calibration = await bytesOf(data.calibration);
+      const source = await modelSource(data.file ?? data.files, data.index);
+      last = { source, header: null, calibration };
+      const sink = await openSink(id, data.output);
+      let report;
+      try {
+        ({ report } = await quantizeStreamWith(lib, source, data.config, {
+          rowGroupBytes: data.rowGroupBytes,
+          calibration,
+          onChunk: sink.write,
+          onHeader: (h) => {
+            last.header = h;
+          },
+          onPlanProgress: (p) => postMessage({ id, type: 'progress', progress: { ...p, planning: true } }),
+          onProgress: (p) => postMessage({ id, type: 'progress', progress: { ...p, wasmMemoryBytes: lib.wasmMemoryBytes() } }),
+        }));
+      } catch (e) {
+        sink.abort();
+        throw e;
+      }
+      const output = sink.close();
+      // wasm memory only grows, so its size now is the run's peak.
       const stats = { threadsSeen: lib.threadsSeen(), wasmMemoryBytes: lib.wasmMemoryBytes(), seconds: (performance.now() - t0) / 1000 };
-      postMessage({ id, type: 'result', value: { report, stats } });
+      postMessage({ id, type: 'result', value: { report, stats, output } });
+    } else if (type === 'histogram') {
+      const t = last?.header?.tensors.find((x) => x.name === data.name);
+      if (!t) throw Object.assign(new Error(`no tensor '${data.name}' in the last model`), { code: 'E_STATE' });
+      const bytes = await last.source.read(t.start, t.end);
+      const value = lib.layerErrorHistogram(t.name, t.dtype, t.shape, bytes, data.config, last.calibration ?? null, data.bins ?? 64);
+      postMessage({ id, type: 'result', value });
     } else if (type === 'resolveConfig') {
       postMessage({ id, type: 'result', value: lib.resolveConfig(data.config) });
     }
