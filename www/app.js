@@ -206,11 +206,20 @@ async function applyProfile(profile) {
 
 const canUseOpfs = () => typeof navigator.storage?.getDirectory === 'function';
 
+/** Delete an OPFS output. Right after a cancel the stopped worker's file lock may still be held
+ * for a moment, so retry briefly. */
 async function removeOpfs(name) {
   if (!name || !canUseOpfs()) return;
-  try {
-    await (await navigator.storage.getDirectory()).removeEntry(name);
-  } catch {}
+  const root = await navigator.storage.getDirectory();
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      await root.removeEntry(name);
+      return;
+    } catch (e) {
+      if (e.name === 'NotFoundError') return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 async function run() {
@@ -261,12 +270,12 @@ async function run() {
     renderResults(result.report, result.stats, blob);
     document.body.dataset.state = 'done';
   } catch (e) {
+    await removeOpfs(state.opfsName);
+    state.opfsName = null;
     $('status').className = 'status error';
     $('status').textContent = e.code === 'E_CANCELLED' ? 'Cancelled: the worker was stopped and the partial output deleted.' : `${e.code ?? 'Error'}: ${e.message}`;
     if (e.field) showFieldError(e.field, e.message.replace(/^invalid config: /, ''));
     document.body.dataset.state = e.code === 'E_CANCELLED' ? 'cancelled' : 'error';
-    await removeOpfs(state.opfsName);
-    state.opfsName = null;
   } finally {
     state.running = false;
     $('cancel').hidden = true;
