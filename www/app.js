@@ -27,7 +27,7 @@ const state = {
 const fmtBytes = (n) => (n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 1 << 20 ? `${(n / 2 ** 20).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
 const fmtNum = (n) => n.toLocaleString('en-US');
 const fmtDb = (x) => (x === null || x === undefined ? '—' : x === Infinity ? '∞' : x.toFixed(2));
-const fmtTime = (s) => (s < 60 ? `${s.toFixed(0)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
+const fmtTime = (s) => (s < 10 ? `${s.toFixed(1)} s` : s < 60 ? `${s.toFixed(0)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
 const stored = (l) => (l.storage === 'quantized' ? `int${l.bits}/g${l.groupSize}` : l.storage);
 
 // ---- the worker ------------------------------------------------------------------------------
@@ -327,11 +327,13 @@ function renderPlot(layers) {
     svg.innerHTML = `<text x="${W / 2}" y="${H / 2}" text-anchor="middle" fill="#888">no lossy layers</text>`;
     return;
   }
-  const maxY = Math.max(...pts.map((p) => p.l.snrDb)) * 1.05;
+  const top = Math.max(...pts.map((p) => p.l.snrDb), 1);
+  const step = [1, 2, 5, 10, 20, 50, 100].find((s) => top / s <= 6) ?? 100;
+  const maxY = Math.ceil((top * 1.05) / step) * step;
   const x = (k) => L + (k / Math.max(pts.length - 1, 1)) * (W - L - R);
   const y = (v) => T + (1 - v / maxY) * (H - T - B);
   let g = '';
-  for (let v = 0; v <= maxY; v += maxY > 60 ? 20 : 10) {
+  for (let v = 0; v <= maxY; v += step) {
     g += `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#e6e9ef"/><text x="${L - 4}" y="${y(v) + 4}" font-size="10" text-anchor="end" fill="#777">${v}</text>`;
   }
   g += `<text x="${W / 2}" y="${H - 4}" font-size="10" text-anchor="middle" fill="#777">layers in file order</text>`;
