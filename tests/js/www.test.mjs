@@ -106,3 +106,23 @@ test('an invalid value is explained next to its field, by the library', { timeou
   assert.match(await page.textContent('[data-error-for=targetSizeMb]'), /targetSizeMb/);
   await context.close();
 });
+
+test('the page needs no network beyond its own origin (no CDN, nothing uploaded)', { timeout: 120000 }, async () => {
+  const context = await browser.newContext();
+  const origins = new Set();
+  const posts = [];
+  context.on('request', (r) => {
+    origins.add(new URL(r.url()).origin);
+    if (r.method() !== 'GET') posts.push(r.url());
+  });
+  const page = await context.newPage();
+  await page.goto(`${site.url}/www/`);
+  await page.waitForFunction(() => document.body.dataset.ready === '1');
+  await page.setInputFiles('#files', [DDPM, DDPM_CAL]);
+  await page.waitForSelector('#config:not([hidden])');
+  await page.click('#run');
+  await page.waitForFunction(() => document.body.dataset.state === 'done', null, { timeout: 60000 });
+  assert.deepEqual([...origins].filter((o) => o !== site.url && !o.startsWith('blob:') && o !== 'null'), []);
+  assert.deepEqual(posts, [], 'nothing is sent anywhere');
+  await context.close();
+});
