@@ -3,7 +3,7 @@
 // download the Parquet file and check it with hyparquet and with the library's reader; a field
 // error from the library's own validation; Cancel; screenshots of the loaded and finished states.
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
@@ -11,7 +11,7 @@ import { compressors } from 'hyparquet-compressors';
 import { chromium } from 'playwright-core';
 import { openQuantized, quantizeModel } from '../../pkg/node.js';
 import { serve } from '../browser/server.mjs';
-import { DDPM, DDPM_CAL, ROOT, tempDir } from './helpers.mjs';
+import { DDPM, DDPM_CAL, ROOT, safetensors, tempDir } from './helpers.mjs';
 
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 export const SHOTS = join(ROOT, 'target', 'test-output', 'www');
@@ -125,4 +125,43 @@ test('the page needs no network beyond its own origin (no CDN, nothing uploaded)
   assert.deepEqual([...origins].filter((o) => o !== site.url && !o.startsWith('blob:') && o !== 'null'), []);
   assert.deepEqual(posts, [], 'nothing is sent anywhere');
   await context.close();
+});
+
+test('sharded model + index on a page without COOP/COEP: single-threaded build, says why', { timeout: 120000 }, async () => {
+  // split the bundled model into two shards + index, as transformers/diffusers save big models
+  const whole = readFileSync(DDPM);
+  const n = Number(whole.readBigUInt64LE(0));
+  const header = JSON.parse(whole.subarray(8, 8 + n).toString());
+  const meta = header.__metadata__;
+  delete header.__metadata__;
+  const names = Object.keys(header).sort((a, b) => header[a].data_offsets[0] - header[b].data_offsets[0]);
+  const dir = tempDir();
+  const weightMap = {};
+  const files = [];
+  for (const [k, part] of [names.slice(0, 70), names.slice(70)].entries()) {
+    const file = `diffusion_pytorch_model-0000${k + 1}-of-00002.safetensors`;
+    const tensors = part.map((name) => ({ name, dtype: header[name].dtype, shape: header[name].shape, data: whole.subarray(8 + n + header[name].data_offsets[0], 8 + n + header[name].data_offsets[1]) }));
+    part.forEach((name) => (weightMap[name] = file));
+    writeFileSync(join(dir, file), safetensors(tensors, meta));
+    files.push(join(dir, file));
+  }
+  writeFileSync(join(dir, 'diffusion_pytorch_model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  const plain = await serve(ROOT, { isolated: false });
+  try {
+    const { page, errors, context } = await openPage(browser, plain.url);
+    assert.match(await page.textContent('#build'), /single-threaded SIMD128 build — page is not cross-origin isolated \(no COOP\/COEP\)/);
+    await page.setInputFiles('#files', [...files, join(dir, 'diffusion_pytorch_model.safetensors.index.json')]);
+    await page.waitForSelector('#config:not([hidden])');
+    const facts = await page.$$eval('#model-facts div', (ds) => Object.fromEntries(ds.map((d) => [d.dataset.fact, d.querySelector('dd').textContent])));
+    assert.equal(facts.file, '2 shards + index');
+    assert.match(facts.tensors, /^144 /);
+    assert.match(facts.shards, /-00001-of-00002\.safetensors: 70/);
+    await page.click('#run');
+    await page.waitForFunction(() => document.body.dataset.state === 'done', null, { timeout: 60000 });
+    assert.equal(await page.$$eval('#layers tbody tr', (r) => r.length), 144);
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    plain.server.close();
+  }
 });
