@@ -143,6 +143,10 @@ async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }
   }
   if (!request.body) throw httpError('E_SAFETENSORS', 'empty request body; POST a .safetensors file');
   const config = configFromRequest(request);
+  if (config.targetSizeMb != null) {
+    // A size plan reads the model twice; a request body can be read only once.
+    throw Object.assign(new Error('invalid config: targetSizeMb: not available over HTTP (a size plan reads the model twice, a request body streams once); use bitWidth/layerBitWidths here, or plan locally'), { code: 'E_CONFIG', field: 'targetSizeMb' });
+  }
   const body = new StreamReader(request.body, maxBodyBytes);
   const q = new ModelQuantizer(config);
   let header;

@@ -123,6 +123,7 @@ function contract(label, getFetch) {
       [post(fetch, base, sample, '?group-size=48'), 400, 'E_CONFIG', (b) => b.field === 'groupSize'],
       [post(fetch, base, sample, '', { 'x-arrowquant-config': '{"bitWidth":3}' }), 400, 'E_CONFIG', (b) => b.field === 'bitWidth'],
       [post(fetch, base, sample, '?colour=blue'), 400, 'E_CONFIG', (b) => b.field === 'colour'],
+      [post(fetch, base, sample, '?target-size-mb=1'), 400, 'E_CONFIG', (b) => b.field === 'targetSizeMb' && /HTTP/.test(b.message)],
       [post(fetch, base, sample.subarray(0, 20000)), 422, 'E_SAFETENSORS', (b) => /truncated|ends at byte|ended/.test(b.message)],
       [post(fetch, base, new TextEncoder().encode('hello world, not a model')), 422, 'E_SAFETENSORS', () => true],
       [post(fetch, base, nan), 422, 'E_NONFINITE', (b) => b.tensor === 'a.weight'],
