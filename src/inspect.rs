@@ -25,7 +25,8 @@ use crate::spatial::{undo_equalization, ChannelLayout};
 pub struct SizeEstimate {
     pub profile: String,
     pub bit_width: u8,
-    /// Upper bound: codes, params and unquantized tensors before compression (no fallback).
+    /// Codes, params and unquantized tensors at the requested widths, before compression. zstd
+    /// makes the file smaller; layers that fall back to a wider width make it larger.
     pub bytes: u64,
 }
 

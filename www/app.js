@@ -120,8 +120,8 @@ function renderModel(s, shards) {
   }
   $('model-facts').title = s.modalityRule;
   const rows = s.estimates.filter((e) => e.profile !== 'current');
-  $('estimates').innerHTML = `<thead><tr><th>profile</th><th class="num">bits</th><th class="num">estimated output (before zstd)</th><th class="num">vs source</th></tr></thead><tbody>${rows
-    .map((e) => `<tr><td>${e.profile}</td><td class="num">${e.bitWidth}</td><td class="num">≤ ${fmtBytes(e.bytes)}</td><td class="num">${(s.tensorBytes / e.bytes).toFixed(1)}× smaller</td></tr>`)
+  $('estimates').innerHTML = `<thead><tr><th>profile</th><th class="num">bits</th><th class="num" title="at the requested widths, before zstd; layers that miss minAccuracy move up and cost more">estimated output</th><th class="num">vs source</th></tr></thead><tbody>${rows
+    .map((e) => `<tr><td>${e.profile}</td><td class="num">${e.bitWidth}</td><td class="num">≈ ${fmtBytes(e.bytes)}</td><td class="num">${(s.tensorBytes / e.bytes).toFixed(1)}× smaller</td></tr>`)
     .join('')}</tbody>`;
   $('model').hidden = false;
   showCalibration();
