@@ -285,7 +285,9 @@ fn store_weight(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: LayerCo
             format!("rows of {} elements are too short to group (< {MIN_ROW_LEN}): kept as f16", layout.row_len),
         );
     }
-    let (eq, spatial_note) = if cfg.enable_spatial {
+    // Without calibration for this layer the model report already says spatial was not applied;
+    // a per-layer note is only worth it when statistics exist but cannot be used.
+    let (eq, spatial_note) = if cfg.enable_spatial && cal.is_some() {
         match plan_equalization(cfg, info, src, cal)? {
             Ok(eq) => (Some(eq), None),
             Err(why) => (None, Some(format!("; spatial: not applied ({why})"))),
