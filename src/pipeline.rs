@@ -226,7 +226,7 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: L
         if !missing.is_empty() {
             note.push_str(&format!(
                 ", no data at timestep index(es) {} (they use their group's params)",
-                short_list(&missing)
+                short_list(&missing, 8, ", ")
             ));
         }
         let fewest = cal.stats.samples.iter().copied().filter(|&n| n > 0).min().unwrap_or(0);
@@ -242,13 +242,11 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: L
     Ok(out)
 }
 
-fn short_list(v: &[usize]) -> String {
-    let shown: Vec<String> = v.iter().take(8).map(|t| t.to_string()).collect();
-    if v.len() > 8 {
-        format!("{} … ({} in all)", shown.join(", "), v.len())
-    } else {
-        shown.join(", ")
-    }
+/// The first `limit` items joined by `sep`, then " and N more" — for messages that must stay short.
+fn short_list<T: std::fmt::Display>(items: &[T], limit: usize, sep: &str) -> String {
+    let shown: Vec<String> = items.iter().take(limit).map(|t| t.to_string()).collect();
+    let more = if items.len() > limit { format!(" and {} more", items.len() - limit) } else { String::new() };
+    format!("{}{more}", shown.join(sep))
 }
 
 /// Storage of a ≥2-D float weight: sensitive/override/f16 rules, then quantization with the
@@ -300,6 +298,13 @@ fn store_weight(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: LayerCo
         Some(e) => Source { name: &info.name, dtype: Dtype::F32, bytes: &e.equalized_bytes },
         None => src,
     };
+    // The activation-weighted error needs the source as f32; with equalization it is already
+    // decoded, otherwise decode it once here rather than per fallback width.
+    let weighted_channels = act_absmax.zip(ChannelLayout::for_shape(&info.shape)).filter(|(a, cl)| cl.input == a.len());
+    let decoded = match (&eq, weighted_channels) {
+        (None, Some(_)) => Some(decode_all(src, layout.numel())?),
+        _ => None,
+    };
     let mut misses: Vec<String> = Vec::new();
     let widths: Vec<u8> =
         FALLBACK_WIDTHS.iter().copied().filter(|&b| b >= requested).take(if fallback { 3 } else { 1 }).collect();
@@ -315,34 +320,27 @@ fn store_weight(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: LayerCo
         };
         // With equalization the metrics are of the weights as inference sees them: dequantized
         // and divided back by s, against the original weights.
-        let mut weighted = None;
-        if eq.is_some() || act_absmax.is_some() {
-            let mut w_hat = vec![0f32; layout.numel()];
-            dequantize(&t, &mut w_hat);
-            let original_owned;
-            let original: &[f32] = match &eq {
-                Some(e) => {
-                    undo_equalization(&mut w_hat, e.channels, &e.scales);
-                    sums = layout_error_sums(&e.original, &w_hat, layout);
-                    &e.original
-                }
-                None => {
-                    original_owned = decode_all(src, layout.numel())?;
-                    &original_owned
-                }
-            };
-            if let (Some(a), Some(cl)) = (act_absmax, ChannelLayout::for_shape(&info.shape)) {
-                if cl.input == a.len() {
-                    let (sig, err) = weighted_error(original, &w_hat, cl, a);
-                    weighted = Some(spatial_snr_db(sig, err));
-                }
+        let mut w_hat = None;
+        if eq.is_some() || weighted_channels.is_some() {
+            let mut v = vec![0f32; layout.numel()];
+            dequantize(&t, &mut v);
+            if let Some(e) = &eq {
+                undo_equalization(&mut v, e.channels, &e.scales);
+                sums = layout_error_sums(&e.original, &v, layout);
             }
+            w_hat = Some(v);
         }
         let cosine = sums.cosine();
         if fallback && cfg.min_accuracy > 0.0 && cosine < cfg.min_accuracy {
             misses.push(format!("{bits}-bit cosine {cosine:.5}"));
             continue;
         }
+        // Only the stored width needs its activation-weighted error.
+        let weighted = weighted_channels.zip(w_hat.as_deref()).map(|((a, cl), w_hat)| {
+            let original = eq.as_ref().map_or_else(|| decoded.as_deref().expect("decoded above"), |e| &e.original);
+            let (sig, err) = weighted_error(original, w_hat, cl, a);
+            spatial_snr_db(sig, err)
+        });
         let mut reason = if misses.is_empty() {
             base_reason
         } else {
@@ -630,9 +628,12 @@ impl ModelQuantizer {
         let missing: Vec<&str> =
             header.tensors.iter().zip(&self.done).filter(|(_, d)| !**d).map(|(t, _)| t.name.as_str()).collect();
         if !missing.is_empty() {
-            let shown = missing.iter().take(5).copied().collect::<Vec<_>>().join("', '");
-            let more = if missing.len() > 5 { format!(" and {} more", missing.len() - 5) } else { String::new() };
-            let e = AqError::State(format!("finish(): {} tensor(s) never added: '{shown}'{more}", missing.len()));
+            let quoted: Vec<String> = missing.iter().map(|n| format!("'{n}'")).collect();
+            let e = AqError::State(format!(
+                "finish(): {} tensor(s) never added: {}",
+                missing.len(),
+                short_list(&quoted, 5, ", ")
+            ));
             return self.fail(e);
         }
         let source_bytes = header.tensor_bytes();
@@ -722,9 +723,8 @@ impl ModelQuantizer {
         let mut coverage =
             format!("{} weight(s) matched a calibration layer, {} had none", self.calibrated.len(), self.uncalibrated);
         if !unused.is_empty() {
-            let shown = unused.iter().take(5).copied().collect::<Vec<_>>().join("', '");
-            let more = if unused.len() > 5 { format!(" and {} more", unused.len() - 5) } else { String::new() };
-            coverage.push_str(&format!("; calibration layers not in the model: '{shown}'{more}"));
+            let quoted: Vec<String> = unused.iter().map(|n| format!("'{n}'")).collect();
+            coverage.push_str(&format!("; calibration layers not in the model: {}", short_list(&quoted, 5, ", ")));
         }
         let time = FeatureStatus {
             requested: self.cfg.enable_time_aware,

@@ -108,9 +108,9 @@ impl SizePlanner {
             && probe.row.bits == Some(2)
             && probe.row.reason.starts_with(PLAN_REASON);
         if !planned {
-            // Fixed by an override, a sensitive pattern, its dtype or shape: measure it as it will be.
-            let fixed = quantize_layer(&self.cfg, info, bytes, LayerContext { planned_bits: None, ..ctx })?;
-            self.fixed_bytes += Self::stored(&fixed);
+            // Fixed by an override, a sensitive pattern, its dtype or shape: those rules ignored the
+            // planned width, so the probe already is the layer as it will be stored.
+            self.fixed_bytes += Self::stored(&probe);
             self.fixed_layers += 1;
             return Ok(());
         }

@@ -117,14 +117,21 @@ pub fn layer_error_histogram(
     bins: u32,
 ) -> Result<JsValue, JsValue> {
     let cfg = config_from_js(config)?;
-    let dtype = Dtype::parse(dtype)
-        .ok_or_else(|| js_error(AqError::dtype(name, format!("unknown dtype '{dtype}'"))))?;
+    let dtype =
+        Dtype::parse(dtype).ok_or_else(|| js_error(AqError::dtype(name, format!("unknown dtype '{dtype}'"))))?;
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let info = safetensors::TensorInfo { name: name.to_string(), dtype, shape, begin: 0, end: bytes.len() as u64 };
     if info.numel() * dtype.size_bytes() as u64 != bytes.len() as u64 {
-        return Err(js_error(AqError::dtype(name, format!("{} bytes do not hold {:?} {}", bytes.len(), info.shape, dtype.name()))));
+        return Err(js_error(AqError::dtype(
+            name,
+            format!("{} bytes do not hold {:?} {}", bytes.len(), info.shape, dtype.name()),
+        )));
     }
-    let cal = if calibration.is_undefined() || calibration.is_null() { None } else { Some(calibration_from_js(&calibration)?) };
+    let cal = if calibration.is_undefined() || calibration.is_null() {
+        None
+    } else {
+        Some(calibration_from_js(&calibration)?)
+    };
     let stats = cal.as_ref().and_then(|c| c.for_weight(name));
     let ctx = pipeline::LayerContext {
         cal: stats.map(|(layer, stats)| pipeline::LayerCalibration { layer, stats }),

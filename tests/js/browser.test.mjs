@@ -5,16 +5,15 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { serve } from '../browser/server.mjs';
-import { ROOT } from './helpers.mjs';
+import { CHROMIUM_ARGS, ROOT } from './helpers.mjs';
 
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 let browser, isolated, plain;
 
 before(async () => {
   isolated = await serve(ROOT, { isolated: true });
   plain = await serve(ROOT, { isolated: false });
   // launch() gives every run a fresh, empty profile directory.
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
 });
 
 after(async () => {

@@ -125,3 +125,35 @@ export function writeLargeModel(path, targetBytes) {
   closeSync(fd);
   return { tensors: tensors.length, bytes: head.length + offset, largestBytes: largest };
 }
+
+/** Flags for Debian's headless Chromium under playwright-core (no sandbox in CI containers). */
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/**
+ * Split a safetensors file into shards of `counts[i]` consecutive tensors (file order), as
+ * transformers/diffusers save big models: `{ shards: [{ name, bytes }], index }` with the index
+ * JSON's `weight_map`. Every shard keeps the source `__metadata__`.
+ */
+export function splitSafetensors(whole, counts, stem = 'model') {
+  const view = new DataView(whole.buffer, whole.byteOffset, whole.byteLength);
+  const n = Number(view.getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(whole.subarray(8, 8 + n)));
+  const metadata = header.__metadata__;
+  delete header.__metadata__;
+  const names = Object.keys(header).sort((a, b) => header[a].data_offsets[0] - header[b].data_offsets[0]);
+  const shards = [];
+  const weightMap = {};
+  let at = 0;
+  counts.forEach((count, i) => {
+    const name = `${stem}-${String(i + 1).padStart(5, '0')}-of-${String(counts.length).padStart(5, '0')}.safetensors`;
+    const part = names.slice(at, at + count);
+    at += count;
+    const tensors = part.map((t) => {
+      const [b, e] = header[t].data_offsets;
+      return { name: t, dtype: header[t].dtype, shape: header[t].shape, data: whole.subarray(8 + n + b, 8 + n + e) };
+    });
+    part.forEach((t) => (weightMap[t] = name));
+    shards.push({ name, bytes: safetensors(tensors, metadata) });
+  });
+  return { shards, index: { metadata: { total_size: whole.length - 8 - n }, weight_map: weightMap } };
+}

@@ -2,25 +2,15 @@
 // and inconsistent shard sets are E_SAFETENSORS errors that name the file or tensor.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bytesSource, quantizeModel, quantizeStream, readSafetensorsHeader, safetensorsHeaderSize, shardedSource } from '../../pkg/node.js';
-import { DDPM, read, safetensors } from './helpers.mjs';
+import { bytesSource, quantizeModel, quantizeStream, shardedSource } from '../../pkg/node.js';
+import { DDPM, read, safetensors, splitSafetensors } from './helpers.mjs';
 
 const whole = read(DDPM);
-const header = readSafetensorsHeader(whole.subarray(0, safetensorsHeaderSize(whole)), whole.length);
-
-/** Split the model into `k` shards of consecutive tensors (file order), like transformers does. */
+/** The bundled model split into `k` shards of consecutive tensors, as in-memory sources. */
 function split(k) {
-  const per = Math.ceil(header.tensors.length / k);
-  const shards = [];
-  const weightMap = {};
-  for (let i = 0; i < k; i++) {
-    const name = `model-0000${i + 1}-of-0000${k}.safetensors`;
-    const ts = header.tensors.slice(i * per, (i + 1) * per);
-    const bytes = safetensors(ts.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: whole.subarray(t.start, t.end) })), header.metadata);
-    ts.forEach((t) => (weightMap[t.name] = name));
-    shards.push({ name, ...bytesSource(bytes) });
-  }
-  return { shards, index: { metadata: { total_size: header.tensorBytes }, weight_map: weightMap } };
+  const per = Math.ceil(144 / k);
+  const { shards, index } = splitSafetensors(whole, Array.from({ length: k }, (_, i) => Math.min(per, 144 - i * per)));
+  return { shards: shards.map((s) => ({ name: s.name, ...bytesSource(s.bytes) })), index };
 }
 
 test('three shards + index quantize to the same tensors as the whole file', async () => {

@@ -10,9 +10,8 @@ import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { openQuantized } from '../../pkg/node.js';
 import { serve } from '../browser/server.mjs';
-import { ROOT, tempDir, writeLargeModel } from './helpers.mjs';
+import { CHROMIUM_ARGS, ROOT, tempDir, writeLargeModel } from './helpers.mjs';
 
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SHOTS = join(ROOT, 'target', 'test-output', 'www');
 const dir = tempDir();
 const MODEL = join(dir, 'large-unet.safetensors');
@@ -21,7 +20,7 @@ let browser, site, model;
 before(async () => {
   model = writeLargeModel(MODEL, 3e9);
   site = await serve(ROOT, { isolated: true });
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
 });
 
 after(async () => {

@@ -11,16 +11,15 @@ import { compressors } from 'hyparquet-compressors';
 import { chromium } from 'playwright-core';
 import { openQuantized, quantizeModel } from '../../pkg/node.js';
 import { serve } from '../browser/server.mjs';
-import { DDPM, DDPM_CAL, ROOT, safetensors, tempDir } from './helpers.mjs';
+import { CHROMIUM_ARGS, DDPM, DDPM_CAL, ROOT, splitSafetensors, tempDir } from './helpers.mjs';
 
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 export const SHOTS = join(ROOT, 'target', 'test-output', 'www');
 let browser, site;
 
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   site = await serve(ROOT, { isolated: true });
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
 });
 
 after(async () => {
@@ -128,24 +127,14 @@ test('the page needs no network beyond its own origin (no CDN, nothing uploaded)
 });
 
 test('sharded model + index on a page without COOP/COEP: single-threaded build, says why', { timeout: 120000 }, async () => {
-  // split the bundled model into two shards + index, as transformers/diffusers save big models
-  const whole = readFileSync(DDPM);
-  const n = Number(whole.readBigUInt64LE(0));
-  const header = JSON.parse(whole.subarray(8, 8 + n).toString());
-  const meta = header.__metadata__;
-  delete header.__metadata__;
-  const names = Object.keys(header).sort((a, b) => header[a].data_offsets[0] - header[b].data_offsets[0]);
+  // the bundled model as two shards + index, as transformers/diffusers save big models
   const dir = tempDir();
-  const weightMap = {};
-  const files = [];
-  for (const [k, part] of [names.slice(0, 70), names.slice(70)].entries()) {
-    const file = `diffusion_pytorch_model-0000${k + 1}-of-00002.safetensors`;
-    const tensors = part.map((name) => ({ name, dtype: header[name].dtype, shape: header[name].shape, data: whole.subarray(8 + n + header[name].data_offsets[0], 8 + n + header[name].data_offsets[1]) }));
-    part.forEach((name) => (weightMap[name] = file));
-    writeFileSync(join(dir, file), safetensors(tensors, meta));
-    files.push(join(dir, file));
-  }
-  writeFileSync(join(dir, 'diffusion_pytorch_model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  const { shards, index } = splitSafetensors(readFileSync(DDPM), [70, 74], 'diffusion_pytorch_model');
+  const files = shards.map((sh) => {
+    writeFileSync(join(dir, sh.name), sh.bytes);
+    return join(dir, sh.name);
+  });
+  writeFileSync(join(dir, 'diffusion_pytorch_model.safetensors.index.json'), JSON.stringify(index));
   const plain = await serve(ROOT, { isolated: false });
   try {
     const { page, errors, context } = await openPage(browser, plain.url);
