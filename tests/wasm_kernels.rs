@@ -47,8 +47,6 @@ fn reductions_match() {
     for (label, x) in cases() {
         let (a, b) = ((SCALAR.min_max)(&x), (SIMD128.min_max)(&x));
         assert_eq!((a.0.to_bits(), a.1.to_bits()), (b.0.to_bits(), b.1.to_bits()), "min_max {label}");
-        let (a, b) = ((SCALAR.sum_and_sq)(&x), (SIMD128.sum_and_sq)(&x));
-        assert_eq!((a.0.to_bits(), a.1.to_bits()), (b.0.to_bits(), b.1.to_bits()), "sum_and_sq {label}");
         // f64 error sums: two lanes instead of one, so equal within a bound, not bit for bit.
         let q: Vec<f32> = x.iter().map(|v| v * 0.99 + 1e-3).collect();
         let (a, b) = ((SCALAR.error_sums)(&x, &q), (SIMD128.error_sums)(&x, &q));
@@ -71,28 +69,17 @@ fn search_and_code_kernels_match() {
         for bits in [2u8, 4, 8] {
             let qmax = ((1u32 << bits) - 1) as f32;
             let range = mx - mn;
-            let iscales: Vec<f32> = if range > 0.0 {
-                (0..=20).map(|s| (qmax - 1.0 + 0.1 * s as f32) / range).collect()
-            } else {
-                vec![0.0, 1.0]
-            };
-            for is in iscales {
-                let a = (SCALAR.candidate_sums)(&x, mn, is, qmax);
-                let b = (SIMD128.candidate_sums)(&x, mn, is, qmax);
-                assert_eq!(
-                    (a.0, a.1, a.2.to_bits()),
-                    (b.0, b.1, b.2.to_bits()),
-                    "candidate_sums {label} bits {bits} iscale {is}"
-                );
-            }
             let scales = [0.0f32, range / qmax, half::f16::from_f32(range / qmax).to_f32(), 1e-7, 3.0];
             for s in scales {
                 for m in [mn, half::f16::from_f32(mn).to_f32(), 0.0, -0.0] {
+                    let pairs = [(s, m), (range / qmax, mn)];
+                    let (a, b) = ((SCALAR.squared_errors)(&x, pairs, qmax), (SIMD128.squared_errors)(&x, pairs, qmax));
                     assert_eq!(
-                        (SCALAR.squared_error)(&x, s, m, qmax).to_bits(),
-                        (SIMD128.squared_error)(&x, s, m, qmax).to_bits(),
-                        "squared_error {label} bits {bits} s {s} m {m}"
+                        a.map(f32::to_bits),
+                        b.map(f32::to_bits),
+                        "squared_errors {label} bits {bits} s {s} m {m}"
                     );
+                    assert_eq!(a[0].to_bits(), kernels::scalar::squared_error(&x, s, m, qmax).to_bits());
                     let (mut qa, mut qb) = (vec![0u8; x.len()], vec![0u8; x.len()]);
                     (SCALAR.quantize_codes)(&x, s, m, qmax, &mut qa);
                     (SIMD128.quantize_codes)(&x, s, m, qmax, &mut qb);
@@ -105,6 +92,59 @@ fn search_and_code_kernels_match() {
             }
         }
     }
+}
+
+fn fit_bits(f: &kernels::scalar::SearchFit) -> (u32, u32, Option<(u64, u64)>) {
+    (f.min.to_bits(), f.max.to_bits(), f.fit.map(|(s, m)| (s.to_bits(), m.to_bits())))
+}
+
+/// The four-lane search against the scalar search, lane by lane: every case in every lane
+/// position, with the other lanes holding different data of the same length (so a lane leaking
+/// into another shows), and four copies of adversarial cases side by side.
+#[wasm_bindgen_test]
+fn search4_matches_scalar_search_per_lane() {
+    let all = cases();
+    let mut rng = common::Rng::new(31);
+    let mut checked = 0;
+    for (label, x) in &all {
+        let n = x.len();
+        let others: Vec<Vec<f32>> = (0..3).map(|k| (0..n).map(|_| rng.gauss() * 10f32.powi(k - 1)).collect()).collect();
+        for lane in 0..4 {
+            let mut groups: Vec<&[f32]> = others.iter().map(|v| &v[..]).collect();
+            groups.insert(lane, x);
+            let quad = [groups[0], groups[1], groups[2], groups[3]];
+            for bits in [2u8, 4, 8] {
+                let qmax = ((1u32 << bits) - 1) as f32;
+                let (a, b) = ((SCALAR.search4)(quad, qmax), (SIMD128.search4)(quad, qmax));
+                for k in 0..4 {
+                    assert_eq!(
+                        fit_bits(&a[k]),
+                        fit_bits(&b[k]),
+                        "search4 {label} in lane {lane}, lane {k}, bits {bits}"
+                    );
+                    assert_eq!(fit_bits(&a[k]), fit_bits(&kernels::scalar::search(quad[k], qmax)));
+                }
+                checked += 1;
+            }
+        }
+    }
+    // Extremes every lane at once: values near ±f32::MAX (the range overflows), ±65504, a single
+    // outlier, alternating signs of zero.
+    let extremes: Vec<Vec<f32>> = vec![
+        (0..64).map(|i| if i % 2 == 0 { 3.0e38 } else { -3.0e38 }).collect(),
+        (0..64).map(|i| if i % 2 == 0 { 65504.0 } else { -65504.0 }).collect(),
+        (0..64).map(|i| if i == 17 { 1e4 } else { (i as f32) * 1e-3 }).collect(),
+        (0..64).map(|i| if i % 2 == 0 { -0.0 } else { 0.0 }).collect(),
+    ];
+    let quad = [&extremes[0][..], &extremes[1][..], &extremes[2][..], &extremes[3][..]];
+    for bits in [2u8, 4, 8] {
+        let qmax = ((1u32 << bits) - 1) as f32;
+        let (a, b) = ((SCALAR.search4)(quad, qmax), (SIMD128.search4)(quad, qmax));
+        for k in 0..4 {
+            assert_eq!(fit_bits(&a[k]), fit_bits(&b[k]), "extreme lane {k} bits {bits}");
+        }
+    }
+    assert!(checked > 6000);
 }
 
 #[wasm_bindgen_test]

@@ -2,7 +2,8 @@
 //! time on every target: `scalar` is the reference (always compiled, always public) and
 //! `simd128` its wasm32 SIMD twin, which must reproduce it bit for bit. The summations are
 //! written with four interleaved accumulators (element i goes to lane i % 4, lanes combined as
-//! (l0 + l1) + (l2 + l3)) so that a 4-lane SIMD twin can reproduce them exactly.
+//! (l0 + l1) + (l2 + l3)) so that a 4-lane SIMD twin can reproduce them exactly; the range
+//! search instead sums each group sequentially and its twin runs four groups side by side.
 //!
 //! Native builds use the scalar twin (LLVM vectorises its lane loops for the host).
 
@@ -16,9 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct KernelSet {
     pub name: &'static str,
     pub min_max: fn(&[f32]) -> (f32, f32),
-    pub sum_and_sq: fn(&[f32]) -> (f32, f32),
-    pub candidate_sums: fn(&[f32], f32, f32, f32) -> (u64, u64, f32),
-    pub squared_error: fn(&[f32], f32, f32, f32) -> f32,
+    pub search4: fn([&[f32]; 4], f32) -> [scalar::SearchFit; 4],
+    pub squared_errors: fn(&[f32], [scalar::ScaleMin; 2], f32) -> [f32; 2],
     pub quantize_codes: fn(&[f32], f32, f32, f32, &mut [u8]),
     pub dequantize_codes: fn(&[u8], f32, f32, &mut [f32]),
     pub decode_f16: fn(&[u8], &mut [f32]),
@@ -31,9 +31,8 @@ pub struct KernelSet {
 pub static SCALAR: KernelSet = KernelSet {
     name: "scalar",
     min_max: scalar::min_max,
-    sum_and_sq: scalar::sum_and_sq,
-    candidate_sums: scalar::candidate_sums,
-    squared_error: scalar::squared_error,
+    search4: scalar::search4,
+    squared_errors: scalar::squared_errors,
     quantize_codes: scalar::quantize_codes,
     dequantize_codes: scalar::dequantize_codes,
     decode_f16: scalar::decode_f16,
@@ -47,9 +46,8 @@ pub static SCALAR: KernelSet = KernelSet {
 pub static SIMD128: KernelSet = KernelSet {
     name: "simd128",
     min_max: simd128::min_max,
-    sum_and_sq: simd128::sum_and_sq,
-    candidate_sums: simd128::candidate_sums,
-    squared_error: simd128::squared_error,
+    search4: simd128::search4,
+    squared_errors: simd128::squared_errors,
     quantize_codes: simd128::quantize_codes,
     dequantize_codes: simd128::dequantize_codes,
     decode_f16: simd128::decode_f16,

@@ -5,7 +5,7 @@
 
 use core::arch::wasm32::*;
 
-use super::scalar::combine_lanes;
+use super::scalar::{combine_lanes, ScaleMin, SearchFit, SEARCH_GRID, SEARCH_LLOYD_STEPS};
 
 #[inline(always)]
 unsafe fn load(x: &[f32], i: usize) -> v128 {
@@ -47,85 +47,242 @@ pub fn min_max(x: &[f32]) -> (f32, f32) {
     (lmn.min(tmn) + 0.0, lmx.max(tmx) + 0.0)
 }
 
-pub fn sum_and_sq(x: &[f32]) -> (f32, f32) {
-    let n4 = x.len() / 4 * 4;
-    let mut acc = f32x4_splat(0.0);
-    let mut acc2 = f32x4_splat(0.0);
-    let mut i = 0;
-    while i < n4 {
-        let v = unsafe { load(x, i) };
-        acc = f32x4_add(acc, v);
-        acc2 = f32x4_add(acc2, f32x4_mul(v, v));
-        i += 4;
+/// [`super::scalar::search`] on four groups of equal length at once, one group per lane: the
+/// groups are transposed so that every per-group sum is a vertical, sequential lane sum (no
+/// horizontal reductions), and the closed-form f64 scoring runs on two f64x2 halves. Each lane
+/// performs the scalar twin's IEEE operations in the same order, except clamps proven unable to
+/// change a code (see below).
+pub fn search4(xs: [&[f32]; 4], qmax: f32) -> [SearchFit; 4] {
+    let n = xs[0].len();
+    if n == 0 || n > 256 || xs.iter().any(|x| x.len() != n) {
+        return super::scalar::search4(xs, qmax);
     }
-    let (mut l, mut l2) = (lanes(acc), lanes(acc2));
-    for (j, &v) in x[n4..].iter().enumerate() {
-        l[(n4 + j) % 4] += v;
-        l2[(n4 + j) % 4] += v * v;
+    let mut tbuf = [f32x4_splat(0.0); 256];
+    transpose4(xs, &mut tbuf[..n]);
+    let t = &tbuf[..n];
+
+    let zero = f32x4_splat(0.0);
+    let (mut vmn, mut vmx, mut sx, mut sx2) = (f32x4_splat(f32::INFINITY), f32x4_splat(f32::NEG_INFINITY), zero, zero);
+    for &v in t {
+        // pmin(a, b) = b < a ? b : a — the scalar `if v < mn { mn = v }`.
+        vmn = f32x4_pmin(vmn, v);
+        vmx = f32x4_pmax(vmx, v);
+        sx = f32x4_add(sx, v);
+        sx2 = f32x4_add(sx2, f32x4_mul(v, v));
     }
-    (combine_lanes(l), combine_lanes(l2))
+    let (vmn, vmx) = (f32x4_add(vmn, zero), f32x4_add(vmx, zero)); // −0 → +0, as `min_max`
+    let range = f32x4_sub(vmx, vmn);
+    let q = f32x4_splat(qmax);
+    let mut best = Best4::new(n, sx, sx2);
+
+    // Grid candidates share the offset (the group minimum): d = x − min, once. Then d is +0, −0
+    // or positive, so the lower clamp pmax(·, 0) returns its input unchanged; and for t ≤ 0 the
+    // upper clamp cannot fire either: d ≤ range, so d·is ≤ (qmax + t)(1 + 2^-24)² < qmax + ½.
+    // Leaving out clamps that cannot change a code keeps every lane equal to the scalar twin.
+    let mut dbuf = [zero; 256];
+    for (dj, &v) in dbuf.iter_mut().zip(t) {
+        *dj = f32x4_sub(v, vmn);
+    }
+    let d = &dbuf[..n];
+    let is = SEARCH_GRID.map(|tt| finite_or_zero(f32x4_div(f32x4_splat(qmax + tt), range)));
+    debug_assert!(SEARCH_GRID[..3].iter().all(|&tt| tt <= 0.0) && SEARCH_GRID[3..].iter().all(|&tt| tt > 0.0));
+    let [a, b] = grid_sums2::<false, false>(t, d, is[0], is[1], q);
+    best.consider(a);
+    best.consider(b);
+    let [a, b] = grid_sums2::<false, true>(t, d, is[2], is[3], q);
+    best.consider(a);
+    best.consider(b);
+    let [a, _] = grid_sums2::<true, true>(t, d, is[4], is[4], q);
+    best.consider(a);
+
+    for _ in 0..SEARCH_LLOYD_STEPS {
+        let off = join_f64(best.min[0], best.min[1]);
+        let is = f32x4_div(f32x4_splat(1.0), join_f64(best.scale[0], best.scale[1]));
+        let ok = v128_and(is_finite(off), is_finite(is));
+        best.consider(code_sums(t, v128_and(off, ok), v128_and(is, ok), q));
+    }
+    let (mn, mx) = (lanes(vmn), lanes(vmx));
+    core::array::from_fn(|k| {
+        let lane = |v: v128| if k % 2 == 0 { f64x2_extract_lane::<0>(v) } else { f64x2_extract_lane::<1>(v) };
+        let (bound, scale, min) = (lane(best.bound[k / 2]), lane(best.scale[k / 2]), lane(best.min[k / 2]));
+        SearchFit { min: mn[k], max: mx[k], fit: (bound < f64::INFINITY).then_some((scale, min)) }
+    })
 }
 
-pub fn candidate_sums(x: &[f32], min: f32, iscale: f32, qmax: f32) -> (u64, u64, f32) {
-    let n4 = x.len() / 4 * 4;
-    let (vmin, vis, vq) = (f32x4_splat(min), f32x4_splat(iscale), f32x4_splat(qmax));
-    let mut acc_l = i32x4_splat(0);
-    let mut acc_l2 = i32x4_splat(0);
-    let mut acc_xl = f32x4_splat(0.0);
-    let mut i = 0;
-    // Per lane at most 64 codes of at most 255: Σl² ≤ 4.2M, exact in i32.
-    while i < n4 {
-        let v = unsafe { load(x, i) };
-        let l = round_clamp(f32x4_mul(f32x4_sub(v, vmin), vis), vq);
-        let li = i32x4_trunc_sat_f32x4(l);
-        acc_l = i32x4_add(acc_l, li);
-        acc_l2 = i32x4_add(acc_l2, i32x4_mul(li, li));
-        acc_xl = f32x4_add(acc_xl, f32x4_mul(v, l));
-        i += 4;
+/// Sums of two grid candidates in one pass over d = x − min (offset already applied, lower clamp
+/// provably idle); `CLAMP_A`/`CLAMP_B` apply the upper clamp.
+#[inline(always)]
+fn grid_sums2<const CLAMP_A: bool, const CLAMP_B: bool>(
+    t: &[v128],
+    d: &[v128],
+    is_a: v128,
+    is_b: v128,
+    q: v128,
+) -> [[v128; 3]; 2] {
+    let zero = f32x4_splat(0.0);
+    let (mut a0, mut a1, mut a2, mut b0, mut b1, mut b2) = (zero, zero, zero, zero, zero, zero);
+    for (&v, &dj) in t.iter().zip(d) {
+        let mut la = f32x4_nearest(f32x4_mul(dj, is_a));
+        let mut lb = f32x4_nearest(f32x4_mul(dj, is_b));
+        if CLAMP_A {
+            la = f32x4_pmin(la, q);
+        }
+        if CLAMP_B {
+            lb = f32x4_pmin(lb, q);
+        }
+        a0 = f32x4_add(a0, la);
+        a1 = f32x4_add(a1, f32x4_mul(la, la));
+        a2 = f32x4_add(a2, f32x4_mul(v, la));
+        b0 = f32x4_add(b0, lb);
+        b1 = f32x4_add(b1, f32x4_mul(lb, lb));
+        b2 = f32x4_add(b2, f32x4_mul(v, lb));
     }
-    let mut sum_l = (0..4).map(|k| lane_i32(acc_l, k) as u64).sum::<u64>();
-    let mut sum_l2 = (0..4).map(|k| lane_i32(acc_l2, k) as u64).sum::<u64>();
-    let mut xl = lanes(acc_xl);
-    for (j, &v) in x[n4..].iter().enumerate() {
-        let l = ((v - min) * iscale).round_ties_even().clamp(0.0, qmax);
-        let li = l as u64;
-        sum_l += li;
-        sum_l2 += li * li;
-        xl[(n4 + j) % 4] += v * l;
+    [[a0, a1, a2], [b0, b1, b2]]
+}
+
+/// t[j] = (x0[j], x1[j], x2[j], x3[j]).
+#[inline(always)]
+fn transpose4(xs: [&[f32]; 4], t: &mut [v128]) {
+    let n = t.len();
+    let n4 = n / 4 * 4;
+    let mut j = 0;
+    while j < n4 {
+        let (a, b, c, d) = unsafe { (load(xs[0], j), load(xs[1], j), load(xs[2], j), load(xs[3], j)) };
+        let ab_lo = i32x4_shuffle::<0, 4, 1, 5>(a, b); // a0 b0 a1 b1
+        let cd_lo = i32x4_shuffle::<0, 4, 1, 5>(c, d);
+        let ab_hi = i32x4_shuffle::<2, 6, 3, 7>(a, b); // a2 b2 a3 b3
+        let cd_hi = i32x4_shuffle::<2, 6, 3, 7>(c, d);
+        t[j] = i32x4_shuffle::<0, 1, 4, 5>(ab_lo, cd_lo);
+        t[j + 1] = i32x4_shuffle::<2, 3, 6, 7>(ab_lo, cd_lo);
+        t[j + 2] = i32x4_shuffle::<0, 1, 4, 5>(ab_hi, cd_hi);
+        t[j + 3] = i32x4_shuffle::<2, 3, 6, 7>(ab_hi, cd_hi);
+        j += 4;
     }
-    (sum_l, sum_l2, combine_lanes(xl))
+    for (k, tk) in t.iter_mut().enumerate().skip(n4) {
+        *tk = f32x4(xs[0][k], xs[1][k], xs[2][k], xs[3][k]);
+    }
+}
+
+/// Per lane (Σl, Σl², Σx·l) exactly as the scalar `code_sums`.
+#[inline(always)]
+fn code_sums(t: &[v128], off: v128, is: v128, q: v128) -> [v128; 3] {
+    let zero = f32x4_splat(0.0);
+    let (mut sl, mut sl2, mut sxl) = (zero, zero, zero);
+    for &v in t {
+        let l = f32x4_pmin(f32x4_pmax(f32x4_nearest(f32x4_mul(f32x4_sub(v, off), is)), zero), q);
+        sl = f32x4_add(sl, l);
+        sl2 = f32x4_add(sl2, f32x4_mul(l, l));
+        sxl = f32x4_add(sxl, f32x4_mul(v, l));
+    }
+    [sl, sl2, sxl]
+}
+
+/// All-ones lanes where `v` is finite (v − v is 0 exactly for finite v, NaN otherwise).
+#[inline(always)]
+fn is_finite(v: v128) -> v128 {
+    f32x4_eq(f32x4_sub(v, v), f32x4_splat(0.0))
 }
 
 #[inline(always)]
-fn lane_i32(v: v128, k: usize) -> i32 {
-    match k {
-        0 => i32x4_extract_lane::<0>(v),
-        1 => i32x4_extract_lane::<1>(v),
-        2 => i32x4_extract_lane::<2>(v),
-        _ => i32x4_extract_lane::<3>(v),
+fn finite_or_zero(v: v128) -> v128 {
+    v128_and(v, is_finite(v))
+}
+
+/// Lanes (0, 1) and (2, 3) of an f32x4, widened to f64x2 (exact).
+#[inline(always)]
+fn halves(v: v128) -> [v128; 2] {
+    [f64x2_promote_low_f32x4(v), f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(v, v))]
+}
+
+/// Two f64x2 rounded to f32 (nearest, as `as f32`) into one f32x4.
+#[inline(always)]
+fn join_f64(lo: v128, hi: v128) -> v128 {
+    i32x4_shuffle::<0, 1, 4, 5>(f32x4_demote_f64x2_zero(lo), f32x4_demote_f64x2_zero(hi))
+}
+
+/// Best candidate so far for four lanes (the scalar twin's `Best`), as two f64x2 halves.
+struct Best4 {
+    n: v128,
+    sx: [v128; 2],
+    sx2: [v128; 2],
+    bound: [v128; 2],
+    scale: [v128; 2],
+    min: [v128; 2],
+}
+
+impl Best4 {
+    fn new(n: usize, sx: v128, sx2: v128) -> Self {
+        let inf = f64x2_splat(f64::INFINITY);
+        let zero = f64x2_splat(0.0);
+        Best4 {
+            n: f64x2_splat(n as f64),
+            sx: halves(sx),
+            sx2: halves(sx2),
+            bound: [inf, inf],
+            scale: [zero, zero],
+            min: [zero, zero],
+        }
+    }
+
+    /// The scalar `consider`, operation for operation, on each half.
+    #[inline(always)]
+    fn consider(&mut self, [l, l2, xl]: [v128; 3]) {
+        let (l, l2, xl) = (halves(l), halves(l2), halves(xl));
+        for h in 0..2 {
+            self.consider_half(h, l[h], l2[h], xl[h]);
+        }
+    }
+
+    #[inline(always)]
+    fn consider_half(&mut self, h: usize, sl: v128, sl2: v128, sxl: v128) {
+        let (n, sx, sx2) = (self.n, self.sx[h], self.sx2[h]);
+        let two = f64x2_splat(2.0);
+        let zero = f64x2_splat(0.0);
+        let det = f64x2_sub(f64x2_mul(n, sl2), f64x2_mul(sl, sl));
+        let scale = f64x2_div(f64x2_sub(f64x2_mul(n, sxl), f64x2_mul(sx, sl)), det);
+        let min = f64x2_div(f64x2_sub(f64x2_mul(sl2, sx), f64x2_mul(sl, sxl)), det);
+        let a = f64x2_mul(f64x2_mul(scale, scale), sl2);
+        let b = f64x2_mul(f64x2_mul(f64x2_mul(two, scale), min), sl);
+        let c = f64x2_mul(f64x2_mul(n, min), min);
+        let d = f64x2_mul(f64x2_mul(two, scale), sxl);
+        let e = f64x2_mul(f64x2_mul(two, min), sx);
+        let bound = f64x2_add(f64x2_sub(f64x2_sub(f64x2_add(f64x2_add(a, b), c), d), e), sx2);
+        let take = v128_and(v128_and(f64x2_gt(det, zero), f64x2_gt(scale, zero)), f64x2_lt(bound, self.bound[h]));
+        self.bound[h] = v128_bitselect(bound, self.bound[h], take);
+        self.scale[h] = v128_bitselect(scale, self.scale[h], take);
+        self.min[h] = v128_bitselect(min, self.min[h], take);
     }
 }
 
-pub fn squared_error(x: &[f32], scale: f32, min: f32, qmax: f32) -> f32 {
-    let inv = super::scalar::inverse(scale);
+/// [`super::scalar::squared_errors`]: both pairs in one pass, each with its own lane-interleaved
+/// accumulator, so each result equals the scalar `squared_error` bit for bit.
+pub fn squared_errors(x: &[f32], params: [ScaleMin; 2], qmax: f32) -> [f32; 2] {
     let n4 = x.len() / 4 * 4;
-    let (vs, vinv, vm, vq) = (f32x4_splat(scale), f32x4_splat(inv), f32x4_splat(min), f32x4_splat(qmax));
-    let mut acc = f32x4_splat(0.0);
+    let vq = f32x4_splat(qmax);
+    let inv = params.map(|(s, _)| super::scalar::inverse(s));
+    let (vs, vinv, vm) =
+        (params.map(|(s, _)| f32x4_splat(s)), inv.map(|v| f32x4_splat(v)), params.map(|(_, m)| f32x4_splat(m)));
+    let mut acc = [f32x4_splat(0.0); 2];
     let mut i = 0;
     while i < n4 {
         let v = unsafe { load(x, i) };
-        let q = round_clamp(f32x4_mul(f32x4_sub(v, vm), vinv), vq);
-        let e = f32x4_sub(f32x4_add(f32x4_mul(q, vs), vm), v);
-        acc = f32x4_add(acc, f32x4_mul(e, e));
+        for k in 0..2 {
+            let q = round_clamp(f32x4_mul(f32x4_sub(v, vm[k]), vinv[k]), vq);
+            let e = f32x4_sub(f32x4_add(f32x4_mul(q, vs[k]), vm[k]), v);
+            acc[k] = f32x4_add(acc[k], f32x4_mul(e, e));
+        }
         i += 4;
     }
-    let mut l = lanes(acc);
-    for (j, &v) in x[n4..].iter().enumerate() {
-        let q = super::scalar::code_of(v, inv, min, qmax);
-        let e = q * scale + min - v;
-        l[(n4 + j) % 4] += e * e;
-    }
-    combine_lanes(l)
+    core::array::from_fn(|k| {
+        let (scale, min) = params[k];
+        let mut l = lanes(acc[k]);
+        for (j, &v) in x[n4..].iter().enumerate() {
+            let q = super::scalar::code_of(v, inv[k], min, qmax);
+            let e = q * scale + min - v;
+            l[(n4 + j) % 4] += e * e;
+        }
+        combine_lanes(l)
+    })
 }
 
 pub fn quantize_codes(x: &[f32], scale: f32, min: f32, qmax: f32, out: &mut [u8]) {

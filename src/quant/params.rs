@@ -4,19 +4,10 @@
 
 use half::f16;
 
-use crate::kernels;
+use crate::kernels::{self, scalar::SearchFit};
 
 /// Largest finite f16; a group whose values or range exceed it cannot be described by f16 params.
 pub const F16_MAX: f32 = 65504.0;
-
-/// Range search in the style of ggml's `make_qkx2_quants`: try inverse scales
-/// (qmax + RMIN + RDELTA·i) / range for i in 0..=STEPS, refit (scale, min) by least squares on the
-/// resulting codes, keep the candidate with the smallest squared error. 11 candidates over
-/// ggml's span: measured on 2M Gaussian samples, 21 candidates (RDELTA 0.1) gain only 0.01 dB at
-/// 4 bits and 0.02 dB at 2 bits for twice the time; 6 candidates lose 0.05 dB.
-const SEARCH_RMIN: f32 = -1.0;
-const SEARCH_RDELTA: f32 = 0.2;
-const SEARCH_STEPS: u32 = 10;
 
 /// Params of one group as stored (f16 bit patterns) and as used in arithmetic (their f32 values).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,11 +33,34 @@ impl GroupParams {
 }
 
 /// Choose params for one group of finite values at `bits`. `None` when the group's values or
-/// range do not fit f16 params (the caller then stores the tensor unquantized).
+/// range do not fit f16 params (the caller then stores the tensor unquantized). With `search`
+/// this runs the scalar reference search; [`choose_params4`] gives the same params for four
+/// groups at a time with the active kernel set.
 pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
-    let k = kernels::active();
-    let qmax = ((1u32 << bits) - 1) as f32;
-    let (mn, mx) = (k.min_max)(x);
+    let qmax = qmax(bits);
+    if !search {
+        let (mn, mx) = (kernels::active().min_max)(x);
+        return finish(x, qmax, SearchFit { min: mn, max: mx, fit: None });
+    }
+    finish(x, qmax, kernels::scalar::search(x, qmax))
+}
+
+/// [`choose_params`] with search for four groups of equal length (the SIMD search's unit).
+pub fn choose_params4(xs: [&[f32]; 4], bits: u8) -> [Option<GroupParams>; 4] {
+    let qmax = qmax(bits);
+    let fits = (kernels::active().search4)(xs, qmax);
+    core::array::from_fn(|i| finish(xs[i], qmax, fits[i]))
+}
+
+#[inline]
+fn qmax(bits: u8) -> f32 {
+    ((1u32 << bits) - 1) as f32
+}
+
+/// From the group's extrema and the search's refit (if any) to stored params: min/max params
+/// unless the refit, rounded to f16 as stored, has a smaller exact error.
+fn finish(x: &[f32], qmax: f32, found: SearchFit) -> Option<GroupParams> {
+    let (mn, mx) = (found.min, found.max);
     if mn < -F16_MAX || mx > F16_MAX {
         return None;
     }
@@ -54,42 +68,19 @@ pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
         // Constant group: zero scale, every code 0, ŵ = min. No division anywhere.
         return GroupParams::from_f32(0.0, mn);
     }
-    let range = mx - mn;
-    let base = GroupParams::from_f32(range / qmax, mn)?;
-    if !search {
+    let base = GroupParams::from_f32((mx - mn) / qmax, mn)?;
+    let Some((scale, min)) = found.fit else { return Some(base) };
+    let Some(cand) = GroupParams::from_f32(scale as f32, min as f32) else { return Some(base) };
+    if cand == base {
         return Some(base);
     }
-    // Each candidate's error is scored in closed form from the refit sums, for the codes `l`
-    // the candidate produced: Σ(s·l + m − x)² = s²Σl² + 2smΣl + n·m² − 2sΣxl − 2mΣx + Σx².
-    // That is an upper bound on the error of the codes recomputed against (s, m), so one pass per
-    // candidate suffices; the winner and min/max are then compared exactly.
-    let n = x.len() as f64;
-    let (sum_x, sum_x2) = (k.sum_and_sq)(x);
-    let (sx, sx2) = (sum_x as f64, sum_x2 as f64);
-    let mut best: Option<(f64, f64, f64)> = None;
-    for step in 0..=SEARCH_STEPS {
-        let iscale = (qmax + SEARCH_RMIN + SEARCH_RDELTA * step as f32) / range;
-        let (sum_l, sum_l2, sum_xl) = (k.candidate_sums)(x, mn, iscale, qmax);
-        let (sl, sl2, sxl) = (sum_l as f64, sum_l2 as f64, sum_xl as f64);
-        let det = n * sl2 - sl * sl;
-        if det <= 0.0 {
-            continue;
-        }
-        let scale = (n * sxl - sx * sl) / det;
-        let min = (sl2 * sx - sl * sxl) / det;
-        if !(scale > 0.0) {
-            continue;
-        }
-        let (s, m) = (scale, min);
-        let bound = s * s * sl2 + 2.0 * s * m * sl + n * m * m - 2.0 * s * sxl - 2.0 * m * sx + sx2;
-        if best.is_none_or(|(b, _, _)| bound < b) {
-            best = Some((bound, scale, min));
-        }
-    }
-    let Some((_, scale, min)) = best else { return Some(base) };
-    let Some(cand) = GroupParams::from_f32(scale as f32, min as f32) else { return Some(base) };
-    let cand_err = (k.squared_error)(x, cand.scale_f32(), cand.min_f32(), qmax);
-    let base_err = (k.squared_error)(x, base.scale_f32(), base.min_f32(), qmax);
+    // The search scores candidates by a closed-form bound before f16 rounding; only the exact
+    // error of the stored values decides against min/max, so search is never worse.
+    let [cand_err, base_err] = (kernels::active().squared_errors)(
+        x,
+        [(cand.scale_f32(), cand.min_f32()), (base.scale_f32(), base.min_f32())],
+        qmax,
+    );
     Some(if cand_err < base_err { cand } else { base })
 }
 
@@ -112,6 +103,26 @@ mod tests {
         assert!(choose_params(&[1e6, 0.0], 4, false).is_none());
         assert!(choose_params(&[-7e4, 0.0], 8, true).is_none());
         assert!(choose_params(&[65504.0, -65504.0], 8, false).is_some());
+    }
+
+    #[test]
+    fn four_at_once_equals_one_at_a_time() {
+        let mut state = 99u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as f32 / (1u64 << 31) as f32 - 0.5
+        };
+        for n in [1usize, 3, 32, 33, 64, 256] {
+            let groups: Vec<Vec<f32>> =
+                (0..4).map(|g| (0..n).map(|_| if g == 2 { 0.25 } else { next() * (g + 1) as f32 }).collect()).collect();
+            let xs = [&groups[0][..], &groups[1][..], &groups[2][..], &groups[3][..]];
+            for bits in [2u8, 4, 8] {
+                let quad = choose_params4(xs, bits);
+                for (i, x) in xs.iter().enumerate() {
+                    assert_eq!(quad[i], choose_params(x, bits, true), "n {n} bits {bits} group {i}");
+                }
+            }
+        }
     }
 
     #[test]

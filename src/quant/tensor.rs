@@ -8,7 +8,7 @@ use crate::dtype::{decode_f32, Dtype};
 use crate::error::{AqError, Result};
 use crate::kernels::{self, scalar as k};
 use crate::quant::metrics::ErrorSums;
-use crate::quant::params::{choose_params, GroupParams};
+use crate::quant::params::{choose_params, choose_params4, GroupParams};
 
 /// Largest supported group (the config allows 32..=256).
 pub const MAX_GROUP: usize = 256;
@@ -125,7 +125,9 @@ pub fn quantize_source(
 }
 
 /// One block of whole rows starting at `row0`: `codes` holds the block's packed rows,
-/// `scales`/`mins` its groups.
+/// `scales`/`mins` its groups. The block is decoded once into f32 and checked finite; then params
+/// are chosen (with search, four equal-length groups at a time), then each group is coded, packed
+/// and measured in row order.
 #[allow(clippy::too_many_arguments)]
 fn quantize_rows(
     src: Source,
@@ -141,29 +143,65 @@ fn quantize_rows(
     let qmax = ((1u32 << bits) - 1) as f32;
     let row_bytes = layout.row_bytes(bits);
     let gpr = layout.groups_per_row();
+    let rows = codes.len() / row_bytes.max(1);
+    let e_first = row0 * layout.row_len;
+    let mut x = vec![0f32; rows * layout.row_len];
+    decode_f32(src.dtype, &src.bytes[e_first * esize..(e_first + x.len()) * esize], &mut x);
+    check_finite(src.name, &x, e_first)?;
+
+    let group = |gi: usize| {
+        let (start, len) = layout.group_span(gi % gpr);
+        let e0 = (gi / gpr) * layout.row_len + start;
+        &x[e0..e0 + len]
+    };
+    let mut params = vec![GroupParams { scale: f16::ZERO, min: f16::ZERO }; rows * gpr];
+    if search {
+        // Full groups and each row's shorter last group are batched separately: a batch of four
+        // needs four groups of one length.
+        let mut pending: [Vec<usize>; 2] = [Vec::with_capacity(4), Vec::with_capacity(4)];
+        for gi in 0..rows * gpr {
+            let bucket = &mut pending[(group(gi).len() != layout.group_size) as usize];
+            bucket.push(gi);
+            if bucket.len() == 4 {
+                let quad = [bucket[0], bucket[1], bucket[2], bucket[3]];
+                bucket.clear();
+                let found = choose_params4(quad.map(group), bits);
+                for (gi, p) in quad.into_iter().zip(found) {
+                    let Some(p) = p else { return Ok(None) };
+                    params[gi] = p;
+                }
+            }
+        }
+        for gi in pending.into_iter().flatten() {
+            let Some(p) = choose_params(group(gi), bits, true) else { return Ok(None) };
+            params[gi] = p;
+        }
+    } else {
+        for (gi, slot) in params.iter_mut().enumerate() {
+            let Some(p) = choose_params(group(gi), bits, false) else { return Ok(None) };
+            *slot = p;
+        }
+    }
+
     let kern = kernels::active();
     let mut sums = ErrorSums::default();
-    let mut x = [0f32; MAX_GROUP];
     let mut q = [0u8; MAX_GROUP];
     let mut xhat = [0f32; MAX_GROUP];
-    for (i, row_codes) in codes.chunks_mut(row_bytes).enumerate() {
-        let r = row0 + i;
+    for (r, row_codes) in codes.chunks_mut(row_bytes).enumerate() {
         for g in 0..gpr {
-            let (start, len) = layout.group_span(g);
-            let e0 = r * layout.row_len + start;
-            let x = &mut x[..len];
-            decode_f32(src.dtype, &src.bytes[e0 * esize..(e0 + len) * esize], x);
-            check_finite(src.name, x, e0)?;
-            let Some(p) = choose_params(x, bits, search) else { return Ok(None) };
+            let gi = r * gpr + g;
+            let x = group(gi);
+            let len = x.len();
+            let p = params[gi];
             let (s, m) = (p.scale_f32(), p.min_f32());
             (kern.quantize_codes)(x, s, m, qmax, &mut q[..len]);
             // group_size·bits is a multiple of 8, so every group starts on a byte.
-            let b0 = start * bits as usize / 8;
+            let b0 = layout.group_span(g).0 * bits as usize / 8;
             (kern.pack)(&q[..len], bits, &mut row_codes[b0..b0 + k::packed_len(len, bits)]);
             (kern.dequantize_codes)(&q[..len], s, m, &mut xhat[..len]);
             sums.add(x, &xhat[..len]);
-            scales[i * gpr + g] = p.scale.to_bits();
-            mins[i * gpr + g] = p.min.to_bits();
+            scales[gi] = p.scale.to_bits();
+            mins[gi] = p.min.to_bits();
         }
     }
     Ok(Some(sums))

@@ -6,7 +6,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::kernels::{self, KernelSet, SCALAR};
-use crate::quant::params::choose_params;
+use crate::quant::params::{choose_params, choose_params4};
 
 fn now_ms() -> f64 {
     let perf = Reflect::get(&js_sys::global(), &"performance".into()).ok();
@@ -66,7 +66,15 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
     rows.push((
         format!("params {bits}-bit scale search"),
         time(reps, || {
-            for x in values.chunks(g) {
+            // Four groups at a time, as the quantizer batches them.
+            let mut quads = values.chunks_exact(4 * g);
+            for quad in &mut quads {
+                let (a, rest) = quad.split_at(g);
+                let (b, rest) = rest.split_at(g);
+                let (c, d) = rest.split_at(g);
+                sink += choose_params4([a, b, c, d], bits)[3].map_or(0.0, |p| p.scale_f32() as f64);
+            }
+            for x in quads.remainder().chunks(g) {
                 sink += choose_params(x, bits, true).map_or(0.0, |p| p.scale_f32() as f64);
             }
         }),
