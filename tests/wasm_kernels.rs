@@ -167,6 +167,34 @@ fn pack_unpack_match() {
     }
 }
 
+/// f32 → f16 rounding against `half`: a stride through all 2^32 bit patterns plus every pattern
+/// within ±4096 of each boundary (f16 max and overflow, smallest normal, subnormal ties, zero,
+/// infinity, NaN).
+#[wasm_bindgen_test]
+fn f16_rounding_matches_half() {
+    let mut patterns: Vec<u32> = (0..=u32::MAX / 997).map(|k| k * 997).collect();
+    for edge in
+        [0u32, 0x3380_0000, 0x3300_0000, 0x3880_0000, 0x387f_e000, 0x477f_e000, 0x477f_f000, 0x4780_0000, 0x7f80_0000]
+    {
+        for sign in [0u32, 0x8000_0000] {
+            for d in 0..8192u32 {
+                patterns.push((edge | sign).wrapping_add(d).wrapping_sub(4096));
+            }
+        }
+    }
+    for chunk in patterns.chunks(4099) {
+        let x: Vec<f32> = chunk.iter().map(|&b| f32::from_bits(b)).collect();
+        let (mut ha, mut hb) = (vec![0u16; x.len()], vec![0u16; x.len()]);
+        let (mut va, mut vb) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+        (SCALAR.round_f16)(&x, &mut ha, &mut va);
+        (SIMD128.round_f16)(&x, &mut hb, &mut vb);
+        for i in 0..x.len() {
+            assert_eq!(ha[i], hb[i], "f16 bits of {:#010x}", chunk[i]);
+            assert_eq!(va[i].to_bits(), vb[i].to_bits(), "value of {:#010x}", chunk[i]);
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 fn half_decoders_match_on_every_bit_pattern() {
     let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();

@@ -5,7 +5,7 @@
 
 use core::arch::wasm32::*;
 
-use super::scalar::{combine_lanes, ScaleMin, SearchFit, SEARCH_GRID, SEARCH_LLOYD_STEPS};
+use super::scalar::{combine_lanes, ScaleMin, SearchFit, SEARCH_GRID};
 
 #[inline(always)]
 unsafe fn load(x: &[f32], i: usize) -> v128 {
@@ -29,22 +29,33 @@ fn round_clamp(v: v128, qmax: v128) -> v128 {
 }
 
 pub fn min_max(x: &[f32]) -> (f32, f32) {
-    let n4 = x.len() / 4 * 4;
-    let (mut vmn, mut vmx) = (f32x4_splat(f32::INFINITY), f32x4_splat(f32::NEG_INFINITY));
+    let n8 = x.len() / 8 * 8;
+    let (inf, ninf) = (f32x4_splat(f32::INFINITY), f32x4_splat(f32::NEG_INFINITY));
+    // Two accumulator pairs halve the loop-carried dependency chain.
+    let (mut mn0, mut mx0, mut mn1, mut mx1) = (inf, ninf, inf, ninf);
     let mut i = 0;
-    while i < n4 {
-        let v = unsafe { load(x, i) };
-        // pmin(a, b) = b < a ? b : a: takes v only when strictly smaller, as the scalar `if`.
-        vmn = f32x4_pmin(vmn, v);
-        vmx = f32x4_pmax(vmx, v);
-        i += 4;
+    while i < n8 {
+        let (a, b) = unsafe { (load(x, i), load(x, i + 4)) };
+        mn0 = f32x4_pmin(mn0, a);
+        mx0 = f32x4_pmax(mx0, a);
+        mn1 = f32x4_pmin(mn1, b);
+        mx1 = f32x4_pmax(mx1, b);
+        i += 8;
     }
-    // The lanes and the tail reduce with the scalar twin; both normalise -0.0, so the
-    // combined extrema are the same values whichever zero a lane met first.
-    let (lmn, _) = super::scalar::min_max(&lanes(vmn));
-    let (_, lmx) = super::scalar::min_max(&lanes(vmx));
-    let (tmn, tmx) = super::scalar::min_max(&x[n4..]);
-    (lmn.min(tmn) + 0.0, lmx.max(tmx) + 0.0)
+    // For finite values the extrema do not depend on the order they are met in, except which
+    // zero a lane saw first, and both twins normalise −0 to +0: a shuffle tree here, a sequential
+    // scan in the scalar twin, the same result.
+    let (mut mn, mut mx) = (f32x4_pmin(mn0, mn1), f32x4_pmax(mx0, mx1));
+    mn = f32x4_pmin(mn, i32x4_shuffle::<2, 3, 0, 1>(mn, mn));
+    mn = f32x4_pmin(mn, i32x4_shuffle::<1, 0, 3, 2>(mn, mn));
+    mx = f32x4_pmax(mx, i32x4_shuffle::<2, 3, 0, 1>(mx, mx));
+    mx = f32x4_pmax(mx, i32x4_shuffle::<1, 0, 3, 2>(mx, mx));
+    let (mut lo, mut hi) = (f32x4_extract_lane::<0>(mn), f32x4_extract_lane::<0>(mx));
+    for &v in &x[n8..] {
+        lo = super::scalar::pmin(lo, v);
+        hi = super::scalar::pmax(hi, v);
+    }
+    (lo + 0.0, hi + 0.0)
 }
 
 /// [`super::scalar::search`] on four groups of equal length at once, one group per lane: the
@@ -58,44 +69,30 @@ pub fn search4(xs: [&[f32]; 4], qmax: f32) -> [SearchFit; 4] {
         return super::scalar::search4(xs, qmax);
     }
     let mut tbuf = [f32x4_splat(0.0); 256];
-    transpose4(xs, &mut tbuf[..n]);
+    let [vmn, vmx, sx, sx2] = transpose4_stats(xs, &mut tbuf[..n]);
     let t = &tbuf[..n];
-
-    let zero = f32x4_splat(0.0);
-    let (mut vmn, mut vmx, mut sx, mut sx2) = (f32x4_splat(f32::INFINITY), f32x4_splat(f32::NEG_INFINITY), zero, zero);
-    for &v in t {
-        // pmin(a, b) = b < a ? b : a — the scalar `if v < mn { mn = v }`.
-        vmn = f32x4_pmin(vmn, v);
-        vmx = f32x4_pmax(vmx, v);
-        sx = f32x4_add(sx, v);
-        sx2 = f32x4_add(sx2, f32x4_mul(v, v));
-    }
-    let (vmn, vmx) = (f32x4_add(vmn, zero), f32x4_add(vmx, zero)); // −0 → +0, as `min_max`
     let range = f32x4_sub(vmx, vmn);
     let q = f32x4_splat(qmax);
     let mut best = Best4::new(n, sx, sx2);
 
-    // Grid candidates share the offset (the group minimum): d = x − min, once. Then d is +0, −0
-    // or positive, so the lower clamp pmax(·, 0) returns its input unchanged; and for t ≤ 0 the
-    // upper clamp cannot fire either: d ≤ range, so d·is ≤ (qmax + t)(1 + 2^-24)² < qmax + ½.
-    // Leaving out clamps that cannot change a code keeps every lane equal to the scalar twin.
-    let mut dbuf = [zero; 256];
-    for (dj, &v) in dbuf.iter_mut().zip(t) {
-        *dj = f32x4_sub(v, vmn);
-    }
-    let d = &dbuf[..n];
+    // Grid candidates share the offset (the group minimum): d = x − min, computed by the first
+    // pass and kept. Then d is +0, −0 or positive, so the lower clamp pmax(·, 0) returns its
+    // input unchanged; and for t ≤ 0 the upper clamp cannot fire either: d ≤ range, so
+    // d·is ≤ (qmax + t)(1 + 2^-24)² < qmax + ½. Leaving out clamps that cannot change a code keeps
+    // every lane equal to the scalar twin, which applies them.
+    let mut dbuf = [f32x4_splat(0.0); 256];
+    let d = &mut dbuf[..n];
     let is = SEARCH_GRID.map(|tt| finite_or_zero(f32x4_div(f32x4_splat(qmax + tt), range)));
     debug_assert!(SEARCH_GRID[..3].iter().all(|&tt| tt <= 0.0) && SEARCH_GRID[3..].iter().all(|&tt| tt > 0.0));
-    let [a, b] = grid_sums2::<false, false>(t, d, is[0], is[1], q);
+    let [a, b] = grid_sums2::<false, false, true>(t, d, vmn, is[0], is[1], q);
     best.consider(a);
     best.consider(b);
-    let [a, b] = grid_sums2::<false, true>(t, d, is[2], is[3], q);
+    let [a, b] = grid_sums2::<false, true, false>(t, d, vmn, is[2], is[3], q);
     best.consider(a);
     best.consider(b);
-    let [a, _] = grid_sums2::<true, true>(t, d, is[4], is[4], q);
-    best.consider(a);
+    best.consider(grid_sums1(t, d, is[4], q));
 
-    for _ in 0..SEARCH_LLOYD_STEPS {
+    for _ in 0..super::scalar::lloyd_steps(qmax) {
         let off = join_f64(best.min[0], best.min[1]);
         let is = f32x4_div(f32x4_splat(1.0), join_f64(best.scale[0], best.scale[1]));
         let ok = v128_and(is_finite(off), is_finite(is));
@@ -109,21 +106,25 @@ pub fn search4(xs: [&[f32]; 4], qmax: f32) -> [SearchFit; 4] {
     })
 }
 
-/// Sums of two grid candidates in one pass over d = x − min (offset already applied, lower clamp
-/// provably idle); `CLAMP_A`/`CLAMP_B` apply the upper clamp.
+/// Sums of two grid candidates in one pass over d = x − min (lower clamp provably idle);
+/// `CLAMP_A`/`CLAMP_B` apply the upper clamp; `FIRST` computes d from x and stores it.
 #[inline(always)]
-fn grid_sums2<const CLAMP_A: bool, const CLAMP_B: bool>(
+fn grid_sums2<const CLAMP_A: bool, const CLAMP_B: bool, const FIRST: bool>(
     t: &[v128],
-    d: &[v128],
+    d: &mut [v128],
+    min: v128,
     is_a: v128,
     is_b: v128,
     q: v128,
 ) -> [[v128; 3]; 2] {
     let zero = f32x4_splat(0.0);
     let (mut a0, mut a1, mut a2, mut b0, mut b1, mut b2) = (zero, zero, zero, zero, zero, zero);
-    for (&v, &dj) in t.iter().zip(d) {
-        let mut la = f32x4_nearest(f32x4_mul(dj, is_a));
-        let mut lb = f32x4_nearest(f32x4_mul(dj, is_b));
+    for (&v, dj) in t.iter().zip(d.iter_mut()) {
+        if FIRST {
+            *dj = f32x4_sub(v, min);
+        }
+        let mut la = f32x4_nearest(f32x4_mul(*dj, is_a));
+        let mut lb = f32x4_nearest(f32x4_mul(*dj, is_b));
         if CLAMP_A {
             la = f32x4_pmin(la, q);
         }
@@ -140,11 +141,35 @@ fn grid_sums2<const CLAMP_A: bool, const CLAMP_B: bool>(
     [[a0, a1, a2], [b0, b1, b2]]
 }
 
-/// t[j] = (x0[j], x1[j], x2[j], x3[j]).
+/// One grid candidate with the upper clamp (t > 0).
 #[inline(always)]
-fn transpose4(xs: [&[f32]; 4], t: &mut [v128]) {
+fn grid_sums1(t: &[v128], d: &[v128], is: v128, q: v128) -> [v128; 3] {
+    let zero = f32x4_splat(0.0);
+    let (mut a0, mut a1, mut a2) = (zero, zero, zero);
+    for (&v, &dj) in t.iter().zip(d) {
+        let l = f32x4_pmin(f32x4_nearest(f32x4_mul(dj, is)), q);
+        a0 = f32x4_add(a0, l);
+        a1 = f32x4_add(a1, f32x4_mul(l, l));
+        a2 = f32x4_add(a2, f32x4_mul(v, l));
+    }
+    [a0, a1, a2]
+}
+
+/// t[j] = (x0[j], x1[j], x2[j], x3[j]), and per lane in order of j the scalar twin's statistics:
+/// [min, max] (as `min_max`, −0 normalised) and [Σx, Σx²] (sequential f32 sums).
+#[inline(always)]
+fn transpose4_stats(xs: [&[f32]; 4], t: &mut [v128]) -> [v128; 4] {
     let n = t.len();
     let n4 = n / 4 * 4;
+    let zero = f32x4_splat(0.0);
+    let (mut mn, mut mx, mut sx, mut sx2) = (f32x4_splat(f32::INFINITY), f32x4_splat(f32::NEG_INFINITY), zero, zero);
+    let mut stats = |v: v128| {
+        // pmin(a, b) = b < a ? b : a — the scalar `if v < mn { mn = v }`.
+        mn = f32x4_pmin(mn, v);
+        mx = f32x4_pmax(mx, v);
+        sx = f32x4_add(sx, v);
+        sx2 = f32x4_add(sx2, f32x4_mul(v, v));
+    };
     let mut j = 0;
     while j < n4 {
         let (a, b, c, d) = unsafe { (load(xs[0], j), load(xs[1], j), load(xs[2], j), load(xs[3], j)) };
@@ -152,15 +177,23 @@ fn transpose4(xs: [&[f32]; 4], t: &mut [v128]) {
         let cd_lo = i32x4_shuffle::<0, 4, 1, 5>(c, d);
         let ab_hi = i32x4_shuffle::<2, 6, 3, 7>(a, b); // a2 b2 a3 b3
         let cd_hi = i32x4_shuffle::<2, 6, 3, 7>(c, d);
-        t[j] = i32x4_shuffle::<0, 1, 4, 5>(ab_lo, cd_lo);
-        t[j + 1] = i32x4_shuffle::<2, 3, 6, 7>(ab_lo, cd_lo);
-        t[j + 2] = i32x4_shuffle::<0, 1, 4, 5>(ab_hi, cd_hi);
-        t[j + 3] = i32x4_shuffle::<2, 3, 6, 7>(ab_hi, cd_hi);
+        let rows = [
+            i32x4_shuffle::<0, 1, 4, 5>(ab_lo, cd_lo),
+            i32x4_shuffle::<2, 3, 6, 7>(ab_lo, cd_lo),
+            i32x4_shuffle::<0, 1, 4, 5>(ab_hi, cd_hi),
+            i32x4_shuffle::<2, 3, 6, 7>(ab_hi, cd_hi),
+        ];
+        for (k, r) in rows.into_iter().enumerate() {
+            t[j + k] = r;
+            stats(r);
+        }
         j += 4;
     }
     for (k, tk) in t.iter_mut().enumerate().skip(n4) {
         *tk = f32x4(xs[0][k], xs[1][k], xs[2][k], xs[3][k]);
+        stats(*tk);
     }
+    [f32x4_add(mn, zero), f32x4_add(mx, zero), sx, sx2] // −0 → +0, as `min_max`
 }
 
 /// Per lane (Σl, Σl², Σx·l) exactly as the scalar `code_sums`.
@@ -289,14 +322,17 @@ pub fn quantize_codes(x: &[f32], scale: f32, min: f32, qmax: f32, out: &mut [u8]
     let inv = super::scalar::inverse(scale);
     let n16 = x.len() / 16 * 16;
     let (vinv, vm, vq) = (f32x4_splat(inv), f32x4_splat(min), f32x4_splat(qmax));
-    let code4 = |v: v128| i32x4_trunc_sat_f32x4(round_clamp(f32x4_mul(f32x4_sub(v, vm), vinv), vq));
+    // Codes are whole numbers in 0..=255 (finite input, finite inverse), so adding 2^23 puts each
+    // one, exactly, in the low byte of its lane: one add instead of a float → int conversion and
+    // two saturating narrows (several instructions each on x86).
+    let magic = f32x4_splat(8_388_608.0);
+    let code4 = |v: v128| f32x4_add(round_clamp(f32x4_mul(f32x4_sub(v, vm), vinv), vq), magic);
     let mut i = 0;
     while i < n16 {
         let (a, b, c, d) = unsafe { (load(x, i), load(x, i + 4), load(x, i + 8), load(x, i + 12)) };
-        // Codes are 0..=255: the saturating narrows are exact.
-        let lo = i16x8_narrow_i32x4(code4(a), code4(b));
-        let hi = i16x8_narrow_i32x4(code4(c), code4(d));
-        let bytes = u8x16_narrow_i16x8(lo, hi);
+        let ab = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(code4(a), code4(b));
+        let cd = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(code4(c), code4(d));
+        let bytes = i64x2_shuffle::<0, 2>(ab, cd);
         unsafe { v128_store(out.as_mut_ptr().add(i) as *mut v128, bytes) };
         i += 16;
     }
@@ -361,26 +397,70 @@ pub fn decode_f16(bytes: &[u8], out: &mut [f32]) {
     let mut i = 0;
     while i < n4 {
         let h = u32x4_extend_low_u16x8(unsafe { v128_load64_zero(bytes.as_ptr().add(2 * i) as *const u64) });
-        let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
-        let exp = v128_and(h, u32x4_splat(0x7c00));
-        let man = v128_and(h, u32x4_splat(0x03ff));
-        // normal: (exp + (127-15)<<10 | man) << 13
-        let normal = i32x4_shl(v128_or(i32x4_add(exp, u32x4_splat((127 - 15) << 10)), man), 13);
-        // subnormal: man · 2^-24 (exact: man < 2^10)
-        let sub = f32x4_mul(f32x4_convert_u32x4(man), f32x4_splat(1.0 / 16_777_216.0));
-        // inf/NaN: exponent all ones, quiet bit set for NaN
-        let is_nan = v128_and(u32x4_eq(exp, u32x4_splat(0x7c00)), u32x4_ne(man, u32x4_splat(0)));
-        let special =
-            v128_or(v128_or(u32x4_splat(0x7f80_0000), i32x4_shl(man, 13)), v128_and(is_nan, u32x4_splat(0x0040_0000)));
-        let is_sub = u32x4_eq(exp, u32x4_splat(0));
-        let is_special = u32x4_eq(exp, u32x4_splat(0x7c00));
-        let mag = v128_bitselect(sub, v128_bitselect(special, normal, is_special), is_sub);
-        unsafe { v128_store(out.as_mut_ptr().add(i) as *mut v128, v128_or(mag, sign)) };
+        unsafe { v128_store(out.as_mut_ptr().add(i) as *mut v128, f16_to_f32x4(h)) };
         i += 4;
     }
     for (o, c) in out[n4..].iter_mut().zip(bytes[2 * n4..].chunks_exact(2)) {
         *o = half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
     }
+}
+
+/// Four f16 bit patterns (one per u32 lane) → their f32 values, as `half::f16::to_f32`.
+#[inline(always)]
+fn f16_to_f32x4(h: v128) -> v128 {
+    let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
+    let exp = v128_and(h, u32x4_splat(0x7c00));
+    let man = v128_and(h, u32x4_splat(0x03ff));
+    // normal: (exp + (127-15)<<10 | man) << 13
+    let normal = i32x4_shl(v128_or(i32x4_add(exp, u32x4_splat((127 - 15) << 10)), man), 13);
+    // subnormal: man · 2^-24 (exact: man < 2^10)
+    let sub = f32x4_mul(f32x4_convert_u32x4(man), f32x4_splat(1.0 / 16_777_216.0));
+    // inf/NaN: exponent all ones, quiet bit set for NaN
+    let is_nan = v128_and(u32x4_eq(exp, u32x4_splat(0x7c00)), u32x4_ne(man, u32x4_splat(0)));
+    let special =
+        v128_or(v128_or(u32x4_splat(0x7f80_0000), i32x4_shl(man, 13)), v128_and(is_nan, u32x4_splat(0x0040_0000)));
+    let is_sub = u32x4_eq(exp, u32x4_splat(0));
+    let is_special = u32x4_eq(exp, u32x4_splat(0x7c00));
+    let mag = v128_bitselect(sub, v128_bitselect(special, normal, is_special), is_sub);
+    v128_or(mag, sign)
+}
+
+/// f32 → nearest f16 (ties to even) for four lanes, as `half::f16::from_f32`: bit patterns in
+/// u32 lanes. Normal results round the mantissa with the add-half-minus-one-plus-odd trick;
+/// subnormal results come from an exact float add of 0.5 (whose ulp is the f16 subnormal step);
+/// overflow gives ±inf and NaN keeps its top payload bits with the quiet bit set.
+#[inline(always)]
+fn f32_to_f16x4(v: v128) -> v128 {
+    let sign = v128_and(v, u32x4_splat(0x8000_0000));
+    let a = v128_xor(v, sign);
+    let odd = v128_and(u32x4_shr(a, 13), u32x4_splat(1));
+    // ((15 − 127) << 23) + 0xfff, wrapping
+    let normal = u32x4_shr(i32x4_add(i32x4_add(a, u32x4_splat(0xc800_0fff)), odd), 13);
+    let denorm = i32x4_sub(f32x4_add(a, f32x4_splat(0.5)), u32x4_splat(0x3f00_0000));
+    let nan = v128_or(u32x4_splat(0x7e00), u32x4_shr(v128_and(a, u32x4_splat(0x007f_ffff)), 13));
+    let is_nan = u32x4_gt(a, u32x4_splat(0x7f80_0000));
+    let too_big = u32x4_ge(a, u32x4_splat(0x4780_0000));
+    let small = u32x4_lt(a, u32x4_splat(0x3880_0000));
+    let finite = v128_bitselect(denorm, normal, small);
+    let special = v128_bitselect(nan, u32x4_splat(0x7c00), is_nan);
+    v128_or(v128_bitselect(special, finite, too_big), u32x4_shr(sign, 16))
+}
+
+/// [`super::scalar::round_f16`]: four values per step.
+pub fn round_f16(x: &[f32], bits: &mut [u16], values: &mut [f32]) {
+    let n4 = x.len() / 4 * 4;
+    let mut i = 0;
+    while i < n4 {
+        let h = f32_to_f16x4(unsafe { load(x, i) });
+        let back = f16_to_f32x4(h);
+        bits[i] = u32x4_extract_lane::<0>(h) as u16;
+        bits[i + 1] = u32x4_extract_lane::<1>(h) as u16;
+        bits[i + 2] = u32x4_extract_lane::<2>(h) as u16;
+        bits[i + 3] = u32x4_extract_lane::<3>(h) as u16;
+        unsafe { v128_store(values.as_mut_ptr().add(i) as *mut v128, back) };
+        i += 4;
+    }
+    super::scalar::round_f16(&x[n4..], &mut bits[n4..], &mut values[n4..]);
 }
 
 /// [`super::scalar::error_sums`] with two f64 lanes (even/odd elements), combined at the end.

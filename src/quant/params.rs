@@ -9,26 +9,56 @@ use crate::kernels::{self, scalar::SearchFit};
 /// Largest finite f16; a group whose values or range exceed it cannot be described by f16 params.
 pub const F16_MAX: f32 = 65504.0;
 
-/// Params of one group as stored (f16 bit patterns) and as used in arithmetic (their f32 values).
+/// Params of one group as stored (f16) and as used in arithmetic (their exact f32 values, kept
+/// so the hot loops never convert f16 → f32 again).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GroupParams {
-    pub scale: f16,
-    pub min: f16,
+    scale: f16,
+    min: f16,
+    scale_f: f32,
+    min_f: f32,
 }
 
 impl GroupParams {
+    pub const ZERO: GroupParams = GroupParams { scale: f16::ZERO, min: f16::ZERO, scale_f: 0.0, min_f: 0.0 };
+
+    /// Params as read back from their stored f16 bit patterns.
+    #[inline]
+    pub fn from_bits(scale: u16, min: u16) -> Self {
+        let (scale, min) = (f16::from_bits(scale), f16::from_bits(min));
+        GroupParams { scale, min, scale_f: scale.to_f32(), min_f: min.to_f32() }
+    }
+    #[inline]
+    pub fn scale_bits(self) -> u16 {
+        self.scale.to_bits()
+    }
+    #[inline]
+    pub fn min_bits(self) -> u16 {
+        self.min.to_bits()
+    }
     #[inline]
     pub fn scale_f32(self) -> f32 {
-        self.scale.to_f32()
+        self.scale_f
     }
     #[inline]
     pub fn min_f32(self) -> f32 {
-        self.min.to_f32()
+        self.min_f
     }
     fn from_f32(scale: f32, min: f32) -> Option<Self> {
-        let s = f16::from_f32(scale);
-        let m = f16::from_f32(min);
-        (s.is_finite() && m.is_finite() && s.to_f32() >= 0.0).then_some(GroupParams { scale: s, min: m })
+        let (s, m) = (f16::from_f32(scale), f16::from_f32(min));
+        Self::from_rounded(s.to_bits(), m.to_bits(), s.to_f32(), m.to_f32())
+    }
+    /// From f16 bit patterns and their f32 values; `None` unless both are finite and the scale
+    /// is not negative.
+    #[inline]
+    fn from_rounded(scale: u16, min: u16, scale_f: f32, min_f: f32) -> Option<Self> {
+        let finite = |b: u16| b & 0x7c00 != 0x7c00;
+        (finite(scale) && finite(min) && scale_f >= 0.0).then_some(GroupParams {
+            scale: f16::from_bits(scale),
+            min: f16::from_bits(min),
+            scale_f,
+            min_f,
+        })
     }
 }
 
@@ -38,18 +68,39 @@ impl GroupParams {
 /// groups at a time with the active kernel set.
 pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
     let qmax = qmax(bits);
-    if !search {
-        let (mn, mx) = (kernels::active().min_max)(x);
-        return finish(x, qmax, SearchFit { min: mn, max: mx, fit: None });
-    }
-    finish(x, qmax, kernels::scalar::search(x, qmax))
+    let found = if search {
+        kernels::scalar::search(x, qmax)
+    } else {
+        let (min, max) = (kernels::active().min_max)(x);
+        SearchFit { min, max, fit: None }
+    };
+    let base = GroupParams::from_f32((found.max - found.min) / qmax, found.min);
+    let cand = found.fit.and_then(|(s, m)| GroupParams::from_f32(s as f32, m as f32));
+    finish(x, qmax, found, base, cand)
 }
 
-/// [`choose_params`] with search for four groups of equal length (the SIMD search's unit).
+/// [`choose_params`] with search for four groups of equal length (the SIMD search's unit); the
+/// sixteen f16 roundings also go four at a time.
 pub fn choose_params4(xs: [&[f32]; 4], bits: u8) -> [Option<GroupParams>; 4] {
     let qmax = qmax(bits);
-    let fits = (kernels::active().search4)(xs, qmax);
-    core::array::from_fn(|i| finish(xs[i], qmax, fits[i]))
+    let k = kernels::active();
+    let found = (k.search4)(xs, qmax);
+    // [base scales, base mins, candidate scales, candidate mins], four lanes each.
+    let mut raw = [0f32; 16];
+    for (i, f) in found.iter().enumerate() {
+        let (s, m) = f.fit.unwrap_or((0.0, 0.0));
+        raw[i] = (f.max - f.min) / qmax;
+        raw[4 + i] = f.min;
+        raw[8 + i] = s as f32;
+        raw[12 + i] = m as f32;
+    }
+    let (mut h, mut v) = ([0u16; 16], [0f32; 16]);
+    (k.round_f16)(&raw, &mut h, &mut v);
+    core::array::from_fn(|i| {
+        let base = GroupParams::from_rounded(h[i], h[4 + i], v[i], v[4 + i]);
+        let cand = found[i].fit.and_then(|_| GroupParams::from_rounded(h[8 + i], h[12 + i], v[8 + i], v[12 + i]));
+        finish(xs[i], qmax, found[i], base, cand)
+    })
 }
 
 #[inline]
@@ -57,23 +108,22 @@ fn qmax(bits: u8) -> f32 {
     ((1u32 << bits) - 1) as f32
 }
 
-/// From the group's extrema and the search's refit (if any) to stored params: min/max params
-/// unless the refit, rounded to f16 as stored, has a smaller exact error.
-fn finish(x: &[f32], qmax: f32, found: SearchFit) -> Option<GroupParams> {
-    let (mn, mx) = (found.min, found.max);
-    if mn < -F16_MAX || mx > F16_MAX {
+/// From the group's extrema, its min/max params `base` (f16-rounded (max − min)/qmax and min) and
+/// the search's rounded refit `cand` (if any) to stored params: `base` unless `cand` has a
+/// smaller exact error.
+fn finish(
+    x: &[f32],
+    qmax: f32,
+    found: SearchFit,
+    base: Option<GroupParams>,
+    cand: Option<GroupParams>,
+) -> Option<GroupParams> {
+    if found.min < -F16_MAX || found.max > F16_MAX {
         return None;
     }
-    if mx == mn {
-        // Constant group: zero scale, every code 0, ŵ = min. No division anywhere.
-        return GroupParams::from_f32(0.0, mn);
-    }
-    let base = GroupParams::from_f32((mx - mn) / qmax, mn)?;
-    let Some((scale, min)) = found.fit else { return Some(base) };
-    let Some(cand) = GroupParams::from_f32(scale as f32, min as f32) else { return Some(base) };
-    if cand == base {
-        return Some(base);
-    }
+    // A constant group gets scale 0: every code 0, ŵ = min, no division anywhere.
+    let base = base?;
+    let Some(cand) = cand.filter(|&c| c != base && found.max != found.min) else { return Some(base) };
     // The search scores candidates by a closed-form bound before f16 rounding; only the exact
     // error of the stored values decides against min/max, so search is never worse.
     let [cand_err, base_err] = (kernels::active().squared_errors)(

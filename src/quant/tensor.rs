@@ -140,7 +140,6 @@ fn quantize_rows(
     mins: &mut [u16],
 ) -> Result<Option<ErrorSums>> {
     let esize = src.dtype.size_bytes();
-    let qmax = ((1u32 << bits) - 1) as f32;
     let row_bytes = layout.row_bytes(bits);
     let gpr = layout.groups_per_row();
     let rows = codes.len() / row_bytes.max(1);
@@ -154,35 +153,10 @@ fn quantize_rows(
         let e0 = (gi / gpr) * layout.row_len + start;
         &x[e0..e0 + len]
     };
-    let mut params = vec![GroupParams { scale: f16::ZERO, min: f16::ZERO }; rows * gpr];
-    if search {
-        // Full groups and each row's shorter last group are batched separately: a batch of four
-        // needs four groups of one length.
-        let mut pending: [Vec<usize>; 2] = [Vec::with_capacity(4), Vec::with_capacity(4)];
-        for gi in 0..rows * gpr {
-            let bucket = &mut pending[(group(gi).len() != layout.group_size) as usize];
-            bucket.push(gi);
-            if bucket.len() == 4 {
-                let quad = [bucket[0], bucket[1], bucket[2], bucket[3]];
-                bucket.clear();
-                let found = choose_params4(quad.map(group), bits);
-                for (gi, p) in quad.into_iter().zip(found) {
-                    let Some(p) = p else { return Ok(None) };
-                    params[gi] = p;
-                }
-            }
-        }
-        for gi in pending.into_iter().flatten() {
-            let Some(p) = choose_params(group(gi), bits, true) else { return Ok(None) };
-            params[gi] = p;
-        }
-    } else {
-        for (gi, slot) in params.iter_mut().enumerate() {
-            let Some(p) = choose_params(group(gi), bits, false) else { return Ok(None) };
-            *slot = p;
-        }
+    let mut params = vec![GroupParams::ZERO; rows * gpr];
+    if !choose_group_params(group, layout.group_size, bits, search, &mut params) {
+        return Ok(None);
     }
-
     let kern = kernels::active();
     let mut sums = ErrorSums::default();
     let mut q = [0u8; MAX_GROUP];
@@ -191,20 +165,63 @@ fn quantize_rows(
         for g in 0..gpr {
             let gi = r * gpr + g;
             let x = group(gi);
-            let len = x.len();
             let p = params[gi];
-            let (s, m) = (p.scale_f32(), p.min_f32());
-            (kern.quantize_codes)(x, s, m, qmax, &mut q[..len]);
             // group_size·bits is a multiple of 8, so every group starts on a byte.
             let b0 = layout.group_span(g).0 * bits as usize / 8;
-            (kern.pack)(&q[..len], bits, &mut row_codes[b0..b0 + k::packed_len(len, bits)]);
-            (kern.dequantize_codes)(&q[..len], s, m, &mut xhat[..len]);
-            sums.add(x, &xhat[..len]);
-            scales[gi] = p.scale.to_bits();
-            mins[gi] = p.min.to_bits();
+            encode_group(x, p, bits, &mut q[..x.len()], &mut row_codes[b0..b0 + k::packed_len(x.len(), bits)]);
+            (kern.dequantize_codes)(&q[..x.len()], p.scale_f32(), p.min_f32(), &mut xhat[..x.len()]);
+            sums.add(x, &xhat[..x.len()]);
+            scales[gi] = p.scale_bits();
+            mins[gi] = p.min_bits();
         }
     }
     Ok(Some(sums))
+}
+
+/// Params for groups `0..params.len()`, group i being `group(i)`; `false` when a group does not
+/// fit f16 params. With search, full-size groups and shorter ones (each row's last) are batched
+/// separately into fours, the SIMD search's unit; leftovers go one at a time (same params).
+pub fn choose_group_params<'a>(
+    group: impl Fn(usize) -> &'a [f32],
+    group_size: usize,
+    bits: u8,
+    search: bool,
+    params: &mut [GroupParams],
+) -> bool {
+    if !search {
+        for (gi, slot) in params.iter_mut().enumerate() {
+            let Some(p) = choose_params(group(gi), bits, false) else { return false };
+            *slot = p;
+        }
+        return true;
+    }
+    let mut pending: [Vec<usize>; 2] = [Vec::with_capacity(4), Vec::with_capacity(4)];
+    for gi in 0..params.len() {
+        let bucket = &mut pending[(group(gi).len() != group_size) as usize];
+        bucket.push(gi);
+        if bucket.len() == 4 {
+            let quad = [bucket[0], bucket[1], bucket[2], bucket[3]];
+            bucket.clear();
+            for (gi, p) in quad.into_iter().zip(choose_params4(quad.map(&group), bits)) {
+                let Some(p) = p else { return false };
+                params[gi] = p;
+            }
+        }
+    }
+    for gi in pending.into_iter().flatten() {
+        let Some(p) = choose_params(group(gi), bits, true) else { return false };
+        params[gi] = p;
+    }
+    true
+}
+
+/// Codes of one group for its params (`q`, one per byte) and packed into `out`.
+#[inline]
+pub fn encode_group(x: &[f32], p: GroupParams, bits: u8, q: &mut [u8], out: &mut [u8]) {
+    let kern = kernels::active();
+    let qmax = ((1u32 << bits) - 1) as f32;
+    (kern.quantize_codes)(x, p.scale_f32(), p.min_f32(), qmax, q);
+    (kern.pack)(q, bits, out);
 }
 
 /// Reconstruct all values of a quantized tensor (row-major, `layout.numel()` values).
@@ -224,7 +241,7 @@ pub fn dequantize_parts(bits: u8, layout: Layout, codes: &[u8], scales: &[u16], 
             let (start, len) = layout.group_span(g);
             let b0 = start * bits as usize / 8;
             (kern.unpack)(&row_codes[b0..], bits, &mut q[..len]);
-            let p = GroupParams { scale: f16::from_bits(scales[r * gpr + g]), min: f16::from_bits(mins[r * gpr + g]) };
+            let p = GroupParams::from_bits(scales[r * gpr + g], mins[r * gpr + g]);
             let e0 = r * layout.row_len + start;
             (kern.dequantize_codes)(&q[..len], p.scale_f32(), p.min_f32(), &mut out[e0..e0 + len]);
         }

@@ -6,7 +6,8 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::kernels::{self, KernelSet, SCALAR};
-use crate::quant::params::{choose_params, choose_params4};
+use crate::quant::params::{choose_params, choose_params4, GroupParams};
+use crate::quant::tensor::{choose_group_params, encode_group, BLOCK_ELEMS};
 
 fn now_ms() -> f64 {
     let perf = Reflect::get(&js_sys::global(), &"performance".into()).ok();
@@ -89,6 +90,25 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
             }
         }),
     ));
+    // The quantizer's per-group path (params, codes, packing) in blocks as it runs them, without
+    // decoding and validation: what a Q4_0-style quantizer does.
+    for (label, search) in [("min/max", false), ("scale search", true)] {
+        let mut params = vec![GroupParams::ZERO; BLOCK_ELEMS / g + 1];
+        rows.push((
+            format!("quantize {bits}-bit {label} (params + codes + pack)"),
+            time(reps, || {
+                for block in values.chunks(BLOCK_ELEMS) {
+                    let count = block.len().div_ceil(g);
+                    let group = |i: usize| &block[i * g..((i + 1) * g).min(block.len())];
+                    choose_group_params(group, g, bits, search, &mut params[..count]);
+                    for (i, x) in block.chunks(g).enumerate() {
+                        encode_group(x, params[i], bits, &mut codes[..x.len()], &mut packed);
+                    }
+                    sink += packed[0] as f64;
+                }
+            }),
+        ));
+    }
     rows.push((
         format!("unpack + dequantize {bits}-bit"),
         time(reps, || {
