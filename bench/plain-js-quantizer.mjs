@@ -59,22 +59,24 @@ export function quantize4(x, rows, rowLen, group, search) {
         let sx2 = 0;
         for (let i = a; i < b; i++) sx2 += x[i] * x[i];
         let bestBound = Infinity, bs = 0, bm = 0;
-        for (let step = 0; step <= 10; step++) {
-          const is = (qmax - 1 + 0.2 * step) / (mx - mn);
+        const consider = (off, is) => {
           let sl = 0, sl2 = 0, sxl = 0;
           for (let i = a; i < b; i++) {
-            let l = roundHalfEven((x[i] - mn) * is);
+            let l = roundHalfEven((x[i] - off) * is);
             l = l < 0 ? 0 : l > qmax ? qmax : l;
             sl += l; sl2 += l * l; sxl += x[i] * l;
           }
           const det = n * sl2 - sl * sl;
-          if (det <= 0) continue;
+          if (det <= 0) return;
           const cs = (n * sxl - sx * sl) / det, cm = (sl2 * sx - sl * sxl) / det;
-          if (!(cs > 0)) continue;
+          if (!(cs > 0)) return;
           // Closed-form error of these codes under the refit params (no second pass).
           const bound = cs * cs * sl2 + 2 * cs * cm * sl + n * cm * cm - 2 * cs * sxl - 2 * cm * sx + sx2;
           if (bound < bestBound) { bestBound = bound; bs = cs; bm = cm; }
-        }
+        };
+        // The same candidates: a 5-point grid of inverse scales, then Lloyd refits (1 at 4 bits).
+        for (const t of [-0.8, -0.4, 0, 0.4, 0.8]) consider(mn, (qmax + t) / (mx - mn));
+        if (bestBound < Infinity) consider(bm, 1 / bs);
         if (bestBound < Infinity) {
           const cs = f16round(bs), cm = f16round(bm);
           if (squaredError(x, a, b, cs, cm, qmax) < best) { s = cs; m = cm; }

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
-import { benchKernels, quantizeModel, setReferenceKernels, wasmMemoryBytes } from '../pkg/node.js';
+import { benchKernels, benchStages, quantizeModel, setReferenceKernels, wasmMemoryBytes } from '../pkg/node.js';
 import { quantize4 } from './plain-js-quantizer.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -54,8 +54,14 @@ console.log(`# arrowquant benchmark — ${new Date().toISOString().slice(0, 10)}
 console.log('## Kernels (wasm in Node, single thread, 4M f32 values, group 64)\n');
 console.log('| kernel | scalar GB/s | SIMD128 GB/s | SIMD ÷ scalar |\n|---|---|---|---|');
 const kv = values.subarray(0, 4 * 1024 * 1024);
-for (const r of benchKernels(kv, 64, 4, RUNS)) {
-  console.log(`| ${r.kernel} | ${gbps(r.inputBytes, r.scalarMs / 1000)} | ${gbps(r.inputBytes, r.simdMs / 1000)} | ${(r.scalarMs / r.simdMs).toFixed(2)}× |`);
+const kernelRow = (r) => `| ${r.kernel} | ${gbps(r.inputBytes, r.scalarMs / 1000)} | ${gbps(r.inputBytes, r.simdMs / 1000)} | ${(r.scalarMs / r.simdMs).toFixed(2)}× |`;
+for (const r of benchKernels(kv, 64, 4, RUNS)) console.log(kernelRow(r));
+console.log('\n### The whole per-group quantizer (params + codes + pack) by bit width and group size\n');
+console.log('| bits | group | kernel | scalar GB/s | SIMD128 GB/s | SIMD ÷ scalar |\n|---|---|---|---|---|---|');
+for (const [bits, group] of [[4, 32], [4, 128], [2, 64], [2, 128], [8, 64]]) {
+  for (const r of benchKernels(kv, group, bits, RUNS).filter((r) => r.kernel.startsWith('quantize ') && r.kernel.includes('params'))) {
+    console.log(`| ${bits} | ${group} ${kernelRow(r)}`);
+  }
 }
 
 // 2. End to end, safetensors bytes → Parquet bytes.
@@ -98,7 +104,26 @@ for (const [label, search] of [['4-bit g64 min/max', false], ['4-bit g64 scale s
   console.log(`| ${label} | ${(jsRate / 1e9).toFixed(3)} | ${(wasmRate / 1e9).toFixed(3)} | ${(wasmRate / jsRate).toFixed(2)}× |`);
 }
 
-// 4. Where the time goes: kernels alone vs the whole pipeline.
+// 4. Where the time goes: the quantizer's stages vs the whole pipeline, on a 16M-element tensor.
+{
+  const m = Math.min(4096 * 4096, n);
+  const sub = values.subarray(0, m);
+  const hj = new TextEncoder().encode(JSON.stringify({ 'w.weight': { dtype: 'F32', shape: [m / ROW, ROW], data_offsets: [0, m * 4] } }));
+  const file = new Uint8Array(8 + hj.length + m * 4);
+  new DataView(file.buffer).setBigUint64(0, BigInt(hj.length), true);
+  file.set(hj, 8);
+  file.set(new Uint8Array(sub.buffer, sub.byteOffset, m * 4), 8 + hj.length);
+  console.log(`\n## Where the time goes (one thread, 4-bit g64, ${m / 1048576}M-element f32 tensor = ${(m * 4) / 1048576} MiB; ms, medians)\n`);
+  console.log('| stage | min/max ms | scale search ms |\n|---|---|---|');
+  const cols = [false, true].map((search) => {
+    const stages = benchStages(sub, 64, 4, search, RUNS);
+    const whole = timeIt(() => quantizeModel(file, { bitWidth: 4, groupSize: 64, scaleSearch: search ? 'on' : 'off', minAccuracy: 0 })) * 1000;
+    const inside = stages[stages.length - 1].ms;
+    return [...stages.map((s) => [s.stage, s.ms]), ['outside the quantizer: copies into/out of wasm, Parquet, zstd, CRC, report', whole - inside], ['quantizeModel end to end', whole]];
+  });
+  cols[0].forEach(([stage, ms], i) => console.log(`| ${stage} | ${ms.toFixed(1)} | ${cols[1][i][1].toFixed(1)} |`));
+}
+
 console.log('\n## Bundled real model (RivaGAN, F32, 1.7 MB)\n');
 console.log('| config | seconds | GB/s |\n|---|---|---|');
 for (const [label, cfg] of configs) {
@@ -106,7 +131,18 @@ for (const [label, cfg] of configs) {
   console.log(`| ${label} | ${s.toFixed(4)} | ${gbps(real.length, s)} |`);
 }
 
-console.log(`\npeak wasm memory after these runs (Node, single-threaded build): ${(wasmMemoryBytes() / 1048576).toFixed(0)} MiB (input ${(synthetic.length / 1048576).toFixed(0)} MiB is copied into wasm memory by quantizeModel)`);
+// Peak wasm memory, each run in a fresh Node process (memory only grows, so its final size is the peak).
+console.log('\n## Peak wasm memory (fresh process per run, 256 MiB F32 input)\n');
+console.log('| input | config | API | output MiB | peak wasm MiB | peak ÷ input |\n|---|---|---|---|---|---|');
+for (const [shape, label] of [[[16384, 4096, 1], 'one 256 MiB tensor'], [[2048, 4096, 8], '8 tensors of 32 MiB']]) {
+  for (const [cfgLabel, cfg] of [['4-bit g64', { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }], ['8-bit g64', { bitWidth: 8, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }]]) {
+    for (const api of ['model', 'stream']) {
+      const out = JSON.parse(execFileSync(process.execPath, [join(ROOT, 'bench/memory.mjs'), api, ...shape.map(String), JSON.stringify(cfg)], { encoding: 'utf8' }));
+      const mib = (b) => (b / 1048576).toFixed(0);
+      console.log(`| ${label} | ${cfgLabel} | ${api === 'model' ? 'quantizeModel' : 'quantizeStream'} | ${mib(out.outputBytes)} | ${mib(out.wasmBytes)} | ${(out.wasmBytes / out.inputBytes).toFixed(2)}× |`);
+    }
+  }
+}
 
 // 5. Sizes.
 console.log('\n## .wasm size\n');

@@ -7,6 +7,7 @@ export { shardedSource } from './shards.js';
 
 export {
   benchKernels,
+  benchStages,
   buildInfo,
   dequantizeTensor,
   describeModel,

@@ -89,6 +89,11 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
     debug_assert!(dtype.is_float());
     debug_assert_eq!(bytes.len(), out.len() * dtype.size_bytes());
     match dtype {
+        // Little-endian hosts (wasm32, x86-64, aarch64) hold f32 exactly as safetensors does: a
+        // byte copy, whatever the source alignment.
+        #[cfg(target_endian = "little")]
+        Dtype::F32 => bytemuck::cast_slice_mut::<f32, u8>(out).copy_from_slice(bytes),
+        #[cfg(target_endian = "big")]
         Dtype::F32 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
                 *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);

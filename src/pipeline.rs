@@ -580,7 +580,11 @@ impl ModelQuantizer {
             Ok(o) => o,
             Err(e) => return self.fail(e),
         };
-        if let Err(e) = self.writer.as_mut().expect("alive run has a writer").write(&outcome.row) {
+        // The report is taken first: the writer consumes the row (its codes move into Arrow
+        // without a copy).
+        let report = layer_report(&outcome.row, info);
+        let (time_grouped, equalized) = (outcome.row.time_groups.is_some(), outcome.row.spatial.is_some());
+        if let Err(e) = self.writer.as_mut().expect("alive run has a writer").write(outcome.row) {
             return self.fail(e);
         }
         if let Some(s) = &outcome.sums {
@@ -593,11 +597,10 @@ impl ModelQuantizer {
             None if is_weight => self.uncalibrated += 1,
             None => {}
         }
-        self.time_grouped += outcome.row.time_groups.is_some() as u32;
-        self.equalized += outcome.row.spatial.is_some() as u32;
+        self.time_grouped += time_grouped as u32;
+        self.equalized += equalized as u32;
         self.done[i] = true;
         self.bytes_done += info.byte_len();
-        let report = layer_report(&outcome.row, info);
         self.layers.push(report.clone());
         Ok(report)
     }
@@ -615,12 +618,23 @@ impl ModelQuantizer {
 
     /// Output bytes produced so far (a prefix of the file). Empty until a row group closes.
     pub fn take_output(&mut self) -> Vec<u8> {
+        self.take_output_chunks().concat()
+    }
+
+    /// [`take_output`](Self::take_output) in the pieces the writer produced (no concatenation).
+    pub fn take_output_chunks(&mut self) -> Vec<Vec<u8>> {
         self.writer.as_mut().map(|w| w.take_output()).unwrap_or_default()
     }
 
     /// Close the file. Returns the last output bytes and the model report. Every tensor of the
     /// header must have been added.
     pub fn finish(&mut self) -> Result<(Vec<u8>, ModelReport)> {
+        let (rest, report) = self.finish_chunks()?;
+        Ok((rest.concat(), report))
+    }
+
+    /// [`finish`](Self::finish) with the last bytes in the pieces the writer produced.
+    pub fn finish_chunks(&mut self) -> Result<(Vec<Vec<u8>>, ModelReport)> {
         self.check_alive()?;
         let Some(header) = &self.header else {
             return Err(AqError::State("finish() before begin()".to_string()));
@@ -796,6 +810,19 @@ pub fn quantize_model(
     clock: Clock,
     on_progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<(Vec<u8>, ModelReport)> {
+    let (chunks, report) = quantize_model_chunks(bytes, cfg, calibration, clock, on_progress)?;
+    Ok((chunks.concat(), report))
+}
+
+/// [`quantize_model`] returning the file in the pieces the writer produced, so a caller that
+/// copies them elsewhere (the wasm binding, into one JS array) never holds the file twice.
+pub fn quantize_model_chunks(
+    bytes: &[u8],
+    cfg: QuantConfig,
+    calibration: Option<Calibration>,
+    clock: Clock,
+    on_progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<(Vec<Vec<u8>>, ModelReport)> {
     let started = clock();
     let plan = match cfg.target_size_mb {
         None => None,
@@ -827,13 +854,13 @@ pub fn quantize_model(
     for t in &tensors {
         let (a, b) = ((data_offset + t.begin) as usize, (data_offset + t.end) as usize);
         q.add_tensor(&t.name, &bytes[a..b])?;
-        out.extend_from_slice(&q.take_output());
+        out.extend(q.take_output_chunks());
         if !on_progress(&q.progress(&t.name)) {
             return Err(AqError::Cancelled(format!("cancelled after tensor '{}'", t.name)));
         }
     }
-    let (rest, report) = q.finish()?;
-    out.extend_from_slice(&rest);
+    let (rest, report) = q.finish_chunks()?;
+    out.extend(rest);
     Ok((out, report))
 }
 

@@ -7,7 +7,7 @@ use arrow_array::{
     ArrayRef, BinaryArray, BooleanArray, Float16Array, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch,
     StringArray, StructArray, UInt32Array, UInt64Array, UInt8Array,
 };
-use arrow_buffer::OffsetBuffer;
+use arrow_buffer::{Buffer, OffsetBuffer};
 use arrow_schema::{DataType, FieldRef, Fields, SchemaRef};
 use half::f16;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
@@ -20,8 +20,45 @@ use super::schema::{self, ROW_GROUP_TARGET_BYTES};
 use super::TensorRow;
 use crate::error::Result;
 
+/// The writer's output, kept as the pieces Parquet wrote: a growing `Vec` would reallocate (and
+/// briefly hold twice) a file whose largest pieces are whole tensors.
+#[derive(Default)]
+pub struct ChunkSink {
+    chunks: Vec<Vec<u8>>,
+    /// Whether the last chunk collects small writes (and may grow).
+    last_is_small: bool,
+}
+
+impl ChunkSink {
+    const SMALL: usize = 1 << 20;
+}
+
+impl std::io::Write for ChunkSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.chunks.last_mut() {
+            Some(last) if self.last_is_small && buf.len() < Self::SMALL && last.len() < Self::SMALL => {
+                last.extend_from_slice(buf)
+            }
+            _ if buf.len() >= Self::SMALL => {
+                self.chunks.push(buf.to_vec());
+                self.last_is_small = false;
+            }
+            _ => {
+                let mut v = Vec::with_capacity(Self::SMALL.max(buf.len()));
+                v.extend_from_slice(buf);
+                self.chunks.push(v);
+                self.last_is_small = true;
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub struct TensorWriter {
-    inner: ArrowWriter<Vec<u8>>,
+    inner: ArrowWriter<ChunkSink>,
     schema: SchemaRef,
     modality: String,
     bytes_taken: u64,
@@ -51,7 +88,7 @@ impl TensorWriter {
         // The Arrow IPC schema blob is skipped: the Parquet logical types say everything
         // (FORMAT.md), and any Parquet reader can read the file without Arrow.
         let options = ArrowWriterOptions::new().with_properties(props).with_skip_arrow_metadata(true);
-        let inner = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)?;
+        let inner = ArrowWriter::try_new_with_options(ChunkSink::default(), schema.clone(), options)?;
         Ok(TensorWriter {
             inner,
             schema,
@@ -61,8 +98,9 @@ impl TensorWriter {
         })
     }
 
-    pub fn write(&mut self, row: &TensorRow) -> Result<()> {
-        let batch = self.batch(row)?;
+    pub fn write(&mut self, mut row: TensorRow) -> Result<()> {
+        let data = std::mem::take(&mut row.data);
+        let batch = self.batch(&row, data)?;
         self.inner.write(&batch)?;
         if self.inner.in_progress_size() >= self.row_group_bytes {
             self.inner.flush()?;
@@ -70,11 +108,11 @@ impl TensorWriter {
         Ok(())
     }
 
-    /// Bytes produced since the last call. Concatenating every chunk and the bytes returned by
-    /// [`finish`](Self::finish) gives the file.
-    pub fn take_output(&mut self) -> Vec<u8> {
-        let out = std::mem::take(self.inner.inner_mut());
-        self.bytes_taken += out.len() as u64;
+    /// Bytes produced since the last call, in pieces. Concatenating every piece and the bytes
+    /// returned by [`finish`](Self::finish) gives the file.
+    pub fn take_output(&mut self) -> Vec<Vec<u8>> {
+        let out = std::mem::take(self.inner.inner_mut()).chunks;
+        self.bytes_taken += out.iter().map(|c| c.len() as u64).sum::<u64>();
         out
     }
 
@@ -90,16 +128,18 @@ impl TensorWriter {
 
     /// Close the file, adding `metadata` to the footer. Returns the remaining bytes and the
     /// total file length.
-    pub fn finish(mut self, metadata: Vec<(String, String)>) -> Result<(Vec<u8>, u64)> {
+    pub fn finish(mut self, metadata: Vec<(String, String)>) -> Result<(Vec<Vec<u8>>, u64)> {
         for (k, v) in metadata {
             self.inner.append_key_value_metadata(KeyValue::new(k, v));
         }
-        let rest = self.inner.into_inner()?;
-        let total = self.bytes_taken + rest.len() as u64;
+        let rest = self.inner.into_inner()?.chunks;
+        let total = self.bytes_taken + rest.iter().map(|c| c.len() as u64).sum::<u64>();
         Ok((rest, total))
     }
 
-    fn batch(&self, row: &TensorRow) -> Result<RecordBatch> {
+    /// The row as a one-row batch; `data` (the row's codes or bytes) becomes the Arrow buffer as
+    /// is — for a large tensor this is the biggest allocation of the run, so it is not copied.
+    fn batch(&self, row: &TensorRow, data: Vec<u8>) -> Result<RecordBatch> {
         let s = &self.schema;
         let one_list = |column: &str, values: ArrayRef, len: usize| -> ArrayRef {
             Arc::new(ListArray::new(list_item(s, column), OffsetBuffer::from_lengths([len]), values, None))
@@ -125,7 +165,7 @@ impl TensorWriter {
             Arc::new(UInt8Array::from(vec![row.requested_bits])),
             Arc::new(UInt8Array::from(vec![row.bits])),
             Arc::new(UInt32Array::from(vec![row.group_size])),
-            Arc::new(BinaryArray::from_vec(vec![row.data.as_slice()])),
+            Arc::new(BinaryArray::try_new(OffsetBuffer::from_lengths([data.len()]), Buffer::from_vec(data), None)?),
             Arc::new(UInt32Array::from(vec![row.data_crc32])),
             f16_list("scales", &row.scales),
             f16_list("mins", &row.mins),

@@ -5,9 +5,13 @@ use js_sys::{Function, Reflect};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::dtype::{decode_f32, Dtype};
 use crate::kernels::{self, KernelSet, SCALAR};
+use crate::quant::metrics::ErrorSums;
 use crate::quant::params::{choose_params, choose_params4, GroupParams};
-use crate::quant::tensor::{choose_group_params, encode_group, BLOCK_ELEMS};
+use crate::quant::tensor::{
+    check_finite, choose_group_params, encode_group, quantize_source, Layout, Source, BLOCK_ELEMS,
+};
 
 fn now_ms() -> f64 {
     let perf = Reflect::get(&js_sys::global(), &"performance".into()).ok();
@@ -159,6 +163,84 @@ pub fn bench_kernels(values: &[f32], group_size: u32, bits: u8, reps: u32) -> Re
         })
         .collect();
     super::to_js(&rows)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stage {
+    stage: &'static str,
+    ms: f64,
+}
+
+/// Where a tensor's time goes inside the quantizer, with the active kernels, one thread: the
+/// stages of `quantize_source` run separately over `values` as an F32 `[n/4096, 4096]` tensor,
+/// then the whole of `quantize_source`. `make bench` subtracts the last from `quantizeModel`'s
+/// time on the same tensor to get the cost of everything outside the quantizer (copies in and
+/// out of wasm memory, Parquet encoding, zstd, CRC, the report). Rows `{ stage, ms }`.
+#[wasm_bindgen(js_name = benchStages, unchecked_return_type = "Array<{ stage: string; ms: number }>")]
+pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, reps: u32) -> Result<JsValue, JsValue> {
+    let g = group_size.clamp(32, 256) as usize;
+    let bits = if [2, 4, 8].contains(&bits) { bits } else { 4 };
+    let reps = reps.max(1);
+    let row = 4096;
+    let n = values.len() / row * row;
+    let bytes: Vec<u8> = bytemuck::cast_slice::<f32, u8>(&values[..n]).to_vec();
+    let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
+    let layout = Layout::for_shape(&[(n / row) as u64, row as u64], g);
+    let mut x = vec![0f32; BLOCK_ELEMS];
+    let mut params = vec![GroupParams::ZERO; BLOCK_ELEMS / g];
+    let mut q = vec![0u8; g];
+    let mut packed = vec![0u8; layout.codes_len(bits)];
+    let mut xhat = vec![0f32; g];
+    let mut sink = 0f64;
+    let mut stages = Vec::new();
+    let blocks = || bytes.chunks(BLOCK_ELEMS * 4).enumerate();
+    stages.push(Stage {
+        stage: "decode + finite check",
+        ms: time(reps, || {
+            for (b, chunk) in blocks() {
+                let x = &mut x[..chunk.len() / 4];
+                decode_f32(Dtype::F32, chunk, x);
+                sink += check_finite("w", x, b * BLOCK_ELEMS).is_ok() as u8 as f64;
+            }
+        }),
+    });
+    stages.push(Stage {
+        stage: "params + codes + pack",
+        ms: time(reps, || {
+            for (b, chunk) in values[..n].chunks(BLOCK_ELEMS).enumerate() {
+                let count = chunk.len() / g;
+                choose_group_params(|i| &chunk[i * g..(i + 1) * g], g, bits, search, &mut params[..count]);
+                let out = &mut packed[b * BLOCK_ELEMS * bits as usize / 8..];
+                for (i, xg) in chunk.chunks(g).enumerate() {
+                    let o = i * g * bits as usize / 8;
+                    encode_group(xg, params[i], bits, &mut q, &mut out[o..o + g * bits as usize / 8]);
+                }
+            }
+        }),
+    });
+    stages.push(Stage {
+        stage: "dequantize + error sums (validation)",
+        ms: time(reps, || {
+            let mut sums = ErrorSums::default();
+            let kern = kernels::active();
+            for (i, xg) in values[..n].chunks(g).enumerate() {
+                let p = params[i % params.len()];
+                (kern.unpack)(&packed[i * g * bits as usize / 8..], bits, &mut q);
+                (kern.dequantize_codes)(&q, p.scale_f32(), p.min_f32(), &mut xhat);
+                sums.add(xg, &xhat);
+            }
+            sink += sums.sum_e2;
+        }),
+    });
+    stages.push(Stage {
+        stage: "quantize_source (all of the above, as run)",
+        ms: time(reps, || {
+            sink += quantize_source(src, layout, bits, search).ok().flatten().map_or(0.0, |(_, s)| s.sum_e2);
+        }),
+    });
+    std::hint::black_box(sink);
+    super::to_js(&stages)
 }
 
 /// Current size of the wasm linear memory in bytes (it only grows; after a run this is the peak).

@@ -202,9 +202,21 @@ pub fn read_safetensors_header(
     header_to_js(&h)
 }
 
-fn result_object(parquet: &[u8], report: &crate::ModelReport) -> Result<JsValue, JsValue> {
+/// One JS `Uint8Array` holding the pieces back to back (copied straight out of wasm memory).
+fn bytes_to_js(chunks: &[Vec<u8>]) -> Uint8Array {
+    let total: usize = chunks.iter().map(Vec::len).sum();
+    let out = Uint8Array::new_with_length(total as u32);
+    let mut at = 0u32;
+    for c in chunks {
+        out.subarray(at, at + c.len() as u32).copy_from(c);
+        at += c.len() as u32;
+    }
+    out
+}
+
+fn result_object(parquet: &[Vec<u8>], report: &crate::ModelReport) -> Result<JsValue, JsValue> {
     let o = Object::new();
-    set(&o, "parquet", &Uint8Array::from(parquet).into());
+    set(&o, "parquet", &bytes_to_js(parquet).into());
     set(&o, "report", &to_js(report)?);
     Ok(o.into())
 }
@@ -238,7 +250,7 @@ pub fn quantize_model(
             }
         }
     };
-    match pipeline::quantize_model(bytes, cfg, calibration, clock, &mut on_progress) {
+    match pipeline::quantize_model_chunks(bytes, cfg, calibration, clock, &mut on_progress) {
         Ok((parquet, report)) => result_object(&parquet, &report),
         Err(e) => Err(thrown.unwrap_or_else(|| js_error(e))),
     }
@@ -330,14 +342,14 @@ impl ModelQuantizer {
 
     /// Parquet bytes finished since the last call (may be empty). Append them to the output.
     #[wasm_bindgen(js_name = takeOutput)]
-    pub fn take_output(&mut self) -> Vec<u8> {
-        self.inner.take_output()
+    pub fn take_output(&mut self) -> Uint8Array {
+        bytes_to_js(&self.inner.take_output_chunks())
     }
 
     /// Close the file: `{ parquet, report }`, where `parquet` holds only the bytes not yet taken.
     #[wasm_bindgen(unchecked_return_type = "QuantizeResult")]
     pub fn finish(&mut self) -> Result<JsValue, JsValue> {
-        let (rest, report) = self.inner.finish().map_err(js_error)?;
+        let (rest, report) = self.inner.finish_chunks().map_err(js_error)?;
         result_object(&rest, &report)
     }
 }
