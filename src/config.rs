@@ -556,7 +556,7 @@ mod tests {
 
     #[test]
     fn glob_semantics() {
-        assert!(glob_match("*norm*", "encoder.layer.0.LayerNorm.weight") == false);
+        assert!(!glob_match("*norm*", "encoder.layer.0.LayerNorm.weight"));
         assert!(glob_match("*Norm*", "encoder.layer.0.LayerNorm.weight"));
         assert!(glob_match("a?c", "abc"));
         assert!(!glob_match("a?c", "ac"));

@@ -92,7 +92,7 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
         // Little-endian hosts (wasm32, x86-64, aarch64) hold f32 exactly as safetensors does: a
         // byte copy, whatever the source alignment.
         #[cfg(target_endian = "little")]
-        Dtype::F32 => bytemuck::cast_slice_mut::<f32, u8>(out).copy_from_slice(bytes),
+        Dtype::F32 => crate::kernels::copy_into(bytes, bytemuck::cast_slice_mut::<f32, u8>(out)),
         #[cfg(target_endian = "big")]
         Dtype::F32 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {

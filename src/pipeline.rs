@@ -78,11 +78,13 @@ pub struct LayerCalibration<'a> {
     pub stats: &'a LayerStats,
 }
 
+/// `crc32` of `data` when already known (the quantizer computes it in parallel), else hashed here.
 fn base_row(
     info: &TensorInfo,
     storage: Storage,
     requested_bits: Option<u8>,
     data: Vec<u8>,
+    crc32: Option<u32>,
     reason: String,
 ) -> TensorRow {
     TensorRow {
@@ -93,7 +95,7 @@ fn base_row(
         requested_bits,
         bits: None,
         group_size: None,
-        data_crc32: crc32fast::hash(&data),
+        data_crc32: crc32.unwrap_or_else(|| crc32fast::hash(&data)),
         data,
         scales: None,
         mins: None,
@@ -109,7 +111,7 @@ fn base_row(
 }
 
 fn raw_row(info: &TensorInfo, bytes: &[u8], requested_bits: Option<u8>, reason: String) -> LayerOutcome {
-    LayerOutcome { row: base_row(info, Storage::Raw, requested_bits, bytes.to_vec(), reason), sums: None }
+    LayerOutcome { row: base_row(info, Storage::Raw, requested_bits, bytes.to_vec(), None, reason), sums: None }
 }
 
 fn with_metrics(mut row: TensorRow, sums: &ErrorSums) -> TensorRow {
@@ -130,7 +132,7 @@ fn f16_row(info: &TensorInfo, src: Source, requested_bits: Option<u8>, reason: S
             format!("{reason}; values beyond the f16 range, stored as source bytes"),
         ));
     };
-    let mut row = base_row(info, Storage::F16, requested_bits, data, reason);
+    let mut row = base_row(info, Storage::F16, requested_bits, data, None, reason);
     row.bits = Some(16);
     Ok(LayerOutcome { row: with_metrics(row, &sums), sums: Some(sums) })
 }
@@ -346,7 +348,7 @@ fn store_weight(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: LayerCo
         } else {
             format!("{base_reason}; fallback: {} < minAccuracy {}", misses.join(", "), cfg.min_accuracy)
         };
-        let mut row = base_row(info, Storage::Quantized, Some(requested), t.codes, String::new());
+        let mut row = base_row(info, Storage::Quantized, Some(requested), t.codes, Some(t.crc32), String::new());
         row.bits = Some(bits);
         row.group_size = Some(cfg.group_size);
         row.scales = Some(t.scales);

@@ -127,7 +127,7 @@ pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Header> {
     if tensors.is_empty() {
         return Err(AqError::Safetensors("the file holds no tensors (empty model)".to_string()));
     }
-    tensors.sort_by(|a, b| (a.begin, a.end).cmp(&(b.begin, b.end)));
+    tensors.sort_by_key(|a| (a.begin, a.end));
     for pair in tensors.windows(2) {
         if pair[1].begin < pair[0].end {
             return Err(AqError::Safetensors(format!(
@@ -211,7 +211,7 @@ pub fn write_header(tensors: &[(String, Dtype, Vec<u64>)], metadata: &BTreeMap<S
     }
     let mut json = serde_json::to_string(&Value::Object(obj)).expect("header serializes");
     // Pad to 8 bytes so the data section is aligned, as the reference writer does.
-    while (json.len() + 8) % 8 != 0 {
+    while !(json.len() + 8).is_multiple_of(8) {
         json.push(' ');
     }
     let mut out = Vec::with_capacity(8 + json.len());
@@ -227,7 +227,7 @@ mod tests {
     fn file(header: &str, data_len: usize) -> Vec<u8> {
         let mut v = (header.len() as u64).to_le_bytes().to_vec();
         v.extend_from_slice(header.as_bytes());
-        v.extend(std::iter::repeat(0u8).take(data_len));
+        v.extend(std::iter::repeat_n(0u8, data_len));
         v
     }
 
@@ -279,7 +279,7 @@ mod tests {
         let tensors = vec![("x".to_string(), Dtype::F16, vec![3, 5]), ("y".to_string(), Dtype::F32, vec![7])];
         let mut f = write_header(&tensors, &BTreeMap::new());
         assert_eq!(f.len() % 8, 0);
-        f.extend(std::iter::repeat(0u8).take(30 + 28));
+        f.extend(std::iter::repeat_n(0u8, 30 + 28));
         let h = parse_header(&f, Some(f.len() as u64)).unwrap();
         assert_eq!(h.tensors[1].begin, 30);
         assert_eq!(h.tensors[1].byte_len(), 28);

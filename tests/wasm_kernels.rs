@@ -45,6 +45,14 @@ fn bits_f32(v: &[f32]) -> Vec<u32> {
 #[wasm_bindgen_test]
 fn reductions_match() {
     for (label, x) in cases() {
+        assert!((SIMD128.all_finite)(&x), "all_finite {label}");
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN] {
+            for at in [0, x.len() / 2, x.len() - 1] {
+                let mut y = x.clone();
+                y[at] = bad;
+                assert!(!(SIMD128.all_finite)(&y) && !(SCALAR.all_finite)(&y), "all_finite {label} {bad} at {at}");
+            }
+        }
         let (a, b) = ((SCALAR.min_max)(&x), (SIMD128.min_max)(&x));
         assert_eq!((a.0.to_bits(), a.1.to_bits()), (b.0.to_bits(), b.1.to_bits()), "min_max {label}");
         // f64 error sums: two lanes instead of one, so equal within a bound, not bit for bit.
@@ -145,6 +153,20 @@ fn search4_matches_scalar_search_per_lane() {
         }
     }
     assert!(checked > 6000);
+}
+
+#[wasm_bindgen_test]
+fn copy_bytes_copies_every_length_and_offset() {
+    let src: Vec<u8> = (0..400u32).map(|i| (i * 37 + 11) as u8).collect();
+    for off in 0..17 {
+        for len in 0..(400 - off) {
+            let mut dst = vec![0xAAu8; len + 2];
+            let out = unsafe { &mut *(&mut dst[1..len + 1] as *mut [u8] as *mut [core::mem::MaybeUninit<u8>]) };
+            (SIMD128.copy_bytes)(&src[off..off + len], out);
+            assert_eq!(&dst[1..len + 1], &src[off..off + len], "off {off} len {len}");
+            assert_eq!((dst[0], dst[len + 1]), (0xAA, 0xAA), "no write outside, off {off} len {len}");
+        }
+    }
 }
 
 #[wasm_bindgen_test]

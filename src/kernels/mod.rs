@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct KernelSet {
     pub name: &'static str,
     pub min_max: fn(&[f32]) -> (f32, f32),
+    pub all_finite: fn(&[f32]) -> bool,
+    pub copy_bytes: fn(&[u8], &mut [core::mem::MaybeUninit<u8>]),
     pub search4: fn([&[f32]; 4], f32) -> [scalar::SearchFit; 4],
     pub squared_errors: fn(&[f32], [scalar::ScaleMin; 2], f32) -> [f32; 2],
     pub quantize_codes: fn(&[f32], f32, f32, f32, &mut [u8]),
@@ -32,6 +34,8 @@ pub struct KernelSet {
 pub static SCALAR: KernelSet = KernelSet {
     name: "scalar",
     min_max: scalar::min_max,
+    all_finite: scalar::all_finite,
+    copy_bytes: scalar::copy_bytes,
     search4: scalar::search4,
     squared_errors: scalar::squared_errors,
     quantize_codes: scalar::quantize_codes,
@@ -48,6 +52,8 @@ pub static SCALAR: KernelSet = KernelSet {
 pub static SIMD128: KernelSet = KernelSet {
     name: "simd128",
     min_max: simd128::min_max,
+    all_finite: simd128::all_finite,
+    copy_bytes: simd128::copy_bytes,
     search4: simd128::search4,
     squared_errors: simd128::squared_errors,
     quantize_codes: simd128::quantize_codes,
@@ -59,6 +65,23 @@ pub static SIMD128: KernelSet = KernelSet {
     pack: simd128::pack,
     unpack: simd128::unpack,
 };
+
+/// `src` copied into a new vector with the active copy kernel (no zero-fill first).
+pub fn copy_to_vec(src: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(src.len());
+    (active().copy_bytes)(src, &mut v.spare_capacity_mut()[..src.len()]);
+    // SAFETY: `copy_bytes` wrote all `src.len()` bytes of the spare capacity.
+    unsafe { v.set_len(src.len()) };
+    v
+}
+
+/// `dst.copy_from_slice(src)` with the active copy kernel.
+pub fn copy_into(src: &[u8], dst: &mut [u8]) {
+    // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and `copy_bytes` only writes
+    // initialised bytes.
+    let dst = unsafe { &mut *(dst as *mut [u8] as *mut [core::mem::MaybeUninit<u8>]) };
+    (active().copy_bytes)(src, dst);
+}
 
 /// The fastest set this build has.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

@@ -1,6 +1,8 @@
 //! Scalar reference kernels. Every optimised kernel must reproduce these bit for bit
 //! (codes, params) or within a stated bound (f64 error sums).
 
+use core::mem::MaybeUninit;
+
 /// Combine four lane accumulators in the fixed order every twin uses.
 #[inline]
 pub fn combine_lanes(l: [f32; 4]) -> f32 {
@@ -74,23 +76,44 @@ pub struct SearchFit {
     pub fit: Option<(f64, f64)>,
 }
 
-/// Best candidate so far: (closed-form error, scale, min).
-type Best = (f64, f64, f64);
+/// Best candidate so far, kept as the sums of its codes (see [`consider`]).
+#[derive(Debug, Clone, Copy)]
+struct Best {
+    num: f64,
+    det: f64,
+    sl: f64,
+    sl2: f64,
+    sxl: f64,
+}
 
-/// Score one candidate's codes. With (Σl, Σl², Σx·l) of the codes and (n, Σx, Σx²) of the group,
-/// the least-squares (s, m) and its error, Σ(s·l + m − x)² = s²Σl² + 2smΣl + n·m² − 2sΣxl − 2mΣx
-/// plus Σx², are closed-form; the error bounds that of the codes recomputed against (s, m).
-/// Written branch-free (a NaN or a zero determinant simply fails the test) so that the SIMD
-/// twin, which evaluates the same f64 operations in the same order per lane, agrees bit for bit.
+impl Best {
+    const NONE: Best = Best { num: f64::NEG_INFINITY, det: 1.0, sl: 0.0, sl2: 0.0, sxl: 0.0 };
+
+    fn found(&self) -> bool {
+        self.num > f64::NEG_INFINITY
+    }
+
+    /// The least-squares (scale, min) of the best candidate's codes.
+    fn fit(&self, n: f64, sx: f64) -> (f64, f64) {
+        ((n * self.sxl - sx * self.sl) / self.det, (self.sl2 * sx - self.sl * self.sxl) / self.det)
+    }
+}
+
+/// Score one candidate's codes. For codes l with sums (Σl, Σl², Σx·l), the least-squares fit
+/// x ≈ s·l + m leaves Σ(s·l + m − x)² = Σx² − num/det, with det = nΣl² − (Σl)² and
+/// num = Σl²(Σx)² − 2ΣlΣxΣxl + n(Σxl)²; that error also bounds the codes recomputed against
+/// (s, m). So the best candidate has the largest num/det, compared by cross-multiplying (det > 0):
+/// no division per candidate. Its scale (nΣxl − ΣxΣl)/det must be positive. Branch-free (a NaN
+/// or a zero determinant fails the test) so that the SIMD twin, which evaluates the same f64
+/// operations in the same order per lane, agrees bit for bit.
 #[inline(always)]
-fn consider(best: &mut Best, n: f64, sx: f64, sx2: f64, sums: (f32, f32, f32)) {
+fn consider(best: &mut Best, n: f64, sx: f64, sums: (f32, f32, f32)) {
     let (sl, sl2, sxl) = (sums.0 as f64, sums.1 as f64, sums.2 as f64);
     let det = n * sl2 - sl * sl;
-    let scale = (n * sxl - sx * sl) / det;
-    let min = (sl2 * sx - sl * sxl) / det;
-    let bound = scale * scale * sl2 + 2.0 * scale * min * sl + n * min * min - 2.0 * scale * sxl - 2.0 * min * sx + sx2;
-    if det > 0.0 && scale > 0.0 && bound < best.0 {
-        *best = (bound, scale, min);
+    let scale_num = n * sxl - sx * sl;
+    let num = sl2 * sx * sx - 2.0 * sl * sx * sxl + n * sxl * sxl;
+    if det > 0.0 && scale_num > 0.0 && num * best.det > best.num * det {
+        *best = Best { num, det, sl, sl2, sxl };
     }
 }
 
@@ -124,25 +147,25 @@ fn finite_or_zero(v: f32) -> f32 {
 /// inverse scale 0: all codes 0, a zero determinant, never chosen.
 pub fn search(x: &[f32], qmax: f32) -> SearchFit {
     let (min, max) = min_max(x);
-    let (mut sx, mut sx2) = (0f32, 0f32);
+    let mut sx = 0f32;
     for &v in x {
         sx += v;
-        sx2 += v * v;
     }
-    let (n, sx, sx2) = (x.len() as f64, sx as f64, sx2 as f64);
+    let (n, sx) = (x.len() as f64, sx as f64);
     let range = max - min;
-    let mut best: Best = (f64::INFINITY, 0.0, 0.0);
+    let mut best = Best::NONE;
     for t in SEARCH_GRID {
         let is = finite_or_zero((qmax + t) / range);
-        consider(&mut best, n, sx, sx2, code_sums(x, min, is, qmax));
+        consider(&mut best, n, sx, code_sums(x, min, is, qmax));
     }
     for _ in 0..lloyd_steps(qmax) {
-        let (off, is) = (best.2 as f32, 1.0 / best.1 as f32);
+        let (scale, offset) = best.fit(n, sx);
+        let (off, is) = (offset as f32, 1.0 / scale as f32);
         let ok = off.is_finite() && is.is_finite();
         let (off, is) = if ok { (off, is) } else { (0.0, 0.0) };
-        consider(&mut best, n, sx, sx2, code_sums(x, off, is, qmax));
+        consider(&mut best, n, sx, code_sums(x, off, is, qmax));
     }
-    SearchFit { min, max, fit: (best.0 < f64::INFINITY).then_some((best.1, best.2)) }
+    SearchFit { min, max, fit: best.found().then(|| best.fit(n, sx)) }
 }
 
 /// [`search`] on four groups (the SIMD twin's unit of work).
@@ -261,6 +284,19 @@ pub fn error_sums(w: &[f32], q: &[f32]) -> [f64; 5] {
         s[4] = s[4].max(e.abs());
     }
     s
+}
+
+/// Copy `src` into `dst` (equal lengths; `dst` may be uninitialised, it is fully written).
+pub fn copy_bytes(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
+    assert_eq!(src.len(), dst.len(), "copy_bytes: lengths differ");
+    for (d, &s) in dst.iter_mut().zip(src) {
+        d.write(s);
+    }
+}
+
+/// Whether every value is finite (no ±inf, no NaN).
+pub fn all_finite(x: &[f32]) -> bool {
+    x.iter().all(|v| v.is_finite())
 }
 
 /// IEEE binary16 (little-endian) → f32; exact.

@@ -69,11 +69,11 @@ pub fn search4(xs: [&[f32]; 4], qmax: f32) -> [SearchFit; 4] {
         return super::scalar::search4(xs, qmax);
     }
     let mut tbuf = [f32x4_splat(0.0); 256];
-    let [vmn, vmx, sx, sx2] = transpose4_stats(xs, &mut tbuf[..n]);
+    let [vmn, vmx, sx] = transpose4_stats(xs, &mut tbuf[..n]);
     let t = &tbuf[..n];
     let range = f32x4_sub(vmx, vmn);
     let q = f32x4_splat(qmax);
-    let mut best = Best4::new(n, sx, sx2);
+    let mut best = Best4::new(n, sx);
 
     // Grid candidates share the offset (the group minimum): d = x − min, computed by the first
     // pass and kept. Then d is +0, −0 or positive, so the lower clamp pmax(·, 0) returns its
@@ -93,16 +93,18 @@ pub fn search4(xs: [&[f32]; 4], qmax: f32) -> [SearchFit; 4] {
     best.consider(grid_sums1(t, d, is[4], q));
 
     for _ in 0..super::scalar::lloyd_steps(qmax) {
-        let off = join_f64(best.min[0], best.min[1]);
-        let is = f32x4_div(f32x4_splat(1.0), join_f64(best.scale[0], best.scale[1]));
+        let (scale, offset) = best.fit();
+        let off = join_f64(offset[0], offset[1]);
+        let is = f32x4_div(f32x4_splat(1.0), join_f64(scale[0], scale[1]));
         let ok = v128_and(is_finite(off), is_finite(is));
         best.consider(code_sums(t, v128_and(off, ok), v128_and(is, ok), q));
     }
     let (mn, mx) = (lanes(vmn), lanes(vmx));
+    let (scale, offset) = best.fit();
     core::array::from_fn(|k| {
         let lane = |v: v128| if k % 2 == 0 { f64x2_extract_lane::<0>(v) } else { f64x2_extract_lane::<1>(v) };
-        let (bound, scale, min) = (lane(best.bound[k / 2]), lane(best.scale[k / 2]), lane(best.min[k / 2]));
-        SearchFit { min: mn[k], max: mx[k], fit: (bound < f64::INFINITY).then_some((scale, min)) }
+        let found = lane(best.num[k / 2]) > f64::NEG_INFINITY;
+        SearchFit { min: mn[k], max: mx[k], fit: found.then(|| (lane(scale[k / 2]), lane(offset[k / 2]))) }
     })
 }
 
@@ -156,19 +158,18 @@ fn grid_sums1(t: &[v128], d: &[v128], is: v128, q: v128) -> [v128; 3] {
 }
 
 /// t[j] = (x0[j], x1[j], x2[j], x3[j]), and per lane in order of j the scalar twin's statistics:
-/// [min, max] (as `min_max`, −0 normalised) and [Σx, Σx²] (sequential f32 sums).
+/// min, max (as `min_max`, −0 normalised) and Σx (a sequential f32 sum).
 #[inline(always)]
-fn transpose4_stats(xs: [&[f32]; 4], t: &mut [v128]) -> [v128; 4] {
+fn transpose4_stats(xs: [&[f32]; 4], t: &mut [v128]) -> [v128; 3] {
     let n = t.len();
     let n4 = n / 4 * 4;
     let zero = f32x4_splat(0.0);
-    let (mut mn, mut mx, mut sx, mut sx2) = (f32x4_splat(f32::INFINITY), f32x4_splat(f32::NEG_INFINITY), zero, zero);
+    let (mut mn, mut mx, mut sx) = (f32x4_splat(f32::INFINITY), f32x4_splat(f32::NEG_INFINITY), zero);
     let mut stats = |v: v128| {
         // pmin(a, b) = b < a ? b : a — the scalar `if v < mn { mn = v }`.
         mn = f32x4_pmin(mn, v);
         mx = f32x4_pmax(mx, v);
         sx = f32x4_add(sx, v);
-        sx2 = f32x4_add(sx2, f32x4_mul(v, v));
     };
     let mut j = 0;
     while j < n4 {
@@ -193,7 +194,7 @@ fn transpose4_stats(xs: [&[f32]; 4], t: &mut [v128]) -> [v128; 4] {
         *tk = f32x4(xs[0][k], xs[1][k], xs[2][k], xs[3][k]);
         stats(*tk);
     }
-    [f32x4_add(mn, zero), f32x4_add(mx, zero), sx, sx2] // −0 → +0, as `min_max`
+    [f32x4_add(mn, zero), f32x4_add(mx, zero), sx] // −0 → +0, as `min_max`
 }
 
 /// Per lane (Σl, Σl², Σx·l) exactly as the scalar `code_sums`.
@@ -237,23 +238,24 @@ fn join_f64(lo: v128, hi: v128) -> v128 {
 struct Best4 {
     n: v128,
     sx: [v128; 2],
-    sx2: [v128; 2],
-    bound: [v128; 2],
-    scale: [v128; 2],
-    min: [v128; 2],
+    num: [v128; 2],
+    det: [v128; 2],
+    sl: [v128; 2],
+    sl2: [v128; 2],
+    sxl: [v128; 2],
 }
 
 impl Best4 {
-    fn new(n: usize, sx: v128, sx2: v128) -> Self {
-        let inf = f64x2_splat(f64::INFINITY);
-        let zero = f64x2_splat(0.0);
+    fn new(n: usize, sx: v128) -> Self {
+        let (ninf, one, zero) = (f64x2_splat(f64::NEG_INFINITY), f64x2_splat(1.0), f64x2_splat(0.0));
         Best4 {
             n: f64x2_splat(n as f64),
             sx: halves(sx),
-            sx2: halves(sx2),
-            bound: [inf, inf],
-            scale: [zero, zero],
-            min: [zero, zero],
+            num: [ninf; 2],
+            det: [one; 2],
+            sl: [zero; 2],
+            sl2: [zero; 2],
+            sxl: [zero; 2],
         }
     }
 
@@ -268,22 +270,37 @@ impl Best4 {
 
     #[inline(always)]
     fn consider_half(&mut self, h: usize, sl: v128, sl2: v128, sxl: v128) {
-        let (n, sx, sx2) = (self.n, self.sx[h], self.sx2[h]);
-        let two = f64x2_splat(2.0);
+        let (n, sx) = (self.n, self.sx[h]);
         let zero = f64x2_splat(0.0);
         let det = f64x2_sub(f64x2_mul(n, sl2), f64x2_mul(sl, sl));
-        let scale = f64x2_div(f64x2_sub(f64x2_mul(n, sxl), f64x2_mul(sx, sl)), det);
-        let min = f64x2_div(f64x2_sub(f64x2_mul(sl2, sx), f64x2_mul(sl, sxl)), det);
-        let a = f64x2_mul(f64x2_mul(scale, scale), sl2);
-        let b = f64x2_mul(f64x2_mul(f64x2_mul(two, scale), min), sl);
-        let c = f64x2_mul(f64x2_mul(n, min), min);
-        let d = f64x2_mul(f64x2_mul(two, scale), sxl);
-        let e = f64x2_mul(f64x2_mul(two, min), sx);
-        let bound = f64x2_add(f64x2_sub(f64x2_sub(f64x2_add(f64x2_add(a, b), c), d), e), sx2);
-        let take = v128_and(v128_and(f64x2_gt(det, zero), f64x2_gt(scale, zero)), f64x2_lt(bound, self.bound[h]));
-        self.bound[h] = v128_bitselect(bound, self.bound[h], take);
-        self.scale[h] = v128_bitselect(scale, self.scale[h], take);
-        self.min[h] = v128_bitselect(min, self.min[h], take);
+        let scale_num = f64x2_sub(f64x2_mul(n, sxl), f64x2_mul(sx, sl));
+        let num = f64x2_add(
+            f64x2_sub(
+                f64x2_mul(f64x2_mul(sl2, sx), sx),
+                f64x2_mul(f64x2_mul(f64x2_mul(f64x2_splat(2.0), sl), sx), sxl),
+            ),
+            f64x2_mul(f64x2_mul(n, sxl), sxl),
+        );
+        let better = f64x2_gt(f64x2_mul(num, self.det[h]), f64x2_mul(self.num[h], det));
+        let take = v128_and(v128_and(f64x2_gt(det, zero), f64x2_gt(scale_num, zero)), better);
+        self.num[h] = v128_bitselect(num, self.num[h], take);
+        self.det[h] = v128_bitselect(det, self.det[h], take);
+        self.sl[h] = v128_bitselect(sl, self.sl[h], take);
+        self.sl2[h] = v128_bitselect(sl2, self.sl2[h], take);
+        self.sxl[h] = v128_bitselect(sxl, self.sxl[h], take);
+    }
+
+    /// The scalar `Best::fit` per lane: (scale, min) halves.
+    #[inline(always)]
+    fn fit(&self) -> ([v128; 2], [v128; 2]) {
+        let (n, sx) = (self.n, self.sx);
+        let scale = core::array::from_fn(|h| {
+            f64x2_div(f64x2_sub(f64x2_mul(n, self.sxl[h]), f64x2_mul(sx[h], self.sl[h])), self.det[h])
+        });
+        let min = core::array::from_fn(|h| {
+            f64x2_div(f64x2_sub(f64x2_mul(self.sl2[h], sx[h]), f64x2_mul(self.sl[h], self.sxl[h])), self.det[h])
+        });
+        (scale, min)
     }
 }
 
@@ -365,6 +382,49 @@ pub fn dequantize_codes(codes: &[u8], scale: f32, min: f32, out: &mut [f32]) {
     for (o, &q) in out[n16..n].iter_mut().zip(&codes[n16..n]) {
         *o = q as f32 * scale + min;
     }
+}
+
+/// [`super::scalar::copy_bytes`] with 64-byte vector steps. Measured in Node 20 (V8 11.3) on a
+/// 64 MiB F32 tensor copied in 256 KiB blocks: 6–8 ms this way, 28–31 ms through `memory.copy` /
+/// `copy_from_slice`.
+pub fn copy_bytes(src: &[u8], dst: &mut [core::mem::MaybeUninit<u8>]) {
+    assert_eq!(src.len(), dst.len(), "copy_bytes: lengths differ");
+    let n64 = src.len() / 64 * 64;
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr() as *mut u8);
+    let mut i = 0;
+    while i < n64 {
+        unsafe {
+            let (a, b, c, e) = (
+                v128_load(s.add(i) as *const v128),
+                v128_load(s.add(i + 16) as *const v128),
+                v128_load(s.add(i + 32) as *const v128),
+                v128_load(s.add(i + 48) as *const v128),
+            );
+            v128_store(d.add(i) as *mut v128, a);
+            v128_store(d.add(i + 16) as *mut v128, b);
+            v128_store(d.add(i + 32) as *mut v128, c);
+            v128_store(d.add(i + 48) as *mut v128, e);
+        }
+        i += 64;
+    }
+    super::scalar::copy_bytes(&src[n64..], &mut dst[n64..]);
+}
+
+/// [`super::scalar::all_finite`]: a value is finite when its exponent bits are not all ones;
+/// sixteen values per step, checked once at the end (a failing tensor is rare, and then the caller
+/// searches for the element).
+pub fn all_finite(x: &[f32]) -> bool {
+    let n16 = x.len() / 16 * 16;
+    let (exp, ones) = (u32x4_splat(0x7f80_0000), u32x4_splat(0x7f80_0000));
+    let mut ok = u32x4_splat(u32::MAX);
+    let mut i = 0;
+    while i < n16 {
+        let (a, b, c, d) = unsafe { (load(x, i), load(x, i + 4), load(x, i + 8), load(x, i + 12)) };
+        let fin = |v: v128| u32x4_ne(v128_and(v, exp), ones);
+        ok = v128_and(ok, v128_and(v128_and(fin(a), fin(b)), v128_and(fin(c), fin(d))));
+        i += 16;
+    }
+    u32x4_all_true(ok) && super::scalar::all_finite(&x[n16..])
 }
 
 /// bf16 → f32 is a 16-bit shift: exact for every input, NaNs included.

@@ -59,7 +59,7 @@ fn opt<T: Copy>(present: bool, v: T) -> Option<T> {
     present.then_some(v)
 }
 
-fn list_values<'a, T: 'static>(list: &'a ListArray, i: usize, what: &str) -> Result<Option<std::sync::Arc<dyn Array>>> {
+fn list_values<T: 'static>(list: &ListArray, i: usize, what: &str) -> Result<Option<std::sync::Arc<dyn Array>>> {
     if list.is_null(i) {
         return Ok(None);
     }
@@ -330,7 +330,7 @@ fn check_row(row: &TensorRow) -> Result<()> {
                 .filter(|b| [2, 4, 8].contains(b))
                 .ok_or_else(|| bad(format!("quantized with bits {:?}", row.bits)))?;
             let g = row.group_size.unwrap_or(0) as usize;
-            if g == 0 || g > MAX_GROUP || (g * bits as usize) % 8 != 0 {
+            if g == 0 || g > MAX_GROUP || !(g * bits as usize).is_multiple_of(8) {
                 return Err(bad(format!("group_size {:?} is not supported", row.group_size)));
             }
             if numel == 0 {

@@ -40,7 +40,8 @@ impl std::io::Write for ChunkSink {
                 last.extend_from_slice(buf)
             }
             _ if buf.len() >= Self::SMALL => {
-                self.chunks.push(buf.to_vec());
+                // Whole tensors pass through here: copied with the vector kernel (see `copy_bytes`).
+                self.chunks.push(crate::kernels::copy_to_vec(buf));
                 self.last_is_small = false;
             }
             _ => {

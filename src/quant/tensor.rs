@@ -70,14 +70,14 @@ pub struct QuantizedTensor {
     /// f16 bit patterns, one per group, row-major.
     pub scales: Vec<u16>,
     pub mins: Vec<u16>,
+    /// CRC-32 of `codes` (the `data_crc32` column).
+    pub crc32: u32,
 }
 
 /// Check decoded values are finite; the error names the tensor and the element index.
 pub fn check_finite(name: &str, x: &[f32], first_index: usize) -> Result<()> {
-    // A branch-free pass (it vectorises) over the bit patterns: exponent all ones is inf or NaN.
-    // Only a failing tensor pays for the search that names the element.
-    let all_finite = x.iter().fold(true, |ok, v| ok & (v.to_bits() & 0x7f80_0000 != 0x7f80_0000));
-    if all_finite {
+    // One vector pass; only a failing tensor pays for the search that names the element.
+    if (kernels::active().all_finite)(x) {
         return Ok(());
     }
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
@@ -118,16 +118,27 @@ pub fn quantize_source(
         .enumerate()
         .map(|(i, ((c, s), m))| (i * rows_per_block, c, s, m))
         .collect();
-    let results =
-        crate::parallel::map(blocks, |(row0, c, s, m)| quantize_rows(src, layout, bits, search, row0, c, s, m));
+    // Each block also hashes its codes; the CRC of the whole is combined in block order, so the
+    // checksum is computed in parallel too.
+    let results = crate::parallel::map(blocks, |(row0, c, s, m)| {
+        let r = quantize_rows(src, layout, bits, search, row0, c, s, m)?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(c);
+        Ok::<_, AqError>(r.map(|sums| (sums, crc)))
+    });
     let mut sums = ErrorSums::default();
+    let mut crc = crc32fast::Hasher::new();
     for block in results {
         match block? {
-            Some(b) => sums.merge(&b),
+            Some((b, h)) => {
+                sums.merge(&b);
+                crc.combine(&h);
+            }
             None => return Ok(None),
         }
     }
-    Ok(Some((QuantizedTensor { bits, layout, codes, scales, mins }, sums)))
+    let crc32 = crc.finalize();
+    Ok(Some((QuantizedTensor { bits, layout, codes, scales, mins, crc32 }, sums)))
 }
 
 /// One block of whole rows starting at `row0`: `codes` holds the block's packed rows,
@@ -150,73 +161,87 @@ fn quantize_rows(
     let gpr = layout.groups_per_row();
     let rows = codes.len() / row_bytes.max(1);
     let e_first = row0 * layout.row_len;
-    let mut x = vec![0f32; rows * layout.row_len];
-    decode_f32(src.dtype, &src.bytes[e_first * esize..(e_first + x.len()) * esize], &mut x);
-    check_finite(src.name, &x, e_first)?;
-
-    let group = |gi: usize| {
-        let (start, len) = layout.group_span(gi % gpr);
-        let e0 = (gi / gpr) * layout.row_len + start;
-        &x[e0..e0 + len]
-    };
-    let mut params = vec![GroupParams::ZERO; rows * gpr];
-    if !choose_group_params(group, layout.group_size, bits, search, &mut params) {
-        return Ok(None);
-    }
-    let kern = kernels::active();
-    let mut sums = ErrorSums::default();
-    let mut q = [0u8; MAX_GROUP];
-    let mut xhat = [0f32; MAX_GROUP];
-    for (r, row_codes) in codes.chunks_mut(row_bytes).enumerate() {
-        for g in 0..gpr {
-            let gi = r * gpr + g;
-            let x = group(gi);
-            let p = params[gi];
-            // group_size·bits is a multiple of 8, so every group starts on a byte.
-            let b0 = layout.group_span(g).0 * bits as usize / 8;
-            encode_group(x, p, bits, &mut q[..x.len()], &mut row_codes[b0..b0 + k::packed_len(x.len(), bits)]);
-            (kern.dequantize_codes)(&q[..x.len()], p.scale_f32(), p.min_f32(), &mut xhat[..x.len()]);
-            sums.add(x, &xhat[..x.len()]);
-            scales[gi] = p.scale_bits();
-            mins[gi] = p.min_bits();
+    SCRATCH.with_borrow_mut(|(x, params)| {
+        // Reused per thread: a block's f32 copy is as large as the block, and zeroing a fresh one
+        // every block would cost as much as decoding into it. A block of one huge row is not kept.
+        if x.capacity() > 4 * BLOCK_ELEMS {
+            *x = Vec::new();
         }
-    }
-    Ok(Some(sums))
+        x.resize(rows * layout.row_len, 0.0);
+        decode_f32(src.dtype, &src.bytes[e_first * esize..(e_first + x.len()) * esize], x);
+        check_finite(src.name, x, e_first)?;
+        let groups: Vec<&[f32]> =
+            x.chunks_exact(layout.row_len).flat_map(|row| row.chunks(layout.group_size)).collect();
+        params.clear();
+        params.resize(groups.len(), GroupParams::ZERO);
+        if !choose_group_params(&groups, layout.group_size, bits, search, params) {
+            return Ok(None);
+        }
+        let kern = kernels::active();
+        let mut sums = ErrorSums::default();
+        let mut q = [0u8; MAX_GROUP];
+        let mut xhat = [0f32; MAX_GROUP];
+        for (r, row_codes) in codes.chunks_mut(row_bytes).enumerate() {
+            let mut b0 = 0;
+            for g in 0..gpr {
+                let gi = r * gpr + g;
+                let (x, p) = (groups[gi], params[gi]);
+                let len = x.len();
+                // group_size·bits is a multiple of 8, so every group starts on a byte.
+                let b1 = b0 + k::packed_len(len, bits);
+                encode_group(x, p, bits, &mut q[..len], &mut row_codes[b0..b1]);
+                b0 = b1;
+                (kern.dequantize_codes)(&q[..len], p.scale_f32(), p.min_f32(), &mut xhat[..len]);
+                sums.add(x, &xhat[..len]);
+                scales[gi] = p.scale_bits();
+                mins[gi] = p.min_bits();
+            }
+        }
+        Ok(Some(sums))
+    })
 }
 
-/// Params for groups `0..params.len()`, group i being `group(i)`; `false` when a group does not
-/// fit f16 params. With search, full-size groups and shorter ones (each row's last) are batched
+thread_local! {
+    /// Per-thread scratch of `quantize_rows`: the block as f32, and its groups' params.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<GroupParams>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Params for `groups` (one slot each in `params`); `false` when a group does not fit f16 params. With search, full-size groups and shorter ones (each row's last) are batched
 /// separately into fours, the SIMD search's unit; leftovers go one at a time (same params).
-pub fn choose_group_params<'a>(
-    group: impl Fn(usize) -> &'a [f32],
+pub fn choose_group_params(
+    groups: &[&[f32]],
     group_size: usize,
     bits: u8,
     search: bool,
     params: &mut [GroupParams],
 ) -> bool {
     if !search {
-        for (gi, slot) in params.iter_mut().enumerate() {
-            let Some(p) = choose_params(group(gi), bits, false) else { return false };
+        for (x, slot) in groups.iter().zip(params.iter_mut()) {
+            let Some(p) = choose_params(x, bits, false) else { return false };
             *slot = p;
         }
         return true;
     }
-    let mut pending: [Vec<usize>; 2] = [Vec::with_capacity(4), Vec::with_capacity(4)];
-    for gi in 0..params.len() {
-        let bucket = &mut pending[(group(gi).len() != group_size) as usize];
-        bucket.push(gi);
-        if bucket.len() == 4 {
-            let quad = [bucket[0], bucket[1], bucket[2], bucket[3]];
-            bucket.clear();
-            for (gi, p) in quad.into_iter().zip(choose_params4(quad.map(&group), bits)) {
+    let mut pending = [[0usize; 4]; 2];
+    let mut count = [0usize; 2];
+    for (gi, x) in groups.iter().enumerate() {
+        let b = (x.len() != group_size) as usize;
+        pending[b][count[b]] = gi;
+        count[b] += 1;
+        if count[b] == 4 {
+            count[b] = 0;
+            let quad = pending[b];
+            for (gi, p) in quad.into_iter().zip(choose_params4(quad.map(|i| groups[i]), bits)) {
                 let Some(p) = p else { return false };
                 params[gi] = p;
             }
         }
     }
-    for gi in pending.into_iter().flatten() {
-        let Some(p) = choose_params(group(gi), bits, true) else { return false };
-        params[gi] = p;
+    for b in 0..2 {
+        for &gi in &pending[b][..count[b]] {
+            let Some(p) = choose_params(groups[gi], bits, true) else { return false };
+            params[gi] = p;
+        }
     }
     true
 }

@@ -102,9 +102,8 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
             format!("quantize {bits}-bit {label} (params + codes + pack)"),
             time(reps, || {
                 for block in values.chunks(BLOCK_ELEMS) {
-                    let count = block.len().div_ceil(g);
-                    let group = |i: usize| &block[i * g..((i + 1) * g).min(block.len())];
-                    choose_group_params(group, g, bits, search, &mut params[..count]);
+                    let groups: Vec<&[f32]> = block.chunks(g).collect();
+                    choose_group_params(&groups, g, bits, search, &mut params[..groups.len()]);
                     for (i, x) in block.chunks(g).enumerate() {
                         encode_group(x, params[i], bits, &mut codes[..x.len()], &mut packed);
                     }
@@ -209,8 +208,8 @@ pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, rep
         stage: "params + codes + pack",
         ms: time(reps, || {
             for (b, chunk) in values[..n].chunks(BLOCK_ELEMS).enumerate() {
-                let count = chunk.len() / g;
-                choose_group_params(|i| &chunk[i * g..(i + 1) * g], g, bits, search, &mut params[..count]);
+                let groups: Vec<&[f32]> = chunk.chunks(g).collect();
+                choose_group_params(&groups, g, bits, search, &mut params[..groups.len()]);
                 let out = &mut packed[b * BLOCK_ELEMS * bits as usize / 8..];
                 for (i, xg) in chunk.chunks(g).enumerate() {
                     let o = i * g * bits as usize / 8;
