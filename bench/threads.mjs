@@ -17,14 +17,16 @@ try {
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(`\n## Threads in Chromium (${ROWS}×4096 f32 = ${((ROWS * 4096 * 4) / 1048576).toFixed(0)} MiB, median of ${RUNS})\n`);
   console.log('| config | single-threaded GB/s | threaded (2 workers) GB/s | threaded ÷ single | threads seen | identical bytes |\n|---|---|---|---|---|---|');
-  for (const [label, config] of [
-    ['4-bit g64 min/max', { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }],
-    ['4-bit g64 scale search', { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }],
+  for (const [label, tensors, config] of [
+    ['4-bit g64 min/max, one tensor', 1, { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }],
+    ['4-bit g64 scale search, one tensor', 1, { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }],
+    [`4-bit g64 min/max, ${ROWS / 16} tensors of 256 KiB`, ROWS / 16, { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }],
+    [`4-bit g64 scale search, ${ROWS / 16} tensors of 256 KiB`, ROWS / 16, { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }],
   ]) {
     const single = [], threaded = [];
     let last;
     for (let r = 0; r < RUNS; r++) {
-      last = await page.evaluate((args) => window.runThreadsTest(args), { rows: ROWS, config });
+      last = await page.evaluate((args) => window.runThreadsTest(args), { rows: ROWS, tensors, config });
       single.push(last.single.seconds);
       threaded.push(last.threaded.seconds);
     }

@@ -34,6 +34,9 @@ async function planWith(lib, source, config, calibration, signal, onPlanProgress
   }
 }
 
+/** Source bytes quantized together when the build has threads (as the Rust `BATCH_BYTES`). */
+const BATCH_BYTES = 16 << 20;
+
 export async function quantizeStreamWith(lib, source, config, options = {}) {
   const { onChunk, onProgress, onHeader, signal, rowGroupBytes, calibration, onPlanProgress } = options;
   const resolved = lib.resolveConfig(config ?? {});
@@ -53,12 +56,39 @@ export async function quantizeStreamWith(lib, source, config, options = {}) {
     const headerSize = lib.safetensorsHeaderSize(prefix);
     const header = q.begin(await source.read(0, Math.min(headerSize, source.size)), source.size);
     if (onHeader) await onHeader(header);
+    // With a thread pool, consecutive tensors are read into a batch of up to BATCH_BYTES and
+    // quantized together, so many small tensors keep every thread busy (same file either way).
+    // Without one, each tensor goes alone and memory holds one tensor.
+    const batchBytes = lib.buildInfo().threads ? BATCH_BYTES : 0;
+    let batch = [];
+    let batchSize = 0;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const layers =
+        batch.length === 1
+          ? [q.addTensor(batch[0].t.name, batch[0].bytes)]
+          : q.addTensors(batch.map((b) => b.t.name), batch.map((b) => b.bytes));
+      await emit(q.takeOutput());
+      if (onProgress) {
+        const p = q.progress();
+        let later = batchSize;
+        layers.forEach((layer, k) => {
+          later -= batch[k].t.end - batch[k].t.start;
+          onProgress({ ...p, done: p.done - layers.length + k + 1, name: batch[k].t.name, bytesDone: p.bytesDone - later, layer });
+        });
+      }
+      batch = [];
+      batchSize = 0;
+    };
     for (const t of header.tensors) {
       signal?.throwIfAborted();
-      const layer = q.addTensor(t.name, await source.read(t.start, t.end));
-      await emit(q.takeOutput());
-      if (onProgress) onProgress({ ...q.progress(), layer });
+      const size = t.end - t.start;
+      if (batch.length > 0 && batchSize + size > batchBytes) await flush();
+      batch.push({ t, bytes: await source.read(t.start, t.end) });
+      batchSize += size;
+      if (batchSize >= batchBytes) await flush();
     }
+    await flush();
     signal?.throwIfAborted();
     const { parquet, report } = q.finish();
     await emit(parquet);

@@ -557,21 +557,59 @@ impl ModelQuantizer {
 
     /// Quantize one tensor from its bytes and append it to the output.
     pub fn add_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<LayerReport> {
+        Ok(self.add_tensors(&[(name, bytes)])?.pop().expect("one report per tensor"))
+    }
+
+    /// Quantize several tensors at once — in parallel on the thread pool when this build has one
+    /// (each tensor also splits into blocks) — and append them to the output in the order given.
+    /// The file is byte-identical to adding them one at a time; this is how many small tensors
+    /// keep every thread busy. A failure stops the run at that tensor: the ones before it are in
+    /// the output, as with `add_tensor`.
+    pub fn add_tensors(&mut self, items: &[(&str, &[u8])]) -> Result<Vec<LayerReport>> {
         self.check_alive()?;
         let Some(header) = &self.header else {
             return Err(AqError::State("addTensor() before begin(): pass the safetensors header first".to_string()));
         };
-        let Some(&i) = self.index.get(name) else {
-            return Err(AqError::State(format!("tensor '{name}' is not in this file's header")));
-        };
-        if self.done[i] {
-            return Err(AqError::State(format!("tensor '{name}' was already added")));
+        let mut indices = Vec::with_capacity(items.len());
+        for (k, &(name, _)) in items.iter().enumerate() {
+            let Some(&i) = self.index.get(name) else {
+                return Err(AqError::State(format!("tensor '{name}' is not in this file's header")));
+            };
+            if self.done[i] || items[..k].iter().any(|&(n, _)| n == name) {
+                return Err(AqError::State(format!("tensor '{name}' was already added")));
+            }
+            indices.push(i);
         }
-        let info = &header.tensors[i];
-        let is_weight = info.dtype.is_float() && info.shape.len() >= 2;
-        let ctx = self.context_for(info);
-        let cal_layer = ctx.cal.map(|c| c.layer.to_string());
-        let outcome = match quantize_layer(&self.cfg, info, bytes, ctx) {
+        let jobs: Vec<_> = indices
+            .iter()
+            .zip(items)
+            .map(|(&i, &(_, bytes))| {
+                let info = &header.tensors[i];
+                let ctx = self.context_for(info);
+                let cal_layer = ctx.cal.map(|c| c.layer.to_string());
+                (info, bytes, ctx, cal_layer)
+            })
+            .collect();
+        let cfg = &self.cfg;
+        let outcomes = crate::parallel::map(jobs, |(info, bytes, ctx, cal_layer)| {
+            (quantize_layer(cfg, info, bytes, ctx), cal_layer)
+        });
+        let mut reports = Vec::with_capacity(items.len());
+        for ((i, &(name, _)), (outcome, cal_layer)) in indices.into_iter().zip(items).zip(outcomes) {
+            reports.push(self.commit(i, name, outcome, cal_layer)?);
+        }
+        Ok(reports)
+    }
+
+    /// Append one quantized tensor (header entry `i`) to the output and to the report.
+    fn commit(
+        &mut self,
+        i: usize,
+        name: &str,
+        outcome: Result<LayerOutcome>,
+        cal_layer: Option<String>,
+    ) -> Result<LayerReport> {
+        let outcome = match outcome {
             Ok(o) if o.row.data.len() > MAX_VALUE_BYTES => {
                 let e = AqError::TooLarge(format!(
                     "tensor '{name}': {} stored bytes exceed the {MAX_VALUE_BYTES}-byte limit of one Parquet value",
@@ -582,6 +620,9 @@ impl ModelQuantizer {
             Ok(o) => o,
             Err(e) => return self.fail(e),
         };
+        let info = &self.header.as_ref().expect("begun").tensors[i];
+        let is_weight = info.dtype.is_float() && info.shape.len() >= 2;
+        let byte_len = info.byte_len();
         // The report is taken first: the writer consumes the row (its codes move into Arrow
         // without a copy).
         let report = layer_report(&outcome.row, info);
@@ -602,7 +643,7 @@ impl ModelQuantizer {
         self.time_grouped += time_grouped as u32;
         self.equalized += equalized as u32;
         self.done[i] = true;
-        self.bytes_done += info.byte_len();
+        self.bytes_done += byte_len;
         self.layers.push(report.clone());
         Ok(report)
     }
@@ -803,6 +844,11 @@ pub fn layer_report(row: &TensorRow, info: &TensorInfo) -> LayerReport {
     }
 }
 
+/// Source bytes quantized together by [`quantize_model`] (and by the JS stream with threads): big
+/// enough to give every thread a tensor, small enough that the batch's outputs stay a fraction of
+/// the model.
+pub const BATCH_BYTES: u64 = 16 << 20;
+
 /// Quantize a whole safetensors file held in memory. `on_progress` is called after each tensor;
 /// returning `false` cancels the run (error `E_CANCELLED`).
 pub fn quantize_model(
@@ -853,13 +899,28 @@ pub fn quantize_model_chunks(
     let tensors = q.begin(bytes, Some(bytes.len() as u64))?.tensors.clone();
     let data_offset = q.header().expect("begun").data_offset;
     let mut out = Vec::new();
-    for t in &tensors {
-        let (a, b) = ((data_offset + t.begin) as usize, (data_offset + t.end) as usize);
-        q.add_tensor(&t.name, &bytes[a..b])?;
-        out.extend(q.take_output_chunks());
-        if !on_progress(&q.progress(&t.name)) {
-            return Err(AqError::Cancelled(format!("cancelled after tensor '{}'", t.name)));
+    // Consecutive tensors are quantized together (in parallel with threads) up to a batch of
+    // about BATCH_BYTES of source; a larger tensor is a batch of its own.
+    let mut start = 0;
+    while start < tensors.len() {
+        let mut end = start + 1;
+        let mut batch_bytes = tensors[start].byte_len();
+        while end < tensors.len() && batch_bytes + tensors[end].byte_len() <= BATCH_BYTES {
+            batch_bytes += tensors[end].byte_len();
+            end += 1;
         }
+        let items: Vec<(&str, &[u8])> = tensors[start..end]
+            .iter()
+            .map(|t| (t.name.as_str(), &bytes[(data_offset + t.begin) as usize..(data_offset + t.end) as usize]))
+            .collect();
+        q.add_tensors(&items)?;
+        out.extend(q.take_output_chunks());
+        for t in &tensors[start..end] {
+            if !on_progress(&q.progress(&t.name)) {
+                return Err(AqError::Cancelled(format!("cancelled after tensor '{}'", t.name)));
+            }
+        }
+        start = end;
     }
     let (rest, report) = q.finish_chunks()?;
     out.extend(rest);

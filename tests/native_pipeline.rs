@@ -161,3 +161,28 @@ fn export_to_safetensors() {
         }
     }
 }
+
+#[test]
+fn add_tensors_in_one_batch_checks_every_name_first() {
+    let bytes = read("tests/data/minilm_l6_bf16_subset.safetensors");
+    let cfg = parse_config_str(r#"{"profile":"local"}"#).unwrap();
+    let prefix = arrowquant::safetensors::header_size(&bytes[..8]).unwrap() as usize;
+    let mut q = ModelQuantizer::with_clock(cfg, || 0.0).unwrap();
+    let header = q.begin(&bytes[..prefix], Some(bytes.len() as u64)).unwrap().clone();
+    let slice = |i: usize| {
+        let (a, b) = header.file_range(&header.tensors[i]);
+        (header.tensors[i].name.as_str(), &bytes[a as usize..b as usize])
+    };
+    // A name twice in one batch, and an unknown name: refused before anything is written.
+    let err = q.add_tensors(&[slice(0), slice(1), slice(0)]).unwrap_err();
+    assert_eq!(err.code(), "E_STATE");
+    assert!(err.to_string().contains(&header.tensors[0].name), "{err}");
+    assert_eq!(q.add_tensors(&[slice(0), ("no.such.tensor", &bytes[..4])]).unwrap_err().code(), "E_STATE");
+    assert_eq!(q.progress("").done, 0, "a refused batch adds nothing");
+    // Then a real batch: one report per tensor, in order.
+    let reports = q.add_tensors(&[slice(0), slice(1), slice(2)]).unwrap();
+    let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, [slice(0).0, slice(1).0, slice(2).0]);
+    assert_eq!(q.progress("").done, 3);
+    assert_eq!(q.add_tensor(slice(1).0, slice(1).1).unwrap_err().code(), "E_STATE");
+}

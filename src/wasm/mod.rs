@@ -334,6 +334,26 @@ impl ModelQuantizer {
         to_js(&r)
     }
 
+    /// Quantize several tensors together (in parallel in the threaded build), appended in the
+    /// order given; the file is the same as with `addTensor` one by one. Returns their reports.
+    #[wasm_bindgen(js_name = addTensors, unchecked_return_type = "LayerReport[]")]
+    pub fn add_tensors(&mut self, names: Vec<String>, tensors: Vec<Uint8Array>) -> Result<JsValue, JsValue> {
+        if names.len() != tensors.len() {
+            return Err(js_error(AqError::State(format!(
+                "addTensors(): {} names but {} byte arrays",
+                names.len(),
+                tensors.len()
+            ))));
+        }
+        let owned: Vec<Vec<u8>> = tensors.iter().map(|t| t.to_vec()).collect();
+        let items: Vec<(&str, &[u8])> = names.iter().map(String::as_str).zip(owned.iter().map(Vec::as_slice)).collect();
+        let r = self.inner.add_tensors(&items).map_err(js_error)?;
+        if let Some(last) = names.last() {
+            self.last_tensor = last.clone();
+        }
+        to_js(&r)
+    }
+
     /// Progress after the last tensor.
     #[wasm_bindgen(unchecked_return_type = "Progress")]
     pub fn progress(&self) -> Result<JsValue, JsValue> {

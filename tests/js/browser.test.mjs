@@ -43,6 +43,11 @@ test('threaded build: more than one thread, same bytes as single-threaded', { ti
   assert.equal(r.single.threadsSeen, 0);
   assert.equal(r.identicalBig, true, 'threaded and single-threaded Parquet bytes differ (synthetic model)');
   assert.equal(r.identicalSample, true, 'threaded and single-threaded Parquet bytes differ (sample model)');
+  // Many tensors of one block each: the only parallelism is across tensors (batched addTensors).
+  const m = await page.evaluate(() => window.runThreadsTest({ rows: 1024, tensors: 64, config: { bitWidth: 2, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 } }));
+  console.log(`# chromium threads, 64 small tensors: ${JSON.stringify(m)}`);
+  assert.ok(m.threaded.threadsSeen >= 2, `threads seen across small tensors: ${m.threaded.threadsSeen}`);
+  assert.equal(m.identicalBig, true, 'threaded and single-threaded Parquet bytes differ (64 small tensors)');
   assert.deepEqual(errors, []);
   await page.close();
 });
