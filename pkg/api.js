@@ -42,7 +42,8 @@ export function bytesSource(bytes) {
 }
 
 /**
- * Quantize a safetensors file tensor by tensor: only the header and one tensor are in memory at a
+ * Quantize a safetensors file tensor by tensor: only the header and one tensor (or up to 1 MiB of
+ * consecutive small tensors; 16 MiB with the threaded build, quantized together) are in memory at a
  * time, and finished Parquet bytes go to `onChunk` as soon as a row group closes.
  *
  * @param source  `{ size, read(start, end) }` — `read` returns (a promise of) a Uint8Array.

@@ -36,6 +36,8 @@ async function planWith(lib, source, config, calibration, signal, onPlanProgress
 
 /** Source bytes quantized together when the build has threads (as the Rust `BATCH_BYTES`). */
 const BATCH_BYTES = 16 << 20;
+/** Small consecutive tensors are read together up to this many bytes, threads or not. */
+const READ_BYTES = 1 << 20;
 
 export async function quantizeStreamWith(lib, source, config, options = {}) {
   const { onChunk, onProgress, onHeader, signal, rowGroupBytes, calibration, onPlanProgress } = options;
@@ -56,39 +58,50 @@ export async function quantizeStreamWith(lib, source, config, options = {}) {
     const headerSize = lib.safetensorsHeaderSize(prefix);
     const header = q.begin(await source.read(0, Math.min(headerSize, source.size)), source.size);
     if (onHeader) await onHeader(header);
-    // With a thread pool, consecutive tensors are read into a batch of up to BATCH_BYTES and
-    // quantized together, so many small tensors keep every thread busy (same file either way).
-    // Without one, each tensor goes alone and memory holds one tensor.
+    // Consecutive tensors that sit back to back in the file are read with one `read` (small ones
+    // up to READ_BYTES together: one Blob slice instead of one per tensor). With a thread pool a
+    // group of up to BATCH_BYTES is also quantized together, so many small tensors keep every
+    // thread busy; without one each tensor goes alone. The file is the same either way.
     const batchBytes = lib.buildInfo().threads ? BATCH_BYTES : 0;
-    let batch = [];
-    let batchSize = 0;
-    const flush = async () => {
-      if (batch.length === 0) return;
-      const layers =
-        batch.length === 1
-          ? [q.addTensor(batch[0].t.name, batch[0].bytes)]
-          : q.addTensors(batch.map((b) => b.t.name), batch.map((b) => b.bytes));
-      await emit(q.takeOutput());
-      if (onProgress) {
-        const p = q.progress();
-        let later = batchSize;
-        layers.forEach((layer, k) => {
-          later -= batch[k].t.end - batch[k].t.start;
-          onProgress({ ...p, done: p.done - layers.length + k + 1, name: batch[k].t.name, bytesDone: p.bytesDone - later, layer });
-        });
-      }
-      batch = [];
-      batchSize = 0;
+    const limit = Math.max(batchBytes, READ_BYTES);
+    const tensors = header.tensors;
+    const size = (t) => t.end - t.start;
+    const progressOne = (t, layer) => {
+      if (onProgress) onProgress({ ...q.progress(), name: t.name, layer });
     };
-    for (const t of header.tensors) {
+    for (let i = 0; i < tensors.length; ) {
+      let j = i + 1;
+      let bytes = size(tensors[i]);
+      while (j < tensors.length && tensors[j].start === tensors[j - 1].end && bytes + size(tensors[j]) <= limit) {
+        bytes += size(tensors[j]);
+        j += 1;
+      }
       signal?.throwIfAborted();
-      const size = t.end - t.start;
-      if (batch.length > 0 && batchSize + size > batchBytes) await flush();
-      batch.push({ t, bytes: await source.read(t.start, t.end) });
-      batchSize += size;
-      if (batchSize >= batchBytes) await flush();
+      const first = tensors[i].start;
+      const data = await source.read(first, tensors[j - 1].end);
+      const group = tensors.slice(i, j).map((t) => ({ t, bytes: data.subarray(t.start - first, t.end - first) }));
+      if (batchBytes > 0 && group.length > 1) {
+        const layers = q.addTensors(group.map((g) => g.t.name), group.map((g) => g.bytes));
+        await emit(q.takeOutput());
+        if (onProgress) {
+          // Progress as if the tensors had gone one by one.
+          const p = q.progress();
+          let later = bytes;
+          layers.forEach((layer, k) => {
+            later -= size(group[k].t);
+            onProgress({ ...p, done: p.done - layers.length + k + 1, name: group[k].t.name, bytesDone: p.bytesDone - later, layer });
+          });
+        }
+      } else {
+        for (const { t, bytes: b } of group) {
+          signal?.throwIfAborted();
+          const layer = q.addTensor(t.name, b);
+          await emit(q.takeOutput());
+          progressOne(t, layer);
+        }
+      }
+      i = j;
     }
-    await flush();
     signal?.throwIfAborted();
     const { parquet, report } = q.finish();
     await emit(parquet);
