@@ -156,49 +156,68 @@ fn quantize_rows(
     scales: &mut [u16],
     mins: &mut [u16],
 ) -> Result<Option<ErrorSums>> {
-    let esize = src.dtype.size_bytes();
-    let row_bytes = layout.row_bytes(bits);
-    let gpr = layout.groups_per_row();
-    let rows = codes.len() / row_bytes.max(1);
+    let rows = codes.len() / layout.row_bytes(bits).max(1);
     let e_first = row0 * layout.row_len;
     SCRATCH.with_borrow_mut(|(x, params)| {
         // Reused per thread: a block's f32 copy is as large as the block, and zeroing a fresh one
-        // every block would cost as much as decoding into it. A block of one huge row is not kept.
+        // every block would cost as much as decoding into it.
+        let out = quantize_block(src, layout, bits, search, e_first, rows, codes, scales, mins, x, params);
+        // A block of one huge row is not kept for the next one.
         if x.capacity() > 4 * BLOCK_ELEMS {
             *x = Vec::new();
         }
-        x.resize(rows * layout.row_len, 0.0);
-        decode_f32(src.dtype, &src.bytes[e_first * esize..(e_first + x.len()) * esize], x);
-        check_finite(src.name, x, e_first)?;
-        let groups: Vec<&[f32]> =
-            x.chunks_exact(layout.row_len).flat_map(|row| row.chunks(layout.group_size)).collect();
-        params.clear();
-        params.resize(groups.len(), GroupParams::ZERO);
-        if !choose_group_params(&groups, layout.group_size, bits, search, params) {
-            return Ok(None);
-        }
-        let kern = kernels::active();
-        let mut sums = ErrorSums::default();
-        let mut q = [0u8; MAX_GROUP];
-        let mut xhat = [0f32; MAX_GROUP];
-        for (r, row_codes) in codes.chunks_mut(row_bytes).enumerate() {
-            let mut b0 = 0;
-            for g in 0..gpr {
-                let gi = r * gpr + g;
-                let (x, p) = (groups[gi], params[gi]);
-                let len = x.len();
-                // group_size·bits is a multiple of 8, so every group starts on a byte.
-                let b1 = b0 + k::packed_len(len, bits);
-                encode_group(x, p, bits, &mut q[..len], &mut row_codes[b0..b1]);
-                b0 = b1;
-                (kern.dequantize_codes)(&q[..len], p.scale_f32(), p.min_f32(), &mut xhat[..len]);
-                sums.add(x, &xhat[..len]);
-                scales[gi] = p.scale_bits();
-                mins[gi] = p.min_bits();
-            }
-        }
-        Ok(Some(sums))
+        out
     })
+}
+
+/// [`quantize_rows`] with its per-thread scratch: `x` for the block as f32, `params` per group.
+#[allow(clippy::too_many_arguments)]
+fn quantize_block(
+    src: Source,
+    layout: Layout,
+    bits: u8,
+    search: bool,
+    e_first: usize,
+    rows: usize,
+    codes: &mut [u8],
+    scales: &mut [u16],
+    mins: &mut [u16],
+    x: &mut Vec<f32>,
+    params: &mut Vec<GroupParams>,
+) -> Result<Option<ErrorSums>> {
+    let esize = src.dtype.size_bytes();
+    let row_bytes = layout.row_bytes(bits);
+    let gpr = layout.groups_per_row();
+    x.resize(rows * layout.row_len, 0.0);
+    decode_f32(src.dtype, &src.bytes[e_first * esize..(e_first + x.len()) * esize], x);
+    check_finite(src.name, x, e_first)?;
+    let groups: Vec<&[f32]> = x.chunks_exact(layout.row_len).flat_map(|row| row.chunks(layout.group_size)).collect();
+    params.clear();
+    params.resize(groups.len(), GroupParams::ZERO);
+    if !choose_group_params(&groups, layout.group_size, bits, search, params) {
+        return Ok(None);
+    }
+    let kern = kernels::active();
+    let mut sums = ErrorSums::default();
+    let mut q = [0u8; MAX_GROUP];
+    let mut xhat = [0f32; MAX_GROUP];
+    for (r, row_codes) in codes.chunks_mut(row_bytes).enumerate() {
+        let mut b0 = 0;
+        for g in 0..gpr {
+            let gi = r * gpr + g;
+            let (x, p) = (groups[gi], params[gi]);
+            let len = x.len();
+            // group_size·bits is a multiple of 8, so every group starts on a byte.
+            let b1 = b0 + k::packed_len(len, bits);
+            encode_group(x, p, bits, &mut q[..len], &mut row_codes[b0..b1]);
+            b0 = b1;
+            (kern.dequantize_codes)(&q[..len], p.scale_f32(), p.min_f32(), &mut xhat[..len]);
+            sums.add(x, &xhat[..len]);
+            scales[gi] = p.scale_bits();
+            mins[gi] = p.min_bits();
+        }
+    }
+    Ok(Some(sums))
 }
 
 thread_local! {
@@ -206,7 +225,8 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<GroupParams>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// Params for `groups` (one slot each in `params`); `false` when a group does not fit f16 params. With search, full-size groups and shorter ones (each row's last) are batched
+/// Params for `groups` (one slot each in `params`); `false` when a group does not fit f16
+/// params. With search, full-size groups and shorter ones (each row's last) are batched
 /// separately into fours, the SIMD search's unit; leftovers go one at a time (same params).
 pub fn choose_group_params(
     groups: &[&[f32]],

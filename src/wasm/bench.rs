@@ -98,17 +98,12 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
     // decoding and validation: what a Q4_0-style quantizer does.
     for (label, search) in [("min/max", false), ("scale search", true)] {
         let mut params = vec![GroupParams::ZERO; BLOCK_ELEMS / g + 1];
+        let mut out = vec![0u8; values.len().div_ceil(g) * g * bits as usize / 8];
         rows.push((
             format!("quantize {bits}-bit {label} (params + codes + pack)"),
             time(reps, || {
-                for block in values.chunks(BLOCK_ELEMS) {
-                    let groups: Vec<&[f32]> = block.chunks(g).collect();
-                    choose_group_params(&groups, g, bits, search, &mut params[..groups.len()]);
-                    for (i, x) in block.chunks(g).enumerate() {
-                        encode_group(x, params[i], bits, &mut codes[..x.len()], &mut packed);
-                    }
-                    sink += packed[0] as f64;
-                }
+                encode_blocks(values, g, bits, search, &mut params, &mut codes, &mut out);
+                sink += out[0] as f64;
             }),
         ));
     }
@@ -164,6 +159,35 @@ pub fn bench_kernels(values: &[f32], group_size: u32, bits: u8, reps: u32) -> Re
     super::to_js(&rows)
 }
 
+/// The quantizer's per-group path over `values` as consecutive groups of `g`, in blocks as
+/// `quantize_source` runs them: params for a block, then codes packed into `out` (whole groups).
+fn encode_blocks(
+    values: &[f32],
+    g: usize,
+    bits: u8,
+    search: bool,
+    params: &mut [GroupParams],
+    q: &mut [u8],
+    out: &mut [u8],
+) {
+    let group_bytes = g * bits as usize / 8;
+    for (b, block) in values.chunks(BLOCK_ELEMS).enumerate() {
+        let groups: Vec<&[f32]> = block.chunks(g).collect();
+        choose_group_params(&groups, g, bits, search, &mut params[..groups.len()]);
+        let out = &mut out[b * (BLOCK_ELEMS / g) * group_bytes..];
+        for (i, x) in groups.iter().enumerate() {
+            let o = i * group_bytes;
+            encode_group(
+                x,
+                params[i],
+                bits,
+                &mut q[..x.len()],
+                &mut out[o..o + kernels::scalar::packed_len(x.len(), bits)],
+            );
+        }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Stage {
@@ -206,17 +230,7 @@ pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, rep
     });
     stages.push(Stage {
         stage: "params + codes + pack",
-        ms: time(reps, || {
-            for (b, chunk) in values[..n].chunks(BLOCK_ELEMS).enumerate() {
-                let groups: Vec<&[f32]> = chunk.chunks(g).collect();
-                choose_group_params(&groups, g, bits, search, &mut params[..groups.len()]);
-                let out = &mut packed[b * BLOCK_ELEMS * bits as usize / 8..];
-                for (i, xg) in chunk.chunks(g).enumerate() {
-                    let o = i * g * bits as usize / 8;
-                    encode_group(xg, params[i], bits, &mut q, &mut out[o..o + g * bits as usize / 8]);
-                }
-            }
-        }),
+        ms: time(reps, || encode_blocks(&values[..n], g, bits, search, &mut params, &mut q, &mut packed)),
     });
     stages.push(Stage {
         stage: "dequantize + error sums (validation)",
