@@ -97,7 +97,7 @@ pub fn detect<'a>(
     let score = |m: Modality| NAME_RULES.iter().zip(&hit).filter(|(r, h)| **h && r.modality == m).count();
     let mut scored: Vec<(Modality, usize)> =
         [Modality::Image, Modality::Audio, Modality::Text].iter().map(|&m| (m, score(m))).collect();
-    scored.sort_by(|a, b| b.1.cmp(&a.1));
+    scored.sort_by_key(|s| std::cmp::Reverse(s.1));
     let (best, n) = scored[0];
     let evidence = |m: Modality| -> String {
         NAME_RULES

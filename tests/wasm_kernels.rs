@@ -81,7 +81,10 @@ fn search_and_code_kernels_match() {
             for s in scales {
                 for m in [mn, half::f16::from_f32(mn).to_f32(), 0.0, -0.0] {
                     let pairs = [(s, m), (range / qmax, mn)];
-                    let (a, b) = ((SCALAR.squared_errors)(&x, pairs, qmax), (SIMD128.squared_errors)(&x, pairs, qmax));
+                    // Codes buffers start different, so a code left unwritten shows.
+                    let (mut ca, mut cb) = (vec![0xaau8; x.len()], vec![0x55u8; x.len()]);
+                    let a = (SCALAR.squared_errors)(&x, pairs, qmax, &mut ca);
+                    let b = (SIMD128.squared_errors)(&x, pairs, qmax, &mut cb);
                     assert_eq!(
                         a.map(f32::to_bits),
                         b.map(f32::to_bits),
@@ -92,6 +95,8 @@ fn search_and_code_kernels_match() {
                     (SCALAR.quantize_codes)(&x, s, m, qmax, &mut qa);
                     (SIMD128.quantize_codes)(&x, s, m, qmax, &mut qb);
                     assert_eq!(qa, qb, "quantize_codes {label} bits {bits} s {s} m {m}");
+                    assert_eq!(ca, qa, "squared_errors codes (scalar) {label} bits {bits} s {s} m {m}");
+                    assert_eq!(cb, qa, "squared_errors codes (simd128) {label} bits {bits} s {s} m {m}");
                     let (mut da, mut db) = (vec![0f32; x.len()], vec![0f32; x.len()]);
                     (SCALAR.dequantize_codes)(&qa, s, m, &mut da);
                     (SIMD128.dequantize_codes)(&qa, s, m, &mut db);

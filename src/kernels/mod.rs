@@ -20,7 +20,7 @@ pub struct KernelSet {
     pub all_finite: fn(&[f32]) -> bool,
     pub copy_bytes: fn(&[u8], &mut [core::mem::MaybeUninit<u8>]),
     pub search4: fn([&[f32]; 4], f32) -> [scalar::SearchFit; 4],
-    pub squared_errors: fn(&[f32], [scalar::ScaleMin; 2], f32) -> [f32; 2],
+    pub squared_errors: scalar::SquaredErrorsFn,
     pub quantize_codes: fn(&[f32], f32, f32, f32, &mut [u8]),
     pub dequantize_codes: fn(&[u8], f32, f32, &mut [f32]),
     pub decode_f16: fn(&[u8], &mut [f32]),

@@ -207,8 +207,15 @@ pub fn squared_error(x: &[f32], scale: f32, min: f32, qmax: f32) -> f32 {
 /// A (scale, min) pair as f32.
 pub type ScaleMin = (f32, f32);
 
-/// [`squared_error`] of two (scale, min) pairs over the same values (one pass in the SIMD twin).
-pub fn squared_errors(x: &[f32], params: [ScaleMin; 2], qmax: f32) -> [f32; 2] {
+/// Signature of [`squared_errors`]: values, two (scale, min) pairs, qmax, codes of the first pair.
+pub type SquaredErrorsFn = fn(&[f32], [ScaleMin; 2], f32, &mut [u8]) -> [f32; 2];
+
+/// [`squared_error`] of two (scale, min) pairs over the same values, and the codes of the first
+/// pair written to `codes` (one per value, as [`quantize_codes`]). One pass in the SIMD twin: the
+/// search's candidate is usually the one stored, so its codes come out of the comparison that
+/// chose it instead of a second pass.
+pub fn squared_errors(x: &[f32], params: [ScaleMin; 2], qmax: f32, codes: &mut [u8]) -> [f32; 2] {
+    quantize_codes(x, params[0].0, params[0].1, qmax, codes);
     params.map(|(s, m)| squared_error(x, s, m, qmax))
 }
 

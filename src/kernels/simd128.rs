@@ -305,34 +305,72 @@ impl Best4 {
 }
 
 /// [`super::scalar::squared_errors`]: both pairs in one pass, each with its own lane-interleaved
-/// accumulator, so each result equals the scalar `squared_error` bit for bit.
-pub fn squared_errors(x: &[f32], params: [ScaleMin; 2], qmax: f32) -> [f32; 2] {
-    let n4 = x.len() / 4 * 4;
+/// accumulator, so each result equals the scalar `squared_error` bit for bit; the first pair's
+/// codes are stored sixteen at a time as [`quantize_codes`] stores them.
+pub fn squared_errors(x: &[f32], params: [ScaleMin; 2], qmax: f32, codes: &mut [u8]) -> [f32; 2] {
+    assert!(codes.len() >= x.len(), "squared_errors: codes shorter than values");
+    let n16 = x.len() / 16 * 16;
     let vq = f32x4_splat(qmax);
     let inv = params.map(|(s, _)| super::scalar::inverse(s));
     let (vs, vinv, vm) =
         (params.map(|(s, _)| f32x4_splat(s)), inv.map(|v| f32x4_splat(v)), params.map(|(_, m)| f32x4_splat(m)));
+    let magic = f32x4_splat(8_388_608.0);
     let mut acc = [f32x4_splat(0.0); 2];
-    let mut i = 0;
-    while i < n4 {
-        let v = unsafe { load(x, i) };
+    // Both errors for four values, in element order; the first pair's codes (+2^23) returned.
+    let mut step = |v: v128| {
+        let mut first = v;
         for k in 0..2 {
             let q = round_clamp(f32x4_mul(f32x4_sub(v, vm[k]), vinv[k]), vq);
             let e = f32x4_sub(f32x4_add(f32x4_mul(q, vs[k]), vm[k]), v);
             acc[k] = f32x4_add(acc[k], f32x4_mul(e, e));
+            if k == 0 {
+                first = f32x4_add(q, magic);
+            }
+        }
+        first
+    };
+    let mut i = 0;
+    while i < n16 {
+        let (a, b, c, d) = unsafe { (load(x, i), load(x, i + 4), load(x, i + 8), load(x, i + 12)) };
+        let (a, b, c, d) = (step(a), step(b), step(c), step(d));
+        let ab = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(a, b);
+        let cd = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(c, d);
+        unsafe { v128_store(codes.as_mut_ptr().add(i) as *mut v128, i64x2_shuffle::<0, 2>(ab, cd)) };
+        i += 16;
+    }
+    while i + 4 <= x.len() {
+        let q = step(unsafe { load(x, i) });
+        for (j, c) in codes[i..i + 4].iter_mut().enumerate() {
+            *c = code_lane(q, j);
         }
         i += 4;
     }
+    let tail = i;
     core::array::from_fn(|k| {
         let (scale, min) = params[k];
         let mut l = lanes(acc[k]);
-        for (j, &v) in x[n4..].iter().enumerate() {
+        for (j, &v) in x[tail..].iter().enumerate() {
             let q = super::scalar::code_of(v, inv[k], min, qmax);
+            if k == 0 {
+                codes[tail + j] = q as u8;
+            }
             let e = q * scale + min - v;
-            l[(n4 + j) % 4] += e * e;
+            l[(tail + j) % 4] += e * e;
         }
         combine_lanes(l)
     })
+}
+
+/// Lane `j` of an f32x4 holding code + 2^23: the code (its low byte).
+#[inline(always)]
+fn code_lane(v: v128, j: usize) -> u8 {
+    let b = match j {
+        0 => i32x4_extract_lane::<0>(v),
+        1 => i32x4_extract_lane::<1>(v),
+        2 => i32x4_extract_lane::<2>(v),
+        _ => i32x4_extract_lane::<3>(v),
+    };
+    b as u8
 }
 
 pub fn quantize_codes(x: &[f32], scale: f32, min: f32, qmax: f32, out: &mut [u8]) {

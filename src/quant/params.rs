@@ -62,11 +62,26 @@ impl GroupParams {
     }
 }
 
+/// Params chosen for one group, and whether the caller's code buffer now holds the group's codes
+/// for them (with search, the comparison that picks the candidate also computes its codes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Chosen {
+    pub params: GroupParams,
+    pub coded: bool,
+}
+
 /// Choose params for one group of finite values at `bits`. `None` when the group's values or
 /// range do not fit f16 params (the caller then stores the tensor unquantized). With `search`
 /// this runs the scalar reference search; [`choose_params4`] gives the same params for four
 /// groups at a time with the active kernel set.
 pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
+    let mut codes = if search { vec![0u8; x.len()] } else { Vec::new() };
+    choose_params_coded(x, bits, search, &mut codes).map(|c| c.params)
+}
+
+/// [`choose_params`], writing the group's codes to `codes` (as long as `x`) when it computes
+/// them on the way ([`Chosen::coded`]).
+pub fn choose_params_coded(x: &[f32], bits: u8, search: bool, codes: &mut [u8]) -> Option<Chosen> {
     let qmax = qmax(bits);
     let found = if search {
         kernels::scalar::search(x, qmax)
@@ -76,12 +91,12 @@ pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
     };
     let base = GroupParams::from_f32((found.max - found.min) / qmax, found.min);
     let cand = found.fit.and_then(|(s, m)| GroupParams::from_f32(s as f32, m as f32));
-    finish(x, qmax, found, base, cand)
+    finish(x, qmax, found, base, cand, codes)
 }
 
-/// [`choose_params`] with search for four groups of equal length (the SIMD search's unit); the
-/// sixteen f16 roundings also go four at a time.
-pub fn choose_params4(xs: [&[f32]; 4], bits: u8) -> [Option<GroupParams>; 4] {
+/// [`choose_params_coded`] with search for four groups of equal length (the SIMD search's
+/// unit); the sixteen f16 roundings also go four at a time.
+pub fn choose_params4(xs: [&[f32]; 4], bits: u8, codes: [&mut [u8]; 4]) -> [Option<Chosen>; 4] {
     let qmax = qmax(bits);
     let k = kernels::active();
     let found = (k.search4)(xs, qmax);
@@ -96,10 +111,11 @@ pub fn choose_params4(xs: [&[f32]; 4], bits: u8) -> [Option<GroupParams>; 4] {
     }
     let (mut h, mut v) = ([0u16; 16], [0f32; 16]);
     (k.round_f16)(&raw, &mut h, &mut v);
+    let mut codes = codes.into_iter();
     core::array::from_fn(|i| {
         let base = GroupParams::from_rounded(h[i], h[4 + i], v[i], v[4 + i]);
         let cand = found[i].fit.and_then(|_| GroupParams::from_rounded(h[8 + i], h[12 + i], v[8 + i], v[12 + i]));
-        finish(xs[i], qmax, found[i], base, cand)
+        finish(xs[i], qmax, found[i], base, cand, codes.next().expect("four code buffers"))
     })
 }
 
@@ -110,28 +126,32 @@ fn qmax(bits: u8) -> f32 {
 
 /// From the group's extrema, its min/max params `base` (f16-rounded (max − min)/qmax and min) and
 /// the search's rounded refit `cand` (if any) to stored params: `base` unless `cand` has a
-/// smaller exact error.
+/// smaller exact error. When `cand` is compared, its codes are written to `codes` on the way.
 fn finish(
     x: &[f32],
     qmax: f32,
     found: SearchFit,
     base: Option<GroupParams>,
     cand: Option<GroupParams>,
-) -> Option<GroupParams> {
+    codes: &mut [u8],
+) -> Option<Chosen> {
     if found.min < -F16_MAX || found.max > F16_MAX {
         return None;
     }
     // A constant group gets scale 0: every code 0, ŵ = min, no division anywhere.
     let base = base?;
-    let Some(cand) = cand.filter(|&c| c != base && found.max != found.min) else { return Some(base) };
+    let Some(cand) = cand.filter(|&c| c != base && found.max != found.min) else {
+        return Some(Chosen { params: base, coded: false });
+    };
     // The search scores candidates by a closed-form bound before f16 rounding; only the exact
     // error of the stored values decides against min/max, so search is never worse.
     let [cand_err, base_err] = (kernels::active().squared_errors)(
         x,
         [(cand.scale_f32(), cand.min_f32()), (base.scale_f32(), base.min_f32())],
         qmax,
+        &mut codes[..x.len()],
     );
-    Some(if cand_err < base_err { cand } else { base })
+    Some(if cand_err < base_err { Chosen { params: cand, coded: true } } else { Chosen { params: base, coded: false } })
 }
 
 #[cfg(test)]
@@ -167,9 +187,27 @@ mod tests {
                 (0..4).map(|g| (0..n).map(|_| if g == 2 { 0.25 } else { next() * (g + 1) as f32 }).collect()).collect();
             let xs = [&groups[0][..], &groups[1][..], &groups[2][..], &groups[3][..]];
             for bits in [2u8, 4, 8] {
-                let quad = choose_params4(xs, bits);
+                let mut quad_codes = [[0u8; 256]; 4];
+                let [a, b, c, d] = &mut quad_codes;
+                let quad = choose_params4(xs, bits, [&mut a[..], &mut b[..], &mut c[..], &mut d[..]]);
                 for (i, x) in xs.iter().enumerate() {
-                    assert_eq!(quad[i], choose_params(x, bits, true), "n {n} bits {bits} group {i}");
+                    let mut one = vec![0u8; n];
+                    let single = choose_params_coded(x, bits, true, &mut one);
+                    assert_eq!(quad[i], single, "n {n} bits {bits} group {i}");
+                    let p = single.unwrap();
+                    if p.coded {
+                        // The codes written on the way are the stored params' codes.
+                        let mut expect = vec![0u8; n];
+                        k::quantize_codes(
+                            x,
+                            p.params.scale_f32(),
+                            p.params.min_f32(),
+                            ((1u32 << bits) - 1) as f32,
+                            &mut expect,
+                        );
+                        assert_eq!(one, expect, "n {n} bits {bits} group {i}");
+                        assert_eq!(&quad_codes[i][..n], &expect[..], "n {n} bits {bits} group {i}");
+                    }
                 }
             }
         }

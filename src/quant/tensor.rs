@@ -8,7 +8,7 @@ use crate::dtype::{decode_f32, Dtype};
 use crate::error::{AqError, Result};
 use crate::kernels::{self, scalar as k};
 use crate::quant::metrics::ErrorSums;
-use crate::quant::params::{choose_params, choose_params4, GroupParams};
+use crate::quant::params::{choose_params4, choose_params_coded, Chosen, GroupParams};
 
 /// Largest supported group (the config allows 32..=256).
 pub const MAX_GROUP: usize = 256;
@@ -158,19 +158,20 @@ fn quantize_rows(
 ) -> Result<Option<ErrorSums>> {
     let rows = codes.len() / layout.row_bytes(bits).max(1);
     let e_first = row0 * layout.row_len;
-    SCRATCH.with_borrow_mut(|(x, params)| {
+    SCRATCH.with_borrow_mut(|(x, params, q)| {
         // Reused per thread: a block's f32 copy is as large as the block, and zeroing a fresh one
         // every block would cost as much as decoding into it.
-        let out = quantize_block(src, layout, bits, search, e_first, rows, codes, scales, mins, x, params);
+        let out = quantize_block(src, layout, bits, search, e_first, rows, codes, scales, mins, (x, params, q));
         // A block of one huge row is not kept for the next one.
         if x.capacity() > 4 * BLOCK_ELEMS {
-            *x = Vec::new();
+            (*x, *q) = (Vec::new(), Vec::new());
         }
         out
     })
 }
 
-/// [`quantize_rows`] with its per-thread scratch: `x` for the block as f32, `params` per group.
+/// [`quantize_rows`] with its per-thread scratch: the block as f32, params per group, and the
+/// block's codes (one per byte) before packing.
 #[allow(clippy::too_many_arguments)]
 fn quantize_block(
     src: Source,
@@ -182,8 +183,7 @@ fn quantize_block(
     codes: &mut [u8],
     scales: &mut [u16],
     mins: &mut [u16],
-    x: &mut Vec<f32>,
-    params: &mut Vec<GroupParams>,
+    (x, params, q): (&mut Vec<f32>, &mut Vec<Chosen>, &mut Vec<u8>),
 ) -> Result<Option<ErrorSums>> {
     let esize = src.dtype.size_bytes();
     let row_bytes = layout.row_bytes(bits);
@@ -193,25 +193,27 @@ fn quantize_block(
     check_finite(src.name, x, e_first)?;
     let groups: Vec<&[f32]> = x.chunks_exact(layout.row_len).flat_map(|row| row.chunks(layout.group_size)).collect();
     params.clear();
-    params.resize(groups.len(), GroupParams::ZERO);
-    if !choose_group_params(&groups, layout.group_size, bits, search, params) {
+    params.resize(groups.len(), Chosen { params: GroupParams::ZERO, coded: false });
+    q.resize(x.len(), 0);
+    if !code_groups(&groups, layout.group_size, bits, search, params, q) {
         return Ok(None);
     }
     let kern = kernels::active();
     let mut sums = ErrorSums::default();
-    let mut q = [0u8; MAX_GROUP];
     let mut xhat = [0f32; MAX_GROUP];
+    let mut e0 = 0;
     for (r, row_codes) in codes.chunks_mut(row_bytes).enumerate() {
         let mut b0 = 0;
         for g in 0..gpr {
             let gi = r * gpr + g;
-            let (x, p) = (groups[gi], params[gi]);
-            let len = x.len();
+            let (x, p) = (groups[gi], params[gi].params);
+            let (len, q) = (x.len(), &q[e0..e0 + x.len()]);
             // group_size·bits is a multiple of 8, so every group starts on a byte.
             let b1 = b0 + k::packed_len(len, bits);
-            encode_group(x, p, bits, &mut q[..len], &mut row_codes[b0..b1]);
+            (kern.pack)(q, bits, &mut row_codes[b0..b1]);
             b0 = b1;
-            (kern.dequantize_codes)(&q[..len], p.scale_f32(), p.min_f32(), &mut xhat[..len]);
+            e0 += len;
+            (kern.dequantize_codes)(q, p.scale_f32(), p.min_f32(), &mut xhat[..len]);
             sums.add(x, &xhat[..len]);
             scales[gi] = p.scale_bits();
             mins[gi] = p.min_bits();
@@ -220,59 +222,97 @@ fn quantize_block(
     Ok(Some(sums))
 }
 
+/// A block as f32, its groups' params, and its codes (one per byte); kept per thread.
+type Scratch = (Vec<f32>, Vec<Chosen>, Vec<u8>);
+
 thread_local! {
-    /// Per-thread scratch of `quantize_rows`: the block as f32, and its groups' params.
-    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<GroupParams>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// Per-thread scratch of `quantize_rows`.
+    static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// Params for `groups` (one slot each in `params`); `false` when a group does not fit f16
-/// params. With search, full-size groups and shorter ones (each row's last) are batched
-/// separately into fours, the SIMD search's unit; leftovers go one at a time (same params).
-pub fn choose_group_params(
+/// Params and codes for `groups`, consecutive pieces of one block: one slot each in `params`,
+/// and their codes (one per byte, unpacked) at the same offsets in `codes`, which is as long as
+/// the block. `false` when a group does not fit f16 params. With search, full-size groups and
+/// shorter ones (each row's last) are batched separately into fours, the SIMD search's unit;
+/// leftovers go one at a time (same params). Codes the choice did not produce on the way (min/max
+/// params) are computed afterwards.
+pub fn code_groups(
     groups: &[&[f32]],
     group_size: usize,
     bits: u8,
     search: bool,
-    params: &mut [GroupParams],
+    params: &mut [Chosen],
+    codes: &mut [u8],
 ) -> bool {
-    if !search {
-        for (x, slot) in groups.iter().zip(params.iter_mut()) {
-            let Some(p) = choose_params(x, bits, false) else { return false };
-            *slot = p;
-        }
-        return true;
+    if !choose_group_params(groups, group_size, bits, search, params, codes) {
+        return false;
     }
-    let mut pending = [[0usize; 4]; 2];
+    let kern = kernels::active();
+    let qmax = ((1u32 << bits) - 1) as f32;
+    let mut e0 = 0;
+    for (x, c) in groups.iter().zip(params.iter()) {
+        if !c.coded {
+            (kern.quantize_codes)(x, c.params.scale_f32(), c.params.min_f32(), qmax, &mut codes[e0..e0 + x.len()]);
+        }
+        e0 += x.len();
+    }
+    true
+}
+
+fn choose_group_params(
+    groups: &[&[f32]],
+    group_size: usize,
+    bits: u8,
+    search: bool,
+    params: &mut [Chosen],
+    codes: &mut [u8],
+) -> bool {
+    // (group index, offset in the block) of groups waiting for a quad, by full / short length.
+    let mut pending = [[(0usize, 0usize); 4]; 2];
     let mut count = [0usize; 2];
+    let mut e0 = 0;
     for (gi, x) in groups.iter().enumerate() {
+        let off = e0;
+        e0 += x.len();
+        if !search {
+            let Some(p) = choose_params_coded(x, bits, false, &mut []) else { return false };
+            params[gi] = p;
+            continue;
+        }
         let b = (x.len() != group_size) as usize;
-        pending[b][count[b]] = gi;
+        pending[b][count[b]] = (gi, off);
         count[b] += 1;
         if count[b] == 4 {
             count[b] = 0;
             let quad = pending[b];
-            for (gi, p) in quad.into_iter().zip(choose_params4(quad.map(|i| groups[i]), bits)) {
+            let pieces = four_pieces(codes, quad.map(|(gi, off)| (off, groups[gi].len())));
+            for ((gi, _), p) in quad.into_iter().zip(choose_params4(quad.map(|(i, _)| groups[i]), bits, pieces)) {
                 let Some(p) = p else { return false };
                 params[gi] = p;
             }
         }
     }
     for b in 0..2 {
-        for &gi in &pending[b][..count[b]] {
-            let Some(p) = choose_params(groups[gi], bits, true) else { return false };
+        for &(gi, off) in &pending[b][..count[b]] {
+            let x = groups[gi];
+            let Some(p) = choose_params_coded(x, bits, true, &mut codes[off..off + x.len()]) else { return false };
             params[gi] = p;
         }
     }
     true
 }
 
-/// Codes of one group for its params (`q`, one per byte) and packed into `out`.
-#[inline]
-pub fn encode_group(x: &[f32], p: GroupParams, bits: u8, q: &mut [u8], out: &mut [u8]) {
-    let kern = kernels::active();
-    let qmax = ((1u32 << bits) - 1) as f32;
-    (kern.quantize_codes)(x, p.scale_f32(), p.min_f32(), qmax, q);
-    (kern.pack)(q, bits, out);
+/// `codes[off..off + len]` for four disjoint spans in increasing order.
+fn four_pieces(codes: &mut [u8], spans: [(usize, usize); 4]) -> [&mut [u8]; 4] {
+    let mut rest = codes;
+    let mut base = 0;
+    spans.map(|(off, len)| {
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(off - base);
+        let (piece, tail) = tail.split_at_mut(len);
+        rest = tail;
+        base = off + len;
+        piece
+    })
 }
 
 /// Reconstruct all values of a quantized tensor (row-major, `layout.numel()` values).

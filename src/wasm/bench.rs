@@ -8,10 +8,8 @@ use wasm_bindgen::prelude::*;
 use crate::dtype::{decode_f32, Dtype};
 use crate::kernels::{self, KernelSet, SCALAR};
 use crate::quant::metrics::ErrorSums;
-use crate::quant::params::{choose_params, choose_params4, GroupParams};
-use crate::quant::tensor::{
-    check_finite, choose_group_params, encode_group, quantize_source, Layout, Source, BLOCK_ELEMS,
-};
+use crate::quant::params::{choose_params, choose_params4, Chosen, GroupParams};
+use crate::quant::tensor::{check_finite, code_groups, quantize_source, Layout, Source, BLOCK_ELEMS};
 
 fn now_ms() -> f64 {
     let perf = Reflect::get(&js_sys::global(), &"performance".into()).ok();
@@ -44,7 +42,8 @@ fn time(reps: u32, mut f: impl FnMut()) -> f64 {
 
 fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits: u8, reps: u32) -> Vec<(String, f64)> {
     let qmax = ((1u32 << bits) - 1) as f32;
-    let mut codes = vec![0u8; g];
+    let mut codes = vec![0u8; BLOCK_ELEMS];
+    let mut quad_codes = vec![0u8; 4 * g];
     let mut packed = vec![0u8; g];
     let mut out = vec![0f32; values.len()];
     let mut sink = 0f64;
@@ -71,13 +70,17 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
     rows.push((
         format!("params {bits}-bit scale search"),
         time(reps, || {
-            // Four groups at a time, as the quantizer batches them.
+            // Four groups at a time, as the quantizer batches them (with their codes on the way).
             let mut quads = values.chunks_exact(4 * g);
             for quad in &mut quads {
                 let (a, rest) = quad.split_at(g);
                 let (b, rest) = rest.split_at(g);
                 let (c, d) = rest.split_at(g);
-                sink += choose_params4([a, b, c, d], bits)[3].map_or(0.0, |p| p.scale_f32() as f64);
+                let (qa, rest) = quad_codes.split_at_mut(g);
+                let (qb, rest) = rest.split_at_mut(g);
+                let (qc, qd) = rest.split_at_mut(g);
+                sink += choose_params4([a, b, c, d], bits, [qa, qb, qc, qd])[3]
+                    .map_or(0.0, |p| p.params.scale_f32() as f64);
             }
             for x in quads.remainder().chunks(g) {
                 sink += choose_params(x, bits, true).map_or(0.0, |p| p.scale_f32() as f64);
@@ -97,7 +100,7 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
     // The quantizer's per-group path (params, codes, packing) in blocks as it runs them, without
     // decoding and validation: what a Q4_0-style quantizer does.
     for (label, search) in [("min/max", false), ("scale search", true)] {
-        let mut params = vec![GroupParams::ZERO; BLOCK_ELEMS / g + 1];
+        let mut params = vec![Chosen { params: GroupParams::ZERO, coded: false }; BLOCK_ELEMS / g + 1];
         let mut out = vec![0u8; values.len().div_ceil(g) * g * bits as usize / 8];
         rows.push((
             format!("quantize {bits}-bit {label} (params + codes + pack)"),
@@ -160,30 +163,26 @@ pub fn bench_kernels(values: &[f32], group_size: u32, bits: u8, reps: u32) -> Re
 }
 
 /// The quantizer's per-group path over `values` as consecutive groups of `g`, in blocks as
-/// `quantize_source` runs them: params for a block, then codes packed into `out` (whole groups).
+/// `quantize_source` runs them: params and codes for a block, then codes packed into `out`
+/// (whole groups).
 fn encode_blocks(
     values: &[f32],
     g: usize,
     bits: u8,
     search: bool,
-    params: &mut [GroupParams],
+    params: &mut [Chosen],
     q: &mut [u8],
     out: &mut [u8],
 ) {
     let group_bytes = g * bits as usize / 8;
+    let pack = kernels::active().pack;
     for (b, block) in values.chunks(BLOCK_ELEMS).enumerate() {
         let groups: Vec<&[f32]> = block.chunks(g).collect();
-        choose_group_params(&groups, g, bits, search, &mut params[..groups.len()]);
+        code_groups(&groups, g, bits, search, &mut params[..groups.len()], &mut q[..block.len()]);
         let out = &mut out[b * (BLOCK_ELEMS / g) * group_bytes..];
-        for (i, x) in groups.iter().enumerate() {
+        for (i, (x, q)) in groups.iter().zip(q.chunks(g)).enumerate() {
             let o = i * group_bytes;
-            encode_group(
-                x,
-                params[i],
-                bits,
-                &mut q[..x.len()],
-                &mut out[o..o + kernels::scalar::packed_len(x.len(), bits)],
-            );
+            pack(&q[..x.len()], bits, &mut out[o..o + kernels::scalar::packed_len(x.len(), bits)]);
         }
     }
 }
@@ -211,8 +210,8 @@ pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, rep
     let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
     let layout = Layout::for_shape(&[(n / row) as u64, row as u64], g);
     let mut x = vec![0f32; BLOCK_ELEMS];
-    let mut params = vec![GroupParams::ZERO; BLOCK_ELEMS / g];
-    let mut q = vec![0u8; g];
+    let mut params = vec![Chosen { params: GroupParams::ZERO, coded: false }; BLOCK_ELEMS / g];
+    let mut q = vec![0u8; BLOCK_ELEMS];
     let mut packed = vec![0u8; layout.codes_len(bits)];
     let mut xhat = vec![0f32; g];
     let mut sink = 0f64;
@@ -238,9 +237,9 @@ pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, rep
             let mut sums = ErrorSums::default();
             let kern = kernels::active();
             for (i, xg) in values[..n].chunks(g).enumerate() {
-                let p = params[i % params.len()];
-                (kern.unpack)(&packed[i * g * bits as usize / 8..], bits, &mut q);
-                (kern.dequantize_codes)(&q, p.scale_f32(), p.min_f32(), &mut xhat);
+                let p = params[i % params.len()].params;
+                (kern.unpack)(&packed[i * g * bits as usize / 8..], bits, &mut q[..g]);
+                (kern.dequantize_codes)(&q[..g], p.scale_f32(), p.min_f32(), &mut xhat);
                 sums.add(xg, &xhat);
             }
             sink += sums.sum_e2;
