@@ -288,9 +288,8 @@ mod tests {
         assert_eq!(group_spans(&r, 3, TimeGrouping::Uniform), vec![(0, 3), (3, 6), (6, 10)]);
         assert_eq!(group_spans(&r, 20, TimeGrouping::Uniform).len(), 10);
         let mut m = r.clone();
-        for t in 3..6 {
-            m[t] = None; // the whole middle group has no data: its timesteps join the previous group
-        }
+        // The whole middle group has no data: its timesteps join the previous group.
+        m[3..6].fill(None);
         assert_eq!(group_spans(&m, 3, TimeGrouping::Uniform), vec![(0, 6), (6, 10)]);
         m[0] = None;
         assert_eq!(group_spans(&m, 3, TimeGrouping::Uniform), vec![(0, 6), (6, 10)]);

@@ -5,6 +5,7 @@
 
 mod common;
 
+use arrowquant::kernels::scalar::{HalfParams, Searched};
 use arrowquant::kernels::{self, SCALAR, SIMD128};
 use arrowquant::quant::tensor::{quantize_source, Layout, Source};
 use arrowquant::Dtype;
@@ -80,23 +81,10 @@ fn search_and_code_kernels_match() {
             let scales = [0.0f32, range / qmax, half::f16::from_f32(range / qmax).to_f32(), 1e-7, 3.0];
             for s in scales {
                 for m in [mn, half::f16::from_f32(mn).to_f32(), 0.0, -0.0] {
-                    let pairs = [(s, m), (range / qmax, mn)];
-                    // Codes buffers start different, so a code left unwritten shows.
-                    let (mut ca, mut cb) = (vec![0xaau8; x.len()], vec![0x55u8; x.len()]);
-                    let a = (SCALAR.squared_errors)(&x, pairs, qmax, &mut ca);
-                    let b = (SIMD128.squared_errors)(&x, pairs, qmax, &mut cb);
-                    assert_eq!(
-                        a.map(f32::to_bits),
-                        b.map(f32::to_bits),
-                        "squared_errors {label} bits {bits} s {s} m {m}"
-                    );
-                    assert_eq!(a[0].to_bits(), kernels::scalar::squared_error(&x, s, m, qmax).to_bits());
                     let (mut qa, mut qb) = (vec![0u8; x.len()], vec![0u8; x.len()]);
                     (SCALAR.quantize_codes)(&x, s, m, qmax, &mut qa);
                     (SIMD128.quantize_codes)(&x, s, m, qmax, &mut qb);
                     assert_eq!(qa, qb, "quantize_codes {label} bits {bits} s {s} m {m}");
-                    assert_eq!(ca, qa, "squared_errors codes (scalar) {label} bits {bits} s {s} m {m}");
-                    assert_eq!(cb, qa, "squared_errors codes (simd128) {label} bits {bits} s {s} m {m}");
                     let (mut da, mut db) = (vec![0f32; x.len()], vec![0f32; x.len()]);
                     (SCALAR.dequantize_codes)(&qa, s, m, &mut da);
                     (SIMD128.dequantize_codes)(&qa, s, m, &mut db);
@@ -107,15 +95,62 @@ fn search_and_code_kernels_match() {
     }
 }
 
-fn fit_bits(f: &kernels::scalar::SearchFit) -> (u32, u32, Option<(u64, u64)>) {
-    (f.min.to_bits(), f.max.to_bits(), f.fit.map(|(s, m)| (s.to_bits(), m.to_bits())))
+/// Bit-exact equality of two f32, NaNs equal to each other (an error is NaN only for params that
+/// are never stored, and the NaN payload is not part of the contract).
+fn same_f32(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+/// Every field of two search results, bit for bit.
+fn assert_same_search(a: &Searched, b: &Searched, what: &str) {
+    assert_eq!((a.min.to_bits(), a.max.to_bits()), (b.min.to_bits(), b.max.to_bits()), "extrema, {what}");
+    assert_eq!(a.base, b.base, "min/max params, {what}");
+    assert_eq!(
+        a.fit.map(|(s, m)| (s.to_bits(), m.to_bits())),
+        b.fit.map(|(s, m)| (s.to_bits(), m.to_bits())),
+        "fit, {what}"
+    );
+    let bits = |h: Option<HalfParams>| h.map(|h| (h.scale_bits, h.min_bits, h.scale.to_bits(), h.min.to_bits()));
+    assert_eq!(bits(a.cand), bits(b.cand), "candidate, {what}");
+    assert!(same_f32(a.base_err, b.base_err), "min/max error {} vs {}, {what}", a.base_err, b.base_err);
+    assert!(same_f32(a.cand_err, b.cand_err), "candidate error {} vs {}, {what}", a.cand_err, b.cand_err);
+}
+
+/// Run both four-lane kernels and the one-group scalar reference on `quad`; every lane must
+/// agree in every field, and the candidate's codes must be written identically and equal
+/// `quantize_codes` for the candidate's params.
+fn check_quad(quad: [&[f32]; 4], qmax: f32, what: &str) {
+    let n = quad[0].len();
+    // Code buffers start different, so a code left unwritten shows.
+    let mut ca: Vec<Vec<u8>> = (0..4).map(|_| vec![0xaa; n]).collect();
+    let mut cb: Vec<Vec<u8>> = (0..4).map(|_| vec![0x55; n]).collect();
+    let a = {
+        let [w, x, y, z] = &mut ca[..] else { unreachable!() };
+        (SCALAR.search_exact4)(quad, qmax, [w, x, y, z])
+    };
+    let b = {
+        let [w, x, y, z] = &mut cb[..] else { unreachable!() };
+        (SIMD128.search_exact4)(quad, qmax, [w, x, y, z])
+    };
+    for k in 0..4 {
+        let what = format!("{what}, lane {k}");
+        assert_same_search(&a[k], &b[k], &what);
+        let mut one = vec![0u8; n];
+        assert_same_search(&a[k], &kernels::scalar::search_exact(quad[k], qmax, &mut one), &what);
+        if let Some(c) = a[k].cand.filter(|c| c.scale.is_finite() && c.min.is_finite()) {
+            let mut expect = vec![0u8; n];
+            kernels::scalar::quantize_codes(quad[k], c.scale, c.min, qmax, &mut expect);
+            assert_eq!(ca[k], expect, "scalar candidate codes, {what}");
+            assert_eq!(cb[k], expect, "simd128 candidate codes, {what}");
+        }
+    }
 }
 
 /// The four-lane search against the scalar search, lane by lane: every case in every lane
 /// position, with the other lanes holding different data of the same length (so a lane leaking
 /// into another shows), and four copies of adversarial cases side by side.
 #[wasm_bindgen_test]
-fn search4_matches_scalar_search_per_lane() {
+fn search_exact4_matches_scalar_search_per_lane() {
     let all = cases();
     let mut rng = common::Rng::new(31);
     let mut checked = 0;
@@ -128,33 +163,27 @@ fn search4_matches_scalar_search_per_lane() {
             let quad = [groups[0], groups[1], groups[2], groups[3]];
             for bits in [2u8, 4, 8] {
                 let qmax = ((1u32 << bits) - 1) as f32;
-                let (a, b) = ((SCALAR.search4)(quad, qmax), (SIMD128.search4)(quad, qmax));
-                for k in 0..4 {
-                    assert_eq!(
-                        fit_bits(&a[k]),
-                        fit_bits(&b[k]),
-                        "search4 {label} in lane {lane}, lane {k}, bits {bits}"
-                    );
-                    assert_eq!(fit_bits(&a[k]), fit_bits(&kernels::scalar::search(quad[k], qmax)));
-                }
+                check_quad(quad, qmax, &format!("{label} in lane {lane}, bits {bits}"));
                 checked += 1;
             }
         }
     }
     // Extremes every lane at once: values near ±f32::MAX (the range overflows), ±65504, a single
-    // outlier, alternating signs of zero.
+    // outlier, alternating signs of zero; then values whose params fall in the f16 subnormals.
     let extremes: Vec<Vec<f32>> = vec![
         (0..64).map(|i| if i % 2 == 0 { 3.0e38 } else { -3.0e38 }).collect(),
         (0..64).map(|i| if i % 2 == 0 { 65504.0 } else { -65504.0 }).collect(),
         (0..64).map(|i| if i == 17 { 1e4 } else { (i as f32) * 1e-3 }).collect(),
         (0..64).map(|i| if i % 2 == 0 { -0.0 } else { 0.0 }).collect(),
+        (0..64).map(|i| (i as f32 - 31.5) * 1e-7).collect(),
+        (0..64).map(|i| 1e-5 + (i % 3) as f32 * 1e-8).collect(),
+        (0..64).map(|i| 7e4 + i as f32).collect(),
+        (0..64).map(|i| -1e30 * (i % 2) as f32).collect(),
     ];
-    let quad = [&extremes[0][..], &extremes[1][..], &extremes[2][..], &extremes[3][..]];
-    for bits in [2u8, 4, 8] {
-        let qmax = ((1u32 << bits) - 1) as f32;
-        let (a, b) = ((SCALAR.search4)(quad, qmax), (SIMD128.search4)(quad, qmax));
-        for k in 0..4 {
-            assert_eq!(fit_bits(&a[k]), fit_bits(&b[k]), "extreme lane {k} bits {bits}");
+    for idx in [[0, 1, 2, 3], [4, 5, 6, 7], [7, 4, 1, 2]] {
+        let quad = idx.map(|i| &extremes[i][..]);
+        for bits in [2u8, 4, 8] {
+            check_quad(quad, ((1u32 << bits) - 1) as f32, &format!("extremes {idx:?}, bits {bits}"));
         }
     }
     assert!(checked > 6000);

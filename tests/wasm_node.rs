@@ -17,7 +17,8 @@ static MINILM: &[u8] = include_bytes!("data/minilm_l6_bf16_subset.safetensors");
 
 #[wasm_bindgen_test]
 fn built_with_simd128() {
-    assert!(cfg!(target_feature = "simd128"), "the wasm tests must run the SIMD128 build");
+    const { assert!(cfg!(target_feature = "simd128"), "the wasm tests must run the SIMD128 build") };
+    assert_eq!(arrowquant::kernels::active().name, "simd128", "the quantizer runs the SIMD128 kernels");
 }
 
 #[wasm_bindgen_test]

@@ -1,11 +1,11 @@
 //! Hot per-group operations, as a table of function pointers so both twins stay reachable at run
 //! time on every target: `scalar` is the reference (always compiled, always public) and
-//! `simd128` its wasm32 SIMD twin, which must reproduce it bit for bit. The summations are
-//! written with four interleaved accumulators (element i goes to lane i % 4, lanes combined as
-//! (l0 + l1) + (l2 + l3)) so that a 4-lane SIMD twin can reproduce them exactly; the range
-//! search instead sums each group sequentially and its twin runs four groups side by side.
+//! `simd128` its wasm32 SIMD twin, which must reproduce it bit for bit (the f64 error sums of
+//! validation excepted: their twin may differ in the last bits, within a stated bound). The range
+//! search and its exact errors sum each group sequentially in f32, and their twin runs four
+//! groups side by side, one per lane, so that every lane reproduces the scalar order exactly.
 //!
-//! Native builds use the scalar twin (LLVM vectorises its lane loops for the host).
+//! Native builds use the scalar twin (LLVM vectorises its simple loops for the host).
 
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -19,8 +19,7 @@ pub struct KernelSet {
     pub min_max: fn(&[f32]) -> (f32, f32),
     pub all_finite: fn(&[f32]) -> bool,
     pub copy_bytes: fn(&[u8], &mut [core::mem::MaybeUninit<u8>]),
-    pub search4: fn([&[f32]; 4], f32) -> [scalar::SearchFit; 4],
-    pub squared_errors: scalar::SquaredErrorsFn,
+    pub search_exact4: scalar::SearchExact4Fn,
     pub quantize_codes: fn(&[f32], f32, f32, f32, &mut [u8]),
     pub dequantize_codes: fn(&[u8], f32, f32, &mut [f32]),
     pub decode_f16: fn(&[u8], &mut [f32]),
@@ -36,8 +35,7 @@ pub static SCALAR: KernelSet = KernelSet {
     min_max: scalar::min_max,
     all_finite: scalar::all_finite,
     copy_bytes: scalar::copy_bytes,
-    search4: scalar::search4,
-    squared_errors: scalar::squared_errors,
+    search_exact4: scalar::search_exact4,
     quantize_codes: scalar::quantize_codes,
     dequantize_codes: scalar::dequantize_codes,
     decode_f16: scalar::decode_f16,
@@ -54,8 +52,7 @@ pub static SIMD128: KernelSet = KernelSet {
     min_max: simd128::min_max,
     all_finite: simd128::all_finite,
     copy_bytes: simd128::copy_bytes,
-    search4: simd128::search4,
-    squared_errors: simd128::squared_errors,
+    search_exact4: simd128::search_exact4,
     quantize_codes: simd128::quantize_codes,
     dequantize_codes: simd128::dequantize_codes,
     decode_f16: simd128::decode_f16,

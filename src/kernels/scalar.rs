@@ -3,12 +3,6 @@
 
 use core::mem::MaybeUninit;
 
-/// Combine four lane accumulators in the fixed order every twin uses.
-#[inline]
-pub fn combine_lanes(l: [f32; 4]) -> f32 {
-    (l[0] + l[1]) + (l[2] + l[3])
-}
-
 /// Minimum and maximum of a non-empty slice of finite values. `-0.0` is normalised to `+0.0`
 /// so the result does not depend on which zero a lane saw first.
 pub fn min_max(x: &[f32]) -> (f32, f32) {
@@ -168,9 +162,83 @@ pub fn search(x: &[f32], qmax: f32) -> SearchFit {
     SearchFit { min, max, fit: best.found().then(|| best.fit(n, sx)) }
 }
 
-/// [`search`] on four groups (the SIMD twin's unit of work).
-pub fn search4(xs: [&[f32]; 4], qmax: f32) -> [SearchFit; 4] {
-    xs.map(|x| search(x, qmax))
+/// An f16-rounded (scale, min): the bit patterns as stored and their exact f32 values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HalfParams {
+    pub scale_bits: u16,
+    pub min_bits: u16,
+    pub scale: f32,
+    pub min: f32,
+}
+
+impl HalfParams {
+    /// `scale` and `min` rounded to the nearest f16 (ties to even; ±inf beyond the range).
+    pub fn round(scale: f32, min: f32) -> Self {
+        let (s, m) = (half::f16::from_f32(scale), half::f16::from_f32(min));
+        HalfParams { scale_bits: s.to_bits(), min_bits: m.to_bits(), scale: s.to_f32(), min: m.to_f32() }
+    }
+}
+
+/// What the search measured for one group, for `quant::params` to pick the stored params from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Searched {
+    /// The group's extrema, as [`min_max`] gives them.
+    pub min: f32,
+    pub max: f32,
+    /// The min/max params: f16((max − min)/qmax) and f16(min).
+    pub base: HalfParams,
+    /// The search's least-squares (scale, min) ([`SearchFit::fit`]), and rounded to f16.
+    pub fit: Option<(f64, f64)>,
+    pub cand: Option<HalfParams>,
+    /// Exact Σ(ŵ − x)² of each, with codes computed against the rounded params as stored
+    /// ([`sequential_error`]); `cand_err` is 0 without a candidate. Infinite or NaN params give a
+    /// NaN error, and such params are never stored.
+    pub base_err: f32,
+    pub cand_err: f32,
+}
+
+/// Σ(ŵ − x)² over `x` for the stored params `p`, with codes as [`quantize_codes`] computes
+/// them, summed in element order in one f32 accumulator (so a SIMD twin can run four groups at
+/// once, one per lane). With `codes`, the codes are written there too.
+pub fn sequential_error(x: &[f32], p: HalfParams, qmax: f32, mut codes: Option<&mut [u8]>) -> f32 {
+    let inv = inverse(p.scale);
+    let mut acc = 0f32;
+    for (i, &v) in x.iter().enumerate() {
+        let q = code_of(v, inv, p.min, qmax);
+        if let Some(c) = codes.as_deref_mut() {
+            c[i] = q as u8;
+        }
+        let e = q * p.scale + p.min - v;
+        acc += e * e;
+    }
+    acc
+}
+
+/// The range search of one group, both params rounded to f16, and their exact errors; the
+/// candidate's codes are written to `codes` (as long as `x`) on the way, since it is usually
+/// the one stored.
+pub fn search_exact(x: &[f32], qmax: f32, codes: &mut [u8]) -> Searched {
+    let found = search(x, qmax);
+    let base = HalfParams::round((found.max - found.min) / qmax, found.min);
+    let cand = found.fit.map(|(s, m)| HalfParams::round(s as f32, m as f32));
+    Searched {
+        min: found.min,
+        max: found.max,
+        base,
+        fit: found.fit,
+        cand,
+        base_err: sequential_error(x, base, qmax, None),
+        cand_err: cand.map_or(0.0, |c| sequential_error(x, c, qmax, Some(codes))),
+    }
+}
+
+/// Signature of [`search_exact4`].
+pub type SearchExact4Fn = fn([&[f32]; 4], f32, [&mut [u8]; 4]) -> [Searched; 4];
+
+/// [`search_exact`] on four groups (the SIMD twin's unit of work), codes to `codes[i]`.
+pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Searched; 4] {
+    let mut codes = codes.into_iter();
+    xs.map(|x| search_exact(x, qmax, codes.next().expect("four code buffers")))
 }
 
 /// The f32 reciprocal codes are computed with; 0 for a zero scale (constant group), which
@@ -190,33 +258,6 @@ pub fn inverse(scale: f32) -> f32 {
 #[inline]
 pub fn code_of(x: f32, inv: f32, min: f32, qmax: f32) -> f32 {
     ((x - min) * inv).round_ties_even().clamp(0.0, qmax)
-}
-
-/// Σ(ŵ − x)² for the stored params, with codes computed exactly as `quantize_codes` does.
-pub fn squared_error(x: &[f32], scale: f32, min: f32, qmax: f32) -> f32 {
-    let inv = inverse(scale);
-    let mut l = [0f32; 4];
-    for (i, &v) in x.iter().enumerate() {
-        let q = code_of(v, inv, min, qmax);
-        let e = q * scale + min - v;
-        l[i % 4] += e * e;
-    }
-    combine_lanes(l)
-}
-
-/// A (scale, min) pair as f32.
-pub type ScaleMin = (f32, f32);
-
-/// Signature of [`squared_errors`]: values, two (scale, min) pairs, qmax, codes of the first pair.
-pub type SquaredErrorsFn = fn(&[f32], [ScaleMin; 2], f32, &mut [u8]) -> [f32; 2];
-
-/// [`squared_error`] of two (scale, min) pairs over the same values, and the codes of the first
-/// pair written to `codes` (one per value, as [`quantize_codes`]). One pass in the SIMD twin: the
-/// search's candidate is usually the one stored, so its codes come out of the comparison that
-/// chose it instead of a second pass.
-pub fn squared_errors(x: &[f32], params: [ScaleMin; 2], qmax: f32, codes: &mut [u8]) -> [f32; 2] {
-    quantize_codes(x, params[0].0, params[0].1, qmax, codes);
-    params.map(|(s, m)| squared_error(x, s, m, qmax))
 }
 
 /// Codes (one per byte, unpacked) for the stored params.

@@ -1,11 +1,11 @@
 //! SIMD128 twins of the scalar kernels (wasm32 with `+simd128` only). Each function reproduces
 //! its scalar twin bit for bit: the same IEEE operations per element (sub, mul/div, nearest =
-//! round-half-even, pmin/pmax clamps) and the same lane-interleaved accumulation order — full
-//! chunks of four go through the vector lanes, the tail is added to lane `i % 4` in scalar code.
+//! round-half-even, pmin/pmax clamps) in the same order. Sums over a group run four groups at a
+//! time, one per lane, each lane summing its group in element order as the scalar twin does.
 
 use core::arch::wasm32::*;
 
-use super::scalar::{combine_lanes, ScaleMin, SearchFit, SEARCH_GRID};
+use super::scalar::{HalfParams, Searched, SEARCH_GRID};
 
 #[inline(always)]
 unsafe fn load(x: &[f32], i: usize) -> v128 {
@@ -58,21 +58,23 @@ pub fn min_max(x: &[f32]) -> (f32, f32) {
     (lo + 0.0, hi + 0.0)
 }
 
-/// [`super::scalar::search`] on four groups of equal length at once, one group per lane: the
-/// groups are transposed so that every per-group sum is a vertical, sequential lane sum (no
+/// [`super::scalar::search_exact4`]: four groups of equal length at once, one group per lane.
+/// The groups are transposed so that every per-group sum is a vertical, sequential lane sum (no
 /// horizontal reductions), and the closed-form f64 scoring runs on two f64x2 halves. Each lane
 /// performs the scalar twin's IEEE operations in the same order, except clamps proven unable to
-/// change a code (see below).
-pub fn search4(xs: [&[f32]; 4], qmax: f32) -> [SearchFit; 4] {
+/// change a code (see below). The exact error of the min/max params rides along with the last
+/// grid pass, and a final pass measures the candidate and writes its codes.
+pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Searched; 4] {
     let n = xs[0].len();
-    if n == 0 || n > 256 || xs.iter().any(|x| x.len() != n) {
-        return super::scalar::search4(xs, qmax);
+    if n == 0 || n > 256 || xs.iter().any(|x| x.len() != n) || codes.iter().any(|c| c.len() < n) {
+        return super::scalar::search_exact4(xs, qmax, codes);
     }
     let mut tbuf = [f32x4_splat(0.0); 256];
     let [vmn, vmx, sx] = transpose4_stats(xs, &mut tbuf[..n]);
     let t = &tbuf[..n];
     let range = f32x4_sub(vmx, vmn);
     let q = f32x4_splat(qmax);
+    let base = Half4::round(f32x4_div(range, q), vmn);
     let mut best = Best4::new(n, sx);
 
     // Grid candidates share the offset (the group minimum): d = x − min, computed by the first
@@ -90,7 +92,8 @@ pub fn search4(xs: [&[f32]; 4], qmax: f32) -> [SearchFit; 4] {
     let [a, b] = grid_sums2::<false, true, false>(t, d, vmn, is[2], is[3], q);
     best.consider(a);
     best.consider(b);
-    best.consider(grid_sums1(t, d, is[4], q));
+    let (sums, base_err) = grid_sums1_and_error(t, d, is[4], q, base);
+    best.consider(sums);
 
     for _ in 0..super::scalar::lloyd_steps(qmax) {
         let (scale, offset) = best.fit();
@@ -99,13 +102,121 @@ pub fn search4(xs: [&[f32]; 4], qmax: f32) -> [SearchFit; 4] {
         let ok = v128_and(is_finite(off), is_finite(is));
         best.consider(code_sums(t, v128_and(off, ok), v128_and(is, ok), q));
     }
-    let (mn, mx) = (lanes(vmn), lanes(vmx));
     let (scale, offset) = best.fit();
+    let cand = Half4::round(join_f64(scale[0], scale[1]), join_f64(offset[0], offset[1]));
+    let cand_err = error_and_codes(t, cand, q, codes);
+    let (mn, mx, be, ce) = (lanes(vmn), lanes(vmx), lanes(base_err), lanes(cand_err));
     core::array::from_fn(|k| {
         let lane = |v: v128| if k % 2 == 0 { f64x2_extract_lane::<0>(v) } else { f64x2_extract_lane::<1>(v) };
         let found = lane(best.num[k / 2]) > f64::NEG_INFINITY;
-        SearchFit { min: mn[k], max: mx[k], fit: found.then(|| (lane(scale[k / 2]), lane(offset[k / 2]))) }
+        Searched {
+            min: mn[k],
+            max: mx[k],
+            base: base.lane(k),
+            fit: found.then(|| (lane(scale[k / 2]), lane(offset[k / 2]))),
+            cand: found.then(|| cand.lane(k)),
+            base_err: be[k],
+            cand_err: if found { ce[k] } else { 0.0 },
+        }
     })
+}
+
+/// Four f16-rounded (scale, min) pairs: bit patterns (u32 lanes) and exact f32 values.
+#[derive(Clone, Copy)]
+struct Half4 {
+    scale_bits: v128,
+    min_bits: v128,
+    scale: v128,
+    min: v128,
+    /// [`super::scalar::inverse`] of the scale: 1/scale, or 0 where the scale is ±0.
+    inv: v128,
+}
+
+impl Half4 {
+    #[inline(always)]
+    fn round(scale: v128, min: v128) -> Self {
+        let (scale_bits, min_bits) = (f32_to_f16x4(scale), f32_to_f16x4(min));
+        let (scale, min) = (f16_to_f32x4(scale_bits), f16_to_f32x4(min_bits));
+        let inv = v128_andnot(f32x4_div(f32x4_splat(1.0), scale), f32x4_eq(scale, f32x4_splat(0.0)));
+        Half4 { scale_bits, min_bits, scale, min, inv }
+    }
+
+    fn lane(&self, k: usize) -> HalfParams {
+        let (sb, mb, s, m) = (u32_lanes(self.scale_bits), u32_lanes(self.min_bits), lanes(self.scale), lanes(self.min));
+        HalfParams { scale_bits: sb[k] as u16, min_bits: mb[k] as u16, scale: s[k], min: m[k] }
+    }
+
+    /// Per lane (q·scale + min − x)² for the codes q of `v` (as `scalar::sequential_error`), and
+    /// q + 2^23 (the code in the low byte).
+    #[inline(always)]
+    fn error_and_code(&self, v: v128, q: v128) -> (v128, v128) {
+        let c = round_clamp(f32x4_mul(f32x4_sub(v, self.min), self.inv), q);
+        let e = f32x4_sub(f32x4_add(f32x4_mul(c, self.scale), self.min), v);
+        (f32x4_mul(e, e), f32x4_add(c, f32x4_splat(8_388_608.0)))
+    }
+}
+
+#[inline(always)]
+fn u32_lanes(v: v128) -> [u32; 4] {
+    [u32x4_extract_lane::<0>(v), u32x4_extract_lane::<1>(v), u32x4_extract_lane::<2>(v), u32x4_extract_lane::<3>(v)]
+}
+
+/// One grid candidate with the upper clamp (t > 0), and the exact error of the min/max params
+/// `base` in the same pass.
+#[inline(always)]
+fn grid_sums1_and_error(t: &[v128], d: &[v128], is: v128, q: v128, base: Half4) -> ([v128; 3], v128) {
+    let zero = f32x4_splat(0.0);
+    let (mut a0, mut a1, mut a2, mut err) = (zero, zero, zero, zero);
+    for (&v, &dj) in t.iter().zip(d) {
+        let l = f32x4_pmin(f32x4_nearest(f32x4_mul(dj, is)), q);
+        a0 = f32x4_add(a0, l);
+        a1 = f32x4_add(a1, f32x4_mul(l, l));
+        a2 = f32x4_add(a2, f32x4_mul(v, l));
+        err = f32x4_add(err, base.error_and_code(v, q).0);
+    }
+    ([a0, a1, a2], err)
+}
+
+/// The exact error of `cand` per lane, and its codes written to `codes[k]` for lane k: four
+/// transposed rows of codes at a time are turned back into four bytes per group with three byte
+/// shuffles.
+#[inline(always)]
+fn error_and_codes(t: &[v128], cand: Half4, q: v128, codes: [&mut [u8]; 4]) -> v128 {
+    let n = t.len();
+    let n4 = n / 4 * 4;
+    let mut err = f32x4_splat(0.0);
+    let mut step = |v: v128| {
+        let (e2, c) = cand.error_and_code(v, q);
+        err = f32x4_add(err, e2);
+        c
+    };
+    let ptr = codes.map(|c| c.as_mut_ptr());
+    let mut j = 0;
+    while j < n4 {
+        let (c0, c1, c2, c3) = (step(t[j]), step(t[j + 1]), step(t[j + 2]), step(t[j + 3]));
+        // Low bytes: (g0 j, g0 j+1, g1 j, g1 j+1, …), then four consecutive codes per group.
+        let lo = i8x16_shuffle::<0, 16, 4, 20, 8, 24, 12, 28, 0, 0, 0, 0, 0, 0, 0, 0>(c0, c1);
+        let hi = i8x16_shuffle::<0, 16, 4, 20, 8, 24, 12, 28, 0, 0, 0, 0, 0, 0, 0, 0>(c2, c3);
+        let rows = i8x16_shuffle::<0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23>(lo, hi);
+        // SAFETY: every buffer holds at least n codes (checked on entry) and j + 4 ≤ n.
+        unsafe {
+            v128_store32_lane::<0>(rows, ptr[0].add(j) as *mut u32);
+            v128_store32_lane::<1>(rows, ptr[1].add(j) as *mut u32);
+            v128_store32_lane::<2>(rows, ptr[2].add(j) as *mut u32);
+            v128_store32_lane::<3>(rows, ptr[3].add(j) as *mut u32);
+        }
+        j += 4;
+    }
+    for (j, &v) in t.iter().enumerate().skip(n4) {
+        let c = u32_lanes(step(v));
+        // SAFETY: as above, j < n.
+        unsafe {
+            for k in 0..4 {
+                *ptr[k].add(j) = c[k] as u8;
+            }
+        }
+    }
+    err
 }
 
 /// Sums of two grid candidates in one pass over d = x − min (lower clamp provably idle);
@@ -141,20 +252,6 @@ fn grid_sums2<const CLAMP_A: bool, const CLAMP_B: bool, const FIRST: bool>(
         b2 = f32x4_add(b2, f32x4_mul(v, lb));
     }
     [[a0, a1, a2], [b0, b1, b2]]
-}
-
-/// One grid candidate with the upper clamp (t > 0).
-#[inline(always)]
-fn grid_sums1(t: &[v128], d: &[v128], is: v128, q: v128) -> [v128; 3] {
-    let zero = f32x4_splat(0.0);
-    let (mut a0, mut a1, mut a2) = (zero, zero, zero);
-    for (&v, &dj) in t.iter().zip(d) {
-        let l = f32x4_pmin(f32x4_nearest(f32x4_mul(dj, is)), q);
-        a0 = f32x4_add(a0, l);
-        a1 = f32x4_add(a1, f32x4_mul(l, l));
-        a2 = f32x4_add(a2, f32x4_mul(v, l));
-    }
-    [a0, a1, a2]
 }
 
 /// t[j] = (x0[j], x1[j], x2[j], x3[j]), and per lane in order of j the scalar twin's statistics:
@@ -302,75 +399,6 @@ impl Best4 {
         });
         (scale, min)
     }
-}
-
-/// [`super::scalar::squared_errors`]: both pairs in one pass, each with its own lane-interleaved
-/// accumulator, so each result equals the scalar `squared_error` bit for bit; the first pair's
-/// codes are stored sixteen at a time as [`quantize_codes`] stores them.
-pub fn squared_errors(x: &[f32], params: [ScaleMin; 2], qmax: f32, codes: &mut [u8]) -> [f32; 2] {
-    assert!(codes.len() >= x.len(), "squared_errors: codes shorter than values");
-    let n16 = x.len() / 16 * 16;
-    let vq = f32x4_splat(qmax);
-    let inv = params.map(|(s, _)| super::scalar::inverse(s));
-    let (vs, vinv, vm) =
-        (params.map(|(s, _)| f32x4_splat(s)), inv.map(|v| f32x4_splat(v)), params.map(|(_, m)| f32x4_splat(m)));
-    let magic = f32x4_splat(8_388_608.0);
-    let mut acc = [f32x4_splat(0.0); 2];
-    // Both errors for four values, in element order; the first pair's codes (+2^23) returned.
-    let mut step = |v: v128| {
-        let mut first = v;
-        for k in 0..2 {
-            let q = round_clamp(f32x4_mul(f32x4_sub(v, vm[k]), vinv[k]), vq);
-            let e = f32x4_sub(f32x4_add(f32x4_mul(q, vs[k]), vm[k]), v);
-            acc[k] = f32x4_add(acc[k], f32x4_mul(e, e));
-            if k == 0 {
-                first = f32x4_add(q, magic);
-            }
-        }
-        first
-    };
-    let mut i = 0;
-    while i < n16 {
-        let (a, b, c, d) = unsafe { (load(x, i), load(x, i + 4), load(x, i + 8), load(x, i + 12)) };
-        let (a, b, c, d) = (step(a), step(b), step(c), step(d));
-        let ab = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(a, b);
-        let cd = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(c, d);
-        unsafe { v128_store(codes.as_mut_ptr().add(i) as *mut v128, i64x2_shuffle::<0, 2>(ab, cd)) };
-        i += 16;
-    }
-    while i + 4 <= x.len() {
-        let q = step(unsafe { load(x, i) });
-        for (j, c) in codes[i..i + 4].iter_mut().enumerate() {
-            *c = code_lane(q, j);
-        }
-        i += 4;
-    }
-    let tail = i;
-    core::array::from_fn(|k| {
-        let (scale, min) = params[k];
-        let mut l = lanes(acc[k]);
-        for (j, &v) in x[tail..].iter().enumerate() {
-            let q = super::scalar::code_of(v, inv[k], min, qmax);
-            if k == 0 {
-                codes[tail + j] = q as u8;
-            }
-            let e = q * scale + min - v;
-            l[(tail + j) % 4] += e * e;
-        }
-        combine_lanes(l)
-    })
-}
-
-/// Lane `j` of an f32x4 holding code + 2^23: the code (its low byte).
-#[inline(always)]
-fn code_lane(v: v128, j: usize) -> u8 {
-    let b = match j {
-        0 => i32x4_extract_lane::<0>(v),
-        1 => i32x4_extract_lane::<1>(v),
-        2 => i32x4_extract_lane::<2>(v),
-        _ => i32x4_extract_lane::<3>(v),
-    };
-    b as u8
 }
 
 pub fn quantize_codes(x: &[f32], scale: f32, min: f32, qmax: f32, out: &mut [u8]) {

@@ -4,7 +4,7 @@
 
 use half::f16;
 
-use crate::kernels::{self, scalar::SearchFit};
+use crate::kernels::{self, scalar::HalfParams, scalar::Searched};
 
 /// Largest finite f16; a group whose values or range exceed it cannot be described by f16 params.
 pub const F16_MAX: f32 = 65504.0;
@@ -44,20 +44,15 @@ impl GroupParams {
     pub fn min_f32(self) -> f32 {
         self.min_f
     }
-    fn from_f32(scale: f32, min: f32) -> Option<Self> {
-        let (s, m) = (f16::from_f32(scale), f16::from_f32(min));
-        Self::from_rounded(s.to_bits(), m.to_bits(), s.to_f32(), m.to_f32())
-    }
-    /// From f16 bit patterns and their f32 values; `None` unless both are finite and the scale
-    /// is not negative.
+    /// From f16-rounded params; `None` unless both are finite and the scale is not negative.
     #[inline]
-    fn from_rounded(scale: u16, min: u16, scale_f: f32, min_f: f32) -> Option<Self> {
+    fn from_half(p: HalfParams) -> Option<Self> {
         let finite = |b: u16| b & 0x7c00 != 0x7c00;
-        (finite(scale) && finite(min) && scale_f >= 0.0).then_some(GroupParams {
-            scale: f16::from_bits(scale),
-            min: f16::from_bits(min),
-            scale_f,
-            min_f,
+        (finite(p.scale_bits) && finite(p.min_bits) && p.scale >= 0.0).then_some(GroupParams {
+            scale: f16::from_bits(p.scale_bits),
+            min: f16::from_bits(p.min_bits),
+            scale_f: p.scale,
+            min_f: p.min,
         })
     }
 }
@@ -83,40 +78,21 @@ pub fn choose_params(x: &[f32], bits: u8, search: bool) -> Option<GroupParams> {
 /// them on the way ([`Chosen::coded`]).
 pub fn choose_params_coded(x: &[f32], bits: u8, search: bool, codes: &mut [u8]) -> Option<Chosen> {
     let qmax = qmax(bits);
-    let found = if search {
-        kernels::scalar::search(x, qmax)
-    } else {
-        let (min, max) = (kernels::active().min_max)(x);
-        SearchFit { min, max, fit: None }
-    };
-    let base = GroupParams::from_f32((found.max - found.min) / qmax, found.min);
-    let cand = found.fit.and_then(|(s, m)| GroupParams::from_f32(s as f32, m as f32));
-    finish(x, qmax, found, base, cand, codes)
+    if search {
+        return decide(kernels::scalar::search_exact(x, qmax, codes));
+    }
+    let (min, max) = (kernels::active().min_max)(x);
+    if min < -F16_MAX || max > F16_MAX {
+        return None;
+    }
+    let base = GroupParams::from_half(HalfParams::round((max - min) / qmax, min))?;
+    Some(Chosen { params: base, coded: false })
 }
 
 /// [`choose_params_coded`] with search for four groups of equal length (the SIMD search's
-/// unit); the sixteen f16 roundings also go four at a time.
+/// unit), with the active kernel set.
 pub fn choose_params4(xs: [&[f32]; 4], bits: u8, codes: [&mut [u8]; 4]) -> [Option<Chosen>; 4] {
-    let qmax = qmax(bits);
-    let k = kernels::active();
-    let found = (k.search4)(xs, qmax);
-    // [base scales, base mins, candidate scales, candidate mins], four lanes each.
-    let mut raw = [0f32; 16];
-    for (i, f) in found.iter().enumerate() {
-        let (s, m) = f.fit.unwrap_or((0.0, 0.0));
-        raw[i] = (f.max - f.min) / qmax;
-        raw[4 + i] = f.min;
-        raw[8 + i] = s as f32;
-        raw[12 + i] = m as f32;
-    }
-    let (mut h, mut v) = ([0u16; 16], [0f32; 16]);
-    (k.round_f16)(&raw, &mut h, &mut v);
-    let mut codes = codes.into_iter();
-    core::array::from_fn(|i| {
-        let base = GroupParams::from_rounded(h[i], h[4 + i], v[i], v[4 + i]);
-        let cand = found[i].fit.and_then(|_| GroupParams::from_rounded(h[8 + i], h[12 + i], v[8 + i], v[12 + i]));
-        finish(xs[i], qmax, found[i], base, cand, codes.next().expect("four code buffers"))
-    })
+    (kernels::active().search_exact4)(xs, qmax(bits), codes).map(decide)
 }
 
 #[inline]
@@ -124,34 +100,21 @@ fn qmax(bits: u8) -> f32 {
     ((1u32 << bits) - 1) as f32
 }
 
-/// From the group's extrema, its min/max params `base` (f16-rounded (max − min)/qmax and min) and
-/// the search's rounded refit `cand` (if any) to stored params: `base` unless `cand` has a
-/// smaller exact error. When `cand` is compared, its codes are written to `codes` on the way.
-fn finish(
-    x: &[f32],
-    qmax: f32,
-    found: SearchFit,
-    base: Option<GroupParams>,
-    cand: Option<GroupParams>,
-    codes: &mut [u8],
-) -> Option<Chosen> {
-    if found.min < -F16_MAX || found.max > F16_MAX {
+/// The stored params from what the search measured: the min/max params unless the search's
+/// candidate has a smaller exact error. The search scores candidates by a closed-form bound
+/// before f16 rounding; only the exact error of the stored values decides against min/max, so
+/// search is never worse. `None` when the group's values or range do not fit f16 params.
+fn decide(s: Searched) -> Option<Chosen> {
+    if s.min < -F16_MAX || s.max > F16_MAX {
         return None;
     }
     // A constant group gets scale 0: every code 0, ŵ = min, no division anywhere.
-    let base = base?;
-    let Some(cand) = cand.filter(|&c| c != base && found.max != found.min) else {
-        return Some(Chosen { params: base, coded: false });
-    };
-    // The search scores candidates by a closed-form bound before f16 rounding; only the exact
-    // error of the stored values decides against min/max, so search is never worse.
-    let [cand_err, base_err] = (kernels::active().squared_errors)(
-        x,
-        [(cand.scale_f32(), cand.min_f32()), (base.scale_f32(), base.min_f32())],
-        qmax,
-        &mut codes[..x.len()],
-    );
-    Some(if cand_err < base_err { Chosen { params: cand, coded: true } } else { Chosen { params: base, coded: false } })
+    let base = GroupParams::from_half(s.base)?;
+    let cand = s.cand.and_then(GroupParams::from_half).filter(|&c| c != base && s.max != s.min);
+    Some(match cand {
+        Some(c) if s.cand_err < s.base_err => Chosen { params: c, coded: true },
+        _ => Chosen { params: base, coded: false },
+    })
 }
 
 #[cfg(test)]
@@ -159,13 +122,19 @@ mod tests {
     use super::*;
     use crate::kernels::scalar as k;
 
+    fn error(x: &[f32], p: GroupParams, qmax: f32) -> f32 {
+        let half =
+            HalfParams { scale_bits: p.scale_bits(), min_bits: p.min_bits(), scale: p.scale_f32(), min: p.min_f32() };
+        k::sequential_error(x, half, qmax, None)
+    }
+
     #[test]
     fn constant_group_is_exact_when_f16_representable() {
         let x = [0.375f32; 40];
         let p = choose_params(&x, 4, true).unwrap();
         assert_eq!(p.scale_f32(), 0.0);
         assert_eq!(p.min_f32(), 0.375);
-        assert_eq!(k::squared_error(&x, p.scale_f32(), p.min_f32(), 15.0), 0.0);
+        assert_eq!(error(&x, p, 15.0), 0.0);
     }
 
     #[test]
@@ -226,8 +195,7 @@ mod tests {
             let q = ((1u32 << bits) - 1) as f32;
             let a = choose_params(&x, bits, false).unwrap();
             let b = choose_params(&x, bits, true).unwrap();
-            let ea = k::squared_error(&x, a.scale_f32(), a.min_f32(), q);
-            let eb = k::squared_error(&x, b.scale_f32(), b.min_f32(), q);
+            let (ea, eb) = (error(&x, a, q), error(&x, b, q));
             assert!(eb <= ea, "bits {bits}: search {eb} > minmax {ea}");
         }
     }

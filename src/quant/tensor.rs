@@ -2,8 +2,6 @@
 //! pack codes, and measure the error on the reconstruction, in one pass and without an f32 copy
 //! of the tensor.
 
-use half::f16;
-
 use crate::dtype::{decode_f32, Dtype};
 use crate::error::{AqError, Result};
 use crate::kernels::{self, scalar as k};
@@ -372,19 +370,19 @@ pub fn store_f16(src: Source, numel: usize) -> Result<Option<(Vec<u8>, ErrorSums
     let mut sums = ErrorSums::default();
     let mut x = [0f32; MAX_GROUP];
     let mut xh = [0f32; MAX_GROUP];
+    let mut h = [0u16; MAX_GROUP];
+    let round = kernels::active().round_f16;
     let mut e0 = 0;
     while e0 < numel {
         let len = MAX_GROUP.min(numel - e0);
         decode_f32(src.dtype, &src.bytes[e0 * esize..(e0 + len) * esize], &mut x[..len]);
         check_finite(src.name, &x[..len], e0)?;
-        for i in 0..len {
-            let h = f16::from_f32(x[i]);
-            if !h.is_finite() {
-                return Ok(None);
-            }
-            xh[i] = h.to_f32();
-            out.extend_from_slice(&h.to_bits().to_le_bytes());
+        round(&x[..len], &mut h[..len], &mut xh[..len]);
+        // Finite input rounds to ±inf only beyond ±65504: then f16 cannot hold the tensor.
+        if h[..len].iter().any(|&b| b & 0x7c00 == 0x7c00) {
+            return Ok(None);
         }
+        out.extend(h[..len].iter().flat_map(|b| b.to_le_bytes()));
         sums.add(&x[..len], &xh[..len]);
         e0 += len;
     }

@@ -31,13 +31,19 @@ struct Timing {
     input_bytes: f64,
 }
 
+/// Median milliseconds of `reps` timed runs of `f`, after one untimed warm-up run. The median
+/// (not the mean) so that one run slowed by the machine's other load does not move the row.
 fn time(reps: u32, mut f: impl FnMut()) -> f64 {
     f(); // warm-up
-    let t = now_ms();
-    for _ in 0..reps {
-        f();
-    }
-    (now_ms() - t) / reps as f64
+    let mut ms: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let t = now_ms();
+            f();
+            now_ms() - t
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms[ms.len() / 2]
 }
 
 fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits: u8, reps: u32) -> Vec<(String, f64)> {
@@ -141,7 +147,7 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
 }
 
 /// Time every kernel with both sets over `values` in groups of `groupSize`: rows of
-/// `{ kernel, scalarMs, simdMs, inputBytes }` (milliseconds per pass over all values).
+/// `{ kernel, scalarMs, simdMs, inputBytes }` (median milliseconds of `reps` passes over all values).
 #[wasm_bindgen(js_name = benchKernels, unchecked_return_type = "Array<{ kernel: string; scalarMs: number; simdMs: number; inputBytes: number }>")]
 pub fn bench_kernels(values: &[f32], group_size: u32, bits: u8, reps: u32) -> Result<JsValue, JsValue> {
     let g = group_size.clamp(1, 256) as usize;
