@@ -67,62 +67,67 @@ pub struct SearchFit {
     pub max: f32,
     /// Least-squares (scale, min) of the candidate with the smallest closed-form error, or
     /// `None` when no candidate had a positive scale (constant groups among them).
-    pub fit: Option<(f64, f64)>,
+    pub fit: Option<(f32, f32)>,
 }
 
-/// Best candidate so far, kept as the sums of its codes (see [`consider`]).
+/// Best candidate so far (see [`consider`]): its a², a, det and Σl.
 #[derive(Debug, Clone, Copy)]
 struct Best {
-    num: f64,
-    det: f64,
-    sl: f64,
-    sl2: f64,
-    sxl: f64,
+    a2: f32,
+    a: f32,
+    det: f32,
+    sl: f32,
 }
 
 impl Best {
-    const NONE: Best = Best { num: f64::NEG_INFINITY, det: 1.0, sl: 0.0, sl2: 0.0, sxl: 0.0 };
+    const NONE: Best = Best { a2: f32::NEG_INFINITY, a: 0.0, det: 1.0, sl: 0.0 };
 
     fn found(&self) -> bool {
-        self.num > f64::NEG_INFINITY
+        self.a2 > f32::NEG_INFINITY
     }
 
-    /// The least-squares (scale, min) of the best candidate's codes.
-    fn fit(&self, n: f64, sx: f64) -> (f64, f64) {
-        ((n * self.sxl - sx * self.sl) / self.det, (self.sl2 * sx - self.sl * self.sxl) / self.det)
+    /// The least-squares (scale, min) of the best candidate's codes: scale = a/det, and the
+    /// offset min + (Σd − Σl·scale)/n.
+    fn fit(&self, n: f32, sd: f32, min: f32) -> (f32, f32) {
+        let scale = self.a / self.det;
+        (scale, min + (sd - self.sl * scale) / n)
     }
 }
 
-/// Score one candidate's codes. For codes l with sums (Σl, Σl², Σx·l), the least-squares fit
-/// x ≈ s·l + m leaves Σ(s·l + m − x)² = Σx² − num/det, with det = nΣl² − (Σl)² and
-/// num = Σl²(Σx)² − 2ΣlΣxΣxl + n(Σxl)²; that error also bounds the codes recomputed against
-/// (s, m). So the best candidate has the largest num/det, compared by cross-multiplying (det > 0):
-/// no division per candidate. Its scale (nΣxl − ΣxΣl)/det must be positive. Branch-free (a NaN
-/// or a zero determinant fails the test) so that the SIMD twin, which evaluates the same f64
-/// operations in the same order per lane, agrees bit for bit.
+/// Score one candidate's codes. With d = x − min (the group relative to its minimum) and codes l
+/// with sums (Σl, Σl², Σd·l), the least-squares fit x ≈ s·l + m has s = a/det with
+/// a = nΣdl − ΣdΣl and det = nΣl² − (Σl)², and leaves Σ(s·l + m − x)² = Σd² − (Σd)²/n − a²/(n·det);
+/// that error also bounds the codes recomputed against (s, m). So the best candidate has the
+/// largest a²/det, compared by cross-multiplying (det > 0): no division per candidate. Its scale
+/// must be positive (a > 0). Scored in f32, four groups per SIMD op: sums over d do not cancel
+/// the group's offset, det is exact below 8 bits (integers under 2^24), and a score only ranks
+/// candidates — the stored params are then checked by their exact error against min/max.
+/// Branch-free (a NaN or a zero determinant fails the test) so that the SIMD twin, which runs the
+/// same operations in the same order per lane, agrees bit for bit; the first of equal scores is
+/// kept.
 #[inline(always)]
-fn consider(best: &mut Best, n: f64, sx: f64, sums: (f32, f32, f32)) {
-    let (sl, sl2, sxl) = (sums.0 as f64, sums.1 as f64, sums.2 as f64);
+fn consider(best: &mut Best, n: f32, sd: f32, (sl, sl2, sdl): (f32, f32, f32)) {
     let det = n * sl2 - sl * sl;
-    let scale_num = n * sxl - sx * sl;
-    let num = sl2 * sx * sx - 2.0 * sl * sx * sxl + n * sxl * sxl;
-    if det > 0.0 && scale_num > 0.0 && num * best.det > best.num * det {
-        *best = Best { num, det, sl, sl2, sxl };
+    let a = n * sdl - sd * sl;
+    let a2 = a * a;
+    if det > 0.0 && a > 0.0 && a2 * best.det > best.a2 * det {
+        *best = Best { a2, a, det, sl };
     }
 }
 
-/// (Σl, Σl², Σx·l) in order, for codes l = pmin(pmax(nearest((x − off)·is), 0), qmax). Σl and Σl²
-/// are sums of integers below 2^24 (at most 256 codes of at most 255), so exact in f32.
+/// (Σl, Σl², Σd·l) in order, for codes l = pmin(pmax(nearest((x − off)·is), 0), qmax) and
+/// d = x − min. Σl and Σl² are sums of integers below 2^24 (at most 256 codes of at most 255),
+/// so exact in f32.
 #[inline(always)]
-fn code_sums(x: &[f32], off: f32, is: f32, qmax: f32) -> (f32, f32, f32) {
-    let (mut sl, mut sl2, mut sxl) = (0f32, 0f32, 0f32);
+fn code_sums(x: &[f32], min: f32, off: f32, is: f32, qmax: f32) -> (f32, f32, f32) {
+    let (mut sl, mut sl2, mut sdl) = (0f32, 0f32, 0f32);
     for &v in x {
         let l = pmin(pmax(((v - off) * is).round_ties_even(), 0.0), qmax);
         sl += l;
         sl2 += l * l;
-        sxl += v * l;
+        sdl += (v - min) * l;
     }
-    (sl, sl2, sxl)
+    (sl, sl2, sdl)
 }
 
 /// `v`, or `+0.0` when `v` is infinite or NaN.
@@ -141,25 +146,25 @@ fn finite_or_zero(v: f32) -> f32 {
 /// inverse scale 0: all codes 0, a zero determinant, never chosen.
 pub fn search(x: &[f32], qmax: f32) -> SearchFit {
     let (min, max) = min_max(x);
-    let mut sx = 0f32;
+    let mut sd = 0f32;
     for &v in x {
-        sx += v;
+        sd += v - min;
     }
-    let (n, sx) = (x.len() as f64, sx as f64);
+    let n = x.len() as f32;
     let range = max - min;
     let mut best = Best::NONE;
     for t in SEARCH_GRID {
         let is = finite_or_zero((qmax + t) / range);
-        consider(&mut best, n, sx, code_sums(x, min, is, qmax));
+        consider(&mut best, n, sd, code_sums(x, min, min, is, qmax));
     }
     for _ in 0..lloyd_steps(qmax) {
-        let (scale, offset) = best.fit(n, sx);
-        let (off, is) = (offset as f32, 1.0 / scale as f32);
+        let (scale, offset) = best.fit(n, sd, min);
+        let (off, is) = (offset, 1.0 / scale);
         let ok = off.is_finite() && is.is_finite();
         let (off, is) = if ok { (off, is) } else { (0.0, 0.0) };
-        consider(&mut best, n, sx, code_sums(x, off, is, qmax));
+        consider(&mut best, n, sd, code_sums(x, min, off, is, qmax));
     }
-    SearchFit { min, max, fit: best.found().then(|| best.fit(n, sx)) }
+    SearchFit { min, max, fit: best.found().then(|| best.fit(n, sd, min)) }
 }
 
 /// An f16-rounded (scale, min): the bit patterns as stored and their exact f32 values.
@@ -188,7 +193,7 @@ pub struct Searched {
     /// The min/max params: f16((max − min)/qmax) and f16(min).
     pub base: HalfParams,
     /// The search's least-squares (scale, min) ([`SearchFit::fit`]), and rounded to f16.
-    pub fit: Option<(f64, f64)>,
+    pub fit: Option<(f32, f32)>,
     pub cand: Option<HalfParams>,
     /// Exact Σ(ŵ − x)² of each, with codes computed against the rounded params as stored
     /// ([`sequential_error`]); `cand_err` is 0 without a candidate. Infinite or NaN params give a
@@ -220,7 +225,7 @@ pub fn sequential_error(x: &[f32], p: HalfParams, qmax: f32, mut codes: Option<&
 pub fn search_exact(x: &[f32], qmax: f32, codes: &mut [u8]) -> Searched {
     let found = search(x, qmax);
     let base = HalfParams::round((found.max - found.min) / qmax, found.min);
-    let cand = found.fit.map(|(s, m)| HalfParams::round(s as f32, m as f32));
+    let cand = found.fit.map(|(s, m)| HalfParams::round(s, m));
     Searched {
         min: found.min,
         max: found.max,

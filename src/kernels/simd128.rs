@@ -60,7 +60,7 @@ pub fn min_max(x: &[f32]) -> (f32, f32) {
 
 /// [`super::scalar::search_exact4`]: four groups of equal length at once, one group per lane.
 /// The groups are transposed so that every per-group sum is a vertical, sequential lane sum (no
-/// horizontal reductions), and the closed-form f64 scoring runs on two f64x2 halves. Each lane
+/// horizontal reductions), and the closed-form scoring runs on the four lanes at once. Each lane
 /// performs the scalar twin's IEEE operations in the same order, except clamps proven unable to
 /// change a code (see below). The exact error of the min/max params rides along with the last
 /// grid pass, and a final pass measures the candidate and writes its codes.
@@ -70,12 +70,11 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
         return super::scalar::search_exact4(xs, qmax, codes);
     }
     let mut tbuf = [f32x4_splat(0.0); 256];
-    let [vmn, vmx, sx] = transpose4_stats(xs, &mut tbuf[..n]);
+    let [vmn, vmx] = transpose4_stats(xs, &mut tbuf[..n]);
     let t = &tbuf[..n];
     let range = f32x4_sub(vmx, vmn);
     let q = f32x4_splat(qmax);
     let base = Half4::round(f32x4_div(range, q), vmn);
-    let mut best = Best4::new(n, sx);
 
     // Grid candidates share the offset (the group minimum): d = x − min, computed by the first
     // pass and kept. Then d is +0, −0 or positive, so the lower clamp pmax(·, 0) returns its
@@ -85,35 +84,34 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
     let mut dbuf = [f32x4_splat(0.0); 256];
     let d = &mut dbuf[..n];
     let is = SEARCH_GRID.map(|tt| finite_or_zero(f32x4_div(f32x4_splat(qmax + tt), range)));
-    debug_assert!(SEARCH_GRID[..3].iter().all(|&tt| tt <= 0.0) && SEARCH_GRID[3..].iter().all(|&tt| tt > 0.0));
-    let [a, b] = grid_sums2::<false, false, true>(t, d, vmn, is[0], is[1], q);
-    best.consider(a);
-    best.consider(b);
-    let [a, b] = grid_sums2::<false, true, false>(t, d, vmn, is[2], is[3], q);
-    best.consider(a);
-    best.consider(b);
-    let (sums, base_err) = grid_sums1_and_error(t, d, is[4], q, base);
-    best.consider(sums);
-
+    debug_assert!(SEARCH_GRID[..2].iter().all(|&tt| tt <= 0.0));
+    let (sd, [s0, s1]) = first_grid_sums(t, d, vmn, is[0], is[1]);
+    let [s2, s3] = grid_sums2(t, d, is[2], is[3], q);
+    let (s4, base_err) = grid_sums1_and_error(t, d, is[4], q, base);
+    // Scored after the passes, in grid order.
+    let mut best = Best4::new(n, sd, vmn);
+    for sums in [s0, s1, s2, s3, s4] {
+        best.consider(sums);
+    }
     for _ in 0..super::scalar::lloyd_steps(qmax) {
-        let (scale, offset) = best.fit();
-        let off = join_f64(offset[0], offset[1]);
-        let is = f32x4_div(f32x4_splat(1.0), join_f64(scale[0], scale[1]));
+        let (scale, off) = best.fit();
+        let is = f32x4_div(f32x4_splat(1.0), scale);
         let ok = v128_and(is_finite(off), is_finite(is));
-        best.consider(code_sums(t, v128_and(off, ok), v128_and(is, ok), q));
+        best.consider(code_sums(t, d, v128_and(off, ok), v128_and(is, ok), q));
     }
     let (scale, offset) = best.fit();
-    let cand = Half4::round(join_f64(scale[0], scale[1]), join_f64(offset[0], offset[1]));
+    let found = best.found();
+    let cand = Half4::round(scale, offset);
     let cand_err = error_and_codes(t, cand, q, codes);
     let (mn, mx, be, ce) = (lanes(vmn), lanes(vmx), lanes(base_err), lanes(cand_err));
+    let (fs, fo, ok) = (lanes(scale), lanes(offset), u32_lanes(found));
     core::array::from_fn(|k| {
-        let lane = |v: v128| if k % 2 == 0 { f64x2_extract_lane::<0>(v) } else { f64x2_extract_lane::<1>(v) };
-        let found = lane(best.num[k / 2]) > f64::NEG_INFINITY;
+        let found = ok[k] != 0;
         Searched {
             min: mn[k],
             max: mx[k],
             base: base.lane(k),
-            fit: found.then(|| (lane(scale[k / 2]), lane(offset[k / 2]))),
+            fit: found.then_some((fs[k], fo[k])),
             cand: found.then(|| cand.lane(k)),
             base_err: be[k],
             cand_err: if found { ce[k] } else { 0.0 },
@@ -161,7 +159,7 @@ fn u32_lanes(v: v128) -> [u32; 4] {
     [u32x4_extract_lane::<0>(v), u32x4_extract_lane::<1>(v), u32x4_extract_lane::<2>(v), u32x4_extract_lane::<3>(v)]
 }
 
-/// One grid candidate with the upper clamp (t > 0), and the exact error of the min/max params
+/// The last grid candidate (upper clamp applied), and the exact error of the min/max params
 /// `base` in the same pass.
 #[inline(always)]
 fn grid_sums1_and_error(t: &[v128], d: &[v128], is: v128, q: v128, base: Half4) -> ([v128; 3], v128) {
@@ -171,7 +169,7 @@ fn grid_sums1_and_error(t: &[v128], d: &[v128], is: v128, q: v128, base: Half4) 
         let l = f32x4_pmin(f32x4_nearest(f32x4_mul(dj, is)), q);
         a0 = f32x4_add(a0, l);
         a1 = f32x4_add(a1, f32x4_mul(l, l));
-        a2 = f32x4_add(a2, f32x4_mul(v, l));
+        a2 = f32x4_add(a2, f32x4_mul(dj, l));
         err = f32x4_add(err, base.error_and_code(v, q).0);
     }
     ([a0, a1, a2], err)
@@ -219,54 +217,58 @@ fn error_and_codes(t: &[v128], cand: Half4, q: v128, codes: [&mut [u8]; 4]) -> v
     err
 }
 
-/// Sums of two grid candidates in one pass over d = x − min (lower clamp provably idle);
-/// `CLAMP_A`/`CLAMP_B` apply the upper clamp; `FIRST` computes d from x and stores it.
+/// The first pass: d = x − min written to `d`, its sequential sum Σd, and the sums of two grid
+/// candidates with t ≤ 0 (no clamp can fire, see `search_exact4`).
 #[inline(always)]
-fn grid_sums2<const CLAMP_A: bool, const CLAMP_B: bool, const FIRST: bool>(
-    t: &[v128],
-    d: &mut [v128],
-    min: v128,
-    is_a: v128,
-    is_b: v128,
-    q: v128,
-) -> [[v128; 3]; 2] {
+fn first_grid_sums(t: &[v128], d: &mut [v128], min: v128, is_a: v128, is_b: v128) -> (v128, [[v128; 3]; 2]) {
     let zero = f32x4_splat(0.0);
-    let (mut a0, mut a1, mut a2, mut b0, mut b1, mut b2) = (zero, zero, zero, zero, zero, zero);
+    let (mut sd, mut a0, mut a1, mut a2, mut b0, mut b1, mut b2) = (zero, zero, zero, zero, zero, zero, zero);
     for (&v, dj) in t.iter().zip(d.iter_mut()) {
-        if FIRST {
-            *dj = f32x4_sub(v, min);
-        }
-        let mut la = f32x4_nearest(f32x4_mul(*dj, is_a));
-        let mut lb = f32x4_nearest(f32x4_mul(*dj, is_b));
-        if CLAMP_A {
-            la = f32x4_pmin(la, q);
-        }
-        if CLAMP_B {
-            lb = f32x4_pmin(lb, q);
-        }
+        let dv = f32x4_sub(v, min);
+        *dj = dv;
+        sd = f32x4_add(sd, dv);
+        let la = f32x4_nearest(f32x4_mul(dv, is_a));
+        let lb = f32x4_nearest(f32x4_mul(dv, is_b));
         a0 = f32x4_add(a0, la);
         a1 = f32x4_add(a1, f32x4_mul(la, la));
-        a2 = f32x4_add(a2, f32x4_mul(v, la));
+        a2 = f32x4_add(a2, f32x4_mul(dv, la));
         b0 = f32x4_add(b0, lb);
         b1 = f32x4_add(b1, f32x4_mul(lb, lb));
-        b2 = f32x4_add(b2, f32x4_mul(v, lb));
+        b2 = f32x4_add(b2, f32x4_mul(dv, lb));
+    }
+    (sd, [[a0, a1, a2], [b0, b1, b2]])
+}
+
+/// Sums of two further grid candidates over d, upper clamp applied (the lower cannot fire).
+#[inline(always)]
+fn grid_sums2(t: &[v128], d: &[v128], is_a: v128, is_b: v128, q: v128) -> [[v128; 3]; 2] {
+    let zero = f32x4_splat(0.0);
+    let (mut a0, mut a1, mut a2, mut b0, mut b1, mut b2) = (zero, zero, zero, zero, zero, zero);
+    for &dv in &d[..t.len()] {
+        let la = f32x4_pmin(f32x4_nearest(f32x4_mul(dv, is_a)), q);
+        let lb = f32x4_pmin(f32x4_nearest(f32x4_mul(dv, is_b)), q);
+        a0 = f32x4_add(a0, la);
+        a1 = f32x4_add(a1, f32x4_mul(la, la));
+        a2 = f32x4_add(a2, f32x4_mul(dv, la));
+        b0 = f32x4_add(b0, lb);
+        b1 = f32x4_add(b1, f32x4_mul(lb, lb));
+        b2 = f32x4_add(b2, f32x4_mul(dv, lb));
     }
     [[a0, a1, a2], [b0, b1, b2]]
 }
 
-/// t[j] = (x0[j], x1[j], x2[j], x3[j]), and per lane in order of j the scalar twin's statistics:
-/// min, max (as `min_max`, −0 normalised) and Σx (a sequential f32 sum).
+/// t[j] = (x0[j], x1[j], x2[j], x3[j]), and per lane the group's min and max (as `min_max`,
+/// −0 normalised).
 #[inline(always)]
-fn transpose4_stats(xs: [&[f32]; 4], t: &mut [v128]) -> [v128; 3] {
+fn transpose4_stats(xs: [&[f32]; 4], t: &mut [v128]) -> [v128; 2] {
     let n = t.len();
     let n4 = n / 4 * 4;
     let zero = f32x4_splat(0.0);
-    let (mut mn, mut mx, mut sx) = (f32x4_splat(f32::INFINITY), f32x4_splat(f32::NEG_INFINITY), zero);
+    let (mut mn, mut mx) = (f32x4_splat(f32::INFINITY), f32x4_splat(f32::NEG_INFINITY));
     let mut stats = |v: v128| {
         // pmin(a, b) = b < a ? b : a — the scalar `if v < mn { mn = v }`.
         mn = f32x4_pmin(mn, v);
         mx = f32x4_pmax(mx, v);
-        sx = f32x4_add(sx, v);
     };
     let mut j = 0;
     while j < n4 {
@@ -291,21 +293,22 @@ fn transpose4_stats(xs: [&[f32]; 4], t: &mut [v128]) -> [v128; 3] {
         *tk = f32x4(xs[0][k], xs[1][k], xs[2][k], xs[3][k]);
         stats(*tk);
     }
-    [f32x4_add(mn, zero), f32x4_add(mx, zero), sx] // −0 → +0, as `min_max`
+    [f32x4_add(mn, zero), f32x4_add(mx, zero)] // −0 → +0, as `min_max`
 }
 
-/// Per lane (Σl, Σl², Σx·l) exactly as the scalar `code_sums`.
+/// Per lane (Σl, Σl², Σd·l) exactly as the scalar `code_sums`, codes from x (`t`) against
+/// (off, is), products with d = x − min.
 #[inline(always)]
-fn code_sums(t: &[v128], off: v128, is: v128, q: v128) -> [v128; 3] {
+fn code_sums(t: &[v128], d: &[v128], off: v128, is: v128, q: v128) -> [v128; 3] {
     let zero = f32x4_splat(0.0);
-    let (mut sl, mut sl2, mut sxl) = (zero, zero, zero);
-    for &v in t {
+    let (mut sl, mut sl2, mut sdl) = (zero, zero, zero);
+    for (&v, &dv) in t.iter().zip(d) {
         let l = f32x4_pmin(f32x4_pmax(f32x4_nearest(f32x4_mul(f32x4_sub(v, off), is)), zero), q);
         sl = f32x4_add(sl, l);
         sl2 = f32x4_add(sl2, f32x4_mul(l, l));
-        sxl = f32x4_add(sxl, f32x4_mul(v, l));
+        sdl = f32x4_add(sdl, f32x4_mul(dv, l));
     }
-    [sl, sl2, sxl]
+    [sl, sl2, sdl]
 }
 
 /// All-ones lanes where `v` is finite (v − v is 0 exactly for finite v, NaN otherwise).
@@ -319,85 +322,56 @@ fn finite_or_zero(v: v128) -> v128 {
     v128_and(v, is_finite(v))
 }
 
-/// Lanes (0, 1) and (2, 3) of an f32x4, widened to f64x2 (exact).
-#[inline(always)]
-fn halves(v: v128) -> [v128; 2] {
-    [f64x2_promote_low_f32x4(v), f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(v, v))]
-}
-
-/// Two f64x2 rounded to f32 (nearest, as `as f32`) into one f32x4.
-#[inline(always)]
-fn join_f64(lo: v128, hi: v128) -> v128 {
-    i32x4_shuffle::<0, 1, 4, 5>(f32x4_demote_f64x2_zero(lo), f32x4_demote_f64x2_zero(hi))
-}
-
-/// Best candidate so far for four lanes (the scalar twin's `Best`), as two f64x2 halves.
+/// Best candidate so far for four lanes (the scalar twin's `Best`).
 struct Best4 {
     n: v128,
-    sx: [v128; 2],
-    num: [v128; 2],
-    det: [v128; 2],
-    sl: [v128; 2],
-    sl2: [v128; 2],
-    sxl: [v128; 2],
+    sd: v128,
+    min: v128,
+    a2: v128,
+    a: v128,
+    det: v128,
+    sl: v128,
 }
 
 impl Best4 {
-    fn new(n: usize, sx: v128) -> Self {
-        let (ninf, one, zero) = (f64x2_splat(f64::NEG_INFINITY), f64x2_splat(1.0), f64x2_splat(0.0));
+    fn new(n: usize, sd: v128, min: v128) -> Self {
+        let zero = f32x4_splat(0.0);
         Best4 {
-            n: f64x2_splat(n as f64),
-            sx: halves(sx),
-            num: [ninf; 2],
-            det: [one; 2],
-            sl: [zero; 2],
-            sl2: [zero; 2],
-            sxl: [zero; 2],
+            n: f32x4_splat(n as f32),
+            sd,
+            min,
+            a2: f32x4_splat(f32::NEG_INFINITY),
+            a: zero,
+            det: f32x4_splat(1.0),
+            sl: zero,
         }
     }
 
-    /// The scalar `consider`, operation for operation, on each half.
+    /// The scalar `consider`, operation for operation, in each lane.
     #[inline(always)]
-    fn consider(&mut self, [l, l2, xl]: [v128; 3]) {
-        let (l, l2, xl) = (halves(l), halves(l2), halves(xl));
-        for h in 0..2 {
-            self.consider_half(h, l[h], l2[h], xl[h]);
-        }
+    fn consider(&mut self, [sl, sl2, sdl]: [v128; 3]) {
+        let zero = f32x4_splat(0.0);
+        let det = f32x4_sub(f32x4_mul(self.n, sl2), f32x4_mul(sl, sl));
+        let a = f32x4_sub(f32x4_mul(self.n, sdl), f32x4_mul(self.sd, sl));
+        let a2 = f32x4_mul(a, a);
+        let better = f32x4_gt(f32x4_mul(a2, self.det), f32x4_mul(self.a2, det));
+        let take = v128_and(v128_and(f32x4_gt(det, zero), f32x4_gt(a, zero)), better);
+        self.a2 = v128_bitselect(a2, self.a2, take);
+        self.a = v128_bitselect(a, self.a, take);
+        self.det = v128_bitselect(det, self.det, take);
+        self.sl = v128_bitselect(sl, self.sl, take);
     }
 
-    #[inline(always)]
-    fn consider_half(&mut self, h: usize, sl: v128, sl2: v128, sxl: v128) {
-        let (n, sx) = (self.n, self.sx[h]);
-        let zero = f64x2_splat(0.0);
-        let det = f64x2_sub(f64x2_mul(n, sl2), f64x2_mul(sl, sl));
-        let scale_num = f64x2_sub(f64x2_mul(n, sxl), f64x2_mul(sx, sl));
-        let num = f64x2_add(
-            f64x2_sub(
-                f64x2_mul(f64x2_mul(sl2, sx), sx),
-                f64x2_mul(f64x2_mul(f64x2_mul(f64x2_splat(2.0), sl), sx), sxl),
-            ),
-            f64x2_mul(f64x2_mul(n, sxl), sxl),
-        );
-        let better = f64x2_gt(f64x2_mul(num, self.det[h]), f64x2_mul(self.num[h], det));
-        let take = v128_and(v128_and(f64x2_gt(det, zero), f64x2_gt(scale_num, zero)), better);
-        self.num[h] = v128_bitselect(num, self.num[h], take);
-        self.det[h] = v128_bitselect(det, self.det[h], take);
-        self.sl[h] = v128_bitselect(sl, self.sl[h], take);
-        self.sl2[h] = v128_bitselect(sl2, self.sl2[h], take);
-        self.sxl[h] = v128_bitselect(sxl, self.sxl[h], take);
+    /// Lanes that found a candidate.
+    fn found(&self) -> v128 {
+        f32x4_gt(self.a2, f32x4_splat(f32::NEG_INFINITY))
     }
 
-    /// The scalar `Best::fit` per lane: (scale, min) halves.
+    /// The scalar `Best::fit` per lane: (scale, offset).
     #[inline(always)]
-    fn fit(&self) -> ([v128; 2], [v128; 2]) {
-        let (n, sx) = (self.n, self.sx);
-        let scale = core::array::from_fn(|h| {
-            f64x2_div(f64x2_sub(f64x2_mul(n, self.sxl[h]), f64x2_mul(sx[h], self.sl[h])), self.det[h])
-        });
-        let min = core::array::from_fn(|h| {
-            f64x2_div(f64x2_sub(f64x2_mul(self.sl2[h], sx[h]), f64x2_mul(self.sl[h], self.sxl[h])), self.det[h])
-        });
-        (scale, min)
+    fn fit(&self) -> (v128, v128) {
+        let scale = f32x4_div(self.a, self.det);
+        (scale, f32x4_add(self.min, f32x4_div(f32x4_sub(self.sd, f32x4_mul(self.sl, scale)), self.n)))
     }
 }
 
