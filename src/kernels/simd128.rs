@@ -605,6 +605,12 @@ pub fn pack(codes: &[u8], bits: u8, out: &mut [u8]) {
     let step = match bits {
         4 => 32,
         2 => 64,
+        8 => {
+            // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout; `copy_bytes` writes
+            // initialised bytes only.
+            let out = unsafe { &mut *(&mut out[..codes.len()] as *mut [u8] as *mut [core::mem::MaybeUninit<u8>]) };
+            return copy_bytes(codes, out);
+        }
         _ => return super::scalar::pack(codes, bits, out),
     };
     let full = codes.len() / step * step;

@@ -201,15 +201,13 @@ fn quantize_block(
     let mut xhat = [0f32; MAX_GROUP];
     let mut e0 = 0;
     for (r, row_codes) in codes.chunks_mut(row_bytes).enumerate() {
-        let mut b0 = 0;
+        // A row's codes are contiguous in `q`; every row starts on a byte, and so does every
+        // group (group_size·bits is a multiple of 8), so the row packs in one call.
+        (kern.pack)(&q[e0..e0 + layout.row_len], bits, row_codes);
         for g in 0..gpr {
             let gi = r * gpr + g;
             let (x, p) = (groups[gi], params[gi].params);
             let (len, q) = (x.len(), &q[e0..e0 + x.len()]);
-            // group_size·bits is a multiple of 8, so every group starts on a byte.
-            let b1 = b0 + k::packed_len(len, bits);
-            (kern.pack)(q, bits, &mut row_codes[b0..b1]);
-            b0 = b1;
             e0 += len;
             (kern.dequantize_codes)(q, p.scale_f32(), p.min_f32(), &mut xhat[..len]);
             sums.add(x, &xhat[..len]);

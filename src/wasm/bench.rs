@@ -185,11 +185,9 @@ fn encode_blocks(
     for (b, block) in values.chunks(BLOCK_ELEMS).enumerate() {
         let groups: Vec<&[f32]> = block.chunks(g).collect();
         code_groups(&groups, g, bits, search, &mut params[..groups.len()], &mut q[..block.len()]);
+        // One pack call per block, as the quantizer packs a row at a time (whole groups here).
         let out = &mut out[b * (BLOCK_ELEMS / g) * group_bytes..];
-        for (i, (x, q)) in groups.iter().zip(q.chunks(g)).enumerate() {
-            let o = i * group_bytes;
-            pack(&q[..x.len()], bits, &mut out[o..o + kernels::scalar::packed_len(x.len(), bits)]);
-        }
+        pack(&q[..block.len()], bits, &mut out[..kernels::scalar::packed_len(block.len(), bits)]);
     }
 }
 
