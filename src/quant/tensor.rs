@@ -263,6 +263,9 @@ fn choose_group_params(
     params: &mut [Chosen],
     codes: &mut [u8],
 ) -> bool {
+    if search && groups.iter().all(|x| x.len() == group_size) {
+        return choose_uniform_group_params(groups, group_size, bits, params, codes);
+    }
     // (group index, offset in the block) of groups waiting for a quad, by full / short length.
     let mut pending = [[(0usize, 0usize); 4]; 2];
     let mut count = [0usize; 2];
@@ -294,6 +297,39 @@ fn choose_group_params(
             let Some(p) = choose_params_coded(x, bits, true, &mut codes[off..off + x.len()]) else { return false };
             params[gi] = p;
         }
+    }
+    true
+}
+
+/// [`choose_group_params`] with search when every group is full-size (rows a multiple of the
+/// group, the common case): consecutive fours, no bookkeeping of which groups wait for a quad.
+fn choose_uniform_group_params(
+    groups: &[&[f32]],
+    group_size: usize,
+    bits: u8,
+    params: &mut [Chosen],
+    codes: &mut [u8],
+) -> bool {
+    let quads = groups.len() / 4;
+    let (quad_codes, rest_codes) = codes.split_at_mut(quads * 4 * group_size);
+    for ((quad, slots), c) in
+        groups.chunks_exact(4).zip(params.chunks_exact_mut(4)).zip(quad_codes.chunks_exact_mut(4 * group_size))
+    {
+        let (c0, c) = c.split_at_mut(group_size);
+        let (c1, c) = c.split_at_mut(group_size);
+        let (c2, c3) = c.split_at_mut(group_size);
+        for (slot, p) in
+            slots.iter_mut().zip(choose_params4([quad[0], quad[1], quad[2], quad[3]], bits, [c0, c1, c2, c3]))
+        {
+            let Some(p) = p else { return false };
+            *slot = p;
+        }
+    }
+    for ((x, slot), c) in
+        groups[quads * 4..].iter().zip(&mut params[quads * 4..]).zip(rest_codes.chunks_mut(group_size))
+    {
+        let Some(p) = choose_params_coded(x, bits, true, c) else { return false };
+        *slot = p;
     }
     true
 }
