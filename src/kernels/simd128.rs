@@ -164,15 +164,12 @@ fn u32_lanes(v: v128) -> [u32; 4] {
 #[inline(always)]
 fn grid_sums1_and_error(t: &[v128], d: &[v128], is: v128, q: v128, base: Half4) -> ([v128; 3], v128) {
     let zero = f32x4_splat(0.0);
-    let (mut a0, mut a1, mut a2, mut err) = (zero, zero, zero, zero);
+    let (mut a, mut err) = ([zero; 3], zero);
     for (&v, &dj) in t.iter().zip(d) {
-        let l = f32x4_pmin(f32x4_nearest(f32x4_mul(dj, is)), q);
-        a0 = f32x4_add(a0, l);
-        a1 = f32x4_add(a1, f32x4_mul(l, l));
-        a2 = f32x4_add(a2, f32x4_mul(dj, l));
+        add_code(&mut a, f32x4_pmin(f32x4_nearest(f32x4_mul(dj, is)), q), dj);
         err = f32x4_add(err, base.error_and_code(v, q).0);
     }
-    ([a0, a1, a2], err)
+    (a, err)
 }
 
 /// The exact error of `cand` per lane, and its codes written to `codes[k]` for lane k: four
@@ -222,39 +219,35 @@ fn error_and_codes(t: &[v128], cand: Half4, q: v128, codes: [&mut [u8]; 4]) -> v
 #[inline(always)]
 fn first_grid_sums(t: &[v128], d: &mut [v128], min: v128, is_a: v128, is_b: v128) -> (v128, [[v128; 3]; 2]) {
     let zero = f32x4_splat(0.0);
-    let (mut sd, mut a0, mut a1, mut a2, mut b0, mut b1, mut b2) = (zero, zero, zero, zero, zero, zero, zero);
+    let (mut sd, mut a, mut b) = (zero, [zero; 3], [zero; 3]);
     for (&v, dj) in t.iter().zip(d.iter_mut()) {
         let dv = f32x4_sub(v, min);
         *dj = dv;
         sd = f32x4_add(sd, dv);
-        let la = f32x4_nearest(f32x4_mul(dv, is_a));
-        let lb = f32x4_nearest(f32x4_mul(dv, is_b));
-        a0 = f32x4_add(a0, la);
-        a1 = f32x4_add(a1, f32x4_mul(la, la));
-        a2 = f32x4_add(a2, f32x4_mul(dv, la));
-        b0 = f32x4_add(b0, lb);
-        b1 = f32x4_add(b1, f32x4_mul(lb, lb));
-        b2 = f32x4_add(b2, f32x4_mul(dv, lb));
+        add_code(&mut a, f32x4_nearest(f32x4_mul(dv, is_a)), dv);
+        add_code(&mut b, f32x4_nearest(f32x4_mul(dv, is_b)), dv);
     }
-    (sd, [[a0, a1, a2], [b0, b1, b2]])
+    (sd, [a, b])
 }
 
 /// Sums of two further grid candidates over d, upper clamp applied (the lower cannot fire).
 #[inline(always)]
 fn grid_sums2(t: &[v128], d: &[v128], is_a: v128, is_b: v128, q: v128) -> [[v128; 3]; 2] {
     let zero = f32x4_splat(0.0);
-    let (mut a0, mut a1, mut a2, mut b0, mut b1, mut b2) = (zero, zero, zero, zero, zero, zero);
+    let (mut a, mut b) = ([zero; 3], [zero; 3]);
     for &dv in &d[..t.len()] {
-        let la = f32x4_pmin(f32x4_nearest(f32x4_mul(dv, is_a)), q);
-        let lb = f32x4_pmin(f32x4_nearest(f32x4_mul(dv, is_b)), q);
-        a0 = f32x4_add(a0, la);
-        a1 = f32x4_add(a1, f32x4_mul(la, la));
-        a2 = f32x4_add(a2, f32x4_mul(dv, la));
-        b0 = f32x4_add(b0, lb);
-        b1 = f32x4_add(b1, f32x4_mul(lb, lb));
-        b2 = f32x4_add(b2, f32x4_mul(dv, lb));
+        add_code(&mut a, f32x4_pmin(f32x4_nearest(f32x4_mul(dv, is_a)), q), dv);
+        add_code(&mut b, f32x4_pmin(f32x4_nearest(f32x4_mul(dv, is_b)), q), dv);
     }
-    [[a0, a1, a2], [b0, b1, b2]]
+    [a, b]
+}
+
+/// One element's terms of a candidate's sums (Σl, Σl², Σd·l), per lane in element order.
+#[inline(always)]
+fn add_code(acc: &mut [v128; 3], l: v128, d: v128) {
+    acc[0] = f32x4_add(acc[0], l);
+    acc[1] = f32x4_add(acc[1], f32x4_mul(l, l));
+    acc[2] = f32x4_add(acc[2], f32x4_mul(d, l));
 }
 
 /// t[j] = (x0[j], x1[j], x2[j], x3[j]), and per lane the group's min and max (as `min_max`,
@@ -301,14 +294,11 @@ fn transpose4_stats(xs: [&[f32]; 4], t: &mut [v128]) -> [v128; 2] {
 #[inline(always)]
 fn code_sums(t: &[v128], d: &[v128], off: v128, is: v128, q: v128) -> [v128; 3] {
     let zero = f32x4_splat(0.0);
-    let (mut sl, mut sl2, mut sdl) = (zero, zero, zero);
+    let mut a = [zero; 3];
     for (&v, &dv) in t.iter().zip(d) {
-        let l = f32x4_pmin(f32x4_pmax(f32x4_nearest(f32x4_mul(f32x4_sub(v, off), is)), zero), q);
-        sl = f32x4_add(sl, l);
-        sl2 = f32x4_add(sl2, f32x4_mul(l, l));
-        sdl = f32x4_add(sdl, f32x4_mul(dv, l));
+        add_code(&mut a, f32x4_pmin(f32x4_pmax(f32x4_nearest(f32x4_mul(f32x4_sub(v, off), is)), zero), q), dv);
     }
-    [sl, sl2, sdl]
+    a
 }
 
 /// All-ones lanes where `v` is finite (v − v is 0 exactly for finite v, NaN otherwise).
