@@ -39,13 +39,13 @@ pub fn pmax(a: f32, b: f32) -> f32 {
     }
 }
 
-/// The range search's first candidates: inverse scales (qmax + t) / range for t in this grid
-/// (ggml `make_qkx2_quants` style, codes offset by the group minimum), each refit by least
-/// squares. Then [`lloyd_steps`] Lloyd steps: codes recomputed against the best refit so far
-/// (its own offset and scale) and refit again. Measured on 2M Gaussian samples
-/// (`native_anchors`) against the earlier 11-point grid (t = −1, −0.8, …, 1) without Lloyd
-/// steps: 4-bit g32/64/128 23.10/21.70/20.65 dB vs 23.11/21.69/20.64 with 6 passes instead of
-/// 11; 2-bit 10.26/9.48/9.04 vs 10.14/9.23/8.62 with 7 passes.
+/// The range search's first candidates: codes at inverse scales (qmax + t) / range for t in this
+/// grid (ggml `make_qkx2_quants` style, codes offset by the group minimum), each refit by least
+/// squares. Then [`lloyd_steps`] Lloyd steps: codes recomputed against the best refit (its own
+/// offset and scale) and refit again. Measured on 2M Gaussian samples (`native_anchors`) against
+/// the earlier 11-point grid (t = −1, −0.8, …, 1) without Lloyd steps: 4-bit g32/64/128
+/// 23.10/21.70/20.65 dB vs 23.11/21.69/20.64 with 6 passes instead of 11; 2-bit 10.26/9.48/9.04
+/// vs 10.14/9.23/8.62 with 7 passes.
 pub const SEARCH_GRID: [f32; 5] = [-0.8, -0.4, 0.0, 0.4, 0.8];
 
 /// Lloyd steps after the grid: two at 2 bits, where they gain 0.05–0.16 dB over one; one
@@ -59,14 +59,50 @@ pub fn lloyd_steps(qmax: f32) -> usize {
     }
 }
 
+/// The search scores candidates on the group in fixed point: dq = round_half_even((x − min) · R /
+/// range), an integer in [0, R]. Candidate codes are then one 16-bit rounding multiply each
+/// ([`mulr`]) and every sum is an exact integer, so a SIMD twin runs eight values per operation
+/// and agrees by construction. R sets the resolution: a code computed from dq is off by at most
+/// about 0.5·qmax/R + 0.5·qmax·R/((qmax+1)·2^15) code steps (dq's and the multiplier's
+/// rounding), ≈ 0.02 at 2 and 4 bits — only near-ties move, and the stored params are refit and
+/// rounded afterwards. Measured in a numpy model of this search against the same search in f32
+/// on 2M samples (Gaussian and Student-t): within ±0.007 dB at 2 and 4 bits, −0.015 to −0.05 dB
+/// at 8 bits (where the search is off by default). R also bounds the integer sums: with n ≤ 256,
+/// n·Σdq·l < 2^31 at 2 and 4 bits, and at 8 bits Σdq·l < 2^31 (its f32 conversion then rounds).
+#[inline]
+pub fn search_resolution(qmax: f32) -> f32 {
+    if qmax <= 3.0 {
+        512.0
+    } else if qmax <= 15.0 {
+        1024.0
+    } else {
+        4096.0
+    }
+}
+
+/// The integer multiplier of grid point t: codes are mulr(dq, m) ≈ dq·(qmax + t)/R. At t = 0 it is
+/// exactly qmax·2^15/R (R divides 2^15), so the largest dq maps to qmax and no code exceeds qmax
+/// for t ≤ 0; for t > 0 codes are clamped.
+#[inline]
+pub fn grid_multiplier(qmax: f32, t: f32) -> i32 {
+    ((qmax + t) * (32768.0 / search_resolution(qmax))).round_ties_even() as i32
+}
+
+/// wasm's `i16x8.q15mulr_sat_s` per lane: (a·m + 2^14) >> 15 (arithmetic shift, so ties round
+/// up). Saturation only happens for a = m = −2^15, which the search never produces.
+#[inline(always)]
+pub fn mulr(a: i32, m: i32) -> i32 {
+    (a * m + 0x4000) >> 15
+}
+
 /// What the range search found for one group.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchFit {
     /// The group's extrema (`-0.0` normalised to `+0.0`), as [`min_max`] gives them.
     pub min: f32,
     pub max: f32,
-    /// Least-squares (scale, min) of the candidate with the smallest closed-form error, or
-    /// `None` when no candidate had a positive scale (constant groups among them).
+    /// Least-squares (scale, min) of the chosen candidate, or `None` when no candidate had a
+    /// positive scale (constant groups among them).
     pub fit: Option<(f32, f32)>,
 }
 
@@ -86,46 +122,51 @@ impl Best {
         self.a2 > f32::NEG_INFINITY
     }
 
-    /// The least-squares (scale, min) of the best candidate's codes: scale = a/det, and the
-    /// offset min + (Σd − Σl·scale)/n.
-    fn fit(&self, n: f32, sd: f32, min: f32) -> (f32, f32) {
+    /// The least-squares (scale, offset) of the best candidate's codes, in dq units: scale = a/det,
+    /// offset (Σdq − Σl·scale)/n.
+    fn fit(&self, n: f32, sdq: f32) -> (f32, f32) {
         let scale = self.a / self.det;
-        (scale, min + (sd - self.sl * scale) / n)
+        (scale, (sdq - self.sl * scale) / n)
     }
 }
 
-/// Score one candidate's codes. With d = x − min (the group relative to its minimum) and codes l
-/// with sums (Σl, Σl², Σd·l), the least-squares fit x ≈ s·l + m has s = a/det with
-/// a = nΣdl − ΣdΣl and det = nΣl² − (Σl)², and leaves Σ(s·l + m − x)² = Σd² − (Σd)²/n − a²/(n·det);
-/// that error also bounds the codes recomputed against (s, m). So the best candidate has the
-/// largest a²/det, compared by cross-multiplying (det > 0): no division per candidate. Its scale
-/// must be positive (a > 0). Scored in f32, four groups per SIMD op: sums over d do not cancel
-/// the group's offset, det is exact below 8 bits (integers under 2^24), and a score only ranks
-/// candidates — the stored params are then checked by their exact error against min/max.
-/// Branch-free (a NaN or a zero determinant fails the test) so that the SIMD twin, which runs the
-/// same operations in the same order per lane, agrees bit for bit; the first of equal scores is
-/// kept.
+/// One candidate's integer sums over a group: (Σl, Σl², Σdq·l).
+pub type CodeSums = (i32, i32, i32);
+
+/// Score one candidate's codes. With codes l and sums (Σl, Σl², Σdq·l), the least-squares fit
+/// dq ≈ s·l + m has s = a/det with a = nΣdq·l − ΣdqΣl and det = nΣl² − (Σl)², and leaves
+/// Σdq² − (Σdq)²/n − a²/(n·det); that error also bounds the codes recomputed against (s, m). So
+/// the best candidate has the largest a²/det, compared by cross-multiplying (det > 0): no
+/// division per candidate. Its scale must be positive (a > 0). The exact integer sums are
+/// converted to f32 and scored there, four groups per SIMD op; a score only ranks candidates —
+/// the stored params are then checked by their exact error against min/max. Branch-free (a
+/// zero determinant fails the test) so that the SIMD twin, which runs the same operations in the
+/// same order per lane, agrees bit for bit; the first of equal scores is kept.
 #[inline(always)]
-fn consider(best: &mut Best, n: f32, sd: f32, (sl, sl2, sdl): (f32, f32, f32)) {
-    let det = n * sl2 - sl * sl;
-    let a = n * sdl - sd * sl;
+fn consider(best: &mut Best, n: f32, sdq: f32, sums: CodeSums) {
+    let (det, a, sl) = score_terms(n, sdq, sums);
     let a2 = a * a;
     if det > 0.0 && a > 0.0 && a2 * best.det > best.a2 * det {
         *best = Best { a2, a, det, sl };
     }
 }
 
-/// (Σl, Σl², Σd·l) in order, for codes l = pmin(pmax(nearest((x − off)·is), 0), qmax) and
-/// d = x − min. Σl and Σl² are sums of integers below 2^24 (at most 256 codes of at most 255),
-/// so exact in f32.
+/// (det, a, Σl) in f32 from a candidate's integer sums.
 #[inline(always)]
-fn code_sums(x: &[f32], min: f32, off: f32, is: f32, qmax: f32) -> (f32, f32, f32) {
-    let (mut sl, mut sl2, mut sdl) = (0f32, 0f32, 0f32);
-    for &v in x {
-        let l = pmin(pmax(((v - off) * is).round_ties_even(), 0.0), qmax);
+fn score_terms(n: f32, sdq: f32, (sl, sl2, sdl): CodeSums) -> (f32, f32, f32) {
+    let (sl, sl2, sdl) = (sl as f32, sl2 as f32, sdl as f32);
+    (n * sl2 - sl * sl, n * sdl - sdq * sl, sl)
+}
+
+/// Sums of codes l = clamp(mulr(dq − off, m), 0, qmax) over a group's dq.
+#[inline(always)]
+fn code_sums(dq: &[i32], off: i32, m: i32, qmax: i32) -> CodeSums {
+    let (mut sl, mut sl2, mut sdl) = (0, 0, 0);
+    for &v in dq {
+        let l = mulr(v - off, m).clamp(0, qmax);
         sl += l;
         sl2 += l * l;
-        sdl += (v - min) * l;
+        sdl += v * l;
     }
     (sl, sl2, sdl)
 }
@@ -140,31 +181,52 @@ fn finite_or_zero(v: f32) -> f32 {
     }
 }
 
-/// Range search for one group of at most 256 finite values (see [`SEARCH_GRID`]). Every sum is
-/// sequential in f32, so a SIMD twin can run four groups at once, one per lane. A candidate
-/// whose offset or inverse scale is not finite (a constant group, a range beyond f32) gets
-/// inverse scale 0: all codes 0, a zero determinant, never chosen.
+/// The Lloyd step's integer (offset, multiplier) from a fit in dq units: round(offset) and
+/// round(2^15/scale), clamped so that dq − offset and the multiplier stay in i16 (the clamps
+/// only touch fits far outside the group, whose codes then all clamp to 0 or qmax). (0, 0) when
+/// nothing was found, which gives all-zero codes and a zero determinant.
+#[inline(always)]
+pub fn lloyd_params(found: bool, scale: f32, offset: f32) -> (i32, i32) {
+    if !found {
+        return (0, 0);
+    }
+    // pmin/pmax as the SIMD twin clamps; `as i32` saturates and maps NaN to 0 as
+    // `i32x4.trunc_sat_f32x4_s` does.
+    let off = pmax(pmin(offset.round_ties_even(), 16384.0), -16384.0) as i32;
+    let m = pmin((32768.0 / scale).round_ties_even(), 32767.0) as i32;
+    (off, m)
+}
+
+/// Range search for one group of at most 256 finite values (see [`SEARCH_GRID`],
+/// [`search_resolution`]). A group whose dq scale R/range is not finite (a constant group, a range
+/// beyond f32 or below it) gets dq = 0 everywhere: all codes 0, a zero determinant, nothing
+/// found. The Lloyd step's refit is taken whenever it has a positive scale (with exact
+/// arithmetic it can only lower the error); the stored params are checked afterwards anyway.
 pub fn search(x: &[f32], qmax: f32) -> SearchFit {
     let (min, max) = min_max(x);
-    let mut sd = 0f32;
-    for &v in x {
-        sd += v - min;
-    }
+    let r = search_resolution(qmax);
+    let s = finite_or_zero(r / (max - min));
+    let dq: Vec<i32> = x.iter().map(|&v| ((v - min) * s).round_ties_even() as i32).collect();
+    let sdq = dq.iter().sum::<i32>() as f32;
     let n = x.len() as f32;
-    let range = max - min;
+    let q = qmax as i32;
     let mut best = Best::NONE;
     for t in SEARCH_GRID {
-        let is = finite_or_zero((qmax + t) / range);
-        consider(&mut best, n, sd, code_sums(x, min, min, is, qmax));
+        consider(&mut best, n, sdq, code_sums(&dq, 0, grid_multiplier(qmax, t), q));
     }
     for _ in 0..lloyd_steps(qmax) {
-        let (scale, offset) = best.fit(n, sd, min);
-        let (off, is) = (offset, 1.0 / scale);
-        let ok = off.is_finite() && is.is_finite();
-        let (off, is) = if ok { (off, is) } else { (0.0, 0.0) };
-        consider(&mut best, n, sd, code_sums(x, min, off, is, qmax));
+        let (scale, offset) = best.fit(n, sdq);
+        let (off, m) = lloyd_params(best.found(), scale, offset);
+        let (det, a, sl) = score_terms(n, sdq, code_sums(&dq, off, m, q));
+        if det > 0.0 && a > 0.0 {
+            best = Best { a2: a * a, a, det, sl };
+        }
     }
-    SearchFit { min, max, fit: best.found().then(|| best.fit(n, sd, min)) }
+    let fit = best.found().then(|| {
+        let (scale, offset) = best.fit(n, sdq);
+        (scale / s, min + offset / s)
+    });
+    SearchFit { min, max, fit }
 }
 
 /// An f16-rounded (scale, min): the bit patterns as stored and their exact f32 values.

@@ -5,7 +5,7 @@
 
 use core::arch::wasm32::*;
 
-use super::scalar::{HalfParams, Searched, SEARCH_GRID};
+use super::scalar::{grid_multiplier, lloyd_steps, search_resolution, HalfParams, Searched, SEARCH_GRID};
 
 #[inline(always)]
 unsafe fn load(x: &[f32], i: usize) -> v128 {
@@ -59,11 +59,14 @@ pub fn min_max(x: &[f32]) -> (f32, f32) {
 }
 
 /// [`super::scalar::search_exact4`]: four groups of equal length at once, one group per lane.
-/// The groups are transposed so that every per-group sum is a vertical, sequential lane sum (no
-/// horizontal reductions), and the closed-form scoring runs on the four lanes at once. Each lane
-/// performs the scalar twin's IEEE operations in the same order, except clamps proven unable to
-/// change a code (see below). The exact error of the min/max params rides along with the last
-/// grid pass, and a final pass measures the candidate and writes its codes.
+/// The groups are transposed so that every per-group sum is a vertical lane sum (no horizontal
+/// reductions) and the scoring runs on the four lanes at once. The search itself works on the
+/// fixed-point dq (see [`super::scalar::search_resolution`]), two elements of each of the four
+/// groups per 16-bit vector: a candidate's codes are one rounding multiply per eight values, and
+/// its sums are 16-bit adds and `i32x4.dot_i16x8_s` pair products, all exact, so each lane equals
+/// the scalar twin by construction. The float passes are the twin's IEEE operations in the same
+/// order per lane: dq itself, the scoring, and a final pass that measures the exact error of the
+/// candidate and of the min/max params and writes the candidate's codes.
 pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Searched; 4] {
     let n = xs[0].len();
     if n == 0 || n > 256 || xs.iter().any(|x| x.len() != n) || codes.iter().any(|c| c.len() < n) {
@@ -71,38 +74,41 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
     }
     let mut tbuf = [f32x4_splat(0.0); 256];
     let [vmn, vmx] = transpose4_stats(xs, &mut tbuf[..n]);
-    let t = &tbuf[..n];
     let range = f32x4_sub(vmx, vmn);
+    if !u32x4_all_true(is_finite(range)) {
+        // x − min would overflow to infinity (extremes beyond ±f32::MAX/2): rare, and the
+        // reference gives the same result.
+        return super::scalar::search_exact4(xs, qmax, codes);
+    }
+    let t = &tbuf[..n];
     let q = f32x4_splat(qmax);
     let base = Half4::round(f32x4_div(range, q), vmn);
 
-    // Grid candidates share the offset (the group minimum): d = x − min, computed by the first
-    // pass and kept. Then d is +0, −0 or positive, so the lower clamp pmax(·, 0) returns its
-    // input unchanged; and for t ≤ 0 the upper clamp cannot fire either: d ≤ range, so
-    // d·is ≤ (qmax + t)(1 + 2^-24)² < qmax + ½. Leaving out clamps that cannot change a code keeps
-    // every lane equal to the scalar twin, which applies them.
-    let mut dbuf = [f32x4_splat(0.0); 256];
-    let d = &mut dbuf[..n];
-    let is = SEARCH_GRID.map(|tt| finite_or_zero(f32x4_div(f32x4_splat(qmax + tt), range)));
-    debug_assert!(SEARCH_GRID[..2].iter().all(|&tt| tt <= 0.0));
-    let (sd, [s0, s1]) = first_grid_sums(t, d, vmn, is[0], is[1]);
-    let [s2, s3] = grid_sums2(t, d, is[2], is[3], q);
-    let (s4, base_err) = grid_sums1_and_error(t, d, is[4], q, base);
-    // Scored after the passes, in grid order.
-    let mut best = Best4::new(n, sd, vmn);
+    let s = finite_or_zero(f32x4_div(f32x4_splat(search_resolution(qmax)), range));
+    let mut dqbuf = [i16x8_splat(0); 128];
+    let dq = &mut dqbuf[..n.div_ceil(2)];
+    let sdq = fixed_point(t, vmn, s, dq);
+    let n_odd = n % 2 == 1;
+
+    let m = SEARCH_GRID.map(|tt| i16x8_splat(grid_multiplier(qmax, tt) as i16));
+    let q16 = i16x8_splat(qmax as i16);
+    // Codes cannot exceed qmax for t ≤ 0 (see `grid_multiplier`): the first three unclamped.
+    debug_assert!(SEARCH_GRID[..3].iter().all(|&tt| tt <= 0.0));
+    let [s0, s1, s2] = grid_sums::<3, false>(dq, [m[0], m[1], m[2]], q16);
+    let [s3, s4] = grid_sums::<2, true>(dq, [m[3], m[4]], q16);
+    let mut best = Best4::new(n, sdq);
     for sums in [s0, s1, s2, s3, s4] {
         best.consider(sums);
     }
-    for _ in 0..super::scalar::lloyd_steps(qmax) {
-        let (scale, off) = best.fit();
-        let is = f32x4_div(f32x4_splat(1.0), scale);
-        let ok = v128_and(is_finite(off), is_finite(is));
-        best.consider(code_sums(t, d, v128_and(off, ok), v128_and(is, ok), q));
+    for _ in 0..lloyd_steps(qmax) {
+        let (off, m) = best.lloyd_params();
+        best.take_if_valid(lloyd_sums(dq, n_odd, off, m, q16));
     }
-    let (scale, offset) = best.fit();
+    let (scale_dq, offset_dq) = best.fit();
+    let (scale, offset) = (f32x4_div(scale_dq, s), f32x4_add(vmn, f32x4_div(offset_dq, s)));
     let found = best.found();
     let cand = Half4::round(scale, offset);
-    let cand_err = error_and_codes(t, cand, q, codes);
+    let [cand_err, base_err] = errors_and_codes(t, cand, base, q, codes);
     let (mn, mx, be, ce) = (lanes(vmn), lanes(vmx), lanes(base_err), lanes(cand_err));
     let (fs, fo, ok) = (lanes(scale), lanes(offset), u32_lanes(found));
     core::array::from_fn(|k| {
@@ -117,6 +123,80 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
             cand_err: if found { ce[k] } else { 0.0 },
         }
     })
+}
+
+/// dq = round_half_even((x − min)·s) for the transposed groups `t`, written to `dq` as 16-bit
+/// lanes (g0 x[2p], g0 x[2p+1], g1 x[2p], …) so that `i32x4.dot_i16x8_s` sums each group's pair;
+/// an odd length's last pair is completed with dq = 0. Returns Σdq per lane. The rounding is the
+/// float add of 1.5·2^23 (round-half-even, exact for results below 2^22), whose low 16 bits are
+/// then the integer.
+#[inline(always)]
+fn fixed_point(t: &[v128], min: v128, s: v128, dq: &mut [v128]) -> v128 {
+    let magic = f32x4_splat(12_582_912.0);
+    let fix = |v: v128| f32x4_add(f32x4_mul(f32x4_sub(v, min), s), magic);
+    let ones = i16x8_splat(1);
+    let mut sdq = i32x4_splat(0);
+    for (p, o) in dq.iter_mut().enumerate() {
+        let a = fix(t[2 * p]);
+        let b = if 2 * p + 1 < t.len() { fix(t[2 * p + 1]) } else { magic };
+        let v = i8x16_shuffle::<0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29>(a, b);
+        *o = v;
+        sdq = i32x4_add(sdq, i32x4_dot_i16x8(v, ones));
+    }
+    sdq
+}
+
+/// Integer sums (Σl, Σl², Σdq·l) per lane of one candidate's 16-bit codes `l` for `dq`.
+#[inline(always)]
+fn add_codes(acc: &mut [v128; 3], l: v128, dq: v128) {
+    acc[0] = i16x8_add(acc[0], l);
+    acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(l, l));
+    acc[2] = i32x4_add(acc[2], i32x4_dot_i16x8(dq, l));
+}
+
+/// A candidate's sums as f32 per lane (group): Σl from its two 16-bit halves, all converted as
+/// the scalar twin's `as f32`.
+#[inline(always)]
+fn sums_f32(acc: [v128; 3]) -> [v128; 3] {
+    [
+        f32x4_convert_i32x4(i32x4_extadd_pairwise_i16x8(acc[0])),
+        f32x4_convert_i32x4(acc[1]),
+        f32x4_convert_i32x4(acc[2]),
+    ]
+}
+
+/// Sums of K grid candidates (codes mulr(dq, m), clamped to qmax when CLAMP) in one pass over dq.
+/// Σl per 16-bit lane stays below 2^15: at most 128 codes of at most 255.
+#[inline(always)]
+fn grid_sums<const K: usize, const CLAMP: bool>(dq: &[v128], m: [v128; K], q: v128) -> [[v128; 3]; K] {
+    let zero = i16x8_splat(0);
+    let mut acc = [[zero; 3]; K];
+    for &v in dq {
+        for k in 0..K {
+            let l = i16x8_q15mulr_sat(v, m[k]);
+            add_codes(&mut acc[k], if CLAMP { i16x8_min(l, q) } else { l }, v);
+        }
+    }
+    acc.map(sums_f32)
+}
+
+/// Sums of the Lloyd step's codes clamp(mulr(dq − off, m), 0, qmax) (off and m per lane as
+/// i32); the padding lanes of an odd length's last pair are masked out.
+#[inline(always)]
+fn lloyd_sums(dq: &[v128], n_odd: bool, off: v128, m: v128, q: v128) -> [v128; 3] {
+    let spread = |v: v128| i8x16_shuffle::<0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13>(v, v);
+    let (off, m) = (spread(off), spread(m));
+    let zero = i16x8_splat(0);
+    let code = |v: v128| i16x8_max(i16x8_min(i16x8_q15mulr_sat(i16x8_sub(v, off), m), q), zero);
+    let mut acc = [zero; 3];
+    let (body, last) = if n_odd { dq.split_at(dq.len() - 1) } else { (dq, &[][..]) };
+    for &v in body {
+        add_codes(&mut acc, code(v), v);
+    }
+    for &v in last {
+        add_codes(&mut acc, v128_and(code(v), i32x4_splat(0xffff)), v);
+    }
+    sums_f32(acc)
 }
 
 /// Four f16-rounded (scale, min) pairs: bit patterns (u32 lanes) and exact f32 values.
@@ -159,30 +239,18 @@ fn u32_lanes(v: v128) -> [u32; 4] {
     [u32x4_extract_lane::<0>(v), u32x4_extract_lane::<1>(v), u32x4_extract_lane::<2>(v), u32x4_extract_lane::<3>(v)]
 }
 
-/// The last grid candidate (upper clamp applied), and the exact error of the min/max params
-/// `base` in the same pass.
+/// The exact errors of `cand` and `base` per lane (as `scalar::sequential_error`), and the
+/// candidate's codes written to `codes[k]` for lane k: four transposed rows of codes at a time
+/// are turned back into four bytes per group with three byte shuffles.
 #[inline(always)]
-fn grid_sums1_and_error(t: &[v128], d: &[v128], is: v128, q: v128, base: Half4) -> ([v128; 3], v128) {
-    let zero = f32x4_splat(0.0);
-    let (mut a, mut err) = ([zero; 3], zero);
-    for (&v, &dj) in t.iter().zip(d) {
-        add_code(&mut a, f32x4_pmin(f32x4_nearest(f32x4_mul(dj, is)), q), dj);
-        err = f32x4_add(err, base.error_and_code(v, q).0);
-    }
-    (a, err)
-}
-
-/// The exact error of `cand` per lane, and its codes written to `codes[k]` for lane k: four
-/// transposed rows of codes at a time are turned back into four bytes per group with three byte
-/// shuffles.
-#[inline(always)]
-fn error_and_codes(t: &[v128], cand: Half4, q: v128, codes: [&mut [u8]; 4]) -> v128 {
+fn errors_and_codes(t: &[v128], cand: Half4, base: Half4, q: v128, codes: [&mut [u8]; 4]) -> [v128; 2] {
     let n = t.len();
     let n4 = n / 4 * 4;
-    let mut err = f32x4_splat(0.0);
+    let (mut cand_err, mut base_err) = (f32x4_splat(0.0), f32x4_splat(0.0));
     let mut step = |v: v128| {
         let (e2, c) = cand.error_and_code(v, q);
-        err = f32x4_add(err, e2);
+        cand_err = f32x4_add(cand_err, e2);
+        base_err = f32x4_add(base_err, base.error_and_code(v, q).0);
         c
     };
     let ptr = codes.map(|c| c.as_mut_ptr());
@@ -211,43 +279,7 @@ fn error_and_codes(t: &[v128], cand: Half4, q: v128, codes: [&mut [u8]; 4]) -> v
             }
         }
     }
-    err
-}
-
-/// The first pass: d = x − min written to `d`, its sequential sum Σd, and the sums of two grid
-/// candidates with t ≤ 0 (no clamp can fire, see `search_exact4`).
-#[inline(always)]
-fn first_grid_sums(t: &[v128], d: &mut [v128], min: v128, is_a: v128, is_b: v128) -> (v128, [[v128; 3]; 2]) {
-    let zero = f32x4_splat(0.0);
-    let (mut sd, mut a, mut b) = (zero, [zero; 3], [zero; 3]);
-    for (&v, dj) in t.iter().zip(d.iter_mut()) {
-        let dv = f32x4_sub(v, min);
-        *dj = dv;
-        sd = f32x4_add(sd, dv);
-        add_code(&mut a, f32x4_nearest(f32x4_mul(dv, is_a)), dv);
-        add_code(&mut b, f32x4_nearest(f32x4_mul(dv, is_b)), dv);
-    }
-    (sd, [a, b])
-}
-
-/// Sums of two further grid candidates over d, upper clamp applied (the lower cannot fire).
-#[inline(always)]
-fn grid_sums2(t: &[v128], d: &[v128], is_a: v128, is_b: v128, q: v128) -> [[v128; 3]; 2] {
-    let zero = f32x4_splat(0.0);
-    let (mut a, mut b) = ([zero; 3], [zero; 3]);
-    for &dv in &d[..t.len()] {
-        add_code(&mut a, f32x4_pmin(f32x4_nearest(f32x4_mul(dv, is_a)), q), dv);
-        add_code(&mut b, f32x4_pmin(f32x4_nearest(f32x4_mul(dv, is_b)), q), dv);
-    }
-    [a, b]
-}
-
-/// One element's terms of a candidate's sums (Σl, Σl², Σd·l), per lane in element order.
-#[inline(always)]
-fn add_code(acc: &mut [v128; 3], l: v128, d: v128) {
-    acc[0] = f32x4_add(acc[0], l);
-    acc[1] = f32x4_add(acc[1], f32x4_mul(l, l));
-    acc[2] = f32x4_add(acc[2], f32x4_mul(d, l));
+    [cand_err, base_err]
 }
 
 /// t[j] = (x0[j], x1[j], x2[j], x3[j]), and per lane the group's min and max (as `min_max`,
@@ -289,18 +321,6 @@ fn transpose4_stats(xs: [&[f32]; 4], t: &mut [v128]) -> [v128; 2] {
     [f32x4_add(mn, zero), f32x4_add(mx, zero)] // −0 → +0, as `min_max`
 }
 
-/// Per lane (Σl, Σl², Σd·l) exactly as the scalar `code_sums`, codes from x (`t`) against
-/// (off, is), products with d = x − min.
-#[inline(always)]
-fn code_sums(t: &[v128], d: &[v128], off: v128, is: v128, q: v128) -> [v128; 3] {
-    let zero = f32x4_splat(0.0);
-    let mut a = [zero; 3];
-    for (&v, &dv) in t.iter().zip(d) {
-        add_code(&mut a, f32x4_pmin(f32x4_pmax(f32x4_nearest(f32x4_mul(f32x4_sub(v, off), is)), zero), q), dv);
-    }
-    a
-}
-
 /// All-ones lanes where `v` is finite (v − v is 0 exactly for finite v, NaN otherwise).
 #[inline(always)]
 fn is_finite(v: v128) -> v128 {
@@ -312,11 +332,10 @@ fn finite_or_zero(v: v128) -> v128 {
     v128_and(v, is_finite(v))
 }
 
-/// Best candidate so far for four lanes (the scalar twin's `Best`).
+/// Best candidate so far for four lanes (the scalar twin's `Best`), in dq units.
 struct Best4 {
     n: v128,
-    sd: v128,
-    min: v128,
+    sdq: v128,
     a2: v128,
     a: v128,
     det: v128,
@@ -324,12 +343,11 @@ struct Best4 {
 }
 
 impl Best4 {
-    fn new(n: usize, sd: v128, min: v128) -> Self {
+    fn new(n: usize, sdq: v128) -> Self {
         let zero = f32x4_splat(0.0);
         Best4 {
             n: f32x4_splat(n as f32),
-            sd,
-            min,
+            sdq: f32x4_convert_i32x4(sdq),
             a2: f32x4_splat(f32::NEG_INFINITY),
             a: zero,
             det: f32x4_splat(1.0),
@@ -337,19 +355,39 @@ impl Best4 {
         }
     }
 
-    /// The scalar `consider`, operation for operation, in each lane.
+    /// The scalar `score_terms`: (det, a).
     #[inline(always)]
-    fn consider(&mut self, [sl, sl2, sdl]: [v128; 3]) {
-        let zero = f32x4_splat(0.0);
+    fn terms(&self, sl: v128, sl2: v128, sdl: v128) -> (v128, v128) {
         let det = f32x4_sub(f32x4_mul(self.n, sl2), f32x4_mul(sl, sl));
-        let a = f32x4_sub(f32x4_mul(self.n, sdl), f32x4_mul(self.sd, sl));
-        let a2 = f32x4_mul(a, a);
-        let better = f32x4_gt(f32x4_mul(a2, self.det), f32x4_mul(self.a2, det));
-        let take = v128_and(v128_and(f32x4_gt(det, zero), f32x4_gt(a, zero)), better);
+        (det, f32x4_sub(f32x4_mul(self.n, sdl), f32x4_mul(self.sdq, sl)))
+    }
+
+    #[inline(always)]
+    fn set(&mut self, take: v128, a2: v128, a: v128, det: v128, sl: v128) {
         self.a2 = v128_bitselect(a2, self.a2, take);
         self.a = v128_bitselect(a, self.a, take);
         self.det = v128_bitselect(det, self.det, take);
         self.sl = v128_bitselect(sl, self.sl, take);
+    }
+
+    /// The scalar `consider`, operation for operation, in each lane.
+    #[inline(always)]
+    fn consider(&mut self, [sl, sl2, sdl]: [v128; 3]) {
+        let zero = f32x4_splat(0.0);
+        let (det, a) = self.terms(sl, sl2, sdl);
+        let a2 = f32x4_mul(a, a);
+        let better = f32x4_gt(f32x4_mul(a2, self.det), f32x4_mul(self.a2, det));
+        let take = v128_and(v128_and(f32x4_gt(det, zero), f32x4_gt(a, zero)), better);
+        self.set(take, a2, a, det, sl);
+    }
+
+    /// The scalar search's Lloyd update: the refit replaces the best where its scale is positive.
+    #[inline(always)]
+    fn take_if_valid(&mut self, [sl, sl2, sdl]: [v128; 3]) {
+        let zero = f32x4_splat(0.0);
+        let (det, a) = self.terms(sl, sl2, sdl);
+        let take = v128_and(f32x4_gt(det, zero), f32x4_gt(a, zero));
+        self.set(take, f32x4_mul(a, a), a, det, sl);
     }
 
     /// Lanes that found a candidate.
@@ -357,11 +395,21 @@ impl Best4 {
         f32x4_gt(self.a2, f32x4_splat(f32::NEG_INFINITY))
     }
 
-    /// The scalar `Best::fit` per lane: (scale, offset).
+    /// The scalar `Best::fit` per lane: (scale, offset) in dq units.
     #[inline(always)]
     fn fit(&self) -> (v128, v128) {
         let scale = f32x4_div(self.a, self.det);
-        (scale, f32x4_add(self.min, f32x4_div(f32x4_sub(self.sd, f32x4_mul(self.sl, scale)), self.n)))
+        (scale, f32x4_div(f32x4_sub(self.sdq, f32x4_mul(self.sl, scale)), self.n))
+    }
+
+    /// `scalar::lloyd_params` per lane: (offset, multiplier) as i32 lanes.
+    #[inline(always)]
+    fn lloyd_params(&self) -> (v128, v128) {
+        let (scale, offset) = self.fit();
+        let found = self.found();
+        let off = f32x4_pmax(f32x4_pmin(f32x4_nearest(offset), f32x4_splat(16384.0)), f32x4_splat(-16384.0));
+        let m = f32x4_pmin(f32x4_nearest(f32x4_div(f32x4_splat(32768.0), scale)), f32x4_splat(32767.0));
+        (v128_and(i32x4_trunc_sat_f32x4(off), found), v128_and(i32x4_trunc_sat_f32x4(m), found))
     }
 }
 
