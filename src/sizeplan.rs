@@ -8,7 +8,9 @@
 //!
 //! Each layer starts at its cheapest width whose cosine meets `minAccuracy`; then the upgrade
 //! with the largest error reduction per extra byte that still fits is applied, repeatedly, until
-//! none fits. So the result can sit below `bitWidth` for easy layers and above it for hard ones.
+//! none fits. The same greedy also runs from every layer at `bitWidth` when that fits, and the
+//! plan with the lower total error wins, so a plan never loses to the uniform file it could have
+//! been. So the result can sit below `bitWidth` for easy layers and above it for hard ones.
 //! The budget counts each row's data and params compressed on their own with the writer's codec
 //! (zstd level 1), plus equalization scales, time groups and an allowance for Parquet's own
 //! overhead. The writer compresses many rows together, which can only do better, so the file
@@ -137,7 +139,8 @@ impl SizePlanner {
     /// plan meeting minAccuracy does not fit.
     pub fn finish(mut self) -> Result<SizePlan> {
         let target_mb = self.cfg.target_size_mb.expect("checked in new");
-        let target = (target_mb * 1024.0 * 1024.0) as u64;
+        // Rounded, not truncated: a budget given as bytes / 2^20 must come back as those bytes.
+        let target = (target_mb * 1024.0 * 1024.0).round() as u64;
         let overhead = FILE_OVERHEAD_BYTES + ROW_OVERHEAD_BYTES * self.rows;
         let minimum: u64 =
             self.fixed_bytes + overhead + self.candidates.iter().map(|c| c.choices[0].bytes).sum::<u64>();
@@ -153,20 +156,59 @@ impl SizePlanner {
             ));
         }
         let bw = self.cfg.bit_width;
-        let uniform: u64 = self.fixed_bytes
-            + overhead
-            + self
-                .candidates
-                .iter()
-                .map(|c| c.choices.iter().find(|ch| ch.bits >= bw).unwrap_or(&c.choices[c.choices.len() - 1]).bytes)
-                .sum::<u64>();
-        let mut used = minimum;
+        let uniform_pick: Vec<usize> = self
+            .candidates
+            .iter()
+            .map(|c| c.choices.iter().position(|ch| ch.bits >= bw).unwrap_or(c.choices.len() - 1))
+            .collect();
+        let uniform = self.fixed_bytes + overhead + self.bytes_of(&uniform_pick);
+        // Greedy upgrades from the smallest plan, and — when it fits — from uniform `bitWidth`:
+        // the greedy choice per byte can paint itself into a corner (cheap upgrades that use up the
+        // budget a better one needed), so a plan must never lose to the uniform file it could
+        // have been. The lower total error wins.
+        let mut plan = self.upgrade(vec![0; self.candidates.len()], target);
+        if uniform <= target {
+            let from_uniform = self.upgrade(uniform_pick, target);
+            if self.error_of(&from_uniform) < self.error_of(&plan) {
+                plan = from_uniform;
+            }
+        }
+        let used = self.fixed_bytes + overhead + self.bytes_of(&plan);
+        for (c, &k) in self.candidates.iter_mut().zip(&plan) {
+            c.current = k;
+        }
+        Ok(SizePlan {
+            target_bytes: target,
+            planned_bytes: used,
+            minimum_bytes: minimum,
+            uniform_bytes: uniform,
+            layer_bits: self.candidates.iter().map(|c| (c.name.clone(), c.choices[c.current].bits)).collect(),
+            planned_layers: self.candidates.len() as u32,
+            fixed_layers: self.fixed_layers,
+        })
+    }
+}
+
+impl SizePlanner {
+    /// Stored bytes of the candidates at choice indexes `pick` (fixed layers and overhead apart).
+    fn bytes_of(&self, pick: &[usize]) -> u64 {
+        self.candidates.iter().zip(pick).map(|(c, &k)| c.choices[k].bytes).sum()
+    }
+
+    fn error_of(&self, pick: &[usize]) -> f64 {
+        self.candidates.iter().zip(pick).map(|(c, &k)| c.choices[k].error).sum()
+    }
+
+    /// From `pick`, apply the upgrade (to any larger choice) with the best error reduction per
+    /// byte that still fits `target`, until none does.
+    fn upgrade(&self, mut pick: Vec<usize>, target: u64) -> Vec<usize> {
+        let overhead = FILE_OVERHEAD_BYTES + ROW_OVERHEAD_BYTES * self.rows;
+        let mut used = self.fixed_bytes + overhead + self.bytes_of(&pick);
         loop {
-            // The upgrade (to any larger choice) with the best error reduction per byte that fits.
             let mut best: Option<(f64, usize, usize)> = None;
             for (i, c) in self.candidates.iter().enumerate() {
-                let cur = &c.choices[c.current];
-                for (j, next) in c.choices.iter().enumerate().skip(c.current + 1) {
+                let cur = &c.choices[pick[i]];
+                for (j, next) in c.choices.iter().enumerate().skip(pick[i] + 1) {
                     let extra = next.bytes.saturating_sub(cur.bytes);
                     let gain = cur.error - next.error;
                     if gain <= 0.0 || used + extra > target {
@@ -178,20 +220,10 @@ impl SizePlanner {
                     }
                 }
             }
-            let Some((_, i, j)) = best else { break };
-            let c = &mut self.candidates[i];
-            used += c.choices[j].bytes - c.choices[c.current].bytes;
-            c.current = j;
+            let Some((_, i, j)) = best else { return pick };
+            used += self.candidates[i].choices[j].bytes - self.candidates[i].choices[pick[i]].bytes;
+            pick[i] = j;
         }
-        Ok(SizePlan {
-            target_bytes: target,
-            planned_bytes: used,
-            minimum_bytes: minimum,
-            uniform_bytes: uniform,
-            layer_bits: self.candidates.iter().map(|c| (c.name.clone(), c.choices[c.current].bits)).collect(),
-            planned_layers: self.candidates.len() as u32,
-            fixed_layers: self.fixed_layers,
-        })
     }
 }
 

@@ -60,39 +60,50 @@ pub fn lloyd_steps(qmax: f32) -> usize {
 }
 
 /// The search scores candidates on the group in fixed point: dq = round_half_even((x − min) · R /
-/// range), an integer in [0, R]. Candidate codes are then one 16-bit rounding multiply each
-/// ([`mulr`]) and every sum is an exact integer, so a SIMD twin runs eight values per operation
-/// and agrees by construction. R sets the resolution: a code computed from dq is off by at most
-/// about 0.5·qmax/R + 0.5·qmax·R/((qmax+1)·2^15) code steps (dq's and the multiplier's
-/// rounding), ≈ 0.02 at 2 and 4 bits — only near-ties move, and the stored params are refit and
-/// rounded afterwards. Measured in a numpy model of this search against the same search in f32
-/// on 2M samples (Gaussian and Student-t): within ±0.007 dB at 2 and 4 bits, −0.015 to −0.05 dB
-/// at 8 bits (where the search is off by default). R also bounds the integer sums: with n ≤ 256,
-/// n·Σdq·l < 2^31 at 2 and 4 bits, and at 8 bits Σdq·l < 2^31 (its f32 conversion then rounds).
+/// range), an integer in [0, R]. A grid candidate's codes are then (dq·M + 2^(k−1)) >> k, one
+/// 16-bit multiply, add and shift for eight values, and every sum is an exact integer, so a SIMD
+/// twin runs eight values per operation and agrees by construction. Per bit width, (R, k):
+///
+/// - 2 and 4 bits: (512, 13) and (1024, 11). dq·M + 2^(k−1) stays below 2^16 (unsigned 16-bit
+///   lanes); M = (qmax + t)·2^k/R is an integer for t on a lattice of step R/2^k, so the grid
+///   points are [`SEARCH_GRID`] rounded to steps of 1/16 and 1/2 (at 4 bits t = −1, −0.5, 0,
+///   0.5, 1), and a grid code is the exact rounding of dq·(qmax + t)/R.
+/// - 8 bits: (4096, 15), the rounding multiply `i16x8.q15mulr_sat_s` ([`mul_shift`]); M rounds to
+///   1/8 code steps.
+///
+/// R sets the resolution: dq's rounding moves a code by at most 0.5·qmax/R code steps (≈ 0.007 at
+/// 2 and 4 bits), so only near-ties move, and the stored params are refit and rounded afterwards.
+/// R also bounds the integer sums: with n ≤ 256, n·Σdq·l < 2^31 at 2 and 4 bits, and at 8 bits
+/// Σdq·l < 2^31 (its f32 conversion then rounds). Measured in a numpy model of this search
+/// against the same search in float on 2M samples (Gaussian and Student-t, groups of 32/64/128):
+/// −0.002 to −0.01 dB at 4 bits, within ±0.01 dB at 2 bits, −0.015 to −0.05 dB at 8 bits (where
+/// the search is off by default).
 #[inline]
-pub fn search_resolution(qmax: f32) -> f32 {
+pub fn search_fixed_point(qmax: f32) -> (f32, u32) {
     if qmax <= 3.0 {
-        512.0
+        (512.0, 13)
     } else if qmax <= 15.0 {
-        1024.0
+        (1024.0, 11)
     } else {
-        4096.0
+        (4096.0, 15)
     }
 }
 
-/// The integer multiplier of grid point t: codes are mulr(dq, m) ≈ dq·(qmax + t)/R. At t = 0 it is
-/// exactly qmax·2^15/R (R divides 2^15), so the largest dq maps to qmax and no code exceeds qmax
-/// for t ≤ 0; for t > 0 codes are clamped.
+/// The integer multiplier M of grid point t (see [`search_fixed_point`]). At t = 0 it is exactly
+/// qmax·2^k/R, so the largest dq maps to qmax and no code exceeds qmax for t ≤ 0; for t > 0 codes
+/// are clamped.
 #[inline]
 pub fn grid_multiplier(qmax: f32, t: f32) -> i32 {
-    ((qmax + t) * (32768.0 / search_resolution(qmax))).round_ties_even() as i32
+    let (r, k) = search_fixed_point(qmax);
+    ((qmax + t) * ((1u32 << k) as f32 / r)).round_ties_even() as i32
 }
 
-/// wasm's `i16x8.q15mulr_sat_s` per lane: (a·m + 2^14) >> 15 (arithmetic shift, so ties round
-/// up). Saturation only happens for a = m = −2^15, which the search never produces.
+/// (a·m + 2^(k−1)) >> k with an arithmetic shift (ties round up): at k = 15 wasm's
+/// `i16x8.q15mulr_sat_s` per lane, whose saturation only happens for a = m = −2^15, which the
+/// search never produces.
 #[inline(always)]
-pub fn mulr(a: i32, m: i32) -> i32 {
-    (a * m + 0x4000) >> 15
+pub fn mul_shift(a: i32, m: i32, k: u32) -> i32 {
+    (a * m + (1 << (k - 1))) >> k
 }
 
 /// What the range search found for one group.
@@ -158,12 +169,12 @@ fn score_terms(n: f32, sdq: f32, (sl, sl2, sdl): CodeSums) -> (f32, f32, f32) {
     (n * sl2 - sl * sl, n * sdl - sdq * sl, sl)
 }
 
-/// Sums of codes l = clamp(mulr(dq − off, m), 0, qmax) over a group's dq.
+/// Sums of codes l = clamp(mul_shift(dq − off, m, k), 0, qmax) over a group's dq.
 #[inline(always)]
-fn code_sums(dq: &[i32], off: i32, m: i32, qmax: i32) -> CodeSums {
+fn code_sums(dq: &[i32], off: i32, m: i32, k: u32, qmax: i32) -> CodeSums {
     let (mut sl, mut sl2, mut sdl) = (0, 0, 0);
     for &v in dq {
-        let l = mulr(v - off, m).clamp(0, qmax);
+        let l = mul_shift(v - off, m, k).clamp(0, qmax);
         sl += l;
         sl2 += l * l;
         sdl += v * l;
@@ -198,13 +209,13 @@ pub fn lloyd_params(found: bool, scale: f32, offset: f32) -> (i32, i32) {
 }
 
 /// Range search for one group of at most 256 finite values (see [`SEARCH_GRID`],
-/// [`search_resolution`]). A group whose dq scale R/range is not finite (a constant group, a range
+/// [`search_fixed_point`]). A group whose dq scale R/range is not finite (a constant group, a range
 /// beyond f32 or below it) gets dq = 0 everywhere: all codes 0, a zero determinant, nothing
 /// found. The Lloyd step's refit is taken whenever it has a positive scale (with exact
 /// arithmetic it can only lower the error); the stored params are checked afterwards anyway.
 pub fn search(x: &[f32], qmax: f32) -> SearchFit {
     let (min, max) = min_max(x);
-    let r = search_resolution(qmax);
+    let (r, k) = search_fixed_point(qmax);
     let s = finite_or_zero(r / (max - min));
     let dq: Vec<i32> = x.iter().map(|&v| ((v - min) * s).round_ties_even() as i32).collect();
     let sdq = dq.iter().sum::<i32>() as f32;
@@ -212,12 +223,12 @@ pub fn search(x: &[f32], qmax: f32) -> SearchFit {
     let q = qmax as i32;
     let mut best = Best::NONE;
     for t in SEARCH_GRID {
-        consider(&mut best, n, sdq, code_sums(&dq, 0, grid_multiplier(qmax, t), q));
+        consider(&mut best, n, sdq, code_sums(&dq, 0, grid_multiplier(qmax, t), k, q));
     }
     for _ in 0..lloyd_steps(qmax) {
         let (scale, offset) = best.fit(n, sdq);
         let (off, m) = lloyd_params(best.found(), scale, offset);
-        let (det, a, sl) = score_terms(n, sdq, code_sums(&dq, off, m, q));
+        let (det, a, sl) = score_terms(n, sdq, code_sums(&dq, off, m, 15, q));
         if det > 0.0 && a > 0.0 {
             best = Best { a2: a * a, a, det, sl };
         }
@@ -265,13 +276,13 @@ pub struct Searched {
 }
 
 /// Σ(ŵ − x)² over `x` for the stored params `p`, with codes as [`quantize_codes`] computes
-/// them, summed in element order in one f32 accumulator (so a SIMD twin can run four groups at
+/// them (lower clamp by [`clamp_code`]), summed in element order in one f32 accumulator (so a SIMD twin can run four groups at
 /// once, one per lane). With `codes`, the codes are written there too.
 pub fn sequential_error(x: &[f32], p: HalfParams, qmax: f32, mut codes: Option<&mut [u8]>) -> f32 {
     let inv = inverse(p.scale);
     let mut acc = 0f32;
     for (i, &v) in x.iter().enumerate() {
-        let q = code_of(v, inv, p.min, qmax);
+        let q = clamp_code(((v - p.min) * inv).round_ties_even(), qmax);
         if let Some(c) = codes.as_deref_mut() {
             c[i] = q as u8;
         }
@@ -317,6 +328,14 @@ pub fn inverse(scale: f32) -> f32 {
     } else {
         1.0 / scale
     }
+}
+
+/// A rounded code r clamped to [0, qmax] as the search's error passes do it: +0 when the sign
+/// bit is set (negative values, −0, a NaN with the sign bit), then pmin(·, qmax). For every
+/// finite r this is the code [`code_of`] gives (as a byte) with the same reconstruction error.
+#[inline(always)]
+pub fn clamp_code(r: f32, qmax: f32) -> f32 {
+    pmin(if r.is_sign_negative() { 0.0 } else { r }, qmax)
 }
 
 /// Code of one value: clamp(round_half_even((x − min) · inv), 0, qmax), inv = [`inverse`]`(scale)`.

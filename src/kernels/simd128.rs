@@ -4,13 +4,24 @@
 //! time, one per lane, each lane summing its group in element order as the scalar twin does.
 
 use core::arch::wasm32::*;
+use core::mem::MaybeUninit;
 
-use super::scalar::{grid_multiplier, lloyd_steps, search_resolution, HalfParams, Searched, SEARCH_GRID};
+use super::scalar::{grid_multiplier, lloyd_steps, search_fixed_point, HalfParams, Searched, SEARCH_GRID};
 
 #[inline(always)]
 unsafe fn load(x: &[f32], i: usize) -> v128 {
     debug_assert!(i + 4 <= x.len());
     v128_load(x.as_ptr().add(i) as *const v128)
+}
+
+/// The initialised prefix of a scratch buffer as values.
+///
+/// # Safety
+/// Every element of `v` must have been written.
+#[inline(always)]
+unsafe fn assume_init(v: &[MaybeUninit<v128>]) -> &[v128] {
+    // SAFETY: MaybeUninit<T> has T's layout, and the caller vouches for initialisation.
+    unsafe { &*(v as *const [MaybeUninit<v128>] as *const [v128]) }
 }
 
 #[inline(always)]
@@ -61,8 +72,8 @@ pub fn min_max(x: &[f32]) -> (f32, f32) {
 /// [`super::scalar::search_exact4`]: four groups of equal length at once, one group per lane.
 /// The groups are transposed so that every per-group sum is a vertical lane sum (no horizontal
 /// reductions) and the scoring runs on the four lanes at once. The search itself works on the
-/// fixed-point dq (see [`super::scalar::search_resolution`]), two elements of each of the four
-/// groups per 16-bit vector: a candidate's codes are one rounding multiply per eight values, and
+/// fixed-point dq (see [`super::scalar::search_fixed_point`]), two elements of each of the four
+/// groups per 16-bit vector: a candidate's codes are one multiply and shift per eight values, and
 /// its sums are 16-bit adds and `i32x4.dot_i16x8_s` pair products, all exact, so each lane equals
 /// the scalar twin by construction. The float passes are the twin's IEEE operations in the same
 /// order per lane: dq itself, the scoring, and a final pass that measures the exact error of the
@@ -72,7 +83,8 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
     if n == 0 || n > 256 || xs.iter().any(|x| x.len() != n) || codes.iter().any(|c| c.len() < n) {
         return super::scalar::search_exact4(xs, qmax, codes);
     }
-    let mut tbuf = [f32x4_splat(0.0); 256];
+    // Scratch left uninitialised: zeroing 6 KiB per call cost about a tenth of the search.
+    let mut tbuf = [MaybeUninit::<v128>::uninit(); 256];
     let [vmn, vmx] = transpose4_stats(xs, &mut tbuf[..n]);
     let range = f32x4_sub(vmx, vmn);
     if !u32x4_all_true(is_finite(range)) {
@@ -80,22 +92,28 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
         // reference gives the same result.
         return super::scalar::search_exact4(xs, qmax, codes);
     }
-    let t = &tbuf[..n];
+    // SAFETY: `transpose4_stats` wrote all n rows.
+    let t = unsafe { assume_init(&tbuf[..n]) };
     let q = f32x4_splat(qmax);
     let base = Half4::round(f32x4_div(range, q), vmn);
 
-    let s = finite_or_zero(f32x4_div(f32x4_splat(search_resolution(qmax)), range));
-    let mut dqbuf = [i16x8_splat(0); 128];
-    let dq = &mut dqbuf[..n.div_ceil(2)];
-    let sdq = fixed_point(t, vmn, s, dq);
+    let (r, shift) = search_fixed_point(qmax);
+    let s = finite_or_zero(f32x4_div(f32x4_splat(r), range));
+    let mut dqbuf = [MaybeUninit::<v128>::uninit(); 128];
+    let sdq = fixed_point(t, vmn, s, &mut dqbuf[..n.div_ceil(2)]);
+    // SAFETY: `fixed_point` wrote every pair.
+    let dq = unsafe { assume_init(&dqbuf[..n.div_ceil(2)]) };
     let n_odd = n % 2 == 1;
 
     let m = SEARCH_GRID.map(|tt| i16x8_splat(grid_multiplier(qmax, tt) as i16));
     let q16 = i16x8_splat(qmax as i16);
     // Codes cannot exceed qmax for t ≤ 0 (see `grid_multiplier`): the first three unclamped.
     debug_assert!(SEARCH_GRID[..3].iter().all(|&tt| tt <= 0.0));
-    let [s0, s1, s2] = grid_sums::<3, false>(dq, [m[0], m[1], m[2]], q16);
-    let [s3, s4] = grid_sums::<2, true>(dq, [m[3], m[4]], q16);
+    let ([s0, s1, s2], [s3, s4]) = match shift {
+        11 => (grid_sums::<3, false, 11>(dq, [m[0], m[1], m[2]], q16), grid_sums::<2, true, 11>(dq, [m[3], m[4]], q16)),
+        13 => (grid_sums::<3, false, 13>(dq, [m[0], m[1], m[2]], q16), grid_sums::<2, true, 13>(dq, [m[3], m[4]], q16)),
+        _ => (grid_sums::<3, false, 15>(dq, [m[0], m[1], m[2]], q16), grid_sums::<2, true, 15>(dq, [m[3], m[4]], q16)),
+    };
     let mut best = Best4::new(n, sdq);
     for sums in [s0, s1, s2, s3, s4] {
         best.consider(sums);
@@ -131,7 +149,7 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
 /// float add of 1.5·2^23 (round-half-even, exact for results below 2^22), whose low 16 bits are
 /// then the integer.
 #[inline(always)]
-fn fixed_point(t: &[v128], min: v128, s: v128, dq: &mut [v128]) -> v128 {
+fn fixed_point(t: &[v128], min: v128, s: v128, dq: &mut [MaybeUninit<v128>]) -> v128 {
     let magic = f32x4_splat(12_582_912.0);
     let fix = |v: v128| f32x4_add(f32x4_mul(f32x4_sub(v, min), s), magic);
     let ones = i16x8_splat(1);
@@ -140,7 +158,7 @@ fn fixed_point(t: &[v128], min: v128, s: v128, dq: &mut [v128]) -> v128 {
         let a = fix(t[2 * p]);
         let b = if 2 * p + 1 < t.len() { fix(t[2 * p + 1]) } else { magic };
         let v = i8x16_shuffle::<0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29>(a, b);
-        *o = v;
+        o.write(v);
         sdq = i32x4_add(sdq, i32x4_dot_i16x8(v, ones));
     }
     sdq
@@ -158,29 +176,37 @@ fn add_codes(acc: &mut [v128; 3], l: v128, dq: v128) {
 /// the scalar twin's `as f32`.
 #[inline(always)]
 fn sums_f32(acc: [v128; 3]) -> [v128; 3] {
-    [
-        f32x4_convert_i32x4(i32x4_extadd_pairwise_i16x8(acc[0])),
-        f32x4_convert_i32x4(acc[1]),
-        f32x4_convert_i32x4(acc[2]),
-    ]
+    [f32x4_convert_i32x4(i32x4_extadd_pairwise_i16x8(acc[0])), f32x4_convert_i32x4(acc[1]), f32x4_convert_i32x4(acc[2])]
 }
 
-/// Sums of K grid candidates (codes mulr(dq, m), clamped to qmax when CLAMP) in one pass over dq.
-/// Σl per 16-bit lane stays below 2^15: at most 128 codes of at most 255.
+/// Sums of K grid candidates in one pass over dq: codes (dq·m + 2^(SHIFT−1)) >> SHIFT
+/// (`scalar::mul_shift`), clamped to qmax when CLAMP. Below SHIFT 15 the product and rounding
+/// term stay below 2^16 (see `search_fixed_point`), so a 16-bit multiply, add and logical shift
+/// give it exactly; at 15 it is `i16x8.q15mulr_sat_s`. Σl per 16-bit lane stays below 2^15: at
+/// most 128 codes of at most 255.
 #[inline(always)]
-fn grid_sums<const K: usize, const CLAMP: bool>(dq: &[v128], m: [v128; K], q: v128) -> [[v128; 3]; K] {
+fn grid_sums<const K: usize, const CLAMP: bool, const SHIFT: u32>(
+    dq: &[v128],
+    m: [v128; K],
+    q: v128,
+) -> [[v128; 3]; K] {
     let zero = i16x8_splat(0);
+    let half = i16x8_splat((1i32 << (SHIFT - 1)) as i16);
     let mut acc = [[zero; 3]; K];
     for &v in dq {
         for k in 0..K {
-            let l = i16x8_q15mulr_sat(v, m[k]);
+            let l = if SHIFT == 15 {
+                i16x8_q15mulr_sat(v, m[k])
+            } else {
+                u16x8_shr(i16x8_add(i16x8_mul(v, m[k]), half), SHIFT)
+            };
             add_codes(&mut acc[k], if CLAMP { i16x8_min(l, q) } else { l }, v);
         }
     }
     acc.map(sums_f32)
 }
 
-/// Sums of the Lloyd step's codes clamp(mulr(dq − off, m), 0, qmax) (off and m per lane as
+/// Sums of the Lloyd step's codes clamp(mul_shift(dq − off, m, 15), 0, qmax) (off and m per lane as
 /// i32); the padding lanes of an odd length's last pair are masked out.
 #[inline(always)]
 fn lloyd_sums(dq: &[v128], n_odd: bool, off: v128, m: v128, q: v128) -> [v128; 3] {
@@ -228,7 +254,11 @@ impl Half4 {
     /// q + 2^23 (the code in the low byte).
     #[inline(always)]
     fn error_and_code(&self, v: v128, q: v128) -> (v128, v128) {
-        let c = round_clamp(f32x4_mul(f32x4_sub(v, self.min), self.inv), q);
+        let r = f32x4_nearest(f32x4_mul(f32x4_sub(v, self.min), self.inv));
+        // `scalar::clamp_code`: the lower clamp is one integer max on the bit patterns (values
+        // with the sign bit set are negative integers), where LLVM turns f32x4.pmax(r, 0) into
+        // a compare and an and-not.
+        let c = f32x4_pmin(i32x4_max(r, f32x4_splat(0.0)), q);
         let e = f32x4_sub(f32x4_add(f32x4_mul(c, self.scale), self.min), v);
         (f32x4_mul(e, e), f32x4_add(c, f32x4_splat(8_388_608.0)))
     }
@@ -285,7 +315,7 @@ fn errors_and_codes(t: &[v128], cand: Half4, base: Half4, q: v128, codes: [&mut 
 /// t[j] = (x0[j], x1[j], x2[j], x3[j]), and per lane the group's min and max (as `min_max`,
 /// −0 normalised).
 #[inline(always)]
-fn transpose4_stats(xs: [&[f32]; 4], t: &mut [v128]) -> [v128; 2] {
+fn transpose4_stats(xs: [&[f32]; 4], t: &mut [MaybeUninit<v128>]) -> [v128; 2] {
     let n = t.len();
     let n4 = n / 4 * 4;
     let zero = f32x4_splat(0.0);
@@ -309,14 +339,13 @@ fn transpose4_stats(xs: [&[f32]; 4], t: &mut [v128]) -> [v128; 2] {
             i32x4_shuffle::<2, 3, 6, 7>(ab_hi, cd_hi),
         ];
         for (k, r) in rows.into_iter().enumerate() {
-            t[j + k] = r;
+            t[j + k].write(r);
             stats(r);
         }
         j += 4;
     }
     for (k, tk) in t.iter_mut().enumerate().skip(n4) {
-        *tk = f32x4(xs[0][k], xs[1][k], xs[2][k], xs[3][k]);
-        stats(*tk);
+        stats(*tk.write(f32x4(xs[0][k], xs[1][k], xs[2][k], xs[3][k])));
     }
     [f32x4_add(mn, zero), f32x4_add(mx, zero)] // −0 → +0, as `min_max`
 }
