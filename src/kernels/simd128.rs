@@ -129,14 +129,15 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
     let [cand_err, base_err] = errors_and_codes(t, cand, base, q, codes);
     let (mn, mx, be, ce) = (lanes(vmn), lanes(vmx), lanes(base_err), lanes(cand_err));
     let (fs, fo, ok) = (lanes(scale), lanes(offset), u32_lanes(found));
+    let (base, cand) = (base.lanes(), cand.lanes());
     core::array::from_fn(|k| {
         let found = ok[k] != 0;
         Searched {
             min: mn[k],
             max: mx[k],
-            base: base.lane(k),
+            base: base[k],
             fit: found.then_some((fs[k], fo[k])),
-            cand: found.then(|| cand.lane(k)),
+            cand: found.then_some(cand[k]),
             base_err: be[k],
             cand_err: if found { ce[k] } else { 0.0 },
         }
@@ -245,9 +246,11 @@ impl Half4 {
         Half4 { scale_bits, min_bits, scale, min, inv }
     }
 
-    fn lane(&self, k: usize) -> HalfParams {
+    /// The four lanes' params, extracted once.
+    #[inline(always)]
+    fn lanes(&self) -> [HalfParams; 4] {
         let (sb, mb, s, m) = (u32_lanes(self.scale_bits), u32_lanes(self.min_bits), lanes(self.scale), lanes(self.min));
-        HalfParams { scale_bits: sb[k] as u16, min_bits: mb[k] as u16, scale: s[k], min: m[k] }
+        core::array::from_fn(|k| HalfParams { scale_bits: sb[k] as u16, min_bits: mb[k] as u16, scale: s[k], min: m[k] })
     }
 
     /// Per lane (q·scale + min − x)² for the codes q of `v` (as `scalar::sequential_error`), and
