@@ -274,7 +274,7 @@ fn u32_lanes(v: v128) -> [u32; 4] {
 
 /// The exact errors of `cand` and `base` per lane (as `scalar::sequential_error`), and the
 /// candidate's codes written to `codes[k]` for lane k: four transposed rows of codes at a time
-/// are turned back into four bytes per group with three byte shuffles.
+/// are narrowed to bytes and turned back into four bytes per group with one byte shuffle.
 #[inline(always)]
 fn errors_and_codes(t: &[v128], cand: Half4, base: Half4, q: v128, codes: [&mut [u8]; 4]) -> [v128; 2] {
     let n = t.len();
@@ -289,11 +289,12 @@ fn errors_and_codes(t: &[v128], cand: Half4, base: Half4, q: v128, codes: [&mut 
     let ptr = codes.map(|c| c.as_mut_ptr());
     let mut j = 0;
     while j < n4 {
-        let (c0, c1, c2, c3) = (step(t[j]), step(t[j + 1]), step(t[j + 2]), step(t[j + 3]));
-        // Low bytes: (g0 j, g0 j+1, g1 j, g1 j+1, …), then four consecutive codes per group.
-        let lo = i8x16_shuffle::<0, 16, 4, 20, 8, 24, 12, 28, 0, 0, 0, 0, 0, 0, 0, 0>(c0, c1);
-        let hi = i8x16_shuffle::<0, 16, 4, 20, 8, 24, 12, 28, 0, 0, 0, 0, 0, 0, 0, 0>(c2, c3);
-        let rows = i8x16_shuffle::<0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23>(lo, hi);
+        let low = |c: v128| v128_and(c, i32x4_splat(0xff));
+        let (c0, c1, c2, c3) = (low(step(t[j])), low(step(t[j + 1])), low(step(t[j + 2])), low(step(t[j + 3])));
+        // Narrowed to bytes (c0's four groups, then c1's, …), then one shuffle gathers each
+        // group's four consecutive codes: cheaper in V8 than two-input byte shuffles.
+        let bytes = u8x16_narrow_i16x8(u16x8_narrow_i32x4(c0, c1), u16x8_narrow_i32x4(c2, c3));
+        let rows = i8x16_shuffle::<0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15>(bytes, bytes);
         // SAFETY: every buffer holds at least n codes (checked on entry) and j + 4 ≤ n.
         unsafe {
             v128_store32_lane::<0>(rows, ptr[0].add(j) as *mut u32);
