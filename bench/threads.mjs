@@ -34,6 +34,24 @@ try {
     const s = median(single), t = median(threaded);
     console.log(`| ${label} | ${(bytes / s / 1e9).toFixed(3)} | ${(bytes / t / 1e9).toFixed(3)} | ${(s / t).toFixed(2)}× | ${last.threaded.threadsSeen} | ${last.identicalBig && last.identicalSample} |`);
   }
+  // The first run in a fresh Worker (what a page's user waits for), with the Worker's start-up
+  // warm-up turned off and on; runs alternate so both see the same machine.
+  console.log(`\n### First run in a fresh Worker (single-threaded build, one ${((ROWS * 4096 * 4) / 1048576).toFixed(0)} MiB tensor, median of ${RUNS})\n`);
+  console.log('| config | no warm-up: run s | with warm-up: run s | warm-up s | run speed-up |\n|---|---|---|---|---|');
+  for (const [label, config] of [
+    ['4-bit g64 scale search', { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }],
+    ['4-bit g64 min/max', { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }],
+  ]) {
+    const cold = [], warm = [], warmUp = [];
+    for (let r = 0; r < RUNS; r++) {
+      cold.push((await page.evaluate((args) => window.runFirstRun(args), { rows: ROWS, config, warmUp: false })).seconds);
+      const w = await page.evaluate((args) => window.runFirstRun(args), { rows: ROWS, config, warmUp: true });
+      warm.push(w.seconds);
+      warmUp.push(w.warmUpSeconds);
+    }
+    const c = median(cold), w = median(warm);
+    console.log(`| ${label} | ${c.toFixed(3)} | ${w.toFixed(3)} | ${median(warmUp).toFixed(3)} | ${(c / w).toFixed(2)}× |`);
+  }
 } finally {
   await browser.close();
   server.close();

@@ -4,6 +4,8 @@ export interface WorkerQuantizerInfo extends BuildInfo {
   poolThreads: number;
   /** Why this build was chosen. */
   reason: string;
+  /** Seconds the start-up warm-up run took (0 when turned off). */
+  warmUpSeconds: number;
 }
 export interface WorkerRunStats {
   /** Distinct pool threads that ran quantization blocks. */
@@ -34,4 +36,10 @@ export interface WorkerQuantizer {
   ): Promise<{ report: ModelReport; stats: WorkerRunStats; parquet?: Blob; output?: { opfs?: string; bytes?: number } }>;
   terminate(): void;
 }
-export function createWorkerQuantizer(options?: { threads?: 'auto' | boolean; numThreads?: number; workerUrl?: string | URL }): Promise<WorkerQuantizer>;
+export function createWorkerQuantizer(options?: {
+  threads?: 'auto' | boolean;
+  numThreads?: number;
+  workerUrl?: string | URL;
+  /** Run a small throwaway quantization at start-up so the first real one runs on optimised code (default true). */
+  warmUp?: boolean;
+}): Promise<WorkerQuantizer>;

@@ -43,6 +43,7 @@ test('threaded build: more than one thread, same bytes as single-threaded', { ti
   assert.equal(r.single.threadsSeen, 0);
   assert.equal(r.identicalBig, true, 'threaded and single-threaded Parquet bytes differ (synthetic model)');
   assert.equal(r.identicalSample, true, 'threaded and single-threaded Parquet bytes differ (sample model)');
+  assert.ok(r.warmUpSeconds.threaded > 0 && r.warmUpSeconds.single > 0, `warm-up did not run: ${JSON.stringify(r.warmUpSeconds)}`);
   // Many tensors of one block each: the only parallelism is across tensors (batched addTensors).
   const m = await page.evaluate(() => window.runThreadsTest({ rows: 1024, tensors: 64, config: { bitWidth: 2, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 } }));
   console.log(`# chromium threads, 64 small tensors: ${JSON.stringify(m)}`);
