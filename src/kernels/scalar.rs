@@ -106,6 +106,9 @@ pub fn mul_shift(a: i32, m: i32, k: u32) -> i32 {
     (a * m + (1 << (k - 1))) >> k
 }
 
+/// The longest group the search handles (the largest `groupSize`).
+pub const MAX_SEARCH_GROUP: usize = 256;
+
 /// What the range search found for one group.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchFit {
@@ -213,22 +216,31 @@ pub fn lloyd_params(found: bool, scale: f32, offset: f32) -> (i32, i32) {
 /// beyond f32 or below it) gets dq = 0 everywhere: all codes 0, a zero determinant, nothing
 /// found. The Lloyd step's refit is taken whenever it has a positive scale (with exact
 /// arithmetic it can only lower the error); the stored params are checked afterwards anyway.
+/// Longer groups (which no config produces) find nothing: the integer sums are bounded for 256.
 pub fn search(x: &[f32], qmax: f32) -> SearchFit {
     let (min, max) = min_max(x);
+    if x.len() > MAX_SEARCH_GROUP {
+        return SearchFit { min, max, fit: None };
+    }
     let (r, k) = search_fixed_point(qmax);
     let s = finite_or_zero(r / (max - min));
-    let dq: Vec<i32> = x.iter().map(|&v| ((v - min) * s).round_ties_even() as i32).collect();
+    let mut buf = [0i32; MAX_SEARCH_GROUP];
+    let dq = &mut buf[..x.len()];
+    for (d, &v) in dq.iter_mut().zip(x) {
+        *d = ((v - min) * s).round_ties_even() as i32;
+    }
+    let dq = &*dq;
     let sdq = dq.iter().sum::<i32>() as f32;
     let n = x.len() as f32;
     let q = qmax as i32;
     let mut best = Best::NONE;
     for t in SEARCH_GRID {
-        consider(&mut best, n, sdq, code_sums(&dq, 0, grid_multiplier(qmax, t), k, q));
+        consider(&mut best, n, sdq, code_sums(dq, 0, grid_multiplier(qmax, t), k, q));
     }
     for _ in 0..lloyd_steps(qmax) {
         let (scale, offset) = best.fit(n, sdq);
         let (off, m) = lloyd_params(best.found(), scale, offset);
-        let (det, a, sl) = score_terms(n, sdq, code_sums(&dq, off, m, 15, q));
+        let (det, a, sl) = score_terms(n, sdq, code_sums(dq, off, m, 15, q));
         if det > 0.0 && a > 0.0 {
             best = Best { a2: a * a, a, det, sl };
         }

@@ -250,7 +250,12 @@ impl Half4 {
     #[inline(always)]
     fn lanes(&self) -> [HalfParams; 4] {
         let (sb, mb, s, m) = (u32_lanes(self.scale_bits), u32_lanes(self.min_bits), lanes(self.scale), lanes(self.min));
-        core::array::from_fn(|k| HalfParams { scale_bits: sb[k] as u16, min_bits: mb[k] as u16, scale: s[k], min: m[k] })
+        core::array::from_fn(|k| HalfParams {
+            scale_bits: sb[k] as u16,
+            min_bits: mb[k] as u16,
+            scale: s[k],
+            min: m[k],
+        })
     }
 
     /// Per lane (q·scale + min − x)² for the codes q of `v` (as `scalar::sequential_error`), and
