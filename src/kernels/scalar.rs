@@ -43,9 +43,10 @@ pub fn pmax(a: f32, b: f32) -> f32 {
 /// grid (ggml `make_qkx2_quants` style, codes offset by the group minimum), each refit by least
 /// squares. Then [`lloyd_steps`] Lloyd steps: codes recomputed against the best refit (its own
 /// offset and scale) and refit again. Measured on 2M Gaussian samples (`native_anchors`) against
-/// the earlier 11-point grid (t = −1, −0.8, …, 1) without Lloyd steps: 4-bit g32/64/128
-/// 23.10/21.70/20.65 dB vs 23.11/21.69/20.64 with 6 passes instead of 11; 2-bit 10.26/9.48/9.04
-/// vs 10.14/9.23/8.62 with 7 passes.
+/// the earlier 11-point grid (t = −1, −0.8, …, 1) without Lloyd steps, both in float: 4-bit
+/// g32/64/128 23.10/21.70/20.65 dB vs 23.11/21.69/20.64 with 6 passes instead of 11; 2-bit
+/// 10.26/9.48/9.04 vs 10.14/9.23/8.62 with 7 passes. In fixed point ([`search_fixed_point`]) the
+/// same test gives 23.10/21.69/20.65 and 10.26/9.48/9.03.
 pub const SEARCH_GRID: [f32; 5] = [-0.8, -0.4, 0.0, 0.4, 0.8];
 
 /// Lloyd steps after the grid: two at 2 bits, where they gain 0.05–0.16 dB over one; one
