@@ -1,7 +1,8 @@
 //! SIMD128 twins of the scalar kernels (wasm32 with `+simd128` only). Each function reproduces
 //! its scalar twin bit for bit: the same IEEE operations per element (sub, mul/div, nearest =
-//! round-half-even, pmin/pmax clamps) in the same order. Sums over a group run four groups at a
-//! time, one per lane, each lane summing its group in element order as the scalar twin does.
+//! round-half-even, pmin/pmax clamps) in the same order, or integer operations whose results are
+//! exact. Float sums over a group run four groups at a time, one per lane, each lane summing its
+//! group in element order as the scalar twin does.
 
 use core::arch::wasm32::*;
 use core::mem::MaybeUninit;
