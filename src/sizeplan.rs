@@ -187,9 +187,7 @@ impl SizePlanner {
             fixed_layers: self.fixed_layers,
         })
     }
-}
 
-impl SizePlanner {
     /// Stored bytes of the candidates at choice indexes `pick` (fixed layers and overhead apart).
     fn bytes_of(&self, pick: &[usize]) -> u64 {
         self.candidates.iter().zip(pick).map(|(c, &k)| c.choices[k].bytes).sum()

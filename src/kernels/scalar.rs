@@ -75,10 +75,10 @@ pub fn lloyd_steps(qmax: f32) -> usize {
 /// R sets the resolution: dq's rounding moves a code by at most 0.5·qmax/R code steps (≈ 0.007 at
 /// 2 and 4 bits), so only near-ties move, and the stored params are refit and rounded afterwards.
 /// R also bounds the integer sums: with n ≤ 256 every sum fits i32, and at 2 and 4 bits every sum
-/// is below 2^24, so its f32 conversion is exact (at 8 bits Σdq·l can round). Measured in a numpy model of this search
-/// against the same search in float on 2M samples (Gaussian and Student-t, groups of 32/64/128):
-/// −0.002 to −0.01 dB at 4 bits, within ±0.01 dB at 2 bits, −0.015 to −0.05 dB at 8 bits (where
-/// the search is off by default).
+/// is below 2^24, so its f32 conversion is exact (at 8 bits Σdq·l can round). Measured in a numpy
+/// model of this search against the same search in float on 2M samples (Gaussian and Student-t,
+/// groups of 32/64/128): −0.002 to −0.01 dB at 4 bits, within ±0.01 dB at 2 bits, −0.015 to
+/// −0.05 dB at 8 bits (where the search is off by default).
 #[inline]
 pub fn search_fixed_point(qmax: f32) -> (f32, u32) {
     if qmax <= 3.0 {
@@ -135,6 +135,15 @@ impl Best {
 
     fn found(&self) -> bool {
         self.a2 > f32::NEG_INFINITY
+    }
+
+    /// The Lloyd update: the refit replaces the best when its scale is positive (no score
+    /// comparison: with exact arithmetic a Lloyd step cannot raise the error).
+    fn take_if_valid(&mut self, n: f32, sdq: f32, sums: CodeSums) {
+        let (det, a, sl) = score_terms(n, sdq, sums);
+        if det > 0.0 && a > 0.0 {
+            *self = Best { a2: a * a, a, det, sl };
+        }
     }
 
     /// The least-squares (scale, offset) of the best candidate's codes, in dq units: scale = a/det,
@@ -241,10 +250,7 @@ pub fn search(x: &[f32], qmax: f32) -> SearchFit {
     for _ in 0..lloyd_steps(qmax) {
         let (scale, offset) = best.fit(n, sdq);
         let (off, m) = lloyd_params(best.found(), scale, offset);
-        let (det, a, sl) = score_terms(n, sdq, code_sums(dq, off, m, 15, q));
-        if det > 0.0 && a > 0.0 {
-            best = Best { a2: a * a, a, det, sl };
-        }
+        best.take_if_valid(n, sdq, code_sums(dq, off, m, 15, q));
     }
     let fit = best.found().then(|| {
         let (scale, offset) = best.fit(n, sdq);
@@ -288,9 +294,9 @@ pub struct Searched {
     pub cand_err: f32,
 }
 
-/// Σ(ŵ − x)² over `x` for the stored params `p`, with codes as [`quantize_codes`] computes
-/// them (lower clamp by [`clamp_code`]), summed in element order in one f32 accumulator (so a SIMD twin can run four groups at
-/// once, one per lane). With `codes`, the codes are written there too.
+/// Σ(ŵ − x)² over `x` for the stored params `p`, with codes as [`quantize_codes`] computes them
+/// (lower clamp by [`clamp_code`]), summed in element order in one f32 accumulator (so a SIMD twin
+/// can run four groups at once, one per lane). With `codes`, the codes are written there too.
 pub fn sequential_error(x: &[f32], p: HalfParams, qmax: f32, mut codes: Option<&mut [u8]>) -> f32 {
     let inv = inverse(p.scale);
     let mut acc = 0f32;

@@ -108,15 +108,13 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
 
     let m = SEARCH_GRID.map(|tt| i16x8_splat(grid_multiplier(qmax, tt) as i16));
     let q16 = i16x8_splat(qmax as i16);
-    // Codes cannot exceed qmax for t ≤ 0 (see `grid_multiplier`): the first three unclamped.
-    debug_assert!(SEARCH_GRID[..3].iter().all(|&tt| tt <= 0.0));
-    let ([s0, s1, s2], [s3, s4]) = match shift {
-        11 => (grid_sums::<3, false, 11>(dq, [m[0], m[1], m[2]], q16), grid_sums::<2, true, 11>(dq, [m[3], m[4]], q16)),
-        13 => (grid_sums::<3, false, 13>(dq, [m[0], m[1], m[2]], q16), grid_sums::<2, true, 13>(dq, [m[3], m[4]], q16)),
-        _ => (grid_sums::<3, false, 15>(dq, [m[0], m[1], m[2]], q16), grid_sums::<2, true, 15>(dq, [m[3], m[4]], q16)),
+    let grid = match shift {
+        11 => grid_candidates::<11>(dq, m, q16),
+        13 => grid_candidates::<13>(dq, m, q16),
+        _ => grid_candidates::<15>(dq, m, q16),
     };
     let mut best = Best4::new(n, sdq);
-    for sums in [s0, s1, s2, s3, s4] {
+    for sums in grid {
         best.consider(sums);
     }
     for _ in 0..lloyd_steps(qmax) {
@@ -156,12 +154,17 @@ fn fixed_point(t: &[v128], min: v128, s: v128, dq: &mut [MaybeUninit<v128>]) -> 
     let fix = |v: v128| f32x4_add(f32x4_mul(f32x4_sub(v, min), s), magic);
     let ones = i16x8_splat(1);
     let mut sdq = i32x4_splat(0);
-    for (p, o) in dq.iter_mut().enumerate() {
-        let a = fix(t[2 * p]);
-        let b = if 2 * p + 1 < t.len() { fix(t[2 * p + 1]) } else { magic };
+    let mut put = |o: &mut MaybeUninit<v128>, a: v128, b: v128| {
         let v = i8x16_shuffle::<0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29>(a, b);
         o.write(v);
         sdq = i32x4_add(sdq, i32x4_dot_i16x8(v, ones));
+    };
+    let pairs = t.len() / 2;
+    for (p, o) in dq[..pairs].iter_mut().enumerate() {
+        put(o, fix(t[2 * p]), fix(t[2 * p + 1]));
+    }
+    if t.len() % 2 == 1 {
+        put(&mut dq[pairs], fix(t[t.len() - 1]), magic);
     }
     sdq
 }
@@ -179,6 +182,17 @@ fn add_codes(acc: &mut [v128; 3], l: v128, dq: v128) {
 #[inline(always)]
 fn sums_f32(acc: [v128; 3]) -> [v128; 3] {
     [f32x4_convert_i32x4(i32x4_extadd_pairwise_i16x8(acc[0])), f32x4_convert_i32x4(acc[1]), f32x4_convert_i32x4(acc[2])]
+}
+
+/// Sums of the five grid candidates, in two passes over dq (three and two candidates: more
+/// accumulators would not fit the registers). Codes cannot exceed qmax for t ≤ 0 (see
+/// `grid_multiplier`), so the first three go unclamped.
+#[inline(always)]
+fn grid_candidates<const SHIFT: u32>(dq: &[v128], m: [v128; 5], q: v128) -> [[v128; 3]; 5] {
+    debug_assert!(SEARCH_GRID[..3].iter().all(|&tt| tt <= 0.0));
+    let [a, b, c] = grid_sums::<3, false, SHIFT>(dq, [m[0], m[1], m[2]], q);
+    let [d, e] = grid_sums::<2, true, SHIFT>(dq, [m[3], m[4]], q);
+    [a, b, c, d, e]
 }
 
 /// Sums of K grid candidates in one pass over dq: codes (dq·m + 2^(SHIFT−1)) >> SHIFT
