@@ -3,7 +3,7 @@
 //   BENCH_RUNS   (default 3)  — runs per measurement; the median is reported
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { benchKernels, benchStages, quantizeModel, setReferenceKernels, wasmMemoryBytes } from '../pkg/node.js';
@@ -50,6 +50,21 @@ const real = new Uint8Array(readFileSync(realPath));
 
 console.log(`# arrowquant benchmark — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${RUNS} runs (median)\n`);
 
+// The machine's copy bandwidth, measured in this run: throughput targets in GB/s only mean
+// something beside it (the same VM kind has measured twice the bandwidth on one day than on another).
+const COPY_RUNS = 7;
+const copyTimes = [];
+{
+  const dst = new Float32Array(values.length);
+  for (let r = 0; r <= COPY_RUNS; r++) {
+    const t = performance.now();
+    dst.set(values);
+    if (r > 0) copyTimes.push((performance.now() - t) / 1000); // the first run maps the pages
+  }
+}
+const copyGbps = values.byteLength / median(copyTimes) / 1e9;
+console.log(`Machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores. Copy bandwidth (Float32Array.set of ${(values.byteLength / 2 ** 20).toFixed(0)} MiB, median of ${COPY_RUNS}): ${copyGbps.toFixed(1)} GB/s read (+ the same written).\n`);
+
 // 1. Kernels, SIMD128 vs scalar twin, on 4M values in groups of 64. A kernel pass is short, so it
 // is timed more often than the end-to-end runs (the median of KERNEL_RUNS).
 const KERNEL_RUNS = Math.max(RUNS, 7);
@@ -57,7 +72,13 @@ console.log(`## Kernels (wasm in Node, single thread, 4M f32 values, group 64; m
 console.log('| kernel | scalar GB/s | SIMD128 GB/s | SIMD ÷ scalar |\n|---|---|---|---|');
 const kv = values.subarray(0, 4 * 1024 * 1024);
 const kernelRow = (r) => `| ${r.kernel} | ${gbps(r.inputBytes, r.scalarMs / 1000)} | ${gbps(r.inputBytes, r.simdMs / 1000)} | ${(r.scalarMs / r.simdMs).toFixed(2)}× |`;
-for (const r of benchKernels(kv, 64, 4, KERNEL_RUNS)) console.log(kernelRow(r));
+const kernelRows = benchKernels(kv, 64, 4, KERNEL_RUNS);
+for (const r of kernelRows) console.log(kernelRow(r));
+const share = (name) => {
+  const r = kernelRows.find((k) => k.kernel === name);
+  return `${gbps(r.inputBytes, r.simdMs / 1000)} GB/s = ${((100 * r.inputBytes) / (r.simdMs / 1000) / 1e9 / copyGbps).toFixed(1)} % of copy bandwidth`;
+};
+console.log(`\nAgainst this run's copy bandwidth: 4-bit min/max quantize ${share('quantize 4-bit min/max (params + codes + pack)')}; 4-bit scale search ${share('quantize 4-bit scale search (params + codes + pack)')}; dequantize ${share('unpack + dequantize 4-bit')}.`);
 console.log('\n### The whole per-group quantizer (params + codes + pack) by bit width and group size\n');
 console.log('| bits | group | kernel | scalar GB/s | SIMD128 GB/s | SIMD ÷ scalar |\n|---|---|---|---|---|---|');
 for (const [bits, group] of [[4, 32], [4, 128], [2, 64], [2, 128], [8, 64]]) {

@@ -255,8 +255,7 @@ struct Half4 {
 impl Half4 {
     #[inline(always)]
     fn round(scale: v128, min: v128) -> Self {
-        let (scale_bits, min_bits) = (f32_to_f16x4(scale), f32_to_f16x4(min));
-        let (scale, min) = (f16_to_f32x4(scale_bits), f16_to_f32x4(min_bits));
+        let ((scale_bits, scale), (min_bits, min)) = (round_f16x4(scale), round_f16x4(min));
         let inv = v128_andnot(f32x4_div(f32x4_splat(1.0), scale), f32x4_eq(scale, f32x4_splat(0.0)));
         Half4 { scale_bits, min_bits, scale, min, inv }
     }
@@ -309,12 +308,15 @@ fn errors_and_codes(t: &[v128], cand: Half4, base: Half4, q: v128, codes: [&mut 
     let ptr = codes.map(|c| c.as_mut_ptr());
     let mut j = 0;
     while j < n4 {
-        let low = |c: v128| v128_and(c, i32x4_splat(0xff));
-        let (c0, c1, c2, c3) = (low(step(t[j])), low(step(t[j + 1])), low(step(t[j + 2])), low(step(t[j + 3])));
-        // Narrowed to bytes (c0's four groups, then c1's, …), then one shuffle gathers each
-        // group's four consecutive codes: cheaper in V8 than two-input byte shuffles.
-        let bytes = u8x16_narrow_i16x8(u16x8_narrow_i32x4(c0, c1), u16x8_narrow_i32x4(c2, c3));
-        let rows = i8x16_shuffle::<0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15>(bytes, bytes);
+        let (c0, c1, c2, c3) = (step(t[j]), step(t[j + 1]), step(t[j + 2]), step(t[j + 3]));
+        // Each lane holds 2^23 + code as float bits (0x4b00_0000 + code). Shifted by 8, 16 and
+        // 24 bits the 0x4b00_0000 parts leave the 32-bit lane, so one subtraction leaves lane k =
+        // group k's four codes, byte by byte. Shifts and adds, because byte shuffles and narrows
+        // of these rows turned into lane extracts and inserts in V8 (LLVM merges them).
+        let rows = i32x4_sub(
+            i32x4_add(i32x4_add(c0, i32x4_shl(c1, 8)), i32x4_add(i32x4_shl(c2, 16), i32x4_shl(c3, 24))),
+            i32x4_splat(0x4b00_0000),
+        );
         // SAFETY: every buffer holds at least n codes (checked on entry) and j + 4 ≤ n.
         unsafe {
             v128_store32_lane::<0>(rows, ptr[0].add(j) as *mut u32);
@@ -635,6 +637,27 @@ fn f32_to_f16x4(v: v128) -> v128 {
     let finite = v128_bitselect(denorm, normal, small);
     let special = v128_bitselect(nan, u32x4_splat(0x7c00), is_nan);
     v128_or(v128_bitselect(special, finite, too_big), u32x4_shr(sign, 16))
+}
+
+/// f32 → nearest f16 for four lanes: (bit patterns as u32 lanes, their exact f32 values), as
+/// `f32_to_f16x4` then `f16_to_f32x4`. When every lane's magnitude lies in [2^−14, 65504] (the
+/// normal f16 range, where a group's params almost always are) the result is the f32 with its
+/// mantissa rounded to 10 bits (ties to even), and the f16 bits are that f32's re-biased bits: a
+/// dozen integer operations instead of the general conversion's unsigned compares and selects,
+/// which V8 expands into several instructions each.
+#[inline(always)]
+fn round_f16x4(v: v128) -> (v128, v128) {
+    let sign = v128_and(v, u32x4_splat(0x8000_0000));
+    let a = v128_xor(v, sign); // |v| bits: non-negative as i32, so signed compares order them
+    let normal = v128_and(i32x4_ge(a, i32x4_splat(0x3880_0000)), i32x4_le(a, i32x4_splat(0x477f_e000)));
+    if !u32x4_all_true(normal) {
+        let bits = f32_to_f16x4(v);
+        return (bits, f16_to_f32x4(bits));
+    }
+    let odd = v128_and(u32x4_shr(a, 13), u32x4_splat(1));
+    let rounded = v128_and(i32x4_add(i32x4_add(a, u32x4_splat(0xfff)), odd), u32x4_splat(!0x1fff));
+    let bits = v128_or(i32x4_sub(u32x4_shr(rounded, 13), u32x4_splat((127 - 15) << 10)), u32x4_shr(sign, 16));
+    (bits, v128_or(rounded, sign))
 }
 
 /// [`super::scalar::round_f16`]: four values per step.
