@@ -99,6 +99,19 @@ pub fn grid_multiplier(qmax: f32, t: f32) -> i32 {
     ((qmax + t) * ((1u32 << k) as f32 / r)).round_ties_even() as i32
 }
 
+/// [`grid_multiplier`] for every [`SEARCH_GRID`] point: a table for the three bit widths (the
+/// SIMD search runs once per four groups, and V8 does not hoist the float-to-int conversions),
+/// computed for any other `qmax`. `grid_multiplier_tables_match` checks the tables.
+#[inline]
+pub fn grid_multipliers(qmax: f32) -> [i32; 5] {
+    match qmax as u32 {
+        3 => [35, 42, 48, 54, 61],
+        15 => [28, 29, 30, 31, 32],
+        255 => [2034, 2037, 2040, 2043, 2046],
+        _ => SEARCH_GRID.map(|t| grid_multiplier(qmax, t)),
+    }
+}
+
 /// (a·m + 2^(k−1)) >> k with an arithmetic shift (ties round up): at k = 15 wasm's
 /// `i16x8.q15mulr_sat_s` per lane, whose saturation only happens for a = m = −2^15, which the
 /// search never produces.
@@ -244,8 +257,8 @@ pub fn search(x: &[f32], qmax: f32) -> SearchFit {
     let n = x.len() as f32;
     let q = qmax as i32;
     let mut best = Best::NONE;
-    for t in SEARCH_GRID {
-        consider(&mut best, n, sdq, code_sums(dq, 0, grid_multiplier(qmax, t), k, q));
+    for m in grid_multipliers(qmax) {
+        consider(&mut best, n, sdq, code_sums(dq, 0, m, k, q));
     }
     for _ in 0..lloyd_steps(qmax) {
         let (scale, offset) = best.fit(n, sdq);
@@ -489,6 +502,13 @@ mod tests {
     /// The fixed-point search's arithmetic bounds, as `search_fixed_point` states them: grid codes
     /// exact in unsigned 16-bit lanes below shift 15, t = 0 mapping R to exactly qmax, and every
     /// integer sum of a 256-value group inside i32 (and exact in f32 at 2 and 4 bits).
+    #[test]
+    fn grid_multiplier_tables_match() {
+        for qmax in [3.0f32, 15.0, 255.0] {
+            assert_eq!(grid_multipliers(qmax), SEARCH_GRID.map(|t| grid_multiplier(qmax, t)), "qmax {qmax}");
+        }
+    }
+
     #[test]
     fn fixed_point_search_bounds_hold() {
         for qmax in [3.0f32, 15.0, 255.0] {

@@ -7,7 +7,7 @@
 use core::arch::wasm32::*;
 use core::mem::MaybeUninit;
 
-use super::scalar::{grid_multiplier, lloyd_steps, search_fixed_point, HalfParams, Searched, SEARCH_GRID};
+use super::scalar::{grid_multipliers, lloyd_steps, search_fixed_point, HalfParams, Searched, SEARCH_GRID};
 
 #[inline(always)]
 unsafe fn load(x: &[f32], i: usize) -> v128 {
@@ -106,7 +106,7 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
     let dq = unsafe { assume_init(&dqbuf[..n.div_ceil(2)]) };
     let n_odd = n % 2 == 1;
 
-    let m = SEARCH_GRID.map(|tt| i16x8_splat(grid_multiplier(qmax, tt) as i16));
+    let m = grid_multipliers(qmax).map(|m| i16x8_splat(m as i16));
     let q16 = i16x8_splat(qmax as i16);
     let grid = match shift {
         11 => grid_candidates::<11>(dq, m, q16),
@@ -155,7 +155,10 @@ fn fixed_point(t: &[v128], min: v128, s: v128, dq: &mut [MaybeUninit<v128>]) -> 
     let ones = i16x8_splat(1);
     let mut sdq = i32x4_splat(0);
     let mut put = |o: &mut MaybeUninit<v128>, a: v128, b: v128| {
-        let v = i8x16_shuffle::<0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29>(a, b);
+        // Lane k = a's dq in the low half, b's in the high half: a + (b << 16) − the magic's
+        // bits (its high-half copy leaves the lane). A shift and two adds, where the byte
+        // shuffle of the two took five instructions in V8.
+        let v = i32x4_sub(i32x4_add(a, i32x4_shl(b, 16)), i32x4_splat(0x4b40_0000));
         o.write(v);
         sdq = i32x4_add(sdq, i32x4_dot_i16x8(v, ones));
     };
@@ -364,8 +367,9 @@ fn transpose4_stats(xs: [&[f32]; 4], t: &mut [MaybeUninit<v128>]) -> [v128; 2] {
             i32x4_shuffle::<0, 1, 4, 5>(ab_hi, cd_hi),
             i32x4_shuffle::<2, 3, 6, 7>(ab_hi, cd_hi),
         ];
-        for (k, r) in rows.into_iter().enumerate() {
-            t[j + k].write(r);
+        // One slice of four rows: one bounds check instead of one per row (V8 keeps them all).
+        for (slot, r) in t[j..j + 4].iter_mut().zip(rows) {
+            slot.write(r);
             stats(r);
         }
         j += 4;
