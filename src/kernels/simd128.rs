@@ -296,7 +296,7 @@ fn u32_lanes(v: v128) -> [u32; 4] {
 
 /// The exact errors of `cand` and `base` per lane (as `scalar::sequential_error`), and the
 /// candidate's codes written to `codes[k]` for lane k: four transposed rows of codes at a time
-/// are narrowed to bytes and turned back into four bytes per group with one byte shuffle.
+/// are combined into four bytes per group by shifts and adds, and stored one lane per group.
 #[inline(always)]
 fn errors_and_codes(t: &[v128], cand: Half4, base: Half4, q: v128, codes: [&mut [u8]; 4]) -> [v128; 2] {
     let n = t.len();
