@@ -3,24 +3,32 @@
 //   node bench/memory.mjs <model | stream> <rows> <cols> <tensors> <config JSON>
 // builds an F32 safetensors file of `tensors` tensors of [rows, cols] (uniform values), runs
 // quantizeModel (bytes in, bytes out) or quantizeStream (tensor by tensor, chunks out), prints JSON.
+//   node bench/memory.mjs <model | stream> file <path.safetensors> <config JSON>
+// quantizes that file instead.
+import { readFileSync } from 'node:fs';
 import { bytesSource, quantizeModel, quantizeStream, wasmMemoryBytes } from '../pkg/node.js';
 
-const [mode, rows, cols, tensors, cfgJson] = process.argv.slice(2);
-const [r, c, k] = [rows, cols, tensors].map(Number);
-const per = r * c * 4;
-const header = {};
-for (let i = 0; i < k; i++) header[`t${i}.weight`] = { dtype: 'F32', shape: [r, c], data_offsets: [i * per, (i + 1) * per] };
-const hj = new TextEncoder().encode(JSON.stringify(header));
-const file = new Uint8Array(8 + hj.length + k * per);
-new DataView(file.buffer).setBigUint64(0, BigInt(hj.length), true);
-file.set(hj, 8);
-const data = new DataView(file.buffer, 8 + hj.length);
-let s = 1;
-for (let i = 0; i < k * r * c; i++) {
-  s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-  data.setFloat32(i * 4, s / 4294967296 - 0.5, true);
+function syntheticFile(rows, cols, tensors) {
+  const [r, c, k] = [rows, cols, tensors].map(Number);
+  const per = r * c * 4;
+  const header = {};
+  for (let i = 0; i < k; i++) header[`t${i}.weight`] = { dtype: 'F32', shape: [r, c], data_offsets: [i * per, (i + 1) * per] };
+  const hj = new TextEncoder().encode(JSON.stringify(header));
+  const file = new Uint8Array(8 + hj.length + k * per);
+  new DataView(file.buffer).setBigUint64(0, BigInt(hj.length), true);
+  file.set(hj, 8);
+  const data = new DataView(file.buffer, 8 + hj.length);
+  let s = 1;
+  for (let i = 0; i < k * r * c; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data.setFloat32(i * 4, s / 4294967296 - 0.5, true);
+  }
+  return file;
 }
-const cfg = JSON.parse(cfgJson);
+
+const [mode, ...rest] = process.argv.slice(2);
+const file = rest[0] === 'file' ? new Uint8Array(readFileSync(rest[1])) : syntheticFile(rest[0], rest[1], rest[2]);
+const cfg = JSON.parse(rest[rest.length - 1]);
 let outBytes = 0;
 if (mode === 'model') outBytes = quantizeModel(file, cfg).parquet.length;
 else await quantizeStream(bytesSource(file), cfg, { onChunk: (b) => (outBytes += b.length) });

@@ -95,3 +95,38 @@ export function quantize4(x, rows, rowLen, group, search) {
   }
   return { codes, scales, mins };
 }
+
+// f16 bits → f32, as a web developer would write it (no lookup table).
+function f16ToF32(h) {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 31) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/**
+ * A whole safetensors file the plain-JS way: parse the header, decode each F32/F16 tensor of two
+ * or more dimensions (the ones arrowquant quantizes) to a Float32Array of [shape[0], rest] and
+ * quantize it with `quantize4`. Returns the number of tensors and values quantized.
+ */
+export function quantizeSafetensors4(bytes, group, search) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = Number(view.getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen)));
+  const base = 8 + headerLen;
+  let tensors = 0, values = 0;
+  for (const [name, t] of Object.entries(header)) {
+    if (name === '__metadata__' || t.shape.length < 2 || (t.dtype !== 'F32' && t.dtype !== 'F16')) continue;
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    const x = new Float32Array(n);
+    const at = base + t.data_offsets[0];
+    if (t.dtype === 'F32') for (let i = 0; i < n; i++) x[i] = view.getFloat32(at + 4 * i, true);
+    else for (let i = 0; i < n; i++) x[i] = f16ToF32(view.getUint16(at + 2 * i, true));
+    quantize4(x, t.shape[0], n / t.shape[0], group, search);
+    tensors += 1;
+    values += n;
+  }
+  return { tensors, values };
+}

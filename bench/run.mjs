@@ -7,7 +7,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { benchKernels, benchStages, quantizeModel, setReferenceKernels, wasmMemoryBytes } from '../pkg/node.js';
-import { quantize4 } from './plain-js-quantizer.mjs';
+import { quantize4, quantizeSafetensors4 } from './plain-js-quantizer.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const MELEMS = Number(process.env.BENCH_MELEMS ?? 64);
@@ -46,7 +46,6 @@ const dir = mkdtempSync(join(tmpdir(), 'aq-bench-'));
 const syntheticPath = join(dir, 'synthetic.safetensors');
 writeFileSync(syntheticPath, synthetic);
 const realPath = join(ROOT, 'samples/rivagan_f32.safetensors');
-const real = new Uint8Array(readFileSync(realPath));
 
 console.log(`# arrowquant benchmark — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${RUNS} runs (median)\n`);
 
@@ -147,12 +146,48 @@ for (const [label, search] of [['4-bit g64 min/max', false], ['4-bit g64 scale s
   cols[0].forEach(([stage, ms], i) => console.log(`| ${stage} | ${ms.toFixed(1)} | ${cols[1][i][1].toFixed(1)} |`));
 }
 
-console.log('\n## Bundled real model (RivaGAN, F32, 1.7 MB)\n');
-console.log('| config | seconds | GB/s |\n|---|---|---|');
-for (const [label, cfg] of configs) {
-  const s = timeIt(() => quantizeModel(real, cfg));
-  console.log(`| ${label} | ${s.toFixed(4)} | ${gbps(real.length, s)} |`);
+// The bundled real models, the same comparisons as the synthetic tensor. A run takes milliseconds,
+// so each time is the median of REAL_RUNS runs, and wasm/native/JS alternate per config.
+const REAL_RUNS = Math.max(RUNS, 21);
+const realModels = [
+  ['RivaGAN (F32, 40 tensors)', realPath],
+  ['tiny DDPM UNet (F16, 144 tensors)', join(ROOT, 'samples/tiny_ddpm_digits.safetensors')],
+];
+console.log(`\n## Bundled real models, safetensors → Parquet (one thread, weights only, median of ${REAL_RUNS} runs)\n`);
+console.log('| model | config | wasm scalar ms | wasm SIMD128 ms | SIMD ÷ scalar | native ms | wasm SIMD ÷ native | plain JS ms | wasm ÷ JS | peak wasm MiB |\n|---|---|---|---|---|---|---|---|---|---|');
+for (const [model, path] of realModels) {
+  const file = new Uint8Array(readFileSync(path));
+  const nat = {};
+  try {
+    const out = execFileSync('cargo', ['run', '--quiet', '--release', '--example', 'bench_native', '--', path, String(REAL_RUNS), ...configs.map(([, c]) => JSON.stringify(c))], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    out.trim().split('\n').forEach((line, i) => (nat[configs[i][0]] = JSON.parse(line).seconds));
+  } catch (e) {
+    console.error(`native benchmark failed: ${e.message}`);
+  }
+  for (const [label, cfg] of configs) {
+    const time = (f) => {
+      const times = [];
+      for (let r = 0; r < REAL_RUNS; r++) {
+        const t = performance.now();
+        f();
+        times.push(performance.now() - t);
+      }
+      return median(times);
+    };
+    setReferenceKernels(true);
+    const scalar = time(() => quantizeModel(file, cfg));
+    setReferenceKernels(false);
+    const simd = time(() => quantizeModel(file, cfg));
+    const natMs = nat[label] === undefined ? undefined : nat[label] * 1000;
+    // The plain-JS baseline is a 4-bit quantizer (decode + quantize, no Parquet).
+    const js = cfg.bitWidth === 4 ? time(() => quantizeSafetensors4(file, cfg.groupSize, cfg.scaleSearch === 'on')) : undefined;
+    const mem = JSON.parse(execFileSync(process.execPath, [join(ROOT, 'bench/memory.mjs'), 'model', 'file', path, JSON.stringify(cfg)], { encoding: 'utf8' }));
+    const ms = (x) => (x === undefined ? '—' : x.toFixed(2));
+    const ratio = (x, y) => (x === undefined ? '—' : `${(x / y).toFixed(2)}×`);
+    console.log(`| ${model} | ${label} | ${ms(scalar)} | ${ms(simd)} | ${ratio(scalar, simd)} | ${ms(natMs)} | ${ratio(natMs, simd)} | ${ms(js)} | ${ratio(js, simd)} | ${(mem.wasmBytes / 1048576).toFixed(0)} |`);
+  }
 }
+console.log(`\nPeak wasm memory of a fresh process that has only loaded the module: ${(JSON.parse(execFileSync(process.execPath, ['-e', "import('./pkg/node.js').then((m) => console.log(JSON.stringify(m.wasmMemoryBytes())))"], { cwd: ROOT, encoding: 'utf8' })) / 1048576).toFixed(1)} MiB.`);
 
 // Peak wasm memory, each run in a fresh Node process (memory only grows, so its final size is the peak).
 console.log('\n## Peak wasm memory (fresh process per run, 256 MiB F32 input)\n');

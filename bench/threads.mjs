@@ -34,6 +34,20 @@ try {
     const s = median(single), t = median(threaded);
     console.log(`| ${label} | ${(bytes / s / 1e9).toFixed(3)} | ${(bytes / t / 1e9).toFixed(3)} | ${(s / t).toFixed(2)}× | ${last.threaded.threadsSeen} | ${last.identicalBig && last.identicalSample} |`);
   }
+  // The bundled real models: many small tensors, each one block, quantized in batches across workers.
+  const REAL_RUNS = Math.max(RUNS, 15);
+  for (const [label, path] of [
+    ['RivaGAN (F32, 1.7 MB)', '/samples/rivagan_f32.safetensors'],
+    ['tiny DDPM UNet (F16, 1.4 MB)', '/samples/tiny_ddpm_digits.safetensors'],
+  ]) {
+    for (const [cfgLabel, config] of [
+      ['4-bit g64 min/max', { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }],
+      ['4-bit g64 scale search', { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }],
+    ]) {
+      const r = await page.evaluate((args) => window.runModelFile(args), { path, config, runs: REAL_RUNS });
+      console.log(`| ${label}, ${cfgLabel} (median of ${REAL_RUNS}) | ${(r.bytes / r.single / 1e9).toFixed(3)} | ${(r.bytes / r.threaded / 1e9).toFixed(3)} | ${(r.single / r.threaded).toFixed(2)}× | ${r.threadsSeen} | ${r.identical} |`);
+    }
+  }
   // The first run in a fresh Worker (what a page's user waits for), with the Worker's start-up
   // warm-up turned off and on; runs alternate so both see the same machine.
   console.log(`\n### First run in a fresh Worker (single-threaded build, one ${((ROWS * 4096 * 4) / 1048576).toFixed(0)} MiB tensor, median of ${RUNS})\n`);
