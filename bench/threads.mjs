@@ -66,6 +66,23 @@ try {
     const c = median(cold), w = median(warm);
     console.log(`| ${label} | ${c.toFixed(3)} | ${w.toFixed(3)} | ${median(warmUp).toFixed(3)} | ${(c / w).toFixed(2)}× |`);
   }
+  // Reading the File: in the helper Worker while the quantizing Worker runs wasm (the default),
+  // against reads on the quantizing Worker itself (`readerWorker: false`), single-threaded build.
+  const READ_RUNS = Math.max(RUNS, 7);
+  console.log(`\n### Reading the File (single-threaded build, ${((ROWS * 4096 * 4) / 1048576).toFixed(0)} MiB f32, median of ${READ_RUNS})\n`);
+  const blobReads = await page.evaluate((args) => window.runBlobReads(args), { rows: ROWS, sliceBytes: 1 << 20, runs: READ_RUNS });
+  console.log(`A ${(blobReads.bytes / 1048576).toFixed(0)} MiB Blob read in a Worker: ${blobReads.whole.toFixed(1)} ms in one slice, ${blobReads.sliced.toFixed(1)} ms in 1 MiB slices (${(blobReads.sliced / blobReads.whole).toFixed(2)}×).\n`);
+  console.log('| model | 4-bit g64 | reads in the quantizing Worker GB/s | reads in a helper Worker GB/s | helper ÷ same thread | identical bytes |\n|---|---|---|---|---|---|');
+  for (const tensors of [1, ROWS / 64, ROWS / 16]) {
+    for (const [cfgLabel, config] of [
+      ['min/max', { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }],
+      ['scale search', { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }],
+    ]) {
+      const r = await page.evaluate((args) => window.runReadPaths(args), { rows: ROWS, tensors, config, runs: READ_RUNS });
+      const label = tensors === 1 ? 'one tensor' : `${tensors} tensors of ${(ROWS * 4096 * 4) / tensors / 1024} KiB`;
+      console.log(`| ${label} | ${cfgLabel} | ${(r.bytes / r.direct / 1e9).toFixed(3)} | ${(r.bytes / r.helper / 1e9).toFixed(3)} | ${(r.direct / r.helper).toFixed(2)}× | ${r.identical} |`);
+    }
+  }
 } finally {
   await browser.close();
   server.close();

@@ -42,9 +42,11 @@ export function bytesSource(bytes) {
 }
 
 /**
- * Quantize a safetensors file tensor by tensor: only the header and one tensor (or up to 1 MiB of
- * consecutive small tensors; 16 MiB with the threaded build, quantized together) are in memory at a
- * time, and finished Parquet bytes go to `onChunk` as soon as a row group closes.
+ * Quantize a safetensors file tensor by tensor. Consecutive tensors are read together up to 16 MiB
+ * (a larger tensor alone; with the threaded build such a group is quantized together), and the next
+ * group (up to 64 MiB) is read while this one is quantized: so the header, the group being quantized
+ * and one read ahead are in memory, never the whole model. Finished Parquet bytes go to `onChunk` as
+ * soon as a row group closes.
  *
  * @param source  `{ size, read(start, end) }` — `read` returns (a promise of) a Uint8Array.
  * @param config  config object (see QuantConfigInput).

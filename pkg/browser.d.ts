@@ -12,6 +12,11 @@ export interface WorkerRunStats {
   threadsSeen: number;
   wasmMemoryBytes: number;
   seconds: number;
+  /**
+   * Which thread read the File: 'reader worker' (a helper Worker, so reads overlap the
+   * quantizing) or 'this worker' (no helper: disabled, or it could not start).
+   */
+  readVia: 'reader worker' | 'this worker' | null;
 }
 export interface WorkerQuantizer {
   info: WorkerQuantizerInfo;
@@ -42,4 +47,6 @@ export function createWorkerQuantizer(options?: {
   workerUrl?: string | URL;
   /** Run a small throwaway quantization at start-up so the first real one runs on optimised code (default true). */
   warmUp?: boolean;
+  /** Read the File in a helper Worker while this one quantizes (default true); false reads in the quantizing Worker. */
+  readerWorker?: boolean;
 }): Promise<WorkerQuantizer>;

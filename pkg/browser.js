@@ -4,7 +4,7 @@
 //   const q = await createWorkerQuantizer();          // q.info: { threads, poolThreads, kernels, reason, … }
 //   const { report, parquet } = await q.quantize(file, { profile: 'edge' }, { onProgress, onChunk });
 //   q.terminate();                                    // also the way to cancel a running job
-export async function createWorkerQuantizer({ threads = 'auto', numThreads, workerUrl, warmUp = true } = {}) {
+export async function createWorkerQuantizer({ threads = 'auto', numThreads, workerUrl, warmUp = true, readerWorker = true } = {}) {
   const worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
   const pending = new Map();
   let next = 0;
@@ -29,7 +29,7 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
       pending.set(id, { resolve, reject, onChunk: () => {}, ...hooks });
       worker.postMessage({ ...msg, id });
     });
-  const info = await call({ type: 'init', options: { threads, numThreads, warmUp } });
+  const info = await call({ type: 'init', options: { threads, numThreads, warmUp, readerWorker } });
   return {
     info,
     /** Resolve and validate a config in the worker (throws E_CONFIG naming the field). */

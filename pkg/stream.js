@@ -34,10 +34,32 @@ async function planWith(lib, source, config, calibration, signal, onPlanProgress
   }
 }
 
-/** Source bytes quantized together when the build has threads (as the Rust `BATCH_BYTES`). */
-const BATCH_BYTES = 16 << 20;
-/** Small consecutive tensors are read together up to this many bytes, threads or not. */
-const READ_BYTES = 1 << 20;
+/**
+ * Consecutive tensors are read together up to this many bytes (and, with threads, quantized
+ * together: the same figure as the Rust `BATCH_BYTES`).
+ */
+const READ_BYTES = 16 << 20;
+/** The next group is read while the current one is quantized only up to this size. */
+const READ_AHEAD_BYTES = 64 << 20;
+
+const size = (t) => t.end - t.start;
+const groupBytes = (g) => g[g.length - 1].end - g[0].start;
+
+/** Tensors in runs that sit back to back in the file, each run at most `limit` bytes (or one tensor). */
+function readGroups(tensors, limit) {
+  const groups = [];
+  for (let i = 0; i < tensors.length; ) {
+    let j = i + 1;
+    let bytes = size(tensors[i]);
+    while (j < tensors.length && tensors[j].start === tensors[j - 1].end && bytes + size(tensors[j]) <= limit) {
+      bytes += size(tensors[j]);
+      j += 1;
+    }
+    groups.push(tensors.slice(i, j));
+    i = j;
+  }
+  return groups;
+}
 
 export async function quantizeStreamWith(lib, source, config, options = {}) {
   const { onChunk, onProgress, onHeader, signal, rowGroupBytes, calibration, onPlanProgress } = options;
@@ -58,49 +80,52 @@ export async function quantizeStreamWith(lib, source, config, options = {}) {
     const headerSize = lib.safetensorsHeaderSize(prefix);
     const header = q.begin(await source.read(0, Math.min(headerSize, source.size)), source.size);
     if (onHeader) await onHeader(header);
-    // Consecutive tensors that sit back to back in the file are read with one `read` (small ones
-    // up to READ_BYTES together: one Blob slice instead of one per tensor). With a thread pool a
-    // group of up to BATCH_BYTES is also quantized together, so many small tensors keep every
-    // thread busy; without one each tensor goes alone. The file is the same either way.
-    const batchBytes = lib.buildInfo().threads ? BATCH_BYTES : 0;
-    const limit = Math.max(batchBytes, READ_BYTES);
-    const tensors = header.tensors;
-    const size = (t) => t.end - t.start;
-    const progressOne = (t, layer) => {
-      if (onProgress) onProgress({ ...q.progress(), name: t.name, layer });
+    // Consecutive tensors that sit back to back in the file are read with one `read` of up to
+    // READ_BYTES (a larger tensor alone): one Blob slice costs far less than many small ones. With
+    // a thread pool such a group is also quantized together (`addTensors`), so many small tensors
+    // keep every thread busy; without one each tensor goes alone. The next group's read is started
+    // before the current group is quantized (when it is at most READ_AHEAD_BYTES), so a source
+    // that reads off the calling thread (Blob, File, file handle) works while wasm runs. The file
+    // is the same either way.
+    const threaded = lib.buildInfo().threads;
+    const groups = readGroups(header.tensors, READ_BYTES);
+    const readGroup = (g) => {
+      const p = Promise.resolve(source.read(g[0].start, g[g.length - 1].end));
+      // A read-ahead that is never awaited (an error or abort came first) must not surface as an
+      // unhandled rejection.
+      p.catch(() => {});
+      return p;
     };
-    for (let i = 0; i < tensors.length; ) {
-      let j = i + 1;
-      let bytes = size(tensors[i]);
-      while (j < tensors.length && tensors[j].start === tensors[j - 1].end && bytes + size(tensors[j]) <= limit) {
-        bytes += size(tensors[j]);
-        j += 1;
-      }
+    let ahead = groups.length > 0 ? readGroup(groups[0]) : null;
+    for (let k = 0; k < groups.length; k++) {
       signal?.throwIfAborted();
-      const first = tensors[i].start;
-      const data = await source.read(first, tensors[j - 1].end);
-      const group = tensors.slice(i, j).map((t) => ({ t, bytes: data.subarray(t.start - first, t.end - first) }));
-      if (batchBytes > 0 && group.length > 1) {
-        const layers = q.addTensors(group.map((g) => g.t.name), group.map((g) => g.bytes));
+      const group = groups[k];
+      const data = await ahead;
+      const next = groups[k + 1];
+      ahead = next && groupBytes(next) <= READ_AHEAD_BYTES ? readGroup(next) : null;
+      const first = group[0].start;
+      const parts = group.map((t) => ({ t, bytes: data.subarray(t.start - first, t.end - first) }));
+      if (threaded && parts.length > 1) {
+        const layers = q.addTensors(parts.map((g) => g.t.name), parts.map((g) => g.bytes));
         await emit(q.takeOutput());
         if (onProgress) {
           // Progress as if the tensors had gone one by one.
           const p = q.progress();
-          let later = bytes;
-          layers.forEach((layer, k) => {
-            later -= size(group[k].t);
-            onProgress({ ...p, done: p.done - layers.length + k + 1, name: group[k].t.name, bytesDone: p.bytesDone - later, layer });
+          let later = groupBytes(group);
+          layers.forEach((layer, i) => {
+            later -= size(parts[i].t);
+            onProgress({ ...p, done: p.done - layers.length + i + 1, name: parts[i].t.name, bytesDone: p.bytesDone - later, layer });
           });
         }
       } else {
-        for (const { t, bytes: b } of group) {
+        for (const { t, bytes: b } of parts) {
           signal?.throwIfAborted();
           const layer = q.addTensor(t.name, b);
           await emit(q.takeOutput());
-          progressOne(t, layer);
+          if (onProgress) onProgress({ ...q.progress(), name: t.name, layer });
         }
       }
-      i = j;
+      if (!ahead && next) ahead = readGroup(next);
     }
     signal?.throwIfAborted();
     const { parquet, report } = q.finish();

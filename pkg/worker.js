@@ -35,7 +35,10 @@ function warmUp() {
   return (performance.now() - t0) / 1000;
 }
 
-async function load({ threads = 'auto', numThreads, warmUp: warm = true } = {}) {
+async function load({ threads = 'auto', numThreads, warmUp: warm = true, readerWorker = true } = {}) {
+  useReaderWorker = readerWorker !== false;
+  // Started now, so its module has loaded (beside the warm-up) before the first file arrives.
+  blobReader();
   const canThread = self.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function';
   const useThreads = threads === true || (threads === 'auto' && canThread);
   if (useThreads && !canThread) throw Object.assign(new Error('threads need a cross-origin isolated page (COOP/COEP headers)'), { code: 'E_STATE' });
@@ -54,8 +57,75 @@ async function load({ threads = 'auto', numThreads, warmUp: warm = true } = {}) 
   return info;
 }
 
+/**
+ * Blob reads go through one helper Worker (blob-reader.js) so they proceed while this thread runs
+ * wasm; where a Worker cannot start one (older Safari) or it fails to start, this thread reads.
+ */
+let reader;
+/** `createWorkerQuantizer({ readerWorker: false })` reads on this thread (for measuring the helper). */
+let useReaderWorker = true;
+/** Where the current job's reads ran: 'reader worker' or 'this worker' (reported in stats). */
+let readVia = null;
+function blobReader() {
+  if (reader !== undefined) return reader;
+  reader = null;
+  if (!useReaderWorker || typeof Worker !== 'function') return reader;
+  try {
+    const worker = new Worker(new URL('./blob-reader.js', import.meta.url), { type: 'module' });
+    const waiting = new Map();
+    let next = 0;
+    // The helper could not start (or died): its pending reads, and every later one, run here.
+    const fallBack = () => {
+      reader = null;
+      worker.terminate();
+      for (const w of waiting.values()) readDirect(w.blob, w.start, w.end).then(w.resolve, w.reject);
+      waiting.clear();
+      readVia = 'this worker';
+    };
+    worker.onmessage = ({ data }) => {
+      const w = waiting.get(data.id);
+      waiting.delete(data.id);
+      if (!w) return;
+      if (data.error) w.reject(readFailed(data.error.name, data.error.message));
+      else w.resolve(new Uint8Array(data.buffer));
+    };
+    worker.onerror = (e) => {
+      e.preventDefault?.();
+      fallBack();
+    };
+    reader = {
+      read: (blob, start, end) =>
+        new Promise((resolve, reject) => {
+          const id = next++;
+          waiting.set(id, { resolve, reject, blob, start, end });
+          worker.postMessage({ id, blob, start, end });
+        }),
+    };
+  } catch {
+    reader = null;
+  }
+  return reader;
+}
+
+const readFailed = (name, message) => Object.assign(new Error(`reading the file failed: ${name}: ${message}`), { code: 'E_IO' });
+
+async function readDirect(blob, a, b) {
+  try {
+    return new Uint8Array(await blob.slice(a, b).arrayBuffer());
+  } catch (e) {
+    throw readFailed(e?.name ?? 'Error', String(e?.message ?? e));
+  }
+}
+
 function blobSource(blob) {
-  return { size: blob.size, read: async (a, b) => new Uint8Array(await blob.slice(a, b).arrayBuffer()) };
+  return {
+    size: blob.size,
+    read: (a, b) => {
+      const r = blobReader();
+      readVia ??= r ? 'reader worker' : 'this worker';
+      return r ? r.read(blob, a, b) : readDirect(blob, a, b);
+    },
+  };
 }
 
 /** One Blob/File, or several shards (+ index) seen as one model. */
@@ -115,6 +185,7 @@ self.onmessage = async ({ data }) => {
       postMessage({ id, type: 'result', value: await describe(data) });
     } else if (type === 'quantize') {
       lib.threadsSeen();
+      readVia = null;
       const t0 = performance.now();
       // A calibration given as a Blob/File is read here, in the worker, like the model.
       const calibration = await bytesOf(data.calibration);
@@ -139,7 +210,7 @@ self.onmessage = async ({ data }) => {
       }
       const output = sink.close();
       // wasm memory only grows, so its size now is the run's peak.
-      const stats = { threadsSeen: lib.threadsSeen(), wasmMemoryBytes: lib.wasmMemoryBytes(), seconds: (performance.now() - t0) / 1000 };
+      const stats = { threadsSeen: lib.threadsSeen(), wasmMemoryBytes: lib.wasmMemoryBytes(), seconds: (performance.now() - t0) / 1000, readVia };
       postMessage({ id, type: 'result', value: { report, stats, output } });
     } else if (type === 'histogram') {
       const t = last?.header?.tensors.find((x) => x.name === data.name);

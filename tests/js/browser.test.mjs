@@ -41,6 +41,8 @@ test('threaded build: more than one thread, same bytes as single-threaded', { ti
   assert.ok(r.threaded.threadsSeen >= 2, `threads seen: ${r.threaded.threadsSeen}`);
   assert.equal(r.single.threads, false);
   assert.equal(r.single.threadsSeen, 0);
+  assert.equal(r.threaded.readVia, 'reader worker');
+  assert.equal(r.single.readVia, 'reader worker');
   assert.equal(r.identicalBig, true, 'threaded and single-threaded Parquet bytes differ (synthetic model)');
   assert.equal(r.identicalSample, true, 'threaded and single-threaded Parquet bytes differ (sample model)');
   assert.ok(r.warmUpSeconds.threaded > 0 && r.warmUpSeconds.single > 0, `warm-up did not run: ${JSON.stringify(r.warmUpSeconds)}`);
@@ -49,6 +51,17 @@ test('threaded build: more than one thread, same bytes as single-threaded', { ti
   console.log(`# chromium threads, 64 small tensors: ${JSON.stringify(m)}`);
   assert.ok(m.threaded.threadsSeen >= 2, `threads seen across small tensors: ${m.threaded.threadsSeen}`);
   assert.equal(m.identicalBig, true, 'threaded and single-threaded Parquet bytes differ (64 small tensors)');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('the File is read in a helper Worker, with the same bytes as reading it in the quantizing Worker', { timeout: 120000 }, async () => {
+  const { page, errors } = await open(plain.url);
+  // 48 tensors of 512 KiB: several reads of up to 16 MiB, each read while the previous is quantized.
+  const r = await page.evaluate(() => window.runReadPaths({ rows: 1536, tensors: 48, config: { bitWidth: 4, groupSize: 64, minAccuracy: 0 }, runs: 1 }));
+  console.log(`# chromium read paths: ${JSON.stringify(r)}`);
+  assert.deepEqual(r.readVia, { helper: 'reader worker', direct: 'this worker' });
+  assert.equal(r.identical, true, 'reading in the helper Worker changed the Parquet bytes');
   assert.deepEqual(errors, []);
   await page.close();
 });
