@@ -28,8 +28,19 @@ mod imp {
             .collect()
     }
 
+    pub fn join<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+        if !ENABLED.load(Ordering::Relaxed) {
+            return (a(), b());
+        }
+        rayon::join(a, b)
+    }
+
     pub fn set_enabled(on: bool) {
         ENABLED.store(on, Ordering::Relaxed);
+    }
+
+    pub fn enabled() -> bool {
+        ENABLED.load(Ordering::Relaxed)
     }
 
     pub fn take_threads_seen() -> u32 {
@@ -47,7 +58,15 @@ mod imp {
         items.into_iter().map(f).collect()
     }
 
+    pub fn join<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> (A, B) {
+        (a(), b())
+    }
+
     pub fn set_enabled(_on: bool) {}
+
+    pub fn enabled() -> bool {
+        false
+    }
 
     pub fn take_threads_seen() -> u32 {
         0
@@ -60,6 +79,10 @@ mod imp {
 
 /// Whether this build has the `threads` feature.
 pub use imp::available;
+/// Whether blocks run on the pool now (the `threads` feature, and not turned off).
+pub use imp::enabled;
+/// Run `a` and `b`, on two pool threads when there is a pool (each may also `map`), else in order.
+pub use imp::join;
 /// Apply `f` to every block; results come back in input order.
 pub use imp::map;
 /// Turn the thread pool off (`false`) or on again; a no-op without the `threads` feature.

@@ -396,6 +396,10 @@ pub struct ModelQuantizer {
     index: HashMap<String, usize>,
     done: Vec<bool>,
     writer: Option<TensorWriter>,
+    /// Rows quantized by the last `add_tensors` and not yet written. With a thread pool they are
+    /// written while the next call's tensors are quantized (the writer is serial: zstd, Arrow
+    /// encoding and CRC on one thread), so output lags one call behind; `finish` writes the rest.
+    pending: Vec<TensorRow>,
     layers: Vec<LayerReport>,
     lossy: ErrorSums,
     modality: Detection,
@@ -428,6 +432,7 @@ impl ModelQuantizer {
             index: HashMap::new(),
             done: Vec::new(),
             writer: None,
+            pending: Vec::new(),
             layers: Vec::new(),
             lossy: ErrorSums::default(),
             modality: detect(None, None, std::iter::empty()),
@@ -505,6 +510,7 @@ impl ModelQuantizer {
     fn fail<T>(&mut self, e: AqError) -> Result<T> {
         self.failed = Some(e.to_string());
         self.writer = None;
+        self.pending.clear();
         Err(e)
     }
 
@@ -580,6 +586,9 @@ impl ModelQuantizer {
             }
             indices.push(i);
         }
+        // Taken out for the join below (given back before anything can return).
+        let mut writer = self.writer.take().expect("alive run has a writer");
+        let pending = std::mem::take(&mut self.pending);
         let jobs: Vec<_> = indices
             .iter()
             .zip(items)
@@ -591,9 +600,21 @@ impl ModelQuantizer {
             })
             .collect();
         let cfg = &self.cfg;
-        let outcomes = crate::parallel::map(jobs, |(info, bytes, ctx, cal_layer)| {
-            (quantize_layer(cfg, info, bytes, ctx), cal_layer)
-        });
+        // The previous call's rows are written on one pool thread while the others quantize
+        // these tensors (without a pool: first written, then quantized). Rows reach the writer
+        // in the order they were added either way, so the file does not change.
+        let (written, outcomes) = crate::parallel::join(
+            || pending.into_iter().try_for_each(|row| writer.write(row)),
+            || {
+                crate::parallel::map(jobs, |(info, bytes, ctx, cal_layer)| {
+                    (quantize_layer(cfg, info, bytes, ctx), cal_layer)
+                })
+            },
+        );
+        self.writer = Some(writer);
+        if let Err(e) = written {
+            return self.fail(e);
+        }
         let mut reports = Vec::with_capacity(items.len());
         for ((i, &(name, _)), (outcome, cal_layer)) in indices.into_iter().zip(items).zip(outcomes) {
             reports.push(self.commit(i, name, outcome, cal_layer)?);
@@ -627,7 +648,9 @@ impl ModelQuantizer {
         // without a copy).
         let report = layer_report(&outcome.row, info);
         let (time_grouped, equalized) = (outcome.row.time_groups.is_some(), outcome.row.spatial.is_some());
-        if let Err(e) = self.writer.as_mut().expect("alive run has a writer").write(outcome.row) {
+        if crate::parallel::enabled() {
+            self.pending.push(outcome.row);
+        } else if let Err(e) = self.writer.as_mut().expect("alive run has a writer").write(outcome.row) {
             return self.fail(e);
         }
         if let Some(s) = &outcome.sums {
@@ -694,7 +717,10 @@ impl ModelQuantizer {
             return self.fail(e);
         }
         let source_bytes = header.tensor_bytes();
-        let writer = self.writer.take().expect("alive run has a writer");
+        let mut writer = self.writer.take().expect("alive run has a writer");
+        if let Err(e) = std::mem::take(&mut self.pending).into_iter().try_for_each(|row| writer.write(row)) {
+            return self.fail(e);
+        }
         let (rest, output_bytes) = match writer.finish(Vec::new()) {
             Ok(r) => r,
             Err(e) => return self.fail(e),

@@ -360,7 +360,9 @@ impl ModelQuantizer {
         to_js(&self.inner.progress(&self.last_tensor))
     }
 
-    /// Parquet bytes finished since the last call (may be empty). Append them to the output.
+    /// Parquet bytes finished since the last call (may be empty). Append them to the output. In
+    /// the threaded build a call's rows are written during the next `addTensor(s)` (beside its
+    /// quantizing) or by `finish`, so output arrives one call later; the file is the same.
     #[wasm_bindgen(js_name = takeOutput)]
     pub fn take_output(&mut self) -> Uint8Array {
         bytes_to_js(&self.inner.take_output_chunks())
