@@ -90,7 +90,13 @@ export async function quantizeStreamWith(lib, source, config, options = {}) {
     const threaded = lib.buildInfo().threads;
     const groups = readGroups(header.tensors, READ_BYTES);
     const readGroup = (g) => {
-      const p = Promise.resolve(source.read(g[0].start, g[g.length - 1].end));
+      let p;
+      try {
+        p = Promise.resolve(source.read(g[0].start, g[g.length - 1].end));
+      } catch (e) {
+        // A source that throws at once fails this group when it is reached, not the one before.
+        p = Promise.reject(e);
+      }
       // A read-ahead that is never awaited (an error or abort came first) must not surface as an
       // unhandled rejection.
       p.catch(() => {});

@@ -79,6 +79,22 @@ test('a failed read surfaces as the stream error; a read-ahead left behind by an
   assert.deepEqual(unhandled, []);
 });
 
+test('a source that throws at once fails the group it was asked for, after the groups before it', async () => {
+  const bytes = model();
+  const source = bytesSource(bytes);
+  const done = [];
+  const throwing = {
+    size: source.size,
+    read(start, end) {
+      if (start > 8 + 20 * MiB) throw Object.assign(new Error('gone'), { code: 'E_IO' });
+      return source.read(start, end);
+    },
+  };
+  await assert.rejects(quantizeStream(throwing, cfg, { onProgress: (p) => done.push(p.name) }), (e) => e.code === 'E_IO');
+  // The first two groups (16 + 8 tensors) were quantized before the failing read was awaited.
+  assert.equal(done.length, 24);
+});
+
 test('an abort stops the stream between tensors', async () => {
   const bytes = model();
   const controller = new AbortController();
