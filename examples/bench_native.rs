@@ -2,8 +2,8 @@
 //! configs and print one JSON line per config with the median seconds. Used by `make bench`.
 //!   cargo run --release --example bench_native -- FILE RUNS CONFIG_JSON...
 
-use arrowquant::config::parse_config_str;
 use arrowquant::pipeline::{default_clock, quantize_model};
+use arrowquant::policy::config::parse_config_str;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

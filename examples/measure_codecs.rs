@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrowquant::config::parse_config_str;
 use arrowquant::pipeline::{default_clock, quantize_model};
+use arrowquant::policy::config::parse_config_str;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;

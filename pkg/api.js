@@ -6,9 +6,9 @@ import { quantizeStreamWith } from './stream.js';
 export { shardedSource } from './shards.js';
 
 export {
-  benchKernels,
-  benchStages,
   buildInfo,
+  configFields,
+  configFromText,
   dequantizeTensor,
   describeModel,
   layerErrorHistogram,

@@ -2,8 +2,8 @@
 //! each case returns the documented error code with a message naming the tensor or field.
 mod common;
 
-use arrowquant::config::parse_config_str;
 use arrowquant::pipeline::quantize_model;
+use arrowquant::policy::config::parse_config_str;
 use arrowquant::{ModelQuantizer, QuantConfig, QuantizedFile};
 use common::{f32_bytes, safetensors_file};
 

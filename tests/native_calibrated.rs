@@ -2,9 +2,9 @@
 //! its real calibration file: what is stored, what is reported, and what the reader gives back.
 //! The numpy re-derivation of every stored number is tests/py/check_format.py.
 
-use arrowquant::calibration::Calibration;
-use arrowquant::config::parse_config_str;
-use arrowquant::timegroups::params_for_timestep;
+use arrowquant::diffusion::calibration::Calibration;
+use arrowquant::diffusion::timegroups::params_for_timestep;
+use arrowquant::policy::config::parse_config_str;
 use arrowquant::{quantize_model, ModelReport, QuantizedFile, Storage};
 
 const MODEL: &str = "samples/tiny_ddpm_digits.safetensors";
@@ -64,7 +64,7 @@ fn calibrated_run_stores_time_groups_and_equalization_and_reads_them_back() {
         }
         if let Some(sp) = &row.spatial {
             equalized += 1;
-            assert_eq!(row.storage, Storage::Quantized);
+            assert_eq!(row.stored.storage(), Storage::Quantized);
             assert_eq!(sp.scales.len() as u64, l.shape[1]);
             // the reader undoes the equalization: dequantize ≈ source, equalized = W·diag(s)
             let w = file.dequantize(&l.name).unwrap();

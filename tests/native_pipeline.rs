@@ -1,9 +1,10 @@
 //! End-to-end on the real weights in the repository: safetensors → Parquet → reader, native.
 
-use arrowquant::config::parse_config_str;
+use arrowquant::format::parquet::Stored;
+use arrowquant::format::safetensors::parse_header;
 use arrowquant::pipeline::{default_clock, quantize_model};
+use arrowquant::policy::config::parse_config_str;
 use arrowquant::quant::ErrorSums;
-use arrowquant::safetensors::parse_header;
 use arrowquant::{Dtype, ModelQuantizer, QuantizedFile, Storage};
 
 fn read(path: &str) -> Vec<u8> {
@@ -59,11 +60,11 @@ fn roundtrip_is_bit_exact_with_what_validation_measured() {
                 let info = header.find(&row.name).unwrap();
                 let (a, b) = header.file_range(info);
                 let src = &bytes[a as usize..b as usize];
-                match row.storage {
+                match row.stored.storage() {
                     Storage::Raw => assert_eq!(row.data, src),
                     _ => {
                         let mut orig = vec![0f32; info.numel() as usize];
-                        arrowquant::dtype::decode_f32(info.dtype, src, &mut orig);
+                        arrowquant::quant::dtype::decode_f32(info.dtype, src, &mut orig);
                         let back = file.dequantize(&row.name).unwrap();
                         let mut sums = ErrorSums::default();
                         sums.add(&orig, &back);
@@ -97,10 +98,10 @@ fn packed_sizes_are_real() {
         let (parquet, report) = quantize_model(&bytes, cfg, None, default_clock, &mut |_| true).unwrap();
         let file = QuantizedFile::open(parquet).unwrap();
         let q = file.row("encoder.layer.0.intermediate.dense.weight").unwrap();
-        assert_eq!(q.storage, Storage::Quantized);
-        assert_eq!(q.bits, Some(bits));
+        let Stored::Quantized { width, group_size, scales, mins } = &q.stored else { panic!("not quantized") };
+        assert_eq!((width.bits(), *group_size), (bits, 64));
         assert_eq!(q.data.len(), 1536 * 384 * bits as usize / 8);
-        assert_eq!(q.scales.as_ref().unwrap().len(), 1536 * 384 / 64);
+        assert_eq!((scales.len(), mins.len()), (1536 * 384 / 64, 1536 * 384 / 64));
         assert!(report.compression_ratio > 1.0);
     }
 }
@@ -113,7 +114,7 @@ fn streaming_output_equals_whole_buffer_output() {
     for row_group_bytes in [8 << 20, 64 << 10] {
         let mut q = ModelQuantizer::with_clock(cfg.clone(), || 0.0).unwrap();
         q.set_row_group_bytes(row_group_bytes);
-        let prefix = arrowquant::safetensors::header_size(&bytes[..8]).unwrap() as usize;
+        let prefix = arrowquant::format::safetensors::header_size(&bytes[..8]).unwrap() as usize;
         let header = q.begin(&bytes[..prefix], Some(bytes.len() as u64)).unwrap().clone();
         let mut out = Vec::new();
         let mut chunks = 0;
@@ -166,7 +167,7 @@ fn export_to_safetensors() {
 fn add_tensors_in_one_batch_checks_every_name_first() {
     let bytes = read("tests/data/minilm_l6_bf16_subset.safetensors");
     let cfg = parse_config_str(r#"{"profile":"local"}"#).unwrap();
-    let prefix = arrowquant::safetensors::header_size(&bytes[..8]).unwrap() as usize;
+    let prefix = arrowquant::format::safetensors::header_size(&bytes[..8]).unwrap() as usize;
     let mut q = ModelQuantizer::with_clock(cfg, || 0.0).unwrap();
     let header = q.begin(&bytes[..prefix], Some(bytes.len() as u64)).unwrap().clone();
     let slice = |i: usize| {

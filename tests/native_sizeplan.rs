@@ -1,7 +1,7 @@
 //! `targetSizeMb`: the planned file fits its budget, spends bytes where they buy the most
 //! accuracy, and an impossible budget is a config error naming the field.
 
-use arrowquant::config::parse_config_str;
+use arrowquant::policy::config::parse_config_str;
 use arrowquant::{quantize_model, ModelReport};
 
 fn run(model: &[u8], cfg: &str) -> (Vec<u8>, ModelReport) {

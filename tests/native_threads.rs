@@ -6,9 +6,9 @@ mod common;
 
 use std::sync::Mutex;
 
-use arrowquant::config::parse_config_str;
 use arrowquant::parallel;
 use arrowquant::pipeline::{quantize_model, ModelQuantizer};
+use arrowquant::policy::config::parse_config_str;
 
 /// `parallel::set_enabled` is process-wide: the tests here take turns.
 static POOL_SWITCH: Mutex<()> = Mutex::new(());
@@ -121,7 +121,7 @@ fn a_failure_after_deferred_rows_ends_the_run() {
     let cfg = parse_config_str(r#"{"profile":"local","groupSize":64,"minAccuracy":0}"#).unwrap();
     let mut q = ModelQuantizer::with_clock(cfg, || 0.0).unwrap();
     let header = q.begin(&model, Some(model.len() as u64)).unwrap().clone();
-    let bytes = |t: &arrowquant::safetensors::TensorInfo| {
+    let bytes = |t: &arrowquant::format::safetensors::TensorInfo| {
         &model[(header.data_offset + t.begin) as usize..(header.data_offset + t.end) as usize]
     };
     let (good, bad) = header.tensors.split_at(header.tensors.len() - 1);

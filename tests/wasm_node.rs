@@ -4,11 +4,11 @@
 
 mod common;
 
-use arrowquant::config::parse_config_str;
+use arrowquant::format::safetensors::parse_header;
 use arrowquant::kernels::scalar as k;
 use arrowquant::pipeline::quantize_model;
+use arrowquant::policy::config::parse_config_str;
 use arrowquant::quant::ErrorSums;
-use arrowquant::safetensors::parse_header;
 use arrowquant::{QuantizedFile, Storage};
 use wasm_bindgen_test::*;
 
@@ -29,13 +29,13 @@ fn real_models_roundtrip_bit_exact() {
         let header = parse_header(model, None).unwrap();
         let file = QuantizedFile::open(parquet).unwrap();
         for (layer, row) in report.layers.iter().zip(&file.rows) {
-            if row.storage == Storage::Raw {
+            if row.stored.storage() == Storage::Raw {
                 continue;
             }
             let info = header.find(&row.name).unwrap();
             let (a, b) = header.file_range(info);
             let mut orig = vec![0f32; info.numel() as usize];
-            arrowquant::dtype::decode_f32(info.dtype, &model[a as usize..b as usize], &mut orig);
+            arrowquant::quant::dtype::decode_f32(info.dtype, &model[a as usize..b as usize], &mut orig);
             let mut sums = ErrorSums::default();
             sums.add(&orig, &file.dequantize(&row.name).unwrap());
             assert!((sums.cosine() - layer.cosine.unwrap()).abs() <= 1e-12 * sums.cosine().abs(), "{}", row.name);

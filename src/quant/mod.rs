@@ -1,10 +1,14 @@
 //! Group-wise affine quantization: parameter choice (min/max and range search), the tensor
 //! layout (rows × groups), and error metrics measured on the stored codes.
 
+pub mod dtype;
+pub mod layout;
 pub mod metrics;
 pub mod params;
 pub mod tensor;
+pub mod width;
 
+pub use layout::{ChannelLayout, Layout};
 pub use metrics::ErrorSums;
 pub use params::choose_params;
-pub use tensor::{dequantize, quantize_source, store_f16, Layout, QuantizedTensor, Source};
+pub use tensor::{dequantize, quantize_source, store_f16, QuantizedTensor, Source};

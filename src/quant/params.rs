@@ -5,9 +5,7 @@
 use half::f16;
 
 use crate::kernels::{self, scalar::HalfParams, scalar::Searched};
-
-/// Largest finite f16; a group whose values or range exceed it cannot be described by f16 params.
-pub const F16_MAX: f32 = 65504.0;
+use crate::quant::dtype::F16_MAX;
 
 /// Params of one group as stored (f16) and as used in arithmetic (their exact f32 values, kept
 /// so the hot loops never convert f16 → f32 again).

@@ -2,11 +2,13 @@
 //! pack codes, and measure the error on the reconstruction, in one pass and without an f32 copy
 //! of the tensor.
 
-use crate::dtype::{decode_f32, Dtype};
 use crate::error::{AqError, Result};
-use crate::kernels::{self, scalar as k};
+use crate::kernels;
+use crate::quant::dtype::{decode_f32, Dtype};
+use crate::quant::layout::Layout;
 use crate::quant::metrics::ErrorSums;
 use crate::quant::params::{choose_params4, choose_params_coded, Chosen, GroupParams};
+use crate::quant::width::Width;
 
 /// Largest supported group (the config allows 32..=256).
 pub const MAX_GROUP: usize = 256;
@@ -19,51 +21,11 @@ pub struct Source<'a> {
     pub bytes: &'a [u8],
 }
 
-/// A weight `[d0, d1, …]` is `d0` rows of `d1·…` elements; a 1-D tensor is one row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
-    pub rows: usize,
-    pub row_len: usize,
-    pub group_size: usize,
-}
-
-impl Layout {
-    pub fn for_shape(shape: &[u64], group_size: usize) -> Self {
-        let (rows, row_len) = match shape {
-            [] => (1, 1),
-            [n] => (1, *n as usize),
-            [r, rest @ ..] => (*r as usize, rest.iter().product::<u64>() as usize),
-        };
-        Layout { rows, row_len, group_size }
-    }
-    pub fn numel(&self) -> usize {
-        self.rows * self.row_len
-    }
-    pub fn groups_per_row(&self) -> usize {
-        self.row_len.div_ceil(self.group_size)
-    }
-    pub fn groups(&self) -> usize {
-        self.rows * self.groups_per_row()
-    }
-    /// Every row starts on a byte boundary.
-    pub fn row_bytes(&self, bits: u8) -> usize {
-        k::packed_len(self.row_len, bits)
-    }
-    pub fn codes_len(&self, bits: u8) -> usize {
-        self.rows * self.row_bytes(bits)
-    }
-    /// (start, len) of group g of row r within the row.
-    fn group_span(&self, g: usize) -> (usize, usize) {
-        let start = g * self.group_size;
-        (start, self.group_size.min(self.row_len - start))
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizedTensor {
-    pub bits: u8,
+    pub width: Width,
     pub layout: Layout,
-    /// Packed codes, `layout.codes_len(bits)` bytes.
+    /// Packed codes, `layout.codes_len(width)` bytes.
     pub codes: Vec<u8>,
     /// f16 bit patterns, one per group, row-major.
     pub scales: Vec<u16>,
@@ -93,20 +55,20 @@ pub fn check_finite(name: &str, x: &[f32], first_index: usize) -> Result<()> {
 /// same with one thread or many.
 pub const BLOCK_ELEMS: usize = 1 << 16;
 
-/// Quantize `src` at `bits`. `Ok(None)` when some group does not fit f16 params (values beyond
+/// Quantize `src` at `width`. `Ok(None)` when some group does not fit f16 params (values beyond
 /// ±65504): the caller stores the tensor unquantized instead. The returned sums measure the
 /// stored codes against the source values.
 pub fn quantize_source(
     src: Source,
     layout: Layout,
-    bits: u8,
+    width: Width,
     search: bool,
 ) -> Result<Option<(QuantizedTensor, ErrorSums)>> {
     debug_assert!(layout.group_size <= MAX_GROUP && src.dtype.is_float());
-    let row_bytes = layout.row_bytes(bits);
+    let row_bytes = layout.row_bytes(width);
     let gpr = layout.groups_per_row();
     let rows_per_block = (BLOCK_ELEMS / layout.row_len.max(1)).max(1);
-    let mut codes = vec![0u8; layout.codes_len(bits)];
+    let mut codes = vec![0u8; layout.codes_len(width)];
     let mut scales = vec![0u16; layout.groups()];
     let mut mins = vec![0u16; layout.groups()];
     let blocks: Vec<_> = codes
@@ -119,7 +81,7 @@ pub fn quantize_source(
     // Each block also hashes its codes; the CRC of the whole is combined in block order, so the
     // checksum is computed in parallel too.
     let results = crate::parallel::map(blocks, |(row0, c, s, m)| {
-        let r = quantize_rows(src, layout, bits, search, row0, c, s, m)?;
+        let r = quantize_rows(src, layout, width, search, row0, c, s, m)?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(c);
         Ok::<_, AqError>(r.map(|sums| (sums, crc)))
@@ -136,7 +98,7 @@ pub fn quantize_source(
         }
     }
     let crc32 = crc.finalize();
-    Ok(Some((QuantizedTensor { bits, layout, codes, scales, mins, crc32 }, sums)))
+    Ok(Some((QuantizedTensor { width, layout, codes, scales, mins, crc32 }, sums)))
 }
 
 /// One block of whole rows starting at `row0`: `codes` holds the block's packed rows,
@@ -147,19 +109,19 @@ pub fn quantize_source(
 fn quantize_rows(
     src: Source,
     layout: Layout,
-    bits: u8,
+    width: Width,
     search: bool,
     row0: usize,
     codes: &mut [u8],
     scales: &mut [u16],
     mins: &mut [u16],
 ) -> Result<Option<ErrorSums>> {
-    let rows = codes.len() / layout.row_bytes(bits).max(1);
+    let rows = codes.len() / layout.row_bytes(width).max(1);
     let e_first = row0 * layout.row_len;
     SCRATCH.with_borrow_mut(|(x, params, q)| {
         // Reused per thread: a block's f32 copy is as large as the block, and zeroing a fresh one
         // every block would cost as much as decoding into it.
-        let out = quantize_block(src, layout, bits, search, e_first, rows, codes, scales, mins, (x, params, q));
+        let out = quantize_block(src, layout, width, search, e_first, rows, codes, scales, mins, (x, params, q));
         // A block of one huge row is not kept for the next one.
         if x.capacity() > 4 * BLOCK_ELEMS {
             (*x, *q) = (Vec::new(), Vec::new());
@@ -174,7 +136,7 @@ fn quantize_rows(
 fn quantize_block(
     src: Source,
     layout: Layout,
-    bits: u8,
+    width: Width,
     search: bool,
     e_first: usize,
     rows: usize,
@@ -183,39 +145,60 @@ fn quantize_block(
     mins: &mut [u16],
     (x, params, q): (&mut Vec<f32>, &mut Vec<Chosen>, &mut Vec<u8>),
 ) -> Result<Option<ErrorSums>> {
-    let esize = src.dtype.size_bytes();
-    let row_bytes = layout.row_bytes(bits);
-    let gpr = layout.groups_per_row();
     x.resize(rows * layout.row_len, 0.0);
-    decode_f32(src.dtype, &src.bytes[e_first * esize..(e_first + x.len()) * esize], x);
-    check_finite(src.name, x, e_first)?;
+    decode_block(src, e_first, x)?;
     let groups: Vec<&[f32]> = x.chunks_exact(layout.row_len).flat_map(|row| row.chunks(layout.group_size)).collect();
     params.clear();
     params.resize(groups.len(), Chosen { params: GroupParams::ZERO, coded: false });
     q.resize(x.len(), 0);
-    if !code_groups(&groups, layout.group_size, bits, search, params, q) {
+    if !code_groups(&groups, layout.group_size, width.bits(), search, params, q) {
         return Ok(None);
     }
-    let kern = kernels::active();
+    pack_rows(q, layout.row_len, width, codes);
+    Ok(Some(measure_groups(&groups, params, q, scales, mins)))
+}
+
+/// Stage 1 of a block: decode the source values from element `e_first` on into `x` (as many as
+/// it holds) and check they are finite (the error names the element).
+pub fn decode_block(src: Source, e_first: usize, x: &mut [f32]) -> Result<()> {
+    let esize = src.dtype.size_bytes();
+    decode_f32(src.dtype, &src.bytes[e_first * esize..(e_first + x.len()) * esize], x);
+    check_finite(src.name, x, e_first)
+}
+
+/// Stage 3 (after [`code_groups`]): pack a block's codes (one per byte, whole rows of `row_len`
+/// back to back) into `codes`, every row starting on a byte. Groups start on bytes too
+/// (group_size·bits is a multiple of 8), so each row packs in one call.
+pub fn pack_rows(q: &[u8], row_len: usize, width: Width, codes: &mut [u8]) {
+    let pack = kernels::active().pack;
+    for (row_q, row_codes) in q.chunks_exact(row_len.max(1)).zip(codes.chunks_mut(width.packed_len(row_len))) {
+        pack(row_q, width.bits(), row_codes);
+    }
+}
+
+/// Stage 4, validation: reconstruct every group from its codes and f16 params exactly as a reader
+/// will, and sum the error against the source values in group order; store the params' f16 bits.
+pub fn measure_groups(
+    groups: &[&[f32]],
+    params: &[Chosen],
+    q: &[u8],
+    scales: &mut [u16],
+    mins: &mut [u16],
+) -> ErrorSums {
+    let dequantize = kernels::active().dequantize_codes;
     let mut sums = ErrorSums::default();
     let mut xhat = [0f32; MAX_GROUP];
     let mut e0 = 0;
-    for (r, row_codes) in codes.chunks_mut(row_bytes).enumerate() {
-        // A row's codes are contiguous in `q`; every row starts on a byte, and so does every
-        // group (group_size·bits is a multiple of 8), so the row packs in one call.
-        (kern.pack)(&q[e0..e0 + layout.row_len], bits, row_codes);
-        for g in 0..gpr {
-            let gi = r * gpr + g;
-            let (x, p) = (groups[gi], params[gi].params);
-            let (len, q) = (x.len(), &q[e0..e0 + x.len()]);
-            e0 += len;
-            (kern.dequantize_codes)(q, p.scale_f32(), p.min_f32(), &mut xhat[..len]);
-            sums.add(x, &xhat[..len]);
-            scales[gi] = p.scale_bits();
-            mins[gi] = p.min_bits();
-        }
+    for (gi, (x, c)) in groups.iter().zip(params).enumerate() {
+        let p = c.params;
+        let len = x.len();
+        dequantize(&q[e0..e0 + len], p.scale_f32(), p.min_f32(), &mut xhat[..len]);
+        sums.add(x, &xhat[..len]);
+        scales[gi] = p.scale_bits();
+        mins[gi] = p.min_bits();
+        e0 += len;
     }
-    Ok(Some(sums))
+    sums
 }
 
 /// A block as f32, its groups' params, and its codes (one per byte); kept per thread.
@@ -349,12 +332,13 @@ fn four_pieces(codes: &mut [u8], spans: [(usize, usize); 4]) -> [&mut [u8]; 4] {
 
 /// Reconstruct all values of a quantized tensor (row-major, `layout.numel()` values).
 pub fn dequantize(t: &QuantizedTensor, out: &mut [f32]) {
-    dequantize_parts(t.bits, t.layout, &t.codes, &t.scales, &t.mins, out)
+    dequantize_parts(t.width, t.layout, &t.codes, &t.scales, &t.mins, out)
 }
 
 /// [`dequantize`] over borrowed parts (as a reader holds them). Lengths must match the layout.
-pub fn dequantize_parts(bits: u8, layout: Layout, codes: &[u8], scales: &[u16], mins: &[u16], out: &mut [f32]) {
-    let row_bytes = layout.row_bytes(bits);
+pub fn dequantize_parts(width: Width, layout: Layout, codes: &[u8], scales: &[u16], mins: &[u16], out: &mut [f32]) {
+    let bits = width.bits();
+    let row_bytes = layout.row_bytes(width);
     let kern = kernels::active();
     let mut q = [0u8; MAX_GROUP];
     let gpr = layout.groups_per_row();
@@ -436,9 +420,10 @@ mod tests {
         let vals: Vec<f32> = (0..3 * 70).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
         let bytes = f32_bytes(&vals);
         let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
-        for bits in [2u8, 4, 8] {
+        for width in Width::ALL {
+            let bits = width.bits();
             let layout = Layout::for_shape(&[3, 70], 32);
-            let (t, sums) = quantize_source(src, layout, bits, true).unwrap().unwrap();
+            let (t, sums) = quantize_source(src, layout, width, true).unwrap().unwrap();
             assert_eq!(t.codes.len(), 3 * (70 * bits as usize).div_ceil(8));
             assert_eq!(t.scales.len(), 3 * 3);
             let mut out = vec![0f32; 210];
@@ -458,7 +443,7 @@ mod tests {
         vals[37] = f32::NAN;
         let bytes = f32_bytes(&vals);
         let src = Source { name: "blk.w", dtype: Dtype::F32, bytes: &bytes };
-        let err = quantize_source(src, Layout::for_shape(&[2, 32], 32), 4, false).unwrap_err();
+        let err = quantize_source(src, Layout::for_shape(&[2, 32], 32), Width::W4, false).unwrap_err();
         assert_eq!(err.code(), "E_NONFINITE");
         assert!(err.to_string().contains("blk.w") && err.to_string().contains("37"), "{err}");
     }
@@ -468,7 +453,7 @@ mod tests {
         let vals = vec![1.0e6f32; 32];
         let bytes = f32_bytes(&vals);
         let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
-        assert!(quantize_source(src, Layout::for_shape(&[1, 32], 32), 4, false).unwrap().is_none());
+        assert!(quantize_source(src, Layout::for_shape(&[1, 32], 32), Width::W4, false).unwrap().is_none());
         assert!(store_f16(src, 32).unwrap().is_none());
     }
 }

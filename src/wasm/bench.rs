@@ -1,15 +1,20 @@
-//! Kernel timings for `make bench`: each hot kernel over the same data with the scalar and the
-//! SIMD128 set, timed with the host's `performance.now()`. Not used by the quantizer itself.
+//! Kernel and stage timings for `make bench` (built only with the `bench` feature, into a module
+//! of its own; the shipped module has none of this): each hot kernel over the same data with the
+//! scalar and the SIMD128 set, and the stages of the quantizer's block loop — the production
+//! stage functions, called one stage at a time — timed with the host's `performance.now()`.
 
 use js_sys::{Function, Reflect};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::dtype::{decode_f32, Dtype};
 use crate::kernels::{self, KernelSet, SCALAR};
-use crate::quant::metrics::ErrorSums;
+use crate::quant::dtype::Dtype;
+use crate::quant::layout::Layout;
 use crate::quant::params::{choose_params, choose_params4, Chosen, GroupParams};
-use crate::quant::tensor::{check_finite, code_groups, quantize_source, Layout, Source, BLOCK_ELEMS};
+use crate::quant::tensor::{
+    code_groups, decode_block, measure_groups, pack_rows, quantize_source, Source, BLOCK_ELEMS,
+};
+use crate::quant::width::Width;
 
 fn now_ms() -> f64 {
     let perf = Reflect::get(&js_sys::global(), &"performance".into()).ok();
@@ -111,7 +116,15 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
         rows.push((
             format!("quantize {bits}-bit {label} (params + codes + pack)"),
             time(reps, || {
-                encode_blocks(values, g, bits, search, &mut params, &mut codes, &mut out);
+                encode_blocks(
+                    values,
+                    g,
+                    Width::from_bits(bits).unwrap_or(Width::W4),
+                    search,
+                    &mut params,
+                    &mut codes,
+                    &mut out,
+                );
                 sink += out[0] as f64;
             }),
         ));
@@ -165,29 +178,26 @@ pub fn bench_kernels(values: &[f32], group_size: u32, bits: u8, reps: u32) -> Re
             input_bytes: (values.len() * 4) as f64,
         })
         .collect();
-    super::to_js(&rows)
+    super::convert::to_js(&rows)
 }
 
-/// The quantizer's per-group path over `values` as consecutive groups of `g`, in blocks as
-/// `quantize_source` runs them: params and codes for a block, then codes packed into `out`
-/// (whole groups).
+/// The quantizer's per-group path over `values` as consecutive groups of `g`, in blocks of
+/// `BLOCK_ELEMS` as `quantize_source` runs them, each block one row: the production
+/// [`code_groups`] and [`pack_rows`].
 fn encode_blocks(
     values: &[f32],
     g: usize,
-    bits: u8,
+    width: Width,
     search: bool,
     params: &mut [Chosen],
     q: &mut [u8],
     out: &mut [u8],
 ) {
-    let group_bytes = g * bits as usize / 8;
-    let pack = kernels::active().pack;
     for (b, block) in values.chunks(BLOCK_ELEMS).enumerate() {
         let groups: Vec<&[f32]> = block.chunks(g).collect();
-        code_groups(&groups, g, bits, search, &mut params[..groups.len()], &mut q[..block.len()]);
-        // One pack call per block, as the quantizer packs a row at a time (whole groups here).
-        let out = &mut out[b * (BLOCK_ELEMS / g) * group_bytes..];
-        pack(&q[..block.len()], bits, &mut out[..kernels::scalar::packed_len(block.len(), bits)]);
+        code_groups(&groups, g, width.bits(), search, &mut params[..groups.len()], &mut q[..block.len()]);
+        let at = b * width.packed_len(BLOCK_ELEMS);
+        pack_rows(&q[..block.len()], block.len(), width, &mut out[at..at + width.packed_len(block.len())]);
     }
 }
 
@@ -206,61 +216,73 @@ struct Stage {
 #[wasm_bindgen(js_name = benchStages, unchecked_return_type = "Array<{ stage: string; ms: number }>")]
 pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, reps: u32) -> Result<JsValue, JsValue> {
     let g = group_size.clamp(32, 256) as usize;
-    let bits = if [2, 4, 8].contains(&bits) { bits } else { 4 };
+    let width = Width::from_bits(bits).unwrap_or(Width::W4);
     let reps = reps.max(1);
     let row = 4096;
     let n = values.len() / row * row;
     let bytes: Vec<u8> = bytemuck::cast_slice::<f32, u8>(&values[..n]).to_vec();
     let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
     let layout = Layout::for_shape(&[(n / row) as u64, row as u64], g);
-    let mut x = vec![0f32; BLOCK_ELEMS];
-    let mut params = vec![Chosen { params: GroupParams::ZERO, coded: false }; BLOCK_ELEMS / g];
-    let mut q = vec![0u8; BLOCK_ELEMS];
-    let mut packed = vec![0u8; layout.codes_len(bits)];
-    let mut xhat = vec![0f32; g];
+    // The blocks quantize_source makes of this layout: whole rows, about BLOCK_ELEMS values.
+    let block = (BLOCK_ELEMS / row).max(1) * row;
+    let mut x = vec![0f32; n];
+    let mut params = vec![Chosen { params: GroupParams::ZERO, coded: false }; n / g];
+    let mut q = vec![0u8; n];
+    let mut packed = vec![0u8; layout.codes_len(width)];
+    let (mut scales, mut mins) = (vec![0u16; n / g], vec![0u16; n / g]);
     let mut sink = 0f64;
     let mut stages = Vec::new();
-    let blocks = || bytes.chunks(BLOCK_ELEMS * 4).enumerate();
     stages.push(Stage {
         stage: "decode + finite check",
         ms: time(reps, || {
-            for (b, chunk) in blocks() {
-                let x = &mut x[..chunk.len() / 4];
-                decode_f32(Dtype::F32, chunk, x);
-                sink += check_finite("w", x, b * BLOCK_ELEMS).is_ok() as u8 as f64;
+            for (b, xb) in x.chunks_mut(block).enumerate() {
+                sink += decode_block(src, b * block, xb).is_ok() as u8 as f64;
             }
         }),
     });
     stages.push(Stage {
         stage: "params + codes + pack",
-        ms: time(reps, || encode_blocks(&values[..n], g, bits, search, &mut params, &mut q, &mut packed)),
+        ms: time(reps, || {
+            for (b, xb) in x.chunks(block).enumerate() {
+                let (g0, q0) = (b * block / g, b * block);
+                let groups: Vec<&[f32]> = xb.chunks(g).collect();
+                code_groups(
+                    &groups,
+                    g,
+                    width.bits(),
+                    search,
+                    &mut params[g0..g0 + groups.len()],
+                    &mut q[q0..q0 + xb.len()],
+                );
+                let at = b * layout.row_bytes(width) * (block / row);
+                pack_rows(&q[q0..q0 + xb.len()], row, width, &mut packed[at..]);
+            }
+        }),
     });
     stages.push(Stage {
         stage: "dequantize + error sums (validation)",
         ms: time(reps, || {
-            let mut sums = ErrorSums::default();
-            let kern = kernels::active();
-            for (i, xg) in values[..n].chunks(g).enumerate() {
-                let p = params[i % params.len()].params;
-                (kern.unpack)(&packed[i * g * bits as usize / 8..], bits, &mut q[..g]);
-                (kern.dequantize_codes)(&q[..g], p.scale_f32(), p.min_f32(), &mut xhat);
-                sums.add(xg, &xhat);
+            for (b, xb) in x.chunks(block).enumerate() {
+                let (g0, q0) = (b * block / g, b * block);
+                let groups: Vec<&[f32]> = xb.chunks(g).collect();
+                let k = groups.len();
+                let sums = measure_groups(
+                    &groups,
+                    &params[g0..g0 + k],
+                    &q[q0..q0 + xb.len()],
+                    &mut scales[g0..g0 + k],
+                    &mut mins[g0..g0 + k],
+                );
+                sink += sums.sum_e2;
             }
-            sink += sums.sum_e2;
         }),
     });
     stages.push(Stage {
         stage: "quantize_source (all of the above, as run)",
         ms: time(reps, || {
-            sink += quantize_source(src, layout, bits, search).ok().flatten().map_or(0.0, |(_, s)| s.sum_e2);
+            sink += quantize_source(src, layout, width, search).ok().flatten().map_or(0.0, |(_, s)| s.sum_e2);
         }),
     });
     std::hint::black_box(sink);
-    super::to_js(&stages)
-}
-
-/// Current size of the wasm linear memory in bytes (it only grows; after a run this is the peak).
-#[wasm_bindgen(js_name = wasmMemoryBytes)]
-pub fn wasm_memory_bytes() -> f64 {
-    (core::arch::wasm32::memory_size(0) * 65536) as f64
+    super::convert::to_js(&stages)
 }

@@ -8,10 +8,10 @@ use serde::Serialize;
 use tsify::Tsify;
 use wasm_bindgen::prelude::*;
 
-use crate::calibration::Calibration;
-use crate::config::QuantConfig;
-use crate::parquet::reader::QuantizedFile;
-use crate::safetensors::Header;
+use crate::diffusion::calibration::Calibration;
+use crate::format::parquet::reader::QuantizedFile;
+use crate::format::safetensors::Header;
+use crate::policy::config::QuantConfig;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_COMPOSITES: &'static str = r#"
@@ -41,6 +41,22 @@ export interface CalibrationInput {
     /** max |x_j| per input channel: [C_in] or per timestep [T][C_in]. */
     channelAbsMax?: number[] | number[][];
   }>;
+}
+export interface MergedShards {
+  /** The virtual file's first bytes: its length prefix and JSON header. */
+  header: Uint8Array;
+  size: number;
+  /** Where the virtual file's data bytes live: [start, end) is shards[shard] from `offset`. */
+  segments: Segment[];
+  shards: ShardSummary[];
+}
+export interface ConfigField {
+  /** camelCase name (the key of QuantConfigInput). */
+  name: string;
+  aliases: string[];
+  kind: "boolean" | "number" | "choice" | "list" | "map";
+  /** What the field allows, as error messages say it. */
+  allowed: string;
 }
 export interface QuantizeResult {
   /** The Parquet file (or, from ModelQuantizer.finish, the bytes not yet taken). */

@@ -50,13 +50,15 @@ pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
 
 /// SNR and cosine of quantizing `n` N(0,1) samples as one [rows, row_len] tensor.
 pub fn gaussian_quality(n: usize, bits: u8, group: u32, search: bool) -> (f64, f64) {
-    use arrowquant::quant::tensor::{quantize_source, Layout, Source};
+    use arrowquant::quant::layout::Layout;
+    use arrowquant::quant::tensor::{quantize_source, Source};
+    use arrowquant::quant::width::Width;
     let mut rng = Rng::new(42);
     let vals: Vec<f32> = (0..n).map(|_| rng.gauss()).collect();
     let bytes = f32_bytes(&vals);
     let src = Source { name: "gauss", dtype: arrowquant::Dtype::F32, bytes: &bytes };
     let row_len = 4096;
     let layout = Layout::for_shape(&[(n / row_len) as u64, row_len as u64], group as usize);
-    let (_, sums) = quantize_source(src, layout, bits, search).unwrap().unwrap();
+    let (_, sums) = quantize_source(src, layout, Width::from_bits(bits).unwrap(), search).unwrap().unwrap();
     (sums.snr_db(), sums.cosine())
 }

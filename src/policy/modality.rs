@@ -5,7 +5,40 @@
 //! rule is a substring that only one family of models uses in its parameter names; a modality
 //! wins when at least two of its rules match some tensor and no other modality has as many.
 
-use crate::config::Modality;
+use serde::{Deserialize, Serialize};
+
+#[cfg(target_arch = "wasm32")]
+use tsify::Tsify;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Text,
+    Code,
+    Image,
+    Audio,
+}
+
+impl Modality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Text => "text",
+            Modality::Code => "code",
+            Modality::Image => "image",
+            Modality::Audio => "audio",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Some(Modality::Text),
+            "code" => Some(Modality::Code),
+            "image" => Some(Modality::Image),
+            "audio" => Some(Modality::Audio),
+            _ => None,
+        }
+    }
+}
 
 /// One piece of name evidence: which modality it points to, the model family, and the substring.
 pub struct NameRule {
@@ -66,6 +99,13 @@ pub struct Detection {
     pub source: &'static str,
     /// The rule that fired, in words (shown in the report).
     pub rule: String,
+}
+
+impl Detection {
+    /// The modality's name, or "unknown".
+    pub fn name(&self) -> &'static str {
+        self.modality.map_or("unknown", |m| m.as_str())
+    }
 }
 
 pub fn detect<'a>(
@@ -248,7 +288,7 @@ mod tests {
 
     #[test]
     fn default_patterns_match_real_names() {
-        use crate::config::glob_match;
+        use crate::policy::glob::glob_match;
         let hits = |m: Option<Modality>, name: &str| sensitive_patterns(m).iter().any(|p| glob_match(p, name));
         let img = Some(Modality::Image);
         assert!(hits(img, "conv_in.weight"));

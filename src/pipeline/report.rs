@@ -3,42 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::sizeplan::SizePlan;
-use crate::timegroups::TimeGroup;
+use crate::diffusion::timegroups::TimeGroup;
+pub use crate::format::parquet::Storage;
+use crate::policy::sizeplan::SizePlan;
 
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
-
-/// How a tensor is stored in the Parquet file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "lowercase")]
-pub enum Storage {
-    /// Packed 2/4/8-bit codes with f16 scale and min per group.
-    Quantized,
-    /// IEEE half precision, little-endian.
-    F16,
-    /// The source bytes unchanged (non-float tensors, 1-D tensors, values beyond f16).
-    Raw,
-}
-
-impl Storage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Storage::Quantized => "quantized",
-            Storage::F16 => "f16",
-            Storage::Raw => "raw",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "quantized" => Some(Storage::Quantized),
-            "f16" => Some(Storage::F16),
-            "raw" => Some(Storage::Raw),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
@@ -158,4 +128,15 @@ pub struct Progress {
     pub name: String,
     pub bytes_done: u64,
     pub bytes_total: u64,
+}
+
+/// One tensor done: the progress after it and its layer report (what streaming callers pass to
+/// `onProgress`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
+#[serde(rename_all = "camelCase")]
+pub struct TensorDone {
+    #[serde(flatten)]
+    pub progress: Progress,
+    pub layer: LayerReport,
 }

@@ -2,6 +2,9 @@
 
 use half::f16;
 
+/// Largest finite f16: values, group params and equalized weights beyond it cannot be held in f16.
+pub const F16_MAX: f32 = 65504.0;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dtype {
     F64,

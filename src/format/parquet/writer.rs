@@ -17,7 +17,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::schema::{self, ROW_GROUP_TARGET_BYTES};
-use super::TensorRow;
+use super::{Metrics, Stored, TensorRow};
 use crate::error::Result;
 
 /// The writer's output, kept as the pieces Parquet wrote: a growing `Vec` would reallocate (and
@@ -145,7 +145,7 @@ impl TensorWriter {
         let one_list = |column: &str, values: ArrayRef, len: usize| -> ArrayRef {
             Arc::new(ListArray::new(list_item(s, column), OffsetBuffer::from_lengths([len]), values, None))
         };
-        let f16_list = |column: &str, v: &Option<Vec<u16>>| -> ArrayRef {
+        let f16_list = |column: &str, v: Option<&[u16]>| -> ArrayRef {
             match v {
                 Some(v) => {
                     let values: Float16Array = v.iter().map(|b| f16::from_bits(*b)).collect::<Vec<_>>().into();
@@ -154,6 +154,11 @@ impl TensorWriter {
                 None => Arc::new(ListArray::new_null(list_item(s, column), 1)),
             }
         };
+        let (scales, mins) = match &row.stored {
+            Stored::Quantized { scales, mins, .. } => (Some(scales.as_slice()), Some(mins.as_slice())),
+            _ => (None, None),
+        };
+        let metric = |f: fn(&Metrics) -> f64| Float64Array::from(vec![row.metrics.as_ref().map(f)]);
         let spatial_fields = match s.field_with_name("spatial")?.data_type() {
             DataType::Struct(f) => f.clone(),
             _ => unreachable!("spatial is a struct"),
@@ -162,18 +167,18 @@ impl TensorWriter {
             Arc::new(StringArray::from(vec![row.name.as_str()])),
             one_list("shape", Arc::new(UInt64Array::from(row.shape.clone())), row.shape.len()),
             Arc::new(StringArray::from(vec![row.dtype.name()])),
-            Arc::new(StringArray::from(vec![row.storage.as_str()])),
+            Arc::new(StringArray::from(vec![row.stored.storage().as_str()])),
             Arc::new(UInt8Array::from(vec![row.requested_bits])),
-            Arc::new(UInt8Array::from(vec![row.bits])),
-            Arc::new(UInt32Array::from(vec![row.group_size])),
+            Arc::new(UInt8Array::from(vec![row.stored.bits()])),
+            Arc::new(UInt32Array::from(vec![row.stored.group_size()])),
             Arc::new(BinaryArray::try_new(OffsetBuffer::from_lengths([data.len()]), Buffer::from_vec(data), None)?),
             Arc::new(UInt32Array::from(vec![row.data_crc32])),
-            f16_list("scales", &row.scales),
-            f16_list("mins", &row.mins),
-            Arc::new(Float64Array::from(vec![row.cosine])),
-            Arc::new(Float64Array::from(vec![row.snr_db])),
-            Arc::new(Float64Array::from(vec![row.rel_rmse])),
-            Arc::new(Float64Array::from(vec![row.max_abs_error])),
+            f16_list("scales", scales),
+            f16_list("mins", mins),
+            Arc::new(metric(|m| m.cosine)),
+            Arc::new(metric(|m| m.snr_db)),
+            Arc::new(metric(|m| m.rel_rmse)),
+            Arc::new(metric(|m| m.max_abs_error)),
             Arc::new(StringArray::from(vec![row.reason.as_str()])),
             Arc::new(StringArray::from(vec![self.modality.as_str()])),
             time_groups_column(list_item(s, "time_groups"), row)?,

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::dtype::Dtype;
 use crate::error::{AqError, Result};
+use crate::quant::dtype::Dtype;
 
 /// Upper bound on the JSON header (the reference implementation uses 100 MB too).
 pub const MAX_HEADER_BYTES: u64 = 100 * 1024 * 1024;
@@ -26,6 +26,11 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// Whether the quantizer treats this tensor as a weight: a float tensor with at least two
+    /// dimensions (rows to group). Integer tensors, biases, norms and scalars are stored as is.
+    pub fn is_weight(&self) -> bool {
+        self.dtype.is_float() && self.shape.len() >= 2
+    }
     pub fn numel(&self) -> u64 {
         self.shape.iter().product()
     }
@@ -50,6 +55,13 @@ impl Header {
     /// Absolute byte range of a tensor in the file.
     pub fn file_range(&self, t: &TensorInfo) -> (u64, u64) {
         (self.data_offset + t.begin, self.data_offset + t.end)
+    }
+    /// Indices of the tensors that lie wholly inside the absolute file range `[start, end)`.
+    pub fn tensors_within(&self, start: u64, end: u64) -> std::ops::Range<usize> {
+        // Tensors are sorted by offset and do not overlap.
+        let first = self.tensors.partition_point(|t| self.data_offset + t.begin < start);
+        let last = first + self.tensors[first..].partition_point(|t| self.data_offset + t.end <= end);
+        first..last
     }
     pub fn find(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)

@@ -1,6 +1,4 @@
-//! Calibration statistics: what time-aware and spatial quantization need to know about each
-//! layer's *input activations*, measured by running the model (tools/calibrate.py does it with
-//! PyTorch forward hooks). docs/CALIBRATION.md is the contract; two carriers hold the same data:
+//! The calibration file format (docs/CALIBRATION.md): two carriers of the same statistics,
 //!
 //! * a `.safetensors` file, `__metadata__.format = "arrowquant-calibration"`, with per layer `L`
 //!   (the module path, so that `L.weight` is the weight it feeds):
@@ -8,69 +6,25 @@
 //!   `L.channel_absmax` F32 `[C_in]` or `[T, C_in]`;
 //! * a plain JSON/JS object `{ timesteps: [...], layers: { L: { actMin, actMax, samples,
 //!   channelAbsMax? } } }`.
-//!
-//! Nothing is ever filled in: a timestep with `samples = 0` is *missing* (its min/max are ignored
-//! and may be NaN) and the layer reports it; a weight without an entry gets no time groups.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::dtype::Dtype;
+use crate::diffusion::calibration::{Calibration, LayerStats};
 use crate::error::{AqError, Result};
-use crate::safetensors::parse_header;
+use crate::format::safetensors::parse_header;
+use crate::quant::dtype::Dtype;
 
 pub const CALIBRATION_FORMAT: &str = "arrowquant-calibration";
 /// Upper bound on T: adaptive grouping is O(G·T²) per layer and 1000 covers DDPM's full schedule.
 pub const MAX_TIMESTEPS: usize = 1024;
-
-/// Input-activation statistics of one layer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerStats {
-    /// Per timestep: smallest and largest input activation value seen (NaN allowed where missing).
-    pub act_min: Vec<f32>,
-    pub act_max: Vec<f32>,
-    /// Per timestep: how many samples (batch elements) were seen; 0 = no data for that timestep.
-    pub samples: Vec<u64>,
-    /// max |x_j| per input channel, per timestep (`[T][C]`) when recorded that way.
-    pub channel_absmax_per_t: Option<Vec<Vec<f32>>>,
-    /// max |x_j| per input channel over all timesteps (`[C]`).
-    pub channel_absmax: Option<Vec<f32>>,
-}
-
-impl LayerStats {
-    pub fn has(&self, t: usize) -> bool {
-        self.samples[t] > 0
-    }
-    /// Indices of timesteps without data.
-    pub fn missing(&self) -> Vec<usize> {
-        (0..self.samples.len()).filter(|&t| !self.has(t)).collect()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Calibration {
-    /// The diffusion timestep value of each calibration step (for example 999, 949, …, 0), in the
-    /// order the per-timestep arrays use. Time groups refer to *indices* into this list.
-    pub timesteps: Vec<f64>,
-    pub layers: BTreeMap<String, LayerStats>,
-}
 
 fn bad(msg: impl Into<String>) -> AqError {
     AqError::Calibration(msg.into())
 }
 
 impl Calibration {
-    pub fn num_timesteps(&self) -> usize {
-        self.timesteps.len()
-    }
-
-    /// The statistics for a weight tensor: `L.weight` ↔ layer `L` (or the full name as given).
-    pub fn for_weight(&self, tensor: &str) -> Option<(&str, &LayerStats)> {
-        let layer = tensor.strip_suffix(".weight").unwrap_or(tensor);
-        self.layers.get_key_value(layer).map(|(k, v)| (k.as_str(), v))
-    }
-
     /// Parse either carrier: bytes that start like a safetensors file, or JSON text.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
@@ -109,7 +63,7 @@ impl Calibration {
             let vals: Vec<f64> = match info.dtype {
                 Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64 => {
                     let mut out = vec![0f32; n];
-                    crate::dtype::decode_f32(info.dtype, raw, &mut out);
+                    crate::quant::dtype::decode_f32(info.dtype, raw, &mut out);
                     out.into_iter().map(f64::from).collect()
                 }
                 Dtype::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
@@ -360,7 +314,7 @@ pub fn to_safetensors(cal: &Calibration) -> Vec<u8> {
         specs.push((format!("{name}.samples"), Dtype::I64, vec![t]));
         l.samples.iter().for_each(|&n| data.extend_from_slice(&(n as i64).to_le_bytes()));
     }
-    let mut out = crate::safetensors::write_header(&specs, &metadata);
+    let mut out = crate::format::safetensors::write_header(&specs, &metadata);
     out.extend_from_slice(&data);
     out
 }
@@ -433,7 +387,8 @@ mod tests {
             assert!(e.to_string().contains(needle), "{e} should mention {needle}");
         }
         assert!(Calibration::from_bytes(b"not a file").is_err());
-        let mut weights = crate::safetensors::write_header(&[("w".into(), Dtype::F32, vec![1])], &BTreeMap::new());
+        let mut weights =
+            crate::format::safetensors::write_header(&[("w".into(), Dtype::F32, vec![1])], &BTreeMap::new());
         weights.extend_from_slice(&[0; 4]);
         let e = Calibration::from_bytes(&weights).unwrap_err();
         assert!(e.to_string().contains("__metadata__.format"), "{e}");

@@ -16,20 +16,14 @@
 //! overhead. The writer compresses many rows together, which can only do better, so the file
 //! never exceeds the target; on models with repeated tensors it can land well under it.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
-use crate::calibration::Calibration;
-use crate::config::QuantConfig;
 use crate::error::{AqError, Result};
-use crate::pipeline::{quantize_layer, LayerContext, LayerOutcome, ModelQuantizer, PLAN_REASON};
-use crate::report::Storage;
-use crate::safetensors::Header;
-use crate::safetensors::TensorInfo;
+use crate::policy::config::QuantConfig;
+use crate::quant::metrics::ErrorSums;
 
 /// Widths a plan may choose (16 = f16).
 pub const PLAN_WIDTHS: &[u8] = &[2, 4, 8, 16];
@@ -71,7 +65,16 @@ pub struct SizePlan {
     pub fixed_layers: u32,
 }
 
-/// Measures tensors one at a time (so it streams like the quantizer), then plans.
+/// One width a plannable layer was measured at: its estimated stored bytes and its error.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub bits: u8,
+    pub bytes: u64,
+    pub sums: ErrorSums,
+}
+
+/// Collects what each layer costs at each width (the planning pass measures, one tensor at a
+/// time, so it streams like the quantizer), then plans.
 pub struct SizePlanner {
     cfg: QuantConfig,
     candidates: Vec<Candidate>,
@@ -81,58 +84,35 @@ pub struct SizePlanner {
 }
 
 impl SizePlanner {
-    pub fn new(cfg: QuantConfig) -> Result<Self> {
+    pub fn new(cfg: &QuantConfig) -> Result<Self> {
         if cfg.target_size_mb.is_none() {
             return Err(AqError::config("targetSizeMb", "null", "a size in MB to plan for"));
         }
-        Ok(SizePlanner { cfg, candidates: Vec::new(), fixed_bytes: 0, fixed_layers: 0, rows: 0 })
+        Ok(SizePlanner { cfg: cfg.clone(), candidates: Vec::new(), fixed_bytes: 0, fixed_layers: 0, rows: 0 })
     }
 
-    /// Bytes this row will add to the file: its data and params compressed with the writer's
-    /// codec (zstd level 1; packed codes of real weights shrink by up to 40 %), plus the
-    /// equalization scales and time groups.
-    fn stored(o: &LayerOutcome) -> u64 {
-        let r = &o.row;
-        let spatial = r.spatial.as_ref().map_or(0, |s| 4 * s.scales.len() as u64);
-        let time = r.time_groups.as_ref().map_or(0, |g| 16 * g.len() as u64);
-        let params: Vec<u8> =
-            r.scales.iter().chain(r.mins.iter()).flat_map(|v| v.iter().flat_map(|x| x.to_le_bytes())).collect();
-        compressed_len(&r.data) + compressed_len(&params) + spatial + time
-    }
-
-    /// Measure one tensor. `ctx` carries calibration and modality exactly as the quantizer will.
-    pub fn add_tensor(&mut self, info: &TensorInfo, bytes: &[u8], ctx: LayerContext) -> Result<()> {
+    /// A layer whose width is not the plan's to choose (an override, a sensitive pattern, its
+    /// dtype or shape fixed it), with the bytes it will take.
+    pub fn add_fixed(&mut self, stored_bytes: u64) {
         self.rows += 1;
-        let probe = quantize_layer(&self.cfg, info, bytes, LayerContext { planned_bits: Some(2), ..ctx })?;
-        // The planned width took effect only if no override, sensitive pattern, dtype or shape
-        // rule came first (their reasons say so; a plan's reason starts with PLAN_REASON).
-        let planned = probe.row.storage == Storage::Quantized
-            && probe.row.bits == Some(2)
-            && probe.row.reason.starts_with(PLAN_REASON);
-        if !planned {
-            // Fixed by an override, a sensitive pattern, its dtype or shape: those rules ignored the
-            // planned width, so the probe already is the layer as it will be stored.
-            self.fixed_bytes += Self::stored(&probe);
-            self.fixed_layers += 1;
-            return Ok(());
-        }
-        let mut choices = Vec::new();
-        for &bits in PLAN_WIDTHS {
-            let o = if bits == 2 {
-                probe.clone()
-            } else {
-                quantize_layer(&self.cfg, info, bytes, LayerContext { planned_bits: Some(bits), ..ctx })?
-            };
-            let Some(sums) = o.sums else { continue };
-            let meets = bits == 16 || self.cfg.min_accuracy <= 0.0 || sums.cosine() >= self.cfg.min_accuracy;
-            if !meets {
-                continue;
-            }
-            let rel = if sums.sum_w2 > 0.0 { sums.sum_e2 / sums.sum_w2 } else { 0.0 };
-            choices.push(Choice { bits, bytes: Self::stored(&o), error: rel * info.numel() as f64 });
-        }
-        self.candidates.push(Candidate { name: info.name.clone(), choices, current: 0 });
-        Ok(())
+        self.fixed_bytes += stored_bytes;
+        self.fixed_layers += 1;
+    }
+
+    /// A layer the plan chooses for, measured at the plan widths (ascending). Widths whose
+    /// cosine misses `minAccuracy` are no choice; f16 always is.
+    pub fn add_candidate(&mut self, name: &str, numel: u64, measured: Vec<Measured>) {
+        self.rows += 1;
+        let min_accuracy = self.cfg.min_accuracy;
+        let choices = measured
+            .into_iter()
+            .filter(|m| m.bits == 16 || min_accuracy <= 0.0 || m.sums.cosine() >= min_accuracy)
+            .map(|m| {
+                let rel = if m.sums.sum_w2 > 0.0 { m.sums.sum_e2 / m.sums.sum_w2 } else { 0.0 };
+                Choice { bits: m.bits, bytes: m.bytes, error: rel * numel as f64 }
+            })
+            .collect();
+        self.candidates.push(Candidate { name: name.to_string(), choices, current: 0 });
     }
 
     /// Choose widths for the budget. `E_CONFIG` (field `targetSizeMb`) when even the smallest
@@ -223,63 +203,4 @@ impl SizePlanner {
             pick[i] = j;
         }
     }
-}
-
-fn compressed_len(bytes: &[u8]) -> u64 {
-    if bytes.is_empty() {
-        return 0;
-    }
-    // Compression of an in-memory buffer cannot fail short of allocation failure; fall back
-    // to the raw length (an over-estimate) rather than abort planning.
-    zstd::bulk::compress(bytes, 1).map_or(bytes.len() as u64, |c| c.len().min(bytes.len()) as u64)
-}
-
-/// The planning pass as a stream, mirroring [`ModelQuantizer`]: `set_calibration`, `begin`,
-/// `add_tensor` for every tensor of the header, `finish` → the plan to hand to the quantizer.
-pub struct PlanRun {
-    /// Resolves each tensor's context (modality, calibration) exactly as the quantizing run will.
-    probe: ModelQuantizer,
-    planner: SizePlanner,
-    done: usize,
-}
-
-impl PlanRun {
-    pub fn new(cfg: QuantConfig) -> Result<Self> {
-        // The probe only resolves contexts and never writes, so it needs no plan of its own.
-        let probe_cfg = QuantConfig { target_size_mb: None, ..cfg.clone() };
-        Ok(PlanRun { planner: SizePlanner::new(cfg)?, probe: ModelQuantizer::new(probe_cfg)?, done: 0 })
-    }
-    pub fn set_calibration(&mut self, cal: Calibration) -> Result<()> {
-        self.probe.set_calibration(cal)
-    }
-    pub fn begin(&mut self, header_bytes: &[u8], file_len: Option<u64>) -> Result<&Header> {
-        self.probe.begin(header_bytes, file_len)
-    }
-    pub fn add_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        let header = self.probe.header().ok_or_else(|| AqError::State("addTensor() before begin()".to_string()))?;
-        let info =
-            header.find(name).ok_or_else(|| AqError::State(format!("tensor '{name}' is not in this file's header")))?;
-        if bytes.len() as u64 != info.byte_len() {
-            return Err(AqError::Safetensors(format!(
-                "tensor '{name}': got {} bytes, the header says {}",
-                bytes.len(),
-                info.byte_len()
-            )));
-        }
-        self.planner.add_tensor(info, bytes, self.probe.context_for(info))?;
-        self.done += 1;
-        Ok(())
-    }
-    pub fn finish(self) -> Result<SizePlan> {
-        let total = self.probe.header().map_or(0, |h| h.tensors.len());
-        if self.done != total {
-            return Err(AqError::State(format!("plan finish(): {} of {total} tensors were added", self.done)));
-        }
-        self.planner.finish()
-    }
-}
-
-/// Plan widths per tensor name, as the quantizer consumes them.
-pub fn plan_map(plan: &SizePlan) -> HashMap<String, u8> {
-    plan.layer_bits.iter().map(|(k, v)| (k.clone(), *v)).collect()
 }

@@ -13,14 +13,14 @@ use half::f16;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::schema::*;
-use super::{SpatialMeta, TensorRow};
-use crate::dtype::{decode_f32, Dtype};
+use super::{Metrics, SpatialMeta, Storage, Stored, TensorRow};
+use crate::diffusion::timegroups::TimeGroup;
 use crate::error::{AqError, Result};
-use crate::quant::tensor::{dequantize_parts, Layout, MAX_GROUP};
-use crate::report::Storage;
-use crate::safetensors::write_header;
-use crate::spatial::{undo_equalization, ChannelLayout};
-use crate::timegroups::TimeGroup;
+use crate::format::safetensors::write_header;
+use crate::quant::dtype::{decode_f32, Dtype};
+use crate::quant::layout::{undo_equalization, ChannelLayout, Layout};
+use crate::quant::tensor::{dequantize_parts, MAX_GROUP};
+use crate::quant::width::Width;
 
 /// An opened file: its metadata and rows.
 #[derive(Debug, Clone)]
@@ -149,19 +149,15 @@ impl QuantizedFile {
         let row = self.row(name)?;
         let n = row.numel() as usize;
         let mut out = vec![0f32; n];
-        match row.storage {
-            Storage::Quantized => {
-                // Presence and lengths of these were checked on open.
-                let (Some(bits), Some(g), Some(scales), Some(mins)) =
-                    (row.bits, row.group_size, &row.scales, &row.mins)
-                else {
-                    unreachable!("quantized row checked on open")
-                };
-                dequantize_parts(bits, Layout::for_shape(&row.shape, g as usize), &row.data, scales, mins, &mut out);
+        match &row.stored {
+            // Lengths were checked on open.
+            Stored::Quantized { width, group_size, scales, mins } => {
+                let layout = Layout::for_shape(&row.shape, *group_size as usize);
+                dequantize_parts(*width, layout, &row.data, scales, mins, &mut out);
             }
-            Storage::F16 => decode_f32(Dtype::F16, &row.data, &mut out),
-            Storage::Raw if row.dtype.is_float() => decode_f32(row.dtype, &row.data, &mut out),
-            Storage::Raw => {
+            Stored::F16 => decode_f32(Dtype::F16, &row.data, &mut out),
+            Stored::Raw if row.dtype.is_float() => decode_f32(row.dtype, &row.data, &mut out),
+            Stored::Raw => {
                 return Err(AqError::dtype(
                     name,
                     format!("is a {} tensor, not a float tensor; read its raw bytes instead", row.dtype.name()),
@@ -199,7 +195,7 @@ impl QuantizedFile {
         if !row.dtype.is_float() {
             return Ok(row.data.clone());
         }
-        if row.storage == Storage::F16 && float == Dtype::F16 {
+        if row.stored == Stored::F16 && float == Dtype::F16 {
             return Ok(row.data.clone());
         }
         let values = self.dequantize(name)?;
@@ -207,6 +203,15 @@ impl QuantizedFile {
             Dtype::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_bits().to_le_bytes()).collect(),
             _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         })
+    }
+}
+
+/// The float dtype a file is exported as, from a user string ('f32' or 'f16').
+pub fn parse_export_dtype(s: &str) -> Result<Dtype> {
+    match s.to_ascii_lowercase().as_str() {
+        "f32" | "float32" => Ok(Dtype::F32),
+        "f16" | "float16" => Ok(Dtype::F16),
+        _ => Err(AqError::config("dtype", format!("'{s}'"), "'f32' or 'f16'")),
     }
 }
 
@@ -247,23 +252,37 @@ fn read_batch(batch: &RecordBatch, rows: &mut Vec<TensorRow>) -> Result<()> {
         let shape_v = shape_v.as_any().downcast_ref::<UInt64Array>().expect("checked").values().to_vec();
         let dtype_s = dtype.value(i);
         let storage_s = storage.value(i);
-        rows.push(TensorRow {
-            dtype: Dtype::parse(dtype_s)
-                .ok_or_else(|| perr(format!("tensor '{row_name}': unknown dtype '{dtype_s}'")))?,
-            storage: Storage::parse(storage_s)
-                .ok_or_else(|| perr(format!("tensor '{row_name}': unknown storage '{storage_s}'")))?,
-            shape: shape_v,
-            requested_bits: opt(requested_bits.is_valid(i), requested_bits.value(i)),
+        let row_dtype =
+            Dtype::parse(dtype_s).ok_or_else(|| perr(format!("tensor '{row_name}': unknown dtype '{dtype_s}'")))?;
+        let storage = Storage::parse(storage_s)
+            .ok_or_else(|| perr(format!("tensor '{row_name}': unknown storage '{storage_s}'")))?;
+        let parts = StoredColumns {
+            storage,
             bits: opt(bits.is_valid(i), bits.value(i)),
             group_size: opt(group_size.is_valid(i), group_size.value(i)),
-            data: data.value(i).to_vec(),
-            data_crc32: crc.value(i),
             scales: f16s(scales, i, "scales")?,
             mins: f16s(mins, i, "mins")?,
-            cosine: opt(cosine.is_valid(i), cosine.value(i)),
-            snr_db: opt(snr.is_valid(i), snr.value(i)),
-            rel_rmse: opt(rel.is_valid(i), rel.value(i)),
-            max_abs_error: opt(maxe.is_valid(i), maxe.value(i)),
+        };
+        let metric_columns = [cosine, snr, rel, maxe].map(|c| opt(c.is_valid(i), c.value(i)));
+        let metrics = match metric_columns {
+            [Some(cosine), Some(snr_db), Some(rel_rmse), Some(max_abs_error)] => {
+                Some(Metrics { cosine, snr_db, rel_rmse, max_abs_error })
+            }
+            [None, None, None, None] => None,
+            _ => {
+                return Err(perr(format!(
+                    "tensor '{row_name}': cosine, snr_db, rel_rmse and max_abs_error must be all set or all null"
+                )))
+            }
+        };
+        rows.push(TensorRow {
+            stored: parts.into_stored(&row_name, &shape_v, row_dtype)?,
+            dtype: row_dtype,
+            shape: shape_v,
+            requested_bits: opt(requested_bits.is_valid(i), requested_bits.value(i)),
+            data: data.value(i).to_vec(),
+            data_crc32: crc.value(i),
+            metrics,
             reason: reason.value(i).to_string(),
             weighted_snr_db: weighted.and_then(|w| opt(w.is_valid(i), w.value(i))),
             time_groups: read_time_groups(time_groups, i, &row_name)?,
@@ -315,6 +334,71 @@ fn read_spatial(st: &StructArray, i: usize, tensor: &str) -> Result<Option<Spati
     }))
 }
 
+/// The storage columns of one row as read, before they are checked to form a [`Stored`].
+struct StoredColumns {
+    storage: Storage,
+    bits: Option<u8>,
+    group_size: Option<u32>,
+    scales: Option<Vec<u16>>,
+    mins: Option<Vec<u16>>,
+}
+
+impl StoredColumns {
+    /// The stored form these columns describe, or `E_PARQUET` naming what does not fit: a
+    /// quantized row has a width, a supported group size and one scale and min per group; f16
+    /// and raw rows have no group params.
+    fn into_stored(self, name: &str, shape: &[u64], dtype: Dtype) -> Result<Stored> {
+        let bad = |what: String| perr(format!("tensor '{name}': {what}"));
+        let has_params = self.group_size.is_some() || self.scales.is_some() || self.mins.is_some();
+        if self.storage != Storage::Quantized && has_params {
+            return Err(bad(format!("{} storage with group_size, scales or mins", self.storage.as_str())));
+        }
+        match self.storage {
+            Storage::Quantized => {
+                let width = self
+                    .bits
+                    .and_then(Width::from_bits)
+                    .ok_or_else(|| bad(format!("quantized with bits {:?}", self.bits)))?;
+                let g = self.group_size.unwrap_or(0) as usize;
+                if g == 0 || g > MAX_GROUP || !(g * width.bits() as usize).is_multiple_of(8) {
+                    return Err(bad(format!("group_size {:?} is not supported", self.group_size)));
+                }
+                let numel = shape
+                    .iter()
+                    .try_fold(1u64, |a, &d| a.checked_mul(d))
+                    .ok_or_else(|| bad("shape overflows".into()))?;
+                if numel == 0 {
+                    return Err(bad("quantized tensor has no elements".into()));
+                }
+                let groups = Layout::for_shape(shape, g).groups();
+                for (what, v) in [("scales", &self.scales), ("mins", &self.mins)] {
+                    let n = v.as_ref().map(|v| v.len());
+                    if n != Some(groups) {
+                        return Err(bad(format!(
+                            "{what} has {n:?} values, expected {groups} (rows × ceil(row_len / group_size))"
+                        )));
+                    }
+                }
+                let (scales, mins) = (self.scales.expect("checked"), self.mins.expect("checked"));
+                Ok(Stored::Quantized { width, group_size: g as u32, scales, mins })
+            }
+            Storage::F16 => {
+                if !dtype.is_float() {
+                    return Err(bad(format!("f16 storage of a {} tensor", dtype.name())));
+                }
+                if !matches!(self.bits, None | Some(16)) {
+                    return Err(bad(format!("f16 storage with bits {:?}", self.bits)));
+                }
+                Ok(Stored::F16)
+            }
+            Storage::Raw => match self.bits {
+                None => Ok(Stored::Raw),
+                Some(b) => Err(bad(format!("raw storage with bits {b}"))),
+            },
+        }
+    }
+}
+
 /// The invariants of docs/FORMAT.md for one row.
 fn check_row(row: &TensorRow) -> Result<()> {
     let bad = |what: String| perr(format!("tensor '{}': {what}", row.name));
@@ -323,45 +407,19 @@ fn check_row(row: &TensorRow) -> Result<()> {
     if crc32fast::hash(&row.data) != row.data_crc32 {
         return Err(bad("data does not match its data_crc32 (damaged file)".into()));
     }
-    let expected = match row.storage {
-        Storage::Quantized => {
-            let bits = row
-                .bits
-                .filter(|b| [2, 4, 8].contains(b))
-                .ok_or_else(|| bad(format!("quantized with bits {:?}", row.bits)))?;
-            let g = row.group_size.unwrap_or(0) as usize;
-            if g == 0 || g > MAX_GROUP || !(g * bits as usize).is_multiple_of(8) {
-                return Err(bad(format!("group_size {:?} is not supported", row.group_size)));
-            }
-            if numel == 0 {
-                return Err(bad("quantized tensor has no elements".into()));
-            }
-            let layout = Layout::for_shape(&row.shape, g);
-            let groups = layout.groups();
-            for (what, v) in [("scales", &row.scales), ("mins", &row.mins)] {
-                let n = v.as_ref().map(|v| v.len());
-                if n != Some(groups) {
-                    return Err(bad(format!(
-                        "{what} has {n:?} values, expected {groups} (rows × ceil(row_len / group_size))"
-                    )));
-                }
-            }
-            layout.codes_len(bits) as u64
+    let expected = match &row.stored {
+        Stored::Quantized { width, group_size, .. } => {
+            Layout::for_shape(&row.shape, *group_size as usize).codes_len(*width) as u64
         }
-        Storage::F16 => {
-            if !row.dtype.is_float() {
-                return Err(bad(format!("f16 storage of a {} tensor", row.dtype.name())));
-            }
-            numel * 2
-        }
-        Storage::Raw => numel * row.dtype.size_bytes() as u64,
+        Stored::F16 => numel * 2,
+        Stored::Raw => numel * row.dtype.size_bytes() as u64,
     };
     if row.data.len() as u64 != expected {
         return Err(bad(format!("data has {} bytes, expected {expected} for its shape and storage", row.data.len())));
     }
     if let Some(sp) = &row.spatial {
         let channels = ChannelLayout::for_shape(&row.shape).map(|c| c.input);
-        if row.storage != Storage::Quantized || channels != Some(sp.scales.len()) {
+        if row.stored.storage() != Storage::Quantized || channels != Some(sp.scales.len()) {
             return Err(bad(format!(
                 "spatial.equalization_scales has {} values; expected one per input channel ({channels:?}) of a quantized row",
                 sp.scales.len()

@@ -9,15 +9,17 @@ use serde::Serialize;
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
-use crate::config::{Profile, QuantConfig};
-use crate::dtype::Dtype;
 use crate::error::Result;
-use crate::modality::detect;
-use crate::pipeline::{quantize_layer, LayerContext, MIN_ROW_LEN};
-use crate::quant::tensor::{decode_all, dequantize_parts, Layout, Source};
-use crate::report::Storage;
-use crate::safetensors::{Header, TensorInfo};
-use crate::spatial::{undo_equalization, ChannelLayout};
+use crate::format::parquet::{Storage, Stored};
+use crate::format::safetensors::{Header, TensorInfo};
+use crate::pipeline::decision::MIN_ROW_LEN;
+use crate::pipeline::layer::{quantize_layer, LayerContext};
+use crate::policy::config::{Profile, QuantConfig};
+use crate::policy::modality::{detect, Modality};
+use crate::policy::width::{requested_width, LayerWidth};
+use crate::quant::dtype::{decode_f32, Dtype};
+use crate::quant::layout::{undo_equalization, ChannelLayout, Layout};
+use crate::quant::tensor::{decode_all, dequantize_parts, Source};
 
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
@@ -51,19 +53,15 @@ pub struct ModelSummary {
 }
 
 /// Stored bytes of one tensor under `cfg` at its requested width, without running it.
-fn estimated_bytes(cfg: &QuantConfig, t: &TensorInfo, modality: Option<crate::config::Modality>) -> u64 {
-    if !t.dtype.is_float() || t.shape.len() < 2 {
+fn estimated_bytes(cfg: &QuantConfig, t: &TensorInfo, modality: Option<Modality>) -> u64 {
+    if !t.is_weight() {
         return t.byte_len();
     }
-    let (mut bits, decided) = cfg.bits_for(&t.name);
-    if decided.is_none() && cfg.sensitive_match(modality, &t.name).is_some() {
-        bits = cfg.sensitive_bits;
-    }
     let layout = Layout::for_shape(&t.shape, cfg.group_size as usize);
-    if bits == 16 || layout.row_len < MIN_ROW_LEN {
-        return 2 * t.numel();
+    match requested_width(cfg, modality, &t.name, None).width {
+        LayerWidth::Codes(w) if layout.row_len >= MIN_ROW_LEN => (layout.codes_len(w) + 4 * layout.groups()) as u64,
+        _ => 2 * t.numel(),
     }
-    (layout.codes_len(bits) + 4 * layout.groups()) as u64
 }
 
 pub fn describe(header: &Header, configured: Option<&QuantConfig>) -> ModelSummary {
@@ -98,12 +96,12 @@ pub fn describe(header: &Header, configured: Option<&QuantConfig>) -> ModelSumma
     ModelSummary {
         tensors: header.tensors.len() as u32,
         params: header.tensors.iter().map(|t| t.numel()).sum(),
-        weights: header.tensors.iter().filter(|t| t.dtype.is_float() && t.shape.len() >= 2).count() as u32,
+        weights: header.tensors.iter().filter(|t| t.is_weight()).count() as u32,
         tensor_bytes: header.tensor_bytes(),
         dtypes,
         largest_tensor: largest.map(|t| t.name.clone()).unwrap_or_default(),
         largest_tensor_bytes: largest.map_or(0, |t| t.byte_len()),
-        modality: det.modality.map_or("unknown", |m| m.as_str()).to_string(),
+        modality: det.name().to_string(),
         modality_source: det.source.to_string(),
         modality_rule: det.rule,
         estimates,
@@ -138,8 +136,8 @@ pub fn error_histogram(
     let row = &out.row;
     let numel = info.numel() as usize;
     let exact = || ErrorHistogram {
-        storage: row.storage,
-        bits: row.bits,
+        storage: row.stored.storage(),
+        bits: row.stored.bits(),
         limit: 0.0,
         counts: {
             let mut c = vec![0; bins];
@@ -149,22 +147,20 @@ pub fn error_histogram(
         rmse: 0.0,
         weight_absmax: 0.0,
     };
-    if row.storage == Storage::Raw || !info.dtype.is_float() {
+    if row.stored == Stored::Raw || !info.dtype.is_float() {
         return Ok(exact());
     }
     let w = decode_all(Source { name: &info.name, dtype: info.dtype, bytes }, numel)?;
     let mut w_hat = vec![0f32; numel];
-    match row.storage {
-        Storage::Quantized => {
-            let (Some(b), Some(g), Some(s), Some(m)) = (row.bits, row.group_size, &row.scales, &row.mins) else {
-                unreachable!("a quantized row has its params")
-            };
-            dequantize_parts(b, Layout::for_shape(&row.shape, g as usize), &row.data, s, m, &mut w_hat);
+    match &row.stored {
+        Stored::Quantized { width, group_size, scales, mins } => {
+            let layout = Layout::for_shape(&row.shape, *group_size as usize);
+            dequantize_parts(*width, layout, &row.data, scales, mins, &mut w_hat);
             if let (Some(sp), Some(cl)) = (&row.spatial, ChannelLayout::for_shape(&row.shape)) {
                 undo_equalization(&mut w_hat, cl, &sp.scales);
             }
         }
-        _ => crate::dtype::decode_f32(Dtype::F16, &row.data, &mut w_hat),
+        _ => decode_f32(Dtype::F16, &row.data, &mut w_hat),
     }
     let limit = w.iter().zip(&w_hat).map(|(a, b)| (b - a).abs() as f64).fold(0.0, f64::max);
     if limit == 0.0 {
@@ -179,8 +175,8 @@ pub fn error_histogram(
         counts[k.min(bins - 1)] += 1;
     }
     Ok(ErrorHistogram {
-        storage: row.storage,
-        bits: row.bits,
+        storage: row.stored.storage(),
+        bits: row.stored.bits(),
         limit,
         counts,
         rmse: (sq / numel as f64).sqrt(),
@@ -191,7 +187,7 @@ pub fn error_histogram(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::safetensors::parse_header;
+    use crate::format::safetensors::parse_header;
 
     fn model() -> Vec<u8> {
         let specs = vec![
@@ -200,7 +196,7 @@ mod tests {
             ("up_blocks.0.attn.to_q.weight".to_string(), Dtype::F32, vec![64, 64]),
             ("up_blocks.0.attn.to_q.bias".to_string(), Dtype::F32, vec![64]),
         ];
-        let mut out = crate::safetensors::write_header(&specs, &Default::default());
+        let mut out = crate::format::safetensors::write_header(&specs, &Default::default());
         let n: u64 = specs.iter().map(|s| s.2.iter().product::<u64>()).sum();
         for i in 0..n {
             out.extend_from_slice(&(((i * 7919) % 255) as f32 / 100.0 - 1.2).to_le_bytes());
@@ -232,8 +228,8 @@ mod tests {
         let run = quantize_layer(&cfg, t, &bytes[a as usize..b as usize], LayerContext::default()).unwrap();
         let hist = error_histogram(&cfg, t, &bytes[a as usize..b as usize], LayerContext::default(), 33).unwrap();
         assert_eq!(hist.counts.iter().sum::<u64>(), t.numel());
-        assert_eq!(hist.bits, run.row.bits);
-        let rel = run.row.rel_rmse.unwrap();
+        assert_eq!(hist.bits, run.row.stored.bits());
+        let rel = run.row.metrics.unwrap().rel_rmse;
         let sww: f64 = (0..t.numel() as usize)
             .map(|i| f32::from_le_bytes(bytes[a as usize + 4 * i..a as usize + 4 * i + 4].try_into().unwrap()) as f64)
             .map(|x| x * x)

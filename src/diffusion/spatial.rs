@@ -16,39 +16,12 @@
 //! per-timestep channel maxima they are aggregated over timesteps first (DiTAS's temporal
 //! aggregation), so one scale vector serves every timestep.
 
-use crate::calibration::LayerStats;
-use crate::timegroups::StepRange;
+use crate::diffusion::calibration::LayerStats;
+use crate::diffusion::timegroups::StepRange;
+use crate::quant::layout::ChannelLayout;
 
 pub const SCALE_MIN: f32 = 1.0 / 16384.0;
 pub const SCALE_MAX: f32 = 16384.0;
-
-/// How a weight's elements map to input channels: `[out, in, inner…]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChannelLayout {
-    pub out: usize,
-    pub input: usize,
-    /// Elements per (out, in) pair: kh·kw for a conv, 1 for a Linear.
-    pub inner: usize,
-}
-
-impl ChannelLayout {
-    /// `None` for shapes without an input-channel axis (fewer than 2 dims).
-    pub fn for_shape(shape: &[u64]) -> Option<Self> {
-        match shape {
-            [o, i, rest @ ..] => Some(ChannelLayout {
-                out: *o as usize,
-                input: *i as usize,
-                inner: rest.iter().product::<u64>() as usize,
-            }),
-            _ => None,
-        }
-    }
-    /// Input channel of flat (row-major) element `k`.
-    #[inline]
-    pub fn channel_of(&self, k: usize) -> usize {
-        (k / self.inner) % self.input
-    }
-}
 
 /// max |W_:,j| per input channel.
 pub fn weight_channel_absmax(w: &[f32], cl: ChannelLayout) -> Vec<f32> {
@@ -73,18 +46,6 @@ pub fn equalization_scales(act_absmax: &[f32], weight_absmax: &[f32], alpha: f32
             (s as f32).clamp(SCALE_MIN, SCALE_MAX)
         })
         .collect()
-}
-
-/// W' = W · diag(s) over the input channels (f32 multiply).
-pub fn equalize(w: &[f32], cl: ChannelLayout, s: &[f32]) -> Vec<f32> {
-    w.iter().enumerate().map(|(k, &x)| x * s[cl.channel_of(k)]).collect()
-}
-
-/// Undo in place: Ŵ = Ŵ' / s_j (f32 division, as docs/FORMAT.md prescribes for readers).
-pub fn undo_equalization(w: &mut [f32], cl: ChannelLayout, s: &[f32]) {
-    for (k, x) in w.iter_mut().enumerate() {
-        *x /= s[cl.channel_of(k)];
-    }
 }
 
 /// Activation-weighted error: each input channel's weight error counts with a_j², the power of
@@ -151,6 +112,7 @@ pub fn step_ranges(stats: &LayerStats, scales: Option<&[f32]>) -> Vec<StepRange>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::layout::{equalize, undo_equalization};
     use proptest::prelude::*;
 
     #[test]

@@ -1,0 +1,157 @@
+//! One row of the file: a stored tensor, its params and its quality columns, with the stored form
+//! as a type — a quantized row always has its width, group size, scales and mins; f16 and raw rows
+//! have none of them.
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(target_arch = "wasm32")]
+use tsify::Tsify;
+
+use crate::diffusion::timegroups::TimeGroup;
+use crate::format::safetensors::TensorInfo;
+use crate::quant::dtype::Dtype;
+use crate::quant::metrics::ErrorSums;
+use crate::quant::width::Width;
+
+/// How a tensor is stored (the `storage` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// Packed 2/4/8-bit codes with f16 scale and min per group.
+    Quantized,
+    /// IEEE half precision, little-endian.
+    F16,
+    /// The source bytes unchanged (non-float tensors, 1-D tensors, values beyond f16).
+    Raw,
+}
+
+impl Storage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::Quantized => "quantized",
+            Storage::F16 => "f16",
+            Storage::Raw => "raw",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "quantized" => Some(Storage::Quantized),
+            "f16" => Some(Storage::F16),
+            "raw" => Some(Storage::Raw),
+            _ => None,
+        }
+    }
+}
+
+/// What `data` holds, with what a reader needs to decode it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    /// Packed codes, every row starting on a byte; one f16 scale and min per group (bit patterns,
+    /// row-major).
+    Quantized { width: Width, group_size: u32, scales: Vec<u16>, mins: Vec<u16> },
+    /// Little-endian f16 values.
+    F16,
+    /// The source bytes in the source dtype.
+    Raw,
+}
+
+impl Stored {
+    pub fn storage(&self) -> Storage {
+        match self {
+            Stored::Quantized { .. } => Storage::Quantized,
+            Stored::F16 => Storage::F16,
+            Stored::Raw => Storage::Raw,
+        }
+    }
+    /// The `bits` column: 2/4/8 for codes, 16 for f16, none for raw.
+    pub fn bits(&self) -> Option<u8> {
+        match self {
+            Stored::Quantized { width, .. } => Some(width.bits()),
+            Stored::F16 => Some(16),
+            Stored::Raw => None,
+        }
+    }
+    pub fn group_size(&self) -> Option<u32> {
+        match self {
+            Stored::Quantized { group_size, .. } => Some(*group_size),
+            _ => None,
+        }
+    }
+    /// f16 params (scales and mins) stored beside the data.
+    pub fn params_len(&self) -> usize {
+        match self {
+            Stored::Quantized { scales, mins, .. } => scales.len() + mins.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Error of the stored values against the source (the quality columns; none for raw rows).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Metrics {
+    pub cosine: f64,
+    pub snr_db: f64,
+    pub rel_rmse: f64,
+    pub max_abs_error: f64,
+}
+
+impl From<&ErrorSums> for Metrics {
+    fn from(s: &ErrorSums) -> Self {
+        Metrics { cosine: s.cosine(), snr_db: s.snr_db(), rel_rmse: s.rel_rmse(), max_abs_error: s.max_abs }
+    }
+}
+
+/// The `spatial` column of one row (docs/FORMAT.md section 4.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpatialMeta {
+    pub enabled: bool,
+    pub channel_equalization: bool,
+    /// Activation statistics fed the scales (α > 0): the activations' outliers were migrated.
+    pub activation_smoothing: bool,
+    pub alpha: f32,
+    /// s_j per input channel: stored weights are W·diag(s); inference divides activations by s.
+    pub scales: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorRow {
+    pub name: String,
+    pub shape: Vec<u64>,
+    /// The source dtype.
+    pub dtype: Dtype,
+    /// Width asked for (2/4/8/16); none for tensors never meant to be quantized.
+    pub requested_bits: Option<u8>,
+    pub stored: Stored,
+    pub data: Vec<u8>,
+    pub data_crc32: u32,
+    pub metrics: Option<Metrics>,
+    pub reason: String,
+    /// Σ_j a_j²·Σ W² over Σ_j a_j²·Σ (Ŵ−W)² in dB, when channel activation maxima exist.
+    pub weighted_snr_db: Option<f64>,
+    /// Per-timestep-group activation params (layers with calibration data).
+    pub time_groups: Option<Vec<TimeGroup>>,
+    /// Channel equalization applied to the stored weights.
+    pub spatial: Option<SpatialMeta>,
+}
+
+impl TensorRow {
+    pub fn numel(&self) -> u64 {
+        self.shape.iter().product()
+    }
+    /// The source tensor this row came from (offsets relative to a file of this tensor alone).
+    pub fn source_info(&self) -> TensorInfo {
+        TensorInfo {
+            name: self.name.clone(),
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            begin: 0,
+            end: self.numel() * self.dtype.size_bytes() as u64,
+        }
+    }
+
+    /// Bytes of data + scales + mins, before Parquet encoding and compression.
+    pub fn stored_bytes(&self) -> u64 {
+        (self.data.len() + 2 * self.stored.params_len()) as u64
+    }
+}

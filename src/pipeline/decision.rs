@@ -1,0 +1,191 @@
+//! How one tensor was stored and why, as a value. The report's `reason` (and the file's
+//! `reason` column) is rendered from it; code that needs to know what happened (the size
+//! planner, the report counts) matches on it instead of reading the text.
+
+use crate::diffusion::timegroups::TimeGrouping;
+use crate::policy::width::{Requested, WidthRule};
+use crate::quant::dtype::Dtype;
+use crate::quant::width::Width;
+
+/// Rows shorter than this are not group-quantized: a group of a few values costs 4 bytes of
+/// params, more than the values themselves.
+pub const MIN_ROW_LEN: usize = 8;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Not a float tensor: its bytes as they are.
+    NonFloat { dtype: Dtype },
+    /// A bias, norm or scalar (0-D or 1-D): unquantized.
+    NotMatrix { dims: usize },
+    /// A weight: what was asked for, what was stored, and notes on the diffusion features.
+    Weight(WeightDecision),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightDecision {
+    pub requested: Requested,
+    pub outcome: Outcome,
+    /// Channel equalization, when calibration statistics exist for the layer and it was asked for.
+    pub spatial: Option<SpatialNote>,
+    /// Time groups, when the layer has calibration statistics and time-aware is on.
+    pub time: Option<TimeNote>,
+}
+
+/// One width that missed `minAccuracy` on the way up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Miss {
+    pub width: Width,
+    pub cosine: f64,
+}
+
+/// Widths that missed `minAccuracy`, with the threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fallback {
+    pub misses: Vec<Miss>,
+    pub min_accuracy: f64,
+}
+
+impl Fallback {
+    /// "2-bit cosine 0.91234, 4-bit cosine 0.98000 < minAccuracy 0.99"
+    pub(crate) fn describe(&self) -> String {
+        let misses: Vec<String> =
+            self.misses.iter().map(|m| format!("{}-bit cosine {:.5}", m.width.bits(), m.cosine)).collect();
+        format!("{} < minAccuracy {}", misses.join(", "), self.min_accuracy)
+    }
+}
+
+/// Why a weight ended up as f16.
+#[derive(Debug, Clone, PartialEq)]
+pub enum F16Why {
+    /// Asked for (16 in `layerBitWidths`, `sensitiveBits` or a plan).
+    Requested,
+    /// Rows shorter than [`MIN_ROW_LEN`].
+    RowsTooShort { row_len: usize },
+    /// Every width missed `minAccuracy`.
+    FallbackExhausted(Fallback),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Packed codes at `width`, after the widths in `fallback` (if any) missed `minAccuracy`.
+    Quantized {
+        width: Width,
+        fallback: Option<Fallback>,
+    },
+    F16(F16Why),
+    /// f16 was the choice but a value is beyond its range: the source bytes.
+    RawBeyondF16(F16Why),
+    /// A group's params cannot be held in f16 (values beyond ±65504): the source bytes.
+    RawBeyondParams,
+}
+
+/// What channel equalization did for a quantized layer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpatialNote {
+    Applied {
+        channels: usize,
+        alpha: f64,
+        scale_min: f32,
+        scale_max: f32,
+    },
+    /// Statistics exist but could not be used (the reason in words).
+    NotApplied(String),
+}
+
+/// The time groups a layer got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeNote {
+    pub groups: usize,
+    pub grouping: TimeGrouping,
+    pub timesteps: usize,
+    /// The calibration layer the statistics came from.
+    pub layer: String,
+    /// The ranges are of the equalized activations X/s.
+    pub equalized: bool,
+    /// Timestep indices without data.
+    pub missing: Vec<usize>,
+    /// The fewest samples any timestep had, when below what `calibrationSamples` asks for.
+    pub few_samples: Option<(u64, u32)>,
+}
+
+/// The first `limit` items joined by `sep`, then " and N more" — for messages that must stay short.
+pub fn short_list<T: std::fmt::Display>(items: &[T], limit: usize, sep: &str) -> String {
+    let shown: Vec<String> = items.iter().take(limit).map(|t| t.to_string()).collect();
+    let more = if items.len() > limit { format!(" and {} more", items.len() - limit) } else { String::new() };
+    format!("{}{more}", shown.join(sep))
+}
+
+impl Decision {
+    /// Whether a size plan's width was the one stored (the planner measures such layers).
+    pub fn stored_as_planned(&self) -> bool {
+        matches!(
+            self,
+            Decision::Weight(WeightDecision {
+                requested: Requested { rule: WidthRule::Planned, .. },
+                outcome: Outcome::Quantized { .. },
+                ..
+            })
+        )
+    }
+
+    /// The reason in words: the rule that fired, every fallback step, what the diffusion
+    /// features did.
+    pub fn reason(&self) -> String {
+        match self {
+            Decision::NonFloat { dtype } => format!("non-float dtype {}: stored as is", dtype.name()),
+            Decision::NotMatrix { dims } => format!("{dims}-D tensor (bias, norm or scalar): stored unquantized"),
+            Decision::Weight(w) => w.reason(),
+        }
+    }
+}
+
+impl WeightDecision {
+    fn reason(&self) -> String {
+        let rule = self.requested.describe();
+        let f16 = |why: &F16Why| match why {
+            F16Why::Requested => format!("{rule}: kept as f16"),
+            F16Why::RowsTooShort { row_len } => {
+                format!("rows of {row_len} elements are too short to group (< {MIN_ROW_LEN}): kept as f16")
+            }
+            F16Why::FallbackExhausted(f) => format!("{rule}; fallback: {}: kept as f16", f.describe()),
+        };
+        let mut out = match &self.outcome {
+            Outcome::Quantized { fallback: None, .. } => rule.clone(),
+            Outcome::Quantized { fallback: Some(f), .. } => format!("{rule}; fallback: {}", f.describe()),
+            Outcome::F16(why) => f16(why),
+            Outcome::RawBeyondF16(why) => format!("{}; values beyond the f16 range, stored as source bytes", f16(why)),
+            Outcome::RawBeyondParams => "values beyond ±65504 cannot have f16 scales: stored as source bytes".into(),
+        };
+        match &self.spatial {
+            Some(SpatialNote::Applied { channels, alpha, scale_min, scale_max }) => out.push_str(&format!(
+                "; spatial: {channels} input channels equalized (alpha {alpha}, s in [{scale_min:.4}, {scale_max:.4}])"
+            )),
+            Some(SpatialNote::NotApplied(why)) => out.push_str(&format!("; spatial: not applied ({why})")),
+            None => {}
+        }
+        if let Some(t) = &self.time {
+            out.push_str(&format!(
+                "; time-aware: {} {} group(s) over {} timesteps from calibration layer '{}'",
+                t.groups,
+                t.grouping.as_str(),
+                t.timesteps,
+                t.layer
+            ));
+            if t.equalized {
+                out.push_str(" (ranges of the equalized activations X/s)");
+            }
+            if !t.missing.is_empty() {
+                out.push_str(&format!(
+                    ", no data at timestep index(es) {} (they use their group's params)",
+                    short_list(&t.missing, 8, ", ")
+                ));
+            }
+            if let Some((fewest, asked)) = t.few_samples {
+                out.push_str(&format!(
+                    ", as few as {fewest} samples per timestep (calibrationSamples asks for {asked})"
+                ));
+            }
+        }
+        out
+    }
+}

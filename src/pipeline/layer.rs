@@ -1,0 +1,282 @@
+//! One tensor: decide how it is stored (policy), quantize it, measure what was stored, fall back
+//! to a wider width while it misses `minAccuracy`, and record the row with its [`Decision`].
+
+use crate::diffusion::calibration::LayerStats;
+use crate::diffusion::spatial::{equalization_scales, snr_db, step_ranges, weight_channel_absmax, weighted_error};
+use crate::diffusion::timegroups::time_groups;
+use crate::error::{AqError, Result};
+use crate::format::parquet::{Metrics, SpatialMeta, Stored, TensorRow};
+use crate::format::safetensors::TensorInfo;
+use crate::pipeline::decision::{
+    Decision, F16Why, Fallback, Miss, Outcome, SpatialNote, TimeNote, WeightDecision, MIN_ROW_LEN,
+};
+use crate::policy::config::QuantConfig;
+use crate::policy::modality::Modality;
+use crate::policy::width::{requested_width, LayerWidth, Requested};
+use crate::quant::dtype::{Dtype, F16_MAX};
+use crate::quant::layout::{equalize, undo_equalization, ChannelLayout, Layout};
+use crate::quant::metrics::ErrorSums;
+use crate::quant::tensor::{decode_all, dequantize, layout_error_sums, quantize_source, store_f16, Source};
+use crate::quant::width::Width;
+
+/// A stored tensor, the error sums of what was stored (for the model summary), and why.
+#[derive(Debug, Clone)]
+pub struct LayerOutcome {
+    pub row: TensorRow,
+    pub sums: Option<ErrorSums>,
+    pub decision: Decision,
+}
+
+/// What the quantizer knows about a tensor beyond its bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerContext<'a> {
+    pub cal: Option<LayerCalibration<'a>>,
+    /// The model's modality (selects the default sensitive-layer patterns).
+    pub modality: Option<Modality>,
+    /// Width chosen by a size plan (`targetSizeMb`): stored exactly, without fallback.
+    pub planned_bits: Option<u8>,
+}
+
+/// Calibration statistics matched to one weight tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerCalibration<'a> {
+    /// The calibration's layer name (`L` for the weight `L.weight`).
+    pub layer: &'a str,
+    pub stats: &'a LayerStats,
+}
+
+/// A row before its reason is rendered. `crc32` of `data` when already known (the quantizer
+/// computes it in parallel), else hashed here.
+fn row(info: &TensorInfo, stored: Stored, requested: Option<u8>, data: Vec<u8>, crc32: Option<u32>) -> TensorRow {
+    TensorRow {
+        name: info.name.clone(),
+        shape: info.shape.clone(),
+        dtype: info.dtype,
+        requested_bits: requested,
+        stored,
+        data_crc32: crc32.unwrap_or_else(|| crc32fast::hash(&data)),
+        data,
+        metrics: None,
+        reason: String::new(),
+        weighted_snr_db: None,
+        time_groups: None,
+        spatial: None,
+    }
+}
+
+/// A weight's row, its error sums and what happened, before the time note completes the decision.
+struct WeightRow {
+    row: TensorRow,
+    sums: Option<ErrorSums>,
+    outcome: Outcome,
+    spatial: Option<SpatialNote>,
+}
+
+fn raw(info: &TensorInfo, bytes: &[u8], requested: Option<u8>) -> TensorRow {
+    row(info, Stored::Raw, requested, bytes.to_vec(), None)
+}
+
+/// f16 storage, or the source bytes when a value does not fit f16.
+fn f16_or_raw(info: &TensorInfo, src: Source, requested: u8, why: F16Why) -> Result<WeightRow> {
+    let Some((data, sums)) = store_f16(src, info.numel() as usize)? else {
+        let row = raw(info, src.bytes, Some(requested));
+        return Ok(WeightRow { row, sums: None, outcome: Outcome::RawBeyondF16(why), spatial: None });
+    };
+    let mut row = row(info, Stored::F16, Some(requested), data, None);
+    row.metrics = Some(Metrics::from(&sums));
+    Ok(WeightRow { row, sums: Some(sums), outcome: Outcome::F16(why), spatial: None })
+}
+
+/// The equalization chosen for one layer: scales, the weights they apply to.
+struct Equalization {
+    channels: ChannelLayout,
+    scales: Vec<f32>,
+    /// The source weights as f32 (what metrics compare against).
+    original: Vec<f32>,
+    /// W·diag(s) as little-endian f32 bytes (what is quantized).
+    equalized_bytes: Vec<u8>,
+}
+
+/// Decide whether channel equalization applies to this weight; `Err(note)` says why not.
+fn plan_equalization(
+    cfg: &QuantConfig,
+    info: &TensorInfo,
+    src: Source,
+    cal: LayerCalibration,
+) -> Result<std::result::Result<Equalization, String>> {
+    let Some(act) = cal.stats.channel_absmax.as_deref() else {
+        return Ok(Err(format!("calibration layer '{}' has no channel_absmax", cal.layer)));
+    };
+    let Some(channels) = ChannelLayout::for_shape(&info.shape) else {
+        return Ok(Err("not a weight with an input-channel axis".into()));
+    };
+    if channels.input != act.len() {
+        return Ok(Err(format!(
+            "channel_absmax has {} channels but the weight has {} input channels",
+            act.len(),
+            channels.input
+        )));
+    }
+    let original = decode_all(src, info.numel() as usize)?;
+    let scales = equalization_scales(act, &weight_channel_absmax(&original, channels), cfg.spatial_alpha as f32);
+    let equalized = equalize(&original, channels, &scales);
+    if equalized.iter().any(|x| x.abs() > F16_MAX) {
+        return Ok(Err("equalized weights would exceed the f16 range of group params".into()));
+    }
+    let equalized_bytes = equalized.iter().flat_map(|x| x.to_le_bytes()).collect();
+    Ok(Ok(Equalization { channels, scales, original, equalized_bytes }))
+}
+
+/// Decide how one tensor is stored and do it. `bytes` are the tensor's bytes as in the file.
+pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: LayerContext) -> Result<LayerOutcome> {
+    if bytes.len() as u64 != info.byte_len() {
+        return Err(AqError::Safetensors(format!(
+            "tensor '{}': got {} bytes, the header says {}",
+            info.name,
+            bytes.len(),
+            info.byte_len()
+        )));
+    }
+    if !info.is_weight() {
+        let decision = match info.dtype.is_float() {
+            false => Decision::NonFloat { dtype: info.dtype },
+            true => Decision::NotMatrix { dims: info.shape.len() },
+        };
+        let mut row = raw(info, bytes, None);
+        row.reason = decision.reason();
+        return Ok(LayerOutcome { row, sums: None, decision });
+    }
+    let requested = requested_width(cfg, ctx.modality, &info.name, ctx.planned_bits);
+    let WeightRow { mut row, sums, outcome, spatial } = store_weight(cfg, info, bytes, &requested, ctx.cal)?;
+    let mut time = None;
+    if let (Some(cal), true) = (ctx.cal, cfg.enable_time_aware) {
+        let scales = row.spatial.as_ref().map(|s| s.scales.as_slice());
+        let ranges = step_ranges(cal.stats, scales);
+        let groups = time_groups(
+            &ranges,
+            cfg.num_time_groups as usize,
+            cfg.time_grouping,
+            cfg.time_smoothing as f32,
+            cfg.activation_bits,
+        );
+        let fewest = cal.stats.samples.iter().copied().filter(|&n| n > 0).min().unwrap_or(0);
+        time = Some(TimeNote {
+            groups: groups.len(),
+            grouping: cfg.time_grouping,
+            timesteps: ranges.len(),
+            layer: cal.layer.to_string(),
+            equalized: scales.is_some(),
+            missing: cal.stats.missing(),
+            few_samples: (fewest < cfg.calibration_samples as u64).then_some((fewest, cfg.calibration_samples)),
+        });
+        row.time_groups = Some(groups);
+    }
+    let decision = Decision::Weight(WeightDecision { requested, outcome, spatial, time });
+    row.reason = decision.reason();
+    Ok(LayerOutcome { row, sums, decision })
+}
+
+/// Storage of a ≥2-D float weight at its requested width: f16 when asked or when rows are too
+/// short to group, else quantization with the fallback chain, with channel equalization when
+/// enabled and calibrated.
+fn store_weight(
+    cfg: &QuantConfig,
+    info: &TensorInfo,
+    bytes: &[u8],
+    requested: &Requested,
+    cal: Option<LayerCalibration>,
+) -> Result<WeightRow> {
+    let src = Source { name: &info.name, dtype: info.dtype, bytes };
+    let asked = requested.width.bits();
+    let LayerWidth::Codes(first) = requested.width else {
+        return f16_or_raw(info, src, asked, F16Why::Requested);
+    };
+    let layout = Layout::for_shape(&info.shape, cfg.group_size as usize);
+    if layout.row_len < MIN_ROW_LEN {
+        return f16_or_raw(info, src, asked, F16Why::RowsTooShort { row_len: layout.row_len });
+    }
+    // Without calibration for this layer the model report already says spatial was not applied;
+    // a per-layer note is only worth it when statistics exist but cannot be used.
+    let (eq, mut spatial) = match cal.filter(|_| cfg.enable_spatial) {
+        Some(cal) => match plan_equalization(cfg, info, src, cal)? {
+            Ok(eq) => (Some(eq), None),
+            Err(why) => (None, Some(SpatialNote::NotApplied(why))),
+        },
+        None => (None, None),
+    };
+    let act_absmax = cal.and_then(|c| c.stats.channel_absmax.as_deref());
+    let qsrc = match &eq {
+        Some(e) => Source { name: &info.name, dtype: Dtype::F32, bytes: &e.equalized_bytes },
+        None => src,
+    };
+    // The activation-weighted error needs the source as f32; with equalization it is already
+    // decoded, otherwise decode it once here rather than per fallback width.
+    let weighted_channels = act_absmax.zip(ChannelLayout::for_shape(&info.shape)).filter(|(a, cl)| cl.input == a.len());
+    let decoded = match (&eq, weighted_channels) {
+        (None, Some(_)) => Some(decode_all(src, layout.numel())?),
+        _ => None,
+    };
+    let fall_back = requested.may_fall_back();
+    let mut misses: Vec<Miss> = Vec::new();
+    let widths = Width::ALL.into_iter().filter(|&w| w >= first).take(if fall_back { 3 } else { 1 });
+    for width in widths {
+        let search = cfg.scale_search.enabled_for(width.bits());
+        let Some((t, mut sums)) = quantize_source(qsrc, layout, width, search)? else {
+            let row = raw(info, bytes, Some(asked));
+            return Ok(WeightRow { row, sums: None, outcome: Outcome::RawBeyondParams, spatial: None });
+        };
+        // With equalization the metrics are of the weights as inference sees them: dequantized
+        // and divided back by s, against the original weights.
+        let mut w_hat = None;
+        if eq.is_some() || weighted_channels.is_some() {
+            let mut v = vec![0f32; layout.numel()];
+            dequantize(&t, &mut v);
+            if let Some(e) = &eq {
+                undo_equalization(&mut v, e.channels, &e.scales);
+                sums = layout_error_sums(&e.original, &v, layout);
+            }
+            w_hat = Some(v);
+        }
+        let cosine = sums.cosine();
+        if fall_back && cfg.min_accuracy > 0.0 && cosine < cfg.min_accuracy {
+            misses.push(Miss { width, cosine });
+            continue;
+        }
+        // Only the stored width needs its activation-weighted error.
+        let weighted = weighted_channels.zip(w_hat.as_deref()).map(|((a, cl), w_hat)| {
+            let original = eq.as_ref().map_or_else(|| decoded.as_deref().expect("decoded above"), |e| &e.original);
+            let (sig, err) = weighted_error(original, w_hat, cl, a);
+            snr_db(sig, err)
+        });
+        let stored = Stored::Quantized { width, group_size: cfg.group_size, scales: t.scales, mins: t.mins };
+        let mut row = row(info, stored, Some(asked), t.codes, Some(t.crc32));
+        row.weighted_snr_db = weighted;
+        row.metrics = Some(Metrics::from(&sums));
+        if let Some(e) = eq {
+            let (lo, hi) = e.scales.iter().fold((f32::INFINITY, 0f32), |(l, h), &s| (l.min(s), h.max(s)));
+            spatial = Some(SpatialNote::Applied {
+                channels: e.scales.len(),
+                alpha: cfg.spatial_alpha,
+                scale_min: lo,
+                scale_max: hi,
+            });
+            row.spatial = Some(SpatialMeta {
+                enabled: true,
+                channel_equalization: true,
+                activation_smoothing: cfg.spatial_alpha > 0.0,
+                alpha: cfg.spatial_alpha as f32,
+                scales: e.scales,
+            });
+        }
+        let fallback = (!misses.is_empty()).then_some(Fallback { misses, min_accuracy: cfg.min_accuracy });
+        return Ok(WeightRow { row, sums: Some(sums), outcome: Outcome::Quantized { width, fallback }, spatial });
+    }
+    let fallback = Fallback { misses, min_accuracy: cfg.min_accuracy };
+    if cfg.fail_fast {
+        return Err(AqError::Accuracy {
+            tensor: info.name.clone(),
+            message: format!("{} at every width (failFast is on)", fallback.describe()),
+        });
+    }
+    f16_or_raw(info, src, asked, F16Why::FallbackExhausted(fallback))
+}
