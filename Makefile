@@ -76,6 +76,19 @@ $(PKG_WASM_MT): $(WASM_MT)
 
 build-threads: setup-rust setup-nightly $(PKG_WASM_MT)
 
+# The benchmark module: the same code with the kernel and stage timings exported (feature
+# `bench`), in its own target dir and package folder, never in the npm package.
+BENCH_TARGET_DIR := $(CARGO_TARGET_DIR)/bench
+WASM_BENCH := $(BENCH_TARGET_DIR)/wasm32-unknown-unknown/release/arrowquant.wasm
+PKG_WASM_BENCH := pkg/wasm-bench/arrowquant_bg.wasm
+
+$(WASM_BENCH): $(RUST_SOURCES)
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --target wasm32-unknown-unknown --release --features bench
+	@touch $@
+
+$(PKG_WASM_BENCH): $(WASM_BENCH)
+	wasm-bindgen --target web --out-dir pkg/wasm-bench $(WASM_BENCH)
+
 # ---- the main job -----------------------------------------------------------------------------
 demo: build
 	@mkdir -p out
@@ -112,7 +125,7 @@ test: setup build test-native test-wasm test-js test-py
 size: build
 	@node bench/size.mjs $(PKG_WASM)
 
-bench: build build-threads setup-chromium
+bench: build build-threads setup-chromium $(PKG_WASM_BENCH)
 	node bench/run.mjs
 	node bench/threads.mjs
 	node bench/diffusion.mjs

@@ -4,6 +4,8 @@
 //   const q = await createWorkerQuantizer();          // q.info: { threads, poolThreads, kernels, reason, … }
 //   const { report, parquet } = await q.quantize(file, { profile: 'edge' }, { onProgress, onChunk });
 //   q.terminate();                                    // also the way to cancel a running job
+import { aqError, errorFrom } from './internal/errors.js';
+
 export async function createWorkerQuantizer({ threads = 'auto', numThreads, workerUrl, warmUp = true, readerWorker = true } = {}) {
   const worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
   const pending = new Map();
@@ -16,11 +18,11 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
     else {
       pending.delete(data.id);
       if (data.type === 'result') job.resolve(data.value);
-      else job.reject(Object.assign(new Error(data.error.message), data.error));
+      else job.reject(errorFrom(data.error));
     }
   };
   worker.onerror = (e) => {
-    for (const job of pending.values()) job.reject(Object.assign(new Error(e.message || 'worker failed'), { code: 'E_INTERNAL' }));
+    for (const job of pending.values()) job.reject(aqError('E_INTERNAL', e.message || 'worker failed'));
     pending.clear();
   };
   const call = (msg, hooks = {}) =>
@@ -35,9 +37,10 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
     /** Resolve and validate a config in the worker (throws E_CONFIG naming the field). */
     resolveConfig: (config) => call({ type: 'resolveConfig', config }),
     /**
-     * Quantize a File/Blob. Chunks go to `onChunk` as they are ready; without it they are joined
-     * and returned as `parquet` (a Blob). Resolves to { report, stats, parquet? }.
+     * What each of `files` is, from its header: `{ role: 'model' | 'calibration' | 'index' |
+     * 'unreadable', calibration?, error? }` (a calibration file comes with its summary).
      */
+    classify: (files) => call({ type: 'classify', files }),
     /**
      * Summarise a model from its header(s) alone: `files` is a File/Blob or the shards of one
      * model (with `index`, the index JSON File). Resolves to { summary, shards }.
@@ -48,6 +51,10 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
      * config with `layerBitWidths: { [name]: storedBits }`.
      */
     histogram: (name, config, bins = 64) => call({ type: 'histogram', name, config, bins }),
+    /**
+     * Quantize a File/Blob. Chunks go to `onChunk` as they are ready; without it they are joined
+     * and returned as `parquet` (a Blob). Resolves to { report, stats, parquet? }.
+     */
     async quantize(file, config, { onProgress, onChunk, rowGroupBytes, calibration, index, output } = {}) {
       const chunks = [];
       const value = await call({ type: 'quantize', files: file, index, config, rowGroupBytes, calibration, output }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
@@ -57,7 +64,7 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
     /** Stop the worker (cancels any running job; its promise rejects with E_CANCELLED). */
     terminate() {
       worker.terminate();
-      for (const job of pending.values()) job.reject(Object.assign(new Error('cancelled'), { code: 'E_CANCELLED' }));
+      for (const job of pending.values()) job.reject(aqError('E_CANCELLED', 'cancelled'));
       pending.clear();
     },
   };

@@ -2,8 +2,7 @@
 // arrowquant command line: quantize / inspect / dequantize, all through the wasm package.
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { booleanWord, configField, configValue, isBooleanField } from './config-text.js';
-import { buildInfo, fileSource, openQuantized, quantizeStream, resolveConfig } from './node.js';
+import { buildInfo, configField, configFromText, fileSource, openQuantized, quantizeStream } from './node.js';
 
 const USAGE = `arrowquant ${buildInfo().version} — quantize safetensors weights to 2/4/8-bit Parquet
 
@@ -33,12 +32,15 @@ class UsageError extends Error {
 }
 
 
-/** Split argv into positionals and flags; config flags are typed by the resolved default config. */
+/**
+ * Split argv into positionals, the CLI's own flags, and config flags. Config flags become text
+ * pairs that the library turns into the config (`configFromText`); a bare boolean flag means on,
+ * and an on/off word after it is taken as its value.
+ */
 function parseArgs(argv) {
-  const defaults = resolveConfig({});
   const positional = [];
   const flags = {};
-  const config = {};
+  const pairs = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (!arg.startsWith('-') || arg === '-') {
@@ -57,20 +59,18 @@ function parseArgs(argv) {
     else if (name === 'calibration') flags.calibration = next();
     else {
       const field = configField(name);
-      if (!(field in defaults)) {
-        // Let the library produce the canonical "no such config field" error.
-        config[field] = inline ?? true;
-      } else if (isBooleanField(field, defaults)) {
-        // A bare flag means on; an explicit on/off word may follow.
-        const word = inline ?? (booleanWord(argv[i + 1]) !== undefined ? argv[++i] : 'on');
-        if (booleanWord(word) === undefined) throw new UsageError(`--${name} takes on/off, got '${word}'`);
-        config[field] = booleanWord(word);
+      if (!field) {
+        // Passed on as is: the library answers with the canonical "no such config field" error.
+        pairs.push([name, inline ?? '']);
+      } else if (field.kind === 'boolean') {
+        const isWord = (text) => text !== undefined && typeof configFromText([[name, text]])[field.name] === 'boolean';
+        pairs.push([name, inline ?? (isWord(argv[i + 1]) && argv[i + 1] !== '' ? argv[++i] : '')]);
       } else {
-        config[field] = configValue(field, next(), defaults);
+        pairs.push([name, next()]);
       }
     }
   }
-  return { positional, flags, config };
+  return { positional, flags, config: configFromText(pairs) };
 }
 
 const fmt = (v, d = 4) => (v === null || v === undefined ? '—' : v === Infinity ? '∞' : v.toFixed(d));
@@ -87,7 +87,7 @@ function layerRows(layers) {
     tensor: l.name,
     shape: `[${l.shape.join(',')}]`,
     dtype: l.dtype,
-    stored: l.storage === 'quantized' ? `int${l.bits}/g${l.groupSize}` : l.storage,
+    stored: l.stored,
     cosine: fmt(l.cosine, 5),
     'snr dB': fmt(l.snrDb, 2),
     why: l.reason,
@@ -186,7 +186,7 @@ function inspect({ positional, flags }) {
         tensor: t.name,
         shape: `[${t.shape.join(',')}]`,
         dtype: t.dtype,
-        stored: t.storage === 'quantized' ? `int${t.bits}/g${t.groupSize}` : t.storage,
+        stored: t.stored,
         bytes: t.storedBytes,
         cosine: fmt(t.cosine, 5),
         'snr dB': fmt(t.snrDb, 2),

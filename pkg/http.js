@@ -8,8 +8,9 @@
 //        → 4xx {code, message[, field, tensor]} for bad config, bad file, too large
 //   GET  /         usage text
 //   GET  /health   {version, formatVersion, simd, threads, kernels, wasmMemoryBytes}
-import { buildInfo, ModelQuantizer, resolveConfig, safetensorsHeaderSize, wasmMemoryBytes } from './api.js';
-import { configField, configValue } from './config-text.js';
+import { buildInfo, configFromText, ModelQuantizer, resolveSinglePassConfig, safetensorsHeaderSize, wasmMemoryBytes } from './api.js';
+import { concat } from './internal/bytes.js';
+import { aqError, errorFields } from './internal/errors.js';
 
 const STATUS = { E_CONFIG: 400, E_USAGE: 400, E_TOO_LARGE: 413, E_METHOD: 405, E_NOT_FOUND: 404 };
 
@@ -29,36 +30,35 @@ function json(status, body, headers = {}) {
 }
 
 function errorResponse(e) {
-  const code = typeof e?.code === 'string' && e.code.startsWith('E_') ? e.code : 'E_INTERNAL';
-  const status = STATUS[code] ?? (code === 'E_INTERNAL' ? 500 : 422);
-  const body = { code, message: code === 'E_INTERNAL' ? 'internal error' : String(e.message) };
-  if (e?.field) body.field = e.field;
-  if (e?.tensor) body.tensor = e.tensor;
+  const body = errorFields(e);
+  if (!body.code.startsWith('E_')) body.code = 'E_INTERNAL';
+  const status = STATUS[body.code] ?? (body.code === 'E_INTERNAL' ? 500 : 422);
+  if (body.code === 'E_INTERNAL') body.message = 'internal error';
   return json(status, body);
 }
 
-const httpError = (code, message) => Object.assign(new Error(message), { code });
-
-/** Config from the query string (kebab-case or camelCase) and/or the X-Arrowquant-Config header. */
+/**
+ * Config from the X-Arrowquant-Config header (a JSON object) and the query string (any field,
+ * camelCase or kebab-case, as text; the library converts and validates it). A size plan is
+ * refused: the body can be read only once.
+ */
 export function configFromRequest(request) {
   const url = new URL(request.url);
-  const config = {};
+  let config = {};
   const header = request.headers.get('x-arrowquant-config');
   if (header) {
     try {
-      Object.assign(config, JSON.parse(header));
+      config = JSON.parse(header);
     } catch {
-      throw Object.assign(httpError('E_CONFIG', 'X-Arrowquant-Config is not valid JSON'), { field: 'config' });
+      throw aqError('E_CONFIG', 'X-Arrowquant-Config is not valid JSON', { field: 'config' });
+    }
+    if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+      throw aqError('E_CONFIG', 'X-Arrowquant-Config must be a JSON object of config fields', { field: 'config' });
     }
   }
-  const defaults = resolveConfig({});
-  for (const [rawKey, value] of url.searchParams) {
-    if (rawKey === 'name') continue; // the output file name, not a config field
-    const key = configField(rawKey);
-    // A bare `?failFast` means true, as a flag would.
-    config[key] = value === '' && typeof defaults[key] === 'boolean' ? true : configValue(key, value, defaults);
-  }
-  resolveConfig(config); // throws E_CONFIG naming the field
+  // `name` is the output file name, not a config field.
+  Object.assign(config, configFromText([...url.searchParams].filter(([k]) => k !== 'name')));
+  resolveSinglePassConfig(config); // throws E_CONFIG naming the field
   return config;
 }
 
@@ -74,7 +74,7 @@ class StreamReader {
     const { done, value } = await this.reader.read();
     if (done) return false;
     this.position += value.length;
-    if (this.position > this.limit) throw httpError('E_TOO_LARGE', `request body exceeds the ${this.limit}-byte limit of this server`);
+    if (this.position > this.limit) throw aqError('E_TOO_LARGE', `request body exceeds the ${this.limit}-byte limit of this server`);
     this.pending = this.pending.length ? concat([this.pending, value]) : value;
     return true;
   }
@@ -84,7 +84,7 @@ class StreamReader {
     let got = 0;
     while (got < n) {
       if (this.pending.length === 0 && !(await this.#more())) {
-        throw httpError('E_SAFETENSORS', `request body ended after ${this.position} bytes, inside ${what} (truncated file?)`);
+        throw aqError('E_SAFETENSORS', `request body ended after ${this.position} bytes, inside ${what} (truncated file?)`);
       }
       const take = Math.min(n - got, this.pending.length);
       out.set(this.pending.subarray(0, take), got);
@@ -95,25 +95,19 @@ class StreamReader {
   }
   async skip(n, what) {
     while (n > 0) {
-      if (this.pending.length === 0 && !(await this.#more())) throw httpError('E_SAFETENSORS', `request body ended inside ${what}`);
+      if (this.pending.length === 0 && !(await this.#more())) throw aqError('E_SAFETENSORS', `request body ended inside ${what}`);
       const take = Math.min(n, this.pending.length);
       this.pending = this.pending.subarray(take);
       n -= take;
     }
   }
+  /** Bytes handed out (read or skipped) so far: the body position of the next byte. */
+  get consumed() {
+    return this.position - this.pending.length;
+  }
   cancel() {
     this.reader.cancel().catch(() => {});
   }
-}
-
-function concat(parts) {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /**
@@ -126,8 +120,8 @@ export function createHandler({ maxBodyBytes = 512 * 1024 * 1024, rowGroupBytes 
       const url = new URL(request.url);
       if (url.pathname === '/' && request.method === 'GET') return new Response(USAGE, { headers: { 'content-type': 'text/plain; charset=utf-8' } });
       if (url.pathname === '/health' && request.method === 'GET') return json(200, { ...buildInfo(), wasmMemoryBytes: wasmMemoryBytes() });
-      if (url.pathname !== '/quantize') throw httpError('E_NOT_FOUND', `no route ${request.method} ${url.pathname}; try GET /`);
-      if (request.method !== 'POST') throw httpError('E_METHOD', 'use POST /quantize with a .safetensors body');
+      if (url.pathname !== '/quantize') throw aqError('E_NOT_FOUND', `no route ${request.method} ${url.pathname}; try GET /`);
+      if (request.method !== 'POST') throw aqError('E_METHOD', 'use POST /quantize with a .safetensors body');
       return await quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil: ctx?.waitUntil?.bind(ctx) });
     } catch (e) {
       return errorResponse(e);
@@ -139,42 +133,40 @@ async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }
   const declared = request.headers.get('content-length');
   const length = declared === null ? undefined : Number(declared);
   if (length !== undefined && length > maxBodyBytes) {
-    throw httpError('E_TOO_LARGE', `request body of ${length} bytes exceeds the ${maxBodyBytes}-byte limit of this server`);
+    throw aqError('E_TOO_LARGE', `request body of ${length} bytes exceeds the ${maxBodyBytes}-byte limit of this server`);
   }
-  if (!request.body) throw httpError('E_SAFETENSORS', 'empty request body; POST a .safetensors file');
+  if (!request.body) throw aqError('E_SAFETENSORS', 'empty request body; POST a .safetensors file');
   const config = configFromRequest(request);
-  if (config.targetSizeMb != null) {
-    // A size plan reads the model twice; a request body can be read only once.
-    throw Object.assign(new Error('invalid config: targetSizeMb: not available over HTTP (a size plan reads the model twice, a request body streams once); use bitWidth/layerBitWidths here, or plan locally'), { code: 'E_CONFIG', field: 'targetSizeMb' });
-  }
   const body = new StreamReader(request.body, maxBodyBytes);
   const q = new ModelQuantizer(config);
-  let header;
+  let plan;
   try {
     q.setRowGroupBytes(rowGroupBytes);
     const prefix = await body.read(8, 'the header length');
     const rest = await body.read(safetensorsHeaderSize(prefix) - 8, 'the header');
-    header = q.begin(concat([prefix, rest]), length);
+    q.begin(concat([prefix, rest]), length);
+    plan = q.readPlan();
   } catch (e) {
     q.free();
     body.cancel();
     throw e;
   }
-  // Tensors arrive in file order; gaps between them are skipped.
-  let at = header.headerSize;
-  const next = async (t) => {
-    await body.skip(t.start - at, `the gap before '${t.name}'`);
-    const bytes = await body.read(t.end - t.start, `tensor '${t.name}'`);
-    at = t.end;
-    q.addTensor(t.name, bytes);
-  };
+  // The planned ranges arrive in file order; gaps between them are skipped. Each unit's output
+  // is handed on as soon as it is quantized.
+  async function* outputs(groups) {
+    for (const g of groups) {
+      await body.skip(g.start - body.consumed, `the gap before '${g.tensors[0]}'`);
+      const bytes = await body.read(g.end - g.start, `tensor '${g.tensors[0]}'`);
+      for (const [start, end] of g.units) {
+        q.addRange(start, bytes.subarray(start - g.start, end - g.start));
+        yield q.takeOutput();
+      }
+    }
+  }
 
   if ((request.headers.get('accept') ?? '').includes('application/json')) {
     try {
-      for (const t of header.tensors) {
-        await next(t);
-        q.takeOutput();
-      }
+      for await (const _ of outputs(plan)) void _;
       const { report } = q.finish();
       return json(200, report);
     } finally {
@@ -184,12 +176,10 @@ async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }
   }
 
   // Stream the Parquet file out as row groups close. Errors before the first byte still become
-  // a JSON 4xx: the first tensor is quantized before the response starts.
-  const tensors = header.tensors.slice();
-  let first;
+  // a JSON 4xx: the first group is quantized before the response starts.
+  const first = [];
   try {
-    await next(tensors.shift());
-    first = q.takeOutput();
+    if (plan.length) for await (const chunk of outputs(plan.slice(0, 1))) first.push(chunk);
   } catch (e) {
     q.free();
     body.cancel();
@@ -202,12 +192,8 @@ async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }
   const writer = writable.getWriter();
   const pump = async () => {
     try {
-      if (first.length) await writer.write(first);
-      for (const t of tensors) {
-        await next(t);
-        const chunk = q.takeOutput();
-        if (chunk.length) await writer.write(chunk);
-      }
+      for (const chunk of first) if (chunk.length) await writer.write(chunk);
+      for await (const chunk of outputs(plan.slice(1))) if (chunk.length) await writer.write(chunk);
       const { parquet } = q.finish();
       if (parquet.length) await writer.write(parquet);
       await writer.close();
@@ -222,13 +208,12 @@ async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }
   };
   const done = pump();
   waitUntil?.(done);
-  const stream = readable;
-  return new Response(stream, {
+  return new Response(readable, {
     status: 200,
     headers: {
       'content-type': 'application/vnd.apache.parquet',
       'content-disposition': `attachment; filename="${name}.aq.parquet"`,
-      'x-arrowquant-tensors': String(header.tensors.length),
+      'x-arrowquant-tensors': String(plan.reduce((n, g) => n + g.tensors.length, 0)),
       'x-arrowquant-config': JSON.stringify(q.config),
     },
   });

@@ -1,5 +1,6 @@
 // Node entry: loads the wasm synchronously from the package folder.
 import { closeSync, fstatSync, openSync, read, readFileSync } from 'node:fs';
+import { aqError } from './internal/errors.js';
 import { initSync } from './wasm/arrowquant.js';
 
 initSync({ module: readFileSync(new URL('./wasm/arrowquant_bg.wasm', import.meta.url)) });
@@ -22,7 +23,7 @@ export function fileSource(path) {
       let got = 0;
       while (got < buf.length) {
         const n = await readAt(buf, got, start + got);
-        if (n === 0) throw Object.assign(new Error(`unexpected end of file at byte ${start + got} of ${path}`), { code: 'E_SAFETENSORS' });
+        if (n === 0) throw aqError('E_SAFETENSORS', `unexpected end of file at byte ${start + got} of ${path}`);
         got += n;
       }
       return buf;

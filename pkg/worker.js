@@ -1,21 +1,20 @@
 // Runs inside a module Web Worker (started by browser.js). Picks the threaded build when the
 // page is cross-origin isolated (SharedArrayBuffer available) and starts its thread pool;
 // otherwise the single-threaded SIMD build. Quantization never touches the page's main thread.
-import { shardedSource } from './shards.js';
-import { quantizeStreamWith } from './stream.js';
+// Files are read through `internal/` sources, the wasm decides everything about them.
+import { errorFields, aqError } from './internal/errors.js';
+import { readFailed, readHeaderBytes, shardedSource } from './internal/sources.js';
+import { quantizeStreamWith } from './internal/stream.js';
 
 let lib;
 let info;
 
 /**
  * V8 first runs new wasm code on its baseline compiler and swaps in optimised code for a function
- * only after it has run for a while, on its next call. A user's first model then ran mostly on
- * baseline code. A small throwaway run, over a synthetic 1 MiB tensor at each bit width's default
- * path (scale search at 2 and 4 bits, min/max at 8), gets the hot functions optimised while the
- * page waits for a file. Measured in Chromium (`make bench`, "first run in a fresh Worker"): the
- * first 64 MiB scale-search run 0.55 s without, 0.43 s with (the warm-up itself 0.08 s); a
- * second run takes 0.28 s — the rest of the first run's extra is growing wasm memory. A larger
- * warm-up (4 MiB) or a second one after a pause measured no better.
+ * only after it has run for a while, on its next call, so a user's first model would run mostly
+ * on baseline code. A small throwaway run over a synthetic 1 MiB tensor at each bit width's
+ * default path (scale search at 2 and 4 bits, min/max at 8) gets the hot functions optimised
+ * while the page waits for a file (`make bench`, "first run in a fresh Worker", measures it).
  */
 function warmUp() {
   const rows = 64, cols = 4096;
@@ -25,13 +24,8 @@ function warmUp() {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     values[i] = (s / 4294967296 - 0.5) * (1 + (i % 7));
   }
-  const header = new TextEncoder().encode(JSON.stringify({ 'w.weight': { dtype: 'F32', shape: [rows, cols], data_offsets: [0, values.byteLength] } }));
-  const model = new Uint8Array(8 + header.length + values.byteLength);
-  new DataView(model.buffer).setBigUint64(0, BigInt(header.length), true);
-  model.set(header, 8);
-  model.set(new Uint8Array(values.buffer), 8 + header.length);
   const t0 = performance.now();
-  for (const bitWidth of [4, 2, 8]) lib.quantizeModel(model, { bitWidth, groupSize: 64, minAccuracy: 0 });
+  for (const bitWidth of [4, 2, 8]) lib.quantizeTensor(values, [rows, cols], { bitWidth, groupSize: 64, minAccuracy: 0 });
   return (performance.now() - t0) / 1000;
 }
 
@@ -41,7 +35,7 @@ async function load({ threads = 'auto', numThreads, warmUp: warm = true, readerW
   blobReader();
   const canThread = self.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function';
   const useThreads = threads === true || (threads === 'auto' && canThread);
-  if (useThreads && !canThread) throw Object.assign(new Error('threads need a cross-origin isolated page (COOP/COEP headers)'), { code: 'E_STATE' });
+  if (useThreads && !canThread) throw aqError('E_STATE', 'threads need a cross-origin isolated page (COOP/COEP headers)');
   if (useThreads) {
     lib = await import('./wasm-mt/arrowquant.js');
     await lib.default();
@@ -59,7 +53,8 @@ async function load({ threads = 'auto', numThreads, warmUp: warm = true, readerW
 
 /**
  * Blob reads go through one helper Worker (blob-reader.js) so they proceed while this thread runs
- * wasm; where a Worker cannot start one (older Safari) or it fails to start, this thread reads.
+ * wasm (in Chromium a Blob read only progresses on the reading thread's event loop); where a
+ * Worker cannot start one (older Safari) or it fails to start, this thread reads.
  */
 let reader;
 /** `createWorkerQuantizer({ readerWorker: false })` reads on this thread (for measuring the helper). */
@@ -107,8 +102,6 @@ function blobReader() {
   return reader;
 }
 
-const readFailed = (name, message) => Object.assign(new Error(`reading the file failed: ${name}: ${message}`), { code: 'E_IO' });
-
 async function readDirect(blob, a, b) {
   try {
     return new Uint8Array(await blob.slice(a, b).arrayBuffer());
@@ -117,7 +110,8 @@ async function readDirect(blob, a, b) {
   }
 }
 
-function blobSource(blob) {
+/** A Blob/File as a source, read by the helper Worker when there is one. */
+function workerBlobSource(blob) {
   return {
     size: blob.size,
     read: (a, b) => {
@@ -131,27 +125,52 @@ function blobSource(blob) {
 /** One Blob/File, or several shards (+ index) seen as one model. */
 async function modelSource(files, index) {
   const list = Array.isArray(files) ? files : [files];
-  if (list.length === 1 && !index) return blobSource(list[0]);
-  const indexJson = index ? JSON.parse(await index.text()) : undefined;
-  return shardedSource(list.map((f) => ({ name: f.name, ...blobSource(f) })), indexJson);
+  if (list.length === 1 && !index) return workerBlobSource(list[0]);
+  let indexJson;
+  if (index) {
+    try {
+      indexJson = JSON.parse(await index.text());
+    } catch (e) {
+      throw aqError('E_SAFETENSORS', `the index file is not JSON (${e.message})`);
+    }
+  }
+  return shardedSource(lib, list.map((f) => ({ name: f.name, ...workerBlobSource(f) })), indexJson);
 }
 
 async function bytesOf(x) {
   return x instanceof Blob ? new Uint8Array(await x.arrayBuffer()) : x;
 }
 
-const errorOf = (e) => ({ message: String(e?.message ?? e), code: e?.code ?? 'E_INTERNAL', field: e?.field, tensor: e?.tensor });
-
 // The model of the last describe/quantize call, kept for histogram requests.
 let last = null;
 
 async function describe({ files, index, config }) {
   const source = await modelSource(files, index);
-  const prefix = await source.read(0, Math.min(8, source.size));
-  const headerBytes = await source.read(0, Math.min(lib.safetensorsHeaderSize(prefix), source.size));
+  const headerBytes = await readHeaderBytes(lib, source);
   const header = lib.readSafetensorsHeader(headerBytes, source.size);
   last = { source, header };
   return { summary: lib.describeModel(headerBytes, source.size, config), shards: source.shards ?? null };
+}
+
+/**
+ * What each dropped file is: 'index' (a .json file), 'calibration' (with its summary), 'model'
+ * (a safetensors file), or 'unreadable' with the error — decided by the library from the headers.
+ */
+async function classify({ files }) {
+  const out = [];
+  for (const f of files) {
+    if (f.name.endsWith('.json')) {
+      out.push({ role: 'index' });
+      continue;
+    }
+    try {
+      const header = lib.readSafetensorsHeader(await readHeaderBytes(lib, workerBlobSource(f)), f.size);
+      out.push(header.role === 'calibration' ? { role: 'calibration', calibration: lib.readCalibration(await bytesOf(f)) } : { role: 'model' });
+    } catch (e) {
+      out.push({ role: 'unreadable', error: errorFields(e) });
+    }
+  }
+  return out;
 }
 
 /** Output sink: chunks posted to the page (a Blob there), or written to an OPFS file here. */
@@ -176,52 +195,60 @@ async function openSink(id, output) {
   return { write: (chunk) => postMessage({ id, type: 'chunk', chunk }, [chunk.buffer]), close: () => ({}), abort: () => {} };
 }
 
+async function quantize(id, data) {
+  lib.threadsSeen();
+  readVia = null;
+  const t0 = performance.now();
+  // A calibration given as a Blob/File is read here, in the worker, like the model.
+  const calibration = await bytesOf(data.calibration);
+  const source = await modelSource(data.file ?? data.files, data.index);
+  last = { source, header: null, calibration };
+  const sink = await openSink(id, data.output);
+  let report;
+  try {
+    ({ report } = await quantizeStreamWith(lib, source, data.config, {
+      rowGroupBytes: data.rowGroupBytes,
+      calibration,
+      onChunk: sink.write,
+      onHeader: (h) => {
+        last.header = h;
+      },
+      onPlanProgress: (p) => postMessage({ id, type: 'progress', progress: { ...p, planning: true } }),
+      onProgress: (p) => postMessage({ id, type: 'progress', progress: { ...p, wasmMemoryBytes: lib.wasmMemoryBytes() } }),
+    }));
+  } catch (e) {
+    sink.abort();
+    throw e;
+  }
+  const output = sink.close();
+  // wasm memory only grows, so its size now is the run's peak.
+  const stats = { threadsSeen: lib.threadsSeen(), wasmMemoryBytes: lib.wasmMemoryBytes(), seconds: (performance.now() - t0) / 1000, readVia };
+  return { report, stats, output };
+}
+
+async function histogram(data) {
+  const t = last?.header?.tensors.find((x) => x.name === data.name);
+  if (!t) throw aqError('E_STATE', `no tensor '${data.name}' in the last model`);
+  const bytes = await last.source.read(t.start, t.end);
+  return lib.layerErrorHistogram(t.name, t.dtype, t.shape, bytes, data.config, last.calibration ?? null, data.bins ?? 64);
+}
+
+const handlers = {
+  init: (data) => load(data.options),
+  describe,
+  classify,
+  quantize: (data, id) => quantize(id, data),
+  histogram,
+  resolveConfig: (data) => lib.resolveConfig(data.config),
+};
+
 self.onmessage = async ({ data }) => {
   const { id, type } = data;
   try {
-    if (type === 'init') {
-      postMessage({ id, type: 'result', value: await load(data.options) });
-    } else if (type === 'describe') {
-      postMessage({ id, type: 'result', value: await describe(data) });
-    } else if (type === 'quantize') {
-      lib.threadsSeen();
-      readVia = null;
-      const t0 = performance.now();
-      // A calibration given as a Blob/File is read here, in the worker, like the model.
-      const calibration = await bytesOf(data.calibration);
-      const source = await modelSource(data.file ?? data.files, data.index);
-      last = { source, header: null, calibration };
-      const sink = await openSink(id, data.output);
-      let report;
-      try {
-        ({ report } = await quantizeStreamWith(lib, source, data.config, {
-          rowGroupBytes: data.rowGroupBytes,
-          calibration,
-          onChunk: sink.write,
-          onHeader: (h) => {
-            last.header = h;
-          },
-          onPlanProgress: (p) => postMessage({ id, type: 'progress', progress: { ...p, planning: true } }),
-          onProgress: (p) => postMessage({ id, type: 'progress', progress: { ...p, wasmMemoryBytes: lib.wasmMemoryBytes() } }),
-        }));
-      } catch (e) {
-        sink.abort();
-        throw e;
-      }
-      const output = sink.close();
-      // wasm memory only grows, so its size now is the run's peak.
-      const stats = { threadsSeen: lib.threadsSeen(), wasmMemoryBytes: lib.wasmMemoryBytes(), seconds: (performance.now() - t0) / 1000, readVia };
-      postMessage({ id, type: 'result', value: { report, stats, output } });
-    } else if (type === 'histogram') {
-      const t = last?.header?.tensors.find((x) => x.name === data.name);
-      if (!t) throw Object.assign(new Error(`no tensor '${data.name}' in the last model`), { code: 'E_STATE' });
-      const bytes = await last.source.read(t.start, t.end);
-      const value = lib.layerErrorHistogram(t.name, t.dtype, t.shape, bytes, data.config, last.calibration ?? null, data.bins ?? 64);
-      postMessage({ id, type: 'result', value });
-    } else if (type === 'resolveConfig') {
-      postMessage({ id, type: 'result', value: lib.resolveConfig(data.config) });
-    }
+    const handler = handlers[type];
+    if (!handler) throw aqError('E_STATE', `unknown request '${type}'`);
+    postMessage({ id, type: 'result', value: await handler(data, id) });
   } catch (e) {
-    postMessage({ id, type: 'error', error: errorOf(e) });
+    postMessage({ id, type: 'error', error: errorFields(e) });
   }
 };

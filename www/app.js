@@ -12,7 +12,7 @@ const state = {
   q: null, // the worker quantizer
   model: [], // model File(s)
   index: null, // model.safetensors.index.json File
-  calibration: null, // calibration File
+  calibration: null, // { file, summary } of the calibration file
   summary: null,
   config: null, // last valid resolved config
   running: false,
@@ -28,7 +28,6 @@ const fmtBytes = (n) => (n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >=
 const fmtNum = (n) => n.toLocaleString('en-US');
 const fmtDb = (x) => (x === null || x === undefined ? '—' : x === Infinity ? '∞' : x.toFixed(2));
 const fmtTime = (s) => (s < 10 ? `${s.toFixed(1)} s` : s < 60 ? `${s.toFixed(0)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
-const stored = (l) => (l.storage === 'quantized' ? `int${l.bits}/g${l.groupSize}` : l.storage);
 
 // ---- the worker ------------------------------------------------------------------------------
 
@@ -43,30 +42,21 @@ async function startWorker() {
 
 // ---- files -----------------------------------------------------------------------------------
 
-/** The `__metadata__` of a safetensors file, read from its header slice only. */
-async function safetensorsMetadata(file) {
-  const prefix = new DataView(await file.slice(0, 8).arrayBuffer());
-  if (prefix.byteLength < 8) return null;
-  const n = Number(prefix.getBigUint64(0, true));
-  if (n > 100 * 2 ** 20 || 8 + n > file.size) return null;
-  try {
-    return JSON.parse(await file.slice(8, 8 + n).text()).__metadata__ ?? {};
-  } catch {
-    return null;
-  }
-}
-
 async function takeFiles(list) {
   const files = [...list];
   $('drop-error').textContent = '';
   const models = [];
   let index = null;
   let calibration = null;
-  for (const f of files) {
-    if (f.name.endsWith('.json')) index = f;
-    else if ((await safetensorsMetadata(f))?.format === 'arrowquant-calibration') calibration = f;
+  // The worker reads each header and says what the file is; a file it cannot read goes on as a
+  // model, so that describing it shows the library's error.
+  const roles = await state.q.classify(files);
+  files.forEach((f, i) => {
+    const r = roles[i];
+    if (r.role === 'index') index = f;
+    else if (r.role === 'calibration') calibration = { file: f, summary: r.calibration };
     else models.push(f);
-  }
+  });
   if (!models.length && !calibration) {
     $('drop-error').textContent = 'No .safetensors model among the dropped files.';
     return;
@@ -133,12 +123,8 @@ async function showCalibration() {
     p.textContent = 'No calibration statistics: time-aware groups and channel equalization will be reported as not applied.';
     return;
   }
-  const meta = await safetensorsMetadata(state.calibration);
-  let steps = '?';
-  try {
-    steps = JSON.parse(meta.timesteps).length;
-  } catch {}
-  p.textContent = `Calibration: ${state.calibration.name} (${steps} timesteps) — used for time-aware groups and channel equalization.`;
+  const { file, summary } = state.calibration;
+  p.textContent = `Calibration: ${file.name} (${summary.timesteps.length} timesteps, ${summary.layers.length} layers) — used for time-aware groups and channel equalization.`;
   $('model').hidden = false;
 }
 
@@ -183,8 +169,7 @@ async function validate() {
     return true;
   } catch (e) {
     state.config = null;
-    const expected = e.message.replace(/^invalid config: /, '');
-    showFieldError(e.field ?? 'config', expected);
+    showFieldError(e.field ?? 'config', e.detail ?? e.message);
     $('run').disabled = true;
     return false;
   }
@@ -245,7 +230,7 @@ async function run() {
   try {
     const result = await state.q.quantize(state.model.length === 1 ? state.model[0] : state.model, config, {
       index: state.index ?? undefined,
-      calibration: state.calibration ?? undefined,
+      calibration: state.calibration?.file,
       output: state.opfsName ? { opfs: state.opfsName } : undefined,
       onProgress: (p) => {
         const secs = (performance.now() - t0) / 1000;
@@ -274,7 +259,7 @@ async function run() {
     state.opfsName = null;
     $('status').className = 'status error';
     $('status').textContent = e.code === 'E_CANCELLED' ? 'Cancelled: the worker was stopped and the partial output deleted.' : `${e.code ?? 'Error'}: ${e.message}`;
-    if (e.field) showFieldError(e.field, e.message.replace(/^invalid config: /, ''));
+    if (e.field) showFieldError(e.field, e.detail ?? e.message);
     document.body.dataset.state = e.code === 'E_CANCELLED' ? 'cancelled' : 'error';
   } finally {
     state.running = false;
@@ -338,7 +323,7 @@ function renderPlot(layers) {
   }
   g += `<text x="${W / 2}" y="${H - 4}" font-size="10" text-anchor="middle" fill="#777">layers in file order</text>`;
   pts.forEach(({ l }, k) => {
-    const title = `${l.name}: ${stored(l)}, SNR ${fmtDb(l.snrDb)} dB`;
+    const title = `${l.name}: ${l.stored}, SNR ${fmtDb(l.snrDb)} dB`;
     g += `<circle cx="${x(k)}" cy="${y(l.snrDb)}" r="4" fill="${BITS_COLOR[l.bits] ?? '#999'}" data-name="${l.name.replace(/"/g, '&quot;')}"><title>${title.replace(/</g, '&lt;')}</title></circle>`;
   });
   svg.innerHTML = g;
@@ -361,7 +346,7 @@ function renderTable(layers) {
   const head = COLUMNS.map(([k, label, , num]) => `<th data-key="${k}" class="${num ? 'num ' : ''}${k === key ? `sorted${asc ? ' asc' : ''}` : ''}">${label}</th>`).join('');
   const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const body = rows
-    .map((l) => `<tr data-name="${esc(l.name)}"${l.name === state.selected ? ' class="selected"' : ''}><td>${esc(l.name)}</td><td>[${l.shape.join(', ')}]</td><td class="num">${fmtNum(l.params)}</td><td>${stored(l)}</td><td class="num">${l.cosine === null ? '—' : l.cosine.toFixed(5)}</td><td class="num">${fmtDb(l.snrDb)}</td><td class="why">${esc(l.reason)}</td></tr>`)
+    .map((l) => `<tr data-name="${esc(l.name)}"${l.name === state.selected ? ' class="selected"' : ''}><td>${esc(l.name)}</td><td>[${l.shape.join(', ')}]</td><td class="num">${fmtNum(l.params)}</td><td>${l.stored}</td><td class="num">${l.cosine === null ? '—' : l.cosine.toFixed(5)}</td><td class="num">${fmtDb(l.snrDb)}</td><td class="why">${esc(l.reason)}</td></tr>`)
     .join('');
   $('layers').innerHTML = `<thead><tr>${head}</tr></thead><tbody>${body}</tbody>`;
 }
@@ -383,7 +368,7 @@ async function selectLayer(name) {
   try {
     const h = await state.q.histogram(name, config, 64);
     if (state.selected !== name) return;
-    $('hist-title').textContent = `Error histogram (ŵ − w) of ${name} — ${stored(l)}, RMSE ${h.rmse.toExponential(2)}, max |w| ${h.weightAbsmax.toExponential(2)}`;
+    $('hist-title').textContent = `Error histogram (ŵ − w) of ${name} — ${l.stored}, RMSE ${h.rmse.toExponential(2)}, max |w| ${h.weightAbsmax.toExponential(2)}`;
     drawHistogram(canvas, h);
   } catch (e) {
     $('hist-title').textContent = `${name}: ${e.message}`;

@@ -13,12 +13,17 @@ use serde_json::Value;
 
 use crate::diffusion::calibration::{Calibration, LayerStats};
 use crate::error::{AqError, Result};
-use crate::format::safetensors::parse_header;
+use crate::format::safetensors::{parse_header, Header};
 use crate::quant::dtype::Dtype;
 
 pub const CALIBRATION_FORMAT: &str = "arrowquant-calibration";
 /// Upper bound on T: adaptive grouping is O(G·T²) per layer and 1000 covers DDPM's full schedule.
 pub const MAX_TIMESTEPS: usize = 1024;
+
+/// Whether a safetensors header is that of a calibration file (rather than a model).
+pub fn is_calibration(header: &Header) -> bool {
+    header.metadata.get("format").is_some_and(|f| f == CALIBRATION_FORMAT)
+}
 
 fn bad(msg: impl Into<String>) -> AqError {
     AqError::Calibration(msg.into())

@@ -1,7 +1,8 @@
 //! Which bytes to read together. Consecutive tensors that sit back to back in the file are read
 //! as one group of up to [`BATCH_BYTES`] (a larger tensor alone): one read of a Blob slice or a
 //! file costs far less than many small ones, and with a thread pool a group is quantized together,
-//! so many small tensors keep every thread busy. Every reader (the whole-file driver, the JS
+//! so many small tensors keep every thread busy; without one each tensor is quantized (and its
+//! output taken) alone, so output and progress arrive tensor by tensor. Every reader (the whole-file driver, the JS
 //! stream, the HTTP handler, the planning pass) follows this plan; the file is the same for any
 //! grouping.
 
@@ -31,10 +32,15 @@ pub struct ReadGroup {
     pub tensors: Vec<String>,
     /// Whether to read this group while the previous one is quantized.
     pub read_ahead: bool,
+    /// The byte ranges to quantize as one call each, in order: the whole group with a thread
+    /// pool, each tensor alone without one.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "[number, number][]"))]
+    pub units: Vec<(u64, u64)>,
 }
 
-/// The reads that cover every tensor of `header`, in file order.
-pub fn read_groups(header: &Header, limit: u64) -> Vec<ReadGroup> {
+/// The reads that cover every tensor of `header`, in file order. `together`: quantize a group's
+/// tensors in one call (with a thread pool).
+pub fn read_groups(header: &Header, limit: u64, together: bool) -> Vec<ReadGroup> {
     let ts = &header.tensors;
     let mut groups = Vec::new();
     let mut i = 0;
@@ -47,11 +53,16 @@ pub fn read_groups(header: &Header, limit: u64) -> Vec<ReadGroup> {
         }
         let (start, _) = header.file_range(&ts[i]);
         let (_, end) = header.file_range(&ts[j - 1]);
+        let units = match together {
+            true => vec![(start, end)],
+            false => ts[i..j].iter().map(|t| header.file_range(t)).collect(),
+        };
         groups.push(ReadGroup {
             start,
             end,
             tensors: ts[i..j].iter().map(|t| t.name.clone()).collect(),
             read_ahead: end - start <= READ_AHEAD_BYTES,
+            units,
         });
         i = j;
     }
@@ -80,7 +91,7 @@ mod tests {
     #[test]
     fn contiguous_tensors_group_up_to_the_limit_and_gaps_split() {
         let h = header(&[(0, 10), (10, 30), (30, 35), (40, 50), (50, 200), (200, 201)]);
-        let g = read_groups(&h, 40);
+        let g = read_groups(&h, 40, true);
         let names: Vec<Vec<&str>> = g.iter().map(|g| g.tensors.iter().map(String::as_str).collect()).collect();
         assert_eq!(names, [vec!["t0", "t1", "t2"], vec!["t3"], vec!["t4"], vec!["t5"]]);
         let d = h.data_offset;
@@ -89,5 +100,9 @@ mod tests {
         // Every tensor is in exactly one group, in header order.
         let all: Vec<&str> = g.iter().flat_map(|g| g.tensors.iter().map(String::as_str)).collect();
         assert_eq!(all, ["t0", "t1", "t2", "t3", "t4", "t5"]);
+        assert_eq!(g[0].units, vec![(d, d + 35)]);
+        // Without a pool each tensor is its own unit.
+        let g = read_groups(&h, 40, false);
+        assert_eq!(g[0].units, vec![(d, d + 10), (d + 10, d + 30), (d + 30, d + 35)]);
     }
 }

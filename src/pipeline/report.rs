@@ -20,6 +20,8 @@ pub struct LayerReport {
     pub dtype: String,
     pub params: u64,
     pub storage: Storage,
+    /// The stored form as a short label: `int4/g64`, `f16` or `raw`.
+    pub stored: String,
     /// Width asked for by config/overrides; null for tensors never meant to be quantized.
     pub requested_bits: Option<u8>,
     /// Width stored: 2/4/8 for quantized, 16 for f16, null for raw.

@@ -187,10 +187,11 @@ impl ModelQuantizer {
         Ok(self.header.as_ref().expect("just set"))
     }
 
-    /// The reads that cover every tensor, in file order (see `batches`).
+    /// The reads that cover every tensor, in file order, and the units to quantize them in
+    /// (see `batches`).
     pub fn read_plan(&self) -> Result<Vec<ReadGroup>> {
         let header = self.header.as_ref().ok_or_else(|| AqError::State("readPlan() before begin()".to_string()))?;
-        Ok(read_groups(header, BATCH_BYTES))
+        Ok(read_groups(header, BATCH_BYTES, crate::parallel::enabled()))
     }
 
     /// Quantize one tensor from its bytes and append it to the output.

@@ -24,6 +24,7 @@ pub fn layer_report(row: &TensorRow, info: &TensorInfo) -> LayerReport {
         dtype: row.dtype.name().to_string(),
         params: info.numel(),
         storage: row.stored.storage(),
+        stored: row.stored.label(),
         requested_bits: row.requested_bits,
         bits: row.stored.bits(),
         group_size: row.stored.group_size(),

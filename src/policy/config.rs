@@ -289,6 +289,20 @@ impl QuantConfig {
         Ok(cfg)
     }
 
+    /// A model that can be read only once (an HTTP request body) cannot have a size plan, which
+    /// reads it twice: `E_CONFIG` naming `targetSizeMb` when one is asked for.
+    pub fn check_single_pass(&self) -> Result<()> {
+        match self.target_size_mb {
+            Some(t) => Err(AqError::config(
+                "targetSizeMb",
+                t,
+                "null here: a size plan reads the model twice, and a model streamed once (an HTTP request body) \
+                 can be read only once; use bitWidth/layerBitWidths, or plan where the file can be read again",
+            )),
+            None => Ok(()),
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("config serializes")
     }

@@ -8,7 +8,7 @@ use crate::error::AqError;
 use crate::format::safetensors;
 use crate::format::shards::{self, ShardHeader};
 use crate::pipeline::layer::{LayerCalibration, LayerContext};
-use crate::policy::config::{fields, input_from_text};
+use crate::policy::config::{canonical_field, fields, input_from_text};
 use crate::Dtype;
 
 use super::convert::{calibration_from_js, config_from_js, header_to_js, json_of, optional, set, to_js};
@@ -75,10 +75,27 @@ pub fn resolve_config(
     to_js(&config_from_js(config)?)
 }
 
+/// Like `resolveConfig`, for a model that can be read only once (an HTTP request body): a size
+/// plan (`targetSizeMb`) is refused with `E_CONFIG`.
+#[wasm_bindgen(js_name = resolveSinglePassConfig, unchecked_return_type = "QuantConfig")]
+pub fn resolve_single_pass_config(
+    #[wasm_bindgen(unchecked_param_type = "QuantConfigInput | undefined")] config: JsValue,
+) -> Result<JsValue, JsValue> {
+    let cfg = config_from_js(config)?;
+    cfg.check_single_pass()?;
+    to_js(&cfg)
+}
+
 /// Every config field: `{ name, aliases, kind, allowed }` (kind: boolean, number, choice, list, map).
 #[wasm_bindgen(js_name = configFields, unchecked_return_type = "ConfigField[]")]
 pub fn config_fields() -> Result<JsValue, JsValue> {
     to_js(&fields())
+}
+
+/// The config field a flag or query parameter names (camelCase, kebab-case or an alias), or null.
+#[wasm_bindgen(js_name = configField, unchecked_return_type = "ConfigField | null")]
+pub fn config_field(name: &str) -> Result<JsValue, JsValue> {
+    to_js(&canonical_field(name).and_then(|n| fields().into_iter().find(|f| f.name == n)))
 }
 
 /// The config object that text pairs stand for — CLI flags, URL query parameters: names in

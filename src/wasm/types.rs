@@ -114,6 +114,8 @@ pub struct SafetensorsHeader {
     #[tsify(type = "Record<string, string>")]
     pub metadata: BTreeMap<String, String>,
     pub tensors: Vec<HeaderTensor>,
+    /// "calibration" for a calibration statistics file (docs/CALIBRATION.md), else "model".
+    pub role: String,
 }
 
 impl SafetensorsHeader {
@@ -123,6 +125,7 @@ impl SafetensorsHeader {
             tensor_bytes: h.tensor_bytes(),
             file_size: h.implied_file_len(),
             metadata: h.metadata.clone(),
+            role: if crate::format::calibration::is_calibration(h) { "calibration" } else { "model" }.to_string(),
             tensors: h
                 .tensors
                 .iter()

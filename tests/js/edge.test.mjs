@@ -2,7 +2,7 @@
 // no port) and the Deno server under `deno serve` on 127.0.0.1. Same HTTP contract for both.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -23,9 +23,7 @@ function workerModules() {
     js('arrowquant/web', join(PKG, 'web.js')),
     js('arrowquant/http', join(PKG, 'http.js')),
     js('arrowquant/api.js', join(PKG, 'api.js')),
-    js('arrowquant/stream.js', join(PKG, 'stream.js')),
-    js('arrowquant/shards.js', join(PKG, 'shards.js')),
-    js('arrowquant/config-text.js', join(PKG, 'config-text.js')),
+    ...readdirSync(join(PKG, 'internal')).map((f) => js(`arrowquant/internal/${f}`, join(PKG, 'internal', f))),
     js('arrowquant/wasm/arrowquant.js', join(PKG, 'wasm/arrowquant.js')),
     { type: 'CompiledWasm', path: `${root}/arrowquant/arrowquant_bg.wasm`, contents: readFileSync(join(PKG, 'wasm/arrowquant_bg.wasm')) },
   ];

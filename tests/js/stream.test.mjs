@@ -1,4 +1,4 @@
-// The streaming loop (pkg/stream.js) over an instrumented source: which byte ranges it reads, that
+// The streaming loop (pkg/internal/stream.js) over an instrumented source: which byte ranges it reads, that
 // the next read starts before the current tensors are quantized, that a failed read surfaces (and
 // an abandoned one does not), and that the file equals quantizeModel's. Also Node's fileSource.
 import assert from 'node:assert/strict';

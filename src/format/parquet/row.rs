@@ -78,6 +78,14 @@ impl Stored {
             _ => None,
         }
     }
+    /// A short label: `int4/g64`, `f16` or `raw`.
+    pub fn label(&self) -> String {
+        match self {
+            Stored::Quantized { width, group_size, .. } => format!("int{}/g{group_size}", width.bits()),
+            Stored::F16 => "f16".into(),
+            Stored::Raw => "raw".into(),
+        }
+    }
     /// f16 params (scales and mins) stored beside the data.
     pub fn params_len(&self) -> usize {
         match self {
