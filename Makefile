@@ -48,8 +48,11 @@ $(WASM_RELEASE): $(RUST_SOURCES)
 	cargo build --target wasm32-unknown-unknown --release
 	@touch $@
 
+# The shipped modules carry no function-name or producers section (a fifth of the module).
+BINDGEN_SHIP := --remove-name-section --remove-producers-section
+
 $(PKG_WASM): $(WASM_RELEASE)
-	wasm-bindgen --target web --out-dir pkg/wasm $(WASM_RELEASE)
+	wasm-bindgen --target web $(BINDGEN_SHIP) --out-dir pkg/wasm $(WASM_RELEASE)
 
 build: setup-rust setup-node $(PKG_WASM)
 
@@ -72,7 +75,7 @@ $(WASM_MT): $(RUST_SOURCES)
 	@touch $@
 
 $(PKG_WASM_MT): $(WASM_MT)
-	wasm-bindgen --target web --out-dir pkg/wasm-mt $(WASM_MT)
+	wasm-bindgen --target web $(BINDGEN_SHIP) --out-dir pkg/wasm-mt $(WASM_MT)
 
 build-threads: setup-rust setup-nightly $(PKG_WASM_MT)
 
@@ -122,8 +125,8 @@ test-py: build setup-python
 test: setup build test-native test-wasm test-js test-py
 	@echo "all test suites passed"
 
-size: build
-	@node bench/size.mjs $(PKG_WASM)
+size: build build-threads
+	@node bench/size.mjs $(PKG_WASM) $(PKG_WASM_MT)
 
 bench: build build-threads setup-chromium $(PKG_WASM_BENCH)
 	node bench/run.mjs

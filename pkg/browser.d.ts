@@ -1,4 +1,4 @@
-import type { BuildInfo, CalibrationInput, ErrorHistogram, LayerReport, ModelReport, ModelSummary, Progress, QuantConfig, QuantConfigInput } from './wasm/arrowquant.js';
+import type { BuildInfo, CalibrationInput, CalibrationSummary, ErrorHistogram, LayerReport, ModelReport, ModelSummary, Progress, QuantConfig, QuantConfigInput } from './wasm/arrowquant.js';
 export interface WorkerQuantizerInfo extends BuildInfo {
   /** Threads in the pool (1 for the single-threaded build). */
   poolThreads: number;
@@ -21,6 +21,8 @@ export interface WorkerRunStats {
 export interface WorkerQuantizer {
   info: WorkerQuantizerInfo;
   resolveConfig(config: QuantConfigInput): Promise<QuantConfig>;
+  /** What each file is, from its header (a calibration file comes with its summary). */
+  classify(files: (Blob | File)[]): Promise<{ role: 'model' | 'calibration' | 'index' | 'unreadable'; calibration?: CalibrationSummary; error?: { code: string; message: string } }[]>;
   describe(files: Blob | File[], options?: { index?: Blob; config?: QuantConfigInput }): Promise<{ summary: ModelSummary; shards: { name: string; tensors: number }[] | null }>;
   histogram(name: string, config: QuantConfigInput, bins?: number): Promise<ErrorHistogram>;
   quantize(

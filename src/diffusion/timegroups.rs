@@ -7,7 +7,7 @@
 //! Activation quantization is asymmetric unsigned at `activationBits` (8 by default, the usual
 //! W4A8/W8A8 setting): `q = clamp(round_half_even(x / scale) + zero_point, 0, 2^b − 1)`,
 //! `x̂ = (q − zero_point) · scale`. The range always includes 0 and the zero point is an integer,
-//! so 0.0 is exactly representable (the original system's float zero point was not).
+//! so 0.0 is exactly representable.
 
 use serde::{Deserialize, Serialize};
 

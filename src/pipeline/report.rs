@@ -1,4 +1,4 @@
-//! What a run reports: one row per tensor and a model summary (the seed's QuantizationResult).
+//! What a run reports: one row per tensor and a model summary.
 //! Serialized camelCase; the TypeScript types are generated from these structs (tsify).
 
 use serde::{Deserialize, Serialize};

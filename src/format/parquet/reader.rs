@@ -4,14 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use arrow_array::{
-    Array, BinaryArray, BooleanArray, Float16Array, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch,
-    StringArray, StructArray, UInt32Array, UInt64Array, UInt8Array,
-};
 use bytes::Bytes;
 use half::f16;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Type as PhysicalType;
+use parquet::data_type::{
+    BoolType, ByteArray, ByteArrayType, DoubleType, FixedLenByteArrayType, FloatType, Int32Type, Int64Type,
+};
+use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
+use parquet::schema::types::SchemaDescriptor;
 
+use super::columns::{self, find_leaf, Leaf};
 use super::schema::*;
 use super::{Metrics, SpatialMeta, Storage, Stored, TensorRow};
 use crate::diffusion::timegroups::TimeGroup;
@@ -41,35 +43,6 @@ fn perr(msg: impl Into<String>) -> AqError {
     AqError::Parquet(msg.into())
 }
 
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| perr(format!("missing column '{name}'")))?
-        .as_any()
-        .downcast_ref::<T>()
-        .ok_or_else(|| {
-            perr(format!(
-                "column '{name}' has type {}, not the one docs/FORMAT.md specifies",
-                batch.column_by_name(name).map(|c| c.data_type().to_string()).unwrap_or_default()
-            ))
-        })
-}
-
-fn opt<T: Copy>(present: bool, v: T) -> Option<T> {
-    present.then_some(v)
-}
-
-fn list_values<T: 'static>(list: &ListArray, i: usize, what: &str) -> Result<Option<std::sync::Arc<dyn Array>>> {
-    if list.is_null(i) {
-        return Ok(None);
-    }
-    let v = list.value(i);
-    if v.as_any().downcast_ref::<T>().is_none() {
-        return Err(perr(format!("column '{what}' has items of type {}", v.data_type())));
-    }
-    Ok(Some(v))
-}
-
 impl QuantizedFile {
     pub fn open(bytes: Vec<u8>) -> Result<Self> {
         if bytes.len() < 12 || &bytes[..4] != b"PAR1" || &bytes[bytes.len() - 4..] != b"PAR1" {
@@ -78,8 +51,8 @@ impl QuantizedFile {
                 bytes.len()
             )));
         }
-        let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))?;
-        let kv: BTreeMap<String, String> = builder
+        let reader = SerializedFileReader::new(Bytes::from(bytes))?;
+        let kv: BTreeMap<String, String> = reader
             .metadata()
             .file_metadata()
             .key_value_metadata()
@@ -104,11 +77,10 @@ impl QuantizedFile {
                 .map_err(|e| perr(format!("{KEY_SOURCE_METADATA} is not a JSON string map: {e}")))?,
             None => BTreeMap::new(),
         };
-        let reader = builder.build()?;
+        let leaves = Leaves::find(reader.metadata().file_metadata().schema_descr())?;
         let mut rows = Vec::new();
-        for batch in reader {
-            let batch = batch?;
-            read_batch(&batch, &mut rows)?;
+        for i in 0..reader.num_row_groups() {
+            read_row_group(reader.get_row_group(i)?.as_ref(), &leaves, &mut rows)?;
         }
         for row in &rows {
             check_row(row)?;
@@ -215,123 +187,185 @@ pub fn parse_export_dtype(s: &str) -> Result<Dtype> {
     }
 }
 
-fn read_batch(batch: &RecordBatch, rows: &mut Vec<TensorRow>) -> Result<()> {
-    let name = column::<StringArray>(batch, "name")?;
-    let shape = column::<ListArray>(batch, "shape")?;
-    let dtype = column::<StringArray>(batch, "dtype")?;
-    let storage = column::<StringArray>(batch, "storage")?;
-    let requested_bits = column::<UInt8Array>(batch, "requested_bits")?;
-    let bits = column::<UInt8Array>(batch, "bits")?;
-    let group_size = column::<UInt32Array>(batch, "group_size")?;
-    let data = column::<BinaryArray>(batch, "data")?;
-    let crc = column::<UInt32Array>(batch, "data_crc32")?;
-    let scales = column::<ListArray>(batch, "scales")?;
-    let mins = column::<ListArray>(batch, "mins")?;
-    let cosine = column::<Float64Array>(batch, "cosine")?;
-    let snr = column::<Float64Array>(batch, "snr_db")?;
-    let rel = column::<Float64Array>(batch, "rel_rmse")?;
-    let maxe = column::<Float64Array>(batch, "max_abs_error")?;
-    let reason = column::<StringArray>(batch, "reason")?;
-    let time_groups = column::<ListArray>(batch, "time_groups")?;
-    let spatial = column::<StructArray>(batch, "spatial")?;
-    // Added in 2.1: a 2.0 file has no such column and every value is null.
-    let weighted = match batch.column_by_name("weighted_snr_db") {
-        None => None,
-        Some(_) => Some(column::<Float64Array>(batch, "weighted_snr_db")?),
+/// The leaf columns of the schema (docs/FORMAT.md), located by name in the file's own schema.
+struct Leaves {
+    name: Leaf,
+    shape: Leaf,
+    dtype: Leaf,
+    storage: Leaf,
+    requested_bits: Leaf,
+    bits: Leaf,
+    group_size: Leaf,
+    data: Leaf,
+    data_crc32: Leaf,
+    scales: Leaf,
+    mins: Leaf,
+    metrics: [Leaf; 4],
+    reason: Leaf,
+    tg_start: Leaf,
+    tg_end: Leaf,
+    tg_scale: Leaf,
+    tg_zero_point: Leaf,
+    sp_enabled: Leaf,
+    sp_channel_equalization: Leaf,
+    sp_activation_smoothing: Leaf,
+    sp_alpha: Leaf,
+    sp_scales: Leaf,
+    /// Added in 2.1: a 2.0 file has no such column and every value is null.
+    weighted: Option<Leaf>,
+}
+
+impl Leaves {
+    fn find(schema: &SchemaDescriptor) -> Result<Self> {
+        use PhysicalType as P;
+        let need = |path: &[&str], t: P| -> Result<Leaf> {
+            find_leaf(schema, path, t)?.ok_or_else(|| perr(format!("missing column '{}'", path[0])))
+        };
+        let list = |name: &str, t: P| need(&[name, "*", "*"], t);
+        Ok(Leaves {
+            name: need(&["name"], P::BYTE_ARRAY)?,
+            shape: list("shape", P::INT64)?,
+            dtype: need(&["dtype"], P::BYTE_ARRAY)?,
+            storage: need(&["storage"], P::BYTE_ARRAY)?,
+            requested_bits: need(&["requested_bits"], P::INT32)?,
+            bits: need(&["bits"], P::INT32)?,
+            group_size: need(&["group_size"], P::INT32)?,
+            data: need(&["data"], P::BYTE_ARRAY)?,
+            data_crc32: need(&["data_crc32"], P::INT32)?,
+            scales: list("scales", P::FIXED_LEN_BYTE_ARRAY)?,
+            mins: list("mins", P::FIXED_LEN_BYTE_ARRAY)?,
+            metrics: [
+                need(&["cosine"], P::DOUBLE)?,
+                need(&["snr_db"], P::DOUBLE)?,
+                need(&["rel_rmse"], P::DOUBLE)?,
+                need(&["max_abs_error"], P::DOUBLE)?,
+            ],
+            reason: need(&["reason"], P::BYTE_ARRAY)?,
+            tg_start: need(&["time_groups", "*", "*", "t_start"], P::INT32)?,
+            tg_end: need(&["time_groups", "*", "*", "t_end"], P::INT32)?,
+            tg_scale: need(&["time_groups", "*", "*", "scale"], P::FLOAT)?,
+            tg_zero_point: need(&["time_groups", "*", "*", "zero_point"], P::INT32)?,
+            sp_enabled: need(&["spatial", "enabled"], P::BOOLEAN)?,
+            sp_channel_equalization: need(&["spatial", "channel_equalization"], P::BOOLEAN)?,
+            sp_activation_smoothing: need(&["spatial", "activation_smoothing"], P::BOOLEAN)?,
+            sp_alpha: need(&["spatial", "alpha"], P::FLOAT)?,
+            sp_scales: need(&["spatial", "equalization_scales", "*", "*"], P::FLOAT)?,
+            weighted: find_leaf(schema, &["weighted_snr_db"], P::DOUBLE)?,
+        })
+    }
+}
+
+fn utf8(v: ByteArray, column: &str) -> Result<String> {
+    String::from_utf8(v.data().to_vec()).map_err(|_| perr(format!("column '{column}' holds bytes that are not UTF-8")))
+}
+
+/// The rows of one row group.
+fn read_row_group(rg: &dyn RowGroupReader, l: &Leaves, out: &mut Vec<TensorRow>) -> Result<()> {
+    let n = usize::try_from(rg.metadata().num_rows()).map_err(|_| perr("a row group has a negative row count"))?;
+    let strings = |leaf: Leaf, what: &str| -> Result<Vec<String>> {
+        columns::read::<ByteArrayType>(rg, leaf, n)?.required(n)?.into_iter().map(|v| utf8(v, what)).collect()
     };
-    let f16s = |list: &ListArray, i: usize, what: &str| -> Result<Option<Vec<u16>>> {
-        Ok(list_values::<Float16Array>(list, i, what)?.map(|a| {
-            let a = a.as_any().downcast_ref::<Float16Array>().expect("checked");
-            a.values().iter().map(|v| v.to_bits()).collect()
-        }))
+    let names = strings(l.name, "name")?;
+    let dtypes = strings(l.dtype, "dtype")?;
+    let storages = strings(l.storage, "storage")?;
+    let reasons = strings(l.reason, "reason")?;
+    let shapes = columns::read::<Int64Type>(rg, l.shape, n)?.lists(n)?;
+    let i32s = |leaf: Leaf| columns::read::<Int32Type>(rg, leaf, n)?.optional(n);
+    let (requested, bits, groups) = (i32s(l.requested_bits)?, i32s(l.bits)?, i32s(l.group_size)?);
+    let data = columns::read::<ByteArrayType>(rg, l.data, n)?.required(n)?;
+    let crcs = columns::read::<Int32Type>(rg, l.data_crc32, n)?.required(n)?;
+    let halfs = |leaf: Leaf| -> Result<Vec<Option<Vec<u16>>>> {
+        columns::read::<FixedLenByteArrayType>(rg, leaf, n)?
+            .lists(n)?
+            .into_iter()
+            .map(|list| {
+                list.map(|items| {
+                    items
+                        .iter()
+                        .map(|b| match b.data() {
+                            &[lo, hi] => Ok(u16::from_le_bytes([lo, hi])),
+                            _ => Err(perr("a scale or min is not a 2-byte f16")),
+                        })
+                        .collect()
+                })
+                .transpose()
+            })
+            .collect()
     };
-    for i in 0..batch.num_rows() {
-        let row_name = name.value(i).to_string();
-        let shape_v = list_values::<UInt64Array>(shape, i, "shape")?
-            .ok_or_else(|| perr(format!("tensor '{row_name}': shape is null")))?;
-        let shape_v = shape_v.as_any().downcast_ref::<UInt64Array>().expect("checked").values().to_vec();
-        let dtype_s = dtype.value(i);
-        let storage_s = storage.value(i);
-        let row_dtype =
-            Dtype::parse(dtype_s).ok_or_else(|| perr(format!("tensor '{row_name}': unknown dtype '{dtype_s}'")))?;
-        let storage = Storage::parse(storage_s)
-            .ok_or_else(|| perr(format!("tensor '{row_name}': unknown storage '{storage_s}'")))?;
+    let (scales, mins) = (halfs(l.scales)?, halfs(l.mins)?);
+    let doubles = |leaf: Leaf| columns::read::<DoubleType>(rg, leaf, n)?.optional(n);
+    let metrics: Vec<Vec<Option<f64>>> = l.metrics.iter().map(|&m| doubles(m)).collect::<Result<_>>()?;
+    let weighted = match l.weighted {
+        Some(w) => doubles(w)?,
+        None => vec![None; n],
+    };
+    let tg_lists = |leaf: Leaf| columns::read::<Int32Type>(rg, leaf, n)?.lists(n);
+    let (tg_start, tg_end, tg_zp) = (tg_lists(l.tg_start)?, tg_lists(l.tg_end)?, tg_lists(l.tg_zero_point)?);
+    let tg_scale = columns::read::<FloatType>(rg, l.tg_scale, n)?.lists(n)?;
+    let bools = |leaf: Leaf| columns::read::<BoolType>(rg, leaf, n)?.optional(n);
+    let (sp_on, sp_ce, sp_as) =
+        (bools(l.sp_enabled)?, bools(l.sp_channel_equalization)?, bools(l.sp_activation_smoothing)?);
+    let sp_alpha = columns::read::<FloatType>(rg, l.sp_alpha, n)?.optional(n)?;
+    let sp_scales = columns::read::<FloatType>(rg, l.sp_scales, n)?.lists(n)?;
+    let rows = names.into_iter().zip(data).enumerate();
+    for (i, (name, data)) in rows {
+        let bad = |what: &str| perr(format!("tensor '{name}': {what}"));
+        let shape: Vec<u64> =
+            shapes[i].clone().ok_or_else(|| bad("shape is null"))?.into_iter().map(|d| d as u64).collect();
+        let dtype = Dtype::parse(&dtypes[i]).ok_or_else(|| bad(&format!("unknown dtype '{}'", dtypes[i])))?;
+        let storage = Storage::parse(&storages[i]).ok_or_else(|| bad(&format!("unknown storage '{}'", storages[i])))?;
+        let narrow = |v: Option<i32>, what: &str| -> Result<Option<u8>> {
+            v.map(|b| u8::try_from(b).map_err(|_| bad(&format!("{what} {b} is out of range")))).transpose()
+        };
         let parts = StoredColumns {
             storage,
-            bits: opt(bits.is_valid(i), bits.value(i)),
-            group_size: opt(group_size.is_valid(i), group_size.value(i)),
-            scales: f16s(scales, i, "scales")?,
-            mins: f16s(mins, i, "mins")?,
+            bits: narrow(bits[i], "bits")?,
+            group_size: groups[i].map(|g| g as u32),
+            scales: scales[i].clone(),
+            mins: mins[i].clone(),
         };
-        let metric_columns = [cosine, snr, rel, maxe].map(|c| opt(c.is_valid(i), c.value(i)));
-        let metrics = match metric_columns {
+        let metrics = match [metrics[0][i], metrics[1][i], metrics[2][i], metrics[3][i]] {
             [Some(cosine), Some(snr_db), Some(rel_rmse), Some(max_abs_error)] => {
                 Some(Metrics { cosine, snr_db, rel_rmse, max_abs_error })
             }
             [None, None, None, None] => None,
-            _ => {
-                return Err(perr(format!(
-                    "tensor '{row_name}': cosine, snr_db, rel_rmse and max_abs_error must be all set or all null"
-                )))
-            }
+            _ => return Err(bad("cosine, snr_db, rel_rmse and max_abs_error must be all set or all null")),
         };
-        rows.push(TensorRow {
-            stored: parts.into_stored(&row_name, &shape_v, row_dtype)?,
-            dtype: row_dtype,
-            shape: shape_v,
-            requested_bits: opt(requested_bits.is_valid(i), requested_bits.value(i)),
-            data: data.value(i).to_vec(),
-            data_crc32: crc.value(i),
+        let time_groups = match (&tg_start[i], &tg_end[i], &tg_scale[i], &tg_zp[i]) {
+            (None, None, None, None) => None,
+            (Some(a), Some(b), Some(c), Some(d)) if a.len() == b.len() && b.len() == c.len() && c.len() == d.len() => {
+                Some(
+                    (0..a.len())
+                        .map(|k| TimeGroup { t_start: a[k] as u32, t_end: b[k] as u32, scale: c[k], zero_point: d[k] })
+                        .collect(),
+                )
+            }
+            _ => return Err(bad("time_groups fields disagree")),
+        };
+        let spatial = match (sp_on[i], sp_ce[i], sp_as[i], sp_alpha[i], &sp_scales[i]) {
+            (None, None, None, None, None) => None,
+            (Some(enabled), Some(channel_equalization), Some(activation_smoothing), Some(alpha), Some(scales)) => {
+                Some(SpatialMeta { enabled, channel_equalization, activation_smoothing, alpha, scales: scales.clone() })
+            }
+            (_, _, _, _, None) => return Err(bad("spatial.equalization_scales is null")),
+            _ => return Err(bad("spatial fields disagree")),
+        };
+        out.push(TensorRow {
+            stored: parts.into_stored(&name, &shape, dtype)?,
+            dtype,
+            shape,
+            requested_bits: narrow(requested[i], "requested_bits")?,
+            data: data.data().to_vec(),
+            data_crc32: crcs[i] as u32,
             metrics,
-            reason: reason.value(i).to_string(),
-            weighted_snr_db: weighted.and_then(|w| opt(w.is_valid(i), w.value(i))),
-            time_groups: read_time_groups(time_groups, i, &row_name)?,
-            spatial: read_spatial(spatial, i, &row_name)?,
-            name: row_name,
+            reason: reasons[i].clone(),
+            weighted_snr_db: weighted[i],
+            time_groups,
+            spatial,
+            name,
         });
     }
     Ok(())
-}
-
-fn struct_child<'a, T: 'static>(s: &'a StructArray, name: &str, tensor: &str) -> Result<&'a T> {
-    s.column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<T>())
-        .ok_or_else(|| perr(format!("tensor '{tensor}': struct field '{name}' is missing or mistyped")))
-}
-
-fn read_time_groups(list: &ListArray, i: usize, tensor: &str) -> Result<Option<Vec<TimeGroup>>> {
-    let Some(v) = list_values::<StructArray>(list, i, "time_groups")? else { return Ok(None) };
-    let st = v.as_any().downcast_ref::<StructArray>().expect("checked");
-    let t0 = struct_child::<UInt32Array>(st, "t_start", tensor)?;
-    let t1 = struct_child::<UInt32Array>(st, "t_end", tensor)?;
-    let sc = struct_child::<Float32Array>(st, "scale", tensor)?;
-    let zp = struct_child::<Int32Array>(st, "zero_point", tensor)?;
-    Ok(Some(
-        (0..st.len())
-            .map(|k| TimeGroup {
-                t_start: t0.value(k),
-                t_end: t1.value(k),
-                scale: sc.value(k),
-                zero_point: zp.value(k),
-            })
-            .collect(),
-    ))
-}
-
-fn read_spatial(st: &StructArray, i: usize, tensor: &str) -> Result<Option<SpatialMeta>> {
-    if st.is_null(i) {
-        return Ok(None);
-    }
-    let scales = struct_child::<ListArray>(st, "equalization_scales", tensor)?;
-    let values = list_values::<Float32Array>(scales, i, "spatial.equalization_scales")?
-        .ok_or_else(|| perr(format!("tensor '{tensor}': spatial.equalization_scales is null")))?;
-    Ok(Some(SpatialMeta {
-        enabled: struct_child::<BooleanArray>(st, "enabled", tensor)?.value(i),
-        channel_equalization: struct_child::<BooleanArray>(st, "channel_equalization", tensor)?.value(i),
-        activation_smoothing: struct_child::<BooleanArray>(st, "activation_smoothing", tensor)?.value(i),
-        alpha: struct_child::<Float32Array>(st, "alpha", tensor)?.value(i),
-        scales: values.as_any().downcast_ref::<Float32Array>().expect("checked").values().to_vec(),
-    }))
 }
 
 /// The storage columns of one row as read, before they are checked to form a [`Stored`].

@@ -1,0 +1,67 @@
+// Same-process A/B of two builds of the package: both are loaded into one Node process and run
+// alternately (the order flips every round) over the same inputs, so machine noise hits both
+// alike. Prints medians, the time ratio B ÷ A and whether the files are byte-identical.
+//
+//   node bench/ab.mjs <package dir A> <package dir B> [rounds]
+//
+// A package dir is a `pkg/` with its `wasm/` built (`make build`), e.g. a copy of an older commit's.
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const [dirA, dirB, roundsArg] = process.argv.slice(2);
+if (!dirA || !dirB) {
+  console.error('usage: node bench/ab.mjs <package dir A> <package dir B> [rounds]');
+  process.exit(2);
+}
+const A = await import(join(resolve(dirA), 'node.js'));
+const B = await import(join(resolve(dirB), 'node.js'));
+const ROUNDS = Number(roundsArg ?? 41);
+const ROOT = new URL('..', import.meta.url).pathname;
+
+/** A one-tensor f32 model `[rows, cols]` of deterministic values with a few outliers. */
+function synthetic(rows, cols) {
+  const values = new Float32Array(rows * cols);
+  let s = 7;
+  for (let i = 0; i < values.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    values[i] = (s / 2 ** 31 - 1) * (1 + (i % 5));
+  }
+  const header = new TextEncoder().encode(JSON.stringify({ 'w.weight': { dtype: 'F32', shape: [rows, cols], data_offsets: [0, values.byteLength] } }));
+  const m = new Uint8Array(8 + header.length + values.byteLength);
+  new DataView(m.buffer).setBigUint64(0, BigInt(header.length), true);
+  m.set(header, 8);
+  m.set(new Uint8Array(values.buffer), 8 + header.length);
+  return m;
+}
+
+const big = synthetic(4096, 4096);
+const riva = readFileSync(join(ROOT, 'samples/rivagan_f32.safetensors'));
+const ddpm = readFileSync(join(ROOT, 'samples/tiny_ddpm_digits.safetensors'));
+const calibration = readFileSync(join(ROOT, 'samples/tiny_ddpm_digits.calib.safetensors'));
+const cases = [
+  ['64 MiB f32, 4-bit g64 min/max', big, { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }, {}, 7],
+  ['64 MiB f32, 4-bit g64 search', big, { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }, {}, 7],
+  ['64 MiB f32, 8-bit g64 min/max', big, { bitWidth: 8, groupSize: 64, minAccuracy: 0 }, {}, 7],
+  ['RivaGAN, edge', riva, { profile: 'edge' }, {}, ROUNDS],
+  ['tiny DDPM, 4-bit g64 search', ddpm, { bitWidth: 4, groupSize: 64, minAccuracy: 0 }, {}, ROUNDS],
+  ['tiny DDPM, local + calibration', ddpm, { profile: 'local' }, { calibration }, ROUNDS],
+];
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const same = (a, b) => a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+
+console.log(`| input | config | A ms | B ms | B ÷ A | same bytes |\n|---|---|---|---|---|---|`);
+for (const [name, bytes, config, options, rounds] of cases) {
+  const times = { A: [], B: [] };
+  const out = {};
+  for (let r = 0; r <= rounds; r++) {
+    const order = r % 2 ? [['A', A], ['B', B]] : [['B', B], ['A', A]];
+    for (const [k, lib] of order) {
+      const t0 = performance.now();
+      out[k] = lib.quantizeModel(bytes, config, options).parquet;
+      if (r > 0) times[k].push(performance.now() - t0);
+    }
+  }
+  const [a, b] = [median(times.A), median(times.B)];
+  const [input, cfg] = name.split(', ');
+  console.log(`| ${input} | ${name.slice(input.length + 2) || cfg} | ${a.toFixed(2)} | ${b.toFixed(2)} | ${(b / a).toFixed(3)} | ${same(out.A, out.B)} |`);
+}

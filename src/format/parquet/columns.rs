@@ -1,0 +1,155 @@
+//! Reading the columns of a row group with parquet's low-level column readers, without Arrow (whose
+//! generic array code would triple the size of the wasm module): each leaf column is read whole —
+//! values, definition and repetition levels — and turned into one value per row. Levels are
+//! interpreted from the file's own schema, so files written by other Parquet writers (pyarrow's
+//! nullable list items, other list element names) read the same way.
+
+use parquet::basic::{Repetition, Type as PhysicalType};
+use parquet::column::reader::get_typed_column_reader;
+use parquet::data_type::DataType;
+use parquet::file::reader::RowGroupReader;
+use parquet::schema::types::{SchemaDescriptor, Type};
+
+use crate::error::{AqError, Result};
+
+fn perr(msg: impl Into<String>) -> AqError {
+    AqError::Parquet(msg.into())
+}
+
+/// Where a leaf column sits: its index in the row group and its definition levels of interest.
+#[derive(Debug, Clone, Copy)]
+pub struct Leaf {
+    pub index: usize,
+    pub max_def: i16,
+    pub max_rep: i16,
+    /// For a leaf inside a list: the definition level at which the list itself is present
+    /// (lower: the list, or a struct around it, is null).
+    pub list_def: i16,
+}
+
+/// Find the leaf column at `path` (e.g. `["scales", "*", "*"]`, where `*` matches any name, as
+/// list groups are named differently by different writers) with the physical type `physical`.
+/// `None` when the file has no such column.
+pub fn find_leaf(schema: &SchemaDescriptor, path: &[&str], physical: PhysicalType) -> Result<Option<Leaf>> {
+    for (index, col) in schema.columns().iter().enumerate() {
+        let parts = col.path().parts();
+        let matches = parts.len() == path.len() && parts.iter().zip(path).all(|(p, want)| *want == "*" || p == want);
+        if !matches {
+            continue;
+        }
+        if col.physical_type() != physical {
+            return Err(perr(format!(
+                "column '{}' is {:?}, not the {physical:?} docs/FORMAT.md specifies",
+                parts.join("."),
+                col.physical_type()
+            )));
+        }
+        let list_def = list_def(schema.root_schema(), parts);
+        return Ok(Some(Leaf { index, max_def: col.max_def_level(), max_rep: col.max_rep_level(), list_def }));
+    }
+    Ok(None)
+}
+
+/// The definition level at which a list on `path` is present: the optional nodes above its
+/// repeated group (for a column outside any list, all optional nodes on the path).
+fn list_def(root: &Type, path: &[String]) -> i16 {
+    let mut def = 0;
+    let mut node = root;
+    for name in path {
+        let Some(child) = node.get_fields().iter().find(|f| f.name() == name) else { break };
+        let info = child.get_basic_info();
+        if info.has_repetition() {
+            match info.repetition() {
+                Repetition::OPTIONAL => def += 1,
+                Repetition::REPEATED => return def,
+                Repetition::REQUIRED => {}
+            }
+        }
+        node = child;
+    }
+    def
+}
+
+/// One leaf column of a row group, read whole.
+pub struct Column<T> {
+    pub leaf: Leaf,
+    pub values: Vec<T>,
+    pub def: Vec<i16>,
+    pub rep: Vec<i16>,
+    name: String,
+}
+
+/// Read every value and level of `leaf` in row group `rg`, which holds `rows` rows.
+pub fn read<D: DataType>(rg: &dyn RowGroupReader, leaf: Leaf, rows: usize) -> Result<Column<D::T>> {
+    let name = rg.metadata().column(leaf.index).column_path().string();
+    let mut reader = get_typed_column_reader::<D>(rg.get_column_reader(leaf.index)?);
+    let (mut values, mut def, mut rep) = (Vec::new(), Vec::new(), Vec::new());
+    let mut got = 0;
+    while got < rows {
+        let (records, _, _) = reader.read_records(rows - got, Some(&mut def), Some(&mut rep), &mut values)?;
+        if records == 0 {
+            break;
+        }
+        got += records;
+    }
+    if got != rows {
+        return Err(perr(format!("column '{name}' holds {got} rows, the row group {rows}")));
+    }
+    Ok(Column { leaf, values, def, rep, name })
+}
+
+impl<T: Clone> Column<T> {
+    /// A required, unrepeated column: one value per row.
+    pub fn required(self, rows: usize) -> Result<Vec<T>> {
+        if self.leaf.max_rep != 0 || self.values.len() != rows {
+            return Err(perr(format!("column '{}' is not one value per row", self.name)));
+        }
+        Ok(self.values)
+    }
+
+    /// An unrepeated column that may be null (alone or through a null struct around it).
+    pub fn optional(self, rows: usize) -> Result<Vec<Option<T>>> {
+        if self.leaf.max_rep != 0 {
+            return Err(perr(format!("column '{}' is repeated; docs/FORMAT.md says it is not", self.name)));
+        }
+        if self.leaf.max_def == 0 {
+            return self.required(rows).map(|v| v.into_iter().map(Some).collect());
+        }
+        let mut values = self.values.into_iter();
+        let out: Vec<Option<T>> =
+            self.def.iter().map(|&d| if d == self.leaf.max_def { values.next() } else { None }).collect();
+        if out.len() != rows || values.next().is_some() {
+            return Err(perr(format!("column '{}' has levels that do not match its values", self.name)));
+        }
+        Ok(out)
+    }
+
+    /// A list column: per row `None` (the list or a struct around it is null) or its items. A
+    /// null item (possible only in files of other writers) is an error.
+    pub fn lists(self, rows: usize) -> Result<Vec<Option<Vec<T>>>> {
+        let Leaf { max_def, max_rep, list_def, .. } = self.leaf;
+        if max_rep != 1 || self.def.len() != self.rep.len() {
+            return Err(perr(format!("column '{}' is not a list", self.name)));
+        }
+        let mut out: Vec<Option<Vec<T>>> = Vec::with_capacity(rows);
+        let mut values = self.values.into_iter();
+        for (&d, &r) in self.def.iter().zip(&self.rep) {
+            if out.is_empty() && r != 0 {
+                return Err(perr(format!("column '{}' starts inside a list", self.name)));
+            }
+            if r == 0 {
+                out.push((d >= list_def).then(Vec::new));
+            }
+            let Some(Some(row)) = out.last_mut() else { continue };
+            if d == max_def {
+                row.push(values.next().ok_or_else(|| perr(format!("column '{}' ends early", self.name)))?);
+            } else if d > list_def {
+                return Err(perr(format!("column '{}' has a null item", self.name)));
+            }
+        }
+        if out.len() != rows || values.next().is_some() {
+            return Err(perr(format!("column '{}' has levels that do not match its values", self.name)));
+        }
+        Ok(out)
+    }
+}
