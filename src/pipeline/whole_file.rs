@@ -59,8 +59,10 @@ pub fn quantize_model_chunks(
     }
     q.begin(bytes, file_len)?;
     let mut out = Vec::new();
-    for (start, end) in q.read_plan()?.into_iter().flat_map(|g| g.units) {
-        let events = q.add_range(start, range(start, end))?;
+    // The whole file is in memory: each group goes in one call (the units only matter to a
+    // stream, whose output and progress they pace).
+    for g in q.read_plan()? {
+        let events = q.add_range(g.start, range(g.start, g.end))?;
         out.extend(q.take_output_chunks());
         for e in &events {
             if !on_progress(&e.progress) {

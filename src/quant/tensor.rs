@@ -155,11 +155,14 @@ fn quantize_block(
         return Ok(None);
     }
     pack_rows(q, layout.row_len, width, codes);
-    Ok(Some(measure_groups(&groups, params, q, scales, mins)))
+    let mut sums = ErrorSums::default();
+    measure_groups(&groups, params, q, scales, mins, &mut sums);
+    Ok(Some(sums))
 }
 
 /// Stage 1 of a block: decode the source values from element `e_first` on into `x` (as many as
 /// it holds) and check they are finite (the error names the element).
+#[inline]
 pub fn decode_block(src: Source, e_first: usize, x: &mut [f32]) -> Result<()> {
     let esize = src.dtype.size_bytes();
     decode_f32(src.dtype, &src.bytes[e_first * esize..(e_first + x.len()) * esize], x);
@@ -169,6 +172,7 @@ pub fn decode_block(src: Source, e_first: usize, x: &mut [f32]) -> Result<()> {
 /// Stage 3 (after [`code_groups`]): pack a block's codes (one per byte, whole rows of `row_len`
 /// back to back) into `codes`, every row starting on a byte. Groups start on bytes too
 /// (group_size·bits is a multiple of 8), so each row packs in one call.
+#[inline]
 pub fn pack_rows(q: &[u8], row_len: usize, width: Width, codes: &mut [u8]) {
     let pack = kernels::active().pack;
     for (row_q, row_codes) in q.chunks_exact(row_len.max(1)).zip(codes.chunks_mut(width.packed_len(row_len))) {
@@ -177,16 +181,18 @@ pub fn pack_rows(q: &[u8], row_len: usize, width: Width, codes: &mut [u8]) {
 }
 
 /// Stage 4, validation: reconstruct every group from its codes and f16 params exactly as a reader
-/// will, and sum the error against the source values in group order; store the params' f16 bits.
+/// will, and add the error against the source values to `sums` in group order; store the params'
+/// f16 bits.
+#[inline]
 pub fn measure_groups(
     groups: &[&[f32]],
     params: &[Chosen],
     q: &[u8],
     scales: &mut [u16],
     mins: &mut [u16],
-) -> ErrorSums {
+    sums: &mut ErrorSums,
+) {
     let dequantize = kernels::active().dequantize_codes;
-    let mut sums = ErrorSums::default();
     let mut xhat = [0f32; MAX_GROUP];
     let mut e0 = 0;
     for (gi, (x, c)) in groups.iter().zip(params).enumerate() {
@@ -198,7 +204,6 @@ pub fn measure_groups(
         mins[gi] = p.min_bits();
         e0 += len;
     }
-    sums
 }
 
 /// A block as f32, its groups' params, and its codes (one per byte); kept per thread.

@@ -10,6 +10,7 @@ use wasm_bindgen::prelude::*;
 use crate::kernels::{self, KernelSet, SCALAR};
 use crate::quant::dtype::Dtype;
 use crate::quant::layout::Layout;
+use crate::quant::metrics::ErrorSums;
 use crate::quant::params::{choose_params, choose_params4, Chosen, GroupParams};
 use crate::quant::tensor::{
     code_groups, decode_block, measure_groups, pack_rows, quantize_source, Source, BLOCK_ELEMS,
@@ -225,7 +226,9 @@ pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, rep
     let layout = Layout::for_shape(&[(n / row) as u64, row as u64], g);
     // The blocks quantize_source makes of this layout: whole rows, about BLOCK_ELEMS values.
     let block = (BLOCK_ELEMS / row).max(1) * row;
-    let mut x = vec![0f32; n];
+    // Decoding goes into one block's scratch, reused, as in the quantizer; the later stages read
+    // the values themselves (an F32 source decodes to exactly these).
+    let mut scratch = vec![0f32; block];
     let mut params = vec![Chosen { params: GroupParams::ZERO, coded: false }; n / g];
     let mut q = vec![0u8; n];
     let mut packed = vec![0u8; layout.codes_len(width)];
@@ -235,15 +238,15 @@ pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, rep
     stages.push(Stage {
         stage: "decode + finite check",
         ms: time(reps, || {
-            for (b, xb) in x.chunks_mut(block).enumerate() {
-                sink += decode_block(src, b * block, xb).is_ok() as u8 as f64;
+            for (b, chunk) in values[..n].chunks(block).enumerate() {
+                sink += decode_block(src, b * block, &mut scratch[..chunk.len()]).is_ok() as u8 as f64;
             }
         }),
     });
     stages.push(Stage {
         stage: "params + codes + pack",
         ms: time(reps, || {
-            for (b, xb) in x.chunks(block).enumerate() {
+            for (b, xb) in values[..n].chunks(block).enumerate() {
                 let (g0, q0) = (b * block / g, b * block);
                 let groups: Vec<&[f32]> = xb.chunks(g).collect();
                 code_groups(
@@ -262,16 +265,18 @@ pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, rep
     stages.push(Stage {
         stage: "dequantize + error sums (validation)",
         ms: time(reps, || {
-            for (b, xb) in x.chunks(block).enumerate() {
+            for (b, xb) in values[..n].chunks(block).enumerate() {
                 let (g0, q0) = (b * block / g, b * block);
                 let groups: Vec<&[f32]> = xb.chunks(g).collect();
                 let k = groups.len();
-                let sums = measure_groups(
+                let mut sums = ErrorSums::default();
+                measure_groups(
                     &groups,
                     &params[g0..g0 + k],
                     &q[q0..q0 + xb.len()],
                     &mut scales[g0..g0 + k],
                     &mut mins[g0..g0 + k],
+                    &mut sums,
                 );
                 sink += sums.sum_e2;
             }
