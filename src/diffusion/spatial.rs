@@ -184,6 +184,7 @@ mod tests {
                 samples: vec![1; t],
                 channel_absmax_per_t: Some(rows.iter().map(|r| r.iter().map(|v| v.abs()).collect()).collect()),
                 channel_absmax: None,
+                ..Default::default()
             };
             for with_per_t in [true, false] {
                 let mut st = stats.clone();

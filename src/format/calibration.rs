@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::diffusion::calibration::{Calibration, LayerStats};
+use crate::diffusion::calibration::{Calibration, Gram, LayerStats};
 use crate::error::{AqError, Result};
 use crate::format::safetensors::{parse_header, Header};
 use crate::quant::dtype::Dtype;
@@ -78,13 +78,25 @@ impl Calibration {
             Ok(Some((info.shape.clone(), vals)))
         };
 
+        // Gram matrices can be large: read as f32, never widened.
+        let read_f32 = |name: &str| -> Result<Option<(Vec<u64>, Vec<f32>)>> {
+            let Some(info) = header.find(name) else { return Ok(None) };
+            if !info.dtype.is_float() {
+                return Err(bad(format!("tensor '{name}': dtype {} is not a float type", info.dtype.name())));
+            }
+            let raw = &bytes[base + info.begin as usize..base + info.end as usize];
+            let mut out = vec![0f32; info.numel() as usize];
+            crate::quant::dtype::decode_f32(info.dtype, raw, &mut out);
+            Ok(Some((info.shape.clone(), out)))
+        };
         let mut layers = BTreeMap::new();
         for t in &header.tensors {
             let Some(layer) = t.name.strip_suffix(".act_min") else {
-                if !["act_max", "samples", "channel_absmax"].iter().any(|s| t.name.ends_with(&format!(".{s}"))) {
+                if !LAYER_TENSORS.iter().any(|s| t.name.ends_with(&format!(".{s}"))) {
                     return Err(bad(format!(
-                        "tensor '{}': unknown name; expected <layer>.act_min/.act_max/.samples/.channel_absmax",
-                        t.name
+                        "tensor '{}': unknown name; expected <layer>.{}",
+                        t.name,
+                        LAYER_TENSORS.join("/.")
                     )));
                 }
                 let layer = t.name.rsplit_once('.').map(|(l, _)| l).unwrap_or("");
@@ -104,21 +116,62 @@ impl Calibration {
             let act_min = vec_t("act_min", get("act_min")?)?;
             let act_max = vec_t("act_max", get("act_max")?)?;
             let samples = vec_t("samples", get("samples")?)?;
-            let absmax = match get("channel_absmax")? {
-                None => None,
-                Some((shape, vals)) => match shape.as_slice() {
-                    [_] => Some(ChannelMax::Total(vals)),
-                    [tt, c] if *tt as usize == t_count && *c > 0 => Some(ChannelMax::PerT(
-                        vals.chunks(*c as usize).map(|r| r.to_vec()).collect(),
-                    )),
+            let per_channel = |suffix: &str| -> Result<Option<PerChannel>> {
+                Ok(match get(suffix)? {
+                    None => None,
+                    Some((shape, vals)) => match shape.as_slice() {
+                        [_] => Some(PerChannel::Total(vals)),
+                        [tt, c] if *tt as usize == t_count && *c > 0 => {
+                            Some(PerChannel::PerT(vals.chunks(*c as usize).map(|r| r.to_vec()).collect()))
+                        }
+                        _ => {
+                            return Err(bad(format!(
+                                "layer '{layer}': '{suffix}' has shape {shape:?}, expected [C_in] or [{t_count}, C_in] with C_in > 0"
+                            )))
+                        }
+                    },
+                })
+            };
+            let f32s = |suffix: &str| read_f32(&format!("{layer}.{suffix}"));
+            let gram = match (f32s("gram")?, f32s("gram_blocks")?, f32s("gram_eigvecs")?) {
+                (None, None, None) => None,
+                (Some((shape, values)), None, None) => match shape.as_slice() {
+                    [n, m] if n == m => Some(Gram::Full { n: *n as usize, values }),
+                    _ => return Err(bad(format!("layer '{layer}': 'gram' has shape {shape:?}, expected [n, n]"))),
+                },
+                (None, Some((shape, values)), None) => match shape.as_slice() {
+                    [nb, b, b2] if b == b2 && *b > 0 => Some(Gram::Blocks { n: (nb * b) as usize, size: *b as usize, values }),
                     _ => {
                         return Err(bad(format!(
-                            "layer '{layer}': 'channel_absmax' has shape {shape:?}, expected [C_in] or [{t_count}, C_in] with C_in > 0"
+                            "layer '{layer}': 'gram_blocks' has shape {shape:?}, expected [blocks, size, size]"
                         )))
                     }
                 },
+                (None, None, Some((shape, vectors))) => {
+                    let [n, k] = shape[..] else {
+                        return Err(bad(format!("layer '{layer}': 'gram_eigvecs' has shape {shape:?}, expected [n, k]")));
+                    };
+                    let (_, values) = f32s("gram_eigvals")?.ok_or_else(|| bad(format!("layer '{layer}': 'gram_eigvals' is missing")))?;
+                    let (_, diag) = f32s("gram_diag")?.ok_or_else(|| bad(format!("layer '{layer}': 'gram_diag' is missing")))?;
+                    if values.len() != k as usize || diag.len() != n as usize {
+                        return Err(bad(format!(
+                            "layer '{layer}': gram_eigvals has {} values and gram_diag {}, expected {k} and {n}",
+                            values.len(),
+                            diag.len()
+                        )));
+                    }
+                    Some(Gram::LowRank { n: n as usize, vectors, values, diag })
+                }
+                _ => return Err(bad(format!("layer '{layer}': give one of gram, gram_blocks or gram_eigvecs, not several"))),
             };
-            layers.insert(layer.to_string(), build_layer(layer, act_min, act_max, samples, absmax)?);
+            let extras = Extras {
+                sq_mean: per_channel("sq_mean")?,
+                gram,
+                gram_rows: get("gram_rows")?.map(|(_, v)| v.first().copied().unwrap_or(0.0)),
+                sensitivity: get("sensitivity")?.map(|(_, v)| v),
+            };
+            let layer_stats = build_layer(layer, act_min, act_max, samples, per_channel("channel_absmax")?, extras)?;
+            layers.insert(layer.to_string(), layer_stats);
         }
         if layers.is_empty() {
             return Err(bad("no layers: expected tensors named <layer>.act_min, <layer>.act_max, <layer>.samples"));
@@ -146,10 +199,8 @@ impl Calibration {
         for (name, l) in layers_v {
             let lo = l.as_object().ok_or_else(|| bad(format!("layer '{name}': expected an object")))?;
             for k in lo.keys() {
-                if !["actMin", "actMax", "samples", "channelAbsMax"].contains(&k.as_str()) {
-                    return Err(bad(format!(
-                        "layer '{name}': unknown key '{k}'; expected actMin, actMax, samples, channelAbsMax"
-                    )));
+                if !LAYER_KEYS.contains(&k.as_str()) {
+                    return Err(bad(format!("layer '{name}': unknown key '{k}'; expected {}", LAYER_KEYS.join(", "))));
                 }
             }
             let field = |k: &str| -> Result<Vec<f64>> {
@@ -159,26 +210,43 @@ impl Calibration {
                 }
                 Ok(vals)
             };
-            let absmax = match lo.get("channelAbsMax") {
-                None | Some(Value::Null) => None,
-                Some(Value::Array(a)) if a.first().is_some_and(Value::is_array) => {
-                    if a.len() != t_count {
-                        return Err(bad(format!(
-                            "layer '{name}': channelAbsMax has {} rows, expected {t_count} (one per timestep)",
-                            a.len()
-                        )));
+            let per_channel = |key: &str| -> Result<Option<PerChannel>> {
+                Ok(match lo.get(key) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Array(a)) if a.first().is_some_and(Value::is_array) => {
+                        if a.len() != t_count {
+                            return Err(bad(format!(
+                                "layer '{name}': {key} has {} rows, expected {t_count} (one per timestep)",
+                                a.len()
+                            )));
+                        }
+                        let rows = a
+                            .iter()
+                            .map(|r| read_f64_list(&format!("layers['{name}'].{key}"), r))
+                            .collect::<Result<Vec<_>>>()?;
+                        Some(PerChannel::PerT(rows))
                     }
-                    let rows = a
-                        .iter()
-                        .map(|r| read_f64_list(&format!("layers['{name}'].channelAbsMax"), r))
-                        .collect::<Result<Vec<_>>>()?;
-                    Some(ChannelMax::PerT(rows))
-                }
-                Some(other) => {
-                    Some(ChannelMax::Total(read_f64_list(&format!("layers['{name}'].channelAbsMax"), other)?))
-                }
+                    Some(other) => Some(PerChannel::Total(read_f64_list(&format!("layers['{name}'].{key}"), other)?)),
+                })
             };
-            let layer = build_layer(name, field("actMin")?, field("actMax")?, field("samples")?, absmax)?;
+            let extras = Extras {
+                sq_mean: per_channel("sqMean")?,
+                gram: lo.get("gram").filter(|g| !g.is_null()).map(|g| gram_from_json(name, g)).transpose()?,
+                gram_rows: lo.get("gramRows").and_then(Value::as_f64),
+                sensitivity: lo
+                    .get("sensitivity")
+                    .filter(|v| !v.is_null())
+                    .map(|v| read_f64_list(&format!("layers['{name}'].sensitivity"), v))
+                    .transpose()?,
+            };
+            let layer = build_layer(
+                name,
+                field("actMin")?,
+                field("actMax")?,
+                field("samples")?,
+                per_channel("channelAbsMax")?,
+                extras,
+            )?;
             layers.insert(name.clone(), layer);
         }
         if layers.is_empty() {
@@ -188,9 +256,89 @@ impl Calibration {
     }
 }
 
-enum ChannelMax {
+/// The per-layer tensors of the safetensors carrier, by suffix.
+const LAYER_TENSORS: &[&str] = &[
+    "act_min",
+    "act_max",
+    "samples",
+    "channel_absmax",
+    "sq_mean",
+    "gram",
+    "gram_blocks",
+    "gram_eigvecs",
+    "gram_eigvals",
+    "gram_diag",
+    "gram_rows",
+    "sensitivity",
+];
+
+/// The per-layer keys of the JSON carrier.
+const LAYER_KEYS: &[&str] = &["actMin", "actMax", "samples", "channelAbsMax", "sqMean", "gram", "gramRows", "sensitivity"];
+
+/// A per-input-channel statistic, over all timesteps or per timestep.
+enum PerChannel {
     Total(Vec<f64>),
     PerT(Vec<Vec<f64>>),
+}
+
+/// The optional statistics a quality-aware quantizer uses.
+struct Extras {
+    sq_mean: Option<PerChannel>,
+    gram: Option<Gram>,
+    gram_rows: Option<f64>,
+    sensitivity: Option<Vec<f64>>,
+}
+
+/// `{ full: [[…]] }`, `{ blocks: [[[…]]] }` or `{ eigvecs: [[…]] (n × k), eigvals: […], diag: […] }`.
+fn gram_from_json(layer: &str, v: &Value) -> Result<Gram> {
+    let what = |k: &str| format!("layers['{layer}'].gram.{k}");
+    let matrix = |k: &str, m: &Value| -> Result<(usize, usize, Vec<f32>)> {
+        let rows = m.as_array().ok_or_else(|| bad(format!("{}: expected an array of rows", what(k))))?;
+        let mut out = Vec::new();
+        let cols = rows.first().and_then(Value::as_array).map_or(0, Vec::len);
+        for r in rows {
+            let r = read_f64_list(&what(k), r)?;
+            if r.len() != cols {
+                return Err(bad(format!("{}: rows of different lengths", what(k))));
+            }
+            out.extend(r.iter().map(|&x| x as f32));
+        }
+        Ok((rows.len(), cols, out))
+    };
+    let o = v.as_object().ok_or_else(|| bad(format!("layers['{layer}'].gram: expected an object")))?;
+    if let Some(full) = o.get("full") {
+        let (n, m, values) = matrix("full", full)?;
+        if n != m {
+            return Err(bad(format!("{}: {n} × {m}, expected a square matrix", what("full"))));
+        }
+        return Ok(Gram::Full { n, values });
+    }
+    if let Some(blocks) = o.get("blocks") {
+        let list = blocks.as_array().ok_or_else(|| bad(format!("{}: expected an array of blocks", what("blocks"))))?;
+        let mut values = Vec::new();
+        let mut size = 0;
+        for b in list {
+            let (r, c, v) = matrix("blocks", b)?;
+            if r != c || (size != 0 && r != size) || r == 0 {
+                return Err(bad(format!("{}: blocks must be square and of one size", what("blocks"))));
+            }
+            size = r;
+            values.extend(v);
+        }
+        return Ok(Gram::Blocks { n: list.len() * size, size, values });
+    }
+    if let Some(vecs) = o.get("eigvecs") {
+        let (n, k, vectors) = matrix("eigvecs", vecs)?;
+        let values: Vec<f32> =
+            read_f64_list(&what("eigvals"), o.get("eigvals").unwrap_or(&Value::Null))?.iter().map(|&x| x as f32).collect();
+        let diag: Vec<f32> =
+            read_f64_list(&what("diag"), o.get("diag").unwrap_or(&Value::Null))?.iter().map(|&x| x as f32).collect();
+        if values.len() != k || diag.len() != n {
+            return Err(bad(format!("{}: eigvals must have {k} values and diag {n}", what("eigvecs"))));
+        }
+        return Ok(Gram::LowRank { n, vectors, values, diag });
+    }
+    Err(bad(format!("layers['{layer}'].gram: expected one of full, blocks, eigvecs")))
 }
 
 fn read_f64_list(what: &str, v: &Value) -> Result<Vec<f64>> {
@@ -221,7 +369,8 @@ fn build_layer(
     act_min: Vec<f64>,
     act_max: Vec<f64>,
     samples: Vec<f64>,
-    absmax: Option<ChannelMax>,
+    absmax: Option<PerChannel>,
+    extras: Extras,
 ) -> Result<LayerStats> {
     let mut s = Vec::with_capacity(samples.len());
     for (t, &n) in samples.iter().enumerate() {
@@ -259,31 +408,66 @@ fn build_layer(
             })
             .collect()
     };
+    // Per timestep rows of a per-channel statistic, checked; a missing timestep's row is ignored
+    // (like its min/max), so it may hold anything.
+    let rows_of = |rows: Vec<Vec<f64>>, what: &str| -> Result<Vec<Vec<f32>>> {
+        let c = rows.first().map_or(0, Vec::len);
+        let mut checked = Vec::with_capacity(rows.len());
+        for (t, r) in rows.iter().enumerate() {
+            if r.len() != c {
+                return Err(bad(format!("layer '{name}': {what} row {t} has {} values, expected {c}", r.len())));
+            }
+            checked.push(if s[t] > 0 { check_row(r, &format!("{what}[{t}]"))? } else { vec![0.0; c] });
+        }
+        Ok(checked)
+    };
     let (per_t, total) = match absmax {
         None => (None, None),
-        Some(ChannelMax::Total(v)) => (None, Some(check_row(&v, "channel_absmax")?)),
-        Some(ChannelMax::PerT(rows)) => {
-            let c = rows.first().map_or(0, Vec::len);
-            let mut checked = Vec::with_capacity(rows.len());
-            for (t, r) in rows.iter().enumerate() {
-                if r.len() != c {
-                    return Err(bad(format!(
-                        "layer '{name}': channel_absmax row {t} has {} values, expected {c}",
-                        r.len()
-                    )));
-                }
-                // A missing timestep's row is ignored (like its min/max), so it may hold anything.
-                checked.push(if s[t] > 0 { check_row(r, &format!("channel_absmax[{t}]"))? } else { vec![0.0; c] });
-            }
+        Some(PerChannel::Total(v)) => (None, Some(check_row(&v, "channel_absmax")?)),
+        Some(PerChannel::PerT(rows)) => {
+            let checked = rows_of(rows, "channel_absmax")?;
             // Temporal aggregation (DiTAS): the channel maximum over every timestep with data.
-            let mut agg = vec![0f32; c];
-            for (t, r) in checked.iter().enumerate().filter(|(t, _)| s[*t] > 0) {
-                let _ = t;
+            let mut agg = vec![0f32; checked[0].len()];
+            for r in checked.iter().zip(&s).filter(|(_, n)| **n > 0).map(|(r, _)| r) {
                 for (a, &x) in agg.iter_mut().zip(r) {
                     *a = a.max(x);
                 }
             }
             (Some(checked), Some(agg))
+        }
+    };
+    let (sq_per_t, sq_total) = match extras.sq_mean {
+        None => (None, None),
+        Some(PerChannel::Total(v)) => (None, Some(check_row(&v, "sq_mean")?)),
+        Some(PerChannel::PerT(rows)) => {
+            let checked = rows_of(rows, "sq_mean")?;
+            // The ε objective weighs every timestep alike: the mean over the timesteps with data.
+            let with_data: Vec<&Vec<f32>> = checked.iter().zip(&s).filter(|(_, n)| **n > 0).map(|(r, _)| r).collect();
+            let mut agg = vec![0f64; checked[0].len()];
+            for r in &with_data {
+                for (a, &x) in agg.iter_mut().zip(r.iter()) {
+                    *a += x as f64;
+                }
+            }
+            let k = with_data.len().max(1) as f64;
+            (Some(checked), Some(agg.iter().map(|a| (a / k) as f32).collect()))
+        }
+    };
+    let gram = extras.gram.map(|g| check_gram(name, g)).transpose()?;
+    let gram_rows = match extras.gram_rows {
+        None => None,
+        Some(r) if r.is_finite() && r >= 1.0 && r.fract() == 0.0 => Some(r as u64),
+        Some(r) => return Err(bad(format!("layer '{name}': gram_rows = {r}, expected a positive integer"))),
+    };
+    let sensitivity = match extras.sensitivity {
+        None => None,
+        Some(v) if v.len() == 3 && v.iter().all(|x| x.is_finite() && *x >= 0.0) => {
+            Some([v[0] as f32, v[1] as f32, v[2] as f32])
+        }
+        Some(v) => {
+            return Err(bad(format!(
+                "layer '{name}': sensitivity has {v:?}, expected three values ≥ 0 (at 2, 4 and 8 bits)"
+            )))
         }
     };
     Ok(LayerStats {
@@ -292,6 +476,51 @@ fn build_layer(
         samples: s,
         channel_absmax_per_t: per_t,
         channel_absmax: total,
+        sq_mean_per_t: sq_per_t,
+        sq_mean: sq_total,
+        gram,
+        gram_rows,
+        sensitivity,
+    })
+}
+
+/// A Gram matrix's values are finite, its diagonal and eigenvalues not negative; a full matrix is
+/// made exactly symmetric (the mean of it and its transpose), as a quantizer assumes.
+fn check_gram(name: &str, g: Gram) -> Result<Gram> {
+    let fail = |what: String| bad(format!("layer '{name}': {what}"));
+    let n = g.n();
+    if n == 0 {
+        return Err(fail("the Gram matrix is empty".into()));
+    }
+    let values: &[f32] = match &g {
+        Gram::Full { values, .. } => values,
+        Gram::Blocks { values, .. } => values,
+        Gram::LowRank { vectors, .. } => vectors,
+    };
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(fail(format!("the Gram matrix holds a non-finite value at index {i}")));
+    }
+    if let Some(j) = g.diagonal().iter().position(|d| *d < 0.0) {
+        return Err(fail(format!("the Gram matrix's diagonal is negative at {j}")));
+    }
+    Ok(match g {
+        Gram::Full { n, mut values } => {
+            for i in 0..n {
+                for j in i + 1..n {
+                    let m = ((values[i * n + j] as f64 + values[j * n + i] as f64) / 2.0) as f32;
+                    values[i * n + j] = m;
+                    values[j * n + i] = m;
+                }
+            }
+            Gram::Full { n, values }
+        }
+        Gram::LowRank { n, vectors, values, diag } => {
+            if values.iter().chain(&diag).any(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(fail("gram_eigvals and gram_diag must be finite values ≥ 0".into()));
+            }
+            Gram::LowRank { n, vectors, values, diag }
+        }
+        blocks => blocks,
     })
 }
 
@@ -318,6 +547,40 @@ pub fn to_safetensors(cal: &Calibration) -> Vec<u8> {
         }
         specs.push((format!("{name}.samples"), Dtype::I64, vec![t]));
         l.samples.iter().for_each(|&n| data.extend_from_slice(&(n as i64).to_le_bytes()));
+        if let Some(rows) = &l.sq_mean_per_t {
+            specs.push((format!("{name}.sq_mean"), Dtype::F32, vec![t, rows[0].len() as u64]));
+            rows.iter().for_each(|r| f32s(r, &mut data));
+        } else if let Some(c) = &l.sq_mean {
+            specs.push((format!("{name}.sq_mean"), Dtype::F32, vec![c.len() as u64]));
+            f32s(c, &mut data);
+        }
+        match &l.gram {
+            None => {}
+            Some(Gram::Full { n, values }) => {
+                specs.push((format!("{name}.gram"), Dtype::F32, vec![*n as u64, *n as u64]));
+                f32s(values, &mut data);
+            }
+            Some(Gram::Blocks { n, size, values }) => {
+                specs.push((format!("{name}.gram_blocks"), Dtype::F32, vec![(n / size) as u64, *size as u64, *size as u64]));
+                f32s(values, &mut data);
+            }
+            Some(Gram::LowRank { n, vectors, values, diag }) => {
+                specs.push((format!("{name}.gram_eigvecs"), Dtype::F32, vec![*n as u64, values.len() as u64]));
+                f32s(vectors, &mut data);
+                specs.push((format!("{name}.gram_eigvals"), Dtype::F32, vec![values.len() as u64]));
+                f32s(values, &mut data);
+                specs.push((format!("{name}.gram_diag"), Dtype::F32, vec![*n as u64]));
+                f32s(diag, &mut data);
+            }
+        }
+        if let Some(rows) = l.gram_rows {
+            specs.push((format!("{name}.gram_rows"), Dtype::I64, vec![1]));
+            data.extend_from_slice(&(rows as i64).to_le_bytes());
+        }
+        if let Some(sens) = &l.sensitivity {
+            specs.push((format!("{name}.sensitivity"), Dtype::F32, vec![3]));
+            f32s(sens, &mut data);
+        }
     }
     let mut out = crate::format::safetensors::write_header(&specs, &metadata);
     out.extend_from_slice(&data);
@@ -356,6 +619,39 @@ mod tests {
         assert_eq!((&lb.samples, &lb.channel_absmax), (&la.samples, &la.channel_absmax));
         assert_eq!(a.for_weight("down.0.conv.weight").map(|(n, _)| n), Some("down.0.conv"));
         assert!(a.for_weight("down.0.conv.bias_extra").is_none());
+    }
+
+    #[test]
+    fn second_moments_grams_and_sensitivity_round_trip_in_both_carriers() {
+        let gram_forms = [
+            json!({"full": [[2.0, 0.5, 0.0], [0.5, 1.0, 0.25], [0.0, 0.25, 3.0]]}),
+            json!({"blocks": [[[2.0, 0.5], [0.5, 1.0]], [[3.0, 0.0], [0.0, 0.0]]]}),
+            json!({"eigvecs": [[0.6], [0.8], [0.0]], "eigvals": [2.0], "diag": [0.1, 0.2, 0.3]}),
+        ];
+        for gram in gram_forms {
+            let a = Calibration::from_json(&json!({
+                "timesteps": [999, 500, 0],
+                "layers": {"blk.fc": {"actMin": [-1, -1, -1], "actMax": [1, 2, 3], "samples": [4, 0, 4],
+                    "sqMean": [[1.0, 2.0, 3.0], [99, 99, 99], [3.0, 2.0, 1.0]], "gram": gram, "gramRows": 4096,
+                    "sensitivity": [0.5, 0.05, 0.001]}}
+            }))
+            .unwrap();
+            let l = &a.layers["blk.fc"];
+            // mean over the timesteps with data; the missing timestep's row is ignored
+            assert_eq!(l.sq_mean.as_deref(), Some(&[2.0f32, 2.0, 2.0][..]));
+            assert_eq!((l.gram_rows, l.sensitivity), (Some(4096), Some([0.5, 0.05, 0.001])));
+            let g = l.gram.as_ref().unwrap();
+            assert!(g.n() >= 3 && g.at(0, 1) == g.at(1, 0));
+            let b = Calibration::from_bytes(&to_safetensors(&a)).unwrap();
+            let lb = &b.layers["blk.fc"];
+            assert_eq!((&lb.gram, &lb.sq_mean, lb.gram_rows, lb.sensitivity), (&l.gram, &l.sq_mean, l.gram_rows, l.sensitivity));
+        }
+        let low = Gram::LowRank { n: 2, vectors: vec![1.0, 0.0], values: vec![4.0], diag: vec![0.5, 0.25] };
+        assert_eq!((low.at(0, 0), low.at(1, 1), low.at(0, 1)), (4.5, 0.25, 0.0));
+        let bad_gram = json!({"timesteps": [1], "layers": {"a": {"actMin": [0], "actMax": [1], "samples": [1],
+            "gram": {"full": [[1.0, 0.0], [0.0, -1.0]]}}}});
+        let e = Calibration::from_json(&bad_gram).unwrap_err();
+        assert!(e.to_string().contains("diagonal is negative"), "{e}");
     }
 
     #[test]
