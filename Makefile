@@ -2,6 +2,8 @@
 #   make demo   quantize the bundled sample model with the CLI (wasm package in Node)
 #   make test   build everything and pass every test (native, wasm in Node, JS, pyarrow check)
 #   make size   .wasm size raw / gzip / brotli
+#   make eval   quality at the bundled diffusion models' output (ε-MSE, samples)
+#   make bench  speed and memory
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -17,10 +19,11 @@ RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock)
 SAMPLE := samples/rivagan_f32.safetensors
 
 
-.PHONY: serve bench build-threads setup-nightly setup-chromium measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
+
+.PHONY: eval serve bench build-threads setup-nightly setup-chromium measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
 
 help:
-	@echo "make demo | make test | make size | make build | make clean"
+	@echo "make demo | make test | make eval | make bench | make size | make build | make clean"
 
 # ---- setup (idempotent: each step checks before it installs) --------------------------------
 setup-rust:
@@ -121,6 +124,11 @@ test-js: build build-threads setup-chromium
 
 test-py: build setup-python
 	$(PY) tests/py/check_format.py
+	$(PY) tools/eval/run.py --check
+
+# Quality at the diffusion models' output (tools/eval/run.py: numpy forward passes, no torch).
+eval: build setup-python
+	$(PY) tools/eval/run.py
 
 test: setup build test-native test-wasm test-js test-py
 	@echo "all test suites passed"

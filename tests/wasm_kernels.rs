@@ -294,3 +294,17 @@ fn whole_tensor_output_identical_with_either_set() {
         }
     }
 }
+
+#[wasm_bindgen_test]
+fn sub_scaled_matches() {
+    let mut rng = common::Rng::new(23);
+    for (label, u) in cases() {
+        for e in [0.0f32, 1.0, -0.75, 3.3e-5, -1.7e4, f32::from_bits(3), rng.gauss()] {
+            let w: Vec<f32> = u.iter().rev().map(|v| v * 0.5 - 0.125).collect();
+            let (mut a, mut b) = (w.clone(), w.clone());
+            (SCALAR.sub_scaled)(&mut a, &u, e);
+            (SIMD128.sub_scaled)(&mut b, &u, e);
+            assert_eq!(bits_f32(&a), bits_f32(&b), "sub_scaled {label} e={e}");
+        }
+    }
+}

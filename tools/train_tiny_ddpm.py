@@ -2,11 +2,13 @@
 """Train the tiny real diffusion model used as test data, then calibrate it with calibrate.py.
 
 A diffusers UNet2DModel (two resolutions, self-attention at 4x4, 0.7 M parameters) is trained as
-a DDPM on scikit-learn's 8x8 handwritten digits (1797 images, bundled with scikit-learn), on CPU.
+a DDPM on the first 1500 of scikit-learn's 8x8 handwritten digits (1797 images, bundled with
+scikit-learn), on CPU; the last 297 are held out for evaluation (tools/eval).
 Outputs (committed under samples/, provenance in samples/README.md):
 
     tiny_ddpm_digits.safetensors        the trained weights, F16 (diffusers names)
-    tiny_ddpm_digits.calib.safetensors  calibration statistics over a 20-step DDIM trajectory
+    tiny_ddpm_digits.calib.safetensors  calibration statistics over a 20-step DDIM trajectory, with
+                                        second moments, Gram matrices and layer sensitivity
 
     python tools/train_tiny_ddpm.py --steps 2000 --out-dir samples
 """
@@ -22,7 +24,9 @@ from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 
 sys.path.insert(0, os.path.dirname(__file__))
-from calibrate import calibrate_unet  # noqa: E402
+from calibrate import calibrate_unet, sensitivity  # noqa: E402
+
+TRAIN = 1500  # digits [0, 1500) train, [1500, 1797) are held out
 
 
 def build():
@@ -46,7 +50,7 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     digits = load_digits().images.astype(np.float32) / 16.0 * 2.0 - 1.0  # [-1, 1]
-    data = torch.from_numpy(digits).unsqueeze(1)
+    data = torch.from_numpy(digits[:TRAIN]).unsqueeze(1)
     unet = build()
     sched = DDPMScheduler(num_train_timesteps=1000)
     opt = torch.optim.AdamW(unet.parameters(), lr=2e-3, weight_decay=0.0)
@@ -67,13 +71,19 @@ def main():
     # Store F16 weights (as most published checkpoints) and calibrate the model as stored.
     state = {k: v.detach().half().contiguous() for k, v in unet.state_dict().items()}
     meta = {"modality": "image", "source": "tools/train_tiny_ddpm.py: DDPM on sklearn digits 8x8",
-            "train_steps": str(args.steps), "final_loss": f"{loss.item():.4f}"}
+            "train_steps": str(args.steps), "final_loss": f"{loss.item():.4f}", "train_digits": f"0:{TRAIN}",
+            "heldout_digits": f"{TRAIN}:{len(digits)}"}
     weights = os.path.join(args.out_dir, "tiny_ddpm_digits.safetensors")
     save_file(state, weights, metadata=meta)
     unet.load_state_dict({k: v.float() for k, v in state.items()})
-    stats, timesteps = calibrate_unet(unet, DDIMScheduler(num_train_timesteps=1000), steps=20, samples=64, batch=64)
+    stats, timesteps = calibrate_unet(unet, DDIMScheduler(num_train_timesteps=1000), steps=20, samples=64, batch=64,
+                                      gram="lowrank:32")
+    with torch.no_grad():
+        sens = sensitivity(unet, lambda x, t: unet(x, t).sample, data[:256], [10, 100, 250, 500, 750, 990],
+                           sched.alphas_cumprod)
     calib = os.path.join(args.out_dir, "tiny_ddpm_digits.calib.safetensors")
-    stats.save(calib, timesteps, source="tiny_ddpm_digits.safetensors, DDIM 20 steps, 64 trajectories, seed 0")
+    stats.save(calib, timesteps, source="tiny_ddpm_digits.safetensors, DDIM 20 steps, 64 trajectories, seed 0",
+               extra=sens)
     print(f"wrote {weights} and {calib}: {len(stats.layers)} layers x {len(timesteps)} timesteps")
 
 

@@ -140,7 +140,9 @@ impl Calibration {
                     _ => return Err(bad(format!("layer '{layer}': 'gram' has shape {shape:?}, expected [n, n]"))),
                 },
                 (None, Some((shape, values)), None) => match shape.as_slice() {
-                    [nb, b, b2] if b == b2 && *b > 0 => Some(Gram::Blocks { n: (nb * b) as usize, size: *b as usize, values }),
+                    [nb, b, b2] if b == b2 && *b > 0 => {
+                        Some(Gram::Blocks { n: (nb * b) as usize, size: *b as usize, values })
+                    }
                     _ => {
                         return Err(bad(format!(
                             "layer '{layer}': 'gram_blocks' has shape {shape:?}, expected [blocks, size, size]"
@@ -149,10 +151,14 @@ impl Calibration {
                 },
                 (None, None, Some((shape, vectors))) => {
                     let [n, k] = shape[..] else {
-                        return Err(bad(format!("layer '{layer}': 'gram_eigvecs' has shape {shape:?}, expected [n, k]")));
+                        return Err(bad(format!(
+                            "layer '{layer}': 'gram_eigvecs' has shape {shape:?}, expected [n, k]"
+                        )));
                     };
-                    let (_, values) = f32s("gram_eigvals")?.ok_or_else(|| bad(format!("layer '{layer}': 'gram_eigvals' is missing")))?;
-                    let (_, diag) = f32s("gram_diag")?.ok_or_else(|| bad(format!("layer '{layer}': 'gram_diag' is missing")))?;
+                    let (_, values) = f32s("gram_eigvals")?
+                        .ok_or_else(|| bad(format!("layer '{layer}': 'gram_eigvals' is missing")))?;
+                    let (_, diag) =
+                        f32s("gram_diag")?.ok_or_else(|| bad(format!("layer '{layer}': 'gram_diag' is missing")))?;
                     if values.len() != k as usize || diag.len() != n as usize {
                         return Err(bad(format!(
                             "layer '{layer}': gram_eigvals has {} values and gram_diag {}, expected {k} and {n}",
@@ -162,7 +168,11 @@ impl Calibration {
                     }
                     Some(Gram::LowRank { n: n as usize, vectors, values, diag })
                 }
-                _ => return Err(bad(format!("layer '{layer}': give one of gram, gram_blocks or gram_eigvecs, not several"))),
+                _ => {
+                    return Err(bad(format!(
+                        "layer '{layer}': give one of gram, gram_blocks or gram_eigvecs, not several"
+                    )))
+                }
             };
             let extras = Extras {
                 sq_mean: per_channel("sq_mean")?,
@@ -273,7 +283,8 @@ const LAYER_TENSORS: &[&str] = &[
 ];
 
 /// The per-layer keys of the JSON carrier.
-const LAYER_KEYS: &[&str] = &["actMin", "actMax", "samples", "channelAbsMax", "sqMean", "gram", "gramRows", "sensitivity"];
+const LAYER_KEYS: &[&str] =
+    &["actMin", "actMax", "samples", "channelAbsMax", "sqMean", "gram", "gramRows", "sensitivity"];
 
 /// A per-input-channel statistic, over all timesteps or per timestep.
 enum PerChannel {
@@ -329,8 +340,10 @@ fn gram_from_json(layer: &str, v: &Value) -> Result<Gram> {
     }
     if let Some(vecs) = o.get("eigvecs") {
         let (n, k, vectors) = matrix("eigvecs", vecs)?;
-        let values: Vec<f32> =
-            read_f64_list(&what("eigvals"), o.get("eigvals").unwrap_or(&Value::Null))?.iter().map(|&x| x as f32).collect();
+        let values: Vec<f32> = read_f64_list(&what("eigvals"), o.get("eigvals").unwrap_or(&Value::Null))?
+            .iter()
+            .map(|&x| x as f32)
+            .collect();
         let diag: Vec<f32> =
             read_f64_list(&what("diag"), o.get("diag").unwrap_or(&Value::Null))?.iter().map(|&x| x as f32).collect();
         if values.len() != k || diag.len() != n {
@@ -561,7 +574,11 @@ pub fn to_safetensors(cal: &Calibration) -> Vec<u8> {
                 f32s(values, &mut data);
             }
             Some(Gram::Blocks { n, size, values }) => {
-                specs.push((format!("{name}.gram_blocks"), Dtype::F32, vec![(n / size) as u64, *size as u64, *size as u64]));
+                specs.push((
+                    format!("{name}.gram_blocks"),
+                    Dtype::F32,
+                    vec![(n / size) as u64, *size as u64, *size as u64],
+                ));
                 f32s(values, &mut data);
             }
             Some(Gram::LowRank { n, vectors, values, diag }) => {
@@ -644,7 +661,10 @@ mod tests {
             assert!(g.n() >= 3 && g.at(0, 1) == g.at(1, 0));
             let b = Calibration::from_bytes(&to_safetensors(&a)).unwrap();
             let lb = &b.layers["blk.fc"];
-            assert_eq!((&lb.gram, &lb.sq_mean, lb.gram_rows, lb.sensitivity), (&l.gram, &l.sq_mean, l.gram_rows, l.sensitivity));
+            assert_eq!(
+                (&lb.gram, &lb.sq_mean, lb.gram_rows, lb.sensitivity),
+                (&l.gram, &l.sq_mean, l.gram_rows, l.sensitivity)
+            );
         }
         let low = Gram::LowRank { n: 2, vectors: vec![1.0, 0.0], values: vec![4.0], diag: vec![0.5, 0.25] };
         assert_eq!((low.at(0, 0), low.at(1, 1), low.at(0, 1)), (4.5, 0.25, 0.0));

@@ -28,6 +28,7 @@ pub struct KernelSet {
     pub error_sums: fn(&[f32], &[f32]) -> [f64; 5],
     pub pack: fn(&[u8], u8, &mut [u8]),
     pub unpack: fn(&[u8], u8, &mut [u8]),
+    pub sub_scaled: fn(&mut [f32], &[f32], f32),
 }
 
 pub static SCALAR: KernelSet = KernelSet {
@@ -44,6 +45,7 @@ pub static SCALAR: KernelSet = KernelSet {
     error_sums: scalar::error_sums,
     pack: scalar::pack,
     unpack: scalar::unpack,
+    sub_scaled: scalar::sub_scaled,
 };
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -61,6 +63,7 @@ pub static SIMD128: KernelSet = KernelSet {
     error_sums: simd128::error_sums,
     pack: simd128::pack,
     unpack: simd128::unpack,
+    sub_scaled: simd128::sub_scaled,
 };
 
 /// `src` copied into a new vector with the active copy kernel (no zero-fill first).

@@ -394,6 +394,14 @@ pub fn dequantize_codes(codes: &[u8], scale: f32, min: f32, out: &mut [f32]) {
     }
 }
 
+/// `w[k] −= e·u[k]` for every k: GPTQ's error compensation of the columns after the one just
+/// quantized. A multiply then a subtract, two roundings (no fused multiply-add), as the SIMD twin.
+pub fn sub_scaled(w: &mut [f32], u: &[f32], e: f32) {
+    for (x, &v) in w.iter_mut().zip(u) {
+        *x -= e * v;
+    }
+}
+
 /// Pack codes of `bits` ∈ {2,4,8} densely, little-end first: element k of a byte's codes sits in
 /// bits [k·bits, (k+1)·bits). `out` must hold ceil(len·bits/8) bytes; a partial last byte is
 /// zero-padded.

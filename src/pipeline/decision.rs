@@ -3,6 +3,7 @@
 //! planner, the report counts) matches on it instead of reading the text.
 
 use crate::diffusion::timegroups::TimeGrouping;
+use crate::pipeline::objective::MethodNote;
 use crate::policy::width::{Requested, WidthRule};
 use crate::quant::dtype::Dtype;
 use crate::quant::width::Width;
@@ -18,13 +19,15 @@ pub enum Decision {
     /// A bias, norm or scalar (0-D or 1-D): unquantized.
     NotMatrix { dims: usize },
     /// A weight: what was asked for, what was stored, and notes on the diffusion features.
-    Weight(WeightDecision),
+    Weight(Box<WeightDecision>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightDecision {
     pub requested: Requested,
     pub outcome: Outcome,
+    /// How a quantized layer's params and codes were found, when calibration chose the method.
+    pub method: Option<MethodNote>,
     /// Channel equalization, when calibration statistics exist for the layer and it was asked for.
     pub spatial: Option<SpatialNote>,
     /// Time groups, when the layer has calibration statistics and time-aware is on.
@@ -36,6 +39,8 @@ pub struct WeightDecision {
 pub struct Miss {
     pub width: Width,
     pub cosine: f64,
+    /// The cosine is of the layer's output (calibrated), not of its weights.
+    pub output: bool,
 }
 
 /// Widths that missed `minAccuracy`, with the threshold.
@@ -48,8 +53,11 @@ pub struct Fallback {
 impl Fallback {
     /// "2-bit cosine 0.91234, 4-bit cosine 0.98000 < minAccuracy 0.99"
     pub(crate) fn describe(&self) -> String {
-        let misses: Vec<String> =
-            self.misses.iter().map(|m| format!("{}-bit cosine {:.5}", m.width.bits(), m.cosine)).collect();
+        let misses: Vec<String> = self
+            .misses
+            .iter()
+            .map(|m| format!("{}-bit {}cosine {:.5}", m.width.bits(), if m.output { "output " } else { "" }, m.cosine))
+            .collect();
         format!("{} < minAccuracy {}", misses.join(", "), self.min_accuracy)
     }
 }
@@ -120,11 +128,7 @@ impl Decision {
     pub fn stored_as_planned(&self) -> bool {
         matches!(
             self,
-            Decision::Weight(WeightDecision {
-                requested: Requested { rule: WidthRule::Planned, .. },
-                outcome: Outcome::Quantized { .. },
-                ..
-            })
+            Decision::Weight(w) if w.requested.rule == WidthRule::Planned && matches!(w.outcome, Outcome::Quantized { .. })
         )
     }
 
@@ -156,6 +160,10 @@ impl WeightDecision {
             Outcome::RawBeyondF16(why) => format!("{}; values beyond the f16 range, stored as source bytes", f16(why)),
             Outcome::RawBeyondParams => "values beyond ±65504 cannot have f16 scales: stored as source bytes".into(),
         };
+        if let (Outcome::Quantized { .. }, Some(m)) = (&self.outcome, &self.method) {
+            out.push_str("; ");
+            out.push_str(&m.describe());
+        }
         match &self.spatial {
             Some(SpatialNote::Applied { channels, alpha, scale_min, scale_max }) => out.push_str(&format!(
                 "; spatial: {channels} input channels equalized (alpha {alpha}, s in [{scale_min:.4}, {scale_max:.4}])"

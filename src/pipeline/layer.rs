@@ -10,13 +10,18 @@ use crate::format::safetensors::TensorInfo;
 use crate::pipeline::decision::{
     Decision, F16Why, Fallback, Miss, Outcome, SpatialNote, TimeNote, WeightDecision, MIN_ROW_LEN,
 };
+use crate::pipeline::objective::{Method, MethodNote, Objective};
 use crate::policy::config::QuantConfig;
 use crate::policy::modality::Modality;
 use crate::policy::width::{requested_width, LayerWidth, Requested};
 use crate::quant::dtype::{Dtype, F16_MAX};
+use crate::quant::gptq;
 use crate::quant::layout::{equalize, undo_equalization, ChannelLayout, Layout};
 use crate::quant::metrics::ErrorSums;
-use crate::quant::tensor::{decode_all, dequantize, layout_error_sums, quantize_source, store_f16, Source};
+use crate::quant::output::output_sums;
+use crate::quant::tensor::{
+    decode_all, dequantize, layout_error_sums, quantize_source, quantize_source_with, store_f16, ParamChoice, Source,
+};
 use crate::quant::width::Width;
 
 /// A stored tensor, the error sums of what was stored (for the model summary), and why.
@@ -59,6 +64,7 @@ fn row(info: &TensorInfo, stored: Stored, requested: Option<u8>, data: Vec<u8>, 
         metrics: None,
         reason: String::new(),
         weighted_snr_db: None,
+        output_snr_db: None,
         time_groups: None,
         spatial: None,
     }
@@ -70,6 +76,7 @@ struct WeightRow {
     sums: Option<ErrorSums>,
     outcome: Outcome,
     spatial: Option<SpatialNote>,
+    method: Option<MethodNote>,
 }
 
 fn raw(info: &TensorInfo, bytes: &[u8], requested: Option<u8>) -> TensorRow {
@@ -80,11 +87,11 @@ fn raw(info: &TensorInfo, bytes: &[u8], requested: Option<u8>) -> TensorRow {
 fn f16_or_raw(info: &TensorInfo, src: Source, requested: u8, why: F16Why) -> Result<WeightRow> {
     let Some((data, sums)) = store_f16(src, info.numel() as usize)? else {
         let row = raw(info, src.bytes, Some(requested));
-        return Ok(WeightRow { row, sums: None, outcome: Outcome::RawBeyondF16(why), spatial: None });
+        return Ok(WeightRow { row, sums: None, outcome: Outcome::RawBeyondF16(why), spatial: None, method: None });
     };
     let mut row = row(info, Stored::F16, Some(requested), data, None);
     row.metrics = Some(Metrics::from(&sums));
-    Ok(WeightRow { row, sums: Some(sums), outcome: Outcome::F16(why), spatial: None })
+    Ok(WeightRow { row, sums: Some(sums), outcome: Outcome::F16(why), spatial: None, method: None })
 }
 
 /// The equalization chosen for one layer: scales, the weights they apply to.
@@ -147,7 +154,7 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: L
         return Ok(LayerOutcome { row, sums: None, decision });
     }
     let requested = requested_width(cfg, ctx.modality, &info.name, ctx.planned_bits);
-    let WeightRow { mut row, sums, outcome, spatial } = store_weight(cfg, info, bytes, &requested, ctx.cal)?;
+    let WeightRow { mut row, sums, outcome, spatial, method } = store_weight(cfg, info, bytes, &requested, ctx.cal)?;
     let mut time = None;
     if let (Some(cal), true) = (ctx.cal, cfg.enable_time_aware) {
         let scales = row.spatial.as_ref().map(|s| s.scales.as_slice());
@@ -171,7 +178,7 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: L
         });
         row.time_groups = Some(groups);
     }
-    let decision = Decision::Weight(WeightDecision { requested, outcome, spatial, time });
+    let decision = Decision::Weight(Box::new(WeightDecision { requested, outcome, method, spatial, time }));
     row.reason = decision.reason();
     Ok(LayerOutcome { row, sums, decision })
 }
@@ -209,11 +216,14 @@ fn store_weight(
         Some(e) => Source { name: &info.name, dtype: Dtype::F32, bytes: &e.equalized_bytes },
         None => src,
     };
-    // The activation-weighted error needs the source as f32; with equalization it is already
-    // decoded, otherwise decode it once here rather than per fallback width.
+    let objective =
+        Objective::choose(cfg, info, layout, cal.map(|c| c.stats), eq.as_ref().map(|e| e.scales.as_slice()));
+    // The activation-weighted and output errors need the source as f32; with equalization it is
+    // already decoded, otherwise decode it once here rather than per fallback width.
     let weighted_channels = act_absmax.zip(ChannelLayout::for_shape(&info.shape)).filter(|(a, cl)| cl.input == a.len());
-    let decoded = match (&eq, weighted_channels) {
-        (None, Some(_)) => Some(decode_all(src, layout.numel())?),
+    let measure_output = objective.weighting().is_some();
+    let decoded = match (&eq, weighted_channels.is_some() || measure_output) {
+        (None, true) => Some(decode_all(src, layout.numel())?),
         _ => None,
     };
     let fall_back = requested.may_fall_back();
@@ -221,14 +231,19 @@ fn store_weight(
     let widths = Width::ALL.into_iter().filter(|&w| w >= first).take(if fall_back { 3 } else { 1 });
     for width in widths {
         let search = cfg.scale_search.enabled_for(width.bits());
-        let Some((t, mut sums)) = quantize_source(qsrc, layout, width, search)? else {
+        let quantized = match &objective.method {
+            Method::Gptq(prepared) => gptq::quantize(qsrc, layout, width, prepared)?,
+            Method::Importance(h) => quantize_source_with(qsrc, layout, width, ParamChoice::Weighted(h))?,
+            Method::Weights => quantize_source(qsrc, layout, width, search)?,
+        };
+        let Some((t, mut sums)) = quantized else {
             let row = raw(info, bytes, Some(asked));
-            return Ok(WeightRow { row, sums: None, outcome: Outcome::RawBeyondParams, spatial: None });
+            return Ok(WeightRow { row, sums: None, outcome: Outcome::RawBeyondParams, spatial: None, method: None });
         };
         // With equalization the metrics are of the weights as inference sees them: dequantized
         // and divided back by s, against the original weights.
         let mut w_hat = None;
-        if eq.is_some() || weighted_channels.is_some() {
+        if eq.is_some() || weighted_channels.is_some() || measure_output {
             let mut v = vec![0f32; layout.numel()];
             dequantize(&t, &mut v);
             if let Some(e) = &eq {
@@ -237,20 +252,26 @@ fn store_weight(
             }
             w_hat = Some(v);
         }
-        let cosine = sums.cosine();
+        let original = || eq.as_ref().map_or_else(|| decoded.as_deref().expect("decoded above"), |e| &e.original[..]);
+        // With calibration, accuracy is judged where it matters: at the layer's output.
+        let output = objective
+            .weighting()
+            .zip(w_hat.as_deref())
+            .map(|(wt, w_hat)| output_sums(original(), w_hat, layout.row_len, wt));
+        let cosine = output.map_or(sums.cosine(), |o| o.cosine());
         if fall_back && cfg.min_accuracy > 0.0 && cosine < cfg.min_accuracy {
-            misses.push(Miss { width, cosine });
+            misses.push(Miss { width, cosine, output: output.is_some() });
             continue;
         }
         // Only the stored width needs its activation-weighted error.
         let weighted = weighted_channels.zip(w_hat.as_deref()).map(|((a, cl), w_hat)| {
-            let original = eq.as_ref().map_or_else(|| decoded.as_deref().expect("decoded above"), |e| &e.original);
-            let (sig, err) = weighted_error(original, w_hat, cl, a);
+            let (sig, err) = weighted_error(original(), w_hat, cl, a);
             snr_db(sig, err)
         });
         let stored = Stored::Quantized { width, group_size: cfg.group_size, scales: t.scales, mins: t.mins };
         let mut row = row(info, stored, Some(asked), t.codes, Some(t.crc32));
         row.weighted_snr_db = weighted;
+        row.output_snr_db = output.map(|o| o.snr_db());
         row.metrics = Some(Metrics::from(&sums));
         if let Some(e) = eq {
             let (lo, hi) = e.scales.iter().fold((f32::INFINITY, 0f32), |(l, h), &s| (l.min(s), h.max(s)));
@@ -269,7 +290,14 @@ fn store_weight(
             });
         }
         let fallback = (!misses.is_empty()).then_some(Fallback { misses, min_accuracy: cfg.min_accuracy });
-        return Ok(WeightRow { row, sums: Some(sums), outcome: Outcome::Quantized { width, fallback }, spatial });
+        let method = objective.note.clone();
+        return Ok(WeightRow {
+            row,
+            sums: Some(sums),
+            outcome: Outcome::Quantized { width, fallback },
+            spatial,
+            method,
+        });
     }
     let fallback = Fallback { misses, min_accuracy: cfg.min_accuracy };
     if cfg.fail_fast {

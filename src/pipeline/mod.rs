@@ -13,6 +13,7 @@ pub mod batches;
 pub mod decision;
 pub mod inspect;
 pub mod layer;
+pub mod objective;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -40,6 +40,9 @@ pub struct LayerReport {
     /// Activation-weighted SNR (dB): weight error weighted by the squared channel activation
     /// maxima of the calibration, so it tracks the layer's output error. Null without stats.
     pub weighted_snr_db: Option<f64>,
+    /// Layer-output SNR (dB): E‖W x‖² over E‖(W − Ŵ) x‖² with the calibration's Gram matrix (or,
+    /// with only per-channel second moments, its diagonal). Null without those statistics.
+    pub output_snr_db: Option<f64>,
     /// Per-timestep-group activation params (time-aware quantization), null without calibration.
     pub time_groups: Option<Vec<TimeGroup>>,
     /// Channel equalization applied to this layer's stored weights, null when not applied.

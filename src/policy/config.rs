@@ -71,6 +71,40 @@ impl ScaleSearch {
     }
 }
 
+/// Whether a calibration-driven method runs: `auto` when the calibration has what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    Auto,
+    On,
+    Off,
+}
+
+impl Switch {
+    /// Whether the method runs when the statistics it needs are `available`.
+    pub fn wanted(self, available: bool) -> bool {
+        match self {
+            Switch::Off => false,
+            _ => available,
+        }
+    }
+}
+
+impl ConfigValue for Switch {
+    const KIND: FieldKind = FieldKind::Choice;
+    fn read(field: &str, v: &Value, expected: &str) -> Result<Self> {
+        match v {
+            Value::Bool(true) => Ok(Switch::On),
+            Value::Bool(false) => Ok(Switch::Off),
+            Value::String(s) if s == "on" => Ok(Switch::On),
+            Value::String(s) if s == "off" => Ok(Switch::Off),
+            Value::String(s) if s == "auto" => Ok(Switch::Auto),
+            _ => Err(AqError::config(field, json_short(v), expected)),
+        }
+    }
+}
+
 /// `true`/`false` stand for `on`/`off`.
 impl ConfigValue for ScaleSearch {
     const KIND: FieldKind = FieldKind::Choice;
@@ -202,6 +236,14 @@ quant_config! {
     /// Size budget in MiB: per-layer widths are planned to fit it (see policy/sizeplan.rs). Null = off.
     target_size_mb: Option<f64> = None, ["targetSizeMb"], "a positive size in MiB (or null for no budget)",
         check check_target_size;
+    /// GPTQ error compensation for layers whose calibration has a Gram matrix (`auto`: whenever it
+    /// does; `off`: never).
+    gptq: Switch = Switch::Auto, ["gptq"], "'auto', 'on', 'off' (or true/false)";
+    /// GPTQ's damping λ, relative to the mean of the Gram matrix's diagonal.
+    gptq_damp: f64 = 0.01, ["gptqDamp"], "a number in (0, 1]", when |v| v.is_finite() && *v > 0.0 && *v <= 1.0;
+    /// Group params weighted by each column's input second moment, for calibrated layers quantized
+    /// without GPTQ (`auto`: whenever the calibration has second moments or a Gram matrix).
+    importance: Switch = Switch::Auto, ["importance"], "'auto', 'on', 'off' (or true/false)";
 }
 
 /// `group-size` → `groupSize`.

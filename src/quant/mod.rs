@@ -2,10 +2,14 @@
 //! layout (rows × groups), and error metrics measured on the stored codes.
 
 pub mod dtype;
+pub mod gptq;
+pub mod gram;
 pub mod layout;
 pub mod metrics;
+pub mod output;
 pub mod params;
 pub mod tensor;
+pub mod weighted;
 pub mod width;
 
 pub use layout::{ChannelLayout, Layout};

@@ -44,7 +44,7 @@ impl GroupParams {
     }
     /// From f16-rounded params; `None` unless both are finite and the scale is not negative.
     #[inline]
-    fn from_half(p: HalfParams) -> Option<Self> {
+    pub fn from_half(p: HalfParams) -> Option<Self> {
         let finite = |b: u16| b & 0x7c00 != 0x7c00;
         (finite(p.scale_bits) && finite(p.min_bits) && p.scale >= 0.0).then_some(GroupParams {
             scale: f16::from_bits(p.scale_bits),

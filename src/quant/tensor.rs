@@ -8,6 +8,7 @@ use crate::quant::dtype::{decode_f32, Dtype};
 use crate::quant::layout::Layout;
 use crate::quant::metrics::ErrorSums;
 use crate::quant::params::{choose_params4, choose_params_coded, Chosen, GroupParams};
+use crate::quant::weighted::weighted_params;
 use crate::quant::width::Width;
 
 /// Largest supported group (the config allows 32..=256).
@@ -64,6 +65,27 @@ pub fn quantize_source(
     width: Width,
     search: bool,
 ) -> Result<Option<(QuantizedTensor, ErrorSums)>> {
+    quantize_source_with(src, layout, width, if search { ParamChoice::Search } else { ParamChoice::MinMax })
+}
+
+/// How each group's params are chosen.
+#[derive(Debug, Clone, Copy)]
+pub enum ParamChoice<'a> {
+    /// The group's min and max.
+    MinMax,
+    /// The range search (`params`): the best of min/max and searched candidates on the weights.
+    Search,
+    /// Weighted by the importance of each column of a row (`weighted`; `row_len` values).
+    Weighted(&'a [f32]),
+}
+
+/// [`quantize_source`] with the params chosen as `choice` says.
+pub fn quantize_source_with(
+    src: Source,
+    layout: Layout,
+    width: Width,
+    choice: ParamChoice,
+) -> Result<Option<(QuantizedTensor, ErrorSums)>> {
     debug_assert!(layout.group_size <= MAX_GROUP && src.dtype.is_float());
     let row_bytes = layout.row_bytes(width);
     let gpr = layout.groups_per_row();
@@ -81,7 +103,7 @@ pub fn quantize_source(
     // Each block also hashes its codes; the CRC of the whole is combined in block order, so the
     // checksum is computed in parallel too.
     let results = crate::parallel::map(blocks, |(row0, c, s, m)| {
-        let r = quantize_rows(src, layout, width, search, row0, c, s, m)?;
+        let r = quantize_rows(src, layout, width, choice, row0, c, s, m)?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(c);
         Ok::<_, AqError>(r.map(|sums| (sums, crc)))
@@ -110,7 +132,7 @@ fn quantize_rows(
     src: Source,
     layout: Layout,
     width: Width,
-    search: bool,
+    choice: ParamChoice,
     row0: usize,
     codes: &mut [u8],
     scales: &mut [u16],
@@ -121,7 +143,7 @@ fn quantize_rows(
     SCRATCH.with_borrow_mut(|(x, params, q)| {
         // Reused per thread: a block's f32 copy is as large as the block, and zeroing a fresh one
         // every block would cost as much as decoding into it.
-        let out = quantize_block(src, layout, width, search, e_first, rows, codes, scales, mins, (x, params, q));
+        let out = quantize_block(src, layout, width, choice, e_first, rows, codes, scales, mins, (x, params, q));
         // A block of one huge row is not kept for the next one.
         if x.capacity() > 4 * BLOCK_ELEMS {
             (*x, *q) = (Vec::new(), Vec::new());
@@ -137,7 +159,7 @@ fn quantize_block(
     src: Source,
     layout: Layout,
     width: Width,
-    search: bool,
+    choice: ParamChoice,
     e_first: usize,
     rows: usize,
     codes: &mut [u8],
@@ -151,7 +173,12 @@ fn quantize_block(
     params.clear();
     params.resize(groups.len(), Chosen { params: GroupParams::ZERO, coded: false });
     q.resize(x.len(), 0);
-    if !code_groups(&groups, layout.group_size, width.bits(), search, params, q) {
+    let coded = match choice {
+        ParamChoice::MinMax => code_groups(&groups, layout.group_size, width.bits(), false, params, q),
+        ParamChoice::Search => code_groups(&groups, layout.group_size, width.bits(), true, params, q),
+        ParamChoice::Weighted(h) => code_groups_weighted(&groups, layout, h, width, params, q),
+    };
+    if !coded {
         return Ok(None);
     }
     pack_rows(q, layout.row_len, width, codes);
@@ -238,6 +265,28 @@ pub fn code_groups(
         if !c.coded {
             (kern.quantize_codes)(x, c.params.scale_f32(), c.params.min_f32(), qmax, &mut codes[e0..e0 + x.len()]);
         }
+        e0 += x.len();
+    }
+    true
+}
+
+/// [`code_groups`] with params weighted by `h`, the importance of each column of a row.
+fn code_groups_weighted(
+    groups: &[&[f32]],
+    layout: Layout,
+    h: &[f32],
+    width: Width,
+    params: &mut [Chosen],
+    codes: &mut [u8],
+) -> bool {
+    let gpr = layout.groups_per_row();
+    let quantize = kernels::active().quantize_codes;
+    let mut e0 = 0;
+    for (gi, (x, slot)) in groups.iter().zip(params.iter_mut()).enumerate() {
+        let col = (gi % gpr) * layout.group_size;
+        let Some(p) = weighted_params(x, &h[col..col + x.len()], width) else { return false };
+        *slot = Chosen { params: p, coded: true };
+        quantize(x, p.scale_f32(), p.min_f32(), width.qmax(), &mut codes[e0..e0 + x.len()]);
         e0 += x.len();
     }
     true

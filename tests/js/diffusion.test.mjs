@@ -17,15 +17,20 @@ const calBytes = read(DDPM_CAL);
 function calibrationObject() {
   const file = openQuantizedSafetensors(calBytes);
   const layers = {};
+  const rows = (t, v) => (t.shape.length === 2 ? Array.from({ length: t.shape[0] }, (_, i) => v.slice(i * t.shape[1], (i + 1) * t.shape[1])) : v);
   for (const [name, t] of Object.entries(file.tensors)) {
     const [layer, field] = [name.slice(0, name.lastIndexOf('.')), name.slice(name.lastIndexOf('.') + 1)];
     const entry = (layers[layer] ??= {});
-    if (field === 'samples') entry.samples = Array.from(new BigInt64Array(t.bytes.slice().buffer), Number);
-    else {
-      const v = Array.from(new Float32Array(t.bytes.slice().buffer));
-      const key = { act_min: 'actMin', act_max: 'actMax', channel_absmax: 'channelAbsMax' }[field];
-      entry[key] = t.shape.length === 2 ? Array.from({ length: t.shape[0] }, (_, i) => v.slice(i * t.shape[1], (i + 1) * t.shape[1])) : v;
+    if (field === 'samples' || field === 'gram_rows') {
+      const ints = Array.from(new BigInt64Array(t.bytes.slice().buffer), Number);
+      if (field === 'samples') entry.samples = ints;
+      else entry.gramRows = ints[0];
+      continue;
     }
+    const v = rows(t, Array.from(new Float32Array(t.bytes.slice().buffer)));
+    const gram = { gram_eigvecs: 'eigvecs', gram_eigvals: 'eigvals', gram_diag: 'diag' }[field];
+    if (gram) (entry.gram ??= {})[gram] = v;
+    else entry[{ act_min: 'actMin', act_max: 'actMax', channel_absmax: 'channelAbsMax', sq_mean: 'sqMean', sensitivity: 'sensitivity' }[field]] = v;
   }
   return { timesteps: JSON.parse(file.metadata.timesteps), layers };
 }

@@ -87,6 +87,46 @@ def dequantize(row):
     return (q * s + m).astype(np.float32).reshape(-1)  # float32 multiply, then float32 add
 
 
+def row_crc(row):
+    """FORMAT.md §4.3: CRC-32 of every column but `data` (covered by data_crc32) and `modality`."""
+    u8, u32, u64 = (lambda v: struct.pack("<B", v)), (lambda v: struct.pack("<I", v)), (lambda v: struct.pack("<Q", v))
+    NULL32 = 0xFFFFFFFF
+    b = bytearray()
+    for text in (row["name"], row["dtype"], row["storage"]):
+        b += text.encode() + b"\0"
+    b += u32(len(row["shape"])) + b"".join(u64(d) for d in row["shape"])
+    b += u8(0xFF if row["requested_bits"] is None else row["requested_bits"])
+    b += u8(0xFF if row["bits"] is None else row["bits"])
+    b += u32(NULL32 if row["group_size"] is None else row["group_size"])
+    b += u32(row["data_crc32"])
+    for col in ("scales", "mins"):
+        v = row[col]
+        b += u32(NULL32) if v is None else u32(len(v)) + np.asarray(v, dtype="<f2").tobytes()
+    tg = row["time_groups"]
+    if tg is None:
+        b += u32(NULL32)
+    else:
+        b += u32(len(tg))
+        for g in tg:
+            b += struct.pack("<IIfi", g["t_start"], g["t_end"], g["scale"], g["zero_point"])
+    for col in ("cosine", "snr_db", "rel_rmse", "max_abs_error", "weighted_snr_db", "output_snr_db"):
+        b += u8(0) if row[col] is None else u8(1) + struct.pack("<d", row[col])
+    b += row["reason"].encode() + b"\0"
+    sp = row["spatial"]
+    if sp is None:
+        b += u8(0)
+    else:
+        b += bytes([1, sp["enabled"], sp["channel_equalization"], sp["activation_smoothing"]])
+        b += struct.pack("<f", sp["alpha"]) + u32(len(sp["equalization_scales"]))
+        b += np.asarray(sp["equalization_scales"], dtype="<f4").tobytes()
+    return zlib.crc32(bytes(b))
+
+
+def metadata_crc(kv):
+    text = "".join(f"{k}={v}\n" for k, v in sorted((k, v) for k, v in kv.items() if k.startswith("arrowquant.") and k != "arrowquant.metadata_crc32"))
+    return zlib.crc32(text.encode())
+
+
 def metrics(w, wh):
     w = w.astype(np.float64)
     wh = wh.astype(np.float64)
@@ -259,6 +299,7 @@ def check(model, args, tmp, idx):
     kv = {k.decode(): v.decode() for k, v in pf.metadata.metadata.items()}
     assert kv["arrowquant.format"] == "arrowquant-v2-extended", kv
     assert kv["arrowquant.format_version"].split(".")[0] == "2"
+    assert int(kv["arrowquant.metadata_crc32"]) == metadata_crc(kv), "metadata_crc32"
     config = json.loads(kv["arrowquant.config"])
     calib = None
     if "--calibration" in args:
@@ -276,6 +317,7 @@ def check(model, args, tmp, idx):
         dtype, shape, raw = source[name]
         assert row["dtype"] == dtype and row["shape"] == shape, name
         assert zlib.crc32(row["data"]) == row["data_crc32"], f"{name}: CRC"
+        assert row_crc(row) == row["row_crc32"], f"{name}: row_crc32"
         kind = row["storage"]
         counts[kind] = counts.get(kind, 0) + 1
         if kind == "raw":

@@ -2,9 +2,9 @@
 tools/train_tiny_ddpm.py), written from the diffusers model definition so that evaluation needs
 neither torch nor diffusers.
 
-Every Conv/Linear goes through `Model.linear` / `Model.conv`, which call `hook(name, x)` with the
-layer's input first: the evaluation uses it to record calibration statistics and to fake-quantize
-activations. `weights` maps tensor names to float32 arrays (the source model, or a dequantized
+Every Conv/Linear goes through `Model.linear` / `Model.conv`, which call `hook(name, x, conv)` with
+the layer's input first (`conv` = (kernel, stride, padding) for a conv, None for a Linear) and use
+what it returns: the evaluation records calibration statistics and fake-quantizes activations there. `weights` maps tensor names to float32 arrays (the source model, or a dequantized
 file).
 """
 import math
@@ -51,15 +51,15 @@ def timestep_embedding(t, dim):
 
 
 class Model:
-    """The bundled DDPM UNet. `hook(layer, x)` sees each Conv/Linear layer's input (the layer is
-    the weight's module path, e.g. `down_blocks.0.resnets.0.conv1`) and returns the input to use."""
+    """The bundled DDPM UNet. `hook(layer, x, conv)` sees each Conv/Linear layer's input (the layer
+    is the weight's module path, e.g. `down_blocks.0.resnets.0.conv1`) and returns the input to use."""
 
     def __init__(self, weights, hook=None):
         self.w = weights
         self.hook = hook
 
-    def _in(self, name, x):
-        return self.hook(name, x) if self.hook else x
+    def _in(self, name, x, conv=None):
+        return self.hook(name, x, conv) if self.hook else x
 
     def linear(self, name, x):
         x = self._in(name, x)
@@ -68,8 +68,8 @@ class Model:
     def conv(self, name, x, stride=1):
         wt = self.w[name + ".weight"]
         o, c, k, _ = wt.shape
+        x = self._in(name, x, (k, stride, k // 2))
         cols, (b, ho, wo) = im2col(x, k, stride, k // 2)
-        cols = self._in(name, cols)
         y = cols @ wt.reshape(o, -1).T + self.w[name + ".bias"]
         return y.reshape(b, ho, wo, o).transpose(0, 3, 1, 2)
 

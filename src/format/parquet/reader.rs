@@ -10,6 +10,7 @@ use parquet::basic::Type as PhysicalType;
 use parquet::data_type::{
     BoolType, ByteArray, ByteArrayType, DoubleType, FixedLenByteArrayType, FloatType, Int32Type, Int64Type,
 };
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
 use parquet::schema::types::SchemaDescriptor;
 
@@ -51,6 +52,7 @@ impl QuantizedFile {
                 bytes.len()
             )));
         }
+        let file_len = bytes.len() as u64;
         let reader = SerializedFileReader::new(Bytes::from(bytes))?;
         let kv: BTreeMap<String, String> = reader
             .metadata()
@@ -65,6 +67,18 @@ impl QuantizedFile {
             }
             None => return Err(perr(format!("not an arrowquant file: metadata key '{KEY_FORMAT}' is missing"))),
         }
+        match kv.get(KEY_METADATA_CRC) {
+            Some(v)
+                if v.parse::<u32>().ok() == Some(metadata_crc(kv.iter().map(|(k, v)| (k.as_str(), v.as_str())))) => {}
+            Some(_) => {
+                return Err(perr("the arrowquant.* metadata does not match arrowquant.metadata_crc32 (damaged file)"))
+            }
+            // Before 2.2 the metadata had no checksum.
+            None if kv.get(KEY_FORMAT_VERSION).is_some_and(|v| v.as_str() >= "2.2") => {
+                return Err(perr(format!("metadata key '{KEY_METADATA_CRC}' is missing")))
+            }
+            None => {}
+        }
         let format_version = kv.get(KEY_FORMAT_VERSION).cloned().unwrap_or_default();
         let major = format_version.split('.').next().and_then(|m| m.parse::<u32>().ok());
         if major != Some(FORMAT_MAJOR) {
@@ -77,6 +91,7 @@ impl QuantizedFile {
                 .map_err(|e| perr(format!("{KEY_SOURCE_METADATA} is not a JSON string map: {e}")))?,
             None => BTreeMap::new(),
         };
+        check_chunk_ranges(reader.metadata(), file_len)?;
         let leaves = Leaves::find(reader.metadata().file_metadata().schema_descr())?;
         let mut rows = Vec::new();
         for i in 0..reader.num_row_groups() {
@@ -187,6 +202,29 @@ pub fn parse_export_dtype(s: &str) -> Result<Dtype> {
     }
 }
 
+/// Every column chunk lies inside the file: parquet-rs asserts (panics) on negative offsets and
+/// sizes, and a chunk that runs past the end is damage, not something to read.
+fn check_chunk_ranges(meta: &ParquetMetaData, file_len: u64) -> Result<()> {
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        if rg.num_rows() < 0 {
+            return Err(perr(format!("row group {g} has a negative row count")));
+        }
+        for col in rg.columns() {
+            let start = col.dictionary_page_offset().unwrap_or(col.data_page_offset());
+            let len = col.compressed_size();
+            let inside =
+                start >= 0 && len >= 0 && (start as u64).checked_add(len as u64).is_some_and(|end| end <= file_len);
+            if !inside {
+                return Err(perr(format!(
+                    "column '{}' of row group {g} claims bytes {start}..+{len} of a {file_len}-byte file (damaged file)",
+                    col.column_path().string()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The leaf columns of the schema (docs/FORMAT.md), located by name in the file's own schema.
 struct Leaves {
     name: Leaf,
@@ -213,6 +251,9 @@ struct Leaves {
     sp_scales: Leaf,
     /// Added in 2.1: a 2.0 file has no such column and every value is null.
     weighted: Option<Leaf>,
+    /// Added in 2.2.
+    output: Option<Leaf>,
+    row_crc: Option<Leaf>,
 }
 
 impl Leaves {
@@ -251,6 +292,8 @@ impl Leaves {
             sp_alpha: need(&["spatial", "alpha"], P::FLOAT)?,
             sp_scales: need(&["spatial", "equalization_scales", "*", "*"], P::FLOAT)?,
             weighted: find_leaf(schema, &["weighted_snr_db"], P::DOUBLE)?,
+            output: find_leaf(schema, &["output_snr_db"], P::DOUBLE)?,
+            row_crc: find_leaf(schema, &["row_crc32"], P::INT32)?,
         })
     }
 }
@@ -297,6 +340,14 @@ fn read_row_group(rg: &dyn RowGroupReader, l: &Leaves, out: &mut Vec<TensorRow>)
     let metrics: Vec<Vec<Option<f64>>> = l.metrics.iter().map(|&m| doubles(m)).collect::<Result<_>>()?;
     let weighted = match l.weighted {
         Some(w) => doubles(w)?,
+        None => vec![None; n],
+    };
+    let row_crcs = match l.row_crc {
+        Some(c) => columns::read::<Int32Type>(rg, c, n)?.optional(n)?,
+        None => vec![None; n],
+    };
+    let output = match l.output {
+        Some(o) => doubles(o)?,
         None => vec![None; n],
     };
     let tg_lists = |leaf: Leaf| columns::read::<Int32Type>(rg, leaf, n)?.lists(n);
@@ -350,7 +401,7 @@ fn read_row_group(rg: &dyn RowGroupReader, l: &Leaves, out: &mut Vec<TensorRow>)
             (_, _, _, _, None) => return Err(bad("spatial.equalization_scales is null")),
             _ => return Err(bad("spatial fields disagree")),
         };
-        out.push(TensorRow {
+        let row = TensorRow {
             stored: parts.into_stored(&name, &shape, dtype)?,
             dtype,
             shape,
@@ -360,10 +411,23 @@ fn read_row_group(rg: &dyn RowGroupReader, l: &Leaves, out: &mut Vec<TensorRow>)
             metrics,
             reason: reasons[i].clone(),
             weighted_snr_db: weighted[i],
+            output_snr_db: output[i],
             time_groups,
             spatial,
             name,
-        });
+        };
+        // 2.2 files protect every field a reader reconstructs with; a 2.1 file has no row_crc32.
+        if let Some(crc) = row_crcs[i] {
+            if crc as u32 != row.integrity_crc() {
+                return Err(perr(format!(
+                    "tensor '{}': its name, shape, storage, params, time groups or equalization do not match row_crc32 (damaged file)",
+                    row.name
+                )));
+            }
+        } else if l.row_crc.is_some() {
+            return Err(perr(format!("tensor '{}': row_crc32 is null", row.name)));
+        }
+        out.push(row);
     }
     Ok(())
 }

@@ -137,6 +137,8 @@ pub struct TensorRow {
     pub reason: String,
     /// Σ_j a_j²·Σ W² over Σ_j a_j²·Σ (Ŵ−W)² in dB, when channel activation maxima exist.
     pub weighted_snr_db: Option<f64>,
+    /// E‖W x‖² over E‖(W − Ŵ) x‖² in dB, with the calibration's Gram matrix (or its diagonal).
+    pub output_snr_db: Option<f64>,
     /// Per-timestep-group activation params (layers with calibration data).
     pub time_groups: Option<Vec<TimeGroup>>,
     /// Channel equalization applied to the stored weights.
@@ -156,6 +158,75 @@ impl TensorRow {
             begin: 0,
             end: self.numel() * self.dtype.size_bytes() as u64,
         }
+    }
+
+    /// CRC-32 of every column a reader returns besides `data` (which has its own `data_crc32`,
+    /// included here): the `row_crc32` column. The bytes hashed, in order, are
+    /// specified in docs/FORMAT.md §4.3.
+    pub fn integrity_crc(&self) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        let text = |h: &mut crc32fast::Hasher, s: &str| {
+            h.update(s.as_bytes());
+            h.update(&[0]);
+        };
+        const NULL32: u32 = u32::MAX;
+        text(&mut h, &self.name);
+        text(&mut h, self.dtype.name());
+        text(&mut h, self.stored.storage().as_str());
+        h.update(&(self.shape.len() as u32).to_le_bytes());
+        self.shape.iter().for_each(|d| h.update(&d.to_le_bytes()));
+        h.update(&[self.requested_bits.unwrap_or(0xff), self.stored.bits().unwrap_or(0xff)]);
+        h.update(&self.stored.group_size().unwrap_or(NULL32).to_le_bytes());
+        h.update(&self.data_crc32.to_le_bytes());
+        let halfs = |h: &mut crc32fast::Hasher, v: Option<&[u16]>| match v {
+            None => h.update(&NULL32.to_le_bytes()),
+            Some(v) => {
+                h.update(&(v.len() as u32).to_le_bytes());
+                v.iter().for_each(|x| h.update(&x.to_le_bytes()));
+            }
+        };
+        let (scales, mins) = match &self.stored {
+            Stored::Quantized { scales, mins, .. } => (Some(scales.as_slice()), Some(mins.as_slice())),
+            _ => (None, None),
+        };
+        halfs(&mut h, scales);
+        halfs(&mut h, mins);
+        match &self.time_groups {
+            None => h.update(&NULL32.to_le_bytes()),
+            Some(groups) => {
+                h.update(&(groups.len() as u32).to_le_bytes());
+                for g in groups {
+                    h.update(&g.t_start.to_le_bytes());
+                    h.update(&g.t_end.to_le_bytes());
+                    h.update(&g.scale.to_bits().to_le_bytes());
+                    h.update(&g.zero_point.to_le_bytes());
+                }
+            }
+        }
+        let float = |h: &mut crc32fast::Hasher, v: Option<f64>| match v {
+            None => h.update(&[0]),
+            Some(x) => {
+                h.update(&[1]);
+                h.update(&x.to_bits().to_le_bytes());
+            }
+        };
+        let m = self.metrics;
+        for v in [m.map(|m| m.cosine), m.map(|m| m.snr_db), m.map(|m| m.rel_rmse), m.map(|m| m.max_abs_error)] {
+            float(&mut h, v);
+        }
+        float(&mut h, self.weighted_snr_db);
+        float(&mut h, self.output_snr_db);
+        text(&mut h, &self.reason);
+        match &self.spatial {
+            None => h.update(&[0]),
+            Some(sp) => {
+                h.update(&[1, sp.enabled as u8, sp.channel_equalization as u8, sp.activation_smoothing as u8]);
+                h.update(&sp.alpha.to_bits().to_le_bytes());
+                h.update(&(sp.scales.len() as u32).to_le_bytes());
+                sp.scales.iter().for_each(|x| h.update(&x.to_bits().to_le_bytes()));
+            }
+        }
+        h.finalize()
     }
 
     /// Bytes of data + scales + mins, before Parquet encoding and compression.

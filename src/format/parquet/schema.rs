@@ -7,7 +7,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 pub const FORMAT_NAME: &str = "arrowquant-v2-extended";
 /// MAJOR.MINOR. A reader accepts any file with the same major version; minor versions only add
 /// nullable columns or metadata keys, which older readers ignore.
-pub const FORMAT_VERSION: &str = "2.1";
+pub const FORMAT_VERSION: &str = "2.2";
 pub const FORMAT_MAJOR: u32 = 2;
 
 pub const KEY_FORMAT: &str = "arrowquant.format";
@@ -16,6 +16,8 @@ pub const KEY_LIBRARY_VERSION: &str = "arrowquant.library_version";
 pub const KEY_CONFIG: &str = "arrowquant.config";
 pub const KEY_MODALITY: &str = "arrowquant.modality";
 pub const KEY_SOURCE_METADATA: &str = "arrowquant.source_metadata";
+/// CRC-32 of the other `arrowquant.*` keys and values (2.2; docs/FORMAT.md §3).
+pub const KEY_METADATA_CRC: &str = "arrowquant.metadata_crc32";
 /// Present when calibration statistics were used: `{"timesteps": [...], "activationBits": 8, …}`.
 pub const KEY_CALIBRATION: &str = "arrowquant.calibration";
 
@@ -73,5 +75,24 @@ pub fn schema() -> SchemaRef {
         Field::new("spatial", DataType::Struct(spatial_fields()), true),
         // 2.1
         Field::new("weighted_snr_db", DataType::Float64, true),
+        // 2.2
+        Field::new("output_snr_db", DataType::Float64, true),
+        Field::new("row_crc32", DataType::UInt32, false),
     ]))
+}
+
+/// The `arrowquant.metadata_crc32` value for the key-value pairs `kv`: CRC-32 of `key=value\n`
+/// for every `arrowquant.*` key but itself, in byte order of the keys.
+pub fn metadata_crc<'a>(kv: impl IntoIterator<Item = (&'a str, &'a str)>) -> u32 {
+    let mut pairs: Vec<(&str, &str)> =
+        kv.into_iter().filter(|(k, _)| k.starts_with("arrowquant.") && *k != KEY_METADATA_CRC).collect();
+    pairs.sort();
+    let mut h = crc32fast::Hasher::new();
+    for (k, v) in pairs {
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize()
 }

@@ -76,7 +76,9 @@ fn list_item(schema: &SchemaRef, column: &str) -> FieldRef {
 impl TensorWriter {
     /// `metadata` are the file's key-value pairs known up front (format, config, …).
     pub fn new(metadata: Vec<(String, String)>, modality: &str) -> Result<Self> {
-        let kv = metadata.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+        let crc = schema::metadata_crc(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut kv: Vec<KeyValue> = metadata.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+        kv.push(KeyValue::new(schema::KEY_METADATA_CRC.to_string(), crc.to_string()));
         // zstd level 1: measured in `make measure-codecs` (README); snappy/lz4 barely shrink packed codes.
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
@@ -184,6 +186,8 @@ impl TensorWriter {
             time_groups_column(list_item(s, "time_groups"), row)?,
             spatial_column(spatial_fields, row)?,
             Arc::new(Float64Array::from(vec![row.weighted_snr_db])),
+            Arc::new(Float64Array::from(vec![row.output_snr_db])),
+            Arc::new(UInt32Array::from(vec![row.integrity_crc()])),
         ];
         Ok(RecordBatch::try_new(s.clone(), columns)?)
     }

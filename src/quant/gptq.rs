@@ -1,0 +1,379 @@
+//! GPTQ: quantize a weight column by column, compensating each column's rounding error in the
+//! columns not yet quantized, so that the layer's *output* error E‖(W − Ŵ)x‖² — not the weight
+//! error — is what is minimised (Frantar et al., 2022). It needs the layer's input second moments
+//! G = E[x xᵀ] (calibration): with H = G + λI and U the upper Cholesky factor of H⁻¹, after
+//! quantizing column j of a row, err = (w_j − ŵ_j) / U_jj and w_k −= err·U_jk for k > j.
+//!
+//! Rows are independent (they share U), so they run in parallel in blocks, and the result does not
+//! depend on the thread count. Group params (f16 scale and min per group of the row) are chosen
+//! when the quantizer reaches a group's first column, from the error-compensated values, weighting
+//! each column by its importance H_jj (`weighted`). Columns split into independent blocks when the
+//! Gram matrix is given only by its diagonal blocks, or is too large to invert whole.
+
+use crate::error::{AqError, Result};
+use crate::kernels::{self, scalar::code_of, scalar::inverse};
+use crate::quant::gram::Gram;
+use crate::quant::layout::Layout;
+use crate::quant::metrics::ErrorSums;
+use crate::quant::params::{Chosen, GroupParams};
+use crate::quant::tensor::{decode_block, measure_groups, pack_rows, QuantizedTensor, Source, BLOCK_ELEMS};
+use crate::quant::weighted::weighted_params;
+use crate::quant::width::Width;
+
+/// Columns inverted together at most; a larger Gram matrix is used by its diagonal blocks of
+/// [`SPLIT_BLOCK`] columns (inverting n columns costs n³/3 and U holds n² values).
+pub const DENSE_LIMIT: usize = 4096;
+pub const SPLIT_BLOCK: usize = 256;
+
+/// One block of columns `[start, start + size)` and the upper Cholesky factor of its (H + λI)⁻¹.
+#[derive(Debug, Clone)]
+struct Block {
+    start: usize,
+    size: usize,
+    /// `size × size`, row-major, upper triangle.
+    u: Vec<f32>,
+}
+
+/// A layer's Hessian prepared for GPTQ.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    blocks: Vec<Block>,
+    /// H_jj per column: the importance that group params are chosen with.
+    importance: Vec<f32>,
+    /// The damping actually used, relative to the mean diagonal.
+    pub damp: f64,
+    /// How the columns were blocked, for the report: `n` when whole.
+    pub block: usize,
+}
+
+/// Cholesky factor L (lower, row-major) of a symmetric positive definite m×m matrix; `None` if
+/// it is not positive definite.
+fn cholesky(a: &[f64], m: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0f64; m * m];
+    for i in 0..m {
+        for j in 0..=i {
+            let mut s = a[i * m + j];
+            for k in 0..j {
+                s -= l[i * m + k] * l[j * m + k];
+            }
+            if i == j {
+                if s.is_nan() || s <= 0.0 {
+                    return None;
+                }
+                l[i * m + i] = s.sqrt();
+            } else {
+                l[i * m + j] = s / l[j * m + j];
+            }
+        }
+    }
+    Some(l)
+}
+
+/// U (upper, row-major) with Uᵀ U = A⁻¹, for A = L Lᵀ: A⁻¹ from L, then its Cholesky factor.
+fn inverse_factor(a: &[f64], m: usize) -> Option<Vec<f32>> {
+    let l = cholesky(a, m)?;
+    // L⁻¹ by forward substitution (lower).
+    let mut li = vec![0f64; m * m];
+    for c in 0..m {
+        li[c * m + c] = 1.0 / l[c * m + c];
+        for i in c + 1..m {
+            let mut s = 0.0;
+            for k in c..i {
+                s += l[i * m + k] * li[k * m + c];
+            }
+            li[i * m + c] = -s / l[i * m + i];
+        }
+    }
+    // A⁻¹ = L⁻ᵀ L⁻¹.
+    let mut inv = vec![0f64; m * m];
+    for i in 0..m {
+        for j in 0..=i {
+            let s: f64 = (i.max(j)..m).map(|k| li[k * m + i] * li[k * m + j]).sum();
+            inv[i * m + j] = s;
+            inv[j * m + i] = s;
+        }
+    }
+    // A⁻¹ = Uᵀ U with U upper: U = (chol(A⁻¹))ᵀ.
+    let c = cholesky(&inv, m)?;
+    let mut u = vec![0f32; m * m];
+    for i in 0..m {
+        for j in i..m {
+            u[i * m + j] = c[j * m + i] as f32;
+        }
+    }
+    Some(u)
+}
+
+/// Prepare `gram` (over `n` columns) for GPTQ. `scales`, when the weights are stored equalized
+/// (W·diag(s), per column), turns G into the Gram matrix of the inputs X/s that W·diag(s) sees.
+/// `damp` is λ relative to the mean of the diagonal; it is raised tenfold (up to three times)
+/// while a block is not positive definite.
+pub fn prepare(gram: &Gram, n: usize, scales: Option<&[f32]>, damp: f64) -> Result<Prepared> {
+    if gram.n() < n || (gram.n() != n && !matches!(gram, Gram::Blocks { .. })) {
+        return Err(AqError::Calibration(format!("the Gram matrix has {} columns, the weight's rows {n}", gram.n())));
+    }
+    let block = match gram {
+        Gram::Blocks { size, .. } => *size,
+        _ if n <= DENSE_LIMIT => n,
+        _ => SPLIT_BLOCK,
+    };
+    let importance: Vec<f32> = (0..n)
+        .map(|j| {
+            let s = scales.map_or(1.0, |s| s[j] as f64);
+            (gram.at(j, j) / (s * s)) as f32
+        })
+        .collect();
+    let mut blocks = Vec::new();
+    let mut used = damp;
+    let mut start = 0;
+    while start < n {
+        let size = block.min(n - start);
+        let mut h = gram.dense(start, start + size);
+        if let Some(s) = scales {
+            for i in 0..size {
+                for j in 0..size {
+                    h[i * size + j] /= s[start + i] as f64 * s[start + j] as f64;
+                }
+            }
+        }
+        let mean = (0..size).map(|i| h[i * size + i]).sum::<f64>() / size as f64;
+        let unit = if mean > 0.0 { mean } else { 1.0 };
+        let mut u = None;
+        for attempt in 0..4 {
+            let lambda = damp * 10f64.powi(attempt) * unit;
+            let mut a = h.clone();
+            for i in 0..size {
+                a[i * size + i] += lambda;
+            }
+            if let Some(f) = inverse_factor(&a, size) {
+                used = used.max(damp * 10f64.powi(attempt));
+                u = Some(f);
+                break;
+            }
+        }
+        let u = u.ok_or_else(|| {
+            AqError::Calibration(format!(
+                "the Gram matrix of columns {start}..{} is not positive semi-definite",
+                start + size
+            ))
+        })?;
+        blocks.push(Block { start, size, u });
+        start += size;
+    }
+    Ok(Prepared { blocks, importance, damp: used, block })
+}
+
+impl Prepared {
+    /// Quantize one row in place: `w` holds the row's values and ends up error-compensated;
+    /// `codes` (one per byte) and `params` (one per group) are written.
+    fn quantize_row(&self, w: &mut [f32], group: usize, width: Width, codes: &mut [u8], params: &mut [Chosen]) -> bool {
+        let qmax = width.qmax();
+        let sub = kernels::active().sub_scaled;
+        let mut p = GroupParams::ZERO;
+        let mut inv = 0.0;
+        for b in &self.blocks {
+            for jl in 0..b.size {
+                let j = b.start + jl;
+                if j % group == 0 {
+                    let end = (j + group).min(w.len());
+                    let Some(chosen) = weighted_params(&w[j..end], &self.importance[j..end], width) else {
+                        return false;
+                    };
+                    p = chosen;
+                    inv = inverse(p.scale_f32());
+                    params[j / group] = Chosen { params: p, coded: true };
+                }
+                let q = code_of(w[j], inv, p.min_f32(), qmax);
+                codes[j] = q as u8;
+                let err = (w[j] - (q * p.scale_f32() + p.min_f32())) / b.u[jl * b.size + jl];
+                let row = &b.u[jl * b.size + jl + 1..(jl + 1) * b.size];
+                sub(&mut w[j + 1..b.start + b.size], row, err);
+            }
+        }
+        true
+    }
+}
+
+/// GPTQ over a whole tensor: rows in blocks of about `BLOCK_ELEMS` values (in parallel when there
+/// is a pool), each decoded, quantized row by row with error compensation, packed and measured
+/// against the source. `Ok(None)` when some group's params do not fit f16.
+pub fn quantize(
+    src: Source,
+    layout: Layout,
+    width: Width,
+    prepared: &Prepared,
+) -> Result<Option<(QuantizedTensor, ErrorSums)>> {
+    let (n, g) = (layout.row_len, layout.group_size);
+    let row_bytes = layout.row_bytes(width);
+    let gpr = layout.groups_per_row();
+    let rows_per_block = (BLOCK_ELEMS / n.max(1)).max(1);
+    let mut codes = vec![0u8; layout.codes_len(width)];
+    let mut scales = vec![0u16; layout.groups()];
+    let mut mins = vec![0u16; layout.groups()];
+    let blocks: Vec<_> = codes
+        .chunks_mut(rows_per_block * row_bytes)
+        .zip(scales.chunks_mut(rows_per_block * gpr))
+        .zip(mins.chunks_mut(rows_per_block * gpr))
+        .enumerate()
+        .map(|(i, ((c, s), m))| (i * rows_per_block, c, s, m))
+        .collect();
+    let results = crate::parallel::map(blocks, |(row0, c, s, m)| -> Result<Option<(ErrorSums, crc32fast::Hasher)>> {
+        let rows = c.len() / row_bytes;
+        let mut x = vec![0f32; rows * n];
+        decode_block(src, row0 * n, &mut x)?;
+        let mut w = x.clone();
+        let mut q = vec![0u8; rows * n];
+        let mut params = vec![Chosen { params: GroupParams::ZERO, coded: true }; rows * gpr];
+        for r in 0..rows {
+            let (wr, qr) = (&mut w[r * n..(r + 1) * n], &mut q[r * n..(r + 1) * n]);
+            if !prepared.quantize_row(wr, g, width, qr, &mut params[r * gpr..(r + 1) * gpr]) {
+                return Ok(None);
+            }
+        }
+        pack_rows(&q, n, width, c);
+        let groups: Vec<&[f32]> = x.chunks_exact(n).flat_map(|row| row.chunks(g)).collect();
+        let mut sums = ErrorSums::default();
+        measure_groups(&groups, &params, &q, s, m, &mut sums);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(c);
+        Ok(Some((sums, crc)))
+    });
+    let mut sums = ErrorSums::default();
+    let mut crc = crc32fast::Hasher::new();
+    for block in results {
+        match block? {
+            Some((b, h)) => {
+                sums.merge(&b);
+                crc.combine(&h);
+            }
+            None => return Ok(None),
+        }
+    }
+    let crc32 = crc.finalize();
+    Ok(Some((QuantizedTensor { width, layout, codes, scales, mins, crc32 }, sums)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::dtype::Dtype;
+    use crate::quant::tensor::{dequantize, quantize_source};
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f32 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+    }
+
+    /// Inputs with correlated columns and uneven scales, their Gram matrix, and a weight.
+    fn problem(rows: usize, n: usize, samples: usize) -> (Vec<f32>, Vec<f32>, Gram) {
+        let mut rng = Rng(5);
+        let mut xs = vec![0f32; samples * n];
+        for s in 0..samples {
+            let common = rng.next();
+            for j in 0..n {
+                let scale = 1.0 + (j % 7) as f32;
+                xs[s * n + j] = scale * (0.6 * common + rng.next());
+            }
+        }
+        let mut g = vec![0f32; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                g[i * n + j] = (0..samples).map(|s| xs[s * n + i] as f64 * xs[s * n + j] as f64).sum::<f64>() as f32
+                    / samples as f32;
+            }
+        }
+        let w: Vec<f32> = (0..rows * n).map(|_| rng.next() * rng.next().abs()).collect();
+        (w, xs, Gram::Full { n, values: g })
+    }
+
+    fn output_error(w: &[f32], w_hat: &[f32], xs: &[f32], n: usize) -> f64 {
+        let (rows, samples) = (w.len() / n, xs.len() / n);
+        let mut e = 0.0;
+        for r in 0..rows {
+            for s in 0..samples {
+                let d: f64 = (0..n).map(|j| (w[r * n + j] - w_hat[r * n + j]) as f64 * xs[s * n + j] as f64).sum();
+                e += d * d;
+            }
+        }
+        e
+    }
+
+    #[test]
+    fn factor_inverts_the_matrix() {
+        let a = [4.0, 1.0, 0.5, 1.0, 3.0, 0.25, 0.5, 0.25, 2.0];
+        let u = inverse_factor(&a, 3).unwrap();
+        // (UᵀU)·A = I
+        let uu = |i: usize, j: usize| -> f64 { (0..3).map(|k| u[k * 3 + i] as f64 * u[k * 3 + j] as f64).sum() };
+        for i in 0..3 {
+            for j in 0..3 {
+                let p: f64 = (0..3).map(|k| uu(i, k) * a[k * 3 + j]).sum();
+                assert!((p - (i == j) as u8 as f64).abs() < 1e-5, "({i},{j}) = {p}");
+            }
+        }
+        assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+    }
+
+    #[test]
+    fn gptq_lowers_the_output_error_against_round_to_nearest() {
+        let (rows, n) = (24, 128);
+        let (w, xs, gram) = problem(rows, n, 512);
+        let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
+        let layout = Layout::for_shape(&[rows as u64, n as u64], 32);
+        for width in [Width::W2, Width::W4] {
+            let prepared = prepare(&gram, n, None, 0.01).unwrap();
+            let (t, _) = quantize(src, layout, width, &prepared).unwrap().unwrap();
+            let mut gptq = vec![0f32; rows * n];
+            dequantize(&t, &mut gptq);
+            let (r, _) = quantize_source(src, layout, width, true).unwrap().unwrap();
+            let mut rtn = vec![0f32; rows * n];
+            dequantize(&r, &mut rtn);
+            let (eg, er) = (output_error(&w, &gptq, &xs, n), output_error(&w, &rtn, &xs, n));
+            assert!(eg < 0.8 * er, "{width:?}: GPTQ output error {eg} vs search {er}");
+            // Blocked (as for a large Gram matrix) still helps.
+            let blocks = Gram::Blocks { n, size: 32, values: block_diagonal(&gram, 32) };
+            let (t, _) = quantize(src, layout, width, &prepare(&blocks, n, None, 0.01).unwrap()).unwrap().unwrap();
+            let mut b = vec![0f32; rows * n];
+            dequantize(&t, &mut b);
+            assert!(output_error(&w, &b, &xs, n) < er, "{width:?}: blocked GPTQ");
+        }
+    }
+
+    fn block_diagonal(g: &Gram, size: usize) -> Vec<f32> {
+        let n = g.n();
+        let mut out = Vec::new();
+        for b in 0..n.div_ceil(size) {
+            for i in 0..size {
+                for j in 0..size {
+                    let (gi, gj) = (b * size + i, b * size + j);
+                    out.push(if gi < n && gj < n { g.at(gi, gj) as f32 } else { 0.0 });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn same_bytes_with_any_thread_count_and_measured_against_the_source() {
+        let (rows, n) = (40, 64);
+        let (w, _, gram) = problem(rows, n, 256);
+        let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
+        let layout = Layout::for_shape(&[rows as u64, n as u64], 64);
+        let prepared = prepare(&gram, n, None, 0.01).unwrap();
+        let (a, sa) = quantize(src, layout, Width::W4, &prepared).unwrap().unwrap();
+        crate::parallel::set_enabled(false);
+        let (b, sb) = quantize(src, layout, Width::W4, &prepared).unwrap().unwrap();
+        crate::parallel::set_enabled(true);
+        assert_eq!(a, b);
+        assert_eq!(crc32fast::hash(&a.codes), a.crc32);
+        let mut back = vec![0f32; rows * n];
+        dequantize(&a, &mut back);
+        let mut again = ErrorSums::default();
+        again.add(&w, &back);
+        assert!(again.approx_eq(&sa, 1e-12) && sa.approx_eq(&sb, 0.0), "{again:?} vs {sa:?}");
+    }
+}
