@@ -230,7 +230,7 @@ fn store_weight(
     let mut misses: Vec<Miss> = Vec::new();
     let widths = Width::ALL.into_iter().filter(|&w| w >= first).take(if fall_back { 3 } else { 1 });
     for width in widths {
-        let search = cfg.scale_search.enabled_for(width.bits());
+        let search = cfg.scale_search.enabled();
         let quantized = match &objective.method {
             Method::Gptq(prepared) => gptq::quantize(qsrc, layout, width, prepared)?,
             Method::Importance(h) => quantize_source_with(qsrc, layout, width, ParamChoice::Weighted(h))?,
