@@ -1,6 +1,7 @@
 // Platform-neutral API: the wasm-bindgen exports plus the streaming helpers built on them.
 // Every entry point (web, node, deno) re-exports this module after initialising the wasm.
 import * as wasm from './wasm/arrowquant.js';
+import { guardFreed } from './internal/freed.js';
 import { shardedSource as shardedSourceWith } from './internal/sources.js';
 import { quantizeStreamWith } from './internal/stream.js';
 
@@ -29,6 +30,8 @@ export {
   SizePlanner,
   wasmMemoryBytes,
 } from './wasm/arrowquant.js';
+
+guardFreed(wasm.ModelQuantizer, wasm.QuantizedFile, wasm.SizePlanner);
 
 /**
  * Several safetensors shards (+ the parsed `model.safetensors.index.json`, optional) as one

@@ -106,6 +106,7 @@ modality rule: ${r.modalityRule}
 time-aware: ${r.timeAware.requested ? r.timeAware.note : 'off'}
 spatial: ${r.spatial.requested ? r.spatial.note : 'off'}${r.sizePlan ? `\nsize plan: target ${mib(r.sizePlan.targetBytes)}, planned ≤ ${mib(r.sizePlan.plannedBytes)} (all at ${r.bitWidth} bits: ${mib(r.sizePlan.uniformBytes)}; smallest: ${mib(r.sizePlan.minimumBytes)})` : ''}
 time: ${r.quantizationTimeS.toFixed(2)} s`);
+  for (const w of r.warnings ?? []) console.log(`warning [${w.code}]: ${w.message}`);
 }
 
 /**
@@ -120,6 +121,15 @@ async function writeAtomically(output, fill) {
     let at = 0;
     while (at < bytes.length) at += writeSync(fd, bytes, at);
   };
+  // Interrupted (Ctrl-C, kill): no temporary file is left behind either.
+  const onSignal = (signal) => {
+    try { closeSync(fd); } catch {}
+    rmSync(tmp, { force: true });
+    console.error(`\narrowquant: ${signal}: stopped, nothing written`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     const result = await fill(put);
     closeSync(fd);
@@ -129,6 +139,9 @@ async function writeAtomically(output, fill) {
     try { closeSync(fd); } catch {}
     rmSync(tmp, { force: true });
     throw e;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 
@@ -239,8 +252,19 @@ async function main(argv) {
   throw new UsageError(`unknown command '${command}'`);
 }
 
-main(process.argv.slice(2)).catch((e) => {
-  const code = e.code ?? 'E_INTERNAL';
+/** Every failure as a documented code: Node's file errors (ENOENT, EISDIR, EACCES…) are E_IO. */
+function documented(e) {
+  if (typeof e?.code === 'string' && e.code.startsWith('E_')) return e;
+  if (e?.syscall && typeof e?.code === 'string') {
+    const what = { ENOENT: 'no such file', EISDIR: 'is a directory', EACCES: 'permission denied', ENOTDIR: 'not a directory' }[e.code] ?? e.code;
+    return { code: 'E_IO', message: `cannot ${e.syscall} '${e.path ?? ''}': ${what}` };
+  }
+  return { code: 'E_INTERNAL', message: `internal error (please report it): ${e?.message ?? e}` };
+}
+
+main(process.argv.slice(2)).catch((raw) => {
+  const e = documented(raw);
+  const code = e.code;
   if (process.argv.includes('--json')) console.log(JSON.stringify({ error: { code, message: e.message, field: e.field, tensor: e.tensor } }));
   console.error(`arrowquant: error [${code}]: ${e.message}`);
   if (code === 'E_USAGE') console.error('run `arrowquant --help` for usage');

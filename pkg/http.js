@@ -12,7 +12,13 @@ import { buildInfo, configFromText, ModelQuantizer, resolveSinglePassConfig, saf
 import { concat } from './internal/bytes.js';
 import { aqError, errorFields } from './internal/errors.js';
 
-const STATUS = { E_CONFIG: 400, E_USAGE: 400, E_TOO_LARGE: 413, E_METHOD: 405, E_NOT_FOUND: 404 };
+const STATUS = { E_CONFIG: 400, E_USAGE: 400, E_IO: 400, E_TOO_LARGE: 413, E_METHOD: 405, E_NOT_FOUND: 404 };
+
+// A trap (stack overflow, out-of-bounds access) can leave a wasm instance unusable. None is known
+// to be reachable from a request, but should one happen, this handler stops serving from that
+// instance: every later request (and /health, so an orchestrator restarts it) gets 503.
+let poisoned = null;
+const isTrap = (e) => typeof WebAssembly !== 'undefined' && e instanceof WebAssembly.RuntimeError;
 
 const USAGE = `arrowquant — quantize safetensors weights to 2/4/8-bit Parquet
 
@@ -30,6 +36,7 @@ function json(status, body, headers = {}) {
 }
 
 function errorResponse(e) {
+  if (isTrap(e)) poisoned ??= String(e?.message ?? e);
   const body = errorFields(e);
   if (!body.code.startsWith('E_')) body.code = 'E_INTERNAL';
   const status = STATUS[body.code] ?? (body.code === 'E_INTERNAL' ? 500 : 422);
@@ -71,7 +78,13 @@ class StreamReader {
     this.limit = limit;
   }
   async #more() {
-    const { done, value } = await this.reader.read();
+    let chunk;
+    try {
+      chunk = await this.reader.read();
+    } catch (e) {
+      throw aqError('E_IO', `the request body could not be read after ${this.position} bytes (upload aborted?): ${e?.message ?? e}`);
+    }
+    const { done, value } = chunk;
     if (done) return false;
     this.position += value.length;
     if (this.position > this.limit) throw aqError('E_TOO_LARGE', `request body exceeds the ${this.limit}-byte limit of this server`);
@@ -117,6 +130,9 @@ class StreamReader {
 export function createHandler({ maxBodyBytes = 512 * 1024 * 1024, rowGroupBytes = 4 * 1024 * 1024 } = {}) {
   return async function handle(request, ctx) {
     try {
+      if (poisoned) {
+        return json(503, { code: 'E_INTERNAL', message: `this instance hit a fatal wasm error and must be restarted (${poisoned})` });
+      }
       const url = new URL(request.url);
       if (url.pathname === '/' && request.method === 'GET') return new Response(USAGE, { headers: { 'content-type': 'text/plain; charset=utf-8' } });
       if (url.pathname === '/health' && request.method === 'GET') return json(200, { ...buildInfo(), wasmMemoryBytes: wasmMemoryBytes() });
@@ -131,6 +147,9 @@ export function createHandler({ maxBodyBytes = 512 * 1024 * 1024, rowGroupBytes 
 
 async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }) {
   const declared = request.headers.get('content-length');
+  if (declared !== null && !/^\d{1,16}$/.test(declared.trim())) {
+    throw aqError('E_USAGE', `Content-Length '${declared.slice(0, 40)}' is not a byte count`);
+  }
   const length = declared === null ? undefined : Number(declared);
   if (length !== undefined && length > maxBodyBytes) {
     throw aqError('E_TOO_LARGE', `request body of ${length} bytes exceeds the ${maxBodyBytes}-byte limit of this server`);
@@ -200,6 +219,7 @@ async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }
     } catch (e) {
       // Past the status line an error can only end the stream: the client sees a truncated
       // body, which no Parquet reader accepts (the footer is missing).
+      if (isTrap(e)) poisoned ??= String(e?.message ?? e);
       body.cancel();
       await writer.abort(e).catch(() => {});
     } finally {

@@ -208,3 +208,15 @@ fn invalid_config_values() {
         assert_eq!((err.code(), err.field()), ("E_CONFIG", Some(field)), "{err}");
     }
 }
+
+#[test]
+fn parquet_footer_lengths_that_lie() {
+    let (parquet, _) = run(&good_model()).unwrap();
+    let n = parquet.len();
+    for len in [u32::MAX, i32::MAX as u32, (n - 8) as u32, (n - 7) as u32, n as u32, 0, 1] {
+        let mut damaged = parquet.clone();
+        damaged[n - 8..n - 4].copy_from_slice(&len.to_le_bytes());
+        let err = arrowquant::QuantizedFile::open(damaged).unwrap_err();
+        assert_eq!(err.code(), "E_PARQUET", "footer length {len:#x}: {err}");
+    }
+}

@@ -4,7 +4,7 @@ mod common;
 
 use arrowquant::kernels::scalar as k;
 use arrowquant::quant::layout::Layout;
-use arrowquant::quant::tensor::{dequantize, quantize_source, Source};
+use arrowquant::quant::tensor::{dequantize, quantize_source, ParamChoice, Source};
 use arrowquant::quant::width::Width;
 use arrowquant::quant::ErrorSums;
 use arrowquant::Dtype;
@@ -57,7 +57,7 @@ proptest! {
         let layout = Layout::for_shape(&[rows as u64, row_len as u64], group as usize);
         let src = Source { name: "t", dtype: Dtype::F32, bytes: &bytes };
         // The generator stays inside ±60000, so f16 params always exist.
-        let (t, sums) = quantize_source(src, layout, Width::from_bits(bits).unwrap(), search).unwrap().expect("values fit f16 params");
+        let (t, sums) = quantize_source(src, layout, Width::from_bits(bits).unwrap(), ParamChoice::on_weights(search)).unwrap().expect("values fit f16 params");
         prop_assert_eq!(t.codes.len(), rows * k::packed_len(row_len, bits));
         prop_assert_eq!(t.scales.len(), rows * row_len.div_ceil(group as usize));
         let mut out = vec![0f32; rows * row_len];

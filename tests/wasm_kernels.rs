@@ -8,7 +8,7 @@ mod common;
 use arrowquant::kernels::scalar::{HalfParams, Searched};
 use arrowquant::kernels::{self, SCALAR, SIMD128};
 use arrowquant::quant::layout::Layout;
-use arrowquant::quant::tensor::{quantize_source, Source};
+use arrowquant::quant::tensor::{quantize_source, ParamChoice, Source};
 use arrowquant::quant::width::Width;
 use arrowquant::Dtype;
 use wasm_bindgen_test::*;
@@ -284,9 +284,15 @@ fn whole_tensor_output_identical_with_either_set() {
                 for search in [false, true] {
                     let layout = Layout::for_shape(&[rows as u64, row_len as u64], group);
                     kernels::set_reference_only(true);
-                    let a = quantize_source(src, layout, Width::from_bits(bits).unwrap(), search).unwrap().unwrap();
+                    let a =
+                        quantize_source(src, layout, Width::from_bits(bits).unwrap(), ParamChoice::on_weights(search))
+                            .unwrap()
+                            .unwrap();
                     kernels::set_reference_only(false);
-                    let b = quantize_source(src, layout, Width::from_bits(bits).unwrap(), search).unwrap().unwrap();
+                    let b =
+                        quantize_source(src, layout, Width::from_bits(bits).unwrap(), ParamChoice::on_weights(search))
+                            .unwrap()
+                            .unwrap();
                     assert_eq!(a.0, b.0, "{dtype:?} bits {bits} search {search} {rows}x{row_len} g{group}");
                     assert!(a.1.approx_eq(&b.1, 1e-12), "error sums {dtype:?} bits {bits} search {search}");
                 }

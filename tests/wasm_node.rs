@@ -53,7 +53,7 @@ fn real_models_roundtrip_bit_exact() {
 fn gaussian_quality_floors() {
     // 512K samples: floors a little under the 2M-sample anchors for sampling noise.
     for (bits, group, floor) in [(4u8, 32u32, 22.95), (4, 128, 20.45), (2, 64, 8.9)] {
-        let (snr, _) = common::gaussian_quality(512 * 1024, bits, group, true);
+        let (snr, _) = common::gaussian_quality(512 * 1024, bits, group, true, false);
         assert!(snr >= floor, "{bits}-bit g{group}: {snr:.3} dB < {floor}");
     }
 }

@@ -295,6 +295,9 @@ function renderResults(r, stats, blob) {
   $('download').download = `${name}.aq.parquet`;
   $('download-note').textContent = `${fmtBytes(blob.size)}, made in this tab.`;
   $('features').textContent = `Modality ${r.modality} (${r.modalityRule}). Time-aware: ${r.timeAware.note}. Spatial: ${r.spatial.note}.${r.sizePlan ? ` Size plan: ≤ ${fmtBytes(r.sizePlan.plannedBytes)} of ${fmtBytes(r.sizePlan.targetBytes)}.` : ''}`;
+  // textContent, not innerHTML: a warning quotes the user's patterns.
+  $('warnings').replaceChildren(...(r.warnings ?? []).map((w) => Object.assign(document.createElement('li'), { textContent: w.message, className: w.code })));
+  $('warnings').hidden = !(r.warnings ?? []).length;
   $('results').hidden = false;
   state.selected = null;
   renderPlot(r.layers);

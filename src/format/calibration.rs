@@ -61,8 +61,12 @@ impl Calibration {
         let t_count = check_timesteps(&timesteps)?;
 
         let base = header.data_offset as usize;
+        // Looked up once per layer tensor: a map, not a scan per lookup.
+        let by_name: std::collections::HashMap<&str, &crate::format::safetensors::TensorInfo> =
+            header.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+        let find = |name: &str| by_name.get(name).copied();
         let read = |name: &str| -> Result<Option<(Vec<u64>, Vec<f64>)>> {
-            let Some(info) = header.find(name) else { return Ok(None) };
+            let Some(info) = find(name) else { return Ok(None) };
             let raw = &bytes[base + info.begin as usize..base + info.end as usize];
             let n = info.numel() as usize;
             let vals: Vec<f64> = match info.dtype {
@@ -80,7 +84,7 @@ impl Calibration {
 
         // Gram matrices can be large: read as f32, never widened.
         let read_f32 = |name: &str| -> Result<Option<(Vec<u64>, Vec<f32>)>> {
-            let Some(info) = header.find(name) else { return Ok(None) };
+            let Some(info) = find(name) else { return Ok(None) };
             if !info.dtype.is_float() {
                 return Err(bad(format!("tensor '{name}': dtype {} is not a float type", info.dtype.name())));
             }
@@ -100,7 +104,7 @@ impl Calibration {
                     )));
                 }
                 let layer = t.name.rsplit_once('.').map(|(l, _)| l).unwrap_or("");
-                if header.find(&format!("{layer}.act_min")).is_none() {
+                if find(&format!("{layer}.act_min")).is_none() {
                     return Err(bad(format!("tensor '{}' has no '{layer}.act_min' beside it", t.name)));
                 }
                 continue;

@@ -115,13 +115,18 @@ pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Header> {
     }
     let json = std::str::from_utf8(&bytes[8..total as usize])
         .map_err(|e| AqError::Safetensors(format!("header is not UTF-8: {e}")))?;
-    let value: Value = serde_json::from_str(json.trim_end_matches(' '))
+    let Entries(obj) = serde_json::from_str(json.trim_end_matches(' '))
         .map_err(|e| AqError::Safetensors(format!("header is not valid JSON: {e}")))?;
-    let obj = value.as_object().ok_or_else(|| AqError::Safetensors("header JSON is not an object".to_string()))?;
+    let mut names = std::collections::HashSet::with_capacity(obj.len());
+    if let Some((name, _)) = obj.iter().find(|(name, _)| !names.insert(name.as_str())) {
+        return Err(AqError::Safetensors(format!(
+            "the header names '{name}' twice: a reader would keep one entry and silently drop the other"
+        )));
+    }
 
     let mut metadata = BTreeMap::new();
     let mut tensors = Vec::with_capacity(obj.len());
-    for (name, entry) in obj {
+    for (name, entry) in &obj {
         if name == "__metadata__" {
             let m = entry
                 .as_object()
@@ -161,6 +166,30 @@ pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Header> {
         }
     }
     Ok(header)
+}
+
+/// The header's top-level object with its keys in file order and duplicates kept, so that a
+/// repeated tensor name is refused instead of one entry silently replacing the other.
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of tensor entries")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Entries, A::Error> {
+                let mut out = Vec::new();
+                while let Some(pair) = map.next_entry::<String, Value>()? {
+                    out.push(pair);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 fn parse_entry(name: &str, entry: &Value) -> Result<TensorInfo> {
@@ -273,6 +302,14 @@ mod tests {
                 ),
                 "overlap",
             ),
+            (
+                &file(
+                    r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#,
+                    8,
+                ),
+                "names 'a' twice",
+            ),
+            (&file(&format!("{}1{}", "[".repeat(200), "]".repeat(200)), 0), "not valid JSON"),
         ];
         for (bytes, needle) in cases {
             let err = parse_header(bytes, Some(bytes.len() as u64)).unwrap_err();

@@ -73,6 +73,15 @@ pub enum F16Why {
     FallbackExhausted(Fallback),
 }
 
+/// Why f16 cannot hold a tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum F16Limit {
+    /// A value is beyond ±65504.
+    Overflow,
+    /// The values lie in f16's subnormal range: f16 would keep only `snr_db`.
+    Underflow { snr_db: f64 },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Packed codes at `width`, after the widths in `fallback` (if any) missed `minAccuracy`.
@@ -81,10 +90,13 @@ pub enum Outcome {
         fallback: Option<Fallback>,
     },
     F16(F16Why),
-    /// f16 was the choice but a value is beyond its range: the source bytes.
-    RawBeyondF16(F16Why),
+    /// f16 was the choice but f16 cannot hold the values (`limit` says why): the source bytes.
+    RawBeyondF16(F16Why, F16Limit),
     /// A group's params cannot be held in f16 (values beyond ±65504): the source bytes.
     RawBeyondParams,
+    /// Every value is below f16's smallest normal (2⁻¹⁴), where f16 params keep too few bits
+    /// (none at all below 2⁻²⁵): the source bytes, exact.
+    RawBelowParams,
 }
 
 /// What channel equalization did for a quantized layer.
@@ -157,7 +169,16 @@ impl WeightDecision {
             Outcome::Quantized { fallback: None, .. } => rule.clone(),
             Outcome::Quantized { fallback: Some(f), .. } => format!("{rule}; fallback: {}", f.describe()),
             Outcome::F16(why) => f16(why),
-            Outcome::RawBeyondF16(why) => format!("{}; values beyond the f16 range, stored as source bytes", f16(why)),
+            Outcome::RawBeyondF16(why, F16Limit::Overflow) => {
+                format!("{}; values beyond the f16 range, stored as source bytes", f16(why))
+            }
+            Outcome::RawBeyondF16(why, F16Limit::Underflow { snr_db }) => format!(
+                "{}; values below f16's normal range (f16 would keep only {snr_db:.1} dB of them), stored as source bytes",
+                f16(why)
+            ),
+            Outcome::RawBelowParams => {
+                "every value is below 2^-14, where f16 group params lose their precision: stored as source bytes".into()
+            }
             Outcome::RawBeyondParams => "values beyond ±65504 cannot have f16 scales: stored as source bytes".into(),
         };
         if let (Outcome::Quantized { .. }, Some(m)) = (&self.outcome, &self.method) {

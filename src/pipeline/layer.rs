@@ -8,7 +8,7 @@ use crate::error::{AqError, Result};
 use crate::format::parquet::{Metrics, SpatialMeta, Stored, TensorRow};
 use crate::format::safetensors::TensorInfo;
 use crate::pipeline::decision::{
-    Decision, F16Why, Fallback, Miss, Outcome, SpatialNote, TimeNote, WeightDecision, MIN_ROW_LEN,
+    Decision, F16Limit, F16Why, Fallback, Miss, Outcome, SpatialNote, TimeNote, WeightDecision, MIN_ROW_LEN,
 };
 use crate::pipeline::objective::{Method, MethodNote, Objective};
 use crate::policy::config::QuantConfig;
@@ -18,9 +18,10 @@ use crate::quant::dtype::{Dtype, F16_MAX};
 use crate::quant::gptq;
 use crate::quant::layout::{equalize, undo_equalization, ChannelLayout, Layout};
 use crate::quant::metrics::ErrorSums;
-use crate::quant::output::output_sums;
+use crate::quant::output::{output_gains, output_sums, Weighting};
 use crate::quant::tensor::{
-    decode_all, dequantize, layout_error_sums, quantize_source, quantize_source_with, store_f16, ParamChoice, Source,
+    decode_all, dequantize, layout_error_sums, quantize_source, scale_rows, store_f16, F16Store, ParamChoice,
+    QuantizedTensor, Source,
 };
 use crate::quant::width::Width;
 
@@ -83,15 +84,20 @@ fn raw(info: &TensorInfo, bytes: &[u8], requested: Option<u8>) -> TensorRow {
     row(info, Stored::Raw, requested, bytes.to_vec(), None)
 }
 
-/// f16 storage, or the source bytes when a value does not fit f16.
+/// f16 storage, or the source bytes when f16 cannot hold the values (beyond ±65504, or so small
+/// that f16 would flush them).
 fn f16_or_raw(info: &TensorInfo, src: Source, requested: u8, why: F16Why) -> Result<WeightRow> {
-    let Some((data, sums)) = store_f16(src, info.numel() as usize)? else {
-        let row = raw(info, src.bytes, Some(requested));
-        return Ok(WeightRow { row, sums: None, outcome: Outcome::RawBeyondF16(why), spatial: None, method: None });
+    let limit = match store_f16(src, info.numel() as usize)? {
+        F16Store::Stored { data, sums } => {
+            let mut row = row(info, Stored::F16, Some(requested), data, None);
+            row.metrics = Some(Metrics::from(&sums));
+            return Ok(WeightRow { row, sums: Some(sums), outcome: Outcome::F16(why), spatial: None, method: None });
+        }
+        F16Store::Overflow => F16Limit::Overflow,
+        F16Store::Underflow { snr_db } => F16Limit::Underflow { snr_db },
     };
-    let mut row = row(info, Stored::F16, Some(requested), data, None);
-    row.metrics = Some(Metrics::from(&sums));
-    Ok(WeightRow { row, sums: Some(sums), outcome: Outcome::F16(why), spatial: None, method: None })
+    let row = raw(info, src.bytes, Some(requested));
+    Ok(WeightRow { row, sums: None, outcome: Outcome::RawBeyondF16(why, limit), spatial: None, method: None })
 }
 
 /// The equalization chosen for one layer: scales, the weights they apply to.
@@ -230,29 +236,49 @@ fn store_weight(
     let mut misses: Vec<Miss> = Vec::new();
     let widths = Width::ALL.into_iter().filter(|&w| w >= first).take(if fall_back { 3 } else { 1 });
     for width in widths {
-        let search = cfg.scale_search.enabled();
+        let match_gain = cfg.match_gain.wanted(true);
+        let choice = match &objective.method {
+            Method::Importance(h) => ParamChoice::Weighted { importance: h, match_gain },
+            _ if cfg.scale_search.enabled() => ParamChoice::Search { match_gain },
+            _ => ParamChoice::MinMax,
+        };
         let quantized = match &objective.method {
             Method::Gptq(prepared) => gptq::quantize(qsrc, layout, width, prepared)?,
-            Method::Importance(h) => quantize_source_with(qsrc, layout, width, ParamChoice::Weighted(h))?,
-            Method::Weights => quantize_source(qsrc, layout, width, search)?,
+            _ => quantize_source(qsrc, layout, width, choice)?,
         };
-        let Some((t, mut sums)) = quantized else {
+        let Some((mut t, mut sums)) = quantized else {
             let row = raw(info, bytes, Some(asked));
             return Ok(WeightRow { row, sums: None, outcome: Outcome::RawBeyondParams, spatial: None, method: None });
         };
-        // With equalization the metrics are of the weights as inference sees them: dequantized
-        // and divided back by s, against the original weights.
-        let mut w_hat = None;
-        if eq.is_some() || weighted_channels.is_some() || measure_output {
+        if t.below_f16_normal(sums.sum_w2) {
+            let row = raw(info, bytes, Some(asked));
+            return Ok(WeightRow { row, sums: None, outcome: Outcome::RawBelowParams, spatial: None, method: None });
+        }
+        let original = || eq.as_ref().map_or_else(|| decoded.as_deref().expect("decoded above"), |e| &e.original[..]);
+        // The weights as inference sees them: dequantized and, with equalization, divided back by s.
+        let reconstruct = |t: &QuantizedTensor| {
             let mut v = vec![0f32; layout.numel()];
-            dequantize(&t, &mut v);
+            dequantize(t, &mut v);
             if let Some(e) = &eq {
                 undo_equalization(&mut v, e.channels, &e.scales);
-                sums = layout_error_sums(&e.original, &v, layout);
+            }
+            v
+        };
+        // With a Gram matrix each row keeps its output gain (after GPTQ or any other choice).
+        let mut rescaled = false;
+        if let Some(gram @ Weighting::Gram { .. }) = objective.weighting().filter(|_| match_gain) {
+            let gains = output_gains(original(), &reconstruct(&t), layout.row_len, gram);
+            rescaled = scale_rows(&mut t, &gains);
+        }
+        // The metrics are of the weights as inference sees them, against the original weights.
+        let mut w_hat = None;
+        if eq.is_some() || rescaled || weighted_channels.is_some() || measure_output {
+            let v = reconstruct(&t);
+            if eq.is_some() || rescaled {
+                sums = layout_error_sums(original(), &v, layout);
             }
             w_hat = Some(v);
         }
-        let original = || eq.as_ref().map_or_else(|| decoded.as_deref().expect("decoded above"), |e| &e.original[..]);
         // With calibration, accuracy is judged where it matters: at the layer's output.
         let output = objective
             .weighting()

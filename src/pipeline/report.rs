@@ -121,6 +121,22 @@ pub struct ModelReport {
     /// The `targetSizeMb` plan the widths came from, null without a budget.
     pub size_plan: Option<SizePlan>,
     pub quantization_time_s: f64,
+    /// What the run did that you may not have meant, or a result that is likely not usable.
+    pub warnings: Vec<ReportWarning>,
+}
+
+/// One warning of a run: a stable `code`, the config `field` and `pattern` it is about (when it
+/// is about one) and a message in words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
+#[serde(rename_all = "camelCase")]
+pub struct ReportWarning {
+    /// `unmatched_pattern` (a `layerBitWidths` or `sensitiveLayerPatterns` entry named no tensor)
+    /// or `low_precision` (many parameters at 2 bits: diffusion output likely degraded).
+    pub code: String,
+    pub field: Option<String>,
+    pub pattern: Option<String>,
+    pub message: String,
 }
 
 /// Progress event passed to callbacks after each tensor.

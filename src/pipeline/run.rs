@@ -40,6 +40,8 @@ pub struct ModelQuantizer {
     tally: Tally,
     modality: Detection,
     bytes_done: u64,
+    /// The header's tensor bytes, summed once (progress reports it after every tensor).
+    bytes_total: u64,
     row_group_bytes: usize,
     calibration: Option<Calibration>,
     /// Per-tensor widths from a size plan (`targetSizeMb`).
@@ -68,6 +70,7 @@ impl ModelQuantizer {
             tally: Tally::default(),
             modality: detect(None, None, std::iter::empty()),
             bytes_done: 0,
+            bytes_total: 0,
             row_group_bytes: ROW_GROUP_TARGET_BYTES,
             calibration: None,
             plan: None,
@@ -183,6 +186,7 @@ impl ModelQuantizer {
         self.writer = Some(writer);
         self.index = header.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         self.done = vec![false; header.tensors.len()];
+        self.bytes_total = header.tensor_bytes();
         self.header = Some(header);
         Ok(self.header.as_ref().expect("just set"))
     }
@@ -221,7 +225,7 @@ impl ModelQuantizer {
         let (done_before, bytes_before) = (self.done_count, self.bytes_done);
         let layers = self.add_tensors(&pieces)?;
         let total = self.done.len() as u32;
-        let bytes_total = self.header.as_ref().map_or(0, |h| h.tensor_bytes());
+        let bytes_total = self.bytes_total;
         let mut bytes_done = bytes_before;
         Ok(layers
             .into_iter()
@@ -334,7 +338,7 @@ impl ModelQuantizer {
             total: self.done.len() as u32,
             name: last.to_string(),
             bytes_done: self.bytes_done,
-            bytes_total: self.header.as_ref().map_or(0, |h| h.tensor_bytes()),
+            bytes_total: self.bytes_total,
         }
     }
 

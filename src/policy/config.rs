@@ -241,6 +241,10 @@ quant_config! {
     /// Group params weighted by each column's input second moment, for calibrated layers quantized
     /// without GPTQ (`auto`: whenever the calibration has second moments or a Gram matrix).
     importance: Switch = Switch::Auto, ["importance"], "'auto', 'on', 'off' (or true/false)";
+    /// Params that keep each group's gain (its error uncorrelated with the weights) after the range
+    /// search or importance weighting, and each row's output gain with a Gram matrix
+    /// (`quant::gain`; `auto`/`on`: always; `off`: least-squares params).
+    match_gain: Switch = Switch::Auto, ["matchGain"], "'auto', 'on', 'off' (or true/false)";
 }
 
 /// `group-size` → `groupSize`.

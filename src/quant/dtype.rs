@@ -4,6 +4,9 @@ use half::f16;
 
 /// Largest finite f16: values, group params and equalized weights beyond it cannot be held in f16.
 pub const F16_MAX: f32 = 65504.0;
+/// Smallest normal f16, 2⁻¹⁴: below it f16 keeps fewer than 11 significant bits, and at 2⁻²⁵
+/// nothing. Tensors that live down there are stored as their source bytes (docs/FORMAT.md §3).
+pub const F16_MIN_NORMAL: f32 = 6.103_515_6e-5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dtype {

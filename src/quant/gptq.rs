@@ -328,7 +328,10 @@ mod tests {
             let (t, _) = quantize(src, layout, width, &prepared).unwrap().unwrap();
             let mut gptq = vec![0f32; rows * n];
             dequantize(&t, &mut gptq);
-            let (r, _) = quantize_source(src, layout, width, true).unwrap().unwrap();
+            let (r, _) =
+                quantize_source(src, layout, width, crate::quant::tensor::ParamChoice::Search { match_gain: false })
+                    .unwrap()
+                    .unwrap();
             let mut rtn = vec![0f32; rows * n];
             dequantize(&r, &mut rtn);
             let (eg, er) = (output_error(&w, &gptq, &xs, n), output_error(&w, &rtn, &xs, n));

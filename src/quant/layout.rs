@@ -11,6 +11,11 @@ pub struct Layout {
     pub group_size: usize,
 }
 
+/// The number of elements of `shape`, `None` when the product overflows u64.
+pub fn numel_of(shape: &[u64]) -> Option<u64> {
+    shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d))
+}
+
 impl Layout {
     pub fn for_shape(shape: &[u64], group_size: usize) -> Self {
         let (rows, row_len) = match shape {
@@ -19,6 +24,16 @@ impl Layout {
             [r, rest @ ..] => (*r as usize, rest.iter().product::<u64>() as usize),
         };
         Layout { rows, row_len, group_size }
+    }
+    /// [`for_shape`](Self::for_shape) when every size the layout implies — elements, their f32
+    /// bytes, groups — fits in `usize` (32 bits on wasm32); `None` when a product overflows.
+    pub fn checked(shape: &[u64], group_size: usize) -> Option<Self> {
+        let numel = numel_of(shape)?;
+        usize::try_from(numel.checked_mul(4)?).ok()?;
+        if group_size == 0 {
+            return None;
+        }
+        Some(Self::for_shape(shape, group_size))
     }
     pub fn numel(&self) -> usize {
         self.rows * self.row_len

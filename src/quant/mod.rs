@@ -2,6 +2,7 @@
 //! layout (rows × groups), and error metrics measured on the stored codes.
 
 pub mod dtype;
+pub mod gain;
 pub mod gptq;
 pub mod gram;
 pub mod layout;

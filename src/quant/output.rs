@@ -82,6 +82,44 @@ fn block_product(gram: &Gram, a: usize, x: &[f64], out: &mut [f64]) {
     }
 }
 
+/// Per row, the gain that makes the row's output error uncorrelated with its output: wᵀGw / wᵀGŵ
+/// (1 for a row with no output power, or whose reconstruction does not correlate with it).
+pub fn output_gains(w: &[f32], w_hat: &[f32], n: usize, weighting: Weighting) -> Vec<f64> {
+    let (mut wv, mut gw) = (Vec::new(), Vec::new());
+    w.chunks_exact(n)
+        .zip(w_hat.chunks_exact(n))
+        .map(|(row, row_hat)| {
+            let (mut signal, mut cross) = (0f64, 0f64);
+            match weighting {
+                Weighting::Diagonal(h) => {
+                    for ((&a, &b), &g) in row.iter().zip(row_hat).zip(h) {
+                        signal += g as f64 * a as f64 * a as f64;
+                        cross += g as f64 * a as f64 * b as f64;
+                    }
+                }
+                Weighting::Gram { gram, block } => {
+                    let mut a = 0;
+                    while a < n {
+                        let m = block.min(n - a);
+                        wv.clear();
+                        wv.extend(row[a..a + m].iter().map(|&v| v as f64));
+                        gw.resize(m, 0.0);
+                        block_product(gram, a, &wv, &mut gw);
+                        signal += wv.iter().zip(&gw).map(|(x, y)| x * y).sum::<f64>();
+                        cross += row_hat[a..a + m].iter().zip(&gw).map(|(&x, y)| x as f64 * y).sum::<f64>();
+                        a += m;
+                    }
+                }
+            }
+            if signal > 0.0 && cross > 0.0 && (signal / cross).is_finite() {
+                signal / cross
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
 /// The output sums of `w_hat` against `w`, rows of `n` values, in row order.
 pub fn output_sums(w: &[f32], w_hat: &[f32], n: usize, weighting: Weighting) -> OutputSums {
     let mut s = OutputSums::default();

@@ -4,7 +4,8 @@
 
 use crate::error::{AqError, Result};
 use crate::kernels;
-use crate::quant::dtype::{decode_f32, Dtype};
+use crate::quant::dtype::{decode_f32, Dtype, F16_MIN_NORMAL};
+use crate::quant::gain;
 use crate::quant::layout::Layout;
 use crate::quant::metrics::ErrorSums;
 use crate::quant::params::{choose_params4, choose_params_coded, Chosen, GroupParams};
@@ -56,31 +57,34 @@ pub fn check_finite(name: &str, x: &[f32], first_index: usize) -> Result<()> {
 /// same with one thread or many.
 pub const BLOCK_ELEMS: usize = 1 << 16;
 
-/// Quantize `src` at `width`. `Ok(None)` when some group does not fit f16 params (values beyond
-/// ±65504): the caller stores the tensor unquantized instead. The returned sums measure the
-/// stored codes against the source values.
-pub fn quantize_source(
-    src: Source,
-    layout: Layout,
-    width: Width,
-    search: bool,
-) -> Result<Option<(QuantizedTensor, ErrorSums)>> {
-    quantize_source_with(src, layout, width, if search { ParamChoice::Search } else { ParamChoice::MinMax })
-}
-
 /// How each group's params are chosen.
 #[derive(Debug, Clone, Copy)]
 pub enum ParamChoice<'a> {
     /// The group's min and max.
     MinMax,
-    /// The range search (`params`): the best of min/max and searched candidates on the weights.
-    Search,
-    /// Weighted by the importance of each column of a row (`weighted`; `row_len` values).
-    Weighted(&'a [f32]),
+    /// The range search (`params`): the best of min/max and searched candidates on the weights;
+    /// then, with `match_gain`, the params refit for these codes to keep the weights' gain (`gain`).
+    Search { match_gain: bool },
+    /// Weighted by the importance of each column of a row (`weighted`; `row_len` values); then,
+    /// with `match_gain`, refit to keep the importance-weighted gain.
+    Weighted { importance: &'a [f32], match_gain: bool },
 }
 
-/// [`quantize_source`] with the params chosen as `choice` says.
-pub fn quantize_source_with(
+impl ParamChoice<'_> {
+    /// Min/max or the search on the weights, as the product runs it (the search gain-matched).
+    pub fn on_weights(search: bool) -> Self {
+        if search {
+            ParamChoice::Search { match_gain: true }
+        } else {
+            ParamChoice::MinMax
+        }
+    }
+}
+
+/// Quantize `src` at `width` with params chosen as `choice` says. `Ok(None)` when some group does
+/// not fit f16 params (values beyond ±65504): the caller stores the tensor unquantized instead.
+/// The returned sums measure the stored codes against the source values.
+pub fn quantize_source(
     src: Source,
     layout: Layout,
     width: Width,
@@ -173,13 +177,21 @@ fn quantize_block(
     params.clear();
     params.resize(groups.len(), Chosen { params: GroupParams::ZERO, coded: false });
     q.resize(x.len(), 0);
-    let coded = match choice {
-        ParamChoice::MinMax => code_groups(&groups, layout.group_size, width.bits(), false, params, q),
-        ParamChoice::Search => code_groups(&groups, layout.group_size, width.bits(), true, params, q),
-        ParamChoice::Weighted(h) => code_groups_weighted(&groups, layout, h, width, params, q),
+    let (coded, matched) = match choice {
+        ParamChoice::MinMax => (code_groups(&groups, layout.group_size, width.bits(), false, params, q), None),
+        ParamChoice::Search { match_gain } => {
+            (code_groups(&groups, layout.group_size, width.bits(), true, params, q), match_gain.then_some(None))
+        }
+        ParamChoice::Weighted { importance, match_gain } => (
+            code_groups_weighted(&groups, layout, importance, width, params, q),
+            match_gain.then_some(Some(importance)),
+        ),
     };
     if !coded {
         return Ok(None);
+    }
+    if let Some(importance) = matched {
+        match_gains(&groups, layout, importance, params, q);
     }
     pack_rows(q, layout.row_len, width, codes);
     let mut sums = ErrorSums::default();
@@ -268,6 +280,19 @@ pub fn code_groups(
         e0 += x.len();
     }
     true
+}
+
+/// Stage 2b: refit each group's params for its codes so the reconstruction keeps the weights' gain
+/// ([`gain::match_group`]), weighted by `importance` (per column of a row) when given.
+pub fn match_gains(groups: &[&[f32]], layout: Layout, importance: Option<&[f32]>, params: &mut [Chosen], q: &[u8]) {
+    let gpr = layout.groups_per_row();
+    let mut e0 = 0;
+    for (gi, (x, slot)) in groups.iter().zip(params.iter_mut()).enumerate() {
+        let col = (gi % gpr) * layout.group_size;
+        let h = importance.map(|h| &h[col..col + x.len()]);
+        slot.params = gain::match_group(x, &q[e0..e0 + x.len()], h, slot.params);
+        e0 += x.len();
+    }
 }
 
 /// [`code_groups`] with params weighted by `h`, the importance of each column of a row.
@@ -384,6 +409,22 @@ fn four_pieces(codes: &mut [u8], spans: [(usize, usize); 4]) -> [&mut [u8]; 4] {
     })
 }
 
+/// Scale each row's reconstruction by its gain (`gains`, one per row; [`gain::scale_params`] on
+/// every group of the row, codes unchanged). Whether any param changed.
+pub fn scale_rows(t: &mut QuantizedTensor, gains: &[f64]) -> bool {
+    let gpr = t.layout.groups_per_row();
+    let mut changed = false;
+    for (r, &k) in gains.iter().enumerate() {
+        for g in r * gpr..(r + 1) * gpr {
+            let p = GroupParams::from_bits(t.scales[g], t.mins[g]);
+            let q = gain::scale_params(p, k);
+            changed |= q != p;
+            (t.scales[g], t.mins[g]) = (q.scale_bits(), q.min_bits());
+        }
+    }
+    changed
+}
+
 /// Reconstruct all values of a quantized tensor (row-major, `layout.numel()` values).
 pub fn dequantize(t: &QuantizedTensor, out: &mut [f32]) {
     dequantize_parts(t.width, t.layout, &t.codes, &t.scales, &t.mins, out)
@@ -436,7 +477,40 @@ pub fn layout_error_sums(w: &[f32], w_hat: &[f32], layout: Layout) -> ErrorSums 
 
 /// Convert a float tensor to f16 storage (round to nearest even). `Ok(None)` when a value is
 /// beyond the f16 range. Returns little-endian f16 bytes and the error of the conversion.
-pub fn store_f16(src: Source, numel: usize) -> Result<Option<(Vec<u8>, ErrorSums)>> {
+/// f16 rounds a normal value with relative error at most 2⁻¹¹, an SNR of at least 66 dB over
+/// any tensor; one that keeps less in f16 has its values in f16's subnormal range.
+pub const F16_FAITHFUL_SNR_DB: f64 = 60.0;
+
+/// What f16 storage of a tensor gives.
+pub enum F16Store {
+    Stored {
+        data: Vec<u8>,
+        sums: ErrorSums,
+    },
+    /// A value is beyond ±65504.
+    Overflow,
+    /// The values are so small that f16 would keep only `snr_db` of them.
+    Underflow {
+        snr_db: f64,
+    },
+}
+
+impl QuantizedTensor {
+    /// Whether the tensor is too small in magnitude for f16 params: every value its params can
+    /// reconstruct is below f16's smallest normal (and so are its params), while the source was
+    /// not all zeros (`source_power` = Σw²).
+    pub fn below_f16_normal(&self, source_power: f64) -> bool {
+        let qmax = self.width.qmax();
+        source_power > 0.0
+            && self.scales.iter().zip(&self.mins).all(|(&s, &m)| {
+                let p = GroupParams::from_bits(s, m);
+                p.min_f32().abs() + p.scale_f32() * qmax < F16_MIN_NORMAL
+            })
+    }
+}
+
+/// The tensor as f16 bit patterns with its error sums.
+pub fn store_f16(src: Source, numel: usize) -> Result<F16Store> {
     let esize = src.dtype.size_bytes();
     let mut out = Vec::with_capacity(numel * 2);
     let mut sums = ErrorSums::default();
@@ -452,13 +526,16 @@ pub fn store_f16(src: Source, numel: usize) -> Result<Option<(Vec<u8>, ErrorSums
         round(&x[..len], &mut h[..len], &mut xh[..len]);
         // Finite input rounds to ±inf only beyond ±65504: then f16 cannot hold the tensor.
         if h[..len].iter().any(|&b| b & 0x7c00 == 0x7c00) {
-            return Ok(None);
+            return Ok(F16Store::Overflow);
         }
         out.extend(h[..len].iter().flat_map(|b| b.to_le_bytes()));
         sums.add(&x[..len], &xh[..len]);
         e0 += len;
     }
-    Ok(Some((out, sums)))
+    if sums.snr_db() < F16_FAITHFUL_SNR_DB {
+        return Ok(F16Store::Underflow { snr_db: sums.snr_db() });
+    }
+    Ok(F16Store::Stored { data: out, sums })
 }
 
 #[cfg(test)]
@@ -477,7 +554,8 @@ mod tests {
         for width in Width::ALL {
             let bits = width.bits();
             let layout = Layout::for_shape(&[3, 70], 32);
-            let (t, sums) = quantize_source(src, layout, width, true).unwrap().unwrap();
+            let (t, sums) =
+                quantize_source(src, layout, width, ParamChoice::Search { match_gain: true }).unwrap().unwrap();
             assert_eq!(t.codes.len(), 3 * (70 * bits as usize).div_ceil(8));
             assert_eq!(t.scales.len(), 3 * 3);
             let mut out = vec![0f32; 210];
@@ -497,7 +575,7 @@ mod tests {
         vals[37] = f32::NAN;
         let bytes = f32_bytes(&vals);
         let src = Source { name: "blk.w", dtype: Dtype::F32, bytes: &bytes };
-        let err = quantize_source(src, Layout::for_shape(&[2, 32], 32), Width::W4, false).unwrap_err();
+        let err = quantize_source(src, Layout::for_shape(&[2, 32], 32), Width::W4, ParamChoice::MinMax).unwrap_err();
         assert_eq!(err.code(), "E_NONFINITE");
         assert!(err.to_string().contains("blk.w") && err.to_string().contains("37"), "{err}");
     }
@@ -507,7 +585,29 @@ mod tests {
         let vals = vec![1.0e6f32; 32];
         let bytes = f32_bytes(&vals);
         let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
-        assert!(quantize_source(src, Layout::for_shape(&[1, 32], 32), Width::W4, false).unwrap().is_none());
-        assert!(store_f16(src, 32).unwrap().is_none());
+        assert!(quantize_source(src, Layout::for_shape(&[1, 32], 32), Width::W4, ParamChoice::MinMax)
+            .unwrap()
+            .is_none());
+        assert!(matches!(store_f16(src, 32).unwrap(), F16Store::Overflow));
+    }
+
+    #[test]
+    fn tiny_values_are_not_flushed() {
+        for (scale, f16_ok) in [(1e-38f32, false), (1e-7, false), (1e-4, true), (1.0, true)] {
+            let vals: Vec<f32> = (0..64).map(|i| ((i % 9) as f32 - 4.0) * scale).collect();
+            let bytes = f32_bytes(&vals);
+            let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
+            let f16 = store_f16(src, 64).unwrap();
+            assert_eq!(matches!(f16, F16Store::Stored { .. }), f16_ok, "f16 storage at scale {scale}");
+            let layout = Layout::for_shape(&[2, 32], 32);
+            let (t, sums) = quantize_source(src, layout, Width::W4, ParamChoice::MinMax).unwrap().unwrap();
+            assert_eq!(t.below_f16_normal(sums.sum_w2), scale < 1e-5, "params at scale {scale}");
+        }
+        let zeros = f32_bytes(&[0.0; 64]);
+        let src = Source { name: "w", dtype: Dtype::F32, bytes: &zeros };
+        let (t, sums) =
+            quantize_source(src, Layout::for_shape(&[2, 32], 32), Width::W4, ParamChoice::MinMax).unwrap().unwrap();
+        assert!(!t.below_f16_normal(sums.sum_w2), "zeros are exact in f16");
+        assert!(matches!(store_f16(src, 64).unwrap(), F16Store::Stored { .. }));
     }
 }

@@ -13,7 +13,8 @@ use crate::quant::layout::Layout;
 use crate::quant::metrics::ErrorSums;
 use crate::quant::params::{choose_params, choose_params4, Chosen, GroupParams};
 use crate::quant::tensor::{
-    code_groups, decode_block, measure_groups, pack_rows, quantize_source, Source, BLOCK_ELEMS,
+    code_groups, decode_block, match_gains, measure_groups, pack_rows, quantize_source, ParamChoice, Source,
+    BLOCK_ELEMS,
 };
 use crate::quant::width::Width;
 
@@ -262,6 +263,19 @@ pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, rep
             }
         }),
     });
+    if search {
+        stages.push(Stage {
+            stage: "gain match",
+            ms: time(reps, || {
+                for (b, xb) in values[..n].chunks(block).enumerate() {
+                    let (g0, q0) = (b * block / g, b * block);
+                    let groups: Vec<&[f32]> = xb.chunks(g).collect();
+                    let k = groups.len();
+                    match_gains(&groups, layout, None, &mut params[g0..g0 + k], &q[q0..q0 + xb.len()]);
+                }
+            }),
+        });
+    }
     stages.push(Stage {
         stage: "dequantize + error sums (validation)",
         ms: time(reps, || {
@@ -285,7 +299,10 @@ pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, rep
     stages.push(Stage {
         stage: "quantize_source (all of the above, as run)",
         ms: time(reps, || {
-            sink += quantize_source(src, layout, width, search).ok().flatten().map_or(0.0, |(_, s)| s.sum_e2);
+            sink += quantize_source(src, layout, width, ParamChoice::on_weights(search))
+                .ok()
+                .flatten()
+                .map_or(0.0, |(_, s)| s.sum_e2);
         }),
     });
     std::hint::black_box(sink);

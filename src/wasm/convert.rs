@@ -47,10 +47,117 @@ fn is_absent(v: &JsValue) -> bool {
     v.is_undefined() || v.is_null()
 }
 
-/// A JS value as JSON, for the core's readers of the input forms.
+/// How deeply a JS input may nest. Every input form (config, calibration, plan, index) is a few
+/// levels deep; the bound keeps a deep or cyclic object from overflowing the wasm stack, which
+/// would leave the instance unusable for every later call.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Why a JS value is not JSON: the path of the offending part (`a.b[3]`), what was found there
+/// and what is allowed.
+pub struct NotJson {
+    pub path: String,
+    pub found: String,
+    pub allowed: &'static str,
+}
+
+const FINITE: &str = "a finite number (JSON holds no NaN or Infinity)";
+
+/// A JS value as JSON, converted iteratively level by level with at most [`MAX_JSON_DEPTH`]
+/// levels: plain objects, arrays, typed arrays, strings, booleans, null (and `undefined`, as
+/// null) and finite numbers. NaN, ±Infinity, BigInt, functions and symbols are refused with the
+/// path of the value, as are getters that throw.
+pub fn json_from_js(v: &JsValue, root: &str) -> Result<serde_json::Value, NotJson> {
+    convert_json(v, &mut root.to_string(), 0)
+}
+
+fn convert_json(v: &JsValue, path: &mut String, depth: usize) -> Result<serde_json::Value, NotJson> {
+    use serde_json::Value;
+    let fail = |path: &str, found: String, allowed: &'static str| NotJson { path: path.to_string(), found, allowed };
+    if v.is_undefined() || v.is_null() {
+        return Ok(Value::Null);
+    }
+    if let Some(b) = v.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Some(n) = v.as_f64() {
+        return number_json(n).ok_or_else(|| fail(path, format!("{n}"), FINITE));
+    }
+    if let Some(s) = v.as_string() {
+        return Ok(Value::String(s));
+    }
+    if v.is_bigint() || v.is_function() || v.is_symbol() || !v.is_object() {
+        return Err(fail(
+            path,
+            format!("{}", js_sys::JsString::from(v.js_typeof())),
+            "a JSON value (not a BigInt, function or symbol)",
+        ));
+    }
+    if depth >= MAX_JSON_DEPTH {
+        return Err(fail(
+            path,
+            "<object>".to_string(),
+            "at most 32 levels of nesting (MAX_JSON_DEPTH; a cyclic object has no end)",
+        ));
+    }
+    let len = path.len();
+    if js_sys::ArrayBuffer::is_view(v) && !v.is_instance_of::<js_sys::DataView>() {
+        let items = js_sys::Array::from(v);
+        let mut out = Vec::with_capacity(items.length() as usize);
+        for (i, item) in items.iter().enumerate() {
+            let n = item.as_f64().unwrap_or(f64::NAN);
+            out.push(number_json(n).ok_or_else(|| fail(&format!("{path}[{i}]"), format!("{n}"), FINITE))?);
+        }
+        return Ok(Value::Array(out));
+    }
+    if js_sys::Array::is_array(v) {
+        let items = js_sys::Array::from(v);
+        let mut out = Vec::with_capacity(items.length() as usize);
+        for (i, item) in items.iter().enumerate() {
+            path.push_str(&format!("[{i}]"));
+            out.push(convert_json(&item, path, depth + 1)?);
+            path.truncate(len);
+        }
+        return Ok(Value::Array(out));
+    }
+    let obj: &Object = v.unchecked_ref();
+    let mut out = serde_json::Map::new();
+    for key in Object::keys(obj).iter() {
+        let name = key.as_string().unwrap_or_default();
+        if path.is_empty() {
+            path.push_str(&name);
+        } else {
+            path.push('.');
+            path.push_str(&name);
+        }
+        let item =
+            Reflect::get(obj, &key).map_err(|_| fail(path, "<getter>".to_string(), "a value (reading it threw)"))?;
+        if !item.is_undefined() {
+            out.insert(name, convert_json(&item, path, depth + 1)?);
+        }
+        path.truncate(len);
+    }
+    Ok(Value::Object(out))
+}
+
+/// A JS number as JSON: integers up to 2^53 as integers (so the readers' `as_u64` sees them), other
+/// finite numbers as floats; `None` for NaN and ±Infinity, which JSON cannot hold.
+fn number_json(n: f64) -> Option<serde_json::Value> {
+    const SAFE: f64 = 9_007_199_254_740_992.0;
+    if !n.is_finite() {
+        return None;
+    }
+    if n.fract() == 0.0 && n.abs() <= SAFE {
+        return Some(if n >= 0.0 { (n as u64).into() } else { (n as i64).into() });
+    }
+    serde_json::Number::from_f64(n).map(serde_json::Value::Number)
+}
+
+/// A JS value as JSON for a config-like input: a bad part is `E_CONFIG` naming its path.
 pub fn json_of(v: JsValue, field: &str, expected: &str) -> Result<serde_json::Value, JsValue> {
-    serde_wasm_bindgen::from_value(v)
-        .map_err(|e| AqError::config(field, "<object>", format!("{expected} ({e})")).into())
+    json_from_js(&v, "").map_err(|e| {
+        let at = if e.path.is_empty() { field.to_string() } else { e.path };
+        AqError::config(&at, e.found, format!("{} ({expected})", e.allowed)).into()
+    })
 }
 
 /// JS config object (or undefined) → validated core config.
@@ -59,6 +166,17 @@ pub fn config_from_js(config: JsValue) -> Result<QuantConfig, JsValue> {
         return Ok(QuantConfig::from_profile(crate::Profile::Local));
     }
     Ok(QuantConfig::from_json(&json_of(config, "config", "a plain JSON-like object")?)?)
+}
+
+/// A file size from JS (`fileSize`, a Content-Length): a non-negative integer, or `E_CONFIG`
+/// naming it — never NaN or a fraction quietly truncated to another size.
+pub fn file_size(v: Option<f64>) -> Result<Option<u64>, JsValue> {
+    const SAFE: f64 = 9_007_199_254_740_992.0;
+    match v {
+        None => Ok(None),
+        Some(n) if n.fract() == 0.0 && (0.0..=SAFE).contains(&n) => Ok(Some(n as u64)),
+        Some(n) => Err(AqError::config("fileSize", n, "a whole number of bytes (or undefined)").into()),
+    }
 }
 
 /// An optional argument: `None` when undefined or null.
@@ -81,8 +199,8 @@ pub fn calibration_from_js(v: &JsValue) -> Result<Calibration, JsValue> {
         )
         .into());
     }
-    let value: serde_json::Value = serde_wasm_bindgen::from_value(v.clone())
-        .map_err(|e| AqError::Calibration(format!("not a plain JSON-like object ({e})")))?;
+    let value = json_from_js(v, "")
+        .map_err(|e| AqError::Calibration(format!("'{}' = {}: expected {}", e.path, e.found, e.allowed)))?;
     Ok(Calibration::from_json(&value)?)
 }
 

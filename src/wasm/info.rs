@@ -31,7 +31,7 @@ pub fn describe_model(
     #[wasm_bindgen(unchecked_param_type = "number | undefined")] file_size: Option<f64>,
     #[wasm_bindgen(unchecked_param_type = "QuantConfigInput | undefined")] config: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let h = safetensors::parse_header(header_bytes, file_size.map(|n| n as u64))?;
+    let h = safetensors::parse_header(header_bytes, super::convert::file_size(file_size)?)?;
     let cfg = optional(config).map(config_from_js).transpose()?;
     to_js(&crate::pipeline::inspect::describe(&h, cfg.as_ref()))
 }
@@ -106,8 +106,9 @@ pub fn config_field(name: &str) -> Result<JsValue, JsValue> {
 pub fn config_from_text(
     #[wasm_bindgen(unchecked_param_type = "[string, string][]")] pairs: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let pairs: Vec<(String, String)> = serde_wasm_bindgen::from_value(pairs)
-        .map_err(|e| AqError::config("config", "<pairs>", format!("[name, text] pairs of strings ({e})")))?;
+    let pairs: Vec<(String, String)> =
+        serde_json::from_value(json_of(pairs, "config", "[name, text] pairs of strings")?)
+            .map_err(|e| AqError::config("config", "<pairs>", format!("[name, text] pairs of strings ({e})")))?;
     to_js(&input_from_text(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?)
 }
 
@@ -156,7 +157,7 @@ pub fn read_safetensors_header(
     header_bytes: &[u8],
     #[wasm_bindgen(unchecked_param_type = "number | undefined")] file_size: Option<f64>,
 ) -> Result<JsValue, JsValue> {
-    header_to_js(&safetensors::parse_header(header_bytes, file_size.map(|n| n as u64))?)
+    header_to_js(&safetensors::parse_header(header_bytes, super::convert::file_size(file_size)?)?)
 }
 
 /// Several safetensors shards seen as one file (see `format::shards`): `shards` is

@@ -94,7 +94,8 @@ impl ModelQuantizer {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "SizePlan")] plan: JsValue,
     ) -> Result<(), JsValue> {
-        let plan: SizePlan = serde_wasm_bindgen::from_value(plan).map_err(|e| {
+        let expected = "the object SizePlanner.finish() returned";
+        let plan: SizePlan = serde_json::from_value(super::convert::json_of(plan, "plan", expected)?).map_err(|e| {
             AqError::config("plan", "<object>", format!("the object SizePlanner.finish() returned ({e})"))
         })?;
         Ok(self.inner.set_plan(plan)?)
@@ -108,7 +109,7 @@ impl ModelQuantizer {
         header_bytes: &[u8],
         #[wasm_bindgen(unchecked_param_type = "number | undefined")] file_size: Option<f64>,
     ) -> Result<JsValue, JsValue> {
-        header_to_js(self.inner.begin(header_bytes, file_size.map(|n| n as u64))?)
+        header_to_js(self.inner.begin(header_bytes, super::convert::file_size(file_size)?)?)
     }
 
     /// The reads that cover every tensor, in file order: `[{ start, end, tensors, readAhead }]`.
@@ -215,7 +216,7 @@ impl SizePlanner {
         header_bytes: &[u8],
         #[wasm_bindgen(unchecked_param_type = "number | undefined")] file_size: Option<f64>,
     ) -> Result<JsValue, JsValue> {
-        let h = self.run()?.begin(header_bytes, file_size.map(|n| n as u64))?.clone();
+        let h = self.run()?.begin(header_bytes, super::convert::file_size(file_size)?)?.clone();
         header_to_js(&h)
     }
 

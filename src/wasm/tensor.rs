@@ -25,9 +25,8 @@ pub fn quantize_tensor(
     #[wasm_bindgen(unchecked_param_type = "QuantConfigInput | undefined")] config: JsValue,
 ) -> Result<JsValue, JsValue> {
     let cfg = config_from_js(config)?;
-    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let numel: u64 = shape.iter().product();
-    if numel != values.len() as u64 || shape.len() < 2 {
+    let shape = shape_from_js(&shape)?;
+    if Layout::checked(&shape, 1).map(|l| l.numel()) != Some(values.len()) || shape.len() < 2 {
         return Err(AqError::config(
             "shape",
             format!("{shape:?}"),
@@ -56,6 +55,15 @@ pub fn quantize_tensor(
     Ok(o.into())
 }
 
+/// A shape from JS: every dimension a non-negative integer (at most 2^53), not truncated or wrapped.
+fn shape_from_js(shape: &[f64]) -> Result<Vec<u64>, JsValue> {
+    const SAFE: f64 = 9_007_199_254_740_992.0;
+    if let Some((k, d)) = shape.iter().enumerate().find(|(_, d)| !(d.fract() == 0.0 && (0.0..=SAFE).contains(*d))) {
+        return Err(AqError::config(&format!("shape[{k}]"), d, "a non-negative integer").into());
+    }
+    Ok(shape.iter().map(|&d| d as u64).collect())
+}
+
 /// Reconstruct values from `quantizeTensor` output (the same formula the file reader uses).
 #[wasm_bindgen(js_name = dequantizeTensor)]
 pub fn dequantize_tensor(
@@ -63,14 +71,23 @@ pub fn dequantize_tensor(
     scales: &[u16],
     mins: &[u16],
     #[wasm_bindgen(unchecked_param_type = "number[]")] shape: Vec<f64>,
-    bits: u8,
-    group_size: u32,
+    #[wasm_bindgen(unchecked_param_type = "2 | 4 | 8")] bits: f64,
+    #[wasm_bindgen(js_name = groupSize, unchecked_param_type = "32 | 64 | 128 | 256")] group_size: f64,
 ) -> Result<Vec<f32>, JsValue> {
-    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let width = Width::from_bits(bits).filter(|_| ALLOWED_GROUP_SIZES.contains(&group_size)).ok_or_else(|| {
-        AqError::config("bits/groupSize", format!("{bits}/{group_size}"), "2, 4 or 8 / 32, 64, 128 or 256")
-    })?;
-    let layout = Layout::for_shape(&shape, group_size as usize);
+    let shape = shape_from_js(&shape)?;
+    // Numbers, not u8/u32 parameters: those would wrap 260 to 4 before we could see it.
+    let width = Width::ALL.into_iter().find(|w| w.bits() as f64 == bits);
+    let group = ALLOWED_GROUP_SIZES.iter().copied().find(|&g| g as f64 == group_size);
+    let (Some(width), Some(group)) = (width, group) else {
+        return Err(AqError::config(
+            "bits/groupSize",
+            format!("{bits}/{group_size}"),
+            "2, 4 or 8 / 32, 64, 128 or 256",
+        )
+        .into());
+    };
+    let layout = Layout::checked(&shape, group as usize)
+        .ok_or_else(|| AqError::config("shape", format!("{shape:?}"), "a shape whose element count fits in memory"))?;
     if codes.len() != layout.codes_len(width) || scales.len() != layout.groups() || mins.len() != layout.groups() {
         return Err(AqError::config(
             "codes/scales/mins",

@@ -48,10 +48,11 @@ pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// SNR and cosine of quantizing `n` N(0,1) samples as one [rows, row_len] tensor.
-pub fn gaussian_quality(n: usize, bits: u8, group: u32, search: bool) -> (f64, f64) {
+/// SNR and cosine of quantizing `n` N(0,1) samples as one [rows, row_len] tensor: min/max, or the
+/// range search with least-squares params (`search`), or with gain-matched params (`match_gain`).
+pub fn gaussian_quality(n: usize, bits: u8, group: u32, search: bool, match_gain: bool) -> (f64, f64) {
     use arrowquant::quant::layout::Layout;
-    use arrowquant::quant::tensor::{quantize_source, Source};
+    use arrowquant::quant::tensor::{quantize_source, ParamChoice, Source};
     use arrowquant::quant::width::Width;
     let mut rng = Rng::new(42);
     let vals: Vec<f32> = (0..n).map(|_| rng.gauss()).collect();
@@ -59,6 +60,7 @@ pub fn gaussian_quality(n: usize, bits: u8, group: u32, search: bool) -> (f64, f
     let src = Source { name: "gauss", dtype: arrowquant::Dtype::F32, bytes: &bytes };
     let row_len = 4096;
     let layout = Layout::for_shape(&[(n / row_len) as u64, row_len as u64], group as usize);
-    let (_, sums) = quantize_source(src, layout, Width::from_bits(bits).unwrap(), search).unwrap().unwrap();
+    let choice = if search { ParamChoice::Search { match_gain } } else { ParamChoice::MinMax };
+    let (_, sums) = quantize_source(src, layout, Width::from_bits(bits).unwrap(), choice).unwrap().unwrap();
     (sums.snr_db(), sums.cosine())
 }

@@ -51,12 +51,17 @@ CONFIGS = [
     ("8-bit", EVERY + ["--bits", "8", "--group-size", "64"], None, None),
     ("8-bit, GPTQ (full Gram)", EVERY + ["--bits", "8", "--group-size", "64"], "full", None),
     ("4-bit min/max", EVERY + ["--bits", "4", "--group-size", "64", "--scale-search", "off"], None, None),
+    ("4-bit search, least-squares params (matchGain off)", EVERY + ["--bits", "4", "--group-size", "64", "--match-gain", "off"], None, None),
     ("4-bit search", EVERY + ["--bits", "4", "--group-size", "64"], None, None),
     ("4-bit importance (E[x²] per channel)", EVERY + ["--bits", "4", "--group-size", "64"], "diag", None),
     ("4-bit GPTQ, Gram blocks of 64", EVERY + ["--bits", "4", "--group-size", "64"], "blocks:64", None),
     ("4-bit GPTQ, Gram top-32 + diagonal", EVERY + ["--bits", "4", "--group-size", "64"], "lowrank:32", None),
     ("4-bit GPTQ, full Gram", EVERY + ["--bits", "4", "--group-size", "64"], "full", None),
+    ("2-bit min/max", EVERY + ["--bits", "2", "--group-size", "64", "--scale-search", "off"], None, None),
+    ("2-bit search, least-squares params (matchGain off)", EVERY + ["--bits", "2", "--group-size", "64", "--match-gain", "off"], None, None),
     ("2-bit search", EVERY + ["--bits", "2", "--group-size", "64"], None, None),
+    ("2-bit importance (E[x²] per channel)", EVERY + ["--bits", "2", "--group-size", "64"], "diag", None),
+    ("2-bit GPTQ, full Gram, no row gain (matchGain off)", EVERY + ["--bits", "2", "--group-size", "64", "--match-gain", "off"], "full", None),
     ("2-bit GPTQ, full Gram", EVERY + ["--bits", "2", "--group-size", "64"], "full", None),
     ("profile local, no calibration", ["--profile", "local"], None, None),
     ("profile local + calibration", ["--profile", "local"], "full", None),
@@ -208,6 +213,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="the fast regression check (make test)")
     ap.add_argument("--models", default="dit,ddpm")
+    ap.add_argument("--only", help="run only the configs whose label contains one of these comma-separated words")
+    ap.add_argument("--samples", type=int, default=64, help="DDIM samples per config (0 = none)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.check:
@@ -220,8 +227,12 @@ def main():
             assert r["4-bit GPTQ, full Gram"]["output_snr"] > r["4-bit search"]["output_snr"] + 1.0
             print("eval check passed")
             return
+        configs = CONFIGS
+        if args.only:
+            words = args.only.split(",")
+            configs = [c for c in CONFIGS if any(w in c[0] for w in words)]
         for key in args.models.split(","):
-            title, problem, results = evaluate(key, tmp, CONFIGS, n_images=None, n_samples=64)
+            title, problem, results = evaluate(key, tmp, configs, n_images=None, n_samples=args.samples)
             print(table(title, problem, results))
             print()
 

@@ -53,6 +53,14 @@ impl QuantizedFile {
             )));
         }
         let file_len = bytes.len() as u64;
+        // The footer length is checked here, not by parquet-rs: on wasm32 a length near 2^32
+        // overflows its 32-bit arithmetic or asks for a 4 GiB buffer, and either aborts.
+        let footer_len = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().expect("4 bytes"));
+        if footer_len as u64 + 12 > file_len {
+            return Err(perr(format!(
+                "the footer says its metadata is {footer_len} bytes long, but the file has only {file_len} bytes (damaged or truncated)"
+            )));
+        }
         let reader = SerializedFileReader::new(Bytes::from(bytes))?;
         let kv: BTreeMap<String, String> = reader
             .metadata()
@@ -361,8 +369,12 @@ fn read_row_group(rg: &dyn RowGroupReader, l: &Leaves, out: &mut Vec<TensorRow>)
     let rows = names.into_iter().zip(data).enumerate();
     for (i, (name, data)) in rows {
         let bad = |what: &str| perr(format!("tensor '{name}': {what}"));
-        let shape: Vec<u64> =
-            shapes[i].clone().ok_or_else(|| bad("shape is null"))?.into_iter().map(|d| d as u64).collect();
+        let shape: Vec<u64> = shapes[i]
+            .clone()
+            .ok_or_else(|| bad("shape is null"))?
+            .into_iter()
+            .map(|d| u64::try_from(d).map_err(|_| bad(&format!("shape has a negative dimension {d}"))))
+            .collect::<Result<_>>()?;
         let dtype = Dtype::parse(&dtypes[i]).ok_or_else(|| bad(&format!("unknown dtype '{}'", dtypes[i])))?;
         let storage = Storage::parse(&storages[i]).ok_or_else(|| bad(&format!("unknown storage '{}'", storages[i])))?;
         let narrow = |v: Option<i32>, what: &str| -> Result<Option<u8>> {
@@ -461,14 +473,11 @@ impl StoredColumns {
                 if g == 0 || g > MAX_GROUP || !(g * width.bits() as usize).is_multiple_of(8) {
                     return Err(bad(format!("group_size {:?} is not supported", self.group_size)));
                 }
-                let numel = shape
-                    .iter()
-                    .try_fold(1u64, |a, &d| a.checked_mul(d))
-                    .ok_or_else(|| bad("shape overflows".into()))?;
-                if numel == 0 {
+                let layout = Layout::checked(shape, g).ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
+                if layout.numel() == 0 {
                     return Err(bad("quantized tensor has no elements".into()));
                 }
-                let groups = Layout::for_shape(shape, g).groups();
+                let groups = layout.groups();
                 for (what, v) in [("scales", &self.scales), ("mins", &self.mins)] {
                     let n = v.as_ref().map(|v| v.len());
                     if n != Some(groups) {
@@ -500,17 +509,18 @@ impl StoredColumns {
 /// The invariants of docs/FORMAT.md for one row.
 fn check_row(row: &TensorRow) -> Result<()> {
     let bad = |what: String| perr(format!("tensor '{}': {what}", row.name));
-    let numel =
-        row.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows".into()))?;
+    let overflow = || bad(format!("shape {:?} overflows", row.shape));
+    let layout = Layout::checked(&row.shape, 1).ok_or_else(overflow)?;
     if crc32fast::hash(&row.data) != row.data_crc32 {
         return Err(bad("data does not match its data_crc32 (damaged file)".into()));
     }
+    // Layout::checked bounds the element count by usize::MAX / 4, so none of these wraps.
     let expected = match &row.stored {
         Stored::Quantized { width, group_size, .. } => {
-            Layout::for_shape(&row.shape, *group_size as usize).codes_len(*width) as u64
+            Layout::checked(&row.shape, *group_size as usize).ok_or_else(overflow)?.codes_len(*width) as u64
         }
-        Stored::F16 => numel * 2,
-        Stored::Raw => numel * row.dtype.size_bytes() as u64,
+        Stored::F16 => layout.numel() as u64 * 2,
+        Stored::Raw => layout.numel() as u64 * row.dtype.size_bytes() as u64,
     };
     if row.data.len() as u64 != expected {
         return Err(bad(format!("data has {} bytes, expected {expected} for its shape and storage", row.data.len())));
