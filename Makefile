@@ -20,10 +20,10 @@ SAMPLE := samples/rivagan_f32.safetensors
 
 
 
-.PHONY: eval serve bench build-threads setup-nightly setup-chromium measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
+.PHONY: fuzz eval serve bench build-threads setup-nightly setup-chromium measure-codecs help setup setup-rust setup-node setup-python build demo test test-native test-wasm test-js test-py size clean
 
 help:
-	@echo "make demo | make test | make eval | make bench | make size | make build | make clean"
+	@echo "make demo | make test | make eval | make bench | make fuzz | make size | make build | make clean"
 
 # ---- setup (idempotent: each step checks before it installs) --------------------------------
 setup-rust:
@@ -129,6 +129,25 @@ test-py: build setup-python
 # Quality at the diffusion models' output (tools/eval/run.py: numpy forward passes, no torch).
 eval: build setup-python
 	$(PY) tools/eval/run.py
+
+# Coverage-guided fuzzing of the readers of untrusted bytes (cargo-fuzz on nightly, seeded with the
+# bundled files and a Parquet file made from them), FUZZ_SECONDS each; then the JS mutation loops
+# of tests/js/hostile.test.mjs at AQ_FUZZ_ITERATIONS. A crash lands in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 600
+AQ_FUZZ_ITERATIONS ?= 50000
+fuzz: build setup-nightly
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/safetensors fuzz/corpus/parquet fuzz/corpus/calibration
+	cp tests/data/*.safetensors samples/tiny_ddpm_digits.safetensors fuzz/corpus/safetensors/
+	cp samples/*calib.safetensors fuzz/corpus/calibration/
+	node pkg/cli.js quantize tests/data/rivagan_f16.safetensors -o fuzz/corpus/parquet/rivagan.aq.parquet --min-accuracy 0 >/dev/null
+	node pkg/cli.js quantize samples/tiny_ddpm_digits.safetensors -o fuzz/corpus/parquet/ddpm.aq.parquet \
+	  --calibration samples/tiny_ddpm_digits.calib.safetensors >/dev/null
+	cd fuzz && node seeds.mjs
+	cd fuzz && for t in safetensors parquet calibration; do \
+	  cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=1048576 -rss_limit_mb=4096 || exit 1; \
+	done
+	AQ_FUZZ_ITERATIONS=$(AQ_FUZZ_ITERATIONS) node --test tests/js/hostile.test.mjs
 
 test: setup build test-native test-wasm test-js test-py
 	@echo "all test suites passed"

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
-import { quantizeModel, setReferenceKernels, wasmMemoryBytes } from '../pkg/node.js';
+import { bytesSource, quantizeModel, quantizeStream, setReferenceKernels, wasmMemoryBytes } from '../pkg/node.js';
 import { benchKernels, benchStages, initSync as initBenchModule } from '../pkg/wasm-bench/arrowquant.js';
 import { quantize4, quantizeSafetensors4 } from './plain-js-quantizer.mjs';
 
@@ -204,6 +204,28 @@ for (const [shape, label] of [[[16384, 4096, 1], 'one 256 MiB tensor'], [[2048, 
       console.log(`| ${label} | ${cfgLabel} | ${api === 'model' ? 'quantizeModel' : 'quantizeStream'} | ${mib(out.outputBytes)} | ${mib(out.wasmBytes)} | ${(out.wasmBytes / out.inputBytes).toFixed(2)}× |`);
     }
   }
+}
+
+// Cost per tensor as the tensor count grows (real checkpoints have thousands): many 1-D tensors,
+// so the time is the per-tensor bookkeeping, not quantization. Flat µs per tensor = linear.
+console.log('\n## Time per tensor by tensor count (1-D U8 tensors of 64 bytes; µs per tensor, one run each)\n');
+console.log('| tensors | quantizeModel | quantizeStream | quantizeStream + onProgress |\n|---|---|---|---|');
+for (const count of [1000, 10000, 100000]) {
+  const header = {};
+  for (let i = 0; i < count; i++) header[`blocks.${i}.scale`] = { dtype: 'U8', shape: [64], data_offsets: [i * 64, i * 64 + 64] };
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const file = new Uint8Array(8 + json.length + count * 64);
+  new DataView(file.buffer).setBigUint64(0, BigInt(json.length), true);
+  file.set(json, 8);
+  const us = async (fn) => {
+    const t0 = performance.now();
+    await fn();
+    return (((performance.now() - t0) * 1000) / count).toFixed(1);
+  };
+  const whole = await us(() => quantizeModel(file, {}));
+  const stream = await us(() => quantizeStream(bytesSource(file), {}));
+  const progress = await us(() => quantizeStream(bytesSource(file), {}, { onProgress: () => {} }));
+  console.log(`| ${count.toLocaleString('en-US')} | ${whole} | ${stream} | ${progress} |`);
 }
 
 // 5. Sizes.

@@ -220,3 +220,26 @@ fn parquet_footer_lengths_that_lie() {
         assert_eq!(err.code(), "E_PARQUET", "footer length {len:#x}: {err}");
     }
 }
+
+/// Inputs the fuzzers (`make fuzz`) found to crash a reader, kept as regressions: each is refused
+/// with its documented code.
+#[test]
+fn fuzzer_findings_are_refused() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let code = if name.starts_with("parquet-") {
+            QuantizedFile::open(bytes).err().map(|e| e.code())
+        } else if name.starts_with("safetensors-") {
+            run(&bytes).err().map(|e| e.code())
+        } else {
+            arrowquant::diffusion::calibration::Calibration::from_bytes(&bytes).err().map(|e| e.code())
+        };
+        assert!(code.is_some_and(|c| c.starts_with("E_")), "{name}: {code:?}");
+        seen += 1;
+    }
+    assert!(seen > 0);
+}

@@ -58,7 +58,7 @@ fn estimated_bytes(cfg: &QuantConfig, t: &TensorInfo, modality: Option<Modality>
         return t.byte_len();
     }
     let layout = Layout::for_shape(&t.shape, cfg.group_size as usize);
-    match requested_width(cfg, modality, &t.name, None).width {
+    match requested_width(cfg, modality, &t.name, None, false).width {
         LayerWidth::Codes(w) if layout.row_len >= MIN_ROW_LEN => (layout.codes_len(w) + 4 * layout.groups()) as u64,
         _ => 2 * t.numel(),
     }
@@ -212,7 +212,12 @@ mod tests {
         assert_eq!((s.tensors, s.weights, s.params), (4, 3, 288 + 1152 + 4096 + 64));
         assert_eq!(s.modality, "image");
         let est: Vec<u64> = s.estimates.iter().map(|e| e.bytes).collect();
-        assert!(est[0] < est[1] && est[1] < est[2], "edge < local < cloud: {est:?}");
+        // Without calibration `edge` stores its layers at uncalibratedBits (4) in groups of 64:
+        // about local's size, never cloud's.
+        assert!(est[0] < est[2] && est[1] < est[2], "edge, local < cloud: {est:?}");
+        let edge = QuantConfig { uncalibrated_bits: None, ..QuantConfig::from_profile(crate::Profile::Edge) };
+        let at2: u64 = h.tensors.iter().map(|t| estimated_bytes(&edge, t, Some(Modality::Image))).sum();
+        assert!(at2 < est[1], "edge at 2 bits everywhere < local: {at2} vs {est:?}");
         // local, 4-bit g128: conv_in is sensitive (8-bit), the others 4-bit, the bias raw
         let local = 8 * (36 + 4) + 16 * (36 + 4) + (64 * 32 + 64 * 4) + 64 * 4;
         assert_eq!(est[1], local as u64);

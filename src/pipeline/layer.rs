@@ -159,7 +159,8 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: L
         row.reason = decision.reason();
         return Ok(LayerOutcome { row, sums: None, decision });
     }
-    let requested = requested_width(cfg, ctx.modality, &info.name, ctx.planned_bits);
+    let gram = ctx.cal.is_some_and(|c| c.stats.gram.is_some());
+    let requested = requested_width(cfg, ctx.modality, &info.name, ctx.planned_bits, gram);
     let WeightRow { mut row, sums, outcome, spatial, method } = store_weight(cfg, info, bytes, &requested, ctx.cal)?;
     let mut time = None;
     if let (Some(cal), true) = (ctx.cal, cfg.enable_time_aware) {

@@ -169,6 +169,17 @@ fn check_layer_bits(map: &BTreeMap<String, u8>) -> std::result::Result<(), Inval
     Ok(())
 }
 
+fn check_uncalibrated_bits(b: &Option<u8>) -> std::result::Result<(), Invalid> {
+    match b {
+        Some(b) if !ALLOWED_BITS.contains(b) => Err(Invalid {
+            path: None,
+            value: b.to_string(),
+            expected: "2, 4 or 8 (at most bitWidth: bitWidth for every layer)".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn check_target_size(t: &Option<f64>) -> std::result::Result<(), Invalid> {
     match t {
         Some(t) if !(t.is_finite() && *t > 0.0) => Err(Invalid {
@@ -245,6 +256,11 @@ quant_config! {
     /// search or importance weighting, and each row's output gain with a Gram matrix
     /// (`quant::gain`; `auto`/`on`: always; `off`: least-squares params).
     match_gain: Switch = Switch::Auto, ["matchGain"], "'auto', 'on', 'off' (or true/false)";
+    /// The width of layers without a Gram matrix when `bitWidth` is narrower: 2 bits without GPTQ
+    /// leaves a diffusion model's output unusable (`make eval`). Profile `edge` sets 4; a value
+    /// not above `bitWidth` (e.g. 2) turns the rule off.
+    uncalibrated_bits: Option<u8> = None, ["uncalibratedBits"], "2, 4 or 8 (at most bitWidth: bitWidth for every layer)",
+        check check_uncalibrated_bits;
 }
 
 /// `group-size` → `groupSize`.
@@ -275,6 +291,7 @@ impl QuantConfig {
         };
         QuantConfig {
             profile,
+            uncalibrated_bits: (profile == Profile::Edge).then_some(4),
             bit_width,
             group_size,
             num_time_groups,

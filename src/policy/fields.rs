@@ -77,8 +77,9 @@ impl ConfigValue for u8 {
 
 impl ConfigValue for u32 {
     const KIND: FieldKind = FieldKind::Number;
-    fn read(field: &str, v: &Value, _: &str) -> Result<Self> {
-        Ok(read_uint(field, v)? as u32)
+    fn read(field: &str, v: &Value, expected: &str) -> Result<Self> {
+        // Not `as u32`: 2^32 + 64 must not become 64.
+        u32::try_from(read_uint(field, v)?).map_err(|_| AqError::config(field, json_short(v), expected))
     }
     fn from_text(_: &str, text: &str) -> Result<Value> {
         Ok(number_from_text(text))
@@ -103,6 +104,20 @@ impl ConfigValue for Option<f64> {
     }
     fn from_text(_: &str, text: &str) -> Result<Value> {
         Ok(number_from_text(text))
+    }
+}
+
+/// An optional width: `null` (or absent) is "none".
+impl ConfigValue for Option<u8> {
+    const KIND: FieldKind = FieldKind::Number;
+    fn read(field: &str, v: &Value, expected: &str) -> Result<Self> {
+        u8::read(field, v, expected).map(Some)
+    }
+    fn from_text(_: &str, text: &str) -> Result<Value> {
+        Ok(match text {
+            "null" | "off" | "none" => Value::Null,
+            _ => number_from_text(text),
+        })
     }
 }
 

@@ -61,6 +61,9 @@ pub enum WidthRule {
     Planned,
     /// The config's `bitWidth`.
     Default,
+    /// `uncalibratedBits`, wider than `bitWidth` (`asked`), for a layer without a Gram matrix:
+    /// `bitWidth` is meant for layers GPTQ can compensate.
+    Uncalibrated { asked: u8 },
 }
 
 /// A weight's requested width and the rule that set it.
@@ -86,6 +89,11 @@ impl Requested {
             }
             WidthRule::Planned => format!("targetSizeMb plan: {bits} bits"),
             WidthRule::Default => format!("bitWidth {bits}"),
+            WidthRule::Uncalibrated { asked } => {
+                format!(
+                    "uncalibratedBits {bits}: no Gram matrix for this layer, so not bitWidth {asked} (that needs GPTQ)"
+                )
+            }
         }
     }
 }
@@ -119,9 +127,16 @@ pub fn sensitive_match(cfg: &QuantConfig, modality: Option<Modality>, name: &str
     GENERIC_SENSITIVE.iter().find(|p| hit(p)).map(|p| (p.to_string(), SensitiveOrigin::Generic))
 }
 
-/// The width a weight named `name` is asked to have. `planned` is a size plan's width for it.
+/// The width a weight named `name` is asked to have. `planned` is a size plan's width for it;
+/// `gram` whether its calibration has a Gram matrix (so GPTQ can compensate a narrow width).
 /// The config was validated, so every width in it is one `LayerWidth` can hold.
-pub fn requested_width(cfg: &QuantConfig, modality: Option<Modality>, name: &str, planned: Option<u8>) -> Requested {
+pub fn requested_width(
+    cfg: &QuantConfig,
+    modality: Option<Modality>,
+    name: &str,
+    planned: Option<u8>,
+    gram: bool,
+) -> Requested {
     let width = |bits: u8| LayerWidth::from_bits(bits).expect("validated config widths");
     if let Some((pattern, bits)) = layer_override(cfg, name) {
         return Requested { width: width(bits), rule: WidthRule::Override { pattern: pattern.to_string() } };
@@ -132,7 +147,12 @@ pub fn requested_width(cfg: &QuantConfig, modality: Option<Modality>, name: &str
     if let Some(bits) = planned {
         return Requested { width: width(bits), rule: WidthRule::Planned };
     }
-    Requested { width: width(cfg.bit_width), rule: WidthRule::Default }
+    match cfg.uncalibrated_bits {
+        Some(bits) if !gram && bits > cfg.bit_width => {
+            Requested { width: width(bits), rule: WidthRule::Uncalibrated { asked: cfg.bit_width } }
+        }
+        _ => Requested { width: width(cfg.bit_width), rule: WidthRule::Default },
+    }
 }
 
 #[cfg(test)]
@@ -146,22 +166,37 @@ mod tests {
         assert_eq!(layer_override(&c, "enc.conv.weight"), Some(("enc.conv.weight", 16)));
         assert_eq!(layer_override(&c, "enc.other"), Some(("enc.*", 2)));
         assert_eq!(layer_override(&c, "dec.x"), Some(("*", 8)));
-        let r = requested_width(&c, None, "enc.conv.weight", Some(4));
+        let r = requested_width(&c, None, "enc.conv.weight", Some(4), false);
         assert_eq!((r.width, r.describe()), (LayerWidth::F16, "layerBitWidths['enc.conv.weight'] = 16".into()));
 
         let c = parse_config_str(r#"{"sensitiveLayerPatterns": ["*attn*"]}"#).unwrap();
-        let r = requested_width(&c, Some(Modality::Image), "mid.attn.to_q.weight", Some(2));
+        let r = requested_width(&c, Some(Modality::Image), "mid.attn.to_q.weight", Some(2), false);
         assert_eq!(r.describe(), "sensitive layer (matched '*attn*', sensitiveLayerPatterns) at 8 bits");
-        let r = requested_width(&c, Some(Modality::Image), "conv_in.weight", Some(2));
+        let r = requested_width(&c, Some(Modality::Image), "conv_in.weight", Some(2), false);
         assert_eq!(r.describe(), "sensitive layer (matched 'conv_in.*', image default) at 8 bits");
-        let r = requested_width(&c, None, "block.LayerNorm.w", None);
+        let r = requested_width(&c, None, "block.LayerNorm.w", None, false);
         assert_eq!(r.describe(), "sensitive layer (matched '*norm*', generic default) at 8 bits");
-        let r = requested_width(&c, None, "down.0.weight", Some(2));
+        let r = requested_width(&c, None, "down.0.weight", Some(2), false);
         assert_eq!(
             (r.rule.clone(), r.describe(), r.may_fall_back()),
             (WidthRule::Planned, "targetSizeMb plan: 2 bits".into(), false)
         );
-        let r = requested_width(&c, None, "down.0.weight", None);
+        let r = requested_width(&c, None, "down.0.weight", None, false);
         assert_eq!((r.describe(), r.may_fall_back()), ("bitWidth 4".into(), true));
+    }
+
+    #[test]
+    fn edge_keeps_two_bits_for_layers_gptq_can_compensate() {
+        let c = parse_config_str(r#"{"profile": "edge"}"#).unwrap();
+        assert_eq!(requested_width(&c, None, "blk.ff.weight", None, true).width.bits(), 2);
+        let r = requested_width(&c, None, "blk.ff.weight", None, false);
+        assert_eq!((r.width.bits(), r.rule.clone()), (4, WidthRule::Uncalibrated { asked: 2 }));
+        assert!(r.describe().contains("no Gram matrix"), "{}", r.describe());
+        // A plan or an override still decides; uncalibratedBits 2 turns the rule off.
+        assert_eq!(requested_width(&c, None, "blk.ff.weight", Some(2), false).width.bits(), 2);
+        let c = parse_config_str(r#"{"profile": "edge", "uncalibratedBits": 2}"#).unwrap();
+        assert_eq!(requested_width(&c, None, "blk.ff.weight", None, false).width.bits(), 2);
+        let c = parse_config_str(r#"{"bitWidth": 8, "uncalibratedBits": 4}"#).unwrap();
+        assert_eq!(requested_width(&c, None, "blk.ff.weight", None, false).width.bits(), 8);
     }
 }

@@ -55,7 +55,7 @@ test('inspect shows version, config and the tensor table; --json too', () => {
   const out = join(dir, 'riva.aq.parquet');
   const r = run('inspect', out);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /arrowquant format 2\.2/);
+  assert.match(r.stdout, /arrowquant format 2\.3/);
   assert.match(r.stdout, /"bitWidth":4/);
   assert.match(r.stdout, /decoder\._conv\.0\.weight/);
   const j = JSON.parse(run('inspect', out, '--json').stdout);
@@ -108,6 +108,36 @@ test('errors: code on stderr, exit 1, no partial output left behind', () => {
   const notpq = run('inspect', SAMPLE);
   assert.equal(notpq.status, 1);
   assert.match(notpq.stderr, /E_PARQUET/);
+  // Paths that are not files: documented codes, no Node error names or stacks.
+  for (const [args, re] of [[['quantize', join(dir, 'missing.safetensors'), '-o', out], /\[E_IO\].*no such file/], [['quantize', dir, '-o', out], /\[E_IO\].*directory/], [['inspect', join(dir, 'missing.parquet')], /\[E_IO\]/]]) {
+    const e = run(...args);
+    assert.equal(e.status, 1, e.stderr);
+    assert.match(e.stderr, re);
+    assert.doesNotMatch(e.stderr, /ENOENT|EISDIR|    at /);
+  }
+});
+
+test('Ctrl-C during quantize leaves neither the output nor a temporary file', async () => {
+  const { spawn } = await import('node:child_process');
+  const d = tempDir();
+  const big = join(d, 'big.safetensors');
+  const tensors = Array.from({ length: 24 }, (_, i) => ({ name: `l${i}.weight`, dtype: 'F32', shape: [512, 1024], data: randomF32(512 * 1024, i + 1) }));
+  writeFileSync(big, safetensors(tensors));
+  const out = join(d, 'big.aq.parquet');
+  const child = spawn(process.execPath, [CLI, 'quantize', big, '-o', out, '--scale-search', 'on', '--bits', '8'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c) => (stderr += c));
+  // Interrupt once the temporary output exists (the run is writing).
+  const poll = setInterval(() => {
+    if (readdirSync(d).some((f) => f.endsWith('.tmp'))) {
+      clearInterval(poll);
+      child.kill('SIGINT');
+    }
+  }, 5);
+  const code = await new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? sig)));
+  clearInterval(poll);
+  assert.equal(code, 130, stderr);
+  assert.deepEqual(readdirSync(d).sort(), ['big.safetensors']);
 });
 
 test('without -o the file goes to out/<name>.aq.parquet, creating out/', () => {

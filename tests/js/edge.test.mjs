@@ -117,6 +117,10 @@ function contract(label, getFetch) {
       { name: 'a.weight', dtype: 'F32', shape: [64, 64], data: randomF32(64 * 64) },
       { name: 'b.weight', dtype: 'F32', shape: [64, 64], data: w },
     ]);
+    const dupHeader = new TextEncoder().encode('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}');
+    const dup = new Uint8Array(8 + dupHeader.length + 8);
+    new DataView(dup.buffer).setBigUint64(0, BigInt(dupHeader.length), true);
+    dup.set(dupHeader, 8);
     const cases = [
       [post(fetch, base, sample, '?group-size=48'), 400, 'E_CONFIG', (b) => b.field === 'groupSize'],
       [post(fetch, base, sample, '', { 'x-arrowquant-config': '{"bitWidth":3}' }), 400, 'E_CONFIG', (b) => b.field === 'bitWidth'],
@@ -126,6 +130,13 @@ function contract(label, getFetch) {
       [post(fetch, base, new TextEncoder().encode('hello world, not a model')), 422, 'E_SAFETENSORS', () => true],
       [post(fetch, base, nan), 422, 'E_NONFINITE', (b) => b.tensor === 'a.weight'],
       [post(fetch, base, late, '', { accept: 'application/json' }), 422, 'E_NONFINITE', (b) => b.tensor === 'b.weight'],
+      // Hostile requests: a config nested 5,000 deep (used to overflow the wasm stack and poison
+      // the instance), NaN, a wrapping width, a duplicate tensor name, a Content-Length that is no number.
+      [post(fetch, base, sample, '', { 'x-arrowquant-config': '{"a":'.repeat(5000) + '1' + '}'.repeat(5000) }), 400, 'E_CONFIG', () => true],
+      [post(fetch, base, sample, '?bits=NaN'), 400, 'E_CONFIG', (b) => b.field === 'bitWidth'],
+      [post(fetch, base, sample, '?bits=260'), 400, 'E_CONFIG', (b) => b.field === 'bitWidth'],
+      [post(fetch, base, sample, '?group-size=4294967360'), 400, 'E_CONFIG', (b) => b.field === 'groupSize'],
+      [post(fetch, base, dup), 422, 'E_SAFETENSORS', (b) => /twice/.test(b.message)],
       [fetch(`${base}/quantize`), 405, 'E_METHOD', () => true],
       [fetch(`${base}/nope`), 404, 'E_NOT_FOUND', () => true],
     ];
@@ -137,6 +148,9 @@ function contract(label, getFetch) {
       assert.ok(check(body), JSON.stringify(body));
       assert.equal(body.stack, undefined);
     }
+    // Still serving, with the same bytes as before the hostile requests.
+    const again = await post(fetch, base, sample, '', { accept: 'application/json' });
+    assert.equal(again.status, 200);
   });
 
   test('a 300 MB model streams through with wasm memory under 96 MB', async () => {

@@ -306,6 +306,7 @@ def check(model, args, tmp, idx):
         calib = load_calibration(args[args.index("--calibration") + 1])
         assert json.loads(kv["arrowquant.calibration"])["timesteps"] == calib[0]
     table = pf.read().to_pylist()
+    assert int(kv["arrowquant.tensor_count"]) == len(table), "tensor_count"
     source = read_safetensors(os.path.join(ROOT, model))
     ours = read_safetensors(restored)
     assert sorted(r["name"] for r in table) == sorted(source), "every source tensor is a row, once"

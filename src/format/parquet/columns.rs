@@ -82,6 +82,9 @@ pub struct Column<T> {
 /// Read every value and level of `leaf` in row group `rg`, which holds `rows` rows.
 pub fn read<D: DataType>(rg: &dyn RowGroupReader, leaf: Leaf, rows: usize) -> Result<Column<D::T>> {
     let name = rg.metadata().column(leaf.index).column_path().string();
+    if rg.metadata().column(leaf.index).column_type() == parquet::basic::Type::BYTE_ARRAY {
+        check_byte_array_pages(rg, leaf, &name)?;
+    }
     let mut reader = get_typed_column_reader::<D>(rg.get_column_reader(leaf.index)?);
     let (mut values, mut def, mut rep) = (Vec::new(), Vec::new(), Vec::new());
     let mut got = 0;
@@ -152,4 +155,45 @@ impl<T: Clone> Column<T> {
         }
         Ok(out)
     }
+}
+
+/// Walk a BYTE_ARRAY column's PLAIN pages before the Parquet decoder does: parquet-rs panics (a
+/// trap in wasm) on a page whose length prefixes run past its end. FORMAT.md's byte-array columns
+/// are required and unrepeated, so such a page (data or dictionary) must hold `num_values` items
+/// of (u32 length, bytes). Pages of other encodings, and nullable columns another writer made,
+/// are left to the decoder.
+fn check_byte_array_pages(rg: &dyn RowGroupReader, leaf: Leaf, name: &str) -> Result<()> {
+    use parquet::basic::Encoding;
+    use parquet::column::page::Page;
+    if leaf.max_def != 0 || leaf.max_rep != 0 {
+        return Ok(());
+    }
+    let bad = |what: String| perr(format!("column '{name}': {what}"));
+    for page in rg.get_column_page_reader(leaf.index)? {
+        let (buf, num_values) = match page? {
+            Page::DataPage { buf, num_values, encoding: Encoding::PLAIN, .. } => (buf, num_values),
+            Page::DataPageV2 {
+                buf,
+                num_values,
+                encoding: Encoding::PLAIN,
+                def_levels_byte_len: 0,
+                rep_levels_byte_len: 0,
+                ..
+            } => (buf, num_values),
+            Page::DictionaryPage { buf, num_values, .. } => (buf, num_values),
+            _ => continue,
+        };
+        let mut at = 0usize;
+        for k in 0..num_values {
+            let Some(len) = buf.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+            else {
+                return Err(bad(format!("a page ends inside value {k} of {num_values} (damaged file)")));
+            };
+            at = at
+                .checked_add(4 + len)
+                .filter(|&end| end <= buf.len())
+                .ok_or_else(|| bad(format!("value {k} ({len} bytes) runs past its page (damaged file)")))?;
+        }
+    }
+    Ok(())
 }

@@ -40,6 +40,24 @@ pub struct QuantizedFile {
     pub rows: Vec<TensorRow>,
 }
 
+/// The body checksum (2.3): the bytes before the footer are the ones written, before any page is
+/// handed to the Parquet decoder (which may not survive a damaged page).
+fn check_body(kv: &BTreeMap<String, String>, bytes: &[u8]) -> Result<()> {
+    let number = |key: &str| kv.get(key).and_then(|v| v.parse::<u64>().ok());
+    let (Some(len), Some(crc)) = (number(KEY_BODY_BYTES), number(KEY_BODY_CRC)) else {
+        return Err(perr(format!("metadata keys '{KEY_BODY_BYTES}' and '{KEY_BODY_CRC}' are missing")));
+    };
+    if len > bytes.len() as u64 || crc32fast::hash(&bytes[..len as usize]) as u64 != crc {
+        return Err(perr("the row groups do not match arrowquant.body_crc32 (damaged file)"));
+    }
+    Ok(())
+}
+
+/// The minor version of `arrowquant.format_version` (`2.3` → 3), compared as a number.
+fn version_minor(kv: &BTreeMap<String, String>) -> Option<u32> {
+    kv.get(KEY_FORMAT_VERSION)?.split('.').nth(1)?.parse().ok()
+}
+
 fn perr(msg: impl Into<String>) -> AqError {
     AqError::Parquet(msg.into())
 }
@@ -61,7 +79,8 @@ impl QuantizedFile {
                 "the footer says its metadata is {footer_len} bytes long, but the file has only {file_len} bytes (damaged or truncated)"
             )));
         }
-        let reader = SerializedFileReader::new(Bytes::from(bytes))?;
+        let bytes = Bytes::from(bytes);
+        let reader = SerializedFileReader::new(bytes.clone())?;
         let kv: BTreeMap<String, String> = reader
             .metadata()
             .file_metadata()
@@ -82,13 +101,14 @@ impl QuantizedFile {
                 return Err(perr("the arrowquant.* metadata does not match arrowquant.metadata_crc32 (damaged file)"))
             }
             // Before 2.2 the metadata had no checksum.
-            None if kv.get(KEY_FORMAT_VERSION).is_some_and(|v| v.as_str() >= "2.2") => {
+            None if version_minor(&kv).is_some_and(|m| m >= 2) => {
                 return Err(perr(format!("metadata key '{KEY_METADATA_CRC}' is missing")))
             }
             None => {}
         }
         let format_version = kv.get(KEY_FORMAT_VERSION).cloned().unwrap_or_default();
         let major = format_version.split('.').next().and_then(|m| m.parse::<u32>().ok());
+        let minor = version_minor(&kv).unwrap_or(0);
         if major != Some(FORMAT_MAJOR) {
             return Err(perr(format!(
                 "format version '{format_version}' is not supported; this reader reads {FORMAT_MAJOR}.x"
@@ -99,6 +119,9 @@ impl QuantizedFile {
                 .map_err(|e| perr(format!("{KEY_SOURCE_METADATA} is not a JSON string map: {e}")))?,
             None => BTreeMap::new(),
         };
+        if minor >= 3 {
+            check_body(&kv, &bytes)?;
+        }
         check_chunk_ranges(reader.metadata(), file_len)?;
         let leaves = Leaves::find(reader.metadata().file_metadata().schema_descr())?;
         let mut rows = Vec::new();
@@ -107,6 +130,16 @@ impl QuantizedFile {
         }
         for row in &rows {
             check_row(row)?;
+        }
+        if minor >= 3 {
+            let said = kv.get(KEY_TENSOR_COUNT).and_then(|v| v.parse::<usize>().ok());
+            if said != Some(rows.len()) {
+                return Err(perr(format!(
+                    "the file holds {} tensors but its metadata says {} (damaged: row groups lost?)",
+                    rows.len(),
+                    kv.get(KEY_TENSOR_COUNT).map_or("nothing", String::as_str)
+                )));
+            }
         }
         Ok(QuantizedFile {
             format_version,

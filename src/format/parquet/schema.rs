@@ -7,7 +7,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 pub const FORMAT_NAME: &str = "arrowquant-v2-extended";
 /// MAJOR.MINOR. A reader accepts any file with the same major version; minor versions only add
 /// nullable columns or metadata keys, which older readers ignore.
-pub const FORMAT_VERSION: &str = "2.2";
+pub const FORMAT_VERSION: &str = "2.3";
 pub const FORMAT_MAJOR: u32 = 2;
 
 pub const KEY_FORMAT: &str = "arrowquant.format";
@@ -20,6 +20,13 @@ pub const KEY_SOURCE_METADATA: &str = "arrowquant.source_metadata";
 pub const KEY_METADATA_CRC: &str = "arrowquant.metadata_crc32";
 /// Present when calibration statistics were used: `{"timesteps": [...], "activationBits": 8, …}`.
 pub const KEY_CALIBRATION: &str = "arrowquant.calibration";
+/// (2.3) The number of rows (tensors) written, so that a file whose row groups were lost or
+/// whose footer lists none is refused rather than read as a smaller model.
+pub const KEY_TENSOR_COUNT: &str = "arrowquant.tensor_count";
+/// (2.3) How many bytes from the start of the file the row groups occupy, and their CRC-32:
+/// checked before any page is decoded, so damaged pages never reach the Parquet decoder.
+pub const KEY_BODY_BYTES: &str = "arrowquant.body_bytes";
+pub const KEY_BODY_CRC: &str = "arrowquant.body_crc32";
 
 /// Row groups are closed once this much data is buffered, so output reaches JS in chunks and the
 /// writer never holds more than about this much plus one tensor.

@@ -64,6 +64,11 @@ pub struct TensorWriter {
     modality: String,
     bytes_taken: u64,
     row_group_bytes: usize,
+    /// The key-value pairs given up front: the metadata checksum, written at the end, covers them.
+    upfront: Vec<(String, String)>,
+    rows: u64,
+    /// CRC-32 of every byte handed out so far (the body, before the footer).
+    body_crc: crc32fast::Hasher,
 }
 
 fn list_item(schema: &SchemaRef, column: &str) -> FieldRef {
@@ -76,9 +81,7 @@ fn list_item(schema: &SchemaRef, column: &str) -> FieldRef {
 impl TensorWriter {
     /// `metadata` are the file's key-value pairs known up front (format, config, …).
     pub fn new(metadata: Vec<(String, String)>, modality: &str) -> Result<Self> {
-        let crc = schema::metadata_crc(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut kv: Vec<KeyValue> = metadata.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
-        kv.push(KeyValue::new(schema::KEY_METADATA_CRC.to_string(), crc.to_string()));
+        let kv: Vec<KeyValue> = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
         // zstd level 1: measured in `make measure-codecs` (README); snappy/lz4 barely shrink packed codes.
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
@@ -98,6 +101,9 @@ impl TensorWriter {
             modality: modality.to_string(),
             bytes_taken: 0,
             row_group_bytes: ROW_GROUP_TARGET_BYTES,
+            upfront: metadata,
+            rows: 0,
+            body_crc: crc32fast::Hasher::new(),
         })
     }
 
@@ -105,6 +111,7 @@ impl TensorWriter {
         let data = std::mem::take(&mut row.data);
         let batch = self.batch(&row, data)?;
         self.inner.write(&batch)?;
+        self.rows += 1;
         if self.inner.in_progress_size() >= self.row_group_bytes {
             self.inner.flush()?;
         }
@@ -116,6 +123,9 @@ impl TensorWriter {
     pub fn take_output(&mut self) -> Vec<Vec<u8>> {
         let out = std::mem::take(self.inner.inner_mut()).chunks;
         self.bytes_taken += out.iter().map(|c| c.len() as u64).sum::<u64>();
+        for c in &out {
+            self.body_crc.update(c);
+        }
         out
     }
 
@@ -129,15 +139,26 @@ impl TensorWriter {
         self.modality = modality.to_string();
     }
 
-    /// Close the file, adding `metadata` to the footer. Returns the remaining bytes and the
-    /// total file length.
-    pub fn finish(mut self, metadata: Vec<(String, String)>) -> Result<(Vec<Vec<u8>>, u64)> {
+    /// Close the file, adding `metadata`, the tensor count and the checksum of every
+    /// `arrowquant.*` key to the footer. Returns the remaining bytes and the total file length.
+    pub fn finish(mut self, mut metadata: Vec<(String, String)>) -> Result<(Vec<Vec<u8>>, u64)> {
+        // The last row group goes out now, so that everything before the footer (and its page
+        // indexes) is the body the checksum covers.
+        self.inner.flush()?;
+        let mut body = self.take_output();
+        metadata.push((schema::KEY_TENSOR_COUNT.to_string(), self.rows.to_string()));
+        metadata.push((schema::KEY_BODY_BYTES.to_string(), self.bytes_taken.to_string()));
+        metadata.push((schema::KEY_BODY_CRC.to_string(), self.body_crc.clone().finalize().to_string()));
+        let all = self.upfront.iter().chain(&metadata);
+        let crc = schema::metadata_crc(all.map(|(k, v)| (k.as_str(), v.as_str())));
+        metadata.push((schema::KEY_METADATA_CRC.to_string(), crc.to_string()));
         for (k, v) in metadata {
             self.inner.append_key_value_metadata(KeyValue::new(k, v));
         }
-        let rest = self.inner.into_inner()?.chunks;
-        let total = self.bytes_taken + rest.iter().map(|c| c.len() as u64).sum::<u64>();
-        Ok((rest, total))
+        let footer = self.inner.into_inner()?.chunks;
+        let total = self.bytes_taken + footer.iter().map(|c| c.len() as u64).sum::<u64>();
+        body.extend(footer);
+        Ok((body, total))
     }
 
     /// The row as a one-row batch; `data` (the row's codes or bytes) becomes the Arrow buffer as
