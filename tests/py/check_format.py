@@ -307,6 +307,10 @@ def check(model, args, tmp, idx):
         assert json.loads(kv["arrowquant.calibration"])["timesteps"] == calib[0]
     table = pf.read().to_pylist()
     assert int(kv["arrowquant.tensor_count"]) == len(table), "tensor_count"
+    with open(out, "rb") as f:
+        whole = f.read()
+    body = int(kv["arrowquant.body_bytes"])
+    assert body <= len(whole) and zlib.crc32(whole[:body]) == int(kv["arrowquant.body_crc32"]), "body_crc32"
     source = read_safetensors(os.path.join(ROOT, model))
     ours = read_safetensors(restored)
     assert sorted(r["name"] for r in table) == sorted(source), "every source tensor is a row, once"
