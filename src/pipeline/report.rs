@@ -47,6 +47,10 @@ pub struct LayerReport {
     pub time_groups: Option<Vec<TimeGroup>>,
     /// Channel equalization applied to this layer's stored weights, null when not applied.
     pub spatial: Option<SpatialSummary>,
+    /// Wall time of this tensor's storage decision in ms — decoding, the search or GPTQ, the
+    /// fallback widths and validation — measured on the thread that did it; null where no run
+    /// clock exists (`quantizeTensor`). Not stored in the file.
+    pub quantize_ms: Option<f64>,
 }
 
 /// A readable summary of a layer's equalization (the full scale vector is in the file and from

@@ -273,7 +273,7 @@ impl ModelQuantizer {
                 (info, bytes, ctx, cal_layer)
             })
             .collect();
-        let cfg = &self.cfg;
+        let (cfg, clock) = (&self.cfg, self.clock);
         // The previous call's rows are written on one pool thread while the others quantize
         // these tensors (without a pool: first written, then quantized). Rows reach the writer
         // in the order they were added either way, so the file does not change.
@@ -281,7 +281,9 @@ impl ModelQuantizer {
             || pending.into_iter().try_for_each(|row| writer.write(row)),
             || {
                 crate::parallel::map(jobs, |(info, bytes, ctx, cal_layer)| {
-                    (quantize_layer(cfg, info, bytes, ctx), cal_layer)
+                    let started = clock();
+                    let outcome = quantize_layer(cfg, info, bytes, ctx);
+                    (outcome, cal_layer, (clock() - started) * 1000.0)
                 })
             },
         );
@@ -290,8 +292,8 @@ impl ModelQuantizer {
             return self.fail(e);
         }
         let mut reports = Vec::with_capacity(items.len());
-        for ((i, &(name, _)), (outcome, cal_layer)) in indices.into_iter().zip(items).zip(outcomes) {
-            reports.push(self.commit(i, name, outcome, cal_layer)?);
+        for ((i, &(name, _)), (outcome, cal_layer, ms)) in indices.into_iter().zip(items).zip(outcomes) {
+            reports.push(self.commit(i, name, outcome, cal_layer, ms)?);
         }
         Ok(reports)
     }
@@ -303,6 +305,7 @@ impl ModelQuantizer {
         name: &str,
         outcome: Result<LayerOutcome>,
         cal_layer: Option<String>,
+        quantize_ms: f64,
     ) -> Result<LayerReport> {
         let outcome = match outcome {
             Ok(o) if o.row.data.len() > MAX_VALUE_BYTES => {
@@ -317,7 +320,7 @@ impl ModelQuantizer {
         };
         let info = &self.header.as_ref().expect("begun").tensors[i];
         let (is_weight, byte_len) = (info.is_weight(), info.byte_len());
-        let report = layer_report(&outcome.row, info);
+        let report = LayerReport { quantize_ms: Some(quantize_ms), ..layer_report(&outcome.row, info) };
         self.tally.record(&outcome, report.clone(), is_weight, cal_layer);
         // The writer consumes the row (its codes move into Arrow without a copy).
         if crate::parallel::enabled() {

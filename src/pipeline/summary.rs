@@ -38,6 +38,7 @@ pub fn layer_report(row: &TensorRow, info: &TensorInfo) -> LayerReport {
         stored_bytes: row.stored_bytes(),
         weighted_snr_db: row.weighted_snr_db,
         output_snr_db: row.output_snr_db,
+        quantize_ms: None,
         time_groups: row.time_groups.clone(),
         spatial: row.spatial.as_ref().map(|sp| SpatialSummary {
             alpha: sp.alpha,

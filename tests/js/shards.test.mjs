@@ -20,14 +20,16 @@ test('three shards + index quantize to the same tensors as the whole file', asyn
   const cfg = { profile: 'edge' };
   const a = quantizeModel(whole, cfg);
   const b = await quantizeStream(source, cfg);
-  assert.deepEqual(b.report.layers, a.report.layers);
+  // Timings differ run to run; everything else in the layer reports is the same.
+  const untimed = (layers) => layers.map(({ quantizeMs, ...rest }) => (assert.ok(quantizeMs >= 0), rest));
+  assert.deepEqual(untimed(b.report.layers), untimed(a.report.layers));
   assert.equal(b.report.modality, 'image');
   // shards given in any order: the index fixes it
   const c = await quantizeStream(await shardedSource([...shards].reverse(), index), cfg);
   assert.deepEqual(c.parquet, b.parquet);
   // without an index the given order is kept
   const d = await quantizeStream(await shardedSource(shards), cfg);
-  assert.deepEqual(d.report.layers, a.report.layers);
+  assert.deepEqual(untimed(d.report.layers), untimed(a.report.layers));
 });
 
 test('inconsistent shard sets are named errors', async () => {
