@@ -16,7 +16,7 @@ use crate::quant::gram::Gram;
 use crate::quant::layout::Layout;
 use crate::quant::metrics::ErrorSums;
 use crate::quant::params::{Chosen, GroupParams};
-use crate::quant::tensor::{decode_block, measure_groups, pack_rows, QuantizedTensor, Source, BLOCK_ELEMS};
+use crate::quant::tensor::{decode_block, measure_groups, pack_rows, quantize_in_blocks, QuantizedTensor, Source};
 use crate::quant::weighted::weighted_params;
 use crate::quant::width::Width;
 
@@ -206,18 +206,7 @@ pub fn quantize(
     let (n, g) = (layout.row_len, layout.group_size);
     let row_bytes = layout.row_bytes(width);
     let gpr = layout.groups_per_row();
-    let rows_per_block = (BLOCK_ELEMS / n.max(1)).max(1);
-    let mut codes = vec![0u8; layout.codes_len(width)];
-    let mut scales = vec![0u16; layout.groups()];
-    let mut mins = vec![0u16; layout.groups()];
-    let blocks: Vec<_> = codes
-        .chunks_mut(rows_per_block * row_bytes)
-        .zip(scales.chunks_mut(rows_per_block * gpr))
-        .zip(mins.chunks_mut(rows_per_block * gpr))
-        .enumerate()
-        .map(|(i, ((c, s), m))| (i * rows_per_block, c, s, m))
-        .collect();
-    let results = crate::parallel::map(blocks, |(row0, c, s, m)| -> Result<Option<(ErrorSums, crc32fast::Hasher)>> {
+    quantize_in_blocks(layout, width, |row0, c, s, m| {
         let rows = c.len() / row_bytes;
         let mut x = vec![0f32; rows * n];
         decode_block(src, row0 * n, &mut x)?;
@@ -234,23 +223,8 @@ pub fn quantize(
         let groups: Vec<&[f32]> = x.chunks_exact(n).flat_map(|row| row.chunks(g)).collect();
         let mut sums = ErrorSums::default();
         measure_groups(&groups, &params, &q, s, m, &mut sums);
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(c);
-        Ok(Some((sums, crc)))
-    });
-    let mut sums = ErrorSums::default();
-    let mut crc = crc32fast::Hasher::new();
-    for block in results {
-        match block? {
-            Some((b, h)) => {
-                sums.merge(&b);
-                crc.combine(&h);
-            }
-            None => return Ok(None),
-        }
-    }
-    let crc32 = crc.finalize();
-    Ok(Some((QuantizedTensor { width, layout, codes, scales, mins, crc32 }, sums)))
+        Ok(Some(sums))
+    })
 }
 
 #[cfg(test)]

@@ -91,6 +91,19 @@ pub fn quantize_source(
     choice: ParamChoice,
 ) -> Result<Option<(QuantizedTensor, ErrorSums)>> {
     debug_assert!(layout.group_size <= MAX_GROUP && src.dtype.is_float());
+    quantize_in_blocks(layout, width, |row0, c, s, m| quantize_rows(src, layout, width, choice, row0, c, s, m))
+}
+
+/// The block structure every whole-tensor quantizer shares: the output (packed codes, scales,
+/// mins) split into blocks of whole rows, about `BLOCK_ELEMS` values each, which
+/// `quantize_block(first_row, codes, scales, mins)` fills and measures — in parallel when there
+/// is a pool. Error sums merge and each block's codes CRC combines in block order, so the result
+/// does not depend on the thread count. `Ok(None)` as soon as a block says its params do not fit f16.
+pub(crate) fn quantize_in_blocks(
+    layout: Layout,
+    width: Width,
+    quantize_block: impl Fn(usize, &mut [u8], &mut [u16], &mut [u16]) -> Result<Option<ErrorSums>> + Sync + Send,
+) -> Result<Option<(QuantizedTensor, ErrorSums)>> {
     let row_bytes = layout.row_bytes(width);
     let gpr = layout.groups_per_row();
     let rows_per_block = (BLOCK_ELEMS / layout.row_len.max(1)).max(1);
@@ -104,10 +117,8 @@ pub fn quantize_source(
         .enumerate()
         .map(|(i, ((c, s), m))| (i * rows_per_block, c, s, m))
         .collect();
-    // Each block also hashes its codes; the CRC of the whole is combined in block order, so the
-    // checksum is computed in parallel too.
     let results = crate::parallel::map(blocks, |(row0, c, s, m)| {
-        let r = quantize_rows(src, layout, width, choice, row0, c, s, m)?;
+        let r = quantize_block(row0, c, s, m)?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(c);
         Ok::<_, AqError>(r.map(|sums| (sums, crc)))
