@@ -1,13 +1,18 @@
 // Platform-neutral API: the wasm-bindgen exports plus the streaming helpers built on them.
 // Every entry point (web, node, deno) re-exports this module after initialising the wasm.
-import * as wasm from './wasm/arrowquant.js';
+import * as raw from './wasm/arrowquant.js';
 import { guardFreed } from './internal/freed.js';
+import { guardInstance } from './internal/instance.js';
 import { shardedSource as shardedSourceWith } from './internal/sources.js';
 import { quantizeStreamWith } from './internal/stream.js';
 
 export { blobSource, bytesSource } from './internal/sources.js';
 
-export {
+guardFreed(raw.ModelQuantizer, raw.QuantizedFile, raw.SizePlanner);
+// Every call below goes through the guard: a trap poisons the instance (internal/instance.js).
+const wasm = guardInstance(raw);
+
+export const {
   buildInfo,
   configField,
   configFields,
@@ -29,9 +34,7 @@ export {
   setReferenceKernels,
   SizePlanner,
   wasmMemoryBytes,
-} from './wasm/arrowquant.js';
-
-guardFreed(wasm.ModelQuantizer, wasm.QuantizedFile, wasm.SizePlanner);
+} = wasm;
 
 /**
  * Several safetensors shards (+ the parsed `model.safetensors.index.json`, optional) as one

@@ -1,38 +1,59 @@
 // Main-thread client for browsers: quantization runs in a module Worker (worker.js), on the
 // threaded build when the page is cross-origin isolated, else on the single-threaded SIMD build.
 //
-//   const q = await createWorkerQuantizer();          // q.info: { threads, poolThreads, kernels, reason, … }
+//   const q = await createWorkerQuantizer();          // q.info: { threads, poolThreads, kernels, reason, restarts, … }
 //   const { report, parquet } = await q.quantize(file, { profile: 'edge' }, { onProgress, onChunk });
 //   q.terminate();                                    // also the way to cancel a running job
 import { aqError, errorFrom } from './internal/errors.js';
 
 export async function createWorkerQuantizer({ threads = 'auto', numThreads, workerUrl, warmUp = true, readerWorker = true } = {}) {
-  const worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
   const pending = new Map();
   let next = 0;
-  worker.onmessage = ({ data }) => {
-    const job = pending.get(data.id);
-    if (!job) return;
-    if (data.type === 'chunk') job.onChunk(data.chunk);
-    else if (data.type === 'progress') job.onProgress?.(data.progress);
-    else {
-      pending.delete(data.id);
-      if (data.type === 'result') job.resolve(data.value);
-      else job.reject(errorFrom(data.error));
-    }
-  };
-  worker.onerror = (e) => {
-    for (const job of pending.values()) job.reject(aqError('E_INTERNAL', e.message || 'worker failed'));
-    pending.clear();
-  };
-  const call = (msg, hooks = {}) =>
+  let worker;
+  let ready;
+  const send = (msg, hooks = {}) =>
     new Promise((resolve, reject) => {
       const id = next++;
       pending.set(id, { resolve, reject, onChunk: () => {}, ...hooks });
       worker.postMessage({ ...msg, id });
     });
-  const info = await call({ type: 'init', options: { threads, numThreads, warmUp, readerWorker } });
-  return {
+  // A worker whose wasm instance trapped answers every later call with E_INTERNAL
+  // (internal/instance.js); it is replaced by a fresh one, so the next call runs on a new instance.
+  const start = () => {
+    worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
+    worker.onmessage = ({ data }) => {
+      const job = pending.get(data.id);
+      if (!job) return;
+      if (data.type === 'chunk') job.onChunk(data.chunk);
+      else if (data.type === 'progress') job.onProgress?.(data.progress);
+      else {
+        pending.delete(data.id);
+        if (data.type === 'result') job.resolve(data.value);
+        else {
+          job.reject(errorFrom(data.error));
+          if (data.error.detail === 'instance-poisoned') restart();
+        }
+      }
+    };
+    worker.onerror = (e) => {
+      for (const job of pending.values()) job.reject(aqError('E_INTERNAL', e.message || 'worker failed'));
+      pending.clear();
+    };
+    ready = send({ type: 'init', options: { threads, numThreads, warmUp, readerWorker } });
+    return ready;
+  };
+  const restart = () => {
+    worker.terminate();
+    for (const job of pending.values()) job.reject(aqError('E_INTERNAL', 'the worker was restarted after a fatal wasm error'));
+    pending.clear();
+    start().then((info) => Object.assign(client.info, info, { restarts: client.info.restarts + 1 })).catch(() => {});
+  };
+  const call = async (msg, hooks) => {
+    await ready;
+    return send(msg, hooks);
+  };
+  const info = { ...(await start()), restarts: 0 };
+  const client = {
     info,
     /** Resolve and validate a config in the worker (throws E_CONFIG naming the field). */
     resolveConfig: (config) => call({ type: 'resolveConfig', config }),
@@ -68,4 +89,5 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
       pending.clear();
     },
   };
+  return client;
 }

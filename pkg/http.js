@@ -11,14 +11,12 @@
 import { buildInfo, configFromText, ModelQuantizer, resolveSinglePassConfig, safetensorsHeaderSize, wasmMemoryBytes } from './api.js';
 import { concat } from './internal/bytes.js';
 import { aqError, errorFields } from './internal/errors.js';
+import { afterCall, poisonedBy } from './internal/instance.js';
 
 const STATUS = { E_CONFIG: 400, E_USAGE: 400, E_IO: 400, E_TOO_LARGE: 413, E_METHOD: 405, E_NOT_FOUND: 404 };
 
-// A trap (stack overflow, out-of-bounds access) can leave a wasm instance unusable. None is known
-// to be reachable from a request, but should one happen, this handler stops serving from that
-// instance: every later request (and /health, so an orchestrator restarts it) gets 503.
-let poisoned = null;
-const isTrap = (e) => typeof WebAssembly !== 'undefined' && e instanceof WebAssembly.RuntimeError;
+// Should a trap ever poison the instance (internal/instance.js), this handler stops serving from
+// it: every later request (and /health, so an orchestrator restarts it) gets 503.
 
 const USAGE = `arrowquant — quantize safetensors weights to 2/4/8-bit Parquet
 
@@ -36,7 +34,7 @@ function json(status, body, headers = {}) {
 }
 
 function errorResponse(e) {
-  if (isTrap(e)) poisoned ??= String(e?.message ?? e);
+  afterCall(e);
   const body = errorFields(e);
   if (!body.code.startsWith('E_')) body.code = 'E_INTERNAL';
   const status = STATUS[body.code] ?? (body.code === 'E_INTERNAL' ? 500 : 422);
@@ -130,8 +128,8 @@ class StreamReader {
 export function createHandler({ maxBodyBytes = 512 * 1024 * 1024, rowGroupBytes = 4 * 1024 * 1024 } = {}) {
   return async function handle(request, ctx) {
     try {
-      if (poisoned) {
-        return json(503, { code: 'E_INTERNAL', message: `this instance hit a fatal wasm error and must be restarted (${poisoned})` });
+      if (poisonedBy()) {
+        return json(503, { code: 'E_INTERNAL', message: `this instance hit a fatal wasm error and must be restarted (${poisonedBy()})` });
       }
       const url = new URL(request.url);
       if (url.pathname === '/' && request.method === 'GET') return new Response(USAGE, { headers: { 'content-type': 'text/plain; charset=utf-8' } });
@@ -219,7 +217,7 @@ async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }
     } catch (e) {
       // Past the status line an error can only end the stream: the client sees a truncated
       // body, which no Parquet reader accepts (the footer is missing).
-      if (isTrap(e)) poisoned ??= String(e?.message ?? e);
+      afterCall(e);
       body.cancel();
       await writer.abort(e).catch(() => {});
     } finally {

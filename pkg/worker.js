@@ -3,6 +3,7 @@
 // otherwise the single-threaded SIMD build. Quantization never touches the page's main thread.
 // Files are read through `internal/` sources, the wasm decides everything about them.
 import { errorFields, aqError } from './internal/errors.js';
+import { guardInstance } from './internal/instance.js';
 import { readFailed, readHeaderBytes, shardedSource } from './internal/sources.js';
 import { quantizeStreamWith } from './internal/stream.js';
 
@@ -37,13 +38,13 @@ async function load({ threads = 'auto', numThreads, warmUp: warm = true, readerW
   const useThreads = threads === true || (threads === 'auto' && canThread);
   if (useThreads && !canThread) throw aqError('E_STATE', 'threads need a cross-origin isolated page (COOP/COEP headers)');
   if (useThreads) {
-    lib = await import('./wasm-mt/arrowquant.js');
+    lib = guardInstance(await import('./wasm-mt/arrowquant.js'));
     await lib.default();
     const n = numThreads ?? Math.max(1, navigator.hardwareConcurrency || 1);
     await lib.initThreadPool(n);
     info = { ...lib.buildInfo(), poolThreads: n, reason: 'cross-origin isolated: threaded build' };
   } else {
-    lib = await import('./wasm/arrowquant.js');
+    lib = guardInstance(await import('./wasm/arrowquant.js'));
     await lib.default();
     info = { ...lib.buildInfo(), poolThreads: 1, reason: canThread ? 'threads turned off by the caller' : 'page is not cross-origin isolated (no COOP/COEP): single-threaded SIMD build' };
   }

@@ -243,3 +243,15 @@ fn fuzzer_findings_are_refused() {
     }
     assert!(seen > 0);
 }
+
+/// Page headers whose declared sizes parquet-rs would trust (allocating them, or skipping a list
+/// of 2^31 booleans element by element) are refused by the walk over the headers, naming the page.
+#[test]
+fn page_headers_that_lie_about_sizes_are_refused_before_parsing() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fuzz/parquet-page-header-declared-sizes.parquet");
+    let err = QuantizedFile::open(std::fs::read(path).unwrap()).unwrap_err();
+    assert_eq!(err.code(), "E_PARQUET");
+    let msg = err.to_string();
+    assert!(msg.contains("the page at byte") || msg.contains("a page header at byte"), "{msg}");
+}

@@ -72,7 +72,12 @@ pub fn json_from_js(v: &JsValue, root: &str) -> Result<serde_json::Value, NotJso
 
 fn convert_json(v: &JsValue, path: &mut String, depth: usize) -> Result<serde_json::Value, NotJson> {
     use serde_json::Value;
-    let fail = |path: &str, found: String, allowed: &'static str| NotJson { path: path.to_string(), found, allowed };
+    fn fail(path: &str, found: String, allowed: &'static str) -> NotJson {
+        NotJson { path: path.to_string(), found, allowed }
+    }
+    fn threw(path: &str, allowed: &'static str) -> NotJson {
+        fail(path, "<object>".to_string(), allowed)
+    }
     if v.is_undefined() || v.is_null() {
         return Ok(Value::Null);
     }
@@ -101,7 +106,8 @@ fn convert_json(v: &JsValue, path: &mut String, depth: usize) -> Result<serde_js
     }
     let len = path.len();
     if js_sys::ArrayBuffer::is_view(v) && !v.is_instance_of::<js_sys::DataView>() {
-        let items = js_sys::Array::from(v);
+        let items =
+            js_array_from(v).map_err(|_| threw(path, "a typed array whose items can be read (reading threw)"))?;
         let mut out = Vec::with_capacity(items.length() as usize);
         for (i, item) in items.iter().enumerate() {
             let n = item.as_f64().unwrap_or(f64::NAN);
@@ -109,8 +115,10 @@ fn convert_json(v: &JsValue, path: &mut String, depth: usize) -> Result<serde_js
         }
         return Ok(Value::Array(out));
     }
-    if js_sys::Array::is_array(v) {
-        let items = js_sys::Array::from(v);
+    let is_array =
+        js_static("Array", "isArray", v).map_err(|_| threw(path, "a plain object or array (a revoked Proxy?)"))?;
+    if is_array.is_truthy() {
+        let items = js_array_from(v).map_err(|_| threw(path, "an array whose items can be read (reading threw)"))?;
         let mut out = Vec::with_capacity(items.length() as usize);
         for (i, item) in items.iter().enumerate() {
             path.push_str(&format!("[{i}]"));
@@ -121,7 +129,9 @@ fn convert_json(v: &JsValue, path: &mut String, depth: usize) -> Result<serde_js
     }
     let obj: &Object = v.unchecked_ref();
     let mut out = serde_json::Map::new();
-    for key in Object::keys(obj).iter() {
+    let keys = js_static("Object", "keys", obj)
+        .map_err(|_| threw(path, "an object whose keys can be listed (listing them threw)"))?;
+    for key in keys.unchecked_into::<js_sys::Array>().iter() {
         let name = key.as_string().unwrap_or_default();
         if path.is_empty() {
             path.push_str(&name);
@@ -137,6 +147,20 @@ fn convert_json(v: &JsValue, path: &mut String, depth: usize) -> Result<serde_js
         path.truncate(len);
     }
     Ok(Value::Object(out))
+}
+
+/// `globalThis[class][method](arg)`, with a throw (a Proxy trap, a revoked Proxy, a getter) returned
+/// as `Err` instead of unwinding through wasm: js_sys's own bindings of these functions do not
+/// catch, and an exception crossing wasm frames skips the shadow-stack restore.
+fn js_static(class: &str, method: &str, arg: &JsValue) -> Result<JsValue, JsValue> {
+    let ctor = Reflect::get(&js_sys::global(), &class.into())?;
+    let f: js_sys::Function = Reflect::get(&ctor, &method.into())?.dyn_into()?;
+    Reflect::apply(&f, &ctor, &js_sys::Array::of1(arg))
+}
+
+/// `Array.from(v)`: a real array, whose items can then be read without running user code.
+fn js_array_from(v: &JsValue) -> Result<js_sys::Array, JsValue> {
+    Ok(js_static("Array", "from", v)?.unchecked_into())
 }
 
 /// A JS number as JSON: integers up to 2^53 as integers (so the readers' `as_u64` sees them), other

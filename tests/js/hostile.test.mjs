@@ -85,6 +85,11 @@ const catalogue = [
   ['function in config', () => quantizeModel(good, { bitWidth: () => 4 }), 'E_CONFIG', { field: 'bitWidth' }],
   ['throwing getter', () => quantizeModel(good, { get bitWidth() { throw new Error('boom'); } }), 'E_CONFIG', { field: 'bitWidth' }],
   ['config a string', () => quantizeModel(good, 'local'), 'E_CONFIG'],
+  // Proxies whose traps throw: the exception must not unwind through wasm frames.
+  ['config Proxy, ownKeys throws', () => quantizeModel(good, new Proxy({}, { ownKeys() { throw new Error('trap'); } })), 'E_CONFIG'],
+  ['config revoked Proxy', () => { const r = Proxy.revocable({}, {}); r.revoke(); return quantizeModel(good, r.proxy); }, 'E_CONFIG'],
+  ['patterns Proxy, length throws', () => quantizeModel(good, { sensitiveLayerPatterns: new Proxy(['a'], { get() { throw new Error('trap'); } }) }), 'E_CONFIG', { field: 'sensitiveLayerPatterns' }],
+  ['calibration Proxy, ownKeys throws', () => readCalibration(new Proxy({}, { ownKeys() { throw new Error('trap'); } })), 'E_CALIBRATION'],
   ['resolveConfig deep', () => resolveConfig(deep(3000)), 'E_CONFIG'],
   ['configFromText not pairs', () => configFromText([[1, 2, 3]]), 'E_CONFIG'],
   ['configFromText deep', () => configFromText(deep(3000)), 'E_CONFIG'],

@@ -2,9 +2,11 @@
 //! docs/FORMAT.md is the contract; `schema.rs` is its code form, `row.rs` the row as a type.
 
 pub mod columns;
+mod pages;
 pub mod reader;
 pub mod row;
 pub mod schema;
+mod thrift;
 pub mod writer;
 
 pub use row::{Metrics, SpatialMeta, Storage, Stored, TensorRow};

@@ -15,6 +15,7 @@ use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
 use parquet::schema::types::SchemaDescriptor;
 
 use super::columns::{self, find_leaf, Leaf};
+use super::pages;
 use super::schema::*;
 use super::{Metrics, SpatialMeta, Storage, Stored, TensorRow};
 use crate::diffusion::timegroups::TimeGroup;
@@ -79,6 +80,7 @@ impl QuantizedFile {
                 "the footer says its metadata is {footer_len} bytes long, but the file has only {file_len} bytes (damaged or truncated)"
             )));
         }
+        pages::check_footer(&bytes, footer_len as usize)?;
         let bytes = Bytes::from(bytes);
         let reader = SerializedFileReader::new(bytes.clone())?;
         let kv: BTreeMap<String, String> = reader
@@ -123,6 +125,7 @@ impl QuantizedFile {
             check_body(&kv, &bytes)?;
         }
         check_chunk_ranges(reader.metadata(), file_len)?;
+        pages::check_pages(reader.metadata(), &bytes)?;
         let leaves = Leaves::find(reader.metadata().file_metadata().schema_descr())?;
         let mut rows = Vec::new();
         for i in 0..reader.num_row_groups() {
