@@ -11,11 +11,18 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
   let next = 0;
   let worker;
   let ready;
-  const send = (msg, hooks = {}) =>
+  let terminated = false;
+  // A job is pending from the moment it is asked for, so terminate() cancels it even before it
+  // reaches the worker (while a restarted worker is still starting).
+  const send = (msg, hooks = {}, before = null) =>
     new Promise((resolve, reject) => {
       const id = next++;
       pending.set(id, { resolve, reject, onChunk: () => {}, ...hooks });
-      worker.postMessage({ ...msg, id });
+      const post = () => {
+        if (pending.has(id) && !terminated) worker.postMessage({ ...msg, id });
+      };
+      if (before) before.then(post, (e) => pending.delete(id) && reject(e));
+      else post();
     });
   // A worker whose wasm instance trapped answers every later call with E_INTERNAL
   // (internal/instance.js); it is replaced by a fresh one, so the next call runs on a new instance.
@@ -48,10 +55,7 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
     pending.clear();
     start().then((info) => Object.assign(client.info, info, { restarts: client.info.restarts + 1 })).catch(() => {});
   };
-  const call = async (msg, hooks) => {
-    await ready;
-    return send(msg, hooks);
-  };
+  const call = (msg, hooks) => send(msg, hooks, ready);
   const info = { ...(await start()), restarts: 0 };
   const client = {
     info,
@@ -84,6 +88,7 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
     },
     /** Stop the worker (cancels any running job; its promise rejects with E_CANCELLED). */
     terminate() {
+      terminated = true;
       worker.terminate();
       for (const job of pending.values()) job.reject(aqError('E_CANCELLED', 'cancelled'));
       pending.clear();

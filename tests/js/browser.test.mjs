@@ -81,3 +81,24 @@ test('without COOP/COEP the package uses the single-threaded build and says why'
   assert.match(info.reason, /not cross-origin isolated/);
   await page.close();
 });
+
+test('in the Worker: a bad file is refused with its code, the same worker then quantizes, and terminate() cancels with E_CANCELLED', { timeout: 120000 }, async () => {
+  const { page, errors } = await open(plain.url);
+  const r = await page.evaluate(async () => {
+    const { createWorkerQuantizer } = await import('/pkg/browser.js');
+    const model = await (await fetch('/samples/tiny_ddpm_digits.safetensors')).blob();
+    const q = await createWorkerQuantizer({ warmUp: false });
+    const bad = await q.quantize(new Blob([new Uint8Array([9, 0, 0, 0, 0, 0, 0, 0, 1, 2])]), {}).then(() => 'accepted', (e) => e.code);
+    const good = await q.quantize(model, { bitWidth: 4 }).then((v) => v.parquet.size, (e) => `${e.code}: ${e.message}`);
+    const running = q.quantize(model, { bitWidth: 4 });
+    q.terminate();
+    const cancelled = await running.then(() => 'finished', (e) => e.code);
+    return { bad, good, cancelled, restarts: q.info.restarts };
+  });
+  assert.equal(r.bad, 'E_SAFETENSORS');
+  assert.ok(typeof r.good === 'number' && r.good > 1000, String(r.good));
+  assert.equal(r.cancelled, 'E_CANCELLED');
+  assert.equal(r.restarts, 0);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
