@@ -41,8 +41,8 @@ setup-chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 setup-python:
-	@[ -x $(PY) ] && $(PY) -c 'import pyarrow, numpy' 2>/dev/null || { \
-	  python3 -m venv $(VENV) && $(VENV)/bin/pip install -q pyarrow==26.0.1 numpy==2.4.6; }
+	@[ -x $(PY) ] && $(PY) -c 'import pyarrow, numpy, gguf' 2>/dev/null || { \
+	  python3 -m venv $(VENV) && $(VENV)/bin/pip install -q pyarrow==26.0.1 numpy==2.4.6 gguf==0.19.0; }
 
 setup: setup-rust setup-nightly setup-node setup-python setup-chromium
 
@@ -124,6 +124,7 @@ test-js: build build-threads setup-chromium
 
 test-py: build setup-python
 	$(PY) tests/py/check_format.py
+	$(PY) tests/py/check_gguf.py
 	$(PY) tools/eval/run.py --check
 
 # Quality at the diffusion models' output (tools/eval/run.py: numpy forward passes, no torch).

@@ -5,10 +5,11 @@ import { guardFreed } from './internal/freed.js';
 import { guardInstance } from './internal/instance.js';
 import { shardedSource as shardedSourceWith } from './internal/sources.js';
 import { quantizeStreamWith } from './internal/stream.js';
+import { quantizeGgufWith } from './internal/gguf.js';
 
 export { blobSource, bytesSource } from './internal/sources.js';
 
-guardFreed(raw.ModelQuantizer, raw.QuantizedFile, raw.SizePlanner);
+guardFreed(raw.ModelQuantizer, raw.QuantizedFile, raw.SizePlanner, raw.GgufQuantizer, raw.GgufFile);
 // Every call below goes through the guard: a trap poisons the instance (internal/instance.js).
 const wasm = guardInstance(raw);
 
@@ -18,13 +19,17 @@ export const {
   configFields,
   configFromText,
   dequantizeTensor,
+  GgufFile,
+  GgufQuantizer,
   describeModel,
   layerErrorHistogram,
   mergeShards,
   ModelQuantizer,
+  openGguf,
   openQuantized,
   QuantizedFile,
   quantizeModel,
+  quantizeModelGguf,
   quantizeTensor,
   readCalibration,
   readSafetensorsHeader,
@@ -63,4 +68,18 @@ export function shardedSource(shards, index) {
  */
 export function quantizeStream(source, config, options = {}) {
   return quantizeStreamWith(wasm, source, config, options);
+}
+
+/**
+ * Quantize a safetensors file into GGUF (docs/GGUF.md), tensor by tensor: the header first (every
+ * tensor's type and offset is decided from the safetensors header), then each tensor's blocks.
+ *
+ * @param source   `{ size, read(start, end) }`, as for `quantizeStream`.
+ * @param ggmlType `Q8_0`, `Q5_1`, `Q5_0`, `Q4_1`, `Q4_0`, `F16`, `BF16` or `F32`.
+ * @param options  `onChunk(bytes)` (without it the file is returned as `gguf`),
+ *                 `onProgress({ done, name, layer, bytesTotal })`, `signal` (E_CANCELLED).
+ * @returns `{ report, gguf? }`
+ */
+export function quantizeGguf(source, ggmlType, options = {}) {
+  return quantizeGgufWith(wasm, source, ggmlType, options);
 }

@@ -1,16 +1,20 @@
 #!/usr/bin/env node
 // arrowquant command line: quantize / inspect / dequantize, all through the wasm package.
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { buildInfo, configField, configFromText, fileSource, openQuantized, quantizeStream } from './node.js';
+import { buildInfo, configField, configFromText, fileSource, openGguf, openQuantized, quantizeGguf, quantizeStream } from './node.js';
 
-const USAGE = `arrowquant ${buildInfo().version} — quantize safetensors weights to 2/4/8-bit Parquet
+const USAGE = `arrowquant ${buildInfo().version} — quantize safetensors weights to 2/4/8-bit Parquet or GGUF
 
 usage:
   arrowquant quantize <model.safetensors> -o <out.parquet> [--profile edge|local|cloud|base] [config flags]
                       [--calibration stats.safetensors] [--json] [--quiet]
-  arrowquant inspect <file.parquet> [--json]
-  arrowquant dequantize <file.parquet> -o <out.safetensors> [--dtype f32|f16]
+  arrowquant quantize <model.safetensors> -o <out.gguf> [--gguf-type Q8_0|Q5_1|Q5_0|Q4_1|Q4_0|F16|BF16|F32]
+  arrowquant inspect <file.parquet|file.gguf> [--json]
+  arrowquant dequantize <file.parquet|file.gguf> -o <out.safetensors> [--dtype f32|f16]
+
+  The output format follows -o's extension (.gguf: GGUF, docs/GGUF.md; else Parquet); --gguf-type
+  chooses the GGUF type (default Q8_0). Config flags apply to Parquet output only.
 
 config flags (one per config field, kebab-case; see README):
   --bits/--bit-width 2|4|8   --group-size 32|64|128|256   --scale-search auto|on|off
@@ -57,11 +61,11 @@ function parseArgs(argv) {
     else if (name === 'json' || name === 'quiet' || name === 'help' || name === 'h' || name === 'version') flags[name] = true;
     else if (name === 'dtype') flags.dtype = next();
     else if (name === 'calibration') flags.calibration = next();
+    else if (name === 'gguf-type') flags.ggufType = next();
     else {
       const field = configField(name);
       if (!field) {
-        // Passed on as is: the library answers with the canonical "no such config field" error.
-        pairs.push([name, inline ?? '']);
+        throw new UsageError(`unknown flag --${name}`);
       } else if (field.kind === 'boolean') {
         const isWord = (text) => text !== undefined && typeof configFromText([[name, text]])[field.name] === 'boolean';
         pairs.push([name, inline ?? (isWord(argv[i + 1]) && argv[i + 1] !== '' ? argv[++i] : '')]);
@@ -153,10 +157,61 @@ function progressBar(p) {
   process.stderr.write(`\r[${'#'.repeat(fill)}${' '.repeat(width - fill)}] ${p.done}/${p.total} ${(frac * 100).toFixed(0).padStart(3)}% ${name.padEnd(40)}`);
 }
 
+const isGguf = (path) => /\.gguf$/i.test(path);
+
+async function quantizeToGguf(input, output, { flags, config }) {
+  const given = Object.keys(config);
+  const kebab = (name) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  if (given.length) throw new UsageError(`--${kebab(given[0])} applies to Parquet output; GGUF output takes --gguf-type`);
+  if (flags.calibration) throw new UsageError('--calibration applies to Parquet output; GGUF output takes --gguf-type');
+  const ggmlType = flags.ggufType ?? 'Q8_0';
+  const source = fileSource(input);
+  const showBar = process.stderr.isTTY && !flags.json && !flags.quiet;
+  let report;
+  try {
+    let total = 0;
+    ({ report } = await writeAtomically(output, (put) =>
+      quantizeGguf(source, ggmlType, {
+        onChunk: put,
+        onProgress: showBar ? (p) => progressBar({ ...p, total: (total ||= p.done), bytesDone: 0, bytesTotal: 0 }) : undefined,
+      }),
+    ));
+  } finally {
+    source.close();
+    if (showBar) process.stderr.write('\n');
+  }
+  if (flags.json) {
+    console.log(JSON.stringify({ output, ...report }, null, 2));
+  } else if (!flags.quiet) {
+    console.log(table(report.layers.map((l) => ({
+      tensor: l.name,
+      shape: `[${l.shape.join(',')}]`,
+      dtype: l.dtype,
+      stored: l.ggmlType,
+      cosine: fmt(l.cosine, 5),
+      'snr dB': fmt(l.snrDb, 2),
+      why: l.reason,
+    })), ['tensor', 'shape', 'dtype', 'stored', 'cosine', 'snr dB', 'why']));
+    const counts = {};
+    for (const l of report.layers) counts[l.ggmlType] = (counts[l.ggmlType] ?? 0) + 1;
+    console.log(`
+model: ${report.layers.length} tensors, ${report.paramsTotal.toLocaleString('en-US')} params, architecture ${report.architecture} (${report.architectureRule})
+types: ${Object.entries(counts).map(([t, n]) => `${t} ×${n}`).join(', ')}
+size: ${mib(report.sourceBytes)} → ${mib(report.outputBytes)} (${report.compressionRatio.toFixed(2)}×)
+quality: SNR ${fmt(report.snrDb, 2)} dB pooled; min cosine ${fmt(report.minCosine, 5)}${report.minCosineLayer ? ` (${report.minCosineLayer})` : ''}`);
+    console.log(`wrote ${output}`);
+  }
+}
+
 async function quantize({ positional, flags, config }) {
   const [input] = positional;
   if (!input) throw new UsageError('quantize needs an input .safetensors file');
-  const output = flags.output ?? join('out', basename(input).replace(/\.safetensors$/, '') + '.aq.parquet');
+  if (!flags.output) throw new UsageError('quantize needs -o <out.parquet|out.gguf>');
+  const output = flags.output;
+  if (isGguf(output) || flags.ggufType) {
+    if (!isGguf(output)) throw new UsageError('--gguf-type writes GGUF: name the output *.gguf');
+    return quantizeToGguf(input, output, { flags, config });
+  }
   const source = fileSource(input);
   const showBar = process.stderr.isTTY && !flags.json && !flags.quiet;
   let report;
@@ -181,9 +236,41 @@ async function quantize({ positional, flags, config }) {
   }
 }
 
+/** Whether the file starts with GGUF's magic (whatever its name). */
+function startsWithGguf(path) {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    return readSync(fd, head, 0, 4, 0) === 4 && head.toString('latin1') === 'GGUF';
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function inspectGguf(input, flags) {
+  const file = openGguf(readFileSync(input));
+  try {
+    const metadata = file.metadata();
+    const tensors = file.tensors();
+    if (flags.json) {
+      console.log(JSON.stringify({ file: input, metadata, tensors }, null, 2));
+      return;
+    }
+    console.log(`${input}: GGUF, architecture ${metadata['general.architecture'] ?? '—'}, ${tensors.length} tensors`);
+    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'object') console.log(`  ${k} = ${v}`);
+    console.log(table(
+      tensors.map((t) => ({ tensor: t.name, shape: `[${t.shape.join(',')}]`, type: t.ggmlType, bytes: t.bytes })),
+      ['tensor', 'shape', 'type', 'bytes'],
+    ));
+  } finally {
+    file.free();
+  }
+}
+
 function inspect({ positional, flags }) {
   const [input] = positional;
-  if (!input) throw new UsageError('inspect needs a .parquet file');
+  if (!input) throw new UsageError('inspect needs a .parquet or .gguf file');
+  if (startsWithGguf(input)) return inspectGguf(input, flags);
   const file = openQuantized(readFileSync(input));
   try {
     const meta = file.metadata();
@@ -216,9 +303,19 @@ function inspect({ positional, flags }) {
 
 async function dequantize({ positional, flags }) {
   const [input] = positional;
-  if (!input) throw new UsageError('dequantize needs a .parquet file');
+  if (!input) throw new UsageError('dequantize needs a .parquet or .gguf file');
   if (!flags.output) throw new UsageError('dequantize needs -o <out.safetensors>');
   const dtype = flags.dtype ?? 'f32';
+  if (startsWithGguf(input)) {
+    const file = openGguf(readFileSync(input));
+    try {
+      await writeAtomically(flags.output, (put) => put(file.toSafetensors(dtype)));
+    } finally {
+      file.free();
+    }
+    if (!flags.json) console.log(`wrote ${flags.output} (${dtype})`);
+    return;
+  }
   const file = openQuantized(readFileSync(input));
   try {
     await writeAtomically(flags.output, (put) => {
@@ -233,7 +330,12 @@ async function dequantize({ positional, flags }) {
 
 async function main(argv) {
   const [command, ...rest] = argv;
-  if (!command || command === '--help' || command === '-h' || command === 'help') {
+  if (!command) {
+    process.stderr.write(USAGE);
+    process.exitCode = 2;
+    return;
+  }
+  if (command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(USAGE);
     return;
   }

@@ -44,6 +44,10 @@ pub enum AqError {
     #[error("{0}")]
     TooLarge(String),
 
+    /// A GGUF file that is malformed or holds what this library cannot read (docs/GGUF.md).
+    #[error("gguf: {0}")]
+    Gguf(String),
+
     /// Calibration statistics that do not follow docs/CALIBRATION.md.
     #[error("invalid calibration statistics: {0}")]
     Calibration(String),
@@ -63,6 +67,7 @@ impl AqError {
             AqError::TooLarge(_) => "E_TOO_LARGE",
             AqError::Cancelled(_) => "E_CANCELLED",
             AqError::Calibration(_) => "E_CALIBRATION",
+            AqError::Gguf(_) => "E_GGUF",
         }
     }
 

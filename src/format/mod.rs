@@ -3,6 +3,7 @@
 //! docs/CALIBRATION.md, `shards` several safetensors files seen as one.
 
 pub mod calibration;
+pub mod gguf;
 pub mod parquet;
 pub mod safetensors;
 pub mod shards;

@@ -6,11 +6,13 @@
 //! * `batches` — which byte ranges are read together;
 //! * `summary` and `report` — the per-layer and model report;
 //! * `whole_file` — a file held in memory, driven through `run`;
+//! * `gguf` — the GGUF writer: types from the header, then each tensor's blocks, measured;
 //! * `plan` — the measuring pass of `targetSizeMb`;
 //! * `inspect` — what a UI shows before and after a run (model summary, error histogram).
 
 pub mod batches;
 pub mod decision;
+pub mod gguf;
 pub mod inspect;
 pub mod layer;
 pub mod objective;

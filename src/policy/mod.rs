@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod fields;
+pub mod gguf_mix;
 pub mod glob;
 pub mod modality;
 pub mod sizeplan;

@@ -3,6 +3,7 @@
 
 pub mod dtype;
 pub mod gain;
+pub mod ggml;
 pub mod gptq;
 pub mod gram;
 pub mod layout;

@@ -7,6 +7,7 @@
 mod bench;
 mod convert;
 mod file;
+mod gguf;
 mod info;
 mod model;
 mod tensor;

@@ -102,9 +102,15 @@ test('errors: code on stderr, exit 1, no partial output left behind', () => {
   assert.deepEqual(JSON.parse(j.stdout).error.code, 'E_CONFIG');
   assert.equal(JSON.parse(j.stdout).error.field, 'groupSize');
   const u = run('quantize', SAMPLE, '-o', out, '--no-such-flag', '3');
-  assert.equal(u.status, 1);
-  assert.match(u.stderr, /E_CONFIG.*noSuchFlag/);
+  assert.equal(u.status, 2);
+  assert.match(u.stderr, /E_USAGE.*unknown flag --no-such-flag/);
   assert.equal(run('frobnicate').status, 2);
+  const none = run();
+  assert.equal(none.status, 2);
+  assert.match(none.stderr, /usage:/);
+  const noOut = run('quantize', SAMPLE);
+  assert.equal(noOut.status, 2);
+  assert.match(noOut.stderr, /E_USAGE.*-o/);
   const notpq = run('inspect', SAMPLE);
   assert.equal(notpq.status, 1);
   assert.match(notpq.stderr, /E_PARQUET/);
@@ -140,9 +146,9 @@ test('Ctrl-C during quantize leaves neither the output nor a temporary file', as
   assert.deepEqual(readdirSync(d).sort(), ['big.safetensors']);
 });
 
-test('without -o the file goes to out/<name>.aq.parquet, creating out/', () => {
+test('-o into a directory that does not exist yet creates it', () => {
   const cwd = tempDir();
-  const r = spawnSync(process.execPath, [CLI, 'quantize', SAMPLE, '--quiet'], { encoding: 'utf8', cwd });
+  const r = spawnSync(process.execPath, [CLI, 'quantize', SAMPLE, '-o', 'out/rivagan_f32.aq.parquet', '--quiet'], { encoding: 'utf8', cwd });
   assert.equal(r.status, 0, r.stderr);
   assert.ok(existsSync(join(cwd, 'out', 'rivagan_f32.aq.parquet')));
 });

@@ -1,0 +1,38 @@
+// GGUF output over a byte source: the wasm plans every tensor's type and offset from the header
+// (so the GGUF header is written first), then each tensor is read, quantized and emitted in the
+// source's order; memory holds one tensor at a time.
+import { concat } from './bytes.js';
+import { throwIfAborted } from './errors.js';
+import { readHeaderBytes } from './sources.js';
+
+/**
+ * Quantize a safetensors source into a GGUF file of `ggmlType`; see `quantizeGguf` in api.js.
+ * @returns `{ report, gguf? }` (`gguf` only without `onChunk`)
+ */
+export async function quantizeGgufWith(lib, source, ggmlType, { onChunk, onProgress, signal } = {}) {
+  throwIfAborted(signal);
+  const collected = onChunk ? null : [];
+  const emit = async (chunk) => {
+    if (chunk.length === 0) return;
+    if (collected) collected.push(chunk);
+    else await onChunk(chunk);
+  };
+  const q = new lib.GgufQuantizer(await readHeaderBytes(lib, source), source.size, ggmlType);
+  try {
+    const bytesTotal = q.outputBytes;
+    await emit(q.takeHeader());
+    let done = 0;
+    for (let t = q.nextTensor(); t; t = q.nextTensor()) {
+      throwIfAborted(signal);
+      const { bytes, layer } = q.addTensor(t.name, await source.read(t.start, t.end));
+      await emit(bytes);
+      done++;
+      onProgress?.({ done, name: t.name, layer, bytesTotal });
+    }
+    throwIfAborted(signal);
+    const report = q.finish();
+    return collected ? { report, gguf: concat(collected) } : { report };
+  } finally {
+    q.free();
+  }
+}

@@ -1,0 +1,290 @@
+//! The GGUF writer over a safetensors source, tensor by tensor. Every tensor's type comes from its
+//! name, dtype and shape (policy/gguf_mix.rs), so the whole header — tensor infos and offsets — is
+//! written first, and each tensor's bytes follow as it is quantized: memory is bounded by the
+//! largest tensor, as on the Parquet path. Each tensor is measured against its source (the same
+//! metrics as the Parquet report).
+
+use serde::Serialize;
+#[cfg(target_arch = "wasm32")]
+use tsify::Tsify;
+
+use crate::error::{AqError, Result};
+use crate::format::gguf::arch;
+use crate::format::gguf::container::{align, encode_header, TensorInfo as GgufTensor, Value, ALIGNMENT};
+use crate::format::safetensors::{parse_header, Header};
+use crate::policy::gguf_mix::{choose, GgufMix, TypeRule};
+use crate::quant::dtype::{decode_f32, Dtype};
+use crate::quant::ggml::{self, GgmlType};
+use crate::quant::metrics::ErrorSums;
+use crate::quant::tensor::check_finite;
+
+/// Which ggml type a source dtype that is not quantized keeps (integers pass through exactly).
+fn integer_type(dtype: Dtype) -> Option<GgmlType> {
+    match dtype {
+        Dtype::I8 => Some(GgmlType::I8),
+        Dtype::I16 => Some(GgmlType::I16),
+        Dtype::I32 => Some(GgmlType::I32),
+        Dtype::I64 => Some(GgmlType::I64),
+        _ => None,
+    }
+}
+
+/// One tensor in the output: where it comes from and what it becomes.
+#[derive(Debug, Clone)]
+struct Planned {
+    source: usize,
+    ty: GgmlType,
+    rule: Option<TypeRule>,
+    bytes: u64,
+    offset: u64,
+}
+
+/// One tensor of the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
+#[serde(rename_all = "camelCase")]
+pub struct GgufLayer {
+    pub name: String,
+    /// The source (safetensors, row-major) shape.
+    pub shape: Vec<u64>,
+    pub dtype: String,
+    /// The ggml type written (`Q4_0`, `F16`, …).
+    pub ggml_type: String,
+    pub reason: String,
+    pub params: u64,
+    pub source_bytes: u64,
+    pub stored_bytes: u64,
+    pub bits_per_value: f64,
+    /// Metrics of the stored values against the source; null for exact pass-through (integers).
+    pub cosine: Option<f64>,
+    pub snr_db: Option<f64>,
+    pub rel_rmse: Option<f64>,
+    pub max_abs_error: Option<f64>,
+}
+
+/// The report of a GGUF run: every tensor's type, why, and its error against the source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
+#[serde(rename_all = "camelCase")]
+pub struct GgufReport {
+    pub ggml_type: String,
+    pub architecture: String,
+    /// The tensor names that decided the architecture (or why none did).
+    pub architecture_rule: String,
+    pub layers: Vec<GgufLayer>,
+    pub params_total: u64,
+    pub source_bytes: u64,
+    pub output_bytes: u64,
+    pub compression_ratio: f64,
+    /// 10·log10(Σw² / Σ(w−ŵ)²) pooled over every float tensor.
+    pub snr_db: f64,
+    pub min_cosine: f64,
+    pub min_cosine_layer: Option<String>,
+}
+
+/// The streaming GGUF writer: `begin` gives the header bytes, `add_tensor` each tensor's bytes in
+/// the source's order, `finish` the report.
+pub struct GgufQuantizer {
+    mix: GgufMix,
+    header: Header,
+    plan: Vec<Planned>,
+    architecture: (String, String),
+    header_bytes: u64,
+    next: usize,
+    layers: Vec<GgufLayer>,
+    pooled: ErrorSums,
+}
+
+impl GgufQuantizer {
+    /// Parse the safetensors header, decide every tensor's type and return the GGUF header.
+    pub fn begin(header_bytes: &[u8], file_len: Option<u64>, mix: GgufMix) -> Result<(Self, Vec<u8>)> {
+        let header = parse_header(header_bytes, file_len)?;
+        let architecture = match arch::detect(header.tensors.iter().map(|t| t.name.as_str())) {
+            Some((a, names)) => (a.to_string(), format!("tensor names present: {names}")),
+            None => ("unknown".to_string(), "no architecture's identifying tensor names are present".to_string()),
+        };
+        let mut plan = Vec::with_capacity(header.tensors.len());
+        let mut kv = vec![
+            ("general.architecture".to_string(), Value::String(architecture.0.clone())),
+            ("general.quantization_version".to_string(), Value::U32(2)),
+            ("general.file_type".to_string(), Value::U32(mix.file_type())),
+            ("general.alignment".to_string(), Value::U32(ALIGNMENT as u32)),
+        ];
+        if let Some(name) = header.metadata.get("name").or_else(|| header.metadata.get("modelspec.title")) {
+            kv.push(("general.name".to_string(), Value::String(name.clone())));
+        }
+        kv.push(("arrowquant.version".to_string(), Value::String(env!("CARGO_PKG_VERSION").to_string())));
+        kv.push(("arrowquant.ggml_type".to_string(), Value::String(mix.name().to_string())));
+        let mut offset = 0u64;
+        let mut infos = Vec::with_capacity(header.tensors.len());
+        for (source, t) in header.tensors.iter().enumerate() {
+            let (ty, rule) = if t.dtype.is_float() {
+                let (ty, rule) = choose(&t.name, t.dtype, &t.shape, mix);
+                (ty, Some(rule))
+            } else {
+                let ty = integer_type(t.dtype)
+                    .ok_or_else(|| AqError::dtype(&t.name, format!("no GGUF type holds {} values", t.dtype.name())))?;
+                (ty, None)
+            };
+            // ggml holds at most 4 dimensions: a deeper tensor is written as rows of its last
+            // dimension, its shape recorded where ComfyUI-GGUF's loader looks for it.
+            let shape: Vec<u64> = if t.shape.len() > 4 {
+                kv.push((
+                    format!("comfy.gguf.orig_shape.{}", t.name),
+                    Value::I32Array(
+                        t.shape
+                            .iter()
+                            .map(|&d| i32::try_from(d))
+                            .collect::<std::result::Result<_, _>>()
+                            .map_err(|_| AqError::dtype(&t.name, "a dimension beyond 2^31 cannot be recorded"))?,
+                    ),
+                ));
+                let last = *t.shape.last().expect("5+ dims");
+                vec![t.numel() / last.max(1), last]
+            } else if t.shape.is_empty() {
+                vec![1]
+            } else {
+                t.shape.clone()
+            };
+            let dims: Vec<u64> = shape.iter().rev().copied().collect();
+            let bytes = ty.bytes_for(t.numel()).ok_or_else(|| {
+                AqError::dtype(&t.name, format!("{} values are not whole {} blocks", t.numel(), ty.name()))
+            })?;
+            plan.push(Planned { source, ty, rule, bytes, offset });
+            infos.push(GgufTensor { name: t.name.clone(), dims, ty, offset });
+            offset = offset
+                .checked_add(bytes)
+                .and_then(align)
+                .ok_or_else(|| AqError::TooLarge("the GGUF data section overflows 64 bits".into()))?;
+        }
+        let out = encode_header(&kv, &infos);
+        let q = GgufQuantizer {
+            mix,
+            header,
+            plan,
+            architecture,
+            header_bytes: out.len() as u64,
+            next: 0,
+            layers: Vec::new(),
+            pooled: ErrorSums::default(),
+        };
+        Ok((q, out))
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Bytes of the whole output, known before any tensor is quantized.
+    pub fn output_len(&self) -> u64 {
+        self.plan
+            .last()
+            .map_or(self.header_bytes, |p| self.header_bytes + align(p.offset + p.bytes).unwrap_or(u64::MAX))
+    }
+
+    /// Quantize the next tensor (in the source's order) from its bytes; returns its bytes in the
+    /// output, padding included, and its report line.
+    pub fn add_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<(Vec<u8>, GgufLayer)> {
+        let Some(p) = self.plan.get(self.next).cloned() else {
+            return Err(AqError::State(format!("tensor '{name}' is one more than the header lists")));
+        };
+        let t = &self.header.tensors[p.source];
+        if t.name != name {
+            return Err(AqError::State(format!(
+                "expected tensor '{}' next (the source's order), got '{name}'",
+                t.name
+            )));
+        }
+        if bytes.len() as u64 != t.byte_len() {
+            return Err(AqError::dtype(name, format!("{} bytes given, the header says {}", bytes.len(), t.byte_len())));
+        }
+        let mut out = Vec::with_capacity(align(p.bytes).unwrap_or(p.bytes) as usize);
+        let mut sums = None;
+        if t.dtype.is_float() {
+            let mut values = vec![0f32; t.numel() as usize];
+            decode_f32(t.dtype, bytes, &mut values);
+            check_finite(name, &values, 0)?;
+            ggml::quantize(p.ty, &values, &mut out)?;
+            let back = ggml::dequantize(p.ty, &out, values.len())?;
+            let mut s = ErrorSums::default();
+            for (w, q) in values.chunks(1 << 16).zip(back.chunks(1 << 16)) {
+                s.add(w, q);
+            }
+            self.pooled.merge(&s);
+            sums = Some(s);
+        } else {
+            out.extend_from_slice(bytes);
+        }
+        debug_assert_eq!(out.len() as u64, p.bytes);
+        out.resize(align(p.bytes).expect("planned") as usize, 0);
+        let reason = match &p.rule {
+            Some(rule) => rule.describe(p.ty, self.mix),
+            None => format!("{}: integer values, copied", p.ty.name()),
+        };
+        let layer = GgufLayer {
+            name: name.to_string(),
+            shape: t.shape.clone(),
+            dtype: t.dtype.name().to_string(),
+            ggml_type: p.ty.name().to_string(),
+            reason,
+            params: t.numel(),
+            source_bytes: t.byte_len(),
+            stored_bytes: p.bytes,
+            bits_per_value: p.ty.bits_per_value(),
+            cosine: sums.map(|s| s.cosine()),
+            snr_db: sums.map(|s| s.snr_db()),
+            rel_rmse: sums.map(|s| s.rel_rmse()),
+            max_abs_error: sums.map(|s| s.max_abs),
+        };
+        self.layers.push(layer.clone());
+        self.next += 1;
+        Ok((out, layer))
+    }
+
+    /// The name of the tensor `add_tensor` expects next, or `None` when all are done.
+    pub fn next_tensor(&self) -> Option<&str> {
+        self.plan.get(self.next).map(|p| self.header.tensors[p.source].name.as_str())
+    }
+
+    pub fn finish(self) -> Result<GgufReport> {
+        if let Some(name) = self.next_tensor() {
+            return Err(AqError::State(format!("finish() before tensor '{name}' was added")));
+        }
+        let source_bytes = self.header.tensor_bytes();
+        let output_bytes = self.output_len();
+        let min =
+            self.layers.iter().filter_map(|l| l.cosine.map(|c| (c, l.name.clone()))).min_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(GgufReport {
+            ggml_type: self.mix.name().to_string(),
+            architecture: self.architecture.0,
+            architecture_rule: self.architecture.1,
+            params_total: self.layers.iter().map(|l| l.params).sum(),
+            layers: self.layers,
+            source_bytes,
+            output_bytes,
+            compression_ratio: source_bytes as f64 / output_bytes.max(1) as f64,
+            snr_db: self.pooled.snr_db(),
+            min_cosine: min.as_ref().map_or(1.0, |m| m.0),
+            min_cosine_layer: min.map(|m| m.1),
+        })
+    }
+}
+
+/// A whole safetensors file held in memory, written as GGUF.
+pub fn quantize_model_gguf(bytes: &[u8], mix: GgufMix) -> Result<(Vec<u8>, GgufReport)> {
+    let (mut q, mut out) = GgufQuantizer::begin(bytes, Some(bytes.len() as u64), mix)?;
+    out.reserve((q.output_len() as usize).saturating_sub(out.len()));
+    let ranges: Vec<(String, u64, u64)> = q
+        .header()
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), q.header().data_offset + t.begin, q.header().data_offset + t.end))
+        .collect();
+    for (name, start, end) in ranges {
+        let (data, _) = q.add_tensor(&name, &bytes[start as usize..end as usize])?;
+        out.extend_from_slice(&data);
+    }
+    let report = q.finish()?;
+    debug_assert_eq!(out.len() as u64, report.output_bytes);
+    Ok((out, report))
+}

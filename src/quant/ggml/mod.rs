@@ -1,0 +1,280 @@
+//! ggml's tensor types (the storage of GGUF files): block layouts byte for byte as ggml and
+//! gguf-py define them, with our own quantizers. A tensor of a block type is a sequence of rows of
+//! `ne[0]` values (the innermost dimension), each a whole number of blocks.
+//!
+//! Dequantization is part of the contract (docs/GGUF.md): the float operations are the ones the
+//! reference readers perform, in the same order, so `gguf.quants.dequantize` reproduces ours bit
+//! for bit. Quantization is ours: rounding is half-to-even, and every code is chosen against the
+//! scale as stored (f16), not the f32 value before rounding.
+
+mod float;
+mod legacy;
+
+use crate::error::{AqError, Result};
+
+/// A ggml tensor type this library writes and reads. The discriminant is ggml's type id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GgmlType {
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q5_0 = 6,
+    Q5_1 = 7,
+    Q8_0 = 8,
+    I8 = 24,
+    I16 = 25,
+    I32 = 26,
+    I64 = 27,
+    BF16 = 30,
+}
+
+impl GgmlType {
+    /// The block and float types (what a float tensor can become).
+    pub const ALL: [GgmlType; 8] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q8_0,
+        GgmlType::Q5_1,
+        GgmlType::Q5_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4_0,
+    ];
+
+    pub fn id(self) -> u32 {
+        self as u32
+    }
+
+    /// Integer types: copied from integer sources, never quantized.
+    pub const INTEGERS: [GgmlType; 4] = [GgmlType::I8, GgmlType::I16, GgmlType::I32, GgmlType::I64];
+
+    pub fn from_id(id: u32) -> Option<Self> {
+        Self::ALL.into_iter().chain(Self::INTEGERS).find(|t| t.id() == id)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GgmlType::F32 => "F32",
+            GgmlType::F16 => "F16",
+            GgmlType::BF16 => "BF16",
+            GgmlType::Q8_0 => "Q8_0",
+            GgmlType::Q5_1 => "Q5_1",
+            GgmlType::Q5_0 => "Q5_0",
+            GgmlType::Q4_1 => "Q4_1",
+            GgmlType::Q4_0 => "Q4_0",
+            GgmlType::I8 => "I8",
+            GgmlType::I16 => "I16",
+            GgmlType::I32 => "I32",
+            GgmlType::I64 => "I64",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Values per block (1 for the float types).
+    pub fn block_values(self) -> usize {
+        match self {
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
+            GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 => 1,
+            _ => 32,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            GgmlType::F32 | GgmlType::I32 => 4,
+            GgmlType::F16 | GgmlType::BF16 | GgmlType::I16 => 2,
+            GgmlType::I8 => 1,
+            GgmlType::I64 => 8,
+            GgmlType::Q8_0 => legacy::Q8_0_BYTES,
+            GgmlType::Q5_1 => legacy::Q5_1_BYTES,
+            GgmlType::Q5_0 => legacy::Q5_0_BYTES,
+            GgmlType::Q4_1 => legacy::Q4_1_BYTES,
+            GgmlType::Q4_0 => legacy::Q4_0_BYTES,
+        }
+    }
+
+    pub fn is_quantized(self) -> bool {
+        self.block_values() > 1
+    }
+
+    /// Stored bits per value, params included (Q4_0: 4.5).
+    pub fn bits_per_value(self) -> f64 {
+        self.block_bytes() as f64 * 8.0 / self.block_values() as f64
+    }
+
+    /// Bytes of `count` values; `None` when `count` is not a whole number of blocks or overflows.
+    pub fn bytes_for(self, count: u64) -> Option<u64> {
+        let per = self.block_values() as u64;
+        count.is_multiple_of(per).then(|| (count / per).checked_mul(self.block_bytes() as u64)).flatten()
+    }
+}
+
+/// Encode `values` (a whole number of blocks) as `ty`, appending to `out`.
+pub fn quantize(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<()> {
+    let per = ty.block_values();
+    if !values.len().is_multiple_of(per) {
+        return Err(AqError::Gguf(format!("{} values are not whole {} blocks", values.len(), ty.name())));
+    }
+    out.reserve(values.len() / per * ty.block_bytes());
+    match ty {
+        GgmlType::F32 => float::encode_f32(values, out),
+        GgmlType::F16 => float::encode_f16(values, out),
+        GgmlType::BF16 => float::encode_bf16(values, out),
+        GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 => {
+            return Err(AqError::Gguf(format!(
+                "{} holds integers copied from the source, not quantized floats",
+                ty.name()
+            )))
+        }
+        _ => {
+            let mut block = vec![0u8; ty.block_bytes()];
+            for chunk in values.chunks_exact(per) {
+                legacy::quantize_block(ty, chunk.try_into().expect("32 values"), &mut block);
+                out.extend_from_slice(&block);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decode `count` values of type `ty` from `bytes`, which must hold exactly that many.
+pub fn dequantize(ty: GgmlType, bytes: &[u8], count: usize) -> Result<Vec<f32>> {
+    let want = ty.bytes_for(count as u64);
+    if want != Some(bytes.len() as u64) {
+        return Err(AqError::Gguf(format!("{} {} values need {want:?} bytes, got {}", count, ty.name(), bytes.len())));
+    }
+    let mut out = vec![0f32; count];
+    match ty {
+        GgmlType::F32 => float::decode_f32(bytes, &mut out),
+        GgmlType::F16 => float::decode_f16(bytes, &mut out),
+        GgmlType::BF16 => float::decode_bf16(bytes, &mut out),
+        GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 => {
+            float::decode_integers(ty.block_bytes(), bytes, &mut out)
+        }
+        _ => {
+            for (block, o) in bytes.chunks_exact(ty.block_bytes()).zip(out.chunks_exact_mut(32)) {
+                legacy::dequantize_block(ty, block, o.try_into().expect("32 values"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) as f32 * scale
+            })
+            .collect()
+    }
+
+    fn snr(w: &[f32], q: &[f32]) -> f64 {
+        let (mut s, mut e) = (0f64, 0f64);
+        for (a, b) in w.iter().zip(q) {
+            s += (*a as f64).powi(2);
+            e += (*a as f64 - *b as f64).powi(2);
+        }
+        10.0 * (s / e).log10()
+    }
+
+    #[test]
+    fn sizes_match_ggml() {
+        let bytes: Vec<(GgmlType, usize)> = GgmlType::ALL.iter().map(|t| (*t, t.block_bytes())).collect();
+        for (t, b) in bytes {
+            let want = match t {
+                GgmlType::F32 => 4,
+                GgmlType::F16 | GgmlType::BF16 => 2,
+                GgmlType::Q8_0 => 34,
+                GgmlType::Q5_1 => 24,
+                GgmlType::Q5_0 => 22,
+                GgmlType::Q4_1 => 20,
+                GgmlType::Q4_0 => 18,
+                _ => unreachable!("ALL holds the float and block types"),
+            };
+            assert_eq!(b, want, "{t:?}");
+        }
+        assert_eq!(GgmlType::Q4_0.bytes_for(33), None);
+        assert_eq!(GgmlType::Q8_0.bytes_for(u64::MAX - 31), None);
+        assert_eq!(GgmlType::from_id(8), Some(GgmlType::Q8_0));
+        assert_eq!(GgmlType::parse("q4_1"), Some(GgmlType::Q4_1));
+    }
+
+    #[test]
+    fn round_trips_with_the_expected_quality() {
+        let w = random(32 * 512, 7, 0.1);
+        // (type, minimum SNR in dB for uniform values)
+        for (t, min_snr) in [
+            (GgmlType::Q8_0, 40.0),
+            (GgmlType::Q5_1, 28.0),
+            (GgmlType::Q5_0, 26.0),
+            (GgmlType::Q4_1, 22.0),
+            (GgmlType::Q4_0, 20.0),
+            (GgmlType::BF16, 45.0),
+            (GgmlType::F16, 65.0),
+        ] {
+            let mut bytes = Vec::new();
+            quantize(t, &w, &mut bytes).unwrap();
+            assert_eq!(bytes.len() as u64, t.bytes_for(w.len() as u64).unwrap());
+            let back = dequantize(t, &bytes, w.len()).unwrap();
+            let s = snr(&w, &back);
+            assert!(s > min_snr, "{t:?}: {s:.2} dB");
+        }
+        let mut bytes = Vec::new();
+        quantize(GgmlType::F32, &w, &mut bytes).unwrap();
+        assert_eq!(dequantize(GgmlType::F32, &bytes, w.len()).unwrap(), w);
+    }
+
+    #[test]
+    fn adversarial_blocks_stay_finite_and_exact_where_they_can() {
+        let mut cases: Vec<Vec<f32>> = vec![
+            vec![0.0; 32],
+            vec![-0.0; 32],
+            vec![1.5; 32],
+            vec![-3.0; 32],
+            vec![1e-30; 32],
+            vec![60000.0; 32],
+            (0..32).map(|i| if i == 5 { 1.0 } else { 0.0 }).collect(),
+            (0..32).map(|i| if i % 2 == 0 { 1e-8 } else { -1e-8 }).collect(),
+            (0..32).map(|i| i as f32 - 16.0).collect(),
+        ];
+        cases.push((0..32).map(|i| f32::from_bits(i + 1)).collect()); // f32 subnormals
+        for t in GgmlType::ALL {
+            for w in &cases {
+                let mut bytes = Vec::new();
+                quantize(t, w, &mut bytes).unwrap();
+                let back = dequantize(t, &bytes, 32).unwrap();
+                assert!(back.iter().all(|v| v.is_finite()), "{t:?} {w:?} → {back:?}");
+                let max = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+                if w.iter().all(|v| *v == w[0]) && t != GgmlType::Q4_0 && t != GgmlType::Q5_0 {
+                    // a constant block is the min of the affine types, the extreme of Q8_0
+                    if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q8_0) && max > 1e-4 && max < 60000.0 {
+                        let rel = (back[0] - w[0]).abs() / max;
+                        assert!(rel < 1e-3, "{t:?} {w:?} → {back:?}");
+                    }
+                }
+                if t == GgmlType::F32 {
+                    assert_eq!(&back, w);
+                }
+            }
+        }
+        // All zeros decode to zeros in every type.
+        for t in GgmlType::ALL {
+            let mut bytes = Vec::new();
+            quantize(t, &[0.0; 32], &mut bytes).unwrap();
+            assert!(dequantize(t, &bytes, 32).unwrap().iter().all(|v| *v == 0.0), "{t:?}");
+        }
+    }
+}

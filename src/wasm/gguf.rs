@@ -1,0 +1,161 @@
+//! GGUF output: a whole file in memory (`quantizeModelGguf`) or streamed (`GgufQuantizer`).
+
+use js_sys::Uint8Array;
+use wasm_bindgen::prelude::*;
+
+use crate::error::AqError;
+use crate::pipeline::gguf::{self, quantize_model_gguf};
+use crate::policy::gguf_mix::GgufMix;
+
+use super::convert::{file_size, set, to_js};
+
+/// Quantize a whole safetensors file held in memory into a GGUF file of `ggmlType` (`Q8_0`,
+/// `Q4_0`, …; docs/GGUF.md). Resolves to `{ gguf, report }`.
+#[wasm_bindgen(js_name = quantizeModelGguf, unchecked_return_type = "{ gguf: Uint8Array, report: GgufReport }")]
+pub fn quantize_model_gguf_js(
+    bytes: &[u8],
+    #[wasm_bindgen(js_name = ggmlType)] ggml_type: &str,
+) -> Result<JsValue, JsValue> {
+    let (out, report) = quantize_model_gguf(bytes, GgufMix::parse(ggml_type)?)?;
+    let o = js_sys::Object::new();
+    set(&o, "gguf", &Uint8Array::from(out.as_slice()).into());
+    set(&o, "report", &to_js(&report)?);
+    Ok(o.into())
+}
+
+/// Streaming GGUF writer: `new GgufQuantizer(headerBytes, fileSize, ggmlType)`, then `takeHeader()`
+/// (the output's first bytes), then while `nextTensor()` names one, its bytes `[start, end)` of
+/// the source to `addTensor(name, bytes)` (the output's next bytes), then `finish()` (the report).
+#[wasm_bindgen]
+pub struct GgufQuantizer {
+    inner: Option<gguf::GgufQuantizer>,
+    header: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl GgufQuantizer {
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(js_name = headerBytes)] header_bytes: &[u8],
+        #[wasm_bindgen(js_name = fileSize)] file_size_bytes: Option<f64>,
+        #[wasm_bindgen(js_name = ggmlType)] ggml_type: &str,
+    ) -> Result<GgufQuantizer, JsValue> {
+        let mix = GgufMix::parse(ggml_type)?;
+        let (inner, header) = gguf::GgufQuantizer::begin(header_bytes, file_size(file_size_bytes)?, mix)?;
+        Ok(GgufQuantizer { inner: Some(inner), header })
+    }
+
+    fn run(&mut self) -> Result<&mut gguf::GgufQuantizer, JsValue> {
+        self.inner.as_mut().ok_or_else(|| AqError::State("this GgufQuantizer has finished".into()).into())
+    }
+
+    /// The GGUF header (tensor infos and offsets included); the output's first bytes.
+    #[wasm_bindgen(js_name = takeHeader)]
+    pub fn take_header(&mut self) -> Uint8Array {
+        Uint8Array::from(std::mem::take(&mut self.header).as_slice())
+    }
+
+    /// Bytes of the whole output, known from the header.
+    #[wasm_bindgen(getter, js_name = outputBytes)]
+    pub fn output_bytes(&mut self) -> Result<f64, JsValue> {
+        Ok(self.run()?.output_len() as f64)
+    }
+
+    /// `{ name, start, end }`: the next tensor to add and its byte range in the source file; null
+    /// when every tensor has been added.
+    #[wasm_bindgen(js_name = nextTensor, unchecked_return_type = "{ name: string, start: number, end: number } | null")]
+    pub fn next_tensor(&mut self) -> Result<JsValue, JsValue> {
+        let q = self.run()?;
+        let Some(name) = q.next_tensor() else { return Ok(JsValue::NULL) };
+        let h = q.header();
+        let t = h.find(name).expect("planned from the header");
+        let (start, end) = h.file_range(t);
+        let o = js_sys::Object::new();
+        set(&o, "name", &name.into());
+        set(&o, "start", &(start as f64).into());
+        set(&o, "end", &(end as f64).into());
+        Ok(o.into())
+    }
+
+    /// Quantize the next tensor; returns `{ bytes, layer }` — the output's next bytes and the
+    /// tensor's report line.
+    #[wasm_bindgen(js_name = addTensor, unchecked_return_type = "{ bytes: Uint8Array, layer: GgufLayer }")]
+    pub fn add_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<JsValue, JsValue> {
+        let (out, layer) = self.run()?.add_tensor(name, bytes)?;
+        let o = js_sys::Object::new();
+        set(&o, "bytes", &Uint8Array::from(out.as_slice()).into());
+        set(&o, "layer", &to_js(&layer)?);
+        Ok(o.into())
+    }
+
+    /// The report, once every tensor has been added.
+    #[wasm_bindgen(unchecked_return_type = "GgufReport")]
+    pub fn finish(&mut self) -> Result<JsValue, JsValue> {
+        let q = self.inner.take().ok_or_else(|| JsValue::from(AqError::State("finish() called twice".into())))?;
+        to_js(&q.finish()?)
+    }
+}
+
+/// A GGUF file opened for reading (ours or another writer's): `openGguf(bytes)`.
+#[wasm_bindgen]
+pub struct GgufFile {
+    inner: crate::format::gguf::reader::GgufFile,
+}
+
+/// Open a GGUF file held in memory; its header and tensor table are checked (`E_GGUF`).
+#[wasm_bindgen(js_name = openGguf)]
+pub fn open_gguf(bytes: Vec<u8>) -> Result<GgufFile, JsValue> {
+    Ok(GgufFile { inner: crate::format::gguf::reader::GgufFile::open(bytes)? })
+}
+
+#[wasm_bindgen]
+impl GgufFile {
+    /// The metadata: every key with a string or number value (arrays as their type only).
+    #[wasm_bindgen(unchecked_return_type = "Record<string, string | number | boolean | number[] | null>")]
+    pub fn metadata(&self) -> JsValue {
+        use crate::format::gguf::container::Value;
+        let o = js_sys::Object::new();
+        for (k, v) in &self.inner.header.kv {
+            let js: JsValue = match v {
+                Value::U32(n) => (*n).into(),
+                Value::I32(n) => (*n).into(),
+                Value::U64(n) => (*n as f64).into(),
+                Value::F32(n) => (*n).into(),
+                Value::Bool(b) => (*b).into(),
+                Value::String(s) => s.into(),
+                Value::I32Array(a) => a.iter().map(|&d| JsValue::from(d)).collect::<js_sys::Array>().into(),
+                Value::Other(_) => JsValue::NULL,
+            };
+            set(&o, k, &js);
+        }
+        o.into()
+    }
+
+    /// `[{ name, shape, ggmlType, bytes }]` in file order.
+    #[wasm_bindgen(unchecked_return_type = "{ name: string, shape: number[], ggmlType: string, bytes: number }[]")]
+    pub fn tensors(&self) -> JsValue {
+        let list = js_sys::Array::new();
+        for t in &self.inner.tensors {
+            let o = js_sys::Object::new();
+            set(&o, "name", &t.name.as_str().into());
+            let shape: js_sys::Array = t.shape.iter().map(|&d| JsValue::from(d as f64)).collect();
+            set(&o, "shape", &shape.into());
+            set(&o, "ggmlType", &t.ty.name().into());
+            set(&o, "bytes", &((t.end - t.start) as f64).into());
+            list.push(&o);
+        }
+        list.into()
+    }
+
+    /// One tensor decoded to float32 (bit-identical to gguf-py's `dequantize`).
+    pub fn dequantize(&self, name: &str) -> Result<js_sys::Float32Array, JsValue> {
+        Ok(js_sys::Float32Array::from(self.inner.dequantize(name)?.as_slice()))
+    }
+
+    /// The whole file as safetensors of `dtype` ('f32', default, or 'f16').
+    #[wasm_bindgen(js_name = toSafetensors)]
+    pub fn to_safetensors(&self, dtype: Option<String>) -> Result<Uint8Array, JsValue> {
+        let float = crate::format::parquet::reader::parse_export_dtype(dtype.as_deref().unwrap_or("f32"))?;
+        Ok(Uint8Array::from(self.inner.export_safetensors(float)?.as_slice()))
+    }
+}
