@@ -1,7 +1,7 @@
 // Types of every entry point. The wasm API's types are generated from the Rust structs
 // (tsify + wasm-bindgen) into wasm/arrowquant.d.ts; only the JS helpers are declared here.
 export * from './wasm/arrowquant.js';
-import type { CalibrationInput, LayerReport, ModelReport, Progress, QuantConfigInput, SafetensorsHeader } from './wasm/arrowquant.js';
+import type { CalibrationInput, GgufLayer, GgufReport, LayerReport, ModelReport, Progress, QuantConfigInput, SafetensorsHeader } from './wasm/arrowquant.js';
 
 /** Browser entry only: fetch and instantiate the wasm (no-op after the first call). */
 export { default as init, initSync } from './wasm/arrowquant.js';
@@ -38,3 +38,19 @@ export function quantizeStream(
   config?: QuantConfigInput,
   options?: StreamOptions,
 ): Promise<{ report: ModelReport; parquet?: Uint8Array }>;
+/** The ggml types a GGUF file can be written in (docs/GGUF.md). */
+export type GgmlTypeName = 'Q8_0' | 'Q5_1' | 'Q5_0' | 'Q4_1' | 'Q4_0' | 'F16' | 'BF16' | 'F32';
+export interface GgufOptions {
+  onChunk?: (bytes: Uint8Array) => void | Promise<void>;
+  onProgress?: (progress: { done: number; name: string; layer: GgufLayer; bytesTotal: number }) => void;
+  signal?: AbortSignal;
+}
+/**
+ * Quantize a safetensors source into GGUF, tensor by tensor: the header first (every tensor's type
+ * and offset comes from the safetensors header), then each tensor's blocks.
+ */
+export function quantizeGguf(
+  source: ByteSource,
+  ggmlType: GgmlTypeName,
+  options?: GgufOptions,
+): Promise<{ report: GgufReport; gguf?: Uint8Array }>;

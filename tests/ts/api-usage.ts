@@ -1,5 +1,5 @@
 // Compiled (not run) by tests/js/types.test.mjs: the published TypeScript types must accept real usage.
-import { quantizeModel, openQuantized, ModelQuantizer, quantizeStream, bytesSource, resolveConfig, readCalibration, SizePlanner, type ModelReport, type QuantConfigInput } from '../../pkg/index.js';
+import { quantizeModel, quantizeGguf, openGguf, openQuantized, ModelQuantizer, quantizeStream, bytesSource, resolveConfig, readCalibration, SizePlanner, type ModelReport, type QuantConfigInput } from '../../pkg/index.js';
 import { createWorkerQuantizer } from '../../pkg/browser.js';
 import { createHandler } from '../../pkg/http.js';
 const cfg: QuantConfigInput = { profile: 'edge', groupSize: 64, scaleSearch: 'off', layerBitWidths: { 'a.*': 8 } };
@@ -23,3 +23,8 @@ resolveConfig({ bits: 4 }).bitWidth.toFixed();
 createWorkerQuantizer().then((w) => w.info.reason);
 createHandler({ maxBodyBytes: 1 });
 console.log(r.snrDb, x.length);
+quantizeGguf(bytesSource(new Uint8Array(8)), 'Q4_0', { onProgress: (p) => p.layer.ggmlType }).then(({ report }) => report.snrDb.toFixed());
+const g = openGguf(new Uint8Array(8));
+g.tensors()[0].shape.length.toFixed();
+g.dequantize('w').length.toFixed();
+g.free();

@@ -1,0 +1,93 @@
+// GGUF output through the JS API: the streamed writer (quantizeGguf) and the whole-file one
+// (quantizeModelGguf) give the same bytes; the file reads back (openGguf) with the report's types
+// and shapes; hostile inputs get their documented codes, and a seeded mutation loop over a GGUF
+// file never traps and never decodes a damaged tensor table silently. gguf-py's bit-exact
+// check of the same files is tests/py/check_gguf.py.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { bytesSource, GgufQuantizer, openGguf, quantizeGguf, quantizeModelGguf, wasmMemoryBytes } from '../../pkg/node.js';
+import { DDPM, randomF32, read, safetensors } from './helpers.mjs';
+
+const TYPES = ['Q8_0', 'Q5_1', 'Q5_0', 'Q4_1', 'Q4_0', 'F16', 'BF16', 'F32'];
+
+test('streamed and whole-file GGUF are the same bytes, and read back with the report', async () => {
+  const model = read(DDPM);
+  for (const ty of TYPES) {
+    const chunks = [];
+    const progress = [];
+    const { report } = await quantizeGguf(bytesSource(model), ty, { onChunk: (c) => chunks.push(c.slice()), onProgress: (p) => progress.push(p.done) });
+    const streamed = Buffer.concat(chunks);
+    const whole = quantizeModelGguf(model, ty);
+    assert.ok(Buffer.from(whole.gguf).equals(streamed), ty);
+    assert.equal(report.outputBytes, streamed.length);
+    assert.deepEqual(progress, report.layers.map((_, i) => i + 1));
+    const f = openGguf(streamed);
+    const tensors = f.tensors();
+    assert.equal(f.metadata()['general.architecture'], report.architecture);
+    assert.equal(f.metadata()['arrowquant.ggml_type'], ty);
+    for (const [i, t] of tensors.entries()) {
+      assert.equal(t.name, report.layers[i].name);
+      assert.equal(t.ggmlType, report.layers[i].ggmlType);
+      assert.deepEqual(t.shape, report.layers[i].shape);
+      assert.equal(f.dequantize(t.name).length, report.layers[i].params);
+    }
+    f.free();
+  }
+});
+
+test('GGUF hostile input: documented codes naming the field or tensor', async () => {
+  const good = safetensors([{ name: 'w', dtype: 'F32', shape: [64, 64], data: randomF32(4096, 1) }]);
+  const cases = [
+    ['unknown type', () => quantizeModelGguf(good, 'Q4_K_M'), 'E_CONFIG', /ggufType/],
+    ['not safetensors', () => quantizeModelGguf(new Uint8Array([1, 2, 3]), 'Q4_0'), 'E_SAFETENSORS'],
+    ['non-finite weight', () => { const w = randomF32(4096, 2); w[7] = NaN; return quantizeModelGguf(safetensors([{ name: 'w', dtype: 'F32', shape: [64, 64], data: w }]), 'Q8_0'); }, 'E_NONFINITE', /'w'/],
+    ['U8 tensor', () => quantizeModelGguf(safetensors([{ name: 'u', dtype: 'U8', shape: [4], data: new Uint8Array(4) }]), 'Q8_0'), 'E_DTYPE', /'u'/],
+    ['not GGUF', () => openGguf(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])), 'E_GGUF'],
+    ['truncated GGUF', () => openGguf(quantizeModelGguf(good, 'Q4_0').gguf.subarray(0, 200)), 'E_GGUF'],
+    ['out of order', () => { const q = new GgufQuantizer(good, good.length, 'Q4_0'); try { q.addTensor('x', new Uint8Array(4)); } finally { q.free(); } }, 'E_STATE', /'w'/],
+    ['wrong byte count', () => { const q = new GgufQuantizer(good, good.length, 'Q4_0'); try { q.addTensor('w', new Uint8Array(4)); } finally { q.free(); } }, 'E_DTYPE', /'w'/],
+    ['finish early', () => { const q = new GgufQuantizer(good, good.length, 'Q4_0'); try { q.finish(); } finally { q.free(); } }, 'E_STATE'],
+    ['used after free', () => { const q = new GgufQuantizer(good, good.length, 'Q4_0'); q.free(); q.nextTensor(); }, 'E_STATE'],
+  ];
+  const reference = Buffer.from(quantizeModelGguf(good, 'Q4_0').gguf);
+  for (const [name, f, code, re] of cases) {
+    let err;
+    try {
+      await f();
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err, `${name}: accepted`);
+    assert.equal(err.code, code, `${name}: ${err.message}`);
+    if (re) assert.match(err.message + (err.field ?? ''), re, name);
+    assert.ok(Buffer.from(quantizeModelGguf(good, 'Q4_0').gguf).equals(reference), `${name}: the instance changed its output`);
+  }
+});
+
+test('GGUF reader mutation loop: no trap, and what opens decodes every tensor', () => {
+  const file = quantizeModelGguf(read(DDPM), 'Q4_0').gguf;
+  let s = 12345;
+  const rand = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0);
+  const outcomes = {};
+  const before = wasmMemoryBytes();
+  for (let i = 0; i < 1500; i++) {
+    // Flips in the header and tensor table (GGUF has no checksums: flips in tensor data decode to
+    // other numbers, as in any GGUF reader); one run in eight is also truncated.
+    const m = rand() % 8 === 0 ? file.slice(0, rand() % file.length) : file.slice();
+    for (let k = 0; k <= rand() % 4; k++) m[rand() % Math.min(m.length, 12288)] ^= 1 << (rand() % 8);
+    let outcome;
+    try {
+      const f = openGguf(m);
+      for (const t of f.tensors()) f.dequantize(t.name);
+      f.free();
+      outcome = 'ok';
+    } catch (e) {
+      assert.ok(e.code?.startsWith('E_'), `iteration ${i}: ${e.message}`);
+      outcome = e.code;
+    }
+    outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+  }
+  console.log(`# gguf mutations by outcome: ${JSON.stringify(outcomes)}`);
+  assert.ok(outcomes.E_GGUF > 300 && outcomes.ok > 100, JSON.stringify(outcomes));
+  assert.ok(wasmMemoryBytes() - before < 16 << 20, 'wasm memory grew across failing opens');
+});
