@@ -18,6 +18,13 @@ use crate::quant::ggml::{self, GgmlType};
 use crate::quant::metrics::ErrorSums;
 use crate::quant::tensor::check_finite;
 
+/// Architectures whose tensors are re-rowed to 256 values when their rows are not whole blocks
+/// (3×3 convolutions), as ComfyUI-GGUF's converter does for them; transformers never are.
+const RESHAPE_ARCHITECTURES: &[&str] = &["sd1", "sdxl"];
+
+/// Smallest tensor re-rowed (ComfyUI-GGUF's REARRANGE_THRESHOLD).
+const RESHAPE_MIN_VALUES: u64 = 512;
+
 /// Which ggml type a source dtype that is not quantized keeps (integers pass through exactly).
 fn integer_type(dtype: Dtype) -> Option<GgmlType> {
     match dtype {
@@ -107,28 +114,39 @@ impl GgufQuantizer {
         let mut kv = vec![
             ("general.architecture".to_string(), Value::String(architecture.0.clone())),
             ("general.quantization_version".to_string(), Value::U32(2)),
-            ("general.file_type".to_string(), Value::U32(mix.file_type())),
+            ("general.file_type".to_string(), Value::U32(mix.file_type)),
             ("general.alignment".to_string(), Value::U32(ALIGNMENT as u32)),
         ];
         if let Some(name) = header.metadata.get("name").or_else(|| header.metadata.get("modelspec.title")) {
             kv.push(("general.name".to_string(), Value::String(name.clone())));
         }
         kv.push(("arrowquant.version".to_string(), Value::String(env!("CARGO_PKG_VERSION").to_string())));
-        kv.push(("arrowquant.ggml_type".to_string(), Value::String(mix.name().to_string())));
+        kv.push(("arrowquant.ggml_type".to_string(), Value::String(mix.name.to_string())));
         let mut offset = 0u64;
         let mut infos = Vec::with_capacity(header.tensors.len());
+        let reshape_rows = RESHAPE_ARCHITECTURES.contains(&architecture.0.as_str());
         for (source, t) in header.tensors.iter().enumerate() {
-            let (ty, rule) = if t.dtype.is_float() {
-                let (ty, rule) = choose(&t.name, t.dtype, &t.shape, mix);
-                (ty, Some(rule))
+            let count = t.numel();
+            let last = t.shape.last().copied().unwrap_or(1);
+            // ggml holds at most 4 dimensions, so a deeper tensor is written as rows of its last
+            // dimension; and in convolutional UNets (ComfyUI-GGUF's `shape_fix` architectures) a
+            // tensor whose rows are not whole 256-value blocks is written as rows of 256 when its
+            // size allows. Either way the shape is recorded where ComfyUI-GGUF's loader (and ours)
+            // looks for it.
+            let reshaped = if t.shape.len() > 4 {
+                Some(vec![count / last.max(1), last])
+            } else if reshape_rows
+                && t.dtype.is_float()
+                && t.shape.len() > 1
+                && count >= RESHAPE_MIN_VALUES
+                && count.is_multiple_of(256)
+                && !last.is_multiple_of(256)
+            {
+                Some(vec![count / 256, 256])
             } else {
-                let ty = integer_type(t.dtype)
-                    .ok_or_else(|| AqError::dtype(&t.name, format!("no GGUF type holds {} values", t.dtype.name())))?;
-                (ty, None)
+                None
             };
-            // ggml holds at most 4 dimensions: a deeper tensor is written as rows of its last
-            // dimension, its shape recorded where ComfyUI-GGUF's loader looks for it.
-            let shape: Vec<u64> = if t.shape.len() > 4 {
+            if reshaped.is_some() {
                 kv.push((
                     format!("comfy.gguf.orig_shape.{}", t.name),
                     Value::I32Array(
@@ -139,12 +157,15 @@ impl GgufQuantizer {
                             .map_err(|_| AqError::dtype(&t.name, "a dimension beyond 2^31 cannot be recorded"))?,
                     ),
                 ));
-                let last = *t.shape.last().expect("5+ dims");
-                vec![t.numel() / last.max(1), last]
-            } else if t.shape.is_empty() {
-                vec![1]
+            }
+            let shape = reshaped.unwrap_or_else(|| if t.shape.is_empty() { vec![1] } else { t.shape.clone() });
+            let (ty, rule) = if t.dtype.is_float() {
+                let (ty, rule) = choose(&t.name, t.dtype, &shape, mix);
+                (ty, Some(rule))
             } else {
-                t.shape.clone()
+                let ty = integer_type(t.dtype)
+                    .ok_or_else(|| AqError::dtype(&t.name, format!("no GGUF type holds {} values", t.dtype.name())))?;
+                (ty, None)
             };
             let dims: Vec<u64> = shape.iter().rev().copied().collect();
             let bytes = ty.bytes_for(t.numel()).ok_or_else(|| {
@@ -255,7 +276,7 @@ impl GgufQuantizer {
         let min =
             self.layers.iter().filter_map(|l| l.cosine.map(|c| (c, l.name.clone()))).min_by(|a, b| a.0.total_cmp(&b.0));
         Ok(GgufReport {
-            ggml_type: self.mix.name().to_string(),
+            ggml_type: self.mix.name.to_string(),
             architecture: self.architecture.0,
             architecture_rule: self.architecture.1,
             params_total: self.layers.iter().map(|l| l.params).sum(),

@@ -5,6 +5,7 @@
 //! precision, rows that are not whole blocks keep a float type, the rest get the mix's type.
 
 use crate::error::{AqError, Result};
+use crate::policy::glob::glob_match;
 use crate::quant::dtype::Dtype;
 use crate::quant::ggml::GgmlType;
 
@@ -15,38 +16,75 @@ pub const SMALL_TENSOR_VALUES: u64 = 1024;
 /// block (modulation tables): kept in F32.
 pub const HIGH_PRECISION_KEYS: &[&str] = &["scale_shift_table", ".modulation", "pos_embed", "img_emb.emb_pos"];
 
-/// A named choice like the files people download: `Q8_0`, `Q4_0`, `F16`, …
+/// Layers whose error reaches every later layer — the embedders and the output layers of UNets and
+/// DiTs (FLUX, SD3 names included) — get the mix's `sensitive` type. The image modality's own
+/// sensitive patterns (policy/modality.rs) plus the transformer families' names.
+pub const SENSITIVE_EXTRA: &[&str] = &[
+    "img_in.*",
+    "txt_in.*",
+    "time_in.*",
+    "vector_in.*",
+    "guidance_in.*",
+    "context_embedder.*",
+    "time_text_embed.*",
+    "proj_out.*",
+    "norm_out.*",
+    "*pos_embed*",
+];
+
+/// A named choice like the files people download: `Q4_K_M`, `Q8_0`, `F16`, …
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GgufMix {
+    pub name: &'static str,
+    /// The type of most tensors.
     pub main: GgmlType,
+    /// The type of the sensitive layers (SENSITIVE_EXTRA and the image modality's patterns).
+    pub sensitive: GgmlType,
+    /// llama.cpp's `general.file_type` (the `llama_ftype` enum).
+    pub file_type: u32,
 }
 
+const fn mix(name: &'static str, main: GgmlType, sensitive: GgmlType, file_type: u32) -> GgufMix {
+    GgufMix { name, main, sensitive, file_type }
+}
+
+pub const MIXES: &[GgufMix] = &[
+    mix("F32", GgmlType::F32, GgmlType::F32, 0),
+    mix("F16", GgmlType::F16, GgmlType::F16, 1),
+    mix("BF16", GgmlType::BF16, GgmlType::BF16, 32),
+    mix("Q8_0", GgmlType::Q8_0, GgmlType::Q8_0, 7),
+    mix("Q6_K", GgmlType::Q6_K, GgmlType::Q6_K, 18),
+    mix("Q5_K_M", GgmlType::Q5_K, GgmlType::Q6_K, 17),
+    mix("Q5_K_S", GgmlType::Q5_K, GgmlType::Q5_K, 16),
+    mix("Q5_1", GgmlType::Q5_1, GgmlType::Q5_1, 9),
+    mix("Q5_0", GgmlType::Q5_0, GgmlType::Q5_0, 8),
+    mix("Q4_K_M", GgmlType::Q4_K, GgmlType::Q6_K, 15),
+    mix("Q4_K_S", GgmlType::Q4_K, GgmlType::Q5_K, 14),
+    mix("Q4_1", GgmlType::Q4_1, GgmlType::Q4_1, 3),
+    mix("Q4_0", GgmlType::Q4_0, GgmlType::Q4_0, 2),
+];
+
 impl GgufMix {
-    pub const NAMES: &'static str = "Q8_0, Q5_1, Q5_0, Q4_1, Q4_0, F16, BF16 or F32";
+    pub const NAMES: &'static str =
+        "F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q5_K_S, Q5_1, Q5_0, Q4_K_M, Q4_K_S, Q4_1 or Q4_0";
 
     pub fn parse(name: &str) -> Result<Self> {
-        GgmlType::parse(name)
-            .map(|main| GgufMix { main })
+        MIXES
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(name))
+            .copied()
             .ok_or_else(|| AqError::config("ggufType", format!("'{name}'"), format!("one of {}", Self::NAMES)))
     }
+}
 
-    pub fn name(self) -> &'static str {
-        self.main.name()
-    }
-
-    /// llama.cpp's `general.file_type` (the `llama_ftype` enum) for this mix.
-    pub fn file_type(self) -> u32 {
-        match self.main {
-            GgmlType::F32 => 0,
-            GgmlType::F16 => 1,
-            GgmlType::Q4_0 => 2,
-            GgmlType::Q4_1 => 3,
-            GgmlType::Q8_0 => 7,
-            GgmlType::Q5_0 => 8,
-            GgmlType::Q5_1 => 9,
-            GgmlType::BF16 => 32,
-            GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 => unreachable!("not a mix"),
-        }
+/// The 32-value type a K-quant falls back to when rows are not whole 256-value blocks (the
+/// choice llama.cpp makes: about the same bits, smaller blocks).
+fn small_block_fallback(ty: GgmlType) -> GgmlType {
+    match ty {
+        GgmlType::Q4_K => GgmlType::Q5_0,
+        GgmlType::Q5_K => GgmlType::Q5_1,
+        GgmlType::Q6_K => GgmlType::Q8_0,
+        other => other,
     }
 }
 
@@ -59,8 +97,10 @@ pub enum TypeRule {
     Small,
     /// Its name contains a HIGH_PRECISION_KEYS fragment.
     HighPrecision(&'static str),
-    /// Its rows (the last dimension) are not a whole number of the type's blocks.
-    RowsNotWholeBlocks { row: u64, block: usize },
+    /// A layer whose error reaches every later layer (the pattern that matched).
+    Sensitive(&'static str),
+    /// Its rows (the last dimension) are not a whole number of `wanted`'s blocks.
+    RowsNotWholeBlocks { row: u64, wanted: GgmlType },
     /// The mix's type.
     Mix,
 }
@@ -71,10 +111,16 @@ impl TypeRule {
             TypeRule::Vector => format!("{}: 1-D tensor kept in full precision", ty.name()),
             TypeRule::Small => format!("{}: at most {SMALL_TENSOR_VALUES} values, kept in full precision", ty.name()),
             TypeRule::HighPrecision(key) => format!("{}: name contains '{key}', kept in full precision", ty.name()),
-            TypeRule::RowsNotWholeBlocks { row, block } => {
-                format!("{}: rows of {row} values are not whole {}-value {} blocks", ty.name(), block, mix.name())
+            TypeRule::Sensitive(p) => {
+                format!("{}: sensitive layer ('{p}'), the {} mix's higher type", ty.name(), mix.name)
             }
-            TypeRule::Mix => format!("{}: the {} mix", ty.name(), mix.name()),
+            TypeRule::RowsNotWholeBlocks { row, wanted } => format!(
+                "{}: rows of {row} values are not whole {}-value {} blocks",
+                ty.name(),
+                wanted.block_values(),
+                wanted.name()
+            ),
+            TypeRule::Mix => format!("{}: the {} mix", ty.name(), mix.name),
         }
     }
 }
@@ -98,6 +144,12 @@ fn fallback_float(dtype: Dtype, mix: GgufMix) -> GgmlType {
     }
 }
 
+/// The sensitive-layer pattern `name` matches, if any.
+fn sensitive_pattern(name: &str) -> Option<&'static str> {
+    let image = crate::policy::modality::sensitive_patterns(Some(crate::policy::modality::Modality::Image));
+    image.iter().chain(SENSITIVE_EXTRA).find(|p| glob_match(p, name)).copied()
+}
+
 /// The type of one float tensor. `shape` is the safetensors (row-major) shape.
 pub fn choose(name: &str, dtype: Dtype, shape: &[u64], mix: GgufMix) -> (GgmlType, TypeRule) {
     let count = shape.iter().product::<u64>();
@@ -110,12 +162,20 @@ pub fn choose(name: &str, dtype: Dtype, shape: &[u64], mix: GgufMix) -> (GgmlTyp
     if let Some(key) = HIGH_PRECISION_KEYS.iter().find(|k| name.contains(*k)) {
         return (GgmlType::F32, TypeRule::HighPrecision(key));
     }
+    let (wanted, rule) = match sensitive_pattern(name) {
+        Some(p) if mix.sensitive != mix.main => (mix.sensitive, TypeRule::Sensitive(p)),
+        _ => (mix.main, TypeRule::Mix),
+    };
     let row = *shape.last().expect("at least 2 dims");
-    let block = mix.main.block_values();
-    if !row.is_multiple_of(block as u64) {
-        return (fallback_float(dtype, mix), TypeRule::RowsNotWholeBlocks { row, block });
+    let fits = |t: GgmlType| row.is_multiple_of(t.block_values() as u64);
+    if fits(wanted) {
+        return (wanted, rule);
     }
-    (mix.main, TypeRule::Mix)
+    let smaller = small_block_fallback(wanted);
+    if smaller != wanted && fits(smaller) {
+        return (smaller, TypeRule::RowsNotWholeBlocks { row, wanted });
+    }
+    (fallback_float(dtype, mix), TypeRule::RowsNotWholeBlocks { row, wanted })
 }
 
 #[cfg(test)]
@@ -134,10 +194,15 @@ mod tests {
         );
         assert_eq!(
             choose("conv", Dtype::F32, &[320, 4, 3, 3], mix),
-            (GgmlType::F16, TypeRule::RowsNotWholeBlocks { row: 3, block: 32 })
+            (GgmlType::F16, TypeRule::RowsNotWholeBlocks { row: 3, wanted: GgmlType::Q4_0 })
         );
         assert_eq!(choose("conv", Dtype::BF16, &[320, 4, 3, 3], mix).0, GgmlType::BF16);
         assert_eq!(choose("w", Dtype::F32, &[320, 640], mix), (GgmlType::Q4_0, TypeRule::Mix));
-        assert_eq!(GgufMix::parse("Q4_K_M").unwrap_err().code(), "E_CONFIG");
+        assert_eq!(GgufMix::parse("Q3_K_M").unwrap_err().code(), "E_CONFIG");
+        let km = GgufMix::parse("q4_k_m").unwrap();
+        assert_eq!(choose("w", Dtype::F16, &[320, 1280], km), (GgmlType::Q4_K, TypeRule::Mix));
+        assert_eq!(choose("w", Dtype::F16, &[320, 320], km).0, GgmlType::Q5_0);
+        assert_eq!(choose("conv_in.weight", Dtype::F16, &[320, 1024], km).0, GgmlType::Q6_K);
+        assert_eq!(choose("x.weight", Dtype::F16, &[320, 100], km).0, GgmlType::F16);
     }
 }

@@ -29,7 +29,7 @@ MODELS = [
     "tests/data/rivagan_bf16.safetensors",
     "tests/data/minilm_l6_bf16_subset.safetensors",
 ]
-TYPES = ["Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "F16", "BF16", "F32"]
+TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1", "Q4_0", "F16", "BF16", "F32"]
 REFERENCE_QUANTIZERS = {"Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0"}
 ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": None}
 
@@ -97,13 +97,14 @@ def run(*args):
     return r.stdout
 
 
-def check(model_path, ty, tmp, totals):
+def check(model_path, ty, tmp, totals, totals_all):
     out = os.path.join(tmp, f"m-{ty}.gguf")
     report = json.loads(run("quantize", model_path, "-o", out, "--gguf-type", ty, "--json", "--quiet"))
     exported = os.path.join(tmp, f"m-{ty}.safetensors")
     run("dequantize", out, "-o", exported)
     ours = read_safetensors(exported)
     source = read_safetensors(model_path)
+    totals_all.append((os.path.basename(model_path), ty, float("inf") if report["snrDb"] is None else report["snrDb"], 8 * report["outputBytes"] / max(1, report["paramsTotal"])))
     reader = gguf.GGUFReader(out)
     layers = {l["name"]: l for l in report["layers"]}
     assert len(reader.tensors) == len(layers), (model_path, ty)
@@ -129,7 +130,7 @@ def check(model_path, ty, tmp, totals):
         if layer["snrDb"] is not None and np.isfinite(s):
             assert abs(s - layer["snrDb"]) < 1e-6, (t.name, s, layer["snrDb"])
         if ty in REFERENCE_QUANTIZERS and t.tensor_type.name == ty:
-            ref = dequantize(quantize(w.reshape(-1, w.shape[-1]), t.tensor_type), t.tensor_type)
+            ref = dequantize(quantize(w.reshape(-1, int(t.shape[0])), t.tensor_type), t.tensor_type)
             w64 = w.astype(np.float64).ravel()
             sig = float(np.sum(w64 * w64))
             for key, q in (("ours", theirs), ("ref", ref)):
@@ -143,15 +144,18 @@ def check(model_path, ty, tmp, totals):
 
 
 def main():
-    totals = []
+    totals, totals_all = [], []
     with tempfile.TemporaryDirectory() as tmp:
         adv = os.path.join(tmp, "adversarial.safetensors")
         write_safetensors(adv, adversarial())
         for model in [adv] + [os.path.join(ROOT, m) for m in MODELS]:
             for ty in TYPES:
-                check(model, ty, tmp, totals)
+                check(model, ty, tmp, totals, totals_all)
     for name, ty, ours_db, ref_db in totals:
         print(f"  {name:40s} {ty:5s} ours {ours_db:7.3f} dB  ggml reference {ref_db:7.3f} dB  ({ours_db - ref_db:+.3f})")
+    print("pooled SNR of every float tensor by type (bits per parameter, whole file):")
+    for name, ty, snr_db, bpp in totals_all:
+        print(f"  {name:40s} {ty:7s} {snr_db:8.3f} dB  {bpp:6.3f} bits/param")
     print(f"gguf: {len(MODELS) + 1} models × {len(TYPES)} types read by gguf-py, dequantized bit for bit")
 
 

@@ -8,12 +8,14 @@
 //! scale as stored (f16), not the f32 value before rounding.
 
 mod float;
+mod kquants;
 mod legacy;
 
 use crate::error::{AqError, Result};
 
 /// A ggml tensor type this library writes and reads. The discriminant is ggml's type id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types)] // ggml's own names: Q4_K, not Q4K
 pub enum GgmlType {
     F32 = 0,
     F16 = 1,
@@ -22,6 +24,9 @@ pub enum GgmlType {
     Q5_0 = 6,
     Q5_1 = 7,
     Q8_0 = 8,
+    Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
     I8 = 24,
     I16 = 25,
     I32 = 26,
@@ -31,11 +36,14 @@ pub enum GgmlType {
 
 impl GgmlType {
     /// The block and float types (what a float tensor can become).
-    pub const ALL: [GgmlType; 8] = [
+    pub const ALL: [GgmlType; 11] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::BF16,
         GgmlType::Q8_0,
+        GgmlType::Q6_K,
+        GgmlType::Q5_K,
+        GgmlType::Q4_K,
         GgmlType::Q5_1,
         GgmlType::Q5_0,
         GgmlType::Q4_1,
@@ -63,6 +71,9 @@ impl GgmlType {
             GgmlType::Q5_0 => "Q5_0",
             GgmlType::Q4_1 => "Q4_1",
             GgmlType::Q4_0 => "Q4_0",
+            GgmlType::Q6_K => "Q6_K",
+            GgmlType::Q5_K => "Q5_K",
+            GgmlType::Q4_K => "Q4_K",
             GgmlType::I8 => "I8",
             GgmlType::I16 => "I16",
             GgmlType::I32 => "I32",
@@ -79,6 +90,7 @@ impl GgmlType {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
             GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 => 1,
+            GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => kquants::QK_K,
             _ => 32,
         }
     }
@@ -95,6 +107,9 @@ impl GgmlType {
             GgmlType::Q5_0 => legacy::Q5_0_BYTES,
             GgmlType::Q4_1 => legacy::Q4_1_BYTES,
             GgmlType::Q4_0 => legacy::Q4_0_BYTES,
+            GgmlType::Q4_K => kquants::Q4_K_BYTES,
+            GgmlType::Q5_K => kquants::Q5_K_BYTES,
+            GgmlType::Q6_K => kquants::Q6_K_BYTES,
         }
     }
 
@@ -131,6 +146,13 @@ pub fn quantize(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<()> {
                 ty.name()
             )))
         }
+        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+            let mut block = vec![0u8; ty.block_bytes()];
+            for chunk in values.chunks_exact(per) {
+                kquants::quantize_block(ty, chunk.try_into().expect("256 values"), &mut block);
+                out.extend_from_slice(&block);
+            }
+        }
         _ => {
             let mut block = vec![0u8; ty.block_bytes()];
             for chunk in values.chunks_exact(per) {
@@ -155,6 +177,11 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], count: usize) -> Result<Vec<f32>> 
         GgmlType::BF16 => float::decode_bf16(bytes, &mut out),
         GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 => {
             float::decode_integers(ty.block_bytes(), bytes, &mut out)
+        }
+        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+            for (block, o) in bytes.chunks_exact(ty.block_bytes()).zip(out.chunks_exact_mut(kquants::QK_K)) {
+                kquants::dequantize_block(ty, block, o);
+            }
         }
         _ => {
             for (block, o) in bytes.chunks_exact(ty.block_bytes()).zip(out.chunks_exact_mut(32)) {
@@ -202,6 +229,9 @@ mod tests {
                 GgmlType::Q5_0 => 22,
                 GgmlType::Q4_1 => 20,
                 GgmlType::Q4_0 => 18,
+                GgmlType::Q6_K => 210,
+                GgmlType::Q5_K => 176,
+                GgmlType::Q4_K => 144,
                 _ => unreachable!("ALL holds the float and block types"),
             };
             assert_eq!(b, want, "{t:?}");
@@ -218,6 +248,9 @@ mod tests {
         // (type, minimum SNR in dB for uniform values)
         for (t, min_snr) in [
             (GgmlType::Q8_0, 40.0),
+            (GgmlType::Q6_K, 33.0),
+            (GgmlType::Q5_K, 28.0),
+            (GgmlType::Q4_K, 22.0),
             (GgmlType::Q5_1, 28.0),
             (GgmlType::Q5_0, 26.0),
             (GgmlType::Q4_1, 22.0),
@@ -240,27 +273,30 @@ mod tests {
     #[test]
     fn adversarial_blocks_stay_finite_and_exact_where_they_can() {
         let mut cases: Vec<Vec<f32>> = vec![
-            vec![0.0; 32],
-            vec![-0.0; 32],
-            vec![1.5; 32],
-            vec![-3.0; 32],
-            vec![1e-30; 32],
-            vec![60000.0; 32],
-            (0..32).map(|i| if i == 5 { 1.0 } else { 0.0 }).collect(),
-            (0..32).map(|i| if i % 2 == 0 { 1e-8 } else { -1e-8 }).collect(),
-            (0..32).map(|i| i as f32 - 16.0).collect(),
+            vec![0.0; 256],
+            vec![-0.0; 256],
+            vec![1.5; 256],
+            vec![-3.0; 256],
+            vec![1e-30; 256],
+            vec![60000.0; 256],
+            (0..256).map(|i| if i == 5 { 1.0 } else { 0.0 }).collect(),
+            (0..256).map(|i| if i % 2 == 0 { 1e-8 } else { -1e-8 }).collect(),
+            (0..256).map(|i| (i % 32) as f32 - 16.0).collect(),
         ];
-        cases.push((0..32).map(|i| f32::from_bits(i + 1)).collect()); // f32 subnormals
+        cases.push((0..256).map(|i| f32::from_bits(i + 1)).collect()); // f32 subnormals
         for t in GgmlType::ALL {
             for w in &cases {
                 let mut bytes = Vec::new();
                 quantize(t, w, &mut bytes).unwrap();
-                let back = dequantize(t, &bytes, 32).unwrap();
+                let back = dequantize(t, &bytes, 256).unwrap();
                 assert!(back.iter().all(|v| v.is_finite()), "{t:?} {w:?} → {back:?}");
                 let max = w.iter().fold(0f32, |m, v| m.max(v.abs()));
                 if w.iter().all(|v| *v == w[0]) && t != GgmlType::Q4_0 && t != GgmlType::Q5_0 {
                     // a constant block is the min of the affine types, the extreme of Q8_0
-                    if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q8_0) && max > 1e-4 && max < 60000.0 {
+                    if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q8_0 | GgmlType::Q6_K)
+                        && max > 1e-4
+                        && max < 60000.0
+                    {
                         let rel = (back[0] - w[0]).abs() / max;
                         assert!(rel < 1e-3, "{t:?} {w:?} → {back:?}");
                     }
@@ -273,8 +309,8 @@ mod tests {
         // All zeros decode to zeros in every type.
         for t in GgmlType::ALL {
             let mut bytes = Vec::new();
-            quantize(t, &[0.0; 32], &mut bytes).unwrap();
-            assert!(dequantize(t, &bytes, 32).unwrap().iter().all(|v| *v == 0.0), "{t:?}");
+            quantize(t, &[0.0; 256], &mut bytes).unwrap();
+            assert!(dequantize(t, &bytes, 256).unwrap().iter().all(|v| *v == 0.0), "{t:?}");
         }
     }
 }

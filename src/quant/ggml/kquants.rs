@@ -1,0 +1,289 @@
+//! ggml's K-quants: super-blocks of 256 values whose sub-block scales (and minimums) are
+//! themselves quantized under one f16 super-scale — the two-level params that buy ~1.5 dB over a
+//! plain f16 scale per group at the same bits. Layouts byte for byte as ggml / gguf-py:
+//!
+//! * Q4_K (144 B): f16 d, f16 dmin, 12 B of 6-bit scales and mins for 8 sub-blocks of 32,
+//!   128 B of nibbles. x = (d·sc)·q − (dmin·m).
+//! * Q5_K (176 B): as Q4_K, plus 32 B of fifth bits before the nibbles.
+//! * Q6_K (210 B): 128 B low nibbles, 64 B high 2-bit pairs, 16 × i8 scales for sub-blocks of 16,
+//!   f16 d. x = (d·sc)·(q − 32).
+//!
+//! Each sub-block's own scale (and minimum) is searched as the 32-value types' are (legacy.rs),
+//! then quantized under the super-scale; the codes are chosen last, against the sub-block scales
+//! as the decoder will compute them.
+
+use half::f16;
+
+use super::GgmlType;
+
+pub const QK_K: usize = 256;
+pub const Q4_K_BYTES: usize = 2 + 2 + 12 + 128;
+pub const Q5_K_BYTES: usize = 2 + 2 + 12 + 32 + 128;
+pub const Q6_K_BYTES: usize = 128 + 64 + 16 + 2;
+
+fn f16_finite(x: f32) -> f16 {
+    f16::from_f32(x.clamp(-65504.0, 65504.0))
+}
+
+fn rne_clamp(x: f32, lo: f32, hi: f32) -> f32 {
+    x.round_ties_even().clamp(lo, hi)
+}
+
+/// The best (scale, offset ≥ 0) for x ≈ scale·q − offset with q ∈ 0..=levels, unquantized:
+/// the min/max choice and nearby ranges, each refit by least squares to its codes (the offset
+/// held at ≥ 0, as the format stores it unsigned).
+fn affine_params(x: &[f32], levels: f32) -> (f32, f32) {
+    let (lo, hi) = x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let lo = lo.min(0.0);
+    if hi <= lo {
+        return (0.0, -lo);
+    }
+    let sse = |scale: f32, offset: f32| -> f64 {
+        x.iter()
+            .map(|&v| {
+                let q = if scale > 0.0 { rne_clamp((v + offset) / scale, 0.0, levels) } else { 0.0 };
+                f64::from(v - (scale * q - offset)).powi(2)
+            })
+            .sum()
+    };
+    let mut best = ((hi - lo) / levels, -lo);
+    let mut best_e = sse(best.0, best.1);
+    let n = x.len() as f64;
+    for k in -5..=10 {
+        let trial = (hi - lo) / (levels + 0.1 * k as f32);
+        let (mut sc, mut scc, mut sx, mut sxc) = (0f64, 0f64, 0f64, 0f64);
+        for &v in x {
+            let c = f64::from(rne_clamp((v - lo) / trial, 0.0, levels));
+            sc += c;
+            scc += c * c;
+            sx += f64::from(v);
+            sxc += f64::from(v) * c;
+        }
+        let det = n * scc - sc * sc;
+        if det <= 0.0 {
+            continue;
+        }
+        let mut scale = (n * sxc - sc * sx) / det;
+        let mut min = (scc * sx - sc * sxc) / det;
+        if min > 0.0 {
+            min = 0.0;
+            scale = sxc / scc;
+        }
+        if scale <= 0.0 {
+            continue;
+        }
+        let (scale, offset) = (scale as f32, -min as f32);
+        let e = sse(scale, offset);
+        if e < best_e {
+            best = (scale, offset);
+            best_e = e;
+        }
+    }
+    best
+}
+
+/// The best signed scale for x ≈ scale·q with q ∈ −nmax..nmax−1, unquantized (as legacy.rs).
+fn symmetric_scale(x: &[f32], nmax: f32) -> f32 {
+    let max = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    if max == 0.0 {
+        return 0.0;
+    }
+    let sse = |scale: f32| -> f64 {
+        x.iter().map(|&v| f64::from(v - scale * rne_clamp(v / scale, -nmax, nmax - 1.0)).powi(2)).sum()
+    };
+    let mut best = max / -nmax;
+    let mut best_e = sse(best);
+    for k in -9..=9 {
+        let trial = max / -(nmax + 0.1 * k as f32);
+        let (mut sxq, mut sqq) = (0f64, 0f64);
+        for &v in x {
+            let c = f64::from(rne_clamp(v / trial, -nmax, nmax - 1.0));
+            sxq += f64::from(v) * c;
+            sqq += c * c;
+        }
+        if sqq == 0.0 {
+            continue;
+        }
+        let scale = (sxq / sqq) as f32;
+        let e = sse(scale);
+        if e < best_e {
+            best = scale;
+            best_e = e;
+        }
+    }
+    best
+}
+
+/// Quantize non-negative sub-block params under a super-scale: codes 0..=max_code.
+fn super_quantize(params: &[f32], max_code: f32) -> (f16, Vec<u8>) {
+    let top = params.iter().fold(0f32, |m, &v| m.max(v));
+    let d = f16_finite(top / max_code);
+    let df = d.to_f32();
+    let codes = params.iter().map(|&p| if df > 0.0 { rne_clamp(p / df, 0.0, max_code) as u8 } else { 0 }).collect();
+    (d, codes)
+}
+
+/// The 12-byte packing of eight 6-bit scales and eight 6-bit mins (gguf-py's `get_scale_min`).
+fn pack_scale_min(sc: &[u8], m: &[u8], out: &mut [u8]) {
+    for j in 0..4 {
+        out[j] = (sc[j] & 63) | ((sc[j + 4] >> 4) << 6);
+        out[j + 4] = (m[j] & 63) | ((m[j + 4] >> 4) << 6);
+        out[j + 8] = (sc[j + 4] & 15) | ((m[j + 4] & 15) << 4);
+    }
+}
+
+fn unpack_scale_min(b: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
+    for j in 0..4 {
+        sc[j] = b[j] & 63;
+        m[j] = b[j + 4] & 63;
+        sc[j + 4] = (b[j + 8] & 15) | ((b[j] >> 2) & 0x30);
+        m[j + 4] = (b[j + 8] >> 4) | ((b[j + 4] >> 2) & 0x30);
+    }
+    (sc, m)
+}
+
+/// Q4_K (bits 4) and Q5_K (bits 5).
+fn quantize_q45k(x: &[f32; QK_K], bits: u32, out: &mut [u8]) {
+    let levels = ((1 << bits) - 1) as f32;
+    let mut scales = [0f32; 8];
+    let mut offsets = [0f32; 8];
+    for j in 0..8 {
+        (scales[j], offsets[j]) = affine_params(&x[32 * j..32 * j + 32], levels);
+    }
+    let (d, sc) = super_quantize(&scales, 63.0);
+    let (dmin, m) = super_quantize(&offsets, 63.0);
+    let (df, dminf) = (d.to_f32(), dmin.to_f32());
+    let mut q = [0u8; QK_K];
+    for j in 0..8 {
+        let dl = df * sc[j] as f32;
+        let ml = dminf * m[j] as f32;
+        for l in 0..32 {
+            let v = x[32 * j + l];
+            q[32 * j + l] = if dl > 0.0 { rne_clamp((v + ml) / dl, 0.0, levels) as u8 } else { 0 };
+        }
+    }
+    out[..2].copy_from_slice(&d.to_le_bytes());
+    out[2..4].copy_from_slice(&dmin.to_le_bytes());
+    pack_scale_min(&sc, &m, &mut out[4..16]);
+    let nibbles = if bits == 5 {
+        let qh = &mut out[16..48];
+        for (l, h) in qh.iter_mut().enumerate() {
+            *h = (0..8).fold(0u8, |acc, j| acc | (((q[32 * j + l] >> 4) & 1) << j));
+        }
+        &mut out[48..176]
+    } else {
+        &mut out[16..144]
+    };
+    for c in 0..4 {
+        for l in 0..32 {
+            nibbles[32 * c + l] = (q[64 * c + l] & 15) | ((q[64 * c + 32 + l] & 15) << 4);
+        }
+    }
+}
+
+fn dequantize_q45k(b: &[u8], bits: u32, out: &mut [f32]) {
+    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
+    let (sc, m) = unpack_scale_min(&b[4..16]);
+    let (qh, nibbles) = if bits == 5 { (Some(&b[16..48]), &b[48..176]) } else { (None, &b[16..144]) };
+    for j in 0..8 {
+        let dl = d * sc[j] as f32;
+        let ml = dmin * m[j] as f32;
+        let (c, high) = (j / 2, j % 2 == 1);
+        for l in 0..32 {
+            let byte = nibbles[32 * c + l];
+            let mut q = if high { byte >> 4 } else { byte & 15 };
+            if let Some(qh) = qh {
+                q |= ((qh[l] >> j) & 1) << 4;
+            }
+            out[32 * j + l] = dl * q as f32 - ml;
+        }
+    }
+}
+
+fn quantize_q6k(x: &[f32; QK_K], out: &mut [u8]) {
+    let mut scales = [0f32; 16];
+    for (j, s) in scales.iter_mut().enumerate() {
+        *s = symmetric_scale(&x[16 * j..16 * j + 16], 32.0);
+    }
+    let max = scales.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let d = f16_finite(max / -128.0);
+    let df = d.to_f32();
+    let mut sc = [0i8; 16];
+    for (c, &s) in sc.iter_mut().zip(&scales) {
+        *c = if df != 0.0 { rne_clamp(s / df, -128.0, 127.0) as i8 } else { 0 };
+    }
+    let mut q = [0u8; QK_K];
+    for j in 0..16 {
+        let dl = df * sc[j] as f32;
+        for l in 0..16 {
+            let v = x[16 * j + l];
+            let code = if dl != 0.0 { rne_clamp(v / dl, -32.0, 31.0) } else { 0.0 };
+            q[16 * j + l] = (code as i32 + 32) as u8;
+        }
+    }
+    let (ql, rest) = out.split_at_mut(128);
+    let (qh, rest) = rest.split_at_mut(64);
+    for c in 0..2 {
+        for l in 0..64 {
+            ql[64 * c + l] = (q[128 * c + l] & 15) | ((q[128 * c + 64 + l] & 15) << 4);
+        }
+        for l in 0..32 {
+            qh[32 * c + l] = (q[128 * c + l] >> 4)
+                | ((q[128 * c + 32 + l] >> 4) << 2)
+                | ((q[128 * c + 64 + l] >> 4) << 4)
+                | ((q[128 * c + 96 + l] >> 4) << 6);
+        }
+    }
+    for (o, &c) in rest[..16].iter_mut().zip(&sc) {
+        *o = c as u8;
+    }
+    rest[16..18].copy_from_slice(&d.to_le_bytes());
+}
+
+fn dequantize_q6k(b: &[u8], out: &mut [f32]) {
+    let (ql, rest) = b.split_at(128);
+    let (qh, rest) = rest.split_at(64);
+    let d = f16::from_le_bytes([rest[16], rest[17]]).to_f32();
+    for (i, o) in out.iter_mut().enumerate().take(QK_K) {
+        let (c, k) = (i / 128, i % 128);
+        let low = if k < 64 { ql[64 * c + k] & 15 } else { ql[64 * c + k - 64] >> 4 };
+        let high = (qh[32 * c + k % 32] >> (2 * (k / 32))) & 3;
+        let q = ((low | (high << 4)) as i32 - 32) as f32;
+        let dl = d * (rest[i / 16] as i8) as f32;
+        *o = dl * q;
+    }
+}
+
+pub fn quantize_block(ty: GgmlType, x: &[f32; QK_K], out: &mut [u8]) {
+    match ty {
+        GgmlType::Q4_K => quantize_q45k(x, 4, out),
+        GgmlType::Q5_K => quantize_q45k(x, 5, out),
+        GgmlType::Q6_K => quantize_q6k(x, out),
+        _ => unreachable!("only the 256-value K-quants"),
+    }
+}
+
+pub fn dequantize_block(ty: GgmlType, b: &[u8], out: &mut [f32]) {
+    match ty {
+        GgmlType::Q4_K => dequantize_q45k(b, 4, out),
+        GgmlType::Q5_K => dequantize_q45k(b, 5, out),
+        GgmlType::Q6_K => dequantize_q6k(b, out),
+        _ => unreachable!("only the 256-value K-quants"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_min_packing_round_trips() {
+        let sc = [0u8, 1, 17, 32, 63, 48, 5, 62];
+        let m = [63u8, 0, 33, 2, 15, 16, 47, 31];
+        let mut b = [0u8; 12];
+        pack_scale_min(&sc, &m, &mut b);
+        assert_eq!(unpack_scale_min(&b), (sc, m));
+    }
+}
