@@ -4,11 +4,12 @@
 //
 //   POST /quantize[?profile=edge&bits=4&group-size=64…]   body: a .safetensors file (streamed)
 //        → 200 application/vnd.apache.parquet, streamed as tensors are quantized
+//   POST /quantize?format=gguf[&gguf-type=Q4_K_M]  → 200 a GGUF file (docs/GGUF.md), streamed
 //        → with `Accept: application/json`: 200 with the report only
 //        → 4xx {code, message[, field, tensor]} for bad config, bad file, too large
 //   GET  /         usage text
 //   GET  /health   {version, formatVersion, simd, threads, kernels, wasmMemoryBytes}
-import { buildInfo, configFromText, ModelQuantizer, resolveSinglePassConfig, safetensorsHeaderSize, wasmMemoryBytes } from './api.js';
+import { buildInfo, configFromText, GgufQuantizer, ModelQuantizer, resolveSinglePassConfig, safetensorsHeaderSize, wasmMemoryBytes } from './api.js';
 import { concat } from './internal/bytes.js';
 import { aqError, errorFields } from './internal/errors.js';
 import { afterCall, poisonedBy } from './internal/instance.js';
@@ -23,6 +24,8 @@ const USAGE = `arrowquant — quantize safetensors weights to 2/4/8-bit Parquet
 POST /quantize?profile=edge|local|cloud&bits=2|4|8&group-size=32|64|128|256&…   (body: .safetensors)
      any config field as a query parameter, kebab-case or camelCase; or a JSON object in the
      X-Arrowquant-Config header. Accept: application/json returns the report instead of the file.
+POST /quantize?format=gguf&gguf-type=Q8_0|Q6_K|Q5_K_M|Q5_K_S|Q5_1|Q5_0|Q4_K_M|Q4_K_S|Q4_1|Q4_0|F16|BF16|F32
+     a GGUF file instead (docs/GGUF.md); config fields do not apply.
 GET  /health
 `;
 
@@ -61,8 +64,9 @@ export function configFromRequest(request) {
       throw aqError('E_CONFIG', 'X-Arrowquant-Config must be a JSON object of config fields', { field: 'config' });
     }
   }
-  // `name` is the output file name, not a config field.
-  Object.assign(config, configFromText([...url.searchParams].filter(([k]) => k !== 'name')));
+  // `name` is the output file name and `format`/`gguf-type` choose the container, not config fields.
+  const own = new Set(['name', 'format', 'gguf-type', 'ggufType']);
+  Object.assign(config, configFromText([...url.searchParams].filter(([k]) => !own.has(k))));
   resolveSinglePassConfig(config); // throws E_CONFIG naming the field
   return config;
 }
@@ -143,6 +147,87 @@ export function createHandler({ maxBodyBytes = 512 * 1024 * 1024, rowGroupBytes 
   };
 }
 
+/**
+ * `?format=gguf[&gguf-type=Q4_K_M]`: the GGUF header first (every tensor's type and offset is
+ * planned from the safetensors header), then each tensor's blocks as it is read and quantized.
+ * Config fields do not apply (docs/GGUF.md). With `Accept: application/json`, the report only.
+ */
+async function quantizeGgufResponse(request, url, length, maxBodyBytes, waitUntil) {
+  const ggmlType = url.searchParams.get('gguf-type') ?? url.searchParams.get('ggufType') ?? 'Q8_0';
+  const foreign = [...url.searchParams.keys()].filter((k) => !['name', 'format', 'gguf-type', 'ggufType'].includes(k));
+  if (foreign.length || request.headers.get('x-arrowquant-config')) {
+    throw aqError('E_CONFIG', `${foreign[0] ?? 'X-Arrowquant-Config'} applies to Parquet output; GGUF output takes gguf-type`, { field: foreign[0] ?? 'config' });
+  }
+  const body = new StreamReader(request.body, maxBodyBytes);
+  let q;
+  try {
+    const prefix = await body.read(8, 'the header length');
+    const rest = await body.read(safetensorsHeaderSize(prefix) - 8, 'the header');
+    q = new GgufQuantizer(concat([prefix, rest]), length, ggmlType);
+  } catch (e) {
+    body.cancel();
+    throw e;
+  }
+  async function* outputs() {
+    yield q.takeHeader();
+    for (let t = q.nextTensor(); t; t = q.nextTensor()) {
+      await body.skip(t.start - body.consumed, `the gap before '${t.name}'`);
+      yield q.addTensor(t.name, await body.read(t.end - t.start, `tensor '${t.name}'`)).bytes;
+    }
+  }
+  if ((request.headers.get('accept') ?? '').includes('application/json')) {
+    try {
+      for await (const _ of outputs()) void _;
+      return json(200, q.finish());
+    } finally {
+      q.free();
+      body.cancel();
+    }
+  }
+  // The header and the first tensor before the status line, so early errors are still JSON.
+  const it = outputs();
+  const first = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const { value, done } = await it.next();
+      if (done) break;
+      first.push(value);
+    }
+  } catch (e) {
+    q.free();
+    body.cancel();
+    throw e;
+  }
+  const bytes = q.outputBytes;
+  const name = (url.searchParams.get('name') ?? 'model').replace(/[^\w.-]/g, '_');
+  const { readable, writable } = new TransformStream();
+  const writer = writable.getWriter();
+  const pump = async () => {
+    try {
+      for (const chunk of first) await writer.write(chunk);
+      for await (const chunk of it) await writer.write(chunk);
+      q.finish();
+      await writer.close();
+    } catch (e) {
+      afterCall(e);
+      body.cancel();
+      await writer.abort(e).catch(() => {});
+    } finally {
+      q.free();
+    }
+  };
+  const done = pump();
+  waitUntil?.(done);
+  return new Response(readable, {
+    status: 200,
+    headers: {
+      'content-type': 'application/octet-stream',
+      'content-length': String(bytes),
+      'content-disposition': `attachment; filename="${name}-${ggmlType.toUpperCase()}.gguf"`,
+    },
+  });
+}
+
 async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }) {
   const declared = request.headers.get('content-length');
   if (declared !== null && !/^\d{1,16}$/.test(declared.trim())) {
@@ -153,6 +238,12 @@ async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }
     throw aqError('E_TOO_LARGE', `request body of ${length} bytes exceeds the ${maxBodyBytes}-byte limit of this server`);
   }
   if (!request.body) throw aqError('E_SAFETENSORS', 'empty request body; POST a .safetensors file');
+  const format = (url.searchParams.get('format') ?? 'parquet').toLowerCase();
+  if (format === 'gguf') return quantizeGgufResponse(request, url, length, maxBodyBytes, waitUntil);
+  if (format !== 'parquet') throw aqError('E_CONFIG', `format '${format.slice(0, 40)}': expected 'parquet' or 'gguf'`, { field: 'format' });
+  if (url.searchParams.has('gguf-type') || url.searchParams.has('ggufType')) {
+    throw aqError('E_CONFIG', 'gguf-type applies to format=gguf', { field: 'ggufType' });
+  }
   const config = configFromRequest(request);
   const body = new StreamReader(request.body, maxBodyBytes);
   const q = new ModelQuantizer(config);

@@ -91,3 +91,26 @@ test('GGUF reader mutation loop: no trap, and what opens decodes every tensor', 
   assert.ok(outcomes.E_GGUF > 300 && outcomes.ok > 100, JSON.stringify(outcomes));
   assert.ok(wasmMemoryBytes() - before < 16 << 20, 'wasm memory grew across failing opens');
 });
+
+test('the HTTP handler writes GGUF with ?format=gguf, streamed, the same bytes', async () => {
+  const { createHandler } = await import('../../pkg/http.js');
+  const handle = createHandler();
+  const model = read(DDPM);
+  const post = (query, init = {}) =>
+    handle(new Request(`http://x/quantize?${query}`, { method: 'POST', body: model, duplex: 'half', ...init }));
+  const res = await post('format=gguf&gguf-type=Q4_K_M&name=unet');
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.match(res.headers.get('content-disposition'), /unet-Q4_K_M\.gguf/);
+  const got = new Uint8Array(await res.arrayBuffer());
+  assert.equal(Number(res.headers.get('content-length')), got.length);
+  assert.ok(Buffer.from(got).equals(Buffer.from(quantizeModelGguf(model, 'Q4_K_M').gguf)));
+  const report = await (await post('format=gguf&gguf-type=Q6_K', { headers: { accept: 'application/json' } })).json();
+  assert.equal(report.ggmlType, 'Q6_K');
+  for (const [query, field] of [['format=gguf&bits=4', 'bits'], ['format=gguf&gguf-type=Q3_K', 'ggufType'], ['format=onnx', 'format'], ['gguf-type=Q4_0', 'ggufType']]) {
+    const r = await post(query);
+    assert.equal(r.status, 400, query);
+    const body = await r.json();
+    assert.equal(body.code, 'E_CONFIG', query);
+    assert.equal(body.field, field, query);
+  }
+});

@@ -151,17 +151,36 @@ fn quantize_q45k(x: &[f32; QK_K], bits: u32, out: &mut [u8]) {
     for j in 0..8 {
         (scales[j], offsets[j]) = affine_params(&x[32 * j..32 * j + 32], levels);
     }
-    let (d, sc) = super_quantize(&scales, 63.0);
-    let (dmin, m) = super_quantize(&offsets, 63.0);
+    let (d, mut sc) = super_quantize(&scales, 63.0);
+    let (dmin, mut m) = super_quantize(&offsets, 63.0);
     let (df, dminf) = (d.to_f32(), dmin.to_f32());
     let mut q = [0u8; QK_K];
     for j in 0..8 {
-        let dl = df * sc[j] as f32;
-        let ml = dminf * m[j] as f32;
-        for l in 0..32 {
-            let v = x[32 * j + l];
-            q[32 * j + l] = if dl > 0.0 { rne_clamp((v + ml) / dl, 0.0, levels) as u8 } else { 0 };
+        let sub = &x[32 * j..32 * j + 32];
+        // The 6-bit params rounded to nearest are not always the best stored pair: try the
+        // neighbours of each, with the codes each pair gives, and keep the closest decode.
+        let codes = |s: u8, mm: u8, out: &mut [u8]| -> f64 {
+            let dl = df * s as f32;
+            let ml = dminf * mm as f32;
+            let mut e = 0f64;
+            for (o, &v) in out.iter_mut().zip(sub) {
+                *o = if dl > 0.0 { rne_clamp((v + ml) / dl, 0.0, levels) as u8 } else { 0 };
+                e += f64::from(v - (dl * *o as f32 - ml)).powi(2);
+            }
+            e
+        };
+        let mut best = (codes(sc[j], m[j], &mut q[32 * j..32 * j + 32]), sc[j], m[j]);
+        let mut trial = [0u8; 32];
+        for s in sc[j].saturating_sub(1)..=(sc[j] + 1).min(63) {
+            for mm in m[j].saturating_sub(1)..=(m[j] + 1).min(63) {
+                let e = codes(s, mm, &mut trial);
+                if e < best.0 {
+                    best = (e, s, mm);
+                    q[32 * j..32 * j + 32].copy_from_slice(&trial);
+                }
+            }
         }
+        (sc[j], m[j]) = (best.1, best.2);
     }
     out[..2].copy_from_slice(&d.to_le_bytes());
     out[2..4].copy_from_slice(&dmin.to_le_bytes());
@@ -216,12 +235,28 @@ fn quantize_q6k(x: &[f32; QK_K], out: &mut [u8]) {
     }
     let mut q = [0u8; QK_K];
     for j in 0..16 {
-        let dl = df * sc[j] as f32;
-        for l in 0..16 {
-            let v = x[16 * j + l];
-            let code = if dl != 0.0 { rne_clamp(v / dl, -32.0, 31.0) } else { 0.0 };
-            q[16 * j + l] = (code as i32 + 32) as u8;
+        let sub = &x[16 * j..16 * j + 16];
+        let codes = |s: i8, out: &mut [u8]| -> f64 {
+            let dl = df * s as f32;
+            let mut e = 0f64;
+            for (o, &v) in out.iter_mut().zip(sub) {
+                let code = if dl != 0.0 { rne_clamp(v / dl, -32.0, 31.0) } else { 0.0 };
+                *o = (code as i32 + 32) as u8;
+                e += f64::from(v - dl * code).powi(2);
+            }
+            e
+        };
+        // As for Q4_K: the rounded 8-bit scale and its neighbours, the closest decode kept.
+        let mut best = (codes(sc[j], &mut q[16 * j..16 * j + 16]), sc[j]);
+        let mut trial = [0u8; 16];
+        for s in [sc[j].saturating_sub(1), sc[j].saturating_add(1)] {
+            let e = codes(s, &mut trial);
+            if e < best.0 {
+                best = (e, s);
+                q[16 * j..16 * j + 16].copy_from_slice(&trial);
+            }
         }
+        sc[j] = best.1;
     }
     let (ql, rest) = out.split_at_mut(128);
     let (qh, rest) = rest.split_at_mut(64);
