@@ -131,21 +131,22 @@ test-py: build setup-python
 eval: build setup-python
 	$(PY) tools/eval/run.py
 
-# Coverage-guided fuzzing of the readers of untrusted bytes (cargo-fuzz on nightly, seeded with the
+# Coverage-guided fuzzing of the readers of untrusted bytes (safetensors, Parquet, calibration, GGUF) (cargo-fuzz on nightly, seeded with the
 # bundled files and a Parquet file made from them), FUZZ_SECONDS each; then the JS mutation loops
 # of tests/js/hostile.test.mjs at AQ_FUZZ_ITERATIONS. A crash lands in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 600
 AQ_FUZZ_ITERATIONS ?= 50000
 fuzz: build setup-nightly
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	mkdir -p fuzz/corpus/safetensors fuzz/corpus/parquet fuzz/corpus/calibration
+	mkdir -p fuzz/corpus/safetensors fuzz/corpus/parquet fuzz/corpus/calibration fuzz/corpus/gguf
 	cp tests/data/*.safetensors samples/tiny_ddpm_digits.safetensors fuzz/corpus/safetensors/
 	cp samples/*calib.safetensors fuzz/corpus/calibration/
 	node pkg/cli.js quantize tests/data/rivagan_f16.safetensors -o fuzz/corpus/parquet/rivagan.aq.parquet --min-accuracy 0 >/dev/null
 	node pkg/cli.js quantize samples/tiny_ddpm_digits.safetensors -o fuzz/corpus/parquet/ddpm.aq.parquet \
 	  --calibration samples/tiny_ddpm_digits.calib.safetensors >/dev/null
 	cd fuzz && node seeds.mjs
-	cd fuzz && for t in safetensors parquet calibration; do \
+	node pkg/cli.js quantize samples/tiny_ddpm_digits.safetensors -o fuzz/corpus/gguf/ddpm-Q4_K_M.gguf --gguf-type Q4_K_M --quiet
+	cd fuzz && for t in safetensors parquet calibration gguf; do \
 	  cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=1048576 -rss_limit_mb=4096 || exit 1; \
 	done
 	AQ_FUZZ_ITERATIONS=$(AQ_FUZZ_ITERATIONS) node --test tests/js/hostile.test.mjs
@@ -158,6 +159,7 @@ size: build build-threads
 
 bench: build build-threads setup-chromium $(PKG_WASM_BENCH)
 	node bench/run.mjs
+	node bench/gguf.mjs
 	node bench/threads.mjs
 	node bench/diffusion.mjs
 

@@ -5,8 +5,18 @@
 // quantizeModel (bytes in, bytes out) or quantizeStream (tensor by tensor, chunks out), prints JSON.
 //   node bench/memory.mjs <model | stream> file <path.safetensors> <config JSON>
 // quantizes that file instead.
+//   node bench/memory.mjs gguf <path.safetensors> <type>
+// writes that file as GGUF through the streamed writer (the file read tensor by tensor).
 import { readFileSync } from 'node:fs';
-import { bytesSource, quantizeModel, quantizeStream, wasmMemoryBytes } from '../pkg/node.js';
+import { bytesSource, fileSource, quantizeGguf, quantizeModel, quantizeStream, wasmMemoryBytes } from '../pkg/node.js';
+
+if (process.argv[2] === 'gguf') {
+  const source = fileSource(process.argv[3]);
+  let outBytes = 0;
+  await quantizeGguf(source, process.argv[4], { onChunk: (b) => (outBytes += b.length) });
+  console.log(JSON.stringify({ inputBytes: source.size, outputBytes: outBytes, wasmBytes: wasmMemoryBytes() }));
+  process.exit(0);
+}
 
 function syntheticFile(rows, cols, tensors) {
   const [r, c, k] = [rows, cols, tensors].map(Number);

@@ -1,4 +1,5 @@
-import type { BuildInfo, CalibrationInput, CalibrationSummary, ErrorHistogram, LayerReport, ModelReport, ModelSummary, Progress, QuantConfig, QuantConfigInput } from './wasm/arrowquant.js';
+import type { BuildInfo, CalibrationInput, CalibrationSummary, ErrorHistogram, GgufLayer, GgufReport, LayerReport, ModelReport, ModelSummary, Progress, QuantConfig, QuantConfigInput } from './wasm/arrowquant.js';
+import type { GgmlTypeName } from './index.js';
 export interface WorkerQuantizerInfo extends BuildInfo {
   /** Threads in the pool (1 for the single-threaded build). */
   poolThreads: number;
@@ -6,6 +7,8 @@ export interface WorkerQuantizerInfo extends BuildInfo {
   reason: string;
   /** Seconds the start-up warm-up run took (0 when turned off). */
   warmUpSeconds: number;
+  /** Workers replaced after their wasm instance trapped (each then answers with E_INTERNAL). */
+  restarts: number;
 }
 export interface WorkerRunStats {
   /** Distinct pool threads that ran quantization blocks. */
@@ -41,6 +44,17 @@ export interface WorkerQuantizer {
       output?: { opfs: string };
     },
   ): Promise<{ report: ModelReport; stats: WorkerRunStats; parquet?: Blob; output?: { opfs?: string; bytes?: number } }>;
+  /** Quantize into GGUF of a mix (docs/GGUF.md), streamed like `quantize`. */
+  quantizeGguf(
+    file: Blob | File[],
+    ggmlType: GgmlTypeName,
+    options?: {
+      onProgress?: (p: { done: number; total: number; name: string; layer: GgufLayer; bytesDone: number; bytesTotal: number; wasmMemoryBytes: number }) => void;
+      onChunk?: (bytes: Uint8Array) => void;
+      index?: Blob;
+      output?: { opfs: string };
+    },
+  ): Promise<{ report: GgufReport; stats: WorkerRunStats; gguf?: Blob; output?: { opfs?: string; bytes?: number } }>;
   terminate(): void;
 }
 export function createWorkerQuantizer(options?: {

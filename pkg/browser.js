@@ -86,6 +86,16 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
       if (onChunk || value.output?.opfs) return value;
       return { ...value, parquet: new Blob(chunks, { type: 'application/vnd.apache.parquet' }) };
     },
+    /**
+     * Quantize a File/Blob (or shards) into GGUF of `ggmlType` (`Q4_K_M`, `Q8_0`, …; docs/GGUF.md).
+     * Resolves to { report, stats, gguf? } (`gguf`, a Blob, without `onChunk` or an OPFS output).
+     */
+    async quantizeGguf(file, ggmlType, { onProgress, onChunk, index, output } = {}) {
+      const chunks = [];
+      const value = await call({ type: 'quantize', files: file, index, gguf: ggmlType, output }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
+      if (onChunk || value.output?.opfs) return value;
+      return { ...value, gguf: new Blob(chunks, { type: 'application/octet-stream' }) };
+    },
     /** Stop the worker (cancels any running job; its promise rejects with E_CANCELLED). */
     terminate() {
       terminated = true;

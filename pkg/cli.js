@@ -169,12 +169,8 @@ async function quantizeToGguf(input, output, { flags, config }) {
   const showBar = process.stderr.isTTY && !flags.json && !flags.quiet;
   let report;
   try {
-    let total = 0;
     ({ report } = await writeAtomically(output, (put) =>
-      quantizeGguf(source, ggmlType, {
-        onChunk: put,
-        onProgress: showBar ? (p) => progressBar({ ...p, total: (total ||= p.done), bytesDone: 0, bytesTotal: 0 }) : undefined,
-      }),
+      quantizeGguf(source, ggmlType, { onChunk: put, onProgress: showBar ? progressBar : undefined }),
     ));
   } finally {
     source.close();

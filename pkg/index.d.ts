@@ -42,7 +42,8 @@ export function quantizeStream(
 export type GgmlTypeName = 'Q8_0' | 'Q6_K' | 'Q5_K_M' | 'Q5_K_S' | 'Q5_1' | 'Q5_0' | 'Q4_K_M' | 'Q4_K_S' | 'Q4_1' | 'Q4_0' | 'F16' | 'BF16' | 'F32';
 export interface GgufOptions {
   onChunk?: (bytes: Uint8Array) => void | Promise<void>;
-  onProgress?: (progress: { done: number; name: string; layer: GgufLayer; bytesTotal: number }) => void;
+  /** `bytesDone`/`bytesTotal` count the output, whose size is known from the header. */
+  onProgress?: (progress: { done: number; total: number; name: string; layer: GgufLayer; bytesDone: number; bytesTotal: number }) => void;
   signal?: AbortSignal;
 }
 /**

@@ -6,6 +6,7 @@ import { errorFields, aqError } from './internal/errors.js';
 import { guardInstance } from './internal/instance.js';
 import { readFailed, readHeaderBytes, shardedSource } from './internal/sources.js';
 import { quantizeStreamWith } from './internal/stream.js';
+import { quantizeGgufWith } from './internal/gguf.js';
 
 let lib;
 let info;
@@ -207,7 +208,13 @@ async function quantize(id, data) {
   const sink = await openSink(id, data.output);
   let report;
   try {
-    ({ report } = await quantizeStreamWith(lib, source, data.config, {
+    if (data.gguf) {
+      // GGUF (docs/GGUF.md): the header first, then each tensor's blocks; config fields do not apply.
+      ({ report } = await quantizeGgufWith(lib, source, data.gguf, {
+        onChunk: sink.write,
+        onProgress: (p) => postMessage({ id, type: 'progress', progress: { ...p, wasmMemoryBytes: lib.wasmMemoryBytes() } }),
+      }));
+    } else ({ report } = await quantizeStreamWith(lib, source, data.config, {
       rowGroupBytes: data.rowGroupBytes,
       calibration,
       onChunk: sink.write,

@@ -219,7 +219,8 @@ async function run() {
   $('bar').style.width = '0';
   if (state.downloadUrl) URL.revokeObjectURL(state.downloadUrl);
   await removeOpfs(state.opfsName);
-  state.opfsName = canUseOpfs() ? `arrowquant-${Date.now()}.parquet` : null;
+  const ggmlType = form.elements.output.value === 'parquet' ? null : form.elements.output.value;
+  state.opfsName = canUseOpfs() ? `arrowquant-${Date.now()}.${ggmlType ? 'gguf' : 'parquet'}` : null;
   $('output-mode').textContent = state.opfsName
     ? 'Output streams to this browser’s private storage (OPFS), not memory.'
     : 'Output is assembled in memory (this browser has no OPFS).';
@@ -227,32 +228,33 @@ async function run() {
   state.runConfig = config;
   const t0 = performance.now();
   let peak = 0;
+  const onProgress = (p) => {
+    const secs = (performance.now() - t0) / 1000;
+    if (p.planning) {
+      $('progress-text').textContent = `planning the size budget: ${p.done}/${p.total} tensors measured`;
+      return;
+    }
+    peak = Math.max(peak, p.wasmMemoryBytes ?? 0);
+    const frac = p.bytesTotal ? p.bytesDone / p.bytesTotal : p.done / p.total;
+    const rate = p.bytesDone / 2 ** 20 / Math.max(secs, 1e-3);
+    const left = frac > 0 ? (secs / frac) * (1 - frac) : 0;
+    $('bar').style.width = `${(frac * 100).toFixed(1)}%`;
+    $('progress-text').textContent = `${p.done} / ${p.total} tensors · ${rate.toFixed(1)} MB/s · ${fmtTime(left)} left · wasm memory ${fmtBytes(peak)} · ${p.name}`;
+  };
   try {
-    const result = await state.q.quantize(state.model.length === 1 ? state.model[0] : state.model, config, {
-      index: state.index ?? undefined,
-      calibration: state.calibration?.file,
-      output: state.opfsName ? { opfs: state.opfsName } : undefined,
-      onProgress: (p) => {
-        const secs = (performance.now() - t0) / 1000;
-        if (p.planning) {
-          $('progress-text').textContent = `planning the size budget: ${p.done}/${p.total} tensors measured`;
-          return;
-        }
-        peak = Math.max(peak, p.wasmMemoryBytes ?? 0);
-        const frac = p.bytesTotal ? p.bytesDone / p.bytesTotal : p.done / p.total;
-        const rate = p.bytesDone / 2 ** 20 / Math.max(secs, 1e-3);
-        const left = frac > 0 ? (secs / frac) * (1 - frac) : 0;
-        $('bar').style.width = `${(frac * 100).toFixed(1)}%`;
-        $('progress-text').textContent = `${p.done} / ${p.total} tensors · ${rate.toFixed(1)} MB/s · ${fmtTime(left)} left · wasm memory ${fmtBytes(peak)} · ${p.name}`;
-      },
-    });
-    let blob = result.parquet;
+    const model = state.model.length === 1 ? state.model[0] : state.model;
+    const output = state.opfsName ? { opfs: state.opfsName } : undefined;
+    const result = ggmlType
+      ? await state.q.quantizeGguf(model, ggmlType, { index: state.index ?? undefined, output, onProgress })
+      : await state.q.quantize(model, config, { index: state.index ?? undefined, calibration: state.calibration?.file, output, onProgress });
+    let blob = result.parquet ?? result.gguf;
     if (result.output?.opfs) blob = await (await (await navigator.storage.getDirectory()).getFileHandle(result.output.opfs)).getFile();
     state.report = result.report;
     state.downloadUrl = URL.createObjectURL(blob);
     $('status').textContent = `Done in ${fmtTime(result.stats.seconds)}.`;
     $('bar').style.width = '100%';
-    renderResults(result.report, result.stats, blob);
+    if (ggmlType) renderGgufResults(result.report, result.stats, blob);
+    else renderResults(result.report, result.stats, blob);
     document.body.dataset.state = 'done';
   } catch (e) {
     await removeOpfs(state.opfsName);
@@ -293,6 +295,7 @@ function renderResults(r, stats, blob) {
   const name = (state.model.length === 1 ? state.model[0].name : 'model').replace(/\.safetensors$/, '');
   $('download').href = state.downloadUrl;
   $('download').download = `${name}.aq.parquet`;
+  $('download').textContent = 'Download Parquet';
   $('download-note').textContent = `${fmtBytes(blob.size)}, made in this tab.`;
   $('features').textContent = `Modality ${r.modality} (${r.modalityRule}). Time-aware: ${r.timeAware.note}. Spatial: ${r.spatial.note}.${r.sizePlan ? ` Size plan: ≤ ${fmtBytes(r.sizePlan.plannedBytes)} of ${fmtBytes(r.sizePlan.targetBytes)}.` : ''}`;
   // textContent, not innerHTML: a warning quotes the user's patterns.
@@ -304,6 +307,43 @@ function renderResults(r, stats, blob) {
   renderTable(r.layers);
   const worst = r.layers.filter((l) => l.snrDb !== null).sort((a, b) => a.snrDb - b.snrDb)[0];
   if (worst) selectLayer(worst.name);
+}
+
+/** GGUF's bits per value, for the plot's colours (the width classes of the Parquet report). */
+const GGUF_COLOR_BITS = { Q8_0: 8, Q6_K: 8, Q5_K: 4, Q5_1: 4, Q5_0: 4, Q4_K: 4, Q4_1: 4, Q4_0: 4, F16: 16, BF16: 16, F32: 16 };
+
+function renderGgufResults(r, stats, blob) {
+  const counts = {};
+  for (const l of r.layers) counts[l.ggmlType] = (counts[l.ggmlType] ?? 0) + 1;
+  const cells = [
+    [`${r.compressionRatio.toFixed(2)}×`, 'smaller than the source tensors'],
+    [fmtBytes(blob.size), `GGUF file (${r.ggmlType})`],
+    [r.minCosine.toFixed(5), 'lowest layer cosine'],
+    [`${fmtDb(r.snrDb)} dB`, 'SNR (pooled)'],
+    [fmtTime(stats.seconds), `${stats.threadsSeen > 1 ? `${stats.threadsSeen} threads` : '1 thread'}`],
+    [fmtBytes(stats.wasmMemoryBytes), 'peak wasm memory'],
+    [Object.entries(counts).map(([t, n]) => `${t} ×${n}`).join(', '), 'tensors by type'],
+  ];
+  $('summary').innerHTML = cells.map(([v, k]) => `<div><b>${v}</b><span>${k}</span></div>`).join('');
+  $('summary').dataset.compression = r.compressionRatio.toFixed(4);
+  $('summary').dataset.peakWasmMemory = String(stats.wasmMemoryBytes);
+  const name = (state.model.length === 1 ? state.model[0].name : 'model').replace(/\.safetensors$/, '');
+  $('download').href = state.downloadUrl;
+  $('download').download = `${name}-${r.ggmlType}.gguf`;
+  $('download').textContent = 'Download GGUF';
+  $('download-note').textContent = `${fmtBytes(blob.size)}, made in this tab.`;
+  $('features').textContent = `Architecture ${r.architecture} (${r.architectureRule}). Types per tensor: docs/GGUF.md.`;
+  $('warnings').hidden = true;
+  $('results').hidden = false;
+  state.selected = null;
+  // The Parquet report's shape, so the plot and table render GGUF layers the same way.
+  const layers = r.layers.map((l) => ({ ...l, stored: l.ggmlType, bits: GGUF_COLOR_BITS[l.ggmlType], storage: 'gguf' }));
+  state.report = { ...r, layers };
+  renderPlot(layers);
+  renderTable(layers);
+  $('hist-title').textContent = 'Error histograms are drawn for Parquet runs';
+  const canvas = $('hist');
+  canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
 }
 
 function renderPlot(layers) {
@@ -360,6 +400,10 @@ async function selectLayer(name) {
   for (const c of $('snr-plot').querySelectorAll('circle')) c.classList.toggle('selected', c.dataset.name === name);
   const l = state.report.layers.find((x) => x.name === name);
   const canvas = $('hist');
+  if (l?.storage === 'gguf') {
+    $('hist-title').textContent = `${name}: ${l.stored}, SNR ${fmtDb(l.snrDb)} dB (error histograms are drawn for Parquet runs)`;
+    return;
+  }
   if (!l || l.storage === 'raw') {
     $('hist-title').textContent = `${name}: stored exactly (raw), no error`;
     canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);

@@ -20,14 +20,18 @@ export async function quantizeGgufWith(lib, source, ggmlType, { onChunk, onProgr
   const q = new lib.GgufQuantizer(await readHeaderBytes(lib, source), source.size, ggmlType);
   try {
     const bytesTotal = q.outputBytes;
-    await emit(q.takeHeader());
+    const total = q.tensorCount;
+    const header = q.takeHeader();
+    let bytesDone = header.length;
+    await emit(header);
     let done = 0;
     for (let t = q.nextTensor(); t; t = q.nextTensor()) {
       throwIfAborted(signal);
       const { bytes, layer } = q.addTensor(t.name, await source.read(t.start, t.end));
       await emit(bytes);
       done++;
-      onProgress?.({ done, name: t.name, layer, bytesTotal });
+      bytesDone += bytes.length;
+      onProgress?.({ done, total, name: t.name, layer, bytesDone, bytesTotal });
     }
     throwIfAborted(signal);
     const report = q.finish();

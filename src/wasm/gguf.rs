@@ -61,6 +61,12 @@ impl GgufQuantizer {
         Ok(self.run()?.output_len() as f64)
     }
 
+    /// How many tensors the output holds.
+    #[wasm_bindgen(getter, js_name = tensorCount)]
+    pub fn tensor_count(&mut self) -> Result<u32, JsValue> {
+        Ok(self.run()?.header().tensors.len() as u32)
+    }
+
     /// `{ name, start, end }`: the next tensor to add and its byte range in the source file; null
     /// when every tensor has been added.
     #[wasm_bindgen(js_name = nextTensor, unchecked_return_type = "{ name: string, start: number, end: number } | null")]

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { chromium } from 'playwright-core';
-import { openQuantized, quantizeModel } from '../../pkg/node.js';
+import { openGguf, openQuantized, quantizeModel, quantizeModelGguf } from '../../pkg/node.js';
 import { serve } from '../browser/server.mjs';
 import { CHROMIUM_ARGS, DDPM, DDPM_CAL, ROOT, splitSafetensors, tempDir } from './helpers.mjs';
 
@@ -153,4 +153,26 @@ test('sharded model + index on a page without COOP/COEP: single-threaded build, 
   } finally {
     plain.server.close();
   }
+});
+
+test('GGUF from the page: choose the output, run, download a file named like the community files', { timeout: 180000 }, async () => {
+  const { page, errors, context } = await openPage();
+  await page.setInputFiles('#files', [DDPM]);
+  await page.waitForSelector('#config:not([hidden])');
+  await page.selectOption('select[name=output]', 'Q4_K_M');
+  await page.click('#run');
+  await page.waitForFunction(() => document.body.dataset.state === 'done', null, { timeout: 120000 });
+  assert.equal(await page.$$eval('#layers tbody tr', (r) => r.length), 144);
+  assert.match(await page.textContent('#features'), /Architecture sd1/);
+  assert.equal(await page.textContent('#download'), 'Download GGUF');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  assert.equal(download.suggestedFilename(), 'tiny_ddpm_digits-Q4_K_M.gguf');
+  const path = join(tempDir(), 'page.gguf');
+  await download.saveAs(path);
+  const bytes = new Uint8Array(readFileSync(path));
+  const expected = quantizeModelGguf(new Uint8Array(readFileSync(DDPM)), 'Q4_K_M').gguf;
+  assert.ok(Buffer.from(bytes).equals(Buffer.from(expected)), `the page wrote other bytes than the library (${bytes.length} vs ${expected.length})`);
+  assert.deepEqual(openGguf(bytes).tensors().length, 144);
+  assert.deepEqual(errors, []);
+  await context.close();
 });
