@@ -25,6 +25,10 @@ const RESHAPE_ARCHITECTURES: &[&str] = &["sd1", "sdxl"];
 /// Smallest tensor re-rowed (ComfyUI-GGUF's REARRANGE_THRESHOLD).
 const RESHAPE_MIN_VALUES: u64 = 512;
 
+/// Values per unit of work: whole blocks of every type (a multiple of 256), small enough that a
+/// chunk's f32 values and their decode stay in cache and a tensor is never held as f32 whole.
+const CHUNK_VALUES: usize = 1 << 16;
+
 /// Which ggml type a source dtype that is not quantized keeps (integers pass through exactly).
 fn integer_type(dtype: Dtype) -> Option<GgmlType> {
     match dtype {
@@ -222,17 +226,32 @@ impl GgufQuantizer {
         let mut out = Vec::with_capacity(align(p.bytes).unwrap_or(p.bytes) as usize);
         let mut sums = None;
         if t.dtype.is_float() {
-            let mut values = vec![0f32; t.numel() as usize];
-            decode_f32(t.dtype, bytes, &mut values);
-            check_finite(name, &values, 0)?;
-            ggml::quantize(p.ty, &values, &mut out)?;
-            let back = ggml::dequantize(p.ty, &out, values.len())?;
-            let mut s = ErrorSums::default();
-            for (w, q) in values.chunks(1 << 16).zip(back.chunks(1 << 16)) {
-                s.add(w, q);
+            // In chunks of whole blocks: decode, check, encode, decode what was stored and measure
+            // it — on the pool when there is one, merged in chunk order (the same bytes and
+            // metrics for any thread count), never the whole tensor as f32 at once.
+            let count = t.numel() as usize;
+            let width = t.dtype.size_bytes();
+            let chunks: Vec<usize> = (0..count).step_by(CHUNK_VALUES).collect();
+            let encoded = crate::parallel::map(chunks, |start| -> Result<(Vec<u8>, ErrorSums)> {
+                let end = (start + CHUNK_VALUES).min(count);
+                let mut values = vec![0f32; end - start];
+                decode_f32(t.dtype, &bytes[start * width..end * width], &mut values);
+                check_finite(name, &values, start)?;
+                let mut block = Vec::new();
+                ggml::quantize(p.ty, &values, &mut block)?;
+                let back = ggml::dequantize(p.ty, &block, values.len())?;
+                let mut s = ErrorSums::default();
+                s.add(&values, &back);
+                Ok((block, s))
+            });
+            let mut total = ErrorSums::default();
+            for chunk in encoded {
+                let (block, s) = chunk?;
+                out.extend_from_slice(&block);
+                total.merge(&s);
             }
-            self.pooled.merge(&s);
-            sums = Some(s);
+            self.pooled.merge(&total);
+            sums = Some(total);
         } else {
             out.extend_from_slice(bytes);
         }

@@ -25,9 +25,8 @@ fn f16_finite(x: f32) -> f16 {
     f16::from_f32(x.clamp(-65504.0, 65504.0))
 }
 
-fn rne_clamp(x: f32, lo: f32, hi: f32) -> f32 {
-    x.round_ties_even().clamp(lo, hi)
-}
+use super::legacy::{affine_fit, rne_clamp};
+use super::search::{self, reciprocal};
 
 /// The best (scale, offset ≥ 0) for x ≈ scale·q − offset with q ∈ 0..=levels, unquantized:
 /// the min/max choice and nearby ranges, each refit by least squares to its codes (the offset
@@ -38,45 +37,25 @@ fn affine_params(x: &[f32], levels: f32) -> (f32, f32) {
     if hi <= lo {
         return (0.0, -lo);
     }
-    let sse = |scale: f32, offset: f32| -> f64 {
-        x.iter()
-            .map(|&v| {
-                let q = if scale > 0.0 { rne_clamp((v + offset) / scale, 0.0, levels) } else { 0.0 };
-                f64::from(v - (scale * q - offset)).powi(2)
-            })
-            .sum()
-    };
+    let error = |scale: f32, offset: f32| search::code_sse(x, scale, -offset, reciprocal(scale), 0.0, levels);
     let mut best = ((hi - lo) / levels, -lo);
-    let mut best_e = sse(best.0, best.1);
-    let n = x.len() as f64;
-    for k in -5..=10 {
-        let trial = (hi - lo) / (levels + 0.1 * k as f32);
-        let (mut sc, mut scc, mut sx, mut sxc) = (0f64, 0f64, 0f64, 0f64);
-        for &v in x {
-            let c = f64::from(rne_clamp((v - lo) / trial, 0.0, levels));
-            sc += c;
-            scc += c * c;
-            sx += f64::from(v);
-            sxc += f64::from(v) * c;
-        }
-        let det = n * scc - sc * sc;
-        if det <= 0.0 {
-            continue;
-        }
-        let mut scale = (n * sxc - sc * sx) / det;
-        let mut min = (scc * sx - sc * sxc) / det;
+    let mut best_e = error(best.0, best.1);
+    let n = x.len() as f32;
+    let sx: f32 = x.iter().sum();
+    for k in (-5..=10).step_by(3) {
+        let inv = reciprocal((hi - lo) / (levels + 0.1 * k as f32));
+        let sums = search::code_sums(x, lo, inv, 0.0, levels);
+        let Some((mut scale, mut min)) = affine_fit(n, sx, sums) else { continue };
         if min > 0.0 {
             min = 0.0;
-            scale = sxc / scc;
+            scale = sums.0 / sums.1;
         }
-        if scale <= 0.0 {
+        if scale.is_nan() || scale <= 0.0 {
             continue;
         }
-        let (scale, offset) = (scale as f32, -min as f32);
-        let e = sse(scale, offset);
+        let e = error(scale, -min);
         if e < best_e {
-            best = (scale, offset);
-            best_e = e;
+            (best, best_e) = ((scale, -min), e);
         }
     }
     best
@@ -84,31 +63,24 @@ fn affine_params(x: &[f32], levels: f32) -> (f32, f32) {
 
 /// The best signed scale for x ≈ scale·q with q ∈ −nmax..nmax−1, unquantized (as legacy.rs).
 fn symmetric_scale(x: &[f32], nmax: f32) -> f32 {
+    let (lo, hi) = (-nmax, nmax - 1.0);
     let max = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
     if max == 0.0 {
         return 0.0;
     }
-    let sse = |scale: f32| -> f64 {
-        x.iter().map(|&v| f64::from(v - scale * rne_clamp(v / scale, -nmax, nmax - 1.0)).powi(2)).sum()
-    };
+    let error = |scale: f32| search::code_sse(x, scale, 0.0, reciprocal(scale), lo, hi);
     let mut best = max / -nmax;
-    let mut best_e = sse(best);
-    for k in -9..=9 {
-        let trial = max / -(nmax + 0.1 * k as f32);
-        let (mut sxq, mut sqq) = (0f64, 0f64);
-        for &v in x {
-            let c = f64::from(rne_clamp(v / trial, -nmax, nmax - 1.0));
-            sxq += f64::from(v) * c;
-            sqq += c * c;
-        }
+    let mut best_e = error(best);
+    for k in (-9..=9).step_by(3) {
+        let inv = reciprocal(max / -(nmax + 0.1 * k as f32));
+        let (sxq, sqq, _) = search::code_sums(x, 0.0, inv, lo, hi);
         if sqq == 0.0 {
             continue;
         }
-        let scale = (sxq / sqq) as f32;
-        let e = sse(scale);
+        let scale = sxq / sqq;
+        let e = error(scale);
         if e < best_e {
-            best = scale;
-            best_e = e;
+            (best, best_e) = (scale, e);
         }
     }
     best
@@ -119,7 +91,8 @@ fn super_quantize(params: &[f32], max_code: f32) -> (f16, Vec<u8>) {
     let top = params.iter().fold(0f32, |m, &v| m.max(v));
     let d = f16_finite(top / max_code);
     let df = d.to_f32();
-    let codes = params.iter().map(|&p| if df > 0.0 { rne_clamp(p / df, 0.0, max_code) as u8 } else { 0 }).collect();
+    let inv = reciprocal(df);
+    let codes = params.iter().map(|&p| if df > 0.0 { rne_clamp(p * inv, 0.0, max_code) as u8 } else { 0 }).collect();
     (d, codes)
 }
 
@@ -159,28 +132,26 @@ fn quantize_q45k(x: &[f32; QK_K], bits: u32, out: &mut [u8]) {
         let sub = &x[32 * j..32 * j + 32];
         // The 6-bit params rounded to nearest are not always the best stored pair: try the
         // neighbours of each, with the codes each pair gives, and keep the closest decode.
-        let codes = |s: u8, mm: u8, out: &mut [u8]| -> f64 {
+        let error = |s: u8, mm: u8| {
             let dl = df * s as f32;
-            let ml = dminf * mm as f32;
-            let mut e = 0f64;
-            for (o, &v) in out.iter_mut().zip(sub) {
-                *o = if dl > 0.0 { rne_clamp((v + ml) / dl, 0.0, levels) as u8 } else { 0 };
-                e += f64::from(v - (dl * *o as f32 - ml)).powi(2);
-            }
-            e
+            search::code_sse(sub, dl, -(dminf * mm as f32), reciprocal(dl), 0.0, levels)
         };
-        let mut best = (codes(sc[j], m[j], &mut q[32 * j..32 * j + 32]), sc[j], m[j]);
-        let mut trial = [0u8; 32];
+        let mut best = (error(sc[j], m[j]), sc[j], m[j]);
         for s in sc[j].saturating_sub(1)..=(sc[j] + 1).min(63) {
             for mm in m[j].saturating_sub(1)..=(m[j] + 1).min(63) {
-                let e = codes(s, mm, &mut trial);
+                let e = error(s, mm);
                 if e < best.0 {
                     best = (e, s, mm);
-                    q[32 * j..32 * j + 32].copy_from_slice(&trial);
                 }
             }
         }
         (sc[j], m[j]) = (best.1, best.2);
+        let dl = df * sc[j] as f32;
+        let ml = dminf * m[j] as f32;
+        let inv = reciprocal(dl);
+        for (o, &v) in q[32 * j..32 * j + 32].iter_mut().zip(sub) {
+            *o = rne_clamp((v - -ml) * inv, 0.0, levels) as u8;
+        }
     }
     out[..2].copy_from_slice(&d.to_le_bytes());
     out[2..4].copy_from_slice(&dmin.to_le_bytes());
@@ -231,32 +202,29 @@ fn quantize_q6k(x: &[f32; QK_K], out: &mut [u8]) {
     let df = d.to_f32();
     let mut sc = [0i8; 16];
     for (c, &s) in sc.iter_mut().zip(&scales) {
-        *c = if df != 0.0 { rne_clamp(s / df, -128.0, 127.0) as i8 } else { 0 };
+        *c = if df != 0.0 { rne_clamp(s * reciprocal(df), -128.0, 127.0) as i8 } else { 0 };
     }
     let mut q = [0u8; QK_K];
     for j in 0..16 {
         let sub = &x[16 * j..16 * j + 16];
-        let codes = |s: i8, out: &mut [u8]| -> f64 {
+        let error = |s: i8| {
             let dl = df * s as f32;
-            let mut e = 0f64;
-            for (o, &v) in out.iter_mut().zip(sub) {
-                let code = if dl != 0.0 { rne_clamp(v / dl, -32.0, 31.0) } else { 0.0 };
-                *o = (code as i32 + 32) as u8;
-                e += f64::from(v - dl * code).powi(2);
-            }
-            e
+            search::code_sse(sub, dl, 0.0, reciprocal(dl), -32.0, 31.0)
         };
         // As for Q4_K: the rounded 8-bit scale and its neighbours, the closest decode kept.
-        let mut best = (codes(sc[j], &mut q[16 * j..16 * j + 16]), sc[j]);
-        let mut trial = [0u8; 16];
+        let mut best = (error(sc[j]), sc[j]);
         for s in [sc[j].saturating_sub(1), sc[j].saturating_add(1)] {
-            let e = codes(s, &mut trial);
+            let e = error(s);
             if e < best.0 {
                 best = (e, s);
-                q[16 * j..16 * j + 16].copy_from_slice(&trial);
             }
         }
         sc[j] = best.1;
+        let dl = df * sc[j] as f32;
+        let inv = reciprocal(dl);
+        for (o, &v) in q[16 * j..16 * j + 16].iter_mut().zip(sub) {
+            *o = (rne_clamp((v - 0.0) * inv, -32.0, 31.0) as i32 + 32) as u8;
+        }
     }
     let (ql, rest) = out.split_at_mut(128);
     let (qh, rest) = rest.split_at_mut(64);

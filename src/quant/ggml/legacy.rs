@@ -5,6 +5,7 @@
 
 use half::f16;
 
+use super::search::{self, reciprocal};
 use super::GgmlType;
 
 pub const Q8_0_BYTES: usize = 2 + 32;
@@ -19,13 +20,43 @@ fn f16_finite(x: f32) -> f16 {
     f16::from_f32(x.clamp(-65504.0, 65504.0))
 }
 
-/// The code for `x` against the stored scale `d` (as f32): round(x / d), ties to even, clamped to
-/// `lo..=hi`. A zero scale gives code 0.
-fn code(x: f32, d: f32, lo: f32, hi: f32) -> i32 {
-    if d == 0.0 {
+/// `x` rounded to the nearest f16 (ties to even), as f32: the scale the decoder will read. Bit
+/// arithmetic in f16's normal range (where this is exact), `half` elsewhere — the searches try
+/// ~20 scales per block and a software f16 conversion per trial dominates on wasm.
+fn f16_round(x: f32) -> f32 {
+    let a = x.abs();
+    if (6.103_515_6e-5..65504.0).contains(&a) {
+        let b = x.to_bits();
+        f32::from_bits((b + 0x0FFF + ((b >> 13) & 1)) & !0x1FFF)
+    } else {
+        f16_finite(x).to_f32()
+    }
+}
+
+/// `x` clamped to `lo..=hi` (integers) and rounded to the nearest integer, ties to even. Clamping
+/// first keeps the value small, where adding and removing 1.5·2^23 rounds exactly (the FPU's
+/// round-to-nearest-even) — no libm call on targets without a rounding instruction.
+#[inline(always)]
+pub(super) fn rne_clamp(x: f32, lo: f32, hi: f32) -> f32 {
+    let c = x.max(lo).min(hi);
+    // wasm has the instruction (f32.nearest); elsewhere the baseline may not (SSE2 has no
+    // rounding instruction, and roundevenf is a libm call). Both are exact ties-to-even here.
+    #[cfg(target_arch = "wasm32")]
+    return c.round_ties_even();
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        const MAGIC: f32 = 12_582_912.0;
+        (c + MAGIC) - MAGIC
+    }
+}
+
+/// The code for `x` against the stored scale `d` (as f32) through its reciprocal `inv` = 1/d:
+/// round(x·inv), ties to even, clamped to `lo..=hi`. A zero scale gives code 0.
+fn code(x: f32, inv: f32, lo: f32, hi: f32) -> i32 {
+    if inv == 0.0 {
         return 0;
     }
-    (x / d).round_ties_even().clamp(lo, hi) as i32
+    rne_clamp(x * inv, lo, hi) as i32
 }
 
 /// The value of largest magnitude, sign kept (the first one on a tie, as ggml).
@@ -68,25 +99,12 @@ fn unpack(nibbles: &[u8], fifth: Option<&[u8]>) -> [u8; 32] {
     q
 }
 
-/// Squared error of a block decoded with scale `d` and codes `q` (offset `offset`, min `m`), in
-/// the decoder's f32 arithmetic, summed in f64.
-fn block_sse(x: &[f32; 32], q: &[u8; 32], d: f32, offset: i32, m: Option<f32>) -> f64 {
-    let mut e = 0f64;
-    for (&v, &c) in x.iter().zip(q) {
-        let back = match m {
-            Some(m) => d * c as f32 + m,
-            None => d * (c as i32 - offset) as f32,
-        };
-        e += f64::from(v - back).powi(2);
-    }
-    e
-}
-
-/// Codes of a symmetric block against the stored scale `d`.
+/// Codes of a symmetric block against the stored scale `d` (offset by nmax, as stored).
 fn symmetric_codes(x: &[f32; 32], d: f32, nmax: f32) -> [u8; 32] {
+    let inv = reciprocal(d);
     let mut q = [0u8; 32];
     for (o, &v) in q.iter_mut().zip(x) {
-        *o = (code(v, d, -nmax, nmax - 1.0) + nmax as i32) as u8;
+        *o = (code(v, inv, -nmax, nmax - 1.0) + nmax as i32) as u8;
     }
     q
 }
@@ -96,42 +114,42 @@ fn symmetric_codes(x: &[f32; 32], d: f32, nmax: f32) -> [u8; 32] {
 /// divisors nmax ± 0.1·k, refit the scale by least squares to each one's codes, and keep the
 /// scale (as stored, f16) whose codes decode closest to the block.
 fn symmetric(x: &[f32; 32], nmax: f32) -> (f16, [u8; 32]) {
+    let (lo, hi) = (-nmax, nmax - 1.0);
     let max = signed_max(x);
-    let offset = nmax as i32;
-    let evaluate = |d: f16| {
-        let q = symmetric_codes(x, d.to_f32(), nmax);
-        (block_sse(x, &q, d.to_f32(), offset, None), d, q)
-    };
-    let mut best = evaluate(f16_finite(max / -nmax));
-    if max == 0.0 {
-        return (best.1, best.2);
-    }
-    for k in -9..=9 {
-        let trial = max / -(nmax + 0.1 * k as f32);
-        let (mut sxq, mut sqq) = (0f64, 0f64);
-        for &v in x {
-            let c = code(v, trial, -nmax, nmax - 1.0) as f64;
-            sxq += f64::from(v) * c;
-            sqq += c * c;
-        }
-        if sqq == 0.0 {
-            continue;
-        }
-        let candidate = evaluate(f16_finite((sxq / sqq) as f32));
-        if candidate.0 < best.0 {
-            best = candidate;
+    let error = |d: f32| search::code_sse(x, d, 0.0, reciprocal(d), lo, hi);
+    let mut best = f16_round(max / -nmax);
+    if max != 0.0 {
+        let mut best_e = error(best);
+        for k in (-9..=9).step_by(3) {
+            let inv = reciprocal(max / -(nmax + 0.1 * k as f32));
+            let (sxq, sqq, _) = search::code_sums(x, 0.0, inv, lo, hi);
+            if sqq == 0.0 {
+                continue;
+            }
+            let d = f16_round(sxq / sqq);
+            let e = error(d);
+            if e < best_e {
+                (best, best_e) = (d, e);
+            }
         }
     }
-    (best.1, best.2)
+    (f16::from_f32(best), symmetric_codes(x, best, nmax))
 }
 
 /// Codes of an affine block against the stored scale `d` and minimum `m`.
 fn affine_codes(x: &[f32; 32], d: f32, m: f32, levels: f32) -> [u8; 32] {
+    let inv = reciprocal(d);
     let mut q = [0u8; 32];
     for (o, &v) in q.iter_mut().zip(x) {
-        *o = code(v - m, d, 0.0, levels) as u8;
+        *o = code(v - m, inv, 0.0, levels) as u8;
     }
     q
+}
+
+/// Least-squares (d, m) for x ≈ d·q + m given the code sums over `n` values and Σx.
+pub(super) fn affine_fit(n: f32, sx: f32, (sxq, sqq, sq): (f32, f32, f32)) -> Option<(f32, f32)> {
+    let det = n * sqq - sq * sq;
+    (det > 0.0).then(|| ((n * sxq - sq * sx) / det, (sqq * sx - sq * sxq) / det))
 }
 
 /// Affine types (x = d·q + m). The reference choice is m = min, d = (max − min)/levels; we also
@@ -139,40 +157,25 @@ fn affine_codes(x: &[f32; 32], d: f32, m: f32, levels: f32) -> [u8; 32] {
 /// codes, and keep the pair (as stored, f16) whose codes decode closest to the block.
 fn affine(x: &[f32; 32], levels: f32) -> (f16, f16, [u8; 32]) {
     let (lo, hi) = min_max(x);
-    let evaluate = |d: f16, m: f16| {
-        let q = affine_codes(x, d.to_f32(), m.to_f32(), levels);
-        (block_sse(x, &q, d.to_f32(), 0, Some(m.to_f32())), d, m, q)
-    };
-    let mut best = evaluate(f16_finite((hi - lo) / levels), f16_finite(lo));
-    if hi == lo {
-        return (best.1, best.2, best.3);
-    }
-    for k in -5..=10 {
-        let trial = (hi - lo) / (levels + 0.1 * k as f32);
-        let (mut sc, mut scc, mut sx, mut sxc) = (0f64, 0f64, 0f64, 0f64);
-        for &v in x {
-            let c = code(v - lo, trial, 0.0, levels) as f64;
-            sc += c;
-            scc += c * c;
-            sx += f64::from(v);
-            sxc += f64::from(v) * c;
-        }
-        let det = 32.0 * scc - sc * sc;
-        if det <= 0.0 {
-            continue;
-        }
-        let d = (32.0 * sxc - sc * sx) / det;
-        let m = (scc * sx - sc * sxc) / det;
-        let (d, m) = (f16_finite(d as f32), f16_finite(m as f32));
-        if d.to_f32() <= 0.0 {
-            continue;
-        }
-        let candidate = evaluate(d, m);
-        if candidate.0 < best.0 {
-            best = candidate;
+    let error = |d: f32, m: f32| search::code_sse(x, d, m, reciprocal(d), 0.0, levels);
+    let mut best = (f16_round((hi - lo) / levels), f16_round(lo));
+    if hi > lo {
+        let mut best_e = error(best.0, best.1);
+        let sx: f32 = x.iter().sum();
+        for k in (-5..=10).step_by(3) {
+            let inv = reciprocal((hi - lo) / (levels + 0.1 * k as f32));
+            let Some((d, m)) = affine_fit(32.0, sx, search::code_sums(x, lo, inv, 0.0, levels)) else { continue };
+            let (d, m) = (f16_round(d), f16_round(m));
+            if d <= 0.0 {
+                continue;
+            }
+            let e = error(d, m);
+            if e < best_e {
+                (best, best_e) = ((d, m), e);
+            }
         }
     }
-    (best.1, best.2, best.3)
+    (f16::from_f32(best.0), f16::from_f32(best.1), affine_codes(x, best.0, best.1, levels))
 }
 
 pub fn quantize_block(ty: GgmlType, x: &[f32; 32], out: &mut [u8]) {
@@ -180,10 +183,10 @@ pub fn quantize_block(ty: GgmlType, x: &[f32; 32], out: &mut [u8]) {
         GgmlType::Q8_0 => {
             let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
             let d = f16_finite(amax / 127.0);
-            let df = d.to_f32();
+            let inv = reciprocal(d.to_f32());
             out[..2].copy_from_slice(&d.to_le_bytes());
             for (o, &v) in out[2..].iter_mut().zip(x) {
-                *o = code(v, df, -127.0, 127.0) as i8 as u8;
+                *o = code(v, inv, -127.0, 127.0) as i8 as u8;
             }
         }
         GgmlType::Q4_0 => {
@@ -241,5 +244,28 @@ pub fn dequantize_block(ty: GgmlType, b: &[u8], out: &mut [f32; 32]) {
             }
         }
         _ => unreachable!("only the 32-value block types have blocks"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_round_is_halfs_rounding() {
+        let mut s = 0x9e3779b9u32;
+        for i in 0..200_000u32 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            let x = f32::from_bits(s) * if i % 2 == 0 { 1.0 } else { 1e-30 };
+            if !x.is_finite() {
+                continue;
+            }
+            assert_eq!(f16_round(x).to_bits(), f16_finite(x).to_f32().to_bits(), "{x:e}");
+        }
+        for x in [65503.0f32, 65504.0, 65519.0, 6.1035156e-5, 6.1e-5, -2049.0, 2049.0, 0.0, -0.0] {
+            assert_eq!(f16_round(x).to_bits(), f16_finite(x).to_f32().to_bits(), "{x:e}");
+        }
     }
 }

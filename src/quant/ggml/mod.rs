@@ -10,6 +10,7 @@
 mod float;
 mod kquants;
 mod legacy;
+mod search;
 
 use crate::error::{AqError, Result};
 
