@@ -222,7 +222,9 @@ async function quantizeGgufResponse(request, url, length, maxBodyBytes, waitUnti
     status: 200,
     headers: {
       'content-type': 'application/octet-stream',
-      'content-length': String(bytes),
+      // The size is known from the header; a Content-Length on a streamed body is not honoured
+      // alike by every runtime (workerd wants a FixedLengthStream), so it is sent as its own header.
+      'x-arrowquant-output-bytes': String(bytes),
       'content-disposition': `attachment; filename="${name}-${ggmlType.toUpperCase()}.gguf"`,
     },
   });

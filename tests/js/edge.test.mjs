@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Miniflare } from 'miniflare';
-import { openQuantized } from '../../pkg/node.js';
-import { randomF32, read, ROOT, safetensors, SAMPLE, tempDir } from './helpers.mjs';
+import { openQuantized, quantizeModelGguf } from '../../pkg/node.js';
+import { DDPM, randomF32, read, ROOT, safetensors, SAMPLE, tempDir } from './helpers.mjs';
 
 const sample = read(SAMPLE);
+const ddpm = read(DDPM);
 const PKG = join(ROOT, 'pkg');
 
 /** The Worker's modules, named the way wrangler resolves `arrowquant/...` imports. */
@@ -96,6 +97,19 @@ function contract(label, getFetch) {
     assert.equal(file.metadata().config.bitWidth, 2);
     assert.equal(file.dequantize('encoder._conv.0.weight').length, 32 * 4 * 11 * 11);
     file.free();
+  });
+
+  test('POST /quantize?format=gguf streams a GGUF file, the same bytes as the library', async () => {
+    const { fetch, base } = getFetch();
+    const r = await post(fetch, base, ddpm, '?format=gguf&gguf-type=Q4_K_M&name=unet');
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.match(r.headers.get('content-disposition'), /filename="unet-Q4_K_M\.gguf"/);
+    const got = new Uint8Array(await r.arrayBuffer());
+    assert.equal(Number(r.headers.get('x-arrowquant-output-bytes')), got.length);
+    assert.ok(Buffer.from(got).equals(Buffer.from(quantizeModelGguf(ddpm, 'Q4_K_M').gguf)));
+    const bad = await post(fetch, base, ddpm, '?format=gguf&bits=4');
+    assert.equal(bad.status, 400);
+    assert.equal((await bad.json()).code, 'E_CONFIG');
   });
 
   test('Accept: application/json returns the report', async () => {
