@@ -16,6 +16,12 @@ const MAX_ZSTD_RATIO: u64 = 32768;
 /// address; on wasm32 (4 GiB at most) a file beyond this could not be opened whole anyway.
 const MAX_DECODED_BYTES: u64 = if cfg!(target_pointer_width = "32") { 3 << 30 } else { 1 << 42 };
 
+/// And in proportion to the file: our files decode to about their own size (zstd saves a few
+/// percent on packed codes), so pages that claim more than this multiple of the input (plus a
+/// floor for small files) are a decompression bomb, refused before anything is allocated.
+const MAX_EXPANSION: u64 = 256;
+const EXPANSION_FLOOR: u64 = 64 << 20;
+
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 const DATA_PAGE: i64 = 0;
@@ -40,6 +46,12 @@ pub fn check_footer(bytes: &[u8], footer_len: usize) -> Result<()> {
 /// decompressed size the codec can produce from that body, and all of them together within
 /// `MAX_DECODED_BYTES`.
 pub fn check_pages(meta: &ParquetMetaData, bytes: &[u8]) -> Result<()> {
+    let limit =
+        MAX_DECODED_BYTES.min((bytes.len() as u64).saturating_mul(MAX_EXPANSION).saturating_add(EXPANSION_FLOOR));
+    check_pages_within(meta, bytes, limit)
+}
+
+fn check_pages_within(meta: &ParquetMetaData, bytes: &[u8], limit: u64) -> Result<()> {
     let mut decoded_total = bytes.len() as u64;
     for (g, rg) in meta.row_groups().iter().enumerate() {
         for col in rg.columns() {
@@ -100,9 +112,11 @@ pub fn check_pages(meta: &ParquetMetaData, bytes: &[u8]) -> Result<()> {
                     _ => {}
                 }
                 decoded_total = decoded_total.saturating_add(decoded);
-                if decoded_total > MAX_DECODED_BYTES {
+                if decoded_total > limit {
                     return Err(perr(format!(
-                        "the pages decompress to more than {} GiB beside the file; too large to open in this build",
+                        "the pages claim more than {limit} bytes once decompressed, from a {}-byte file \
+                         (at most {MAX_EXPANSION}x the file + 64 MiB, and {} GiB in all): a decompression bomb, or damage",
+                        bytes.len(),
                         MAX_DECODED_BYTES >> 30
                     )));
                 }
@@ -158,6 +172,23 @@ fn zstd_content_size(frame: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_that_decode_beyond_the_limit_are_refused() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let mut st = crate::format::safetensors::write_header(
+            &[("w".to_string(), crate::quant::dtype::Dtype::F32, vec![64, 64])],
+            &Default::default(),
+        );
+        st.extend(std::iter::repeat_n(0u8, 64 * 64 * 4));
+        let cfg = crate::policy::config::QuantConfig::base_mode();
+        let (file, _) =
+            crate::pipeline::quantize_model(&st, cfg, None, crate::pipeline::default_clock, &mut |_| true).unwrap();
+        let reader = SerializedFileReader::new(bytes::Bytes::from(file.clone())).unwrap();
+        check_pages_within(reader.metadata(), &file, 1 << 30).unwrap();
+        let e = check_pages_within(reader.metadata(), &file, file.len() as u64 + 16).unwrap_err();
+        assert!(e.to_string().contains("decompression bomb"), "{e}");
+    }
 
     #[test]
     fn zstd_content_size_matches_the_encoder() {
