@@ -29,6 +29,9 @@ const INDEX_PAGE: i64 = 1;
 const DICTIONARY_PAGE: i64 = 2;
 const DATA_PAGE_V2: i64 = 3;
 
+/// The dictionary encodings (PLAIN_DICTIONARY, RLE_DICTIONARY): their pages index a dictionary.
+const DICTIONARY_ENCODINGS: [i64; 2] = [2, 8];
+
 fn perr(msg: impl Into<String>) -> AqError {
     AqError::Parquet(msg.into())
 }
@@ -67,6 +70,7 @@ fn check_pages_within(meta: &ParquetMetaData, bytes: &[u8], limit: u64) -> Resul
             let start = col.dictionary_page_offset().unwrap_or(col.data_page_offset()) as usize;
             let chunk = &bytes[start..start + col.compressed_size() as usize];
             let mut at = 0usize;
+            let mut dictionary = false;
             while at < chunk.len() {
                 let header =
                     walk_struct(&chunk[at..]).map_err(|e| bad(format!("a page header at byte {}: {e}", start + at)))?;
@@ -96,6 +100,23 @@ fn check_pages_within(meta: &ParquetMetaData, bytes: &[u8], limit: u64) -> Resul
                 };
                 if levels > body.len() as u64 || levels > decoded {
                     return Err(bad(format!("the page at byte {} has levels longer than the page", start + at)));
+                }
+                // parquet-rs panics on dictionary-encoded values without a dictionary before them.
+                let encoding = match kind {
+                    DATA_PAGE => header.int(&[5, 2]),
+                    DATA_PAGE_V2 => header.int(&[8, 4]),
+                    _ => None,
+                };
+                if kind == DICTIONARY_PAGE {
+                    if dictionary {
+                        return Err(bad(format!("a second dictionary page at byte {}", start + at)));
+                    }
+                    dictionary = true;
+                } else if encoding.is_some_and(|e| DICTIONARY_ENCODINGS.contains(&e)) && !dictionary {
+                    return Err(bad(format!(
+                        "the page at byte {} indexes a dictionary, but no dictionary page comes before it",
+                        start + at
+                    )));
                 }
                 let values = &body[levels as usize..];
                 let values_decoded = decoded - levels;
