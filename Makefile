@@ -104,6 +104,9 @@ demo: build
 	node pkg/cli.js quantize samples/tiny_ddpm_digits.safetensors -o out/tiny_ddpm_digits.aq.parquet --profile local \
 		--calibration samples/tiny_ddpm_digits.calib.safetensors
 	@echo
+	@echo "== the same UNet as GGUF (Q4_K_M), the container stable-diffusion.cpp and ComfyUI-GGUF read =="
+	node pkg/cli.js quantize samples/tiny_ddpm_digits.safetensors -o out/tiny_ddpm_digits-Q4_K_M.gguf --gguf-type Q4_K_M
+	@echo
 	@echo "Next: npx arrowquant inspect out/rivagan_f32.aq.parquet, or make serve for the web page"
 
 # The demo page (www/) on http://127.0.0.1:8080/www/, with COOP/COEP so it can use threads.
