@@ -25,66 +25,8 @@ fn f16_finite(x: f32) -> f16 {
     f16::from_f32(x.clamp(-65504.0, 65504.0))
 }
 
-use super::legacy::{affine_fit, rne_clamp};
+use super::legacy::rne_clamp;
 use super::search::{self, reciprocal};
-
-/// The best (scale, offset ≥ 0) for x ≈ scale·q − offset with q ∈ 0..=levels, unquantized:
-/// the min/max choice and nearby ranges, each refit by least squares to its codes (the offset
-/// held at ≥ 0, as the format stores it unsigned).
-fn affine_params(x: &[f32], levels: f32) -> (f32, f32) {
-    let (lo, hi) = x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-    let lo = lo.min(0.0);
-    if hi <= lo {
-        return (0.0, -lo);
-    }
-    let error = |scale: f32, offset: f32| search::code_sse(x, scale, -offset, reciprocal(scale), 0.0, levels);
-    let mut best = ((hi - lo) / levels, -lo);
-    let mut best_e = error(best.0, best.1);
-    let n = x.len() as f32;
-    let sx: f32 = x.iter().sum();
-    for k in (-5..=10).step_by(3) {
-        let inv = reciprocal((hi - lo) / (levels + 0.1 * k as f32));
-        let sums = search::code_sums(x, lo, inv, 0.0, levels);
-        let Some((mut scale, mut min)) = affine_fit(n, sx, sums) else { continue };
-        if min > 0.0 {
-            min = 0.0;
-            scale = sums.0 / sums.1;
-        }
-        if scale.is_nan() || scale <= 0.0 {
-            continue;
-        }
-        let e = error(scale, -min);
-        if e < best_e {
-            (best, best_e) = ((scale, -min), e);
-        }
-    }
-    best
-}
-
-/// The best signed scale for x ≈ scale·q with q ∈ −nmax..nmax−1, unquantized (as legacy.rs).
-fn symmetric_scale(x: &[f32], nmax: f32) -> f32 {
-    let (lo, hi) = (-nmax, nmax - 1.0);
-    let max = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
-    if max == 0.0 {
-        return 0.0;
-    }
-    let error = |scale: f32| search::code_sse(x, scale, 0.0, reciprocal(scale), lo, hi);
-    let mut best = max / -nmax;
-    let mut best_e = error(best);
-    for k in (-9..=9).step_by(3) {
-        let inv = reciprocal(max / -(nmax + 0.1 * k as f32));
-        let (sxq, sqq, _) = search::code_sums(x, 0.0, inv, lo, hi);
-        if sqq == 0.0 {
-            continue;
-        }
-        let scale = sxq / sqq;
-        let e = error(scale);
-        if e < best_e {
-            (best, best_e) = (scale, e);
-        }
-    }
-    best
-}
 
 /// Quantize non-negative sub-block params under a super-scale: codes 0..=max_code.
 fn super_quantize(params: &[f32], max_code: f32) -> (f16, Vec<u8>) {
@@ -122,7 +64,8 @@ fn quantize_q45k(x: &[f32; QK_K], bits: u32, out: &mut [u8]) {
     let mut scales = [0f32; 8];
     let mut offsets = [0f32; 8];
     for j in 0..8 {
-        (scales[j], offsets[j]) = affine_params(&x[32 * j..32 * j + 32], levels);
+        let (d, m) = search::affine_params(&x[32 * j..32 * j + 32], levels, true, |v| v);
+        (scales[j], offsets[j]) = (d, -m);
     }
     let (d, mut sc) = super_quantize(&scales, 63.0);
     let (dmin, mut m) = super_quantize(&offsets, 63.0);
@@ -195,9 +138,9 @@ fn dequantize_q45k(b: &[u8], bits: u32, out: &mut [f32]) {
 fn quantize_q6k(x: &[f32; QK_K], out: &mut [u8]) {
     let mut scales = [0f32; 16];
     for (j, s) in scales.iter_mut().enumerate() {
-        *s = symmetric_scale(&x[16 * j..16 * j + 16], 32.0);
+        *s = search::symmetric_scale(&x[16 * j..16 * j + 16], 32.0, |v| v);
     }
-    let max = scales.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let max = search::signed_max(&scales);
     let d = f16_finite(max / -128.0);
     let df = d.to_f32();
     let mut sc = [0i8; 16];

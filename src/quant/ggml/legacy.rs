@@ -59,21 +59,6 @@ fn code(x: f32, inv: f32, lo: f32, hi: f32) -> i32 {
     rne_clamp(x * inv, lo, hi) as i32
 }
 
-/// The value of largest magnitude, sign kept (the first one on a tie, as ggml).
-fn signed_max(x: &[f32; 32]) -> f32 {
-    let mut best = 0f32;
-    for &v in x {
-        if v.abs() > best.abs() {
-            best = v;
-        }
-    }
-    best
-}
-
-fn min_max(x: &[f32; 32]) -> (f32, f32) {
-    x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
-}
-
 fn pack_nibbles(q: &[u8; 32], out: &mut [u8]) {
     for j in 0..16 {
         out[j] = (q[j] & 0x0f) | ((q[j + 16] & 0x0f) << 4);
@@ -109,31 +94,10 @@ fn symmetric_codes(x: &[f32; 32], d: f32, nmax: f32) -> [u8; 32] {
     q
 }
 
-/// Symmetric types (x = d·(q − nmax)). The reference choice maps the extreme value to the most
-/// negative code, −nmax (spending the asymmetric range on the extreme's side); we also try the
-/// divisors nmax ± 0.1·k, refit the scale by least squares to each one's codes, and keep the
-/// scale (as stored, f16) whose codes decode closest to the block.
+/// Symmetric types (x = d·(q − nmax)): the search.rs scale, as stored (f16).
 fn symmetric(x: &[f32; 32], nmax: f32) -> (f16, [u8; 32]) {
-    let (lo, hi) = (-nmax, nmax - 1.0);
-    let max = signed_max(x);
-    let error = |d: f32| search::code_sse(x, d, 0.0, reciprocal(d), lo, hi);
-    let mut best = f16_round(max / -nmax);
-    if max != 0.0 {
-        let mut best_e = error(best);
-        for k in (-9..=9).step_by(3) {
-            let inv = reciprocal(max / -(nmax + 0.1 * k as f32));
-            let (sxq, sqq, _) = search::code_sums(x, 0.0, inv, lo, hi);
-            if sqq == 0.0 {
-                continue;
-            }
-            let d = f16_round(sxq / sqq);
-            let e = error(d);
-            if e < best_e {
-                (best, best_e) = (d, e);
-            }
-        }
-    }
-    (f16::from_f32(best), symmetric_codes(x, best, nmax))
+    let d = search::symmetric_scale(x, nmax, f16_round);
+    (f16::from_f32(d), symmetric_codes(x, d, nmax))
 }
 
 /// Codes of an affine block against the stored scale `d` and minimum `m`.
@@ -146,36 +110,10 @@ fn affine_codes(x: &[f32; 32], d: f32, m: f32, levels: f32) -> [u8; 32] {
     q
 }
 
-/// Least-squares (d, m) for x ≈ d·q + m given the code sums over `n` values and Σx.
-pub(super) fn affine_fit(n: f32, sx: f32, (sxq, sqq, sq): (f32, f32, f32)) -> Option<(f32, f32)> {
-    let det = n * sqq - sq * sq;
-    (det > 0.0).then(|| ((n * sxq - sq * sx) / det, (sqq * sx - sq * sxq) / det))
-}
-
-/// Affine types (x = d·q + m). The reference choice is m = min, d = (max − min)/levels; we also
-/// try the ranges (max − min)/(levels + 0.1·k), refit d and m by least squares to each one's
-/// codes, and keep the pair (as stored, f16) whose codes decode closest to the block.
+/// Affine types (x = d·q + m): the search.rs pair, as stored (f16).
 fn affine(x: &[f32; 32], levels: f32) -> (f16, f16, [u8; 32]) {
-    let (lo, hi) = min_max(x);
-    let error = |d: f32, m: f32| search::code_sse(x, d, m, reciprocal(d), 0.0, levels);
-    let mut best = (f16_round((hi - lo) / levels), f16_round(lo));
-    if hi > lo {
-        let mut best_e = error(best.0, best.1);
-        let sx: f32 = x.iter().sum();
-        for k in (-5..=10).step_by(3) {
-            let inv = reciprocal((hi - lo) / (levels + 0.1 * k as f32));
-            let Some((d, m)) = affine_fit(32.0, sx, search::code_sums(x, lo, inv, 0.0, levels)) else { continue };
-            let (d, m) = (f16_round(d), f16_round(m));
-            if d <= 0.0 {
-                continue;
-            }
-            let e = error(d, m);
-            if e < best_e {
-                (best, best_e) = ((d, m), e);
-            }
-        }
-    }
-    (f16::from_f32(best.0), f16::from_f32(best.1), affine_codes(x, best.0, best.1, levels))
+    let (d, m) = search::affine_params(x, levels, false, f16_round);
+    (f16::from_f32(d), f16::from_f32(m), affine_codes(x, d, m, levels))
 }
 
 pub fn quantize_block(ty: GgmlType, x: &[f32; 32], out: &mut [u8]) {

@@ -3,6 +3,10 @@
 //! choose params; the error a tensor reports is measured afterwards on the stored bytes, in f64.
 //!
 //! A code is `rne(clamp((x − m)·inv, lo, hi))` everywhere, and a decoded value `d·q + m`.
+//!
+//! The two searches every block type uses live here too; `store` is the rounding the format
+//! applies to a candidate param before it is judged (f16 for the 32-value types, none for a
+//! K-quant sub-block, whose params are quantized under the super-scale afterwards).
 
 use super::legacy::rne_clamp;
 
@@ -49,4 +53,75 @@ pub fn reciprocal(d: f32) -> f32 {
     } else {
         r
     }
+}
+
+/// The value of largest magnitude, sign kept (the first one on a tie, as ggml).
+pub fn signed_max(x: &[f32]) -> f32 {
+    x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m })
+}
+
+/// The scale for x ≈ d·q, q ∈ −nmax..nmax−1. The reference choice maps the extreme value to the
+/// most negative code (spending the asymmetric range on the extreme's side); we also try the
+/// divisors nmax + 0.3·k, refit the scale to each one's codes by least squares, and keep the
+/// (stored) scale whose codes decode closest.
+pub fn symmetric_scale(x: &[f32], nmax: f32, store: impl Fn(f32) -> f32) -> f32 {
+    let (lo, hi) = (-nmax, nmax - 1.0);
+    let max = signed_max(x);
+    let error = |d: f32| code_sse(x, d, 0.0, reciprocal(d), lo, hi);
+    let mut best = store(max / -nmax);
+    if max == 0.0 {
+        return best;
+    }
+    let mut best_e = error(best);
+    for k in (-9..=9).step_by(3) {
+        let inv = reciprocal(max / -(nmax + 0.1 * k as f32));
+        let (sxq, sqq, _) = code_sums(x, 0.0, inv, lo, hi);
+        if sqq == 0.0 {
+            continue;
+        }
+        let d = store(sxq / sqq);
+        let e = error(d);
+        if e < best_e {
+            (best, best_e) = (d, e);
+        }
+    }
+    best
+}
+
+/// (d, m) for x ≈ d·q + m, q ∈ 0..=levels. The reference choice is m = min, d = range/levels; we
+/// also try the ranges range/(levels + 0.1·k), refit d and m to each one's codes by least squares,
+/// and keep the (stored) pair whose codes decode closest. `nonpositive_min` holds m ≤ 0, for the
+/// K-quants, which store −m unsigned.
+pub fn affine_params(x: &[f32], levels: f32, nonpositive_min: bool, store: impl Fn(f32) -> f32) -> (f32, f32) {
+    let (lo, hi) = x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let lo = if nonpositive_min { lo.min(0.0) } else { lo };
+    let error = |d: f32, m: f32| code_sse(x, d, m, reciprocal(d), 0.0, levels);
+    let mut best = (store((hi - lo) / levels), store(lo));
+    if hi <= lo {
+        return best;
+    }
+    let mut best_e = error(best.0, best.1);
+    let n = x.len() as f32;
+    let sx: f32 = x.iter().sum();
+    for k in (-5..=10).step_by(3) {
+        let inv = reciprocal((hi - lo) / (levels + 0.1 * k as f32));
+        let (sxq, sqq, sq) = code_sums(x, lo, inv, 0.0, levels);
+        let det = n * sqq - sq * sq;
+        if det <= 0.0 {
+            continue;
+        }
+        let (mut d, mut m) = ((n * sxq - sq * sx) / det, (sqq * sx - sq * sxq) / det);
+        if nonpositive_min && m > 0.0 {
+            (d, m) = (sxq / sqq, 0.0);
+        }
+        let (d, m) = (store(d), store(m));
+        if d.is_nan() || d <= 0.0 {
+            continue;
+        }
+        let e = error(d, m);
+        if e < best_e {
+            (best, best_e) = ((d, m), e);
+        }
+    }
+    best
 }
