@@ -8,27 +8,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { quantizeModel, quantizeModelGguf } from '../pkg/node.js';
+import { gaussian, oneTensorFile } from './synthetic.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const MELEMS = Number(process.env.BENCH_MELEMS ?? 16);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const ROW = 4096;
 const n = Math.floor((MELEMS * 1e6) / ROW) * ROW;
-const values = new Float32Array(n);
-let seed = 11;
-for (let i = 0; i < n; i += 2) {
-  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-  const u = (seed + 1) / 4294967297;
-  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-  const r = Math.sqrt(-2 * Math.log(u)) * 0.02;
-  values[i] = r * Math.cos((2 * Math.PI * seed) / 4294967296);
-  values[i + 1] = r * Math.sin((2 * Math.PI * seed) / 4294967296);
-}
-const header = new TextEncoder().encode(JSON.stringify({ 'w.weight': { dtype: 'F32', shape: [n / ROW, ROW], data_offsets: [0, n * 4] } }));
-const file = new Uint8Array(8 + header.length + n * 4);
-new DataView(file.buffer).setBigUint64(0, BigInt(header.length), true);
-file.set(header, 8);
-file.set(new Uint8Array(values.buffer), 8 + header.length);
+const file = oneTensorFile('w.weight', gaussian(n, 11, 0.02), ROW);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const seconds = (f) => {
   const times = [];

@@ -9,6 +9,7 @@ import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { bytesSource, quantizeModel, quantizeStream, setReferenceKernels, wasmMemoryBytes } from '../pkg/node.js';
 import { benchKernels, benchStages, initSync as initBenchModule } from '../pkg/wasm-bench/arrowquant.js';
 import { quantize4, quantizeSafetensors4 } from './plain-js-quantizer.mjs';
+import { gaussian, oneTensorFile } from './synthetic.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 // The kernel and stage timings live in their own module (`make bench` builds it); the end-to-end
@@ -31,21 +32,8 @@ const timeIt = (f) => {
 const gbps = (bytes, s) => (bytes / s / 1e9).toFixed(3);
 
 // Synthetic model: Gaussian f32 weights [n/4096, 4096].
-const values = new Float32Array(n);
-let seed = 7;
-for (let i = 0; i < n; i += 2) {
-  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-  const u = (seed + 1) / 4294967297;
-  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-  const r = Math.sqrt(-2 * Math.log(u));
-  values[i] = r * Math.cos((2 * Math.PI * seed) / 4294967296);
-  values[i + 1] = r * Math.sin((2 * Math.PI * seed) / 4294967296);
-}
-const headerJson = new TextEncoder().encode(JSON.stringify({ 'w.weight': { dtype: 'F32', shape: [n / ROW, ROW], data_offsets: [0, n * 4] } }));
-const synthetic = new Uint8Array(8 + headerJson.length + n * 4);
-new DataView(synthetic.buffer).setBigUint64(0, BigInt(headerJson.length), true);
-synthetic.set(headerJson, 8);
-synthetic.set(new Uint8Array(values.buffer), 8 + headerJson.length);
+const values = gaussian(n, 7);
+const synthetic = oneTensorFile('w.weight', values, ROW);
 const dir = mkdtempSync(join(tmpdir(), 'aq-bench-'));
 const syntheticPath = join(dir, 'synthetic.safetensors');
 writeFileSync(syntheticPath, synthetic);
@@ -134,11 +122,7 @@ for (const [label, search] of [['4-bit g64 min/max', false], ['4-bit g64 scale s
 {
   const m = Math.min(4096 * 4096, n);
   const sub = values.subarray(0, m);
-  const hj = new TextEncoder().encode(JSON.stringify({ 'w.weight': { dtype: 'F32', shape: [m / ROW, ROW], data_offsets: [0, m * 4] } }));
-  const file = new Uint8Array(8 + hj.length + m * 4);
-  new DataView(file.buffer).setBigUint64(0, BigInt(hj.length), true);
-  file.set(hj, 8);
-  file.set(new Uint8Array(sub.buffer, sub.byteOffset, m * 4), 8 + hj.length);
+  const file = oneTensorFile('w.weight', sub, ROW);
   console.log(`\n## Where the time goes (one thread, 4-bit g64, ${m / 1048576}M-element f32 tensor = ${(m * 4) / 1048576} MiB; ms, medians)\n`);
   console.log('| stage | min/max ms | scale search ms |\n|---|---|---|');
   const cols = [false, true].map((search) => {

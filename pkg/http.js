@@ -198,36 +198,51 @@ async function quantizeGgufResponse(request, url, length, maxBodyBytes, waitUnti
     body.cancel();
     throw e;
   }
-  const bytes = q.outputBytes;
   const name = (url.searchParams.get('name') ?? 'model').replace(/[^\w.-]/g, '_');
+  async function* rest() {
+    yield* first;
+    yield* it;
+    q.finish();
+  }
+  return streamedResponse(rest(), {
+    body,
+    done: () => q.free(),
+    waitUntil,
+    headers: {
+      'content-type': 'application/octet-stream',
+      // The size is known from the header; a Content-Length on a streamed body is not honoured
+      // alike by every runtime (workerd wants a FixedLengthStream), so it is sent as its own header.
+      'x-arrowquant-output-bytes': String(q.outputBytes),
+      'content-disposition': `attachment; filename="${name}-${ggmlType.toUpperCase()}.gguf"`,
+    },
+  });
+}
+
+/**
+ * A 200 whose body is `chunks` (an async iterable of byte arrays), written into a TransformStream
+ * by a pump (the pattern Workers document for streamed responses); `await writer.write` applies
+ * the client's back-pressure to the quantizer. Past the status line an error can only end the
+ * stream: the client sees a truncated body, which no Parquet or GGUF reader accepts. `done` runs
+ * when the pump ends, either way.
+ */
+function streamedResponse(chunks, { body, done, waitUntil, headers }) {
   const { readable, writable } = new TransformStream();
   const writer = writable.getWriter();
   const pump = async () => {
     try {
-      for (const chunk of first) await writer.write(chunk);
-      for await (const chunk of it) await writer.write(chunk);
-      q.finish();
+      for await (const chunk of chunks) if (chunk.length) await writer.write(chunk);
       await writer.close();
     } catch (e) {
       afterCall(e);
       body.cancel();
       await writer.abort(e).catch(() => {});
     } finally {
-      q.free();
+      done();
     }
   };
-  const done = pump();
-  waitUntil?.(done);
-  return new Response(readable, {
-    status: 200,
-    headers: {
-      'content-type': 'application/octet-stream',
-      // The size is known from the header; a Content-Length on a streamed body is not honoured
-      // alike by every runtime (workerd wants a FixedLengthStream), so it is sent as its own header.
-      'x-arrowquant-output-bytes': String(bytes),
-      'content-disposition': `attachment; filename="${name}-${ggmlType.toUpperCase()}.gguf"`,
-    },
-  });
+  const running = pump();
+  waitUntil?.(running);
+  return new Response(readable, { status: 200, headers });
 }
 
 async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }) {
@@ -296,31 +311,15 @@ async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }
     throw e;
   }
   const name = (url.searchParams.get('name') ?? 'model').replace(/[^\w.-]/g, '_');
-  // A TransformStream with a pump writing into it (the pattern Workers document for streamed
-  // responses); `await writer.write` applies the client's back-pressure to the quantizer.
-  const { readable, writable } = new TransformStream();
-  const writer = writable.getWriter();
-  const pump = async () => {
-    try {
-      for (const chunk of first) if (chunk.length) await writer.write(chunk);
-      for await (const chunk of outputs(plan.slice(1))) if (chunk.length) await writer.write(chunk);
-      const { parquet } = q.finish();
-      if (parquet.length) await writer.write(parquet);
-      await writer.close();
-    } catch (e) {
-      // Past the status line an error can only end the stream: the client sees a truncated
-      // body, which no Parquet reader accepts (the footer is missing).
-      afterCall(e);
-      body.cancel();
-      await writer.abort(e).catch(() => {});
-    } finally {
-      q.free();
-    }
-  };
-  const done = pump();
-  waitUntil?.(done);
-  return new Response(readable, {
-    status: 200,
+  async function* rest() {
+    yield* first;
+    yield* outputs(plan.slice(1));
+    yield q.finish().parquet;
+  }
+  return streamedResponse(rest(), {
+    body,
+    done: () => q.free(),
+    waitUntil,
     headers: {
       'content-type': 'application/vnd.apache.parquet',
       'content-disposition': `attachment; filename="${name}.aq.parquet"`,
