@@ -158,20 +158,18 @@ function progressBar(p) {
 }
 
 const isGguf = (path) => /\.gguf$/i.test(path);
+const LAYER_COLUMNS = ['tensor', 'shape', 'dtype', 'stored', 'cosine', 'snr dB', 'why'];
 
-async function quantizeToGguf(input, output, { flags, config }) {
-  const given = Object.keys(config);
-  const kebab = (name) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-  if (given.length) throw new UsageError(`--${kebab(given[0])} applies to Parquet output; GGUF output takes --gguf-type`);
-  if (flags.calibration) throw new UsageError('--calibration applies to Parquet output; GGUF output takes --gguf-type');
-  const ggmlType = flags.ggufType ?? 'Q8_0';
+/**
+ * Quantize `input` (read tensor by tensor) into `output` (written atomically) through
+ * `write(source, put, onProgress)`, then print the report with `print` (or as JSON).
+ */
+async function quantizeFile(input, output, flags, write, print) {
   const source = fileSource(input);
   const showBar = process.stderr.isTTY && !flags.json && !flags.quiet;
   let report;
   try {
-    ({ report } = await writeAtomically(output, (put) =>
-      quantizeGguf(source, ggmlType, { onChunk: put, onProgress: showBar ? progressBar : undefined }),
-    ));
+    ({ report } = await writeAtomically(output, (put) => write(source, put, showBar ? progressBar : undefined)));
   } finally {
     source.close();
     if (showBar) process.stderr.write('\n');
@@ -179,24 +177,20 @@ async function quantizeToGguf(input, output, { flags, config }) {
   if (flags.json) {
     console.log(JSON.stringify({ output, ...report }, null, 2));
   } else if (!flags.quiet) {
-    console.log(table(report.layers.map((l) => ({
-      tensor: l.name,
-      shape: `[${l.shape.join(',')}]`,
-      dtype: l.dtype,
-      stored: l.ggmlType,
-      cosine: fmt(l.cosine, 5),
-      'snr dB': fmt(l.snrDb, 2),
-      why: l.reason,
-    })), ['tensor', 'shape', 'dtype', 'stored', 'cosine', 'snr dB', 'why']));
-    const counts = {};
-    for (const l of report.layers) counts[l.ggmlType] = (counts[l.ggmlType] ?? 0) + 1;
-    console.log(`
+    print(report);
+    console.log(`wrote ${output}`);
+  }
+}
+
+function printGgufReport(report) {
+  console.log(table(layerRows(report.layers.map((l) => ({ ...l, stored: l.ggmlType }))), LAYER_COLUMNS));
+  const counts = {};
+  for (const l of report.layers) counts[l.ggmlType] = (counts[l.ggmlType] ?? 0) + 1;
+  console.log(`
 model: ${report.layers.length} tensors, ${report.paramsTotal.toLocaleString('en-US')} params, architecture ${report.architecture} (${report.architectureRule})
 types: ${Object.entries(counts).map(([t, n]) => `${t} ×${n}`).join(', ')}
 size: ${mib(report.sourceBytes)} → ${mib(report.outputBytes)} (${report.compressionRatio.toFixed(2)}×)
 quality: SNR ${fmt(report.snrDb, 2)} dB pooled; min cosine ${fmt(report.minCosine, 5)}${report.minCosineLayer ? ` (${report.minCosineLayer})` : ''}`);
-    console.log(`wrote ${output}`);
-  }
 }
 
 async function quantize({ positional, flags, config }) {
@@ -206,30 +200,24 @@ async function quantize({ positional, flags, config }) {
   const output = flags.output;
   if (isGguf(output) || flags.ggufType) {
     if (!isGguf(output)) throw new UsageError('--gguf-type writes GGUF: name the output *.gguf');
-    return quantizeToGguf(input, output, { flags, config });
+    const given = Object.keys(config);
+    const kebab = (name) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    if (given.length) throw new UsageError(`--${kebab(given[0])} applies to Parquet output; GGUF output takes --gguf-type`);
+    if (flags.calibration) throw new UsageError('--calibration applies to Parquet output; GGUF output takes --gguf-type');
+    const ggmlType = flags.ggufType ?? 'Q8_0';
+    return quantizeFile(input, output, flags, (source, put, onProgress) => quantizeGguf(source, ggmlType, { onChunk: put, onProgress }), printGgufReport);
   }
-  const source = fileSource(input);
-  const showBar = process.stderr.isTTY && !flags.json && !flags.quiet;
-  let report;
-  try {
-    ({ report } = await writeAtomically(output, (put) =>
-      quantizeStream(source, config, {
-        onChunk: put,
-        onProgress: showBar ? progressBar : undefined,
-        calibration: flags.calibration ? readFileSync(flags.calibration) : undefined,
-      }),
-    ));
-  } finally {
-    source.close();
-    if (showBar) process.stderr.write('\n');
-  }
-  if (flags.json) {
-    console.log(JSON.stringify({ output, ...report }, null, 2));
-  } else if (!flags.quiet) {
-    console.log(table(layerRows(report.layers), ['tensor', 'shape', 'dtype', 'stored', 'cosine', 'snr dB', 'why']));
-    printSummary(report);
-    console.log(`wrote ${output}`);
-  }
+  const calibration = flags.calibration ? readFileSync(flags.calibration) : undefined;
+  return quantizeFile(
+    input,
+    output,
+    flags,
+    (source, put, onProgress) => quantizeStream(source, config, { onChunk: put, onProgress, calibration }),
+    (report) => {
+      console.log(table(layerRows(report.layers), LAYER_COLUMNS));
+      printSummary(report);
+    },
+  );
 }
 
 /** Whether the file starts with GGUF's magic (whatever its name). */
