@@ -76,7 +76,8 @@ export function quantizeStream(source, config, options = {}) {
  *
  * @param source   `{ size, read(start, end) }`, as for `quantizeStream`.
  * @param ggmlType the mix: `Q8_0`, `Q6_K`, `Q5_K_M`, `Q5_K_S`, `Q5_1`, `Q5_0`, `Q4_K_M`, `Q4_K_S`,
- *                 `Q4_1`, `Q4_0`, `F16`, `BF16` or `F32` (docs/GGUF.md).
+ *                 `Q4_1`, `Q4_0`, `Q3_K_L`, `Q3_K_M`, `Q3_K_S`, `Q2_K`, `F16`, `BF16` or `F32`
+ *                 (docs/GGUF.md).
  * @param options  `onChunk(bytes)` (without it the file is returned as `gguf`),
  *                 `onProgress({ done, total, name, layer, bytesDone, bytesTotal })` (bytes of the
  *                 output, whose size is known from the header), `signal` (E_CANCELLED).

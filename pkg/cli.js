@@ -9,7 +9,7 @@ const USAGE = `arrowquant ${buildInfo().version} — quantize safetensors weight
 usage:
   arrowquant quantize <model.safetensors> -o <out.parquet> [--profile edge|local|cloud|base] [config flags]
                       [--calibration stats.safetensors] [--json] [--quiet]
-  arrowquant quantize <model.safetensors> -o <out.gguf> [--gguf-type Q8_0|Q6_K|Q5_K_M|Q5_K_S|Q5_1|Q5_0|Q4_K_M|Q4_K_S|Q4_1|Q4_0|F16|BF16|F32]
+  arrowquant quantize <model.safetensors> -o <out.gguf> [--gguf-type Q8_0|Q6_K|Q5_K_M|Q5_K_S|Q5_1|Q5_0|Q4_K_M|Q4_K_S|Q4_1|Q4_0|Q3_K_L|Q3_K_M|Q3_K_S|Q2_K|F16|BF16|F32]
   arrowquant inspect <file.parquet|file.gguf> [--json]
   arrowquant dequantize <file.parquet|file.gguf> -o <out.safetensors> [--dtype f32|f16]
 

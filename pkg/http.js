@@ -24,7 +24,7 @@ const USAGE = `arrowquant — quantize safetensors weights to 2/4/8-bit Parquet
 POST /quantize?profile=edge|local|cloud&bits=2|4|8&group-size=32|64|128|256&…   (body: .safetensors)
      any config field as a query parameter, kebab-case or camelCase; or a JSON object in the
      X-Arrowquant-Config header. Accept: application/json returns the report instead of the file.
-POST /quantize?format=gguf&gguf-type=Q8_0|Q6_K|Q5_K_M|Q5_K_S|Q5_1|Q5_0|Q4_K_M|Q4_K_S|Q4_1|Q4_0|F16|BF16|F32
+POST /quantize?format=gguf&gguf-type=Q8_0|Q6_K|Q5_K_M|Q5_K_S|Q5_1|Q5_0|Q4_K_M|Q4_K_S|Q4_1|Q4_0|Q3_K_L|Q3_K_M|Q3_K_S|Q2_K|F16|BF16|F32
      a GGUF file instead (docs/GGUF.md); config fields do not apply.
 GET  /health
 `;

@@ -39,7 +39,7 @@ export function quantizeStream(
   options?: StreamOptions,
 ): Promise<{ report: ModelReport; parquet?: Uint8Array }>;
 /** The ggml types a GGUF file can be written in (docs/GGUF.md). */
-export type GgmlTypeName = 'Q8_0' | 'Q6_K' | 'Q5_K_M' | 'Q5_K_S' | 'Q5_1' | 'Q5_0' | 'Q4_K_M' | 'Q4_K_S' | 'Q4_1' | 'Q4_0' | 'F16' | 'BF16' | 'F32';
+export type GgmlTypeName = 'Q8_0' | 'Q6_K' | 'Q5_K_M' | 'Q5_K_S' | 'Q5_1' | 'Q5_0' | 'Q4_K_M' | 'Q4_K_S' | 'Q4_1' | 'Q4_0' | 'Q3_K_L' | 'Q3_K_M' | 'Q3_K_S' | 'Q2_K' | 'F16' | 'BF16' | 'F32';
 export interface GgufOptions {
   onChunk?: (bytes: Uint8Array) => void | Promise<void>;
   /** `bytesDone`/`bytesTotal` count the output, whose size is known from the header. */

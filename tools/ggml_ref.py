@@ -24,7 +24,7 @@ CACHE = "/var/tmp/arrowquant-ggml-ref"
 # ggml type name → (block values, block bytes)
 BLOCKS = {
     "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24), "Q8_0": (32, 34),
-    "Q4_K": (256, 144), "Q5_K": (256, 176), "Q6_K": (256, 210),
+    "Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144), "Q5_K": (256, 176), "Q6_K": (256, 210),
 }
 
 # ggml-quants.c calls these from ggml.c; the reference row quantizers need none of them.

@@ -310,7 +310,7 @@ function renderResults(r, stats, blob) {
 }
 
 /** GGUF's bits per value, for the plot's colours (the width classes of the Parquet report). */
-const GGUF_COLOR_BITS = { Q8_0: 8, Q6_K: 8, Q5_K: 4, Q5_1: 4, Q5_0: 4, Q4_K: 4, Q4_1: 4, Q4_0: 4, F16: 16, BF16: 16, F32: 16 };
+const GGUF_COLOR_BITS = { Q8_0: 8, Q6_K: 8, Q5_K: 4, Q5_1: 4, Q5_0: 4, Q4_K: 4, Q4_1: 4, Q4_0: 4, Q3_K: 2, Q2_K: 2, F16: 16, BF16: 16, F32: 16 };
 
 function renderGgufResults(r, stats, blob) {
   const counts = {};

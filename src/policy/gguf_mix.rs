@@ -62,11 +62,15 @@ pub const MIXES: &[GgufMix] = &[
     mix("Q4_K_S", GgmlType::Q4_K, GgmlType::Q5_K, 14),
     mix("Q4_1", GgmlType::Q4_1, GgmlType::Q4_1, 3),
     mix("Q4_0", GgmlType::Q4_0, GgmlType::Q4_0, 2),
+    mix("Q3_K_L", GgmlType::Q3_K, GgmlType::Q6_K, 13),
+    mix("Q3_K_M", GgmlType::Q3_K, GgmlType::Q5_K, 12),
+    mix("Q3_K_S", GgmlType::Q3_K, GgmlType::Q4_K, 11),
+    mix("Q2_K", GgmlType::Q2_K, GgmlType::Q4_K, 10),
 ];
 
 impl GgufMix {
     pub const NAMES: &'static str =
-        "F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q5_K_S, Q5_1, Q5_0, Q4_K_M, Q4_K_S, Q4_1 or Q4_0";
+        "F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q5_K_S, Q5_1, Q5_0, Q4_K_M, Q4_K_S, Q4_1, Q4_0, Q3_K_L, Q3_K_M, Q3_K_S or Q2_K";
 
     pub fn parse(name: &str) -> Result<Self> {
         MIXES
@@ -78,9 +82,11 @@ impl GgufMix {
 }
 
 /// The 32-value type a K-quant falls back to when rows are not whole 256-value blocks (the
-/// choice llama.cpp makes: about the same bits, smaller blocks).
+/// choice llama.cpp makes: about the same bits, smaller blocks; for Q2_K/Q3_K llama.cpp takes
+/// IQ4_NL, a 4.5-bit 32-value type we do not write, so the 4.5-bit Q4_0).
 fn small_block_fallback(ty: GgmlType) -> GgmlType {
     match ty {
+        GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
         GgmlType::Q4_K => GgmlType::Q5_0,
         GgmlType::Q5_K => GgmlType::Q5_1,
         GgmlType::Q6_K => GgmlType::Q8_0,
@@ -198,7 +204,11 @@ mod tests {
         );
         assert_eq!(choose("conv", Dtype::BF16, &[320, 4, 3, 3], mix).0, GgmlType::BF16);
         assert_eq!(choose("w", Dtype::F32, &[320, 640], mix), (GgmlType::Q4_0, TypeRule::Mix));
-        assert_eq!(GgufMix::parse("Q3_K_M").unwrap_err().code(), "E_CONFIG");
+        assert_eq!(GgufMix::parse("Q3_K_XL").unwrap_err().code(), "E_CONFIG");
+        let q2 = GgufMix::parse("q2_k").unwrap();
+        assert_eq!(choose("w", Dtype::F16, &[320, 1280], q2), (GgmlType::Q2_K, TypeRule::Mix));
+        assert_eq!(choose("w", Dtype::F16, &[320, 320], q2).0, GgmlType::Q4_0);
+        assert_eq!(choose("conv_in.weight", Dtype::F16, &[320, 1024], q2).0, GgmlType::Q4_K);
         let km = GgufMix::parse("q4_k_m").unwrap();
         assert_eq!(choose("w", Dtype::F16, &[320, 1280], km), (GgmlType::Q4_K, TypeRule::Mix));
         assert_eq!(choose("w", Dtype::F16, &[320, 320], km).0, GgmlType::Q5_0);

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { bytesSource, GgufQuantizer, openGguf, quantizeGguf, quantizeModelGguf, wasmMemoryBytes } from '../../pkg/node.js';
 import { DDPM, randomF32, read, safetensors } from './helpers.mjs';
 
-const TYPES = ['Q8_0', 'Q6_K', 'Q5_K_M', 'Q5_K_S', 'Q5_1', 'Q5_0', 'Q4_K_M', 'Q4_K_S', 'Q4_1', 'Q4_0', 'F16', 'BF16', 'F32'];
+const TYPES = ['Q8_0', 'Q6_K', 'Q5_K_M', 'Q5_K_S', 'Q5_1', 'Q5_0', 'Q4_K_M', 'Q4_K_S', 'Q4_1', 'Q4_0', 'Q3_K_L', 'Q3_K_M', 'Q3_K_S', 'Q2_K', 'F16', 'BF16', 'F32'];
 
 test('streamed and whole-file GGUF are the same bytes, and read back with the report', async () => {
   const model = read(DDPM);
@@ -38,7 +38,7 @@ test('streamed and whole-file GGUF are the same bytes, and read back with the re
 test('GGUF hostile input: documented codes naming the field or tensor', async () => {
   const good = safetensors([{ name: 'w', dtype: 'F32', shape: [64, 64], data: randomF32(4096, 1) }]);
   const cases = [
-    ['unknown type', () => quantizeModelGguf(good, 'Q3_K_M'), 'E_CONFIG', /ggufType/],
+    ['unknown type', () => quantizeModelGguf(good, 'Q3_K_XL'), 'E_CONFIG', /ggufType/],
     ['not safetensors', () => quantizeModelGguf(new Uint8Array([1, 2, 3]), 'Q4_0'), 'E_SAFETENSORS'],
     ['non-finite weight', () => { const w = randomF32(4096, 2); w[7] = NaN; return quantizeModelGguf(safetensors([{ name: 'w', dtype: 'F32', shape: [64, 64], data: w }]), 'Q8_0'); }, 'E_NONFINITE', /'w'/],
     ['U8 tensor', () => quantizeModelGguf(safetensors([{ name: 'u', dtype: 'U8', shape: [4], data: new Uint8Array(4) }]), 'Q8_0'), 'E_DTYPE', /'u'/],

@@ -33,7 +33,7 @@ MODELS = [
     "tests/data/rivagan_bf16.safetensors",
     "tests/data/minilm_l6_bf16_subset.safetensors",
 ]
-TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1", "Q4_0", "F16", "BF16", "F32"]
+TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1", "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K", "F16", "BF16", "F32"]
 ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": None}
 
 

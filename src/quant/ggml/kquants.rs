@@ -7,6 +7,10 @@
 //! * Q5_K (176 B): as Q4_K, plus 32 B of fifth bits before the nibbles.
 //! * Q6_K (210 B): 128 B low nibbles, 64 B high 2-bit pairs, 16 × i8 scales for sub-blocks of 16,
 //!   f16 d. x = (d·sc)·(q − 32).
+//! * Q3_K (110 B): 32 B high bits, 64 B low bit pairs, 16 × 6-bit signed scales, f16 d.
+//!   x = (d·sc)·(q − 4).
+//! * Q2_K (84 B): 16 × (4-bit scale, 4-bit min), 64 B bit pairs, f16 d, f16 dmin.
+//!   x = (d·sc)·q − (dmin·m).
 //!
 //! Each sub-block's own scale (and minimum) is searched as the 32-value types' are (legacy.rs),
 //! then quantized under the super-scale; the codes are chosen last, against the sub-block scales
@@ -20,6 +24,8 @@ pub const QK_K: usize = 256;
 pub const Q4_K_BYTES: usize = 2 + 2 + 12 + 128;
 pub const Q5_K_BYTES: usize = 2 + 2 + 12 + 32 + 128;
 pub const Q6_K_BYTES: usize = 128 + 64 + 16 + 2;
+pub const Q3_K_BYTES: usize = 32 + 64 + 12 + 2;
+pub const Q2_K_BYTES: usize = 16 + 64 + 2 + 2;
 
 fn f16_finite(x: f32) -> f16 {
     f16::from_f32(x.clamp(-65504.0, 65504.0))
@@ -58,30 +64,39 @@ fn unpack_scale_min(b: &[u8]) -> ([u8; 8], [u8; 8]) {
     (sc, m)
 }
 
-/// Q4_K (bits 4) and Q5_K (bits 5).
-fn quantize_q45k(x: &[f32; QK_K], bits: u32, out: &mut [u8]) {
-    let levels = ((1 << bits) - 1) as f32;
-    let mut scales = [0f32; 8];
-    let mut offsets = [0f32; 8];
-    for j in 0..8 {
-        let (d, m) = search::affine_params(&x[32 * j..32 * j + 32], levels, true, |v| v);
+/// The two-level params of an affine super-block (Q2_K, Q4_K, Q5_K): per sub-block x = dl·q − ml
+/// with dl = d·sc, ml = dmin·m, and the codes `q` (0..=levels) chosen against them.
+struct AffineParams {
+    d: f16,
+    dmin: f16,
+    sc: [u8; 16],
+    m: [u8; 16],
+}
+
+/// Search each `sub`-value sub-block's (scale, −minimum), quantize both under f16 super-scales to
+/// 0..=max_code, move each sub-block's pair to the neighbouring codes whose decode is closest (the
+/// rounded pair is not always the best stored one), and choose the codes last.
+fn affine_superblock(x: &[f32; QK_K], sub: usize, levels: f32, max_code: f32, q: &mut [u8; QK_K]) -> AffineParams {
+    let n = QK_K / sub;
+    let (mut scales, mut offsets) = ([0f32; 16], [0f32; 16]);
+    for j in 0..n {
+        let (d, m) = search::affine_params(&x[sub * j..sub * (j + 1)], levels, true, |v| v);
         (scales[j], offsets[j]) = (d, -m);
     }
-    let (d, mut sc) = super_quantize(&scales, 63.0);
-    let (dmin, mut m) = super_quantize(&offsets, 63.0);
+    let (d, codes) = super_quantize(&scales[..n], max_code);
+    let (dmin, min_codes) = super_quantize(&offsets[..n], max_code);
     let (df, dminf) = (d.to_f32(), dmin.to_f32());
-    let mut q = [0u8; QK_K];
-    for j in 0..8 {
-        let sub = &x[32 * j..32 * j + 32];
-        // The 6-bit params rounded to nearest are not always the best stored pair: try the
-        // neighbours of each, with the codes each pair gives, and keep the closest decode.
+    let top = max_code as u8;
+    let (mut sc, mut m) = ([0u8; 16], [0u8; 16]);
+    for j in 0..n {
+        let xs = &x[sub * j..sub * (j + 1)];
         let error = |s: u8, mm: u8| {
             let dl = df * s as f32;
-            search::code_sse(sub, dl, -(dminf * mm as f32), reciprocal(dl), 0.0, levels)
+            search::code_sse(xs, dl, -(dminf * mm as f32), reciprocal(dl), 0.0, levels)
         };
-        let mut best = (error(sc[j], m[j]), sc[j], m[j]);
-        for s in sc[j].saturating_sub(1)..=(sc[j] + 1).min(63) {
-            for mm in m[j].saturating_sub(1)..=(m[j] + 1).min(63) {
+        let mut best = (error(codes[j], min_codes[j]), codes[j], min_codes[j]);
+        for s in codes[j].saturating_sub(1)..=(codes[j] + 1).min(top) {
+            for mm in min_codes[j].saturating_sub(1)..=(min_codes[j] + 1).min(top) {
                 let e = error(s, mm);
                 if e < best.0 {
                     best = (e, s, mm);
@@ -92,13 +107,61 @@ fn quantize_q45k(x: &[f32; QK_K], bits: u32, out: &mut [u8]) {
         let dl = df * sc[j] as f32;
         let ml = dminf * m[j] as f32;
         let inv = reciprocal(dl);
-        for (o, &v) in q[32 * j..32 * j + 32].iter_mut().zip(sub) {
+        for (o, &v) in q[sub * j..sub * (j + 1)].iter_mut().zip(xs) {
             *o = rne_clamp((v - -ml) * inv, 0.0, levels) as u8;
         }
     }
-    out[..2].copy_from_slice(&d.to_le_bytes());
-    out[2..4].copy_from_slice(&dmin.to_le_bytes());
-    pack_scale_min(&sc, &m, &mut out[4..16]);
+    AffineParams { d, dmin, sc, m }
+}
+
+/// The params of a symmetric super-block (Q3_K, Q6_K): per sub-block x = (d·sc)·c with signed
+/// codes c ∈ −nmax..nmax−1 and signed sub-block scales sc ∈ −smax..smax−1. The codes are returned
+/// offset by nmax (0..2·nmax), as both formats store them.
+fn symmetric_superblock(x: &[f32; QK_K], sub: usize, nmax: f32, smax: f32, q: &mut [u8; QK_K]) -> (f16, [i8; 16]) {
+    let n = QK_K / sub;
+    let mut scales = [0f32; 16];
+    for (j, s) in scales[..n].iter_mut().enumerate() {
+        *s = search::symmetric_scale(&x[sub * j..sub * (j + 1)], nmax, |v| v);
+    }
+    // The extreme sub-block scale maps to the most negative code, as the values' extreme does.
+    let max = search::signed_max(&scales[..n]);
+    let d = f16_finite(max / -smax);
+    let df = d.to_f32();
+    let inv_d = reciprocal(df);
+    let (lo, hi) = (-smax as i8, (smax - 1.0) as i8);
+    let mut sc = [0i8; 16];
+    for j in 0..n {
+        let xs = &x[sub * j..sub * (j + 1)];
+        let rounded = rne_clamp(scales[j] * inv_d, -smax, smax - 1.0) as i8;
+        let error = |s: i8| {
+            let dl = df * s as f32;
+            search::code_sse(xs, dl, 0.0, reciprocal(dl), -nmax, nmax - 1.0)
+        };
+        // The rounded scale and its neighbours, the closest decode kept.
+        let mut best = (error(rounded), rounded);
+        for s in [rounded.saturating_sub(1).max(lo), rounded.saturating_add(1).min(hi)] {
+            let e = error(s);
+            if e < best.0 {
+                best = (e, s);
+            }
+        }
+        sc[j] = best.1;
+        let dl = df * sc[j] as f32;
+        let inv = reciprocal(dl);
+        for (o, &v) in q[sub * j..sub * (j + 1)].iter_mut().zip(xs) {
+            *o = (rne_clamp((v - 0.0) * inv, -nmax, nmax - 1.0) + nmax) as u8;
+        }
+    }
+    (d, sc)
+}
+
+/// Q4_K (bits 4) and Q5_K (bits 5).
+fn quantize_q45k(x: &[f32; QK_K], bits: u32, out: &mut [u8]) {
+    let mut q = [0u8; QK_K];
+    let p = affine_superblock(x, 32, ((1 << bits) - 1) as f32, 63.0, &mut q);
+    out[..2].copy_from_slice(&p.d.to_le_bytes());
+    out[2..4].copy_from_slice(&p.dmin.to_le_bytes());
+    pack_scale_min(&p.sc[..8], &p.m[..8], &mut out[4..16]);
     let nibbles = if bits == 5 {
         let qh = &mut out[16..48];
         for (l, h) in qh.iter_mut().enumerate() {
@@ -112,6 +175,82 @@ fn quantize_q45k(x: &[f32; QK_K], bits: u32, out: &mut [u8]) {
         for l in 0..32 {
             nibbles[32 * c + l] = (q[64 * c + l] & 15) | ((q[64 * c + 32 + l] & 15) << 4);
         }
+    }
+}
+
+/// Value `i` of a 2-bit field laid out as Q2_K/Q3_K's `qs`: 128-value halves, each 32 bytes whose
+/// bit pairs 0..3 hold values 32·pair + byte.
+fn two_bit_position(i: usize) -> (usize, u32) {
+    let (half, k) = (i / 128, i % 128);
+    (32 * half + k % 32, 2 * (k / 32) as u32)
+}
+
+/// Q2_K (84 B): 16 bytes of (4-bit scale | 4-bit min << 4) for 16 sub-blocks of 16, 64 B of
+/// 2-bit codes, f16 d, f16 dmin. x = (d·sc)·q − (dmin·m).
+fn quantize_q2k(x: &[f32; QK_K], out: &mut [u8]) {
+    let mut q = [0u8; QK_K];
+    let p = affine_superblock(x, 16, 3.0, 15.0, &mut q);
+    for ((o, &sc), &m) in out[..16].iter_mut().zip(&p.sc).zip(&p.m) {
+        *o = sc | (m << 4);
+    }
+    let qs = &mut out[16..80];
+    qs.fill(0);
+    for (i, &v) in q.iter().enumerate() {
+        let (byte, shift) = two_bit_position(i);
+        qs[byte] |= v << shift;
+    }
+    out[80..82].copy_from_slice(&p.d.to_le_bytes());
+    out[82..84].copy_from_slice(&p.dmin.to_le_bytes());
+}
+
+fn dequantize_q2k(b: &[u8], out: &mut [f32]) {
+    let d = f16::from_le_bytes([b[80], b[81]]).to_f32();
+    let dmin = f16::from_le_bytes([b[82], b[83]]).to_f32();
+    for (i, o) in out.iter_mut().enumerate().take(QK_K) {
+        let s = b[i / 16];
+        let (byte, shift) = two_bit_position(i);
+        let q = (b[16 + byte] >> shift) & 3;
+        *o = (d * (s & 15) as f32) * q as f32 - dmin * (s >> 4) as f32;
+    }
+}
+
+/// Q3_K (110 B): 32 B of high bits (value i's is bit ⌊i/32⌋ of byte i mod 32), 64 B of low 2-bit
+/// codes, 12 B of sixteen 6-bit scales (stored + 32), f16 d. x = (d·(sc − 32))·(q − 4),
+/// where the high bit set means q ≥ 4.
+fn quantize_q3k(x: &[f32; QK_K], out: &mut [u8]) {
+    let mut q = [0u8; QK_K];
+    let (d, sc) = symmetric_superblock(x, 16, 4.0, 32.0, &mut q);
+    let (hmask, rest) = out.split_at_mut(32);
+    let (qs, rest) = rest.split_at_mut(64);
+    hmask.fill(0);
+    qs.fill(0);
+    for (i, &v) in q.iter().enumerate() {
+        let (byte, shift) = two_bit_position(i);
+        qs[byte] |= (v & 3) << shift;
+        hmask[i % 32] |= ((v >> 2) & 1) << (i / 32);
+    }
+    let scales = &mut rest[..12];
+    scales.fill(0);
+    for (j, &s) in sc.iter().enumerate() {
+        let l = (s as i32 + 32) as u8;
+        scales[j % 8] |= (l & 15) << (4 * (j / 8));
+        scales[8 + j % 4] |= (l >> 4) << (2 * (j / 4));
+    }
+    rest[12..14].copy_from_slice(&d.to_le_bytes());
+}
+
+fn dequantize_q3k(b: &[u8], out: &mut [f32]) {
+    let (hmask, rest) = b.split_at(32);
+    let (qs, rest) = rest.split_at(64);
+    let d = f16::from_le_bytes([rest[12], rest[13]]).to_f32();
+    for (i, o) in out.iter_mut().enumerate().take(QK_K) {
+        let j = i / 16;
+        let l = ((rest[j % 8] >> (4 * (j / 8))) & 15) | (((rest[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
+        let dl = d * (l as i32 - 32) as f32;
+        let (byte, shift) = two_bit_position(i);
+        let low = ((qs[byte] >> shift) & 3) as i32;
+        let high = if (hmask[i % 32] >> (i / 32)) & 1 == 1 { 0 } else { 4 };
+        *o = dl * (low - high) as f32;
     }
 }
 
@@ -136,39 +275,8 @@ fn dequantize_q45k(b: &[u8], bits: u32, out: &mut [f32]) {
 }
 
 fn quantize_q6k(x: &[f32; QK_K], out: &mut [u8]) {
-    let mut scales = [0f32; 16];
-    for (j, s) in scales.iter_mut().enumerate() {
-        *s = search::symmetric_scale(&x[16 * j..16 * j + 16], 32.0, |v| v);
-    }
-    let max = search::signed_max(&scales);
-    let d = f16_finite(max / -128.0);
-    let df = d.to_f32();
-    let mut sc = [0i8; 16];
-    for (c, &s) in sc.iter_mut().zip(&scales) {
-        *c = if df != 0.0 { rne_clamp(s * reciprocal(df), -128.0, 127.0) as i8 } else { 0 };
-    }
     let mut q = [0u8; QK_K];
-    for j in 0..16 {
-        let sub = &x[16 * j..16 * j + 16];
-        let error = |s: i8| {
-            let dl = df * s as f32;
-            search::code_sse(sub, dl, 0.0, reciprocal(dl), -32.0, 31.0)
-        };
-        // As for Q4_K: the rounded 8-bit scale and its neighbours, the closest decode kept.
-        let mut best = (error(sc[j]), sc[j]);
-        for s in [sc[j].saturating_sub(1), sc[j].saturating_add(1)] {
-            let e = error(s);
-            if e < best.0 {
-                best = (e, s);
-            }
-        }
-        sc[j] = best.1;
-        let dl = df * sc[j] as f32;
-        let inv = reciprocal(dl);
-        for (o, &v) in q[16 * j..16 * j + 16].iter_mut().zip(sub) {
-            *o = (rne_clamp((v - 0.0) * inv, -32.0, 31.0) as i32 + 32) as u8;
-        }
-    }
+    let (d, sc) = symmetric_superblock(x, 16, 32.0, 128.0, &mut q);
     let (ql, rest) = out.split_at_mut(128);
     let (qh, rest) = rest.split_at_mut(64);
     for c in 0..2 {
@@ -207,6 +315,8 @@ pub fn quantize_block(ty: GgmlType, x: &[f32; QK_K], out: &mut [u8]) {
         GgmlType::Q4_K => quantize_q45k(x, 4, out),
         GgmlType::Q5_K => quantize_q45k(x, 5, out),
         GgmlType::Q6_K => quantize_q6k(x, out),
+        GgmlType::Q3_K => quantize_q3k(x, out),
+        GgmlType::Q2_K => quantize_q2k(x, out),
         _ => unreachable!("only the 256-value K-quants"),
     }
 }
@@ -216,6 +326,8 @@ pub fn dequantize_block(ty: GgmlType, b: &[u8], out: &mut [f32]) {
         GgmlType::Q4_K => dequantize_q45k(b, 4, out),
         GgmlType::Q5_K => dequantize_q45k(b, 5, out),
         GgmlType::Q6_K => dequantize_q6k(b, out),
+        GgmlType::Q3_K => dequantize_q3k(b, out),
+        GgmlType::Q2_K => dequantize_q2k(b, out),
         _ => unreachable!("only the 256-value K-quants"),
     }
 }

@@ -25,6 +25,8 @@ pub enum GgmlType {
     Q5_0 = 6,
     Q5_1 = 7,
     Q8_0 = 8,
+    Q2_K = 10,
+    Q3_K = 11,
     Q4_K = 12,
     Q5_K = 13,
     Q6_K = 14,
@@ -37,7 +39,7 @@ pub enum GgmlType {
 
 impl GgmlType {
     /// The block and float types (what a float tensor can become).
-    pub const ALL: [GgmlType; 11] = [
+    pub const ALL: [GgmlType; 13] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::BF16,
@@ -49,6 +51,8 @@ impl GgmlType {
         GgmlType::Q5_0,
         GgmlType::Q4_1,
         GgmlType::Q4_0,
+        GgmlType::Q3_K,
+        GgmlType::Q2_K,
     ];
 
     pub fn id(self) -> u32 {
@@ -75,6 +79,8 @@ impl GgmlType {
             GgmlType::Q6_K => "Q6_K",
             GgmlType::Q5_K => "Q5_K",
             GgmlType::Q4_K => "Q4_K",
+            GgmlType::Q3_K => "Q3_K",
+            GgmlType::Q2_K => "Q2_K",
             GgmlType::I8 => "I8",
             GgmlType::I16 => "I16",
             GgmlType::I32 => "I32",
@@ -91,7 +97,7 @@ impl GgmlType {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
             GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 => 1,
-            GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => kquants::QK_K,
+            GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => kquants::QK_K,
             _ => 32,
         }
     }
@@ -111,6 +117,8 @@ impl GgmlType {
             GgmlType::Q4_K => kquants::Q4_K_BYTES,
             GgmlType::Q5_K => kquants::Q5_K_BYTES,
             GgmlType::Q6_K => kquants::Q6_K_BYTES,
+            GgmlType::Q3_K => kquants::Q3_K_BYTES,
+            GgmlType::Q2_K => kquants::Q2_K_BYTES,
         }
     }
 
@@ -147,7 +155,7 @@ pub fn quantize(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<()> {
                 ty.name()
             )))
         }
-        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
             let mut block = vec![0u8; ty.block_bytes()];
             for chunk in values.chunks_exact(per) {
                 kquants::quantize_block(ty, chunk.try_into().expect("256 values"), &mut block);
@@ -179,7 +187,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], count: usize) -> Result<Vec<f32>> 
         GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 => {
             float::decode_integers(ty.block_bytes(), bytes, &mut out)
         }
-        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
             for (block, o) in bytes.chunks_exact(ty.block_bytes()).zip(out.chunks_exact_mut(kquants::QK_K)) {
                 kquants::dequantize_block(ty, block, o);
             }
@@ -233,6 +241,8 @@ mod tests {
                 GgmlType::Q6_K => 210,
                 GgmlType::Q5_K => 176,
                 GgmlType::Q4_K => 144,
+                GgmlType::Q3_K => 110,
+                GgmlType::Q2_K => 84,
                 _ => unreachable!("ALL holds the float and block types"),
             };
             assert_eq!(b, want, "{t:?}");
@@ -252,6 +262,8 @@ mod tests {
             (GgmlType::Q6_K, 33.0),
             (GgmlType::Q5_K, 28.0),
             (GgmlType::Q4_K, 22.0),
+            (GgmlType::Q3_K, 15.0),
+            (GgmlType::Q2_K, 9.0),
             (GgmlType::Q5_1, 28.0),
             (GgmlType::Q5_0, 26.0),
             (GgmlType::Q4_1, 22.0),
