@@ -1,7 +1,7 @@
 // `make bench`, GGUF section: safetensors → GGUF through the shipped package (one thread, wasm
 // SIMD128 build), beside safetensors → Parquet on the same input in the same run, and the peak
-// wasm memory of the streamed writer (fresh process per type). The ggml block kernels are scalar
-// Rust so far; the ratio to the Parquet path is the number to watch.
+// wasm memory of the streamed writer (fresh process per type). The block searches run on the
+// SIMD128 block-sum kernels; the ratio to the Parquet path is the number to watch.
 //   BENCH_MELEMS (default 16) — size of the synthetic f32 tensor in millions of elements
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -34,7 +34,7 @@ console.log('| output | GB/s | ÷ Parquet 4-bit min/max | SNR dB | bits/param | 
 const parquet = seconds(() => quantizeModel(file, { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }));
 const rate = (s) => (n * 4) / s / 1e9;
 console.log(`| Parquet 4-bit g64 min/max | ${rate(parquet).toFixed(3)} | 1.00 | | | |`);
-for (const ty of ['Q8_0', 'Q4_0', 'Q4_1', 'Q5_K_M', 'Q4_K_M', 'Q6_K']) {
+for (const ty of ['Q8_0', 'Q4_0', 'Q4_1', 'Q6_K', 'Q5_K_M', 'Q4_K_M', 'Q3_K_M', 'Q2_K']) {
   let report;
   const s = seconds(() => ({ report } = quantizeModelGguf(file, ty)));
   const mem = JSON.parse(execFileSync(process.execPath, [join(ROOT, 'bench/memory.mjs'), 'gguf', path, ty], { encoding: 'utf8' }));

@@ -314,3 +314,49 @@ fn sub_scaled_matches() {
         }
     }
 }
+
+/// The ggml block sums against their scalar twin: every case cut to whole 8-value chunks, at the
+/// params the block searches try (stored, refit, zero and huge reciprocals, the code ranges of
+/// every block type), and the codes of a full GGUF quantization of each case identical under both.
+#[wasm_bindgen_test]
+fn ggml_block_sums_match() {
+    let mut checked = 0;
+    for (label, x) in cases() {
+        let n = x.len() / 8 * 8;
+        if n == 0 {
+            continue;
+        }
+        let x = &x[..n];
+        let (mn, mx) = (SCALAR.min_max)(x);
+        for (lo, hi) in [(0.0f32, 3.0f32), (0.0, 15.0), (0.0, 31.0), (-4.0, 3.0), (-8.0, 7.0), (-16.0, 15.0), (-32.0, 31.0), (-128.0, 127.0)] {
+            let span = (mx - mn).max(f32::MIN_POSITIVE);
+            for d in [span / hi.max(1.0), -mx.abs() / lo.min(-1.0), 1e-30, 3e38, 0.0, half::f16::from_f32(span / 7.0).to_f32()] {
+                let inv = if d == 0.0 || !(1.0 / d).is_finite() { 0.0 } else { 1.0 / d };
+                for m in [0.0, -0.0, mn, half::f16::from_f32(mn).to_f32(), -mx] {
+                    let (a, b) = ((SCALAR.block_code_sums)(x, m, inv, lo, hi), (SIMD128.block_code_sums)(x, m, inv, lo, hi));
+                    assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits), "block_code_sums {label} [{lo}, {hi}] d {d} m {m}");
+                    let (a, b) = ((SCALAR.block_code_sse)(x, d, m, inv, lo, hi), (SIMD128.block_code_sse)(x, d, m, inv, lo, hi));
+                    assert!(same_f32(a, b), "block_code_sse {label} [{lo}, {hi}] d {d} m {m}: {a} vs {b}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 50_000, "{checked}");
+    // Whole blocks through every block type, under each kernel set: identical bytes.
+    let mut rng = common::Rng::new(5);
+    let mut values: Vec<f32> = (0..4096).map(|_| rng.gauss() * 0.02).collect();
+    values[100] = 3.0;
+    values[1000..1256].fill(0.3125);
+    values[2000..2256].iter_mut().enumerate().for_each(|(i, v)| *v = if i % 2 == 0 { -0.0 } else { 1e-40 });
+    for ty in arrowquant::quant::ggml::GgmlType::ALL {
+        let encode = |reference: bool| {
+            kernels::set_reference_only(reference);
+            let mut out = Vec::new();
+            arrowquant::quant::ggml::quantize(ty, &values, &mut out).unwrap();
+            kernels::set_reference_only(false);
+            out
+        };
+        assert_eq!(encode(true), encode(false), "{ty:?} under the scalar and SIMD128 kernels");
+    }
+}

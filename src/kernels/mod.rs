@@ -29,6 +29,8 @@ pub struct KernelSet {
     pub pack: fn(&[u8], u8, &mut [u8]),
     pub unpack: fn(&[u8], u8, &mut [u8]),
     pub sub_scaled: fn(&mut [f32], &[f32], f32),
+    pub block_code_sums: fn(&[f32], f32, f32, f32, f32) -> [f32; 3],
+    pub block_code_sse: fn(&[f32], f32, f32, f32, f32, f32) -> f32,
 }
 
 pub static SCALAR: KernelSet = KernelSet {
@@ -46,6 +48,8 @@ pub static SCALAR: KernelSet = KernelSet {
     pack: scalar::pack,
     unpack: scalar::unpack,
     sub_scaled: scalar::sub_scaled,
+    block_code_sums: scalar::block_code_sums,
+    block_code_sse: scalar::block_code_sse,
 };
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -64,6 +68,8 @@ pub static SIMD128: KernelSet = KernelSet {
     pack: simd128::pack,
     unpack: simd128::unpack,
     sub_scaled: simd128::sub_scaled,
+    block_code_sums: simd128::block_code_sums,
+    block_code_sse: simd128::block_code_sse,
 };
 
 /// `src` copied into a new vector with the active copy kernel (no zero-fill first).

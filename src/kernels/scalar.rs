@@ -370,6 +370,61 @@ pub fn clamp_code(r: f32, qmax: f32) -> f32 {
     pmin(if r.is_sign_negative() { 0.0 } else { r }, qmax)
 }
 
+/// round_half_even(clamp(v, lo, hi)) for integer bounds lo ≤ hi (equal to clamping after
+/// rounding), clamped with pmax/pmin as the SIMD twin does. ggml's block codes.
+#[inline(always)]
+pub fn clamp_round(v: f32, lo: f32, hi: f32) -> f32 {
+    let c = pmin(pmax(v, lo), hi);
+    // wasm has the instruction (f32.nearest); the native baseline may not (SSE2 has no rounding
+    // instruction and roundevenf is a libm call). Adding and removing 1.5·2^23 rounds a value this
+    // small to the nearest integer, ties to even, exactly as the FPU does.
+    #[cfg(target_arch = "wasm32")]
+    return c.round_ties_even();
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        const MAGIC: f32 = 12_582_912.0;
+        (c + MAGIC) - MAGIC
+    }
+}
+
+/// Lanes of the ggml block sums: a block's values are summed in eight interleaved lanes (value i
+/// in lane i mod 8), folded in a fixed order, so the SIMD twin (two vectors of four) reproduces them.
+pub const BLOCK_LANES: usize = 8;
+
+#[inline(always)]
+pub fn fold_block_lanes(l: [f32; BLOCK_LANES]) -> f32 {
+    ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
+}
+
+/// For the codes q = clamp_round((x − m)·inv, lo, hi) of `x` (a multiple of 8 values):
+/// [Σ x·q, Σ q², Σ q], the least-squares normal equations of a ggml block search.
+pub fn block_code_sums(x: &[f32], m: f32, inv: f32, lo: f32, hi: f32) -> [f32; 3] {
+    let (mut xq, mut qq, mut q1) = ([0f32; BLOCK_LANES], [0f32; BLOCK_LANES], [0f32; BLOCK_LANES]);
+    for c in x.chunks_exact(BLOCK_LANES) {
+        for l in 0..BLOCK_LANES {
+            let q = clamp_round((c[l] - m) * inv, lo, hi);
+            xq[l] += c[l] * q;
+            qq[l] += q * q;
+            q1[l] += q;
+        }
+    }
+    [fold_block_lanes(xq), fold_block_lanes(qq), fold_block_lanes(q1)]
+}
+
+/// Σ (x − (d·q + m))² for the codes q = clamp_round((x − m)·inv, lo, hi) of `x` (a multiple of 8
+/// values): the error a ggml block search ranks candidates by.
+pub fn block_code_sse(x: &[f32], d: f32, m: f32, inv: f32, lo: f32, hi: f32) -> f32 {
+    let mut e = [0f32; BLOCK_LANES];
+    for c in x.chunks_exact(BLOCK_LANES) {
+        for l in 0..BLOCK_LANES {
+            let q = clamp_round((c[l] - m) * inv, lo, hi);
+            let r = c[l] - (d * q + m);
+            e[l] += r * r;
+        }
+    }
+    fold_block_lanes(e)
+}
+
 /// Code of one value: clamp(round_half_even((x − min) · inv), 0, qmax), inv = [`inverse`]`(scale)`.
 /// A multiply rather than a divide: it is several times cheaper in SIMD, and the result is
 /// validated on the stored codes either way.

@@ -7,7 +7,7 @@
 use core::arch::wasm32::*;
 use core::mem::MaybeUninit;
 
-use super::scalar::{grid_multipliers, lloyd_steps, search_fixed_point, HalfParams, Searched, SEARCH_GRID};
+use super::scalar::{fold_block_lanes, grid_multipliers, lloyd_steps, search_fixed_point, HalfParams, Searched, SEARCH_GRID};
 
 #[inline(always)]
 unsafe fn load(x: &[f32], i: usize) -> v128 {
@@ -831,4 +831,50 @@ pub fn unpack(packed: &[u8], bits: u8, out: &mut [u8]) {
         i += step;
     }
     super::scalar::unpack(&packed[full * bits as usize / 8..], bits, &mut out[full..]);
+}
+
+/// clamp then nearest, as the scalar twin's `clamp_round`.
+#[inline(always)]
+fn clamp_round4(v: v128, lo: v128, hi: v128) -> v128 {
+    f32x4_nearest(f32x4_pmin(f32x4_pmax(v, lo), hi))
+}
+
+/// The eight block lanes of two vectors (lanes 0–3, 4–7), folded as the scalar twin folds them.
+#[inline(always)]
+fn fold8(a: v128, b: v128) -> f32 {
+    let (a, b) = (lanes(a), lanes(b));
+    fold_block_lanes([a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]])
+}
+
+pub fn block_code_sums(x: &[f32], m: f32, inv: f32, lo: f32, hi: f32) -> [f32; 3] {
+    let (mv, iv, lov, hiv) = (f32x4_splat(m), f32x4_splat(inv), f32x4_splat(lo), f32x4_splat(hi));
+    let z = f32x4_splat(0.0);
+    let (mut xq, mut qq, mut q1) = ([z; 2], [z; 2], [z; 2]);
+    for c in x.chunks_exact(8) {
+        for h in 0..2 {
+            // SAFETY: `c` holds 8 values, so 4 from 4·h are in bounds.
+            let v = unsafe { load(c, 4 * h) };
+            let q = clamp_round4(f32x4_mul(f32x4_sub(v, mv), iv), lov, hiv);
+            xq[h] = f32x4_add(xq[h], f32x4_mul(v, q));
+            qq[h] = f32x4_add(qq[h], f32x4_mul(q, q));
+            q1[h] = f32x4_add(q1[h], q);
+        }
+    }
+    [fold8(xq[0], xq[1]), fold8(qq[0], qq[1]), fold8(q1[0], q1[1])]
+}
+
+pub fn block_code_sse(x: &[f32], d: f32, m: f32, inv: f32, lo: f32, hi: f32) -> f32 {
+    let (dv, mv, iv) = (f32x4_splat(d), f32x4_splat(m), f32x4_splat(inv));
+    let (lov, hiv) = (f32x4_splat(lo), f32x4_splat(hi));
+    let mut e = [f32x4_splat(0.0); 2];
+    for c in x.chunks_exact(8) {
+        for (h, e) in e.iter_mut().enumerate() {
+            // SAFETY: `c` holds 8 values, so 4 from 4·h are in bounds.
+            let v = unsafe { load(c, 4 * h) };
+            let q = clamp_round4(f32x4_mul(f32x4_sub(v, mv), iv), lov, hiv);
+            let r = f32x4_sub(v, f32x4_add(f32x4_mul(dv, q), mv));
+            *e = f32x4_add(*e, f32x4_mul(r, r));
+        }
+    }
+    fold8(e[0], e[1])
 }

@@ -31,7 +31,7 @@ fn f16_finite(x: f32) -> f16 {
     f16::from_f32(x.clamp(-65504.0, 65504.0))
 }
 
-use super::legacy::rne_clamp;
+use crate::kernels::scalar::clamp_round;
 use super::search::{self, reciprocal};
 
 /// Quantize non-negative sub-block params under a super-scale: codes 0..=max_code.
@@ -40,7 +40,7 @@ fn super_quantize(params: &[f32], max_code: f32) -> (f16, Vec<u8>) {
     let d = f16_finite(top / max_code);
     let df = d.to_f32();
     let inv = reciprocal(df);
-    let codes = params.iter().map(|&p| if df > 0.0 { rne_clamp(p * inv, 0.0, max_code) as u8 } else { 0 }).collect();
+    let codes = params.iter().map(|&p| if df > 0.0 { clamp_round(p * inv, 0.0, max_code) as u8 } else { 0 }).collect();
     (d, codes)
 }
 
@@ -108,7 +108,7 @@ fn affine_superblock(x: &[f32; QK_K], sub: usize, levels: f32, max_code: f32, q:
         let ml = dminf * m[j] as f32;
         let inv = reciprocal(dl);
         for (o, &v) in q[sub * j..sub * (j + 1)].iter_mut().zip(xs) {
-            *o = rne_clamp((v - -ml) * inv, 0.0, levels) as u8;
+            *o = clamp_round((v - -ml) * inv, 0.0, levels) as u8;
         }
     }
     AffineParams { d, dmin, sc, m }
@@ -132,7 +132,7 @@ fn symmetric_superblock(x: &[f32; QK_K], sub: usize, nmax: f32, smax: f32, q: &m
     let mut sc = [0i8; 16];
     for j in 0..n {
         let xs = &x[sub * j..sub * (j + 1)];
-        let rounded = rne_clamp(scales[j] * inv_d, -smax, smax - 1.0) as i8;
+        let rounded = clamp_round(scales[j] * inv_d, -smax, smax - 1.0) as i8;
         let error = |s: i8| {
             let dl = df * s as f32;
             search::code_sse(xs, dl, 0.0, reciprocal(dl), -nmax, nmax - 1.0)
@@ -149,7 +149,7 @@ fn symmetric_superblock(x: &[f32; QK_K], sub: usize, nmax: f32, smax: f32, q: &m
         let dl = df * sc[j] as f32;
         let inv = reciprocal(dl);
         for (o, &v) in q[sub * j..sub * (j + 1)].iter_mut().zip(xs) {
-            *o = (rne_clamp((v - 0.0) * inv, -nmax, nmax - 1.0) + nmax) as u8;
+            *o = (clamp_round((v - 0.0) * inv, -nmax, nmax - 1.0) + nmax) as u8;
         }
     }
     (d, sc)

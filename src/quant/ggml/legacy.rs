@@ -33,22 +33,7 @@ fn f16_round(x: f32) -> f32 {
     }
 }
 
-/// `x` clamped to `lo..=hi` (integers) and rounded to the nearest integer, ties to even. Clamping
-/// first keeps the value small, where adding and removing 1.5·2^23 rounds exactly (the FPU's
-/// round-to-nearest-even) — no libm call on targets without a rounding instruction.
-#[inline(always)]
-pub(super) fn rne_clamp(x: f32, lo: f32, hi: f32) -> f32 {
-    let c = x.max(lo).min(hi);
-    // wasm has the instruction (f32.nearest); elsewhere the baseline may not (SSE2 has no
-    // rounding instruction, and roundevenf is a libm call). Both are exact ties-to-even here.
-    #[cfg(target_arch = "wasm32")]
-    return c.round_ties_even();
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        const MAGIC: f32 = 12_582_912.0;
-        (c + MAGIC) - MAGIC
-    }
-}
+use crate::kernels::scalar::clamp_round;
 
 /// The code for `x` against the stored scale `d` (as f32) through its reciprocal `inv` = 1/d:
 /// round(x·inv), ties to even, clamped to `lo..=hi`. A zero scale gives code 0.
@@ -56,7 +41,7 @@ fn code(x: f32, inv: f32, lo: f32, hi: f32) -> i32 {
     if inv == 0.0 {
         return 0;
     }
-    rne_clamp(x * inv, lo, hi) as i32
+    clamp_round(x * inv, lo, hi) as i32
 }
 
 fn pack_nibbles(q: &[u8; 32], out: &mut [u8]) {

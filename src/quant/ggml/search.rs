@@ -1,6 +1,6 @@
-//! The inner loops of the block searches, over a block's values in lanes of eight f32 sums (so
-//! the compiler vectorizes them; the lane order is fixed, so results are deterministic). They
-//! choose params; the error a tensor reports is measured afterwards on the stored bytes, in f64.
+//! The block searches, over the kernels' block sums (kernels::scalar::block_code_sums and its
+//! SIMD128 twin: eight lanes in a fixed order, so both give the same bits). They choose params;
+//! the error a tensor reports is measured afterwards on the stored bytes, in f64.
 //!
 //! A code is `rne(clamp((x − m)·inv, lo, hi))` everywhere, and a decoded value `d·q + m`.
 //!
@@ -8,41 +8,19 @@
 //! applies to a candidate param before it is judged (f16 for the 32-value types, none for a
 //! K-quant sub-block, whose params are quantized under the super-scale afterwards).
 
-use super::legacy::rne_clamp;
-
-const LANES: usize = 8;
-
-fn fold(lanes: [f32; LANES]) -> f32 {
-    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
-}
+use crate::kernels;
 
 /// For the codes of `x` at (m, inv): Σ x·q, Σ q², Σ q (the least-squares normal equations).
 #[inline]
 pub fn code_sums(x: &[f32], m: f32, inv: f32, lo: f32, hi: f32) -> (f32, f32, f32) {
-    let (mut xq, mut qq, mut q1) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
-    for c in x.chunks_exact(LANES) {
-        for l in 0..LANES {
-            let q = rne_clamp((c[l] - m) * inv, lo, hi);
-            xq[l] += c[l] * q;
-            qq[l] += q * q;
-            q1[l] += q;
-        }
-    }
-    (fold(xq), fold(qq), fold(q1))
+    let [xq, qq, q1] = (kernels::active().block_code_sums)(x, m, inv, lo, hi);
+    (xq, qq, q1)
 }
 
 /// Σ (x − (d·q + m))² for the codes of `x` at (m, 1/d).
 #[inline]
 pub fn code_sse(x: &[f32], d: f32, m: f32, inv: f32, lo: f32, hi: f32) -> f32 {
-    let mut e = [0f32; LANES];
-    for c in x.chunks_exact(LANES) {
-        for l in 0..LANES {
-            let q = rne_clamp((c[l] - m) * inv, lo, hi);
-            let r = c[l] - (d * q + m);
-            e[l] += r * r;
-        }
-    }
-    fold(e)
+    (kernels::active().block_code_sse)(x, d, m, inv, lo, hi)
 }
 
 /// 1/d, or 0 for a zero scale (every code is then 0).
