@@ -80,7 +80,9 @@ export function quantizeStream(source, config, options = {}) {
  *                 (docs/GGUF.md).
  * @param options  `onChunk(bytes)` (without it the file is returned as `gguf`),
  *                 `onProgress({ done, total, name, layer, bytesDone, bytesTotal })` (bytes of the
- *                 output, whose size is known from the header), `signal` (E_CANCELLED).
+ *                 output, whose size is known from the header), `signal` (E_CANCELLED),
+ *                 `calibration` (docs/CALIBRATION.md): each layer's input second moments weight
+ *                 its block searches, as llama.cpp's importance matrix does.
  * @returns `{ report, gguf? }`
  */
 export function quantizeGguf(source, ggmlType, options = {}) {

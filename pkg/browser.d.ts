@@ -53,6 +53,8 @@ export interface WorkerQuantizer {
       onChunk?: (bytes: Uint8Array) => void;
       index?: Blob;
       output?: { opfs: string };
+      /** Activation statistics: each layer's input second moments weight its block searches (importance). */
+      calibration?: Blob | Uint8Array | CalibrationInput;
     },
   ): Promise<{ report: GgufReport; stats: WorkerRunStats; gguf?: Blob; output?: { opfs?: string; bytes?: number } }>;
   terminate(): void;

@@ -90,9 +90,9 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
      * Quantize a File/Blob (or shards) into GGUF of `ggmlType` (`Q4_K_M`, `Q8_0`, …; docs/GGUF.md).
      * Resolves to { report, stats, gguf? } (`gguf`, a Blob, without `onChunk` or an OPFS output).
      */
-    async quantizeGguf(file, ggmlType, { onProgress, onChunk, index, output } = {}) {
+    async quantizeGguf(file, ggmlType, { onProgress, onChunk, index, output, calibration } = {}) {
       const chunks = [];
-      const value = await call({ type: 'quantize', files: file, index, gguf: ggmlType, output }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
+      const value = await call({ type: 'quantize', files: file, index, gguf: ggmlType, output, calibration }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
       if (onChunk || value.output?.opfs) return value;
       return { ...value, gguf: new Blob(chunks, { type: 'application/octet-stream' }) };
     },

@@ -10,6 +10,7 @@ usage:
   arrowquant quantize <model.safetensors> -o <out.parquet> [--profile edge|local|cloud|base] [config flags]
                       [--calibration stats.safetensors] [--json] [--quiet]
   arrowquant quantize <model.safetensors> -o <out.gguf> [--gguf-type Q8_0|Q6_K|Q5_K_M|Q5_K_S|Q5_1|Q5_0|Q4_K_M|Q4_K_S|Q4_1|Q4_0|Q3_K_L|Q3_K_M|Q3_K_S|Q2_K|F16|BF16|F32]
+                      [--calibration stats.safetensors]
   arrowquant inspect <file.parquet|file.gguf> [--json]
   arrowquant dequantize <file.parquet|file.gguf> -o <out.safetensors> [--dtype f32|f16]
 
@@ -25,7 +26,8 @@ config flags (one per config field, kebab-case; see README):
   --time-grouping uniform|adaptive   --time-smoothing 0..1   --activation-bits 4|8   --spatial-alpha 0..1
 
   --calibration: activation statistics (docs/CALIBRATION.md, made by tools/calibrate.py) that
-  enable time-aware activation params and channel equalization.
+  enable time-aware activation params and channel equalization; for GGUF, the importance that
+  weights the block searches (as llama.cpp's imatrix).
 `;
 
 class UsageError extends Error {
@@ -191,6 +193,12 @@ model: ${report.layers.length} tensors, ${report.paramsTotal.toLocaleString('en-
 types: ${Object.entries(counts).map(([t, n]) => `${t} ×${n}`).join(', ')}
 size: ${mib(report.sourceBytes)} → ${mib(report.outputBytes)} (${report.compressionRatio.toFixed(2)}×)
 quality: SNR ${fmt(report.snrDb, 2)} dB pooled; min cosine ${fmt(report.minCosine, 5)}${report.minCosineLayer ? ` (${report.minCosineLayer})` : ''}`);
+  const cal = report.calibration;
+  if (cal) {
+    const missing = cal.withoutStatistics.length ? `; no statistics for ${cal.withoutStatistics.length}: ${cal.withoutStatistics.slice(0, 3).join(', ')}${cal.withoutStatistics.length > 3 ? ', …' : ''}` : '';
+    const output = cal.outputSnrDb == null ? '' : `; layer-output SNR ${fmt(cal.outputSnrDb, 2)} dB (mean over them, from the inputs' second moments)`;
+    console.log(`calibration: ${cal.weighted} block-quantized tensor(s) searched with importance weights${output}${missing}`);
+  }
 }
 
 async function quantize({ positional, flags, config }) {
@@ -203,9 +211,9 @@ async function quantize({ positional, flags, config }) {
     const given = Object.keys(config);
     const kebab = (name) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
     if (given.length) throw new UsageError(`--${kebab(given[0])} applies to Parquet output; GGUF output takes --gguf-type`);
-    if (flags.calibration) throw new UsageError('--calibration applies to Parquet output; GGUF output takes --gguf-type');
     const ggmlType = flags.ggufType ?? 'Q8_0';
-    return quantizeFile(input, output, flags, (source, put, onProgress) => quantizeGguf(source, ggmlType, { onChunk: put, onProgress }), printGgufReport);
+    const calibration = flags.calibration ? readFileSync(flags.calibration) : undefined;
+    return quantizeFile(input, output, flags, (source, put, onProgress) => quantizeGguf(source, ggmlType, { onChunk: put, onProgress, calibration }), printGgufReport);
   }
   const calibration = flags.calibration ? readFileSync(flags.calibration) : undefined;
   return quantizeFile(

@@ -45,6 +45,11 @@ export interface GgufOptions {
   /** `bytesDone`/`bytesTotal` count the output, whose size is known from the header. */
   onProgress?: (progress: { done: number; total: number; name: string; layer: GgufLayer; bytesDone: number; bytesTotal: number }) => void;
   signal?: AbortSignal;
+  /**
+   * Activation statistics (docs/CALIBRATION.md): each layer's input second moments weight its
+   * block searches, as llama.cpp's importance matrix; the report gains `outputSnrDb`.
+   */
+  calibration?: Uint8Array | CalibrationInput;
 }
 /**
  * Quantize a safetensors source into GGUF, tensor by tensor: the header first (every tensor's type

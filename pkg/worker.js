@@ -211,6 +211,7 @@ async function quantize(id, data) {
     if (data.gguf) {
       // GGUF (docs/GGUF.md): the header first, then each tensor's blocks; config fields do not apply.
       ({ report } = await quantizeGgufWith(lib, source, data.gguf, {
+        calibration,
         onChunk: sink.write,
         onProgress: (p) => postMessage({ id, type: 'progress', progress: { ...p, wasmMemoryBytes: lib.wasmMemoryBytes() } }),
       }));

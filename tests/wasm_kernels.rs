@@ -321,6 +321,14 @@ fn sub_scaled_matches() {
 #[wasm_bindgen_test]
 fn ggml_block_sums_match() {
     let mut checked = 0;
+    // Importance weights: ordinary, spanning many magnitudes, zeros with a few spikes, subnormal.
+    let mut wr = common::Rng::new(23);
+    let weights: Vec<Vec<f32>> = vec![
+        (0..256).map(|_| wr.gauss().abs()).collect(),
+        (0..256).map(|i| 10f32.powi(i % 13 - 6)).collect(),
+        (0..256).map(|i| if i % 9 == 0 { 1.0 } else { 0.0 }).collect(),
+        (0..256).map(|i| f32::from_bits(1 + i as u32)).collect(),
+    ];
     for (label, x) in cases() {
         let n = x.len() / 8 * 8;
         if n == 0 {
@@ -328,15 +336,54 @@ fn ggml_block_sums_match() {
         }
         let x = &x[..n];
         let (mn, mx) = (SCALAR.min_max)(x);
-        for (lo, hi) in [(0.0f32, 3.0f32), (0.0, 15.0), (0.0, 31.0), (-4.0, 3.0), (-8.0, 7.0), (-16.0, 15.0), (-32.0, 31.0), (-128.0, 127.0)] {
+        for (lo, hi) in [
+            (0.0f32, 3.0f32),
+            (0.0, 15.0),
+            (0.0, 31.0),
+            (-4.0, 3.0),
+            (-8.0, 7.0),
+            (-16.0, 15.0),
+            (-32.0, 31.0),
+            (-128.0, 127.0),
+        ] {
             let span = (mx - mn).max(f32::MIN_POSITIVE);
-            for d in [span / hi.max(1.0), -mx.abs() / lo.min(-1.0), 1e-30, 3e38, 0.0, half::f16::from_f32(span / 7.0).to_f32()] {
+            for d in [
+                span / hi.max(1.0),
+                -mx.abs() / lo.min(-1.0),
+                1e-30,
+                3e38,
+                0.0,
+                half::f16::from_f32(span / 7.0).to_f32(),
+            ] {
                 let inv = if d == 0.0 || !(1.0 / d).is_finite() { 0.0 } else { 1.0 / d };
                 for m in [0.0, -0.0, mn, half::f16::from_f32(mn).to_f32(), -mx] {
-                    let (a, b) = ((SCALAR.block_code_sums)(x, m, inv, lo, hi), (SIMD128.block_code_sums)(x, m, inv, lo, hi));
-                    assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits), "block_code_sums {label} [{lo}, {hi}] d {d} m {m}");
-                    let (a, b) = ((SCALAR.block_code_sse)(x, d, m, inv, lo, hi), (SIMD128.block_code_sse)(x, d, m, inv, lo, hi));
+                    let (a, b) =
+                        ((SCALAR.block_code_sums)(x, m, inv, lo, hi), (SIMD128.block_code_sums)(x, m, inv, lo, hi));
+                    assert_eq!(
+                        a.map(f32::to_bits),
+                        b.map(f32::to_bits),
+                        "block_code_sums {label} [{lo}, {hi}] d {d} m {m}"
+                    );
+                    let (a, b) =
+                        ((SCALAR.block_code_sse)(x, d, m, inv, lo, hi), (SIMD128.block_code_sse)(x, d, m, inv, lo, hi));
                     assert!(same_f32(a, b), "block_code_sse {label} [{lo}, {hi}] d {d} m {m}: {a} vs {b}");
+                    for w in &weights {
+                        let w = &w[..n];
+                        let (a, b) = (
+                            (SCALAR.block_weighted_sums)(x, w, m, inv, lo, hi),
+                            (SIMD128.block_weighted_sums)(x, w, m, inv, lo, hi),
+                        );
+                        assert_eq!(
+                            a.map(f32::to_bits),
+                            b.map(f32::to_bits),
+                            "block_weighted_sums {label} [{lo}, {hi}] d {d} m {m}"
+                        );
+                        let (a, b) = (
+                            (SCALAR.block_weighted_sse)(x, w, d, m, inv, lo, hi),
+                            (SIMD128.block_weighted_sse)(x, w, d, m, inv, lo, hi),
+                        );
+                        assert!(same_f32(a, b), "block_weighted_sse {label} [{lo}, {hi}] d {d} m {m}: {a} vs {b}");
+                    }
                     checked += 1;
                 }
             }
@@ -349,14 +396,22 @@ fn ggml_block_sums_match() {
     values[100] = 3.0;
     values[1000..1256].fill(0.3125);
     values[2000..2256].iter_mut().enumerate().for_each(|(i, v)| *v = if i % 2 == 0 { -0.0 } else { 1e-40 });
+    let importance: Vec<f32> = (0..values.len()).map(|i| weights[i % 4][i % 256]).collect();
     for ty in arrowquant::quant::ggml::GgmlType::ALL {
-        let encode = |reference: bool| {
-            kernels::set_reference_only(reference);
-            let mut out = Vec::new();
-            arrowquant::quant::ggml::quantize(ty, &values, &mut out).unwrap();
-            kernels::set_reference_only(false);
-            out
-        };
-        assert_eq!(encode(true), encode(false), "{ty:?} under the scalar and SIMD128 kernels");
+        for imp in [None, Some(&importance[..])] {
+            let encode = |reference: bool| {
+                kernels::set_reference_only(reference);
+                let mut out = Vec::new();
+                arrowquant::quant::ggml::quantize(ty, &values, imp, &mut out).unwrap();
+                kernels::set_reference_only(false);
+                out
+            };
+            assert_eq!(
+                encode(true),
+                encode(false),
+                "{ty:?} (importance: {}) under the scalar and SIMD128 kernels",
+                imp.is_some()
+            );
+        }
     }
 }

@@ -245,7 +245,7 @@ async function run() {
     const model = state.model.length === 1 ? state.model[0] : state.model;
     const output = state.opfsName ? { opfs: state.opfsName } : undefined;
     const result = ggmlType
-      ? await state.q.quantizeGguf(model, ggmlType, { index: state.index ?? undefined, output, onProgress })
+      ? await state.q.quantizeGguf(model, ggmlType, { index: state.index ?? undefined, calibration: state.calibration?.file, output, onProgress })
       : await state.q.quantize(model, config, { index: state.index ?? undefined, calibration: state.calibration?.file, output, onProgress });
     let blob = result.parquet ?? result.gguf;
     if (result.output?.opfs) blob = await (await (await navigator.storage.getDirectory()).getFileHandle(result.output.opfs)).getFile();

@@ -9,7 +9,7 @@ import { readHeaderBytes } from './sources.js';
  * Quantize a safetensors source into a GGUF file of `ggmlType`; see `quantizeGguf` in api.js.
  * @returns `{ report, gguf? }` (`gguf` only without `onChunk`)
  */
-export async function quantizeGgufWith(lib, source, ggmlType, { onChunk, onProgress, signal } = {}) {
+export async function quantizeGgufWith(lib, source, ggmlType, { onChunk, onProgress, signal, calibration } = {}) {
   throwIfAborted(signal);
   const collected = onChunk ? null : [];
   const emit = async (chunk) => {
@@ -17,7 +17,7 @@ export async function quantizeGgufWith(lib, source, ggmlType, { onChunk, onProgr
     if (collected) collected.push(chunk);
     else await onChunk(chunk);
   };
-  const q = new lib.GgufQuantizer(await readHeaderBytes(lib, source), source.size, ggmlType);
+  const q = new lib.GgufQuantizer(await readHeaderBytes(lib, source), source.size, ggmlType, calibration);
   try {
     const bytesTotal = q.outputBytes;
     const total = q.tensorCount;

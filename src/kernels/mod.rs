@@ -31,6 +31,8 @@ pub struct KernelSet {
     pub sub_scaled: fn(&mut [f32], &[f32], f32),
     pub block_code_sums: fn(&[f32], f32, f32, f32, f32) -> [f32; 3],
     pub block_code_sse: fn(&[f32], f32, f32, f32, f32, f32) -> f32,
+    pub block_weighted_sums: scalar::BlockWeightedSumsFn,
+    pub block_weighted_sse: scalar::BlockWeightedSseFn,
 }
 
 pub static SCALAR: KernelSet = KernelSet {
@@ -50,6 +52,8 @@ pub static SCALAR: KernelSet = KernelSet {
     sub_scaled: scalar::sub_scaled,
     block_code_sums: scalar::block_code_sums,
     block_code_sse: scalar::block_code_sse,
+    block_weighted_sums: scalar::block_weighted_sums,
+    block_weighted_sse: scalar::block_weighted_sse,
 };
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -70,6 +74,8 @@ pub static SIMD128: KernelSet = KernelSet {
     sub_scaled: simd128::sub_scaled,
     block_code_sums: simd128::block_code_sums,
     block_code_sse: simd128::block_code_sse,
+    block_weighted_sums: simd128::block_weighted_sums,
+    block_weighted_sse: simd128::block_weighted_sse,
 };
 
 /// `src` copied into a new vector with the active copy kernel (no zero-fill first).

@@ -425,6 +425,40 @@ pub fn block_code_sse(x: &[f32], d: f32, m: f32, inv: f32, lo: f32, hi: f32) -> 
     fold_block_lanes(e)
 }
 
+/// (x, w, m, inv, lo, hi) → [Σ w·x·q, Σ w·q², Σ w·q].
+pub type BlockWeightedSumsFn = fn(&[f32], &[f32], f32, f32, f32, f32) -> [f32; 3];
+/// (x, w, d, m, inv, lo, hi) → Σ w·(x − (d·q + m))².
+pub type BlockWeightedSseFn = fn(&[f32], &[f32], f32, f32, f32, f32, f32) -> f32;
+
+/// [`block_code_sums`] with a weight per value (a column's importance): [Σ w·x·q, Σ w·q², Σ w·q],
+/// each term formed as wq = w·q, then x·wq, wq·q, wq.
+pub fn block_weighted_sums(x: &[f32], w: &[f32], m: f32, inv: f32, lo: f32, hi: f32) -> [f32; 3] {
+    let (mut xq, mut qq, mut q1) = ([0f32; BLOCK_LANES], [0f32; BLOCK_LANES], [0f32; BLOCK_LANES]);
+    for (c, cw) in x.chunks_exact(BLOCK_LANES).zip(w.chunks_exact(BLOCK_LANES)) {
+        for l in 0..BLOCK_LANES {
+            let q = clamp_round((c[l] - m) * inv, lo, hi);
+            let wq = cw[l] * q;
+            xq[l] += c[l] * wq;
+            qq[l] += wq * q;
+            q1[l] += wq;
+        }
+    }
+    [fold_block_lanes(xq), fold_block_lanes(qq), fold_block_lanes(q1)]
+}
+
+/// [`block_code_sse`] weighted: Σ w·(x − (d·q + m))².
+pub fn block_weighted_sse(x: &[f32], w: &[f32], d: f32, m: f32, inv: f32, lo: f32, hi: f32) -> f32 {
+    let mut e = [0f32; BLOCK_LANES];
+    for (c, cw) in x.chunks_exact(BLOCK_LANES).zip(w.chunks_exact(BLOCK_LANES)) {
+        for l in 0..BLOCK_LANES {
+            let q = clamp_round((c[l] - m) * inv, lo, hi);
+            let r = c[l] - (d * q + m);
+            e[l] += cw[l] * (r * r);
+        }
+    }
+    fold_block_lanes(e)
+}
+
 /// Code of one value: clamp(round_half_even((x − min) · inv), 0, qmax), inv = [`inverse`]`(scale)`.
 /// A multiply rather than a divide: it is several times cheaper in SIMD, and the result is
 /// validated on the stored codes either way.

@@ -7,7 +7,9 @@
 use core::arch::wasm32::*;
 use core::mem::MaybeUninit;
 
-use super::scalar::{fold_block_lanes, grid_multipliers, lloyd_steps, search_fixed_point, HalfParams, Searched, SEARCH_GRID};
+use super::scalar::{
+    fold_block_lanes, grid_multipliers, lloyd_steps, search_fixed_point, HalfParams, Searched, SEARCH_GRID,
+};
 
 #[inline(always)]
 unsafe fn load(x: &[f32], i: usize) -> v128 {
@@ -874,6 +876,40 @@ pub fn block_code_sse(x: &[f32], d: f32, m: f32, inv: f32, lo: f32, hi: f32) -> 
             let q = clamp_round4(f32x4_mul(f32x4_sub(v, mv), iv), lov, hiv);
             let r = f32x4_sub(v, f32x4_add(f32x4_mul(dv, q), mv));
             *e = f32x4_add(*e, f32x4_mul(r, r));
+        }
+    }
+    fold8(e[0], e[1])
+}
+
+pub fn block_weighted_sums(x: &[f32], w: &[f32], m: f32, inv: f32, lo: f32, hi: f32) -> [f32; 3] {
+    let (mv, iv, lov, hiv) = (f32x4_splat(m), f32x4_splat(inv), f32x4_splat(lo), f32x4_splat(hi));
+    let z = f32x4_splat(0.0);
+    let (mut xq, mut qq, mut q1) = ([z; 2], [z; 2], [z; 2]);
+    for (c, cw) in x.chunks_exact(8).zip(w.chunks_exact(8)) {
+        for h in 0..2 {
+            // SAFETY: `c` and `cw` hold 8 values, so 4 from 4·h are in bounds.
+            let (v, wv) = unsafe { (load(c, 4 * h), load(cw, 4 * h)) };
+            let q = clamp_round4(f32x4_mul(f32x4_sub(v, mv), iv), lov, hiv);
+            let wq = f32x4_mul(wv, q);
+            xq[h] = f32x4_add(xq[h], f32x4_mul(v, wq));
+            qq[h] = f32x4_add(qq[h], f32x4_mul(wq, q));
+            q1[h] = f32x4_add(q1[h], wq);
+        }
+    }
+    [fold8(xq[0], xq[1]), fold8(qq[0], qq[1]), fold8(q1[0], q1[1])]
+}
+
+pub fn block_weighted_sse(x: &[f32], w: &[f32], d: f32, m: f32, inv: f32, lo: f32, hi: f32) -> f32 {
+    let (dv, mv, iv) = (f32x4_splat(d), f32x4_splat(m), f32x4_splat(inv));
+    let (lov, hiv) = (f32x4_splat(lo), f32x4_splat(hi));
+    let mut e = [f32x4_splat(0.0); 2];
+    for (c, cw) in x.chunks_exact(8).zip(w.chunks_exact(8)) {
+        for (h, e) in e.iter_mut().enumerate() {
+            // SAFETY: `c` and `cw` hold 8 values, so 4 from 4·h are in bounds.
+            let (v, wv) = unsafe { (load(c, 4 * h), load(cw, 4 * h)) };
+            let q = clamp_round4(f32x4_mul(f32x4_sub(v, mv), iv), lov, hiv);
+            let r = f32x4_sub(v, f32x4_add(f32x4_mul(dv, q), mv));
+            *e = f32x4_add(*e, f32x4_mul(wv, f32x4_mul(r, r)));
         }
     }
     fold8(e[0], e[1])

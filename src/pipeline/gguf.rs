@@ -8,10 +8,12 @@ use serde::Serialize;
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
+use crate::diffusion::calibration::Calibration;
 use crate::error::{AqError, Result};
 use crate::format::gguf::arch;
 use crate::format::gguf::container::{align, encode_header, TensorInfo as GgufTensor, Value, ALIGNMENT};
 use crate::format::safetensors::{parse_header, Header};
+use crate::pipeline::objective::ColumnStats;
 use crate::policy::gguf_mix::{choose, GgufMix, TypeRule};
 use crate::quant::dtype::{decode_f32, Dtype};
 use crate::quant::ggml::{self, GgmlType};
@@ -71,6 +73,13 @@ pub struct GgufLayer {
     pub snr_db: Option<f64>,
     pub rel_rmse: Option<f64>,
     pub max_abs_error: Option<f64>,
+    /// The calibration layer whose input second moments weighted this tensor's block searches
+    /// (llama.cpp's importance matrix), if any.
+    pub importance_from: Option<String>,
+    /// With those statistics: the layer-output SNR estimated from them, 10·log10(Σ h·w² /
+    /// Σ h·(w − ŵ)²) with h_j = E[x_j²] of the input column each weight multiplies (the Gram
+    /// matrix's diagonal: correlations between inputs ignored).
+    pub output_snr_db: Option<f64>,
 }
 
 /// The report of a GGUF run: every tensor's type, why, and its error against the source.
@@ -91,6 +100,20 @@ pub struct GgufReport {
     pub snr_db: f64,
     pub min_cosine: f64,
     pub min_cosine_layer: Option<String>,
+    /// With calibration: how many block-quantized tensors were searched with importance weights,
+    /// and the names of those that had no calibration entry. Null without calibration.
+    pub calibration: Option<GgufCalibrationSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
+#[serde(rename_all = "camelCase")]
+pub struct GgufCalibrationSummary {
+    pub weighted: u32,
+    pub without_statistics: Vec<String>,
+    /// The layers' `outputSnrDb` pooled over the weighted tensors (each tensor's sums normalised
+    /// to its own signal, so every layer counts alike, as the per-layer numbers do).
+    pub output_snr_db: Option<f64>,
 }
 
 /// The streaming GGUF writer: `begin` gives the header bytes, `add_tensor` each tensor's bytes in
@@ -104,11 +127,41 @@ pub struct GgufQuantizer {
     next: usize,
     layers: Vec<GgufLayer>,
     pooled: ErrorSums,
+    calibration: Option<Calibration>,
+    /// Σ over the weighted tensors of error/signal at their outputs, and how many.
+    output_error_share: (f64, u32),
+}
+
+/// Types whose block searches take importance weights (Q8_0's scale is fixed by its extreme).
+fn searched(ty: GgmlType) -> bool {
+    ty.is_quantized() && ty != GgmlType::Q8_0
+}
+
+/// E[x_j²] per column of `name`'s rows (the unfolded input, as the calibration records it),
+/// scaled to a maximum of 1 so the searches' f32 sums cannot overflow; with the calibration layer
+/// it came from. `None` without usable statistics (no entry, no matching shape, all zero).
+fn column_importance(cal: &Calibration, name: &str, shape: &[u64]) -> Option<(Vec<f32>, String)> {
+    let (layer, stats) = cal.for_weight(name)?;
+    let n = usize::try_from(shape.iter().skip(1).product::<u64>()).ok()?;
+    let mut h = ColumnStats::of(shape, stats, n).diagonal?;
+    let top = h.iter().fold(0f32, |m, &v| m.max(v));
+    if !(top.is_finite() && top > 0.0) || h.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    h.iter_mut().for_each(|v| *v /= top);
+    Some((h, layer.to_string()))
 }
 
 impl GgufQuantizer {
     /// Parse the safetensors header, decide every tensor's type and return the GGUF header.
-    pub fn begin(header_bytes: &[u8], file_len: Option<u64>, mix: GgufMix) -> Result<(Self, Vec<u8>)> {
+    /// `calibration`, when given, weights the block searches of each tensor it has statistics for
+    /// by its input's per-column second moments (the types and the header do not change).
+    pub fn begin(
+        header_bytes: &[u8],
+        file_len: Option<u64>,
+        mix: GgufMix,
+        calibration: Option<Calibration>,
+    ) -> Result<(Self, Vec<u8>)> {
         let header = parse_header(header_bytes, file_len)?;
         let architecture = match arch::detect(header.tensors.iter().map(|t| t.name.as_str())) {
             Some((a, names)) => (a.to_string(), format!("tensor names present: {names}")),
@@ -192,6 +245,8 @@ impl GgufQuantizer {
             next: 0,
             layers: Vec::new(),
             pooled: ErrorSums::default(),
+            calibration,
+            output_error_share: (0.0, 0),
         };
         Ok((q, out))
     }
@@ -225,6 +280,19 @@ impl GgufQuantizer {
         }
         let mut out = Vec::with_capacity(align(p.bytes).unwrap_or(p.bytes) as usize);
         let mut sums = None;
+        let mut output_snr = None;
+        let importance = match &self.calibration {
+            Some(cal) if searched(p.ty) && t.shape.len() >= 2 => column_importance(cal, name, &t.shape),
+            _ => None,
+        };
+        // The searches weight column j by h_j + mean(h): the importance, damped so that columns
+        // whose inputs the calibration saw near zero still count. On the bundled diffusion
+        // models the undamped weights won at the layer outputs but lost at the model's output
+        // more often (docs/GGUF.md, `make eval`); the report measures with the plain h.
+        let search_weights: Option<Vec<f32>> = importance.as_ref().map(|(h, _)| {
+            let mean = (h.iter().map(|&v| v as f64).sum::<f64>() / h.len() as f64) as f32;
+            h.iter().map(|&v| v + mean).collect()
+        });
         if t.dtype.is_float() {
             // In chunks of whole blocks: decode, check, encode, decode what was stored and measure
             // it — on the pool when there is one, merged in chunk order (the same bytes and
@@ -232,35 +300,59 @@ impl GgufQuantizer {
             let count = t.numel() as usize;
             let width = t.dtype.size_bytes();
             let chunks: Vec<usize> = (0..count).step_by(CHUNK_VALUES).collect();
-            let encoded = crate::parallel::map(chunks, |start| -> Result<(Vec<u8>, ErrorSums)> {
+            let encoded = crate::parallel::map(chunks, |start| -> Result<(Vec<u8>, ErrorSums, [f64; 2])> {
                 let end = (start + CHUNK_VALUES).min(count);
                 let mut values = vec![0f32; end - start];
                 decode_f32(t.dtype, &bytes[start * width..end * width], &mut values);
                 check_finite(name, &values, start)?;
+                // Value i of the tensor multiplies input column i mod n (row-major rows of n).
+                let weights: Option<Vec<f32>> =
+                    search_weights.as_ref().map(|h| (start..end).map(|i| h[i % h.len()]).collect());
                 let mut block = Vec::new();
-                ggml::quantize(p.ty, &values, &mut block)?;
+                ggml::quantize(p.ty, &values, weights.as_deref(), &mut block)?;
                 let back = ggml::dequantize(p.ty, &block, values.len())?;
                 let mut s = ErrorSums::default();
                 s.add(&values, &back);
-                Ok((block, s))
+                let mut output = [0f64; 2];
+                if let Some((h, _)) = &importance {
+                    for (i, (&w, &q)) in (start..end).zip(values.iter().zip(&back)) {
+                        let hj = h[i % h.len()] as f64;
+                        output[0] += hj * (w as f64) * (w as f64);
+                        output[1] += hj * (w as f64 - q as f64).powi(2);
+                    }
+                }
+                Ok((block, s, output))
             });
             let mut total = ErrorSums::default();
+            let mut output = [0f64; 2];
             for chunk in encoded {
-                let (block, s) = chunk?;
+                let (block, s, o) = chunk?;
                 out.extend_from_slice(&block);
                 total.merge(&s);
+                output[0] += o[0];
+                output[1] += o[1];
             }
             self.pooled.merge(&total);
             sums = Some(total);
+            if importance.is_some() && output[0] > 0.0 {
+                self.output_error_share.0 += output[1] / output[0];
+                self.output_error_share.1 += 1;
+                output_snr = Some(if output[1] > 0.0 { 10.0 * (output[0] / output[1]).log10() } else { f64::INFINITY });
+            }
         } else {
             out.extend_from_slice(bytes);
         }
         debug_assert_eq!(out.len() as u64, p.bytes);
         out.resize(align(p.bytes).expect("planned") as usize, 0);
-        let reason = match &p.rule {
+        let mut reason = match &p.rule {
             Some(rule) => rule.describe(p.ty, self.mix),
             None => format!("{}: integer values, copied", p.ty.name()),
         };
+        if let Some((_, layer)) = &importance {
+            reason.push_str(&format!(
+                "; block params weighted by the input second moments of calibration layer '{layer}'"
+            ));
+        }
         let layer = GgufLayer {
             name: name.to_string(),
             shape: t.shape.clone(),
@@ -275,6 +367,8 @@ impl GgufQuantizer {
             snr_db: sums.map(|s| s.snr_db()),
             rel_rmse: sums.map(|s| s.rel_rmse()),
             max_abs_error: sums.map(|s| s.max_abs),
+            importance_from: importance.map(|(_, layer)| layer),
+            output_snr_db: output_snr,
         };
         self.layers.push(layer.clone());
         self.next += 1;
@@ -294,6 +388,20 @@ impl GgufQuantizer {
         let output_bytes = self.output_len();
         let min =
             self.layers.iter().filter_map(|l| l.cosine.map(|c| (c, l.name.clone()))).min_by(|a, b| a.0.total_cmp(&b.0));
+        let calibration = self.calibration.as_ref().map(|_| {
+            let searched_layers = self
+                .layers
+                .iter()
+                .filter(|l| GgmlType::parse(&l.ggml_type).is_some_and(searched) && l.shape.len() >= 2);
+            let (with, without): (Vec<&GgufLayer>, Vec<&GgufLayer>) =
+                searched_layers.partition(|l| l.importance_from.is_some());
+            let (share, count) = self.output_error_share;
+            GgufCalibrationSummary {
+                weighted: with.len() as u32,
+                without_statistics: without.iter().map(|l| l.name.clone()).collect(),
+                output_snr_db: (count > 0).then(|| -10.0 * (share / count as f64).log10()),
+            }
+        });
         Ok(GgufReport {
             ggml_type: self.mix.name.to_string(),
             architecture: self.architecture.0,
@@ -306,13 +414,18 @@ impl GgufQuantizer {
             snr_db: self.pooled.snr_db(),
             min_cosine: min.as_ref().map_or(1.0, |m| m.0),
             min_cosine_layer: min.map(|m| m.1),
+            calibration,
         })
     }
 }
 
 /// A whole safetensors file held in memory, written as GGUF.
-pub fn quantize_model_gguf(bytes: &[u8], mix: GgufMix) -> Result<(Vec<u8>, GgufReport)> {
-    let (mut q, mut out) = GgufQuantizer::begin(bytes, Some(bytes.len() as u64), mix)?;
+pub fn quantize_model_gguf(
+    bytes: &[u8],
+    mix: GgufMix,
+    calibration: Option<Calibration>,
+) -> Result<(Vec<u8>, GgufReport)> {
+    let (mut q, mut out) = GgufQuantizer::begin(bytes, Some(bytes.len() as u64), mix, calibration)?;
     out.reserve((q.output_len() as usize).saturating_sub(out.len()));
     let ranges: Vec<(String, u64, u64)> = q
         .header()

@@ -61,6 +61,32 @@ impl MethodNote {
     }
 }
 
+/// What the calibration knows about the `n` columns of a weight's rows (the unfolded input it
+/// multiplies): its Gram matrix when that matches them, and the per-column second moments E[x_j²]
+/// (the Gram matrix's diagonal, else the per-channel `sq_mean` spread over each channel's columns).
+pub struct ColumnStats<'a> {
+    pub gram: Option<&'a Gram>,
+    pub diagonal: Option<Vec<f32>>,
+}
+
+impl<'a> ColumnStats<'a> {
+    pub fn of(shape: &[u64], stats: &'a LayerStats, n: usize) -> Self {
+        let channels = ChannelLayout::for_shape(shape);
+        let channel = |j: usize| channels.map_or(0, |c| (j / c.inner.max(1)) % c.input.max(1));
+        let gram = stats.gram.as_ref().filter(|g| match g {
+            Gram::Blocks { size, .. } => g.n() >= n && g.n() - n < *size,
+            _ => g.n() == n,
+        });
+        let sq = stats.sq_mean.as_deref().filter(|v| channels.is_some_and(|c| c.input == v.len()));
+        let diagonal: Option<Vec<f32>> = match (gram, sq) {
+            (Some(g), _) => Some(g.diagonal()[..n].iter().map(|&d| d as f32).collect()),
+            (None, Some(v)) => Some((0..n).map(|j| v[channel(j)]).collect()),
+            (None, None) => None,
+        };
+        ColumnStats { gram, diagonal }
+    }
+}
+
 /// The method for one weight and the statistics its output is measured with.
 pub struct Objective<'a> {
     pub method: Method,
@@ -84,16 +110,7 @@ impl<'a> Objective<'a> {
         let Some(stats) = stats else { return none };
         let channels = ChannelLayout::for_shape(&info.shape);
         let channel = |j: usize| channels.map_or(0, |c| (j / c.inner.max(1)) % c.input.max(1));
-        let gram = stats.gram.as_ref().filter(|g| match g {
-            Gram::Blocks { size, .. } => g.n() >= n && g.n() - n < *size,
-            _ => g.n() == n,
-        });
-        let sq = stats.sq_mean.as_deref().filter(|v| channels.is_some_and(|c| c.input == v.len()));
-        let diagonal: Option<Vec<f32>> = match (gram, sq) {
-            (Some(g), _) => Some(g.diagonal()[..n].iter().map(|&d| d as f32).collect()),
-            (None, Some(v)) => Some((0..n).map(|j| v[channel(j)]).collect()),
-            (None, None) => None,
-        };
+        let ColumnStats { gram, diagonal } = ColumnStats::of(&info.shape, stats, n);
         let column_scales: Option<Vec<f32>> = scales.map(|s| (0..n).map(|j| s[channel(j)]).collect());
         let mut note = None;
         let mut method = Method::Weights;

@@ -7,23 +7,28 @@ use crate::error::AqError;
 use crate::pipeline::gguf::{self, quantize_model_gguf};
 use crate::policy::gguf_mix::GgufMix;
 
-use super::convert::{file_size, set, to_js};
+use super::convert::{calibration_from_js, file_size, optional, set, to_js};
 
 /// Quantize a whole safetensors file held in memory into a GGUF file of `ggmlType` (`Q8_0`,
-/// `Q4_0`, …; docs/GGUF.md). Resolves to `{ gguf, report }`.
+/// `Q4_0`, …; docs/GGUF.md). `calibration` (docs/CALIBRATION.md), when given, weights the block
+/// searches by each layer's input second moments, as llama.cpp's importance matrix. Returns
+/// `{ gguf, report }`.
 #[wasm_bindgen(js_name = quantizeModelGguf, unchecked_return_type = "{ gguf: Uint8Array, report: GgufReport }")]
 pub fn quantize_model_gguf_js(
     bytes: &[u8],
     #[wasm_bindgen(js_name = ggmlType)] ggml_type: &str,
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array | CalibrationInput | null | undefined")] calibration: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let (out, report) = quantize_model_gguf(bytes, GgufMix::parse(ggml_type)?)?;
+    let mix = GgufMix::parse(ggml_type)?;
+    let cal = optional(calibration).map(|c| calibration_from_js(&c)).transpose()?;
+    let (out, report) = quantize_model_gguf(bytes, mix, cal)?;
     let o = js_sys::Object::new();
     set(&o, "gguf", &Uint8Array::from(out.as_slice()).into());
     set(&o, "report", &to_js(&report)?);
     Ok(o.into())
 }
 
-/// Streaming GGUF writer: `new GgufQuantizer(headerBytes, fileSize, ggmlType)`, then `takeHeader()`
+/// Streaming GGUF writer: `new GgufQuantizer(headerBytes, fileSize, ggmlType, calibration?)`, then `takeHeader()`
 /// (the output's first bytes), then while `nextTensor()` names one, its bytes `[start, end)` of
 /// the source to `addTensor(name, bytes)` (the output's next bytes), then `finish()` (the report).
 #[wasm_bindgen]
@@ -39,9 +44,11 @@ impl GgufQuantizer {
         #[wasm_bindgen(js_name = headerBytes)] header_bytes: &[u8],
         #[wasm_bindgen(js_name = fileSize)] file_size_bytes: Option<f64>,
         #[wasm_bindgen(js_name = ggmlType)] ggml_type: &str,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | CalibrationInput | null | undefined")] calibration: JsValue,
     ) -> Result<GgufQuantizer, JsValue> {
         let mix = GgufMix::parse(ggml_type)?;
-        let (inner, header) = gguf::GgufQuantizer::begin(header_bytes, file_size(file_size_bytes)?, mix)?;
+        let cal = optional(calibration).map(|c| calibration_from_js(&c)).transpose()?;
+        let (inner, header) = gguf::GgufQuantizer::begin(header_bytes, file_size(file_size_bytes)?, mix, cal)?;
         Ok(GgufQuantizer { inner: Some(inner), header })
     }
 

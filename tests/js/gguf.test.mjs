@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { bytesSource, GgufQuantizer, openGguf, quantizeGguf, quantizeModelGguf, wasmMemoryBytes } from '../../pkg/node.js';
-import { DDPM, randomF32, read, safetensors } from './helpers.mjs';
+import { DDPM, DDPM_CAL, randomF32, read, safetensors } from './helpers.mjs';
 
 const TYPES = ['Q8_0', 'Q6_K', 'Q5_K_M', 'Q5_K_S', 'Q5_1', 'Q5_0', 'Q4_K_M', 'Q4_K_S', 'Q4_1', 'Q4_0', 'Q3_K_L', 'Q3_K_M', 'Q3_K_S', 'Q2_K', 'F16', 'BF16', 'F32'];
 
@@ -33,6 +33,42 @@ test('streamed and whole-file GGUF are the same bytes, and read back with the re
     }
     f.free();
   }
+});
+
+test('calibration weights the GGUF block searches (importance) and the report measures the layer outputs', async () => {
+  const model = read(DDPM);
+  const cal = read(DDPM_CAL);
+  const plain = quantizeModelGguf(model, 'Q4_0');
+  const weighted = quantizeModelGguf(model, 'Q4_0', cal);
+  assert.equal(plain.report.calibration, null);
+  assert.ok(!Buffer.from(plain.gguf).equals(Buffer.from(weighted.gguf)), 'importance changes the blocks');
+  assert.equal(weighted.gguf.length, plain.gguf.length, 'the same types and layout');
+  const { report } = weighted;
+  const searched = report.layers.filter((l) => l.ggmlType === 'Q4_0');
+  assert.ok(searched.length > 20);
+  assert.equal(report.calibration.weighted + report.calibration.withoutStatistics.length, searched.length);
+  assert.ok(report.calibration.weighted >= searched.length - 2, JSON.stringify(report.calibration));
+  let tradedWeightSnr = 0;
+  const plainLayers = new Map(plain.report.layers.map((l) => [l.name, l]));
+  for (const l of searched.filter((x) => x.importanceFrom)) {
+    assert.match(l.reason, /weighted by the input second moments of calibration layer/);
+    assert.equal(l.importanceFrom, l.name.replace(/\.weight$/, ''));
+    assert.ok(Number.isFinite(l.outputSnrDb), l.name);
+    assert.equal(plainLayers.get(l.name).outputSnrDb, null);
+    // The weight SNR may drop a little; the point is the error the layer's output sees.
+    if (l.snrDb <= plainLayers.get(l.name).snrDb) tradedWeightSnr++;
+  }
+  assert.ok(tradedWeightSnr > 0, 'the weighted search trades weight SNR for output error somewhere');
+  assert.ok(Number.isFinite(report.calibration.outputSnrDb));
+  // Streamed with the same calibration: the same bytes; a float-only mix ignores it.
+  const chunks = [];
+  await quantizeGguf(bytesSource(model), 'Q4_0', { calibration: cal, onChunk: (c) => chunks.push(c.slice()) });
+  assert.ok(Buffer.concat(chunks).equals(Buffer.from(weighted.gguf)));
+  const f16 = quantizeModelGguf(model, 'F16', cal);
+  assert.ok(Buffer.from(f16.gguf).equals(Buffer.from(quantizeModelGguf(model, 'F16').gguf)));
+  assert.equal(f16.report.calibration.weighted, 0);
+  // Damaged calibration: its own code, nothing written.
+  assert.throws(() => quantizeModelGguf(model, 'Q4_0', cal.subarray(0, 100)), (e) => e.code === 'E_CALIBRATION');
 });
 
 test('GGUF hostile input: documented codes naming the field or tensor', async () => {

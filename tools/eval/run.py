@@ -18,7 +18,7 @@ Calibration files are recorded with the numpy models (tools/eval/calib.py) in ea
     python tools/eval/run.py                 # the full table, both models (a few minutes)
     python tools/eval/run.py --check         # the fast regression check of `make test`
 
-Needs numpy and pyarrow only.
+Needs numpy, pyarrow and gguf (llama.cpp's gguf-py, for the GGUF rows).
 """
 import argparse
 import json
@@ -37,7 +37,7 @@ sys.path.insert(0, HERE)
 import calib  # noqa: E402
 import dit  # noqa: E402
 import unet  # noqa: E402
-from weights import read_quantized, read_safetensors  # noqa: E402
+from weights import read_gguf, read_quantized, read_safetensors  # noqa: E402
 
 CLI = os.path.join(ROOT, "pkg", "cli.js")
 TIMESTEPS = [10, 100, 250, 500, 750, 990]
@@ -70,8 +70,19 @@ CONFIGS = [
     ("W4A8, 1 time group", ["--profile", "local", "--activation-bits", "8", "--num-time-groups", "1"], "full", 8),
     ("W4A4, 10 time groups", ["--profile", "local", "--activation-bits", "4", "--num-time-groups", "10"], "full", 4),
     ("W4A4, 1 time group", ["--profile", "local", "--activation-bits", "4", "--num-time-groups", "1"], "full", 4),
+    # GGUF (docs/GGUF.md), read back by gguf-py; "+ importance": the calibration's per-channel
+    # second moments weight the block searches (llama.cpp's imatrix).
+    ("GGUF Q8_0", ["--gguf-type", "Q8_0"], None, None),
+    ("GGUF Q4_K_M", ["--gguf-type", "Q4_K_M"], None, None),
+    ("GGUF Q4_K_M + importance", ["--gguf-type", "Q4_K_M"], "diag", None),
+    ("GGUF Q4_0", ["--gguf-type", "Q4_0"], None, None),
+    ("GGUF Q4_0 + importance", ["--gguf-type", "Q4_0"], "diag", None),
+    ("GGUF Q3_K_M", ["--gguf-type", "Q3_K_M"], None, None),
+    ("GGUF Q3_K_M + importance", ["--gguf-type", "Q3_K_M"], "diag", None),
+    ("GGUF Q2_K", ["--gguf-type", "Q2_K"], None, None),
+    ("GGUF Q2_K + importance", ["--gguf-type", "Q2_K"], "diag", None),
 ]
-CHECK = ["8-bit", "4-bit search", "4-bit GPTQ, full Gram"]
+CHECK = ["8-bit", "4-bit search", "4-bit GPTQ, full Gram", "GGUF Q4_0", "GGUF Q4_0 + importance"]
 
 
 def heldout(n=None):
@@ -180,9 +191,13 @@ def evaluate(key, tmp, configs, n_images, n_samples):
 
     results = []
     for label, flags, form, abits in configs:
-        out = os.path.join(tmp, f"{key}.{len(results)}.parquet")
+        gguf_out = "--gguf-type" in flags
+        out = os.path.join(tmp, f"{key}.{len(results)}.{'gguf' if gguf_out else 'parquet'}")
         report, seconds = quantize(path, flags, calibration(form), out)
-        weights, rows = read_quantized(out, equalized=abits is not None)
+        if gguf_out:
+            weights, rows = read_gguf(out), None
+        else:
+            weights, rows = read_quantized(out, equalized=abits is not None)
         layer_out = output_snr(weights if abits is None else read_quantized(out)[0])
         hook = fake_quant_hook(rows, cal_ts, abits) if abits else None
         mse = problem.mse(weights, hook)
@@ -225,6 +240,8 @@ def main():
             assert r["8-bit"]["ratio"] < 1.02, r["8-bit"]
             assert r["4-bit GPTQ, full Gram"]["ratio"] < r["4-bit search"]["ratio"], "GPTQ must beat the search at the output"
             assert r["4-bit GPTQ, full Gram"]["output_snr"] > r["4-bit search"]["output_snr"] + 1.0
+            assert r["GGUF Q4_0 + importance"]["output_snr"] > r["GGUF Q4_0"]["output_snr"] + 0.3, "importance must pay at the layer outputs"
+            assert r["GGUF Q4_0 + importance"]["ratio"] < r["GGUF Q4_0"]["ratio"], "importance must pay at the model's output"
             print("eval check passed")
             return
         configs = CONFIGS

@@ -56,3 +56,21 @@ def read_quantized(path, equalized=False):
         weights[row["name"]] = w.reshape(shape)
         rows[row["name"]] = row
     return weights, rows
+
+
+def read_gguf(path):
+    """{name: float32 array} of a GGUF file, dequantized by llama.cpp's own gguf-py (PyPI `gguf`),
+    in the source's shapes (ComfyUI-GGUF's `comfy.gguf.orig_shape.*` keys honoured)."""
+    import gguf
+    from gguf.quants import dequantize
+
+    reader = gguf.GGUFReader(path)
+    orig = {}
+    for field in reader.fields.values():
+        if field.name.startswith("comfy.gguf.orig_shape."):
+            orig[field.name[len("comfy.gguf.orig_shape."):]] = [int(field.parts[i][0]) for i in field.data]
+    out = {}
+    for t in reader.tensors:
+        shape = orig.get(t.name, [int(d) for d in reversed(t.shape)])
+        out[t.name] = dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape)
+    return out

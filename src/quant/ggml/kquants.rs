@@ -31,8 +31,8 @@ fn f16_finite(x: f32) -> f16 {
     f16::from_f32(x.clamp(-65504.0, 65504.0))
 }
 
+use super::search::{self, reciprocal, Block};
 use crate::kernels::scalar::clamp_round;
-use super::search::{self, reciprocal};
 
 /// Quantize non-negative sub-block params under a super-scale: codes 0..=max_code.
 fn super_quantize(params: &[f32], max_code: f32) -> (f16, Vec<u8>) {
@@ -76,11 +76,12 @@ struct AffineParams {
 /// Search each `sub`-value sub-block's (scale, −minimum), quantize both under f16 super-scales to
 /// 0..=max_code, move each sub-block's pair to the neighbouring codes whose decode is closest (the
 /// rounded pair is not always the best stored one), and choose the codes last.
-fn affine_superblock(x: &[f32; QK_K], sub: usize, levels: f32, max_code: f32, q: &mut [u8; QK_K]) -> AffineParams {
+fn affine_superblock(b: Block, sub: usize, levels: f32, max_code: f32, q: &mut [u8; QK_K]) -> AffineParams {
+    let x = b.x;
     let n = QK_K / sub;
     let (mut scales, mut offsets) = ([0f32; 16], [0f32; 16]);
     for j in 0..n {
-        let (d, m) = search::affine_params(&x[sub * j..sub * (j + 1)], levels, true, |v| v);
+        let (d, m) = search::affine_params(b.sub(sub * j, sub), levels, true, |v| v);
         (scales[j], offsets[j]) = (d, -m);
     }
     let (d, codes) = super_quantize(&scales[..n], max_code);
@@ -90,9 +91,10 @@ fn affine_superblock(x: &[f32; QK_K], sub: usize, levels: f32, max_code: f32, q:
     let (mut sc, mut m) = ([0u8; 16], [0u8; 16]);
     for j in 0..n {
         let xs = &x[sub * j..sub * (j + 1)];
+        let bs = b.sub(sub * j, sub);
         let error = |s: u8, mm: u8| {
             let dl = df * s as f32;
-            search::code_sse(xs, dl, -(dminf * mm as f32), reciprocal(dl), 0.0, levels)
+            bs.code_sse(dl, -(dminf * mm as f32), reciprocal(dl), 0.0, levels)
         };
         let mut best = (error(codes[j], min_codes[j]), codes[j], min_codes[j]);
         for s in codes[j].saturating_sub(1)..=(codes[j] + 1).min(top) {
@@ -117,11 +119,12 @@ fn affine_superblock(x: &[f32; QK_K], sub: usize, levels: f32, max_code: f32, q:
 /// The params of a symmetric super-block (Q3_K, Q6_K): per sub-block x = (d·sc)·c with signed
 /// codes c ∈ −nmax..nmax−1 and signed sub-block scales sc ∈ −smax..smax−1. The codes are returned
 /// offset by nmax (0..2·nmax), as both formats store them.
-fn symmetric_superblock(x: &[f32; QK_K], sub: usize, nmax: f32, smax: f32, q: &mut [u8; QK_K]) -> (f16, [i8; 16]) {
+fn symmetric_superblock(b: Block, sub: usize, nmax: f32, smax: f32, q: &mut [u8; QK_K]) -> (f16, [i8; 16]) {
+    let x = b.x;
     let n = QK_K / sub;
     let mut scales = [0f32; 16];
     for (j, s) in scales[..n].iter_mut().enumerate() {
-        *s = search::symmetric_scale(&x[sub * j..sub * (j + 1)], nmax, |v| v);
+        *s = search::symmetric_scale(b.sub(sub * j, sub), nmax, |v| v);
     }
     // The extreme sub-block scale maps to the most negative code, as the values' extreme does.
     let max = search::signed_max(&scales[..n]);
@@ -132,10 +135,11 @@ fn symmetric_superblock(x: &[f32; QK_K], sub: usize, nmax: f32, smax: f32, q: &m
     let mut sc = [0i8; 16];
     for j in 0..n {
         let xs = &x[sub * j..sub * (j + 1)];
+        let bs = b.sub(sub * j, sub);
         let rounded = clamp_round(scales[j] * inv_d, -smax, smax - 1.0) as i8;
         let error = |s: i8| {
             let dl = df * s as f32;
-            search::code_sse(xs, dl, 0.0, reciprocal(dl), -nmax, nmax - 1.0)
+            bs.code_sse(dl, 0.0, reciprocal(dl), -nmax, nmax - 1.0)
         };
         // The rounded scale and its neighbours, the closest decode kept.
         let mut best = (error(rounded), rounded);
@@ -156,9 +160,9 @@ fn symmetric_superblock(x: &[f32; QK_K], sub: usize, nmax: f32, smax: f32, q: &m
 }
 
 /// Q4_K (bits 4) and Q5_K (bits 5).
-fn quantize_q45k(x: &[f32; QK_K], bits: u32, out: &mut [u8]) {
+fn quantize_q45k(b: Block, bits: u32, out: &mut [u8]) {
     let mut q = [0u8; QK_K];
-    let p = affine_superblock(x, 32, ((1 << bits) - 1) as f32, 63.0, &mut q);
+    let p = affine_superblock(b, 32, ((1 << bits) - 1) as f32, 63.0, &mut q);
     out[..2].copy_from_slice(&p.d.to_le_bytes());
     out[2..4].copy_from_slice(&p.dmin.to_le_bytes());
     pack_scale_min(&p.sc[..8], &p.m[..8], &mut out[4..16]);
@@ -187,9 +191,9 @@ fn two_bit_position(i: usize) -> (usize, u32) {
 
 /// Q2_K (84 B): 16 bytes of (4-bit scale | 4-bit min << 4) for 16 sub-blocks of 16, 64 B of
 /// 2-bit codes, f16 d, f16 dmin. x = (d·sc)·q − (dmin·m).
-fn quantize_q2k(x: &[f32; QK_K], out: &mut [u8]) {
+fn quantize_q2k(b: Block, out: &mut [u8]) {
     let mut q = [0u8; QK_K];
-    let p = affine_superblock(x, 16, 3.0, 15.0, &mut q);
+    let p = affine_superblock(b, 16, 3.0, 15.0, &mut q);
     for ((o, &sc), &m) in out[..16].iter_mut().zip(&p.sc).zip(&p.m) {
         *o = sc | (m << 4);
     }
@@ -217,9 +221,9 @@ fn dequantize_q2k(b: &[u8], out: &mut [f32]) {
 /// Q3_K (110 B): 32 B of high bits (value i's is bit ⌊i/32⌋ of byte i mod 32), 64 B of low 2-bit
 /// codes, 12 B of sixteen 6-bit scales (stored + 32), f16 d. x = (d·(sc − 32))·(q − 4),
 /// where the high bit set means q ≥ 4.
-fn quantize_q3k(x: &[f32; QK_K], out: &mut [u8]) {
+fn quantize_q3k(b: Block, out: &mut [u8]) {
     let mut q = [0u8; QK_K];
-    let (d, sc) = symmetric_superblock(x, 16, 4.0, 32.0, &mut q);
+    let (d, sc) = symmetric_superblock(b, 16, 4.0, 32.0, &mut q);
     let (hmask, rest) = out.split_at_mut(32);
     let (qs, rest) = rest.split_at_mut(64);
     hmask.fill(0);
@@ -274,9 +278,9 @@ fn dequantize_q45k(b: &[u8], bits: u32, out: &mut [f32]) {
     }
 }
 
-fn quantize_q6k(x: &[f32; QK_K], out: &mut [u8]) {
+fn quantize_q6k(b: Block, out: &mut [u8]) {
     let mut q = [0u8; QK_K];
-    let (d, sc) = symmetric_superblock(x, 16, 32.0, 128.0, &mut q);
+    let (d, sc) = symmetric_superblock(b, 16, 32.0, 128.0, &mut q);
     let (ql, rest) = out.split_at_mut(128);
     let (qh, rest) = rest.split_at_mut(64);
     for c in 0..2 {
@@ -310,13 +314,15 @@ fn dequantize_q6k(b: &[u8], out: &mut [f32]) {
     }
 }
 
-pub fn quantize_block(ty: GgmlType, x: &[f32; QK_K], out: &mut [u8]) {
+/// Encode one super-block; `w`, when given, weights each value's error in the searches.
+pub fn quantize_block(ty: GgmlType, x: &[f32; QK_K], w: Option<&[f32]>, out: &mut [u8]) {
+    let b = Block::new(x, w);
     match ty {
-        GgmlType::Q4_K => quantize_q45k(x, 4, out),
-        GgmlType::Q5_K => quantize_q45k(x, 5, out),
-        GgmlType::Q6_K => quantize_q6k(x, out),
-        GgmlType::Q3_K => quantize_q3k(x, out),
-        GgmlType::Q2_K => quantize_q2k(x, out),
+        GgmlType::Q4_K => quantize_q45k(b, 4, out),
+        GgmlType::Q5_K => quantize_q45k(b, 5, out),
+        GgmlType::Q6_K => quantize_q6k(b, out),
+        GgmlType::Q3_K => quantize_q3k(b, out),
+        GgmlType::Q2_K => quantize_q2k(b, out),
         _ => unreachable!("only the 256-value K-quants"),
     }
 }

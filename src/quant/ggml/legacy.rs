@@ -5,7 +5,7 @@
 
 use half::f16;
 
-use super::search::{self, reciprocal};
+use super::search::{self, reciprocal, Block};
 use super::GgmlType;
 
 pub const Q8_0_BYTES: usize = 2 + 32;
@@ -80,8 +80,8 @@ fn symmetric_codes(x: &[f32; 32], d: f32, nmax: f32) -> [u8; 32] {
 }
 
 /// Symmetric types (x = d·(q − nmax)): the search.rs scale, as stored (f16).
-fn symmetric(x: &[f32; 32], nmax: f32) -> (f16, [u8; 32]) {
-    let d = search::symmetric_scale(x, nmax, f16_round);
+fn symmetric(x: &[f32; 32], w: Option<&[f32]>, nmax: f32) -> (f16, [u8; 32]) {
+    let d = search::symmetric_scale(Block::new(x, w), nmax, f16_round);
     (f16::from_f32(d), symmetric_codes(x, d, nmax))
 }
 
@@ -96,12 +96,13 @@ fn affine_codes(x: &[f32; 32], d: f32, m: f32, levels: f32) -> [u8; 32] {
 }
 
 /// Affine types (x = d·q + m): the search.rs pair, as stored (f16).
-fn affine(x: &[f32; 32], levels: f32) -> (f16, f16, [u8; 32]) {
-    let (d, m) = search::affine_params(x, levels, false, f16_round);
+fn affine(x: &[f32; 32], w: Option<&[f32]>, levels: f32) -> (f16, f16, [u8; 32]) {
+    let (d, m) = search::affine_params(Block::new(x, w), levels, false, f16_round);
     (f16::from_f32(d), f16::from_f32(m), affine_codes(x, d, m, levels))
 }
 
-pub fn quantize_block(ty: GgmlType, x: &[f32; 32], out: &mut [u8]) {
+/// Encode one block; `w`, when given, weights each value's error in the searches (importance).
+pub fn quantize_block(ty: GgmlType, x: &[f32; 32], w: Option<&[f32]>, out: &mut [u8]) {
     match ty {
         GgmlType::Q8_0 => {
             let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -113,24 +114,24 @@ pub fn quantize_block(ty: GgmlType, x: &[f32; 32], out: &mut [u8]) {
             }
         }
         GgmlType::Q4_0 => {
-            let (d, q) = symmetric(x, 8.0);
+            let (d, q) = symmetric(x, w, 8.0);
             out[..2].copy_from_slice(&d.to_le_bytes());
             pack_nibbles(&q, &mut out[2..]);
         }
         GgmlType::Q5_0 => {
-            let (d, q) = symmetric(x, 16.0);
+            let (d, q) = symmetric(x, w, 16.0);
             out[..2].copy_from_slice(&d.to_le_bytes());
             out[2..6].copy_from_slice(&fifth_bits(&q));
             pack_nibbles(&q, &mut out[6..]);
         }
         GgmlType::Q4_1 => {
-            let (d, m, q) = affine(x, 15.0);
+            let (d, m, q) = affine(x, w, 15.0);
             out[..2].copy_from_slice(&d.to_le_bytes());
             out[2..4].copy_from_slice(&m.to_le_bytes());
             pack_nibbles(&q, &mut out[4..]);
         }
         GgmlType::Q5_1 => {
-            let (d, m, q) = affine(x, 31.0);
+            let (d, m, q) = affine(x, w, 31.0);
             out[..2].copy_from_slice(&d.to_le_bytes());
             out[2..4].copy_from_slice(&m.to_le_bytes());
             out[4..8].copy_from_slice(&fifth_bits(&q));

@@ -138,12 +138,22 @@ impl GgmlType {
     }
 }
 
-/// Encode `values` (a whole number of blocks) as `ty`, appending to `out`.
-pub fn quantize(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<()> {
+/// Encode `values` (a whole number of blocks) as `ty`, appending to `out`. `importance`, when
+/// given (one non-negative weight per value), is what the block searches minimise the weighted
+/// error of, as llama.cpp's importance matrix; the float types and Q8_0 ignore it.
+pub fn quantize(ty: GgmlType, values: &[f32], importance: Option<&[f32]>, out: &mut Vec<u8>) -> Result<()> {
     let per = ty.block_values();
     if !values.len().is_multiple_of(per) {
         return Err(AqError::Gguf(format!("{} values are not whole {} blocks", values.len(), ty.name())));
     }
+    if importance.is_some_and(|w| w.len() != values.len()) {
+        return Err(AqError::Gguf(format!(
+            "{} values but {} importance weights",
+            values.len(),
+            importance.map_or(0, |w| w.len())
+        )));
+    }
+    let weights = |i: usize| importance.map(|w| &w[i * per..(i + 1) * per]);
     out.reserve(values.len() / per * ty.block_bytes());
     match ty {
         GgmlType::F32 => float::encode_f32(values, out),
@@ -157,15 +167,15 @@ pub fn quantize(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<()> {
         }
         GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
             let mut block = vec![0u8; ty.block_bytes()];
-            for chunk in values.chunks_exact(per) {
-                kquants::quantize_block(ty, chunk.try_into().expect("256 values"), &mut block);
+            for (i, chunk) in values.chunks_exact(per).enumerate() {
+                kquants::quantize_block(ty, chunk.try_into().expect("256 values"), weights(i), &mut block);
                 out.extend_from_slice(&block);
             }
         }
         _ => {
             let mut block = vec![0u8; ty.block_bytes()];
-            for chunk in values.chunks_exact(per) {
-                legacy::quantize_block(ty, chunk.try_into().expect("32 values"), &mut block);
+            for (i, chunk) in values.chunks_exact(per).enumerate() {
+                legacy::quantize_block(ty, chunk.try_into().expect("32 values"), weights(i), &mut block);
                 out.extend_from_slice(&block);
             }
         }
@@ -272,14 +282,14 @@ mod tests {
             (GgmlType::F16, 65.0),
         ] {
             let mut bytes = Vec::new();
-            quantize(t, &w, &mut bytes).unwrap();
+            quantize(t, &w, None, &mut bytes).unwrap();
             assert_eq!(bytes.len() as u64, t.bytes_for(w.len() as u64).unwrap());
             let back = dequantize(t, &bytes, w.len()).unwrap();
             let s = snr(&w, &back);
             assert!(s > min_snr, "{t:?}: {s:.2} dB");
         }
         let mut bytes = Vec::new();
-        quantize(GgmlType::F32, &w, &mut bytes).unwrap();
+        quantize(GgmlType::F32, &w, None, &mut bytes).unwrap();
         assert_eq!(dequantize(GgmlType::F32, &bytes, w.len()).unwrap(), w);
     }
 
@@ -300,7 +310,7 @@ mod tests {
         for t in GgmlType::ALL {
             for w in &cases {
                 let mut bytes = Vec::new();
-                quantize(t, w, &mut bytes).unwrap();
+                quantize(t, w, None, &mut bytes).unwrap();
                 let back = dequantize(t, &bytes, 256).unwrap();
                 assert!(back.iter().all(|v| v.is_finite()), "{t:?} {w:?} → {back:?}");
                 let max = w.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -322,8 +332,40 @@ mod tests {
         // All zeros decode to zeros in every type.
         for t in GgmlType::ALL {
             let mut bytes = Vec::new();
-            quantize(t, &[0.0; 256], &mut bytes).unwrap();
+            quantize(t, &[0.0; 256], None, &mut bytes).unwrap();
             assert!(dequantize(t, &bytes, 256).unwrap().iter().all(|v| *v == 0.0), "{t:?}");
         }
+    }
+
+    #[test]
+    fn importance_weights_the_searches() {
+        let n = 256 * 64;
+        let w = random(n, 3, 0.1);
+        // Columns of rows of 512: a few strongly used inputs, most barely.
+        let h: Vec<f32> =
+            (0..n).map(|i| if (i % 512) % 7 == 0 { 50.0 } else { 0.02 * ((i % 512) % 5) as f32 }).collect();
+        let weighted_error = |bytes: &[u8], t: GgmlType| {
+            let back = dequantize(t, bytes, n).unwrap();
+            w.iter().zip(&back).zip(&h).map(|((a, b), h)| *h as f64 * (*a as f64 - *b as f64).powi(2)).sum::<f64>()
+        };
+        for t in GgmlType::ALL.into_iter().filter(|t| t.is_quantized()) {
+            let encode = |imp: Option<&[f32]>| {
+                let mut out = Vec::new();
+                quantize(t, &w, imp, &mut out).unwrap();
+                out
+            };
+            let plain = encode(None);
+            // Equal weights are the unweighted search, bit for bit; all-zero weights fall back to it.
+            assert_eq!(encode(Some(&vec![1.0; n])), plain, "{t:?} with unit weights");
+            assert_eq!(encode(Some(&vec![0.0; n])), plain, "{t:?} with zero weights");
+            if t == GgmlType::Q8_0 {
+                assert_eq!(encode(Some(&h)), plain, "Q8_0 takes no importance");
+                continue;
+            }
+            let (before, after) = (weighted_error(&plain, t), weighted_error(&encode(Some(&h)), t));
+            assert!(after < 0.9 * before, "{t:?}: weighted error {after:e} not below {before:e}");
+        }
+        let mut out = Vec::new();
+        assert!(quantize(GgmlType::Q4_0, &w, Some(&h[..32]), &mut out).is_err());
     }
 }

@@ -10,17 +10,56 @@
 
 use crate::kernels;
 
-/// For the codes of `x` at (m, inv): Σ x·q, Σ q², Σ q (the least-squares normal equations).
-#[inline]
-pub fn code_sums(x: &[f32], m: f32, inv: f32, lo: f32, hi: f32) -> (f32, f32, f32) {
-    let [xq, qq, q1] = (kernels::active().block_code_sums)(x, m, inv, lo, hi);
-    (xq, qq, q1)
+/// A block's values and, with calibration, each value's importance — the second moment E[x_j²]
+/// of the input its column multiplies, as llama.cpp's importance matrix — by which its squared
+/// error is weighted (the layer's output error, to the diagonal of its Gram matrix).
+#[derive(Clone, Copy)]
+pub struct Block<'a> {
+    pub x: &'a [f32],
+    w: Option<&'a [f32]>,
 }
 
-/// Σ (x − (d·q + m))² for the codes of `x` at (m, 1/d).
-#[inline]
-pub fn code_sse(x: &[f32], d: f32, m: f32, inv: f32, lo: f32, hi: f32) -> f32 {
-    (kernels::active().block_code_sse)(x, d, m, inv, lo, hi)
+impl<'a> Block<'a> {
+    /// `w`, when given, holds one non-negative weight per value. A block whose weights are all
+    /// zero (inputs that never fire) is searched unweighted, so its values are still fitted.
+    pub fn new(x: &'a [f32], w: Option<&'a [f32]>) -> Self {
+        debug_assert!(w.is_none_or(|w| w.len() == x.len()));
+        Block { x, w: w.filter(|w| w.iter().any(|&v| v > 0.0)) }
+    }
+
+    pub fn sub(&self, start: usize, len: usize) -> Block<'a> {
+        Block::new(&self.x[start..start + len], self.w.map(|w| &w[start..start + len]))
+    }
+
+    /// For the codes at (m, inv): (Σ w·x·q, Σ w·q², Σ w·q), w = 1 without importance — the
+    /// least-squares normal equations.
+    #[inline]
+    pub fn code_sums(&self, m: f32, inv: f32, lo: f32, hi: f32) -> (f32, f32, f32) {
+        let k = kernels::active();
+        let [xq, qq, q1] = match self.w {
+            None => (k.block_code_sums)(self.x, m, inv, lo, hi),
+            Some(w) => (k.block_weighted_sums)(self.x, w, m, inv, lo, hi),
+        };
+        (xq, qq, q1)
+    }
+
+    /// Σ w·(x − (d·q + m))² for the codes at (m, 1/d).
+    #[inline]
+    pub fn code_sse(&self, d: f32, m: f32, inv: f32, lo: f32, hi: f32) -> f32 {
+        let k = kernels::active();
+        match self.w {
+            None => (k.block_code_sse)(self.x, d, m, inv, lo, hi),
+            Some(w) => (k.block_weighted_sse)(self.x, w, d, m, inv, lo, hi),
+        }
+    }
+
+    /// (Σ w, Σ w·x).
+    fn moments(&self) -> (f32, f32) {
+        match self.w {
+            None => (self.x.len() as f32, self.x.iter().sum()),
+            Some(w) => (w.iter().sum(), self.x.iter().zip(w).map(|(x, w)| x * w).sum()),
+        }
+    }
 }
 
 /// 1/d, or 0 for a zero scale (every code is then 0).
@@ -38,14 +77,14 @@ pub fn signed_max(x: &[f32]) -> f32 {
     x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m })
 }
 
-/// The scale for x ≈ d·q, q ∈ −nmax..nmax−1. The reference choice maps the extreme value to the
-/// most negative code (spending the asymmetric range on the extreme's side); we also try the
+/// The scale for x ≈ d·q, q ∈ −nmax..nmax−1, errors weighted by the block's importance. The
+/// reference choice maps the extreme value to the most negative code (spending the asymmetric range on the extreme's side); we also try the
 /// divisors nmax + 0.3·k, refit the scale to each one's codes by least squares, and keep the
 /// (stored) scale whose codes decode closest.
-pub fn symmetric_scale(x: &[f32], nmax: f32, store: impl Fn(f32) -> f32) -> f32 {
+pub fn symmetric_scale(b: Block, nmax: f32, store: impl Fn(f32) -> f32) -> f32 {
     let (lo, hi) = (-nmax, nmax - 1.0);
-    let max = signed_max(x);
-    let error = |d: f32| code_sse(x, d, 0.0, reciprocal(d), lo, hi);
+    let max = signed_max(b.x);
+    let error = |d: f32| b.code_sse(d, 0.0, reciprocal(d), lo, hi);
     let mut best = store(max / -nmax);
     if max == 0.0 {
         return best;
@@ -53,7 +92,7 @@ pub fn symmetric_scale(x: &[f32], nmax: f32, store: impl Fn(f32) -> f32) -> f32 
     let mut best_e = error(best);
     for k in (-9..=9).step_by(3) {
         let inv = reciprocal(max / -(nmax + 0.1 * k as f32));
-        let (sxq, sqq, _) = code_sums(x, 0.0, inv, lo, hi);
+        let (sxq, sqq, _) = b.code_sums(0.0, inv, lo, hi);
         if sqq == 0.0 {
             continue;
         }
@@ -70,20 +109,19 @@ pub fn symmetric_scale(x: &[f32], nmax: f32, store: impl Fn(f32) -> f32) -> f32 
 /// also try the ranges range/(levels + 0.1·k), refit d and m to each one's codes by least squares,
 /// and keep the (stored) pair whose codes decode closest. `nonpositive_min` holds m ≤ 0, for the
 /// K-quants, which store −m unsigned.
-pub fn affine_params(x: &[f32], levels: f32, nonpositive_min: bool, store: impl Fn(f32) -> f32) -> (f32, f32) {
-    let (lo, hi) = x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+pub fn affine_params(b: Block, levels: f32, nonpositive_min: bool, store: impl Fn(f32) -> f32) -> (f32, f32) {
+    let (lo, hi) = b.x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let lo = if nonpositive_min { lo.min(0.0) } else { lo };
-    let error = |d: f32, m: f32| code_sse(x, d, m, reciprocal(d), 0.0, levels);
+    let error = |d: f32, m: f32| b.code_sse(d, m, reciprocal(d), 0.0, levels);
     let mut best = (store((hi - lo) / levels), store(lo));
     if hi <= lo {
         return best;
     }
     let mut best_e = error(best.0, best.1);
-    let n = x.len() as f32;
-    let sx: f32 = x.iter().sum();
+    let (n, sx) = b.moments();
     for k in (-5..=10).step_by(3) {
         let inv = reciprocal((hi - lo) / (levels + 0.1 * k as f32));
-        let (sxq, sqq, sq) = code_sums(x, lo, inv, 0.0, levels);
+        let (sxq, sqq, sq) = b.code_sums(lo, inv, 0.0, levels);
         let det = n * sqq - sq * sq;
         if det <= 0.0 {
             continue;
