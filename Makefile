@@ -34,8 +34,8 @@ setup-rust:
 	@command -v clang >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq clang >/dev/null; }
 
 setup-node:
-	@command -v node >/dev/null || { echo "Node.js >= 18 is required"; exit 1; }
-	@[ -d node_modules/hyparquet-compressors ] && [ -d node_modules/deno ] && [ -d node_modules/miniflare ] && [ -d node_modules/playwright-core ] && [ -d node_modules/typescript ] && [ -L node_modules/arrowquant ] || npm install --no-audit --no-fund --silent
+	@command -v node >/dev/null || { echo "Node.js >= 20.19 is required"; exit 1; }
+	@[ -d node_modules/hyparquet-compressors ] && [ -d node_modules/deno ] && [ -d node_modules/miniflare ] && [ -d node_modules/playwright-core ] && [ -d node_modules/typescript ] && [ -d node_modules/vite ] && [ -d node_modules/esbuild ] && [ -d node_modules/webpack ] && [ -L node_modules/arrowquant ] || npm install --no-audit --no-fund --silent
 
 setup-chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }

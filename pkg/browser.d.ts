@@ -62,7 +62,18 @@ export interface WorkerQuantizer {
 export function createWorkerQuantizer(options?: {
   threads?: 'auto' | boolean;
   numThreads?: number;
+  /** The worker script's URL, when it is served from somewhere the bundler does not know. */
   workerUrl?: string | URL;
+  /**
+   * URL of a copy of the package's files (`worker.js`, `wasm/`, `wasm-mt/`, …), for bundlers that
+   * do not follow `new Worker(new URL(…, import.meta.url))` (esbuild) or a CDN.
+   */
+  wasmPaths?: string | URL;
+  /**
+   * How long the threaded build's pool may take to start before the single-threaded build is
+   * used instead (with the reason in `info.reason`); default 10000.
+   */
+  threadStartTimeoutMs?: number;
   /** Run a small throwaway quantization at start-up so the first real one runs on optimised code (default true). */
   warmUp?: boolean;
   /** Read the File in a helper Worker while this one quantizes (default true); false reads in the quantizing Worker. */

@@ -4,9 +4,23 @@
 //   const q = await createWorkerQuantizer();          // q.info: { threads, poolThreads, kernels, reason, restarts, … }
 //   const { report, parquet } = await q.quantize(file, { profile: 'edge' }, { onProgress, onChunk });
 //   q.terminate();                                    // also the way to cancel a running job
+//
+// Without options the worker is `new URL('./worker.js', import.meta.url)`, written literally so
+// Vite and webpack bundle it; `wasmPaths` points at a copy of the package's files instead. A
+// threaded build that is missing or whose pool does not start within `threadStartTimeoutMs`
+// gives way to the single-threaded build, and `info.reason` says why.
 import { aqError, errorFrom } from './internal/errors.js';
 
-export async function createWorkerQuantizer({ threads = 'auto', numThreads, workerUrl, warmUp = true, readerWorker = true } = {}) {
+export async function createWorkerQuantizer({
+  threads = 'auto',
+  numThreads,
+  workerUrl,
+  wasmPaths,
+  threadStartTimeoutMs = 10000,
+  warmUp = true,
+  readerWorker = true,
+} = {}) {
+  const base = wasmPaths === undefined ? undefined : new URL(wasmPaths, globalThis.location?.href).href;
   const pending = new Map();
   let next = 0;
   let worker;
@@ -27,7 +41,11 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
   // A worker whose wasm instance trapped answers every later call with E_INTERNAL
   // (internal/instance.js); it is replaced by a fresh one, so the next call runs on a new instance.
   const start = () => {
-    worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
+    // The literal `new Worker(new URL('./worker.js', import.meta.url), …)` is the form Vite and
+    // webpack recognise and bundle; `workerUrl`/`wasmPaths` serve a copied package.
+    if (workerUrl !== undefined) worker = new Worker(workerUrl, { type: 'module' });
+    else if (base !== undefined) worker = new Worker(new URL('worker.js', base), { type: 'module' });
+    else worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     worker.onmessage = ({ data }) => {
       const job = pending.get(data.id);
       if (!job) return;
@@ -46,7 +64,7 @@ export async function createWorkerQuantizer({ threads = 'auto', numThreads, work
       for (const job of pending.values()) job.reject(aqError('E_INTERNAL', e.message || 'worker failed'));
       pending.clear();
     };
-    ready = send({ type: 'init', options: { threads, numThreads, warmUp, readerWorker } });
+    ready = send({ type: 'init', options: { threads, numThreads, warmUp, readerWorker, wasmPaths: base, threadStartTimeoutMs } });
     return ready;
   };
   const restart = () => {

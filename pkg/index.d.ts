@@ -3,8 +3,16 @@
 export * from './wasm/arrowquant.js';
 import type { CalibrationInput, GgufLayer, GgufReport, LayerReport, ModelReport, Progress, QuantConfigInput, SafetensorsHeader } from './wasm/arrowquant.js';
 
-/** Browser entry only: fetch and instantiate the wasm (no-op after the first call). */
-export { default as init, initSync } from './wasm/arrowquant.js';
+import type { InitInput, InitOutput } from './wasm/arrowquant.js';
+/**
+ * Browser entry only: fetch and instantiate the wasm (no-op after the first call). Without an
+ * argument the .wasm beside the package's glue is fetched (bundlers that follow
+ * `new URL(…, import.meta.url)`, like Vite and webpack, emit it); `{ wasmPaths }` is the URL of a
+ * copy of the package's files (esbuild, a CDN); a URL, Response or compiled Module also works.
+ */
+export function init(input?: { wasmPaths: string | URL } | { module_or_path: InitInput | Promise<InitInput> } | InitInput | Promise<InitInput>): Promise<InitOutput>;
+export default init;
+export { initSync } from './wasm/arrowquant.js';
 
 export interface ByteSource {
   size: number;

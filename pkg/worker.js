@@ -31,23 +31,50 @@ function warmUp() {
   return (performance.now() - t0) / 1000;
 }
 
-async function load({ threads = 'auto', numThreads, warmUp: warm = true, readerWorker = true } = {}) {
+/** `promise`, or a rejection with `message` after `ms` milliseconds. */
+function within(promise, ms, message) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Where a build's .wasm is: beside its glue (the default), or under `wasmPaths`. */
+const wasmAt = (wasmPaths, dir) => (wasmPaths ? { module_or_path: new URL(`${dir}/arrowquant_bg.wasm`, wasmPaths) } : undefined);
+
+async function load({ threads = 'auto', numThreads, warmUp: warm = true, readerWorker = true, wasmPaths, threadStartTimeoutMs = 10000 } = {}) {
   useReaderWorker = readerWorker !== false;
   // Started now, so its module has loaded (beside the warm-up) before the first file arrives.
   blobReader();
   const canThread = self.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function';
   const useThreads = threads === true || (threads === 'auto' && canThread);
   if (useThreads && !canThread) throw aqError('E_STATE', 'threads need a cross-origin isolated page (COOP/COEP headers)');
+  let fallback;
   if (useThreads) {
-    lib = guardInstance(await import('./wasm-mt/arrowquant.js'));
-    await lib.default();
+    // A package without its threaded build (or a bundle that lost it), or a thread pool that
+    // does not start (a bundler's dev server rewriting the pool's worker script), falls back to
+    // the single-threaded build, saying why; `threads: true` makes either an error instead.
     const n = numThreads ?? Math.max(1, navigator.hardwareConcurrency || 1);
-    await lib.initThreadPool(n);
-    info = { ...lib.buildInfo(), poolThreads: n, reason: 'cross-origin isolated: threaded build' };
-  } else {
+    try {
+      const mt = await import('./wasm-mt/arrowquant.js');
+      await mt.default(wasmAt(wasmPaths, 'wasm-mt'));
+      await within(mt.initThreadPool(n), threadStartTimeoutMs, `its thread pool did not start within ${threadStartTimeoutMs} ms`);
+      lib = guardInstance(mt);
+      info = { ...lib.buildInfo(), poolThreads: n, reason: 'cross-origin isolated: threaded build' };
+    } catch (e) {
+      if (threads === true) throw aqError('E_STATE', `the threaded build could not start: ${e?.message ?? e}`);
+      fallback = `threaded build unavailable (${e?.message ?? e}): single-threaded SIMD build`;
+    }
+  }
+  if (!lib) {
     lib = guardInstance(await import('./wasm/arrowquant.js'));
-    await lib.default();
-    info = { ...lib.buildInfo(), poolThreads: 1, reason: canThread ? 'threads turned off by the caller' : 'page is not cross-origin isolated (no COOP/COEP): single-threaded SIMD build' };
+    await lib.default(wasmAt(wasmPaths, 'wasm'));
+    info = {
+      ...lib.buildInfo(),
+      poolThreads: 1,
+      reason: fallback ?? (canThread ? 'threads turned off by the caller' : 'page is not cross-origin isolated (no COOP/COEP): single-threaded SIMD build'),
+    };
   }
   info.warmUpSeconds = warm ? warmUp() : 0;
   return info;
