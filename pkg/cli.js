@@ -2,7 +2,7 @@
 // arrowquant command line: quantize / inspect / dequantize, all through the wasm package.
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { buildInfo, configField, configFromText, fileSource, openGguf, openQuantized, quantizeGguf, quantizeStream } from './node.js';
+import { buildInfo, configField, configFields, configFromText, fileSource, openGguf, openQuantized, quantizeGguf, quantizeStream } from './node.js';
 
 const USAGE = `arrowquant ${buildInfo().version} — quantize safetensors weights to 2/4/8-bit Parquet or GGUF
 
@@ -38,6 +38,28 @@ class UsageError extends Error {
 }
 
 
+/** The CLI's own flags (config flags come from `configFields()`). */
+const OWN_FLAGS = ['output', 'json', 'quiet', 'help', 'version', 'dtype', 'calibration', 'gguf-type'];
+
+/** Edit distance (insertions, deletions, substitutions) between two short strings. */
+function distance(a, b) {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length];
+}
+
+/** The known flag closest to a mistyped one (within a third of its length), if any. */
+function closestFlag(name) {
+  const kebab = (n) => n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  const known = [...OWN_FLAGS, ...configFields().flatMap((f) => [f.name, ...f.aliases].map(kebab))];
+  const scored = known.map((k) => [distance(name.toLowerCase(), k), k]).sort((a, b) => a[0] - b[0]);
+  return scored.length && scored[0][0] <= Math.max(1, Math.floor(name.length / 3)) ? scored[0][1] : null;
+}
+
 /**
  * Split argv into positionals, the CLI's own flags, and config flags. Config flags become text
  * pairs that the library turns into the config (`configFromText`); a bare boolean flag means on,
@@ -67,7 +89,8 @@ function parseArgs(argv) {
     else {
       const field = configField(name);
       if (!field) {
-        throw new UsageError(`unknown flag --${name}`);
+        const guess = closestFlag(name);
+        throw new UsageError(`unknown flag --${name}${guess ? ` (did you mean --${guess}?)` : ''}`);
       } else if (field.kind === 'boolean') {
         const isWord = (text) => text !== undefined && typeof configFromText([[name, text]])[field.name] === 'boolean';
         pairs.push([name, inline ?? (isWord(argv[i + 1]) && argv[i + 1] !== '' ? argv[++i] : '')]);

@@ -104,6 +104,15 @@ test('errors: code on stderr, exit 1, no partial output left behind', () => {
   const u = run('quantize', SAMPLE, '-o', out, '--no-such-flag', '3');
   assert.equal(u.status, 2);
   assert.match(u.stderr, /E_USAGE.*unknown flag --no-such-flag/);
+  assert.doesNotMatch(u.stderr, /did you mean/);
+  for (const [typo, meant] of [['--group-szie', 'group-size'], ['--gguf-typ', 'gguf-type'], ['--calibraton', 'calibration'], ['--bit', 'bits']]) {
+    const t = run('quantize', SAMPLE, '-o', out, typo, '4');
+    assert.equal(t.status, 2, typo);
+    assert.match(t.stderr, new RegExp(`unknown flag ${typo} \\(did you mean --${meant}\\?\\)`), typo);
+  }
+  const v = run('--version');
+  assert.equal(v.status, 0);
+  assert.match(v.stdout.trim(), /^\d+\.\d+\.\d+/);
   assert.equal(run('frobnicate').status, 2);
   const none = run();
   assert.equal(none.status, 2);
