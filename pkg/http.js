@@ -1,6 +1,7 @@
 // The HTTP contract shared by the Cloudflare Worker and the Deno server (examples/): one
-// implementation, so both runtimes answer the same way. Import it after the wasm is initialised
-// by your entry (`arrowquant/web` + initSync in a Worker, `arrowquant/deno` in Deno).
+// implementation, so both runtimes answer the same way. Under Node and Deno, `arrowquant/http`
+// loads the wasm itself (http-node.js, http-deno.js); in a Worker, initialise it first
+// (`arrowquant/web` + initSync).
 //
 //   POST /quantize[?profile=edge&bits=4&group-size=64…]   body: a .safetensors file (streamed)
 //        → 200 application/vnd.apache.parquet, streamed as tensors are quantized

@@ -20,3 +20,20 @@ test('package.json exports every entry with types', () => {
   for (const cond of ['types', 'deno', 'node', 'browser', 'default']) assert.ok(root[cond], cond);
   assert.equal(pkg.bin.arrowquant, './cli.js');
 });
+
+test('arrowquant/http alone in Node: the handler loads the wasm itself and answers', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const script = `
+    import { createHandler } from 'arrowquant/http';
+    import { readFileSync } from 'node:fs';
+    const handle = createHandler();
+    const body = readFileSync(${JSON.stringify(SAMPLE)});
+    const r = await handle(new Request('http://x/quantize?profile=edge', { method: 'POST', body, duplex: 'half' }));
+    const h = await handle(new Request('http://x/health'));
+    console.log(JSON.stringify({ status: r.status, type: r.headers.get('content-type'), bytes: (await r.arrayBuffer()).byteLength, health: h.status }));`;
+  const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: new URL('../../', import.meta.url), encoding: 'utf8' }));
+  assert.equal(out.status, 200);
+  assert.equal(out.type, 'application/vnd.apache.parquet');
+  assert.ok(out.bytes > 1000);
+  assert.equal(out.health, 200);
+});
