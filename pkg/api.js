@@ -1,13 +1,17 @@
 // Platform-neutral API: the wasm-bindgen exports plus the streaming helpers built on them.
 // Every entry point (web, node, deno) re-exports this module after initialising the wasm.
 import * as raw from './wasm/arrowquant.js';
+import { aqError } from './internal/errors.js';
 import { guardFreed } from './internal/freed.js';
 import { guardInstance } from './internal/instance.js';
 import { shardedSource as shardedSourceWith } from './internal/sources.js';
 import { quantizeStreamWith } from './internal/stream.js';
 import { quantizeGgufWith } from './internal/gguf.js';
 
+import { huggingFaceUrl, isStreamLike, streamSource, urlSource } from './internal/web-sources.js';
+
 export { blobSource, bytesSource } from './internal/sources.js';
+export { huggingFaceUrl, streamSource, urlSource };
 
 guardFreed(raw.ModelQuantizer, raw.QuantizedFile, raw.SizePlanner, raw.GgufQuantizer, raw.GgufFile);
 // Every call below goes through the guard: a trap poisons the instance (internal/instance.js).
@@ -56,7 +60,8 @@ export function shardedSource(shards, index) {
  * the header, the group being quantized and one read ahead are in memory, never the whole model.
  * Finished Parquet bytes go to `onChunk` as soon as a row group closes.
  *
- * @param source  `{ size, read(start, end) }` — `read` returns (a promise of) a Uint8Array.
+ * @param source  `{ size, read(start, end) }` — `read` returns (a promise of) a Uint8Array — or
+ *                a ReadableStream / fetch Response (read once, front to back: `streamSource`).
  * @param config  config object (see QuantConfigInput).
  * @param options `onChunk(bytes)` (may return a promise; without it the chunks are collected and
  *                returned as `parquet`), `onProgress({done,total,name,bytesDone,bytesTotal,layer})`,
@@ -66,8 +71,90 @@ export function shardedSource(shards, index) {
  *                every tensor first).
  * @returns `{ report, parquet? }`
  */
-export function quantizeStream(source, config, options = {}) {
-  return quantizeStreamWith(wasm, source, config, options);
+export async function quantizeStream(source, config, options = {}) {
+  return quantizeStreamWith(wasm, toSource(source), config, options);
+}
+
+/** A ReadableStream or Response becomes a `streamSource`; any other source is used as given. */
+function toSource(source) {
+  return isStreamLike(source) ? streamSource(source) : source;
+}
+
+/**
+ * The shards of a model on a web server, read with range requests: `indexUrl` is its
+ * `model.safetensors.index.json` (the shards are the files its `weight_map` names, beside it).
+ * `options` as for `urlSource`.
+ */
+export async function urlShardedSource(indexUrl, options = {}) {
+  const fetchFn = options.fetch ?? globalThis.fetch;
+  let index;
+  try {
+    const res = await fetchFn(indexUrl, { headers: options.headers ?? {}, signal: options.signal });
+    if (!res.ok) throw new Error(`${res.status} ${res.statusText}`.trim());
+    index = await res.json();
+  } catch (e) {
+    throw aqError('E_IO', `reading the index ${indexUrl} failed: ${e?.message ?? e}`);
+  }
+  const files = [...new Set(Object.values(index?.weight_map ?? {}))];
+  const shards = [];
+  for (const name of files) shards.push({ name, ...(await urlSource(new URL(name, indexUrl).href, options)) });
+  return shardedSourceWith(wasm, shards, index);
+}
+
+/**
+ * The output as a ReadableStream: `run(onChunk)` writes through `onChunk`, which waits while the
+ * stream's reader is behind (backpressure). Returns `{ readable, report }` (a promise).
+ */
+function readableOf(run) {
+  let controller;
+  let wake = null;
+  let cancelled = null;
+  const readable = new ReadableStream(
+    {
+      start: (c) => {
+        controller = c;
+      },
+      pull: () => {
+        wake?.();
+        wake = null;
+      },
+      cancel: (reason) => {
+        cancelled = reason ?? 'the reader cancelled the stream';
+        wake?.();
+      },
+    },
+    { highWaterMark: 4 },
+  );
+  const onChunk = async (chunk) => {
+    if (cancelled !== null) throw aqError('E_CANCELLED', `cancelled: ${cancelled}`);
+    controller.enqueue(chunk.slice());
+    if (controller.desiredSize <= 0) await new Promise((resolve) => (wake = resolve));
+  };
+  const report = run(onChunk).then(
+    ({ report }) => {
+      if (cancelled === null) controller.close();
+      return report;
+    },
+    (e) => {
+      if (cancelled === null) controller.error(e);
+      throw e;
+    },
+  );
+  report.catch(() => {});
+  return { readable, report };
+}
+
+/**
+ * `quantizeStream` with the Parquet file as a ReadableStream (for a Response body, a
+ * WritableStream or a file handle's stream): `{ readable, report }`, `report` a promise.
+ */
+export function quantizeReadable(source, config, options = {}) {
+  return readableOf(async (onChunk) => quantizeStreamWith(wasm, toSource(source), config, { ...options, onChunk }));
+}
+
+/** `quantizeGguf` with the GGUF file as a ReadableStream: `{ readable, report }`. */
+export function quantizeGgufReadable(source, ggmlType, options = {}) {
+  return readableOf(async (onChunk) => quantizeGgufWith(wasm, toSource(source), ggmlType, { ...options, onChunk }));
 }
 
 /**
@@ -85,6 +172,6 @@ export function quantizeStream(source, config, options = {}) {
  *                 its block searches, as llama.cpp's importance matrix does.
  * @returns `{ report, gguf? }`
  */
-export function quantizeGguf(source, ggmlType, options = {}) {
-  return quantizeGgufWith(wasm, source, ggmlType, options);
+export async function quantizeGguf(source, ggmlType, options = {}) {
+  return quantizeGgufWith(wasm, toSource(source), ggmlType, options);
 }

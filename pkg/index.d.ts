@@ -39,10 +39,34 @@ export function shardedSource(
   index?: { weight_map: Record<string, string>; metadata?: Record<string, unknown> },
 ): Promise<ByteSource & { shards: { name: string; tensors: number }[] }>;
 export function bytesSource(bytes: Uint8Array): ByteSource;
+/** What the quantizers read: a random-access source, or a stream / fetch Response (read once, front to back). */
+export type SourceInput = ByteSource | ReadableStream<Uint8Array> | Response;
+/**
+ * A ReadableStream of bytes (or a fetch Response: its body, the size from Content-Length), read
+ * once front to back. A second pass (`targetSizeMb` planning) is `E_STATE`.
+ */
+export function streamSource(input: ReadableStream<Uint8Array> | Response, size?: number): ByteSource & { cancel(reason?: unknown): Promise<void> };
+export interface UrlOptions {
+  /** Replaces the global fetch. */
+  fetch?: typeof fetch;
+  /** Sent with every request (an Authorization header for a private model). */
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+/** A file on a web server, read with HTTP range requests (the server must answer 206). */
+export function urlSource(url: string, options?: UrlOptions): Promise<ByteSource>;
+/** A sharded model on a web server, through its `model.safetensors.index.json`; shards read with range requests. */
+export function urlShardedSource(indexUrl: string, options?: UrlOptions): Promise<ByteSource & { shards: { name: string; tensors: number }[] }>;
+/** `https://huggingface.co/<repo>/resolve/<revision>/<file>` (revision `main` by default). */
+export function huggingFaceUrl(repo: string, file: string, options?: { revision?: string; endpoint?: string }): string;
+/** `quantizeStream` with the Parquet file as a ReadableStream; `report` settles when it is done. */
+export function quantizeReadable(source: SourceInput, config?: QuantConfigInput, options?: Omit<StreamOptions, 'onChunk'>): { readable: ReadableStream<Uint8Array>; report: Promise<ModelReport> };
+/** `quantizeGguf` with the GGUF file as a ReadableStream. */
+export function quantizeGgufReadable(source: SourceInput, ggmlType: GgmlTypeName, options?: Omit<GgufOptions, 'onChunk'>): { readable: ReadableStream<Uint8Array>; report: Promise<GgufReport> };
 /** Node entry only. */
 export function fileSource(path: string): ByteSource & { close(): void };
 export function quantizeStream(
-  source: ByteSource,
+  source: SourceInput,
   config?: QuantConfigInput,
   options?: StreamOptions,
 ): Promise<{ report: ModelReport; parquet?: Uint8Array }>;
@@ -64,7 +88,7 @@ export interface GgufOptions {
  * and offset comes from the safetensors header), then each tensor's blocks.
  */
 export function quantizeGguf(
-  source: ByteSource,
+  source: SourceInput,
   ggmlType: GgmlTypeName,
   options?: GgufOptions,
 ): Promise<{ report: GgufReport; gguf?: Uint8Array }>;

@@ -1,5 +1,5 @@
 // Compiled (not run) by tests/js/types.test.mjs: the published TypeScript types must accept real usage.
-import { quantizeModel, quantizeGguf, openGguf, openQuantized, ModelQuantizer, quantizeStream, bytesSource, resolveConfig, readCalibration, SizePlanner, type ModelReport, type QuantConfigInput } from '../../pkg/index.js';
+import init, { quantizeModel, quantizeGguf, quantizeReadable, quantizeGgufReadable, streamSource, urlSource, urlShardedSource, huggingFaceUrl, openGguf, openQuantized, ModelQuantizer, quantizeStream, bytesSource, resolveConfig, readCalibration, SizePlanner, type ModelReport, type QuantConfigInput } from '../../pkg/index.js';
 import { createWorkerQuantizer } from '../../pkg/browser.js';
 import { createHandler } from '../../pkg/http.js';
 const cfg: QuantConfigInput = { profile: 'edge', groupSize: 64, scaleSearch: 'off', layerBitWidths: { 'a.*': 8 } };
@@ -28,3 +28,12 @@ const g = openGguf(new Uint8Array(8));
 g.tensors()[0].shape.length.toFixed();
 g.dequantize('w').length.toFixed();
 g.free();
+quantizeStream(new ReadableStream<Uint8Array>(), cfg).then(({ report }) => report.snrDb);
+urlSource('https://x/m.safetensors', { headers: { authorization: 'Bearer t' } }).then((src) => quantizeGguf(src, 'Q2_K', { calibration: new Uint8Array(8) }));
+urlShardedSource(huggingFaceUrl('org/m', 'model.safetensors.index.json')).then((src) => src.shards.length.toFixed());
+const readableOut = quantizeReadable(streamSource(new ReadableStream<Uint8Array>(), 100), cfg);
+readableOut.readable.getReader();
+readableOut.report.then((rep) => rep.compressionRatio.toFixed());
+quantizeGgufReadable(bytesSource(new Uint8Array(8)), 'Q3_K_M').report.then((rep) => rep.calibration?.weighted.toFixed());
+init({ wasmPaths: '/arrowquant/' });
+createWorkerQuantizer({ wasmPaths: '/arrowquant/', threadStartTimeoutMs: 5000 }).then((w) => w.quantizeGguf(new Blob([]), 'Q4_K_M', { calibration: new Uint8Array(8) }));
