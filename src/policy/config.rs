@@ -197,8 +197,10 @@ quant_config! {
     profile: Profile = Profile::Local, ["profile", "deploymentProfile"];
 
     /// Quantized width of weights (2, 4 or 8 bits).
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "2 | 4 | 8"))]
     bit_width: u8 = 4, ["bitWidth", "bits"], "one of 2, 4, 8", when |v| ALLOWED_BITS.contains(v);
     /// Values per group sharing one scale and min.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "32 | 64 | 128 | 256"))]
     group_size: u32 = 128, ["groupSize"], "one of 32, 64, 128, 256", when |v| ALLOWED_GROUP_SIZES.contains(v);
     /// The model's modality (selects the default sensitive layers); null = detect it.
     modality: Option<Modality> = None, ["modality"], "one of 'text', 'code', 'image', 'audio', 'auto'";
@@ -224,10 +226,11 @@ quant_config! {
     sensitive_layer_patterns: Vec<String> = Vec::new(), ["sensitiveLayerPatterns"], "an array of glob strings",
         check check_sensitive_patterns;
     /// Width for sensitive layers: 8 (quantized, falling back to f16 below minAccuracy) or 16 (f16).
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "8 | 16"))]
     sensitive_bits: u8 = 8, ["sensitiveBits"], "8 (quantized) or 16 (f16)", when |v| [8, 16].contains(v);
     /// Tensor name or glob → 2/4/8/16. An exact name wins over globs; among globs the longest wins.
     /// (A plain object in JS: the bindings serialize maps as objects.)
-    #[cfg_attr(target_arch = "wasm32", tsify(type = "Record<string, number>"))]
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "Record<string, 2 | 4 | 8 | 16>"))]
     layer_bit_widths: BTreeMap<String, u8> = BTreeMap::new(), ["layerBitWidths"], "one of 2, 4, 8, 16 (16 keeps f16)",
         check check_layer_bits;
     /// Whether the per-group range search runs (`auto`: at every width; `off`: min/max).
@@ -238,6 +241,7 @@ quant_config! {
     time_smoothing: f64 = 0.0, ["timeSmoothing"], "a number in 0..=1 (0 = off)",
         when |v| v.is_finite() && (0.0..=1.0).contains(v);
     /// Width of the activation quantization the time groups describe (4 or 8).
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "4 | 8"))]
     activation_bits: u8 = 8, ["activationBits"], "4 or 8", when |v| [4, 8].contains(v);
     /// Migration strength α of channel equalization, 0..=1.
     spatial_alpha: f64 = 0.5, ["spatialAlpha"], "a number in 0..=1", when |v| v.is_finite() && (0.0..=1.0).contains(v);
@@ -259,6 +263,7 @@ quant_config! {
     /// The width of layers without a Gram matrix when `bitWidth` is narrower: 2 bits without GPTQ
     /// leaves a diffusion model's output unusable (`make eval`). Profile `edge` sets 4; a value
     /// not above `bitWidth` (e.g. 2) turns the rule off.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "2 | 4 | 8 | null"))]
     uncalibrated_bits: Option<u8> = None, ["uncalibratedBits"], "2, 4 or 8 (at most bitWidth: bitWidth for every layer)",
         check check_uncalibrated_bits;
 }

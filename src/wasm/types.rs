@@ -19,7 +19,7 @@ const TS_COMPOSITES: &'static str = r#"
 export type QuantConfigInput = Partial<Omit<QuantConfig, "profile" | "scaleSearch" | "modality">> & {
   profile?: Profile | "base";
   /** Alias of bitWidth. */
-  bits?: number;
+  bits?: 2 | 4 | 8;
   scaleSearch?: ScaleSearch | boolean;
   modality?: Modality | "auto" | null;
 };

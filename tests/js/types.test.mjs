@@ -2,6 +2,7 @@
 // files) type-check a realistic usage file under --strict.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ROOT } from './helpers.mjs';
@@ -11,4 +12,15 @@ test('TypeScript declarations type-check real usage (tsc --strict)', () => {
   const args = ['--noEmit', '--strict', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--lib', 'esnext,dom', join(ROOT, 'tests/ts/api-usage.ts')];
   const r = spawnSync(tsc, args, { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stdout + r.stderr);
+});
+
+test('the declarations refuse misuse: every line marked @expect-error fails to type-check, nothing else', () => {
+  const tsc = join(ROOT, 'node_modules/.bin/tsc');
+  const file = join(ROOT, 'tests/ts/api-misuse.ts');
+  const args = ['--noEmit', '--strict', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--lib', 'esnext,dom', '--pretty', 'false', file];
+  const r = spawnSync(tsc, args, { encoding: 'utf8' });
+  const lines = readFileSync(file, 'utf8').split('\n');
+  const expected = lines.flatMap((l, i) => (l.includes('@expect-error') ? [i + 1] : []));
+  const failed = [...new Set([...r.stdout.matchAll(/api-misuse\.ts\((\d+),\d+\): error/g)].map((m) => Number(m[1])))];
+  assert.deepEqual(failed.sort((a, b) => a - b), expected, r.stdout);
 });
