@@ -56,6 +56,7 @@ BINDGEN_SHIP := --remove-name-section --remove-producers-section
 
 $(PKG_WASM): $(WASM_RELEASE)
 	wasm-bindgen --target web $(BINDGEN_SHIP) --out-dir pkg/wasm $(WASM_RELEASE)
+	node tools/optional-params.mjs pkg/wasm/arrowquant.d.ts
 
 build: setup-rust setup-node $(PKG_WASM)
 
@@ -79,6 +80,7 @@ $(WASM_MT): $(RUST_SOURCES)
 
 $(PKG_WASM_MT): $(WASM_MT)
 	wasm-bindgen --target web $(BINDGEN_SHIP) --out-dir pkg/wasm-mt $(WASM_MT)
+	node tools/optional-params.mjs pkg/wasm-mt/arrowquant.d.ts
 
 build-threads: setup-rust setup-nightly $(PKG_WASM_MT)
 

@@ -1,5 +1,5 @@
 import type { BuildInfo, CalibrationInput, CalibrationSummary, ErrorHistogram, GgufLayer, GgufReport, LayerReport, ModelReport, ModelSummary, Progress, QuantConfig, QuantConfigInput } from './wasm/arrowquant.js';
-import type { GgmlTypeName } from './index.js';
+import type { GgmlTypeName } from './wasm/arrowquant.js';
 export interface WorkerQuantizerInfo extends BuildInfo {
   /** Threads in the pool (1 for the single-threaded build). */
   poolThreads: number;

@@ -16,7 +16,7 @@ use super::convert::{calibration_from_js, file_size, optional, set, to_js};
 #[wasm_bindgen(js_name = quantizeModelGguf, unchecked_return_type = "{ gguf: Uint8Array, report: GgufReport }")]
 pub fn quantize_model_gguf_js(
     bytes: &[u8],
-    #[wasm_bindgen(js_name = ggmlType)] ggml_type: &str,
+    #[wasm_bindgen(js_name = ggmlType, unchecked_param_type = "GgmlTypeName")] ggml_type: &str,
     #[wasm_bindgen(unchecked_param_type = "Uint8Array | CalibrationInput | null | undefined")] calibration: JsValue,
 ) -> Result<JsValue, JsValue> {
     let mix = GgufMix::parse(ggml_type)?;
@@ -43,7 +43,7 @@ impl GgufQuantizer {
     pub fn new(
         #[wasm_bindgen(js_name = headerBytes)] header_bytes: &[u8],
         #[wasm_bindgen(js_name = fileSize)] file_size_bytes: Option<f64>,
-        #[wasm_bindgen(js_name = ggmlType)] ggml_type: &str,
+        #[wasm_bindgen(js_name = ggmlType, unchecked_param_type = "GgmlTypeName")] ggml_type: &str,
         #[wasm_bindgen(unchecked_param_type = "Uint8Array | CalibrationInput | null | undefined")] calibration: JsValue,
     ) -> Result<GgufQuantizer, JsValue> {
         let mix = GgufMix::parse(ggml_type)?;

@@ -1,7 +1,7 @@
 // The web entry (init/initSync) loads in any JS runtime given the .wasm; Deno's entry is covered
 // by tests/js/deno.test.mjs when the deno binary is installed.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { SAMPLE, read } from './helpers.mjs';
 
@@ -14,10 +14,15 @@ test('web entry: initSync with a compiled module, then the same API', async () =
   assert.equal(web.buildInfo().simd, true);
 });
 
-test('package.json exports every entry with types', () => {
+test('package.json exports every entry with its own types', () => {
   const pkg = JSON.parse(readFileSync(new URL('../../pkg/package.json', import.meta.url)));
   const root = pkg.exports['.'];
-  for (const cond of ['types', 'deno', 'node', 'browser', 'default']) assert.ok(root[cond], cond);
+  const types = { deno: './deno.d.ts', node: './node.d.ts', browser: './web.d.ts', default: './web.d.ts' };
+  for (const [cond, dts] of Object.entries(types)) {
+    assert.equal(root[cond].types, dts, cond);
+    assert.ok(existsSync(new URL(`../../pkg/${dts}`, import.meta.url)), dts);
+  }
+  for (const sub of ['./web', './node', './deno', './browser', './http']) assert.ok(pkg.exports[sub].types, sub);
   assert.equal(pkg.bin.arrowquant, './cli.js');
 });
 
@@ -25,7 +30,7 @@ test('arrowquant/http alone in Node: the handler loads the wasm itself and answe
   const { execFileSync } = await import('node:child_process');
   const script = `
     import { createHandler } from 'arrowquant/http';
-    import { readFileSync } from 'node:fs';
+    import { existsSync, readFileSync } from 'node:fs';
     const handle = createHandler();
     const body = readFileSync(${JSON.stringify(SAMPLE)});
     const r = await handle(new Request('http://x/quantize?profile=edge', { method: 'POST', body, duplex: 'half' }));

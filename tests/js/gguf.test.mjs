@@ -4,11 +4,18 @@
 // file never traps and never decodes a damaged tensor table silently. gguf-py's bit-exact
 // check of the same files is tests/py/check_gguf.py.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { bytesSource, GgufQuantizer, openGguf, quantizeGguf, quantizeModelGguf, wasmMemoryBytes } from '../../pkg/node.js';
 import { DDPM, DDPM_CAL, randomF32, read, safetensors } from './helpers.mjs';
 
 const TYPES = ['Q8_0', 'Q6_K', 'Q5_K_M', 'Q5_K_S', 'Q5_1', 'Q5_0', 'Q4_K_M', 'Q4_K_S', 'Q4_1', 'Q4_0', 'Q3_K_L', 'Q3_K_M', 'Q3_K_S', 'Q2_K', 'F16', 'BF16', 'F32'];
+
+test('the TypeScript GgmlTypeName lists exactly the mixes the library accepts', () => {
+  const dts = readFileSync(new URL('../../pkg/wasm/arrowquant.d.ts', import.meta.url), 'utf8');
+  const union = /export type GgmlTypeName = ([^;]+);/.exec(dts)[1].split('|').map((t) => t.trim().replace(/'/g, ''));
+  assert.deepEqual([...union].sort(), [...TYPES].sort());
+});
 
 test('streamed and whole-file GGUF are the same bytes, and read back with the report', async () => {
   const model = read(DDPM);

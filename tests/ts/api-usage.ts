@@ -2,6 +2,9 @@
 import init, { quantizeModel, quantizeGguf, quantizeReadable, quantizeGgufReadable, streamSource, urlSource, urlShardedSource, huggingFaceUrl, openGguf, openQuantized, ModelQuantizer, quantizeStream, bytesSource, resolveConfig, readCalibration, SizePlanner, type ModelReport, type QuantConfigInput } from '../../pkg/index.js';
 import { createWorkerQuantizer } from '../../pkg/browser.js';
 import { createHandler } from '../../pkg/http.js';
+import { fileSource, quantizeStream as nodeQuantizeStream } from 'arrowquant';
+import webInit, { initSync, quantizeModel as webQuantizeModel } from 'arrowquant/web';
+import { openGguf as denoOpenGguf } from 'arrowquant/deno';
 const cfg: QuantConfigInput = { profile: 'edge', groupSize: 64, scaleSearch: 'off', layerBitWidths: { 'a.*': 8 } };
 const out = quantizeModel(new Uint8Array(8), cfg, { onProgress: (p) => p.done + p.total });
 const r: ModelReport = out.report;
@@ -37,3 +40,7 @@ readableOut.report.then((rep) => rep.compressionRatio.toFixed());
 quantizeGgufReadable(bytesSource(new Uint8Array(8)), 'Q3_K_M').report.then((rep) => rep.calibration?.weighted.toFixed());
 init({ wasmPaths: '/arrowquant/' });
 createWorkerQuantizer({ wasmPaths: '/arrowquant/', threadStartTimeoutMs: 5000 }).then((w) => w.quantizeGguf(new Blob([]), 'Q4_K_M', { calibration: new Uint8Array(8) }));
+nodeQuantizeStream(fileSource('m.safetensors'), { bitWidth: 8 }).then(({ report }) => report.snrDb);
+webInit().then(() => webQuantizeModel(new Uint8Array(8)).report.bitWidth);
+initSync({ module: new Uint8Array(8) });
+denoOpenGguf(new Uint8Array(8)).free();

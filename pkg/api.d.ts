@@ -1,0 +1,109 @@
+// The API every entry point (web, node, deno) shares. The wasm API's types are generated from the
+// Rust structs (tsify + wasm-bindgen) into wasm/arrowquant.d.ts; only the JS helpers are declared
+// here. Each entry's own additions are in web.d.ts, node.d.ts and deno.d.ts.
+// Every generated type, and as values exactly what api.js exports (not the glue's initialisers).
+export type * from './wasm/arrowquant.js';
+export {
+  buildInfo,
+  configField,
+  configFields,
+  configFromText,
+  dequantizeTensor,
+  GgufFile,
+  GgufQuantizer,
+  describeModel,
+  layerErrorHistogram,
+  mergeShards,
+  ModelQuantizer,
+  openGguf,
+  openQuantized,
+  QuantizedFile,
+  quantizeModel,
+  quantizeModelGguf,
+  quantizeTensor,
+  readCalibration,
+  readSafetensorsHeader,
+  resolveConfig,
+  resolveSinglePassConfig,
+  safetensorsHeaderSize,
+  setReferenceKernels,
+  SizePlanner,
+  wasmMemoryBytes,
+} from './wasm/arrowquant.js';
+import type { CalibrationInput, GgmlTypeName, GgufLayer, GgufReport, LayerReport, ModelReport, Progress, QuantConfigInput, SafetensorsHeader } from './wasm/arrowquant.js';
+
+
+export interface ByteSource {
+  size: number;
+  read(start: number, end: number): Uint8Array | Promise<Uint8Array>;
+}
+export interface StreamOptions {
+  onChunk?: (bytes: Uint8Array) => void | Promise<void>;
+  onProgress?: (progress: Progress & { layer: LayerReport }) => void;
+  onHeader?: (header: SafetensorsHeader) => void | Promise<void>;
+  signal?: AbortSignal;
+  rowGroupBytes?: number;
+  /** Calibration statistics (docs/CALIBRATION.md): the .safetensors file's bytes or an object. */
+  calibration?: Uint8Array | CalibrationInput;
+  /** With `targetSizeMb`, the planning pass reads every tensor first; called after each one. */
+  onPlanProgress?: (p: { done: number; total: number; name: string }) => void;
+}
+export function blobSource(blob: Blob): ByteSource;
+/**
+ * Several safetensors shards (+ the parsed `model.safetensors.index.json`, optional) as one
+ * source: a synthetic header over the shards' data laid end to end. Tensors stay in their shards.
+ */
+export function shardedSource(
+  shards: (ByteSource & { name: string })[],
+  index?: { weight_map: Record<string, string>; metadata?: Record<string, unknown> },
+): Promise<ByteSource & { shards: { name: string; tensors: number }[] }>;
+export function bytesSource(bytes: Uint8Array): ByteSource;
+/** What the quantizers read: a random-access source, or a stream / fetch Response (read once, front to back). */
+export type SourceInput = ByteSource | ReadableStream<Uint8Array> | Response;
+/**
+ * A ReadableStream of bytes (or a fetch Response: its body, the size from Content-Length), read
+ * once front to back. A second pass (`targetSizeMb` planning) is `E_STATE`.
+ */
+export function streamSource(input: ReadableStream<Uint8Array> | Response, size?: number): ByteSource & { cancel(reason?: unknown): Promise<void> };
+export interface UrlOptions {
+  /** Replaces the global fetch. */
+  fetch?: typeof fetch;
+  /** Sent with every request (an Authorization header for a private model). */
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+/** A file on a web server, read with HTTP range requests (the server must answer 206). */
+export function urlSource(url: string, options?: UrlOptions): Promise<ByteSource>;
+/** A sharded model on a web server, through its `model.safetensors.index.json`; shards read with range requests. */
+export function urlShardedSource(indexUrl: string, options?: UrlOptions): Promise<ByteSource & { shards: { name: string; tensors: number }[] }>;
+/** `https://huggingface.co/<repo>/resolve/<revision>/<file>` (revision `main` by default). */
+export function huggingFaceUrl(repo: string, file: string, options?: { revision?: string; endpoint?: string }): string;
+/** `quantizeStream` with the Parquet file as a ReadableStream; `report` settles when it is done. */
+export function quantizeReadable(source: SourceInput, config?: QuantConfigInput, options?: Omit<StreamOptions, 'onChunk'>): { readable: ReadableStream<Uint8Array>; report: Promise<ModelReport> };
+/** `quantizeGguf` with the GGUF file as a ReadableStream. */
+export function quantizeGgufReadable(source: SourceInput, ggmlType: GgmlTypeName, options?: Omit<GgufOptions, 'onChunk'>): { readable: ReadableStream<Uint8Array>; report: Promise<GgufReport> };
+export function quantizeStream(
+  source: SourceInput,
+  config?: QuantConfigInput,
+  options?: StreamOptions,
+): Promise<{ report: ModelReport; parquet?: Uint8Array }>;
+export interface GgufOptions {
+  onChunk?: (bytes: Uint8Array) => void | Promise<void>;
+  /** `bytesDone`/`bytesTotal` count the output, whose size is known from the header. */
+  onProgress?: (progress: { done: number; total: number; name: string; layer: GgufLayer; bytesDone: number; bytesTotal: number }) => void;
+  signal?: AbortSignal;
+  /**
+   * Activation statistics (docs/CALIBRATION.md): each layer's input second moments weight its
+   * block searches, as llama.cpp's importance matrix; the report gains `outputSnrDb`.
+   */
+  calibration?: Uint8Array | CalibrationInput;
+}
+/**
+ * Quantize a safetensors source into GGUF, tensor by tensor: the header first (every tensor's type
+ * and offset comes from the safetensors header), then each tensor's blocks.
+ */
+export function quantizeGguf(
+  source: SourceInput,
+  ggmlType: GgmlTypeName,
+  options?: GgufOptions,
+): Promise<{ report: GgufReport; gguf?: Uint8Array }>;
