@@ -43,7 +43,7 @@ export interface WorkerQuantizer {
       /** Write the Parquet file into the origin-private file system under this name instead of returning a Blob. */
       output?: { opfs: string };
     },
-  ): Promise<{ report: ModelReport; stats: WorkerRunStats; parquet?: Blob; output?: { opfs?: string; bytes?: number } }>;
+  ): Promise<{ report: ModelReport; stats: WorkerRunStats; parquet?: Blob; output?: { opfs?: string; bytes?: number; spilled?: boolean } }>;
   /** Quantize into GGUF of a mix (docs/GGUF.md), streamed like `quantize`. */
   quantizeGguf(
     file: Blob | File[],
@@ -56,7 +56,7 @@ export interface WorkerQuantizer {
       /** Activation statistics: each layer's input second moments weight its block searches (importance). */
       calibration?: Blob | Uint8Array | CalibrationInput;
     },
-  ): Promise<{ report: GgufReport; stats: WorkerRunStats; gguf?: Blob; output?: { opfs?: string; bytes?: number } }>;
+  ): Promise<{ report: GgufReport; stats: WorkerRunStats; gguf?: Blob; output?: { opfs?: string; bytes?: number; spilled?: boolean } }>;
   terminate(): void;
 }
 export function createWorkerQuantizer(options?: {

@@ -11,6 +11,19 @@
 // gives way to the single-threaded build, and `info.reason` says why.
 import { aqError, errorFrom } from './internal/errors.js';
 
+/**
+ * A finished run's result: the output as a Blob when it was collected here; with an OPFS output,
+ * nothing more — unless OPFS ran out of room mid-run (`output.spilled`), when the Blob is the OPFS
+ * file's bytes followed by the chunks that came here instead.
+ */
+async function finished(value, chunks, streamed, key, type) {
+  if (streamed) return value;
+  if (!value.output?.opfs) return { ...value, [key]: new Blob(chunks, { type }) };
+  if (!value.output.spilled) return value;
+  const head = await (await (await navigator.storage.getDirectory()).getFileHandle(value.output.opfs)).getFile();
+  return { ...value, [key]: new Blob([head, ...chunks], { type }) };
+}
+
 export async function createWorkerQuantizer({
   threads = 'auto',
   numThreads,
@@ -101,8 +114,7 @@ export async function createWorkerQuantizer({
     async quantize(file, config, { onProgress, onChunk, rowGroupBytes, calibration, index, output } = {}) {
       const chunks = [];
       const value = await call({ type: 'quantize', files: file, index, config, rowGroupBytes, calibration, output }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
-      if (onChunk || value.output?.opfs) return value;
-      return { ...value, parquet: new Blob(chunks, { type: 'application/vnd.apache.parquet' }) };
+      return finished(value, chunks, !!onChunk, 'parquet', 'application/vnd.apache.parquet');
     },
     /**
      * Quantize a File/Blob (or shards) into GGUF of `ggmlType` (`Q4_K_M`, `Q8_0`, …; docs/GGUF.md).
@@ -111,8 +123,7 @@ export async function createWorkerQuantizer({
     async quantizeGguf(file, ggmlType, { onProgress, onChunk, index, output, calibration } = {}) {
       const chunks = [];
       const value = await call({ type: 'quantize', files: file, index, gguf: ggmlType, output, calibration }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
-      if (onChunk || value.output?.opfs) return value;
-      return { ...value, gguf: new Blob(chunks, { type: 'application/octet-stream' }) };
+      return finished(value, chunks, !!onChunk, 'gguf', 'application/octet-stream');
     },
     /** Stop the worker (cancels any running job; its promise rejects with E_CANCELLED). */
     terminate() {

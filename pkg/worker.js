@@ -203,25 +203,43 @@ async function classify({ files }) {
 }
 
 /** Output sink: chunks posted to the page (a Blob there), or written to an OPFS file here. */
+/**
+ * Where output chunks go: into an OPFS file through a sync access handle, or to the page as
+ * messages. OPFS can run out of room mid-run (an incognito window keeps it in memory, a disk can
+ * fill): a short write is undone, the file is cut at the last whole chunk, and that chunk and every
+ * later one go to the page instead (`spilled` says how many bytes the OPFS file holds); the
+ * client joins the two. Never a silently short file.
+ */
 async function openSink(id, output) {
+  const toPage = (chunk) => postMessage({ id, type: 'chunk', chunk }, [chunk.buffer]);
   if (output?.opfs) {
     const root = await navigator.storage.getDirectory();
     const handle = await (await root.getFileHandle(output.opfs, { create: true })).createSyncAccessHandle();
     handle.truncate(0);
     let at = 0;
+    let spilled = false;
     return {
       write: (chunk) => {
-        at += handle.write(chunk, { at });
+        if (!spilled) {
+          const n = handle.write(chunk, { at });
+          if (n === chunk.length) {
+            at += n;
+            return;
+          }
+          handle.truncate(at);
+          spilled = true;
+        }
+        toPage(chunk);
       },
       close: () => {
         handle.flush();
         handle.close();
-        return { opfs: output.opfs, bytes: at };
+        return spilled ? { opfs: output.opfs, bytes: at, spilled: true } : { opfs: output.opfs, bytes: at };
       },
       abort: () => handle.close(),
     };
   }
-  return { write: (chunk) => postMessage({ id, type: 'chunk', chunk }, [chunk.buffer]), close: () => ({}), abort: () => {} };
+  return { write: toPage, close: () => ({}), abort: () => {} };
 }
 
 async function quantize(id, data) {

@@ -248,7 +248,10 @@ async function run() {
       ? await state.q.quantizeGguf(model, ggmlType, { index: state.index ?? undefined, calibration: state.calibration?.file, output, onProgress })
       : await state.q.quantize(model, config, { index: state.index ?? undefined, calibration: state.calibration?.file, output, onProgress });
     let blob = result.parquet ?? result.gguf;
-    if (result.output?.opfs) blob = await (await (await navigator.storage.getDirectory()).getFileHandle(result.output.opfs)).getFile();
+    if (!blob && result.output?.opfs) blob = await (await (await navigator.storage.getDirectory()).getFileHandle(result.output.opfs)).getFile();
+    if (result.output?.spilled) {
+      $('output-mode').textContent = `The browser's private storage (OPFS) ran out of room after ${fmtBytes(result.output.bytes)}; the rest of the output was kept in memory.`;
+    }
     state.report = result.report;
     state.downloadUrl = URL.createObjectURL(blob);
     $('status').textContent = `Done in ${fmtTime(result.stats.seconds)}.`;
