@@ -97,6 +97,10 @@ export interface GgufOptions {
    * block searches, as llama.cpp's importance matrix; the report gains `outputSnrDb`.
    */
   calibration?: Uint8Array | CalibrationInput;
+  /** Tensor name or glob → 2/4/8/16 bits: Q2_K, the mix's 4-bit type (Q4_K or Q4_0), Q8_0, F16. */
+  layerBitWidths?: Record<string, 2 | 4 | 8 | 16>;
+  /** A cap in MiB: the largest tensors move down the type ladder (sensitive ones last) until the file fits. */
+  targetSizeMb?: number;
 }
 /**
  * Quantize a safetensors source into GGUF, tensor by tensor: the header first (every tensor's type

@@ -55,6 +55,10 @@ export interface WorkerQuantizer {
       output?: { opfs: string };
       /** Activation statistics: each layer's input second moments weight its block searches (importance). */
       calibration?: Blob | Uint8Array | CalibrationInput;
+      /** Tensor name or glob → 2/4/8/16 bits (Q2_K, the mix's 4-bit type, Q8_0, F16). */
+      layerBitWidths?: Record<string, 2 | 4 | 8 | 16>;
+      /** A cap on the file's size in MiB. */
+      targetSizeMb?: number;
     },
   ): Promise<{ report: GgufReport; stats: WorkerRunStats; gguf?: Blob; output?: { opfs?: string; bytes?: number; spilled?: boolean } }>;
   terminate(): void;

@@ -10,12 +10,13 @@ usage:
   arrowquant quantize <model.safetensors> -o <out.parquet> [--profile edge|local|cloud|base] [config flags]
                       [--calibration stats.safetensors] [--json] [--quiet]
   arrowquant quantize <model.safetensors> -o <out.gguf> [--gguf-type Q8_0|Q6_K|Q5_K_M|Q5_K_S|Q5_1|Q5_0|Q4_K_M|Q4_K_S|Q4_1|Q4_0|Q3_K_L|Q3_K_M|Q3_K_S|Q2_K|F16|BF16|F32]
-                      [--calibration stats.safetensors]
+                      [--calibration stats.safetensors] [--layer-bit-widths 'glob=bits,…'] [--target-size-mb X]
   arrowquant inspect <file.parquet|file.gguf> [--json]
   arrowquant dequantize <file.parquet|file.gguf> -o <out.safetensors> [--dtype f32|f16]
 
   The output format follows -o's extension (.gguf: GGUF, docs/GGUF.md; else Parquet); --gguf-type
-  chooses the GGUF type (default Q8_0). Config flags apply to Parquet output only.
+  chooses the GGUF type (default Q8_0). Of the config flags, GGUF output takes
+  --layer-bit-widths (2/4/8/16 → Q2_K, the mix's 4-bit type, Q8_0, F16) and --target-size-mb.
 
 config flags (one per config field, kebab-case; see README):
   --bits/--bit-width 2|4|8   --group-size 32|64|128|256   --scale-search auto|on|off
@@ -222,6 +223,7 @@ quality: SNR ${fmt(report.snrDb, 2)} dB pooled; min cosine ${fmt(report.minCosin
     const output = cal.outputSnrDb == null ? '' : `; layer-output SNR ${fmt(cal.outputSnrDb, 2)} dB (mean over them, from the inputs' second moments)`;
     console.log(`calibration: ${cal.weighted} block-quantized tensor(s) searched with importance weights${output}${missing}`);
   }
+  for (const w of report.warnings) console.log(`warning: ${w.message}`);
 }
 
 async function quantize({ positional, flags, config }) {
@@ -231,12 +233,14 @@ async function quantize({ positional, flags, config }) {
   const output = flags.output;
   if (isGguf(output) || flags.ggufType) {
     if (!isGguf(output)) throw new UsageError('--gguf-type writes GGUF: name the output *.gguf');
-    const given = Object.keys(config);
+    const { layerBitWidths, targetSizeMb, ...parquetOnly } = config;
+    const given = Object.keys(parquetOnly);
     const kebab = (name) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-    if (given.length) throw new UsageError(`--${kebab(given[0])} applies to Parquet output; GGUF output takes --gguf-type`);
+    if (given.length) throw new UsageError(`--${kebab(given[0])} applies to Parquet output; GGUF output takes --gguf-type, --layer-bit-widths, --target-size-mb and --calibration`);
     const ggmlType = flags.ggufType ?? 'Q8_0';
     const calibration = flags.calibration ? readFileSync(flags.calibration) : undefined;
-    return quantizeFile(input, output, flags, (source, put, onProgress) => quantizeGguf(source, ggmlType, { onChunk: put, onProgress, calibration }), printGgufReport);
+    const options = { calibration, layerBitWidths, targetSizeMb };
+    return quantizeFile(input, output, flags, (source, put, onProgress) => quantizeGguf(source, ggmlType, { ...options, onChunk: put, onProgress }), printGgufReport);
   }
   const calibration = flags.calibration ? readFileSync(flags.calibration) : undefined;
   return quantizeFile(

@@ -26,7 +26,8 @@ POST /quantize?profile=edge|local|cloud&bits=2|4|8&group-size=32|64|128|256&… 
      any config field as a query parameter, kebab-case or camelCase; or a JSON object in the
      X-Arrowquant-Config header. Accept: application/json returns the report instead of the file.
 POST /quantize?format=gguf&gguf-type=Q8_0|Q6_K|Q5_K_M|Q5_K_S|Q5_1|Q5_0|Q4_K_M|Q4_K_S|Q4_1|Q4_0|Q3_K_L|Q3_K_M|Q3_K_S|Q2_K|F16|BF16|F32
-     a GGUF file instead (docs/GGUF.md); config fields do not apply.
+     a GGUF file instead (docs/GGUF.md); of the config fields only layer-bit-widths and
+     target-size-mb apply.
 GET  /health
 `;
 
@@ -155,16 +156,20 @@ export function createHandler({ maxBodyBytes = 512 * 1024 * 1024, rowGroupBytes 
  */
 async function quantizeGgufResponse(request, url, length, maxBodyBytes, waitUntil) {
   const ggmlType = url.searchParams.get('gguf-type') ?? url.searchParams.get('ggufType') ?? 'Q8_0';
-  const foreign = [...url.searchParams.keys()].filter((k) => !['name', 'format', 'gguf-type', 'ggufType'].includes(k));
+  // The config fields a GGUF run takes (the wasm validates them); the rest describe Parquet.
+  const typeFields = ['layer-bit-widths', 'layerBitWidths', 'target-size-mb', 'targetSizeMb'];
+  const foreign = [...url.searchParams.keys()].filter((k) => !['name', 'format', 'gguf-type', 'ggufType', ...typeFields].includes(k));
   if (foreign.length || request.headers.get('x-arrowquant-config')) {
-    throw aqError('E_CONFIG', `${foreign[0] ?? 'X-Arrowquant-Config'} applies to Parquet output; GGUF output takes gguf-type`, { field: foreign[0] ?? 'config' });
+    throw aqError('E_CONFIG', `${foreign[0] ?? 'X-Arrowquant-Config'} applies to Parquet output; GGUF output takes gguf-type, layer-bit-widths and target-size-mb`, { field: foreign[0] ?? 'config' });
   }
+  const given = [...url.searchParams.entries()].filter(([k]) => typeFields.includes(k));
+  const config = given.length ? configFromText(given) : undefined;
   const body = new StreamReader(request.body, maxBodyBytes);
   let q;
   try {
     const prefix = await body.read(8, 'the header length');
     const rest = await body.read(safetensorsHeaderSize(prefix) - 8, 'the header');
-    q = new GgufQuantizer(concat([prefix, rest]), length, ggmlType);
+    q = new GgufQuantizer(concat([prefix, rest]), length, ggmlType, undefined, config);
   } catch (e) {
     body.cancel();
     throw e;

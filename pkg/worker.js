@@ -257,6 +257,8 @@ async function quantize(id, data) {
       // GGUF (docs/GGUF.md): the header first, then each tensor's blocks; config fields do not apply.
       ({ report } = await quantizeGgufWith(lib, source, data.gguf, {
         calibration,
+        layerBitWidths: data.layerBitWidths,
+        targetSizeMb: data.targetSizeMb,
         onChunk: sink.write,
         onProgress: (p) => postMessage({ id, type: 'progress', progress: { ...p, wasmMemoryBytes: lib.wasmMemoryBytes() } }),
       }));

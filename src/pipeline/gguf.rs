@@ -14,7 +14,11 @@ use crate::format::gguf::arch;
 use crate::format::gguf::container::{align, encode_header, TensorInfo as GgufTensor, Value, ALIGNMENT};
 use crate::format::safetensors::{parse_header, Header};
 use crate::pipeline::objective::ColumnStats;
-use crate::policy::gguf_mix::{choose, GgufMix, TypeRule};
+use std::collections::BTreeMap;
+
+use crate::pipeline::report::ReportWarning;
+use crate::policy::gguf_mix::{choose, override_type, step_down, GgufMix, TypeRule};
+use crate::policy::glob::glob_match;
 use crate::quant::dtype::{decode_f32, Dtype};
 use crate::quant::ggml::{self, GgmlType};
 use crate::quant::metrics::ErrorSums;
@@ -42,14 +46,86 @@ fn integer_type(dtype: Dtype) -> Option<GgmlType> {
     }
 }
 
+/// What a GGUF run takes beyond the mix: calibration (importance-weighted block searches), per-layer
+/// widths and a size budget — `layerBitWidths` and `targetSizeMb` of the Parquet config, mapped
+/// onto ggml types (policy/gguf_mix.rs).
+#[derive(Debug, Clone, Default)]
+pub struct GgufOptions {
+    pub calibration: Option<Calibration>,
+    pub layer_bit_widths: BTreeMap<String, u8>,
+    pub target_size_mb: Option<f64>,
+}
+
 /// One tensor in the output: where it comes from and what it becomes.
 #[derive(Debug, Clone)]
 struct Planned {
     source: usize,
     ty: GgmlType,
     rule: Option<TypeRule>,
+    /// A sensitive layer: the budget moves these down only after every other tensor.
+    sensitive: bool,
+    /// The last dimension as written (after any re-rowing).
+    row: u64,
+    count: u64,
     bytes: u64,
     offset: u64,
+}
+
+impl Planned {
+    /// Whether `targetSizeMb` may move this tensor to a smaller type: the mix's choices, not the
+    /// exact keeps (vectors, small and high-precision tensors) nor the user's overrides.
+    fn budgeted(&self) -> bool {
+        matches!(
+            self.rule,
+            Some(
+                TypeRule::Mix | TypeRule::Sensitive(_) | TypeRule::RowsNotWholeBlocks { .. } | TypeRule::Budget { .. }
+            )
+        )
+    }
+}
+
+/// Move tensors down the type ladder until the file fits `budget` bytes: in rounds, every other
+/// tensor one step (largest first) before any sensitive one, stopping as soon as it fits. The
+/// choice depends on the header alone, so the file still streams. Returns the smallest total
+/// reached when even that does not fit.
+fn fit_budget(plan: &mut [Planned], fixed: u64, budget: u64, target_mb: f64) -> std::result::Result<(), u64> {
+    let total = |plan: &[Planned]| fixed + plan.iter().map(|p| align(p.bytes).unwrap_or(u64::MAX)).sum::<u64>();
+    let mut now = total(plan);
+    for sensitive in [false, true] {
+        loop {
+            if now <= budget {
+                return Ok(());
+            }
+            let mut order: Vec<usize> = (0..plan.len())
+                .filter(|&i| {
+                    plan[i].budgeted() && plan[i].sensitive == sensitive && step_down(plan[i].ty, plan[i].row).is_some()
+                })
+                .collect();
+            if order.is_empty() {
+                break;
+            }
+            order.sort_by_key(|&i| (std::cmp::Reverse(plan[i].bytes), i));
+            for i in order {
+                let p = &mut plan[i];
+                let to = step_down(p.ty, p.row).expect("filtered");
+                let from = match &p.rule {
+                    Some(TypeRule::Budget { from, .. }) => *from,
+                    _ => p.ty,
+                };
+                let bytes = to.bytes_for(p.count).expect("the ladder fits the rows");
+                now = now - align(p.bytes).unwrap_or(0) + align(bytes).unwrap_or(0);
+                (p.ty, p.bytes, p.rule) = (to, bytes, Some(TypeRule::Budget { from, target_mb }));
+                if now <= budget {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if now <= budget {
+        Ok(())
+    } else {
+        Err(now)
+    }
 }
 
 /// One tensor of the report.
@@ -103,6 +179,8 @@ pub struct GgufReport {
     /// With calibration: how many block-quantized tensors were searched with importance weights,
     /// and the names of those that had no calibration entry. Null without calibration.
     pub calibration: Option<GgufCalibrationSummary>,
+    /// `unmatched_pattern`: a `layerBitWidths` entry that names no tensor of this model.
+    pub warnings: Vec<ReportWarning>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,6 +208,7 @@ pub struct GgufQuantizer {
     calibration: Option<Calibration>,
     /// Σ over the weighted tensors of error/signal at their outputs, and how many.
     output_error_share: (f64, u32),
+    warnings: Vec<ReportWarning>,
 }
 
 /// Types whose block searches take importance weights (Q8_0's scale is fixed by its extreme).
@@ -154,14 +233,16 @@ fn column_importance(cal: &Calibration, name: &str, shape: &[u64]) -> Option<(Ve
 
 impl GgufQuantizer {
     /// Parse the safetensors header, decide every tensor's type and return the GGUF header.
-    /// `calibration`, when given, weights the block searches of each tensor it has statistics for
-    /// by its input's per-column second moments (the types and the header do not change).
+    /// `options.calibration`, when given, weights the block searches of each tensor it has
+    /// statistics for by its input's per-column second moments (the types do not change);
+    /// `layerBitWidths` and `targetSizeMb` change types (docs/GGUF.md).
     pub fn begin(
         header_bytes: &[u8],
         file_len: Option<u64>,
         mix: GgufMix,
-        calibration: Option<Calibration>,
+        options: GgufOptions,
     ) -> Result<(Self, Vec<u8>)> {
+        let GgufOptions { calibration, layer_bit_widths, target_size_mb } = options;
         let header = parse_header(header_bytes, file_len)?;
         let architecture = match arch::detect(header.tensors.iter().map(|t| t.name.as_str())) {
             Some((a, names)) => (a.to_string(), format!("tensor names present: {names}")),
@@ -179,9 +260,8 @@ impl GgufQuantizer {
         }
         kv.push(("arrowquant.version".to_string(), Value::String(env!("CARGO_PKG_VERSION").to_string())));
         kv.push(("arrowquant.ggml_type".to_string(), Value::String(mix.name.to_string())));
-        let mut offset = 0u64;
-        let mut infos = Vec::with_capacity(header.tensors.len());
         let reshape_rows = RESHAPE_ARCHITECTURES.contains(&architecture.0.as_str());
+        let mut shapes = Vec::with_capacity(header.tensors.len());
         for (source, t) in header.tensors.iter().enumerate() {
             let count = t.numel();
             let last = t.shape.last().copied().unwrap_or(1);
@@ -217,23 +297,64 @@ impl GgufQuantizer {
             }
             let shape = reshaped.unwrap_or_else(|| if t.shape.is_empty() { vec![1] } else { t.shape.clone() });
             let (ty, rule) = if t.dtype.is_float() {
-                let (ty, rule) = choose(&t.name, t.dtype, &shape, mix);
+                let (ty, rule) = override_type(&layer_bit_widths, &t.name, t.dtype, &shape, mix)
+                    .unwrap_or_else(|| choose(&t.name, t.dtype, &shape, mix));
                 (ty, Some(rule))
             } else {
                 let ty = integer_type(t.dtype)
                     .ok_or_else(|| AqError::dtype(&t.name, format!("no GGUF type holds {} values", t.dtype.name())))?;
                 (ty, None)
             };
-            let dims: Vec<u64> = shape.iter().rev().copied().collect();
-            let bytes = ty.bytes_for(t.numel()).ok_or_else(|| {
-                AqError::dtype(&t.name, format!("{} values are not whole {} blocks", t.numel(), ty.name()))
+            let bytes = ty.bytes_for(count).ok_or_else(|| {
+                AqError::dtype(&t.name, format!("{} values are not whole {} blocks", count, ty.name()))
             })?;
-            plan.push(Planned { source, ty, rule, bytes, offset });
-            infos.push(GgufTensor { name: t.name.clone(), dims, ty, offset });
-            offset = offset
-                .checked_add(bytes)
-                .and_then(align)
-                .ok_or_else(|| AqError::TooLarge("the GGUF data section overflows 64 bits".into()))?;
+            let sensitive = matches!(rule, Some(TypeRule::Sensitive(_)));
+            let row = *shape.last().unwrap_or(&1);
+            plan.push(Planned { source, ty, rule, sensitive, row, count, bytes, offset: 0 });
+            shapes.push(shape);
+        }
+        let warnings: Vec<ReportWarning> = layer_bit_widths
+            .keys()
+            .filter(|p| !header.tensors.iter().any(|t| t.name == **p || glob_match(p, &t.name)))
+            .map(|p| ReportWarning {
+                code: "unmatched_pattern".into(),
+                field: Some("layerBitWidths".into()),
+                pattern: Some(p.clone()),
+                message: format!("layerBitWidths entry '{p}' matches no tensor of this model (a typo?)"),
+            })
+            .collect();
+        let infos_of = |plan: &[Planned]| -> Result<Vec<GgufTensor>> {
+            let mut offset = 0u64;
+            let mut infos = Vec::with_capacity(plan.len());
+            for (p, shape) in plan.iter().zip(&shapes) {
+                let dims: Vec<u64> = shape.iter().rev().copied().collect();
+                infos.push(GgufTensor { name: header.tensors[p.source].name.clone(), dims, ty: p.ty, offset });
+                offset = offset
+                    .checked_add(p.bytes)
+                    .and_then(align)
+                    .ok_or_else(|| AqError::TooLarge("the GGUF data section overflows 64 bits".into()))?;
+            }
+            Ok(infos)
+        };
+        if let Some(target_mb) = target_size_mb {
+            // The header's length does not depend on the types (each is a u32 id).
+            let fixed = encode_header(&kv, &infos_of(&plan)?).len() as u64;
+            let budget = (target_mb * 1048576.0) as u64;
+            if let Err(least) = fit_budget(&mut plan, fixed, budget, target_mb) {
+                return Err(AqError::config(
+                    "targetSizeMb",
+                    target_mb,
+                    format!(
+                        "at least {:.2} MiB for this model as {} (every tensor the budget may move at its smallest type)",
+                        least as f64 / 1048576.0,
+                        mix.name
+                    ),
+                ));
+            }
+        }
+        let infos = infos_of(&plan)?;
+        for (p, info) in plan.iter_mut().zip(&infos) {
+            p.offset = info.offset;
         }
         let out = encode_header(&kv, &infos);
         let q = GgufQuantizer {
@@ -247,6 +368,7 @@ impl GgufQuantizer {
             pooled: ErrorSums::default(),
             calibration,
             output_error_share: (0.0, 0),
+            warnings,
         };
         Ok((q, out))
     }
@@ -415,17 +537,14 @@ impl GgufQuantizer {
             min_cosine: min.as_ref().map_or(1.0, |m| m.0),
             min_cosine_layer: min.map(|m| m.1),
             calibration,
+            warnings: self.warnings,
         })
     }
 }
 
 /// A whole safetensors file held in memory, written as GGUF.
-pub fn quantize_model_gguf(
-    bytes: &[u8],
-    mix: GgufMix,
-    calibration: Option<Calibration>,
-) -> Result<(Vec<u8>, GgufReport)> {
-    let (mut q, mut out) = GgufQuantizer::begin(bytes, Some(bytes.len() as u64), mix, calibration)?;
+pub fn quantize_model_gguf(bytes: &[u8], mix: GgufMix, options: GgufOptions) -> Result<(Vec<u8>, GgufReport)> {
+    let (mut q, mut out) = GgufQuantizer::begin(bytes, Some(bytes.len() as u64), mix, options)?;
     out.reserve((q.output_len() as usize).saturating_sub(out.len()));
     let ranges: Vec<(String, u64, u64)> = q
         .header()
@@ -440,4 +559,70 @@ pub fn quantize_model_gguf(
     let report = q.finish()?;
     debug_assert_eq!(out.len() as u64, report.output_bytes);
     Ok((out, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ddpm() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/tiny_ddpm_digits.safetensors")).unwrap()
+    }
+
+    fn types(report: &GgufReport) -> BTreeMap<String, String> {
+        report.layers.iter().map(|l| (l.name.clone(), l.ggml_type.clone())).collect()
+    }
+
+    #[test]
+    fn layer_bit_widths_choose_types_and_unmatched_patterns_warn() {
+        let mix = GgufMix::parse("Q4_K_M").unwrap();
+        let (_, plain) = quantize_model_gguf(&ddpm(), mix, GgufOptions::default()).unwrap();
+        let widths = BTreeMap::from([
+            ("up_blocks.1.resnets.1.time_emb_proj.weight".to_string(), 8u8),
+            ("down_blocks.*.conv*.weight".to_string(), 2),
+            ("no.such.layer".to_string(), 16),
+        ]);
+        let (bytes, r) =
+            quantize_model_gguf(&ddpm(), mix, GgufOptions { layer_bit_widths: widths, ..Default::default() }).unwrap();
+        let (t, p) = (types(&r), types(&plain));
+        assert_eq!(t["up_blocks.1.resnets.1.time_emb_proj.weight"], "Q8_0");
+        let conv =
+            r.layers.iter().find(|l| l.name.starts_with("down_blocks.") && l.name.ends_with(".conv1.weight")).unwrap();
+        assert_eq!(conv.ggml_type, "Q2_K", "{}", conv.reason);
+        assert!(conv.reason.contains("layerBitWidths 'down_blocks.*.conv*.weight' = 2"), "{}", conv.reason);
+        assert_eq!(t["conv_in.weight"], p["conv_in.weight"]);
+        assert_eq!(r.warnings.len(), 1);
+        assert_eq!(r.warnings[0].pattern.as_deref(), Some("no.such.layer"));
+        assert_eq!(bytes.len() as u64, r.output_bytes);
+    }
+
+    #[test]
+    fn target_size_moves_the_largest_tensors_down_until_the_file_fits() {
+        let mix = GgufMix::parse("Q8_0").unwrap();
+        let (_, plain) = quantize_model_gguf(&ddpm(), mix, GgufOptions::default()).unwrap();
+        let full = plain.output_bytes as f64 / 1048576.0;
+        let target = full * 0.75;
+        let (bytes, r) =
+            quantize_model_gguf(&ddpm(), mix, GgufOptions { target_size_mb: Some(target), ..Default::default() })
+                .unwrap();
+        assert!((r.output_bytes as f64) <= target * 1048576.0, "{} > {target} MiB", r.output_bytes);
+        assert_eq!(bytes.len() as u64, r.output_bytes);
+        let moved: Vec<&GgufLayer> = r.layers.iter().filter(|l| l.reason.contains("to fit targetSizeMb")).collect();
+        assert!(!moved.is_empty());
+        // Sensitive layers move only when nothing else can: here the others sufficed.
+        assert!(moved.iter().all(|l| !l.name.starts_with("conv_in") && !l.name.starts_with("conv_out")));
+        // Vectors and small tensors are never moved.
+        assert!(r.layers.iter().filter(|l| l.shape.len() <= 1).all(|l| !l.reason.contains("targetSizeMb")));
+        // A budget under what the smallest types allow is an error naming the field and the floor.
+        let e = quantize_model_gguf(&ddpm(), mix, GgufOptions { target_size_mb: Some(0.01), ..Default::default() })
+            .unwrap_err();
+        assert_eq!(e.code(), "E_CONFIG");
+        assert!(e.to_string().contains("targetSizeMb") && e.to_string().contains("at least"), "{e}");
+        // A budget the mix already meets changes nothing.
+        let (same, _) =
+            quantize_model_gguf(&ddpm(), mix, GgufOptions { target_size_mb: Some(full * 2.0), ..Default::default() })
+                .unwrap();
+        let (orig, _) = quantize_model_gguf(&ddpm(), mix, GgufOptions::default()).unwrap();
+        assert_eq!(same, orig);
+    }
 }

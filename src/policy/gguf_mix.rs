@@ -109,6 +109,10 @@ pub enum TypeRule {
     RowsNotWholeBlocks { row: u64, wanted: GgmlType },
     /// The mix's type.
     Mix,
+    /// A `layerBitWidths` entry (the pattern and its width).
+    Override { pattern: String, bits: u8 },
+    /// Moved down from `from` to fit `targetSizeMb`.
+    Budget { from: GgmlType, target_mb: f64 },
 }
 
 impl TypeRule {
@@ -127,6 +131,12 @@ impl TypeRule {
                 wanted.name()
             ),
             TypeRule::Mix => format!("{}: the {} mix", ty.name(), mix.name),
+            TypeRule::Override { pattern, bits } => {
+                format!("{}: layerBitWidths '{pattern}' = {bits}", ty.name())
+            }
+            TypeRule::Budget { from, target_mb } => {
+                format!("{}: moved down from {} to fit targetSizeMb {target_mb}", ty.name(), from.name())
+            }
         }
     }
 }
@@ -172,6 +182,12 @@ pub fn choose(name: &str, dtype: Dtype, shape: &[u64], mix: GgufMix) -> (GgmlTyp
         Some(p) if mix.sensitive != mix.main => (mix.sensitive, TypeRule::Sensitive(p)),
         _ => (mix.main, TypeRule::Mix),
     };
+    fit(wanted, rule, dtype, shape, mix)
+}
+
+/// `wanted` for a tensor of `shape`, or the type it falls back to when its rows are not whole
+/// blocks of `wanted` (then the rule says so).
+fn fit(wanted: GgmlType, rule: TypeRule, dtype: Dtype, shape: &[u64], mix: GgufMix) -> (GgmlType, TypeRule) {
     let row = *shape.last().expect("at least 2 dims");
     let fits = |t: GgmlType| row.is_multiple_of(t.block_values() as u64);
     if fits(wanted) {
@@ -182,6 +198,65 @@ pub fn choose(name: &str, dtype: Dtype, shape: &[u64], mix: GgufMix) -> (GgmlTyp
         return (smaller, TypeRule::RowsNotWholeBlocks { row, wanted });
     }
     (fallback_float(dtype, mix), TypeRule::RowsNotWholeBlocks { row, wanted })
+}
+
+/// The type a `layerBitWidths` width stands for in a GGUF file: 16 keeps the source's 16-bit
+/// float (F16 for F32 sources), 8 is Q8_0, 4 the mix's 4-bit family (Q4_K under a K-quant mix,
+/// else Q4_0), 2 is Q2_K.
+pub fn type_for_bits(bits: u8, dtype: Dtype, mix: GgufMix) -> GgmlType {
+    let k_mix = matches!(mix.main, GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K);
+    match bits {
+        16 => match dtype {
+            Dtype::BF16 => GgmlType::BF16,
+            _ => GgmlType::F16,
+        },
+        8 => GgmlType::Q8_0,
+        4 if k_mix => GgmlType::Q4_K,
+        4 => GgmlType::Q4_0,
+        _ => GgmlType::Q2_K,
+    }
+}
+
+/// A `layerBitWidths` entry's type for a ≥2-D float tensor (exact name first, else the longest
+/// matching glob), fitted to its rows; `None` when no entry names it.
+pub fn override_type(
+    overrides: &std::collections::BTreeMap<String, u8>,
+    name: &str,
+    dtype: Dtype,
+    shape: &[u64],
+    mix: GgufMix,
+) -> Option<(GgmlType, TypeRule)> {
+    if shape.len() <= 1 {
+        return None;
+    }
+    let (pattern, bits) = overrides
+        .get_key_value(name)
+        .or_else(|| overrides.iter().filter(|(p, _)| glob_match(p, name)).max_by_key(|(p, _)| p.len()))?;
+    let rule = TypeRule::Override { pattern: pattern.clone(), bits: *bits };
+    Some(fit(type_for_bits(*bits, dtype, mix), rule, dtype, shape, mix))
+}
+
+/// The next smaller type a tensor with rows of `row` values can take, or `None` at the bottom.
+/// Whole 256-value rows step through the K-quants, 32-value rows through Q8_0, Q5_0 and Q4_0.
+pub fn step_down(ty: GgmlType, row: u64) -> Option<GgmlType> {
+    let ladder: &[GgmlType] = if row.is_multiple_of(256) {
+        &[
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::Q8_0,
+            GgmlType::Q6_K,
+            GgmlType::Q5_K,
+            GgmlType::Q4_K,
+            GgmlType::Q3_K,
+            GgmlType::Q2_K,
+        ]
+    } else if row.is_multiple_of(32) {
+        &[GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_0]
+    } else {
+        &[GgmlType::F32, GgmlType::F16]
+    };
+    let bits = ty.bits_per_value();
+    ladder.iter().copied().find(|t| t.bits_per_value() < bits)
 }
 
 #[cfg(test)]
@@ -214,5 +289,38 @@ mod tests {
         assert_eq!(choose("w", Dtype::F16, &[320, 320], km).0, GgmlType::Q5_0);
         assert_eq!(choose("conv_in.weight", Dtype::F16, &[320, 1024], km).0, GgmlType::Q6_K);
         assert_eq!(choose("x.weight", Dtype::F16, &[320, 100], km).0, GgmlType::F16);
+    }
+
+    #[test]
+    fn widths_map_to_types_and_the_ladder_only_goes_down() {
+        let km = GgufMix::parse("Q4_K_M").unwrap();
+        let legacy = GgufMix::parse("Q5_0").unwrap();
+        assert_eq!(type_for_bits(4, Dtype::F16, km), GgmlType::Q4_K);
+        assert_eq!(type_for_bits(4, Dtype::F16, legacy), GgmlType::Q4_0);
+        assert_eq!(type_for_bits(16, Dtype::BF16, km), GgmlType::BF16);
+        assert_eq!(type_for_bits(16, Dtype::F32, km), GgmlType::F16);
+        assert_eq!(
+            (type_for_bits(8, Dtype::F16, km), type_for_bits(2, Dtype::F16, km)),
+            (GgmlType::Q8_0, GgmlType::Q2_K)
+        );
+        let o = std::collections::BTreeMap::from([("a.*".to_string(), 2u8), ("a.b.weight".to_string(), 8)]);
+        assert_eq!(override_type(&o, "a.b.weight", Dtype::F16, &[64, 256], km).unwrap().0, GgmlType::Q8_0);
+        assert_eq!(override_type(&o, "a.c.weight", Dtype::F16, &[64, 256], km).unwrap().0, GgmlType::Q2_K);
+        // rows of 96: Q2_K does not fit, its 32-value fallback does
+        assert_eq!(override_type(&o, "a.c.weight", Dtype::F16, &[64, 96], km).unwrap().0, GgmlType::Q4_0);
+        assert_eq!(override_type(&o, "a.c.bias", Dtype::F16, &[64], km), None);
+        assert_eq!(override_type(&o, "z.weight", Dtype::F16, &[64, 256], km), None);
+        let mut t = GgmlType::F32;
+        let mut seen = vec![t];
+        while let Some(n) = step_down(t, 512) {
+            assert!(n.bits_per_value() < t.bits_per_value());
+            (t, seen) = (n, [seen, vec![n]].concat());
+        }
+        assert_eq!(t, GgmlType::Q2_K);
+        assert_eq!(step_down(GgmlType::Q8_0, 96), Some(GgmlType::Q5_0));
+        assert_eq!(step_down(GgmlType::Q4_0, 96), None);
+        assert_eq!(step_down(GgmlType::F16, 3), None);
+        assert_eq!(step_down(GgmlType::BF16, 256), Some(GgmlType::Q8_0));
+        assert!(seen.len() == 8);
     }
 }

@@ -4,31 +4,56 @@ use js_sys::Uint8Array;
 use wasm_bindgen::prelude::*;
 
 use crate::error::AqError;
-use crate::pipeline::gguf::{self, quantize_model_gguf};
+use crate::pipeline::gguf::{self, quantize_model_gguf, GgufOptions};
+use crate::policy::config::QuantConfig;
 use crate::policy::gguf_mix::GgufMix;
 
-use super::convert::{calibration_from_js, file_size, optional, set, to_js};
+use super::convert::{calibration_from_js, file_size, json_of, optional, set, to_js};
+
+/// The config fields a GGUF run takes; the others describe the Parquet format.
+const GGUF_CONFIG_FIELDS: &[&str] = &["layerBitWidths", "targetSizeMb"];
+
+/// GGUF options from JS: calibration (bytes or an object) and `{ layerBitWidths, targetSizeMb }`,
+/// validated as the config validates them; any other config field is `E_CONFIG`.
+fn gguf_options(calibration: JsValue, config: JsValue) -> Result<GgufOptions, JsValue> {
+    let calibration = optional(calibration).map(|c| calibration_from_js(&c)).transpose()?;
+    let Some(config) = optional(config) else { return Ok(GgufOptions { calibration, ..Default::default() }) };
+    let value = json_of(config, "config", "a plain JSON-like object")?;
+    if let Some(obj) = value.as_object() {
+        if let Some(k) = obj.keys().find(|k| !GGUF_CONFIG_FIELDS.contains(&k.as_str())) {
+            return Err(AqError::config(
+                k,
+                "given",
+                "not for GGUF output: it takes layerBitWidths and targetSizeMb (the other fields describe the Parquet format)",
+            )
+            .into());
+        }
+    }
+    let cfg = QuantConfig::from_json(&value)?;
+    Ok(GgufOptions { calibration, layer_bit_widths: cfg.layer_bit_widths, target_size_mb: cfg.target_size_mb })
+}
 
 /// Quantize a whole safetensors file held in memory into a GGUF file of `ggmlType` (`Q8_0`,
 /// `Q4_0`, …; docs/GGUF.md). `calibration` (docs/CALIBRATION.md), when given, weights the block
-/// searches by each layer's input second moments, as llama.cpp's importance matrix. Returns
-/// `{ gguf, report }`.
+/// searches by each layer's input second moments, as llama.cpp's importance matrix; `config`
+/// (`{ layerBitWidths, targetSizeMb }`) changes types (docs/GGUF.md). Returns `{ gguf, report }`.
 #[wasm_bindgen(js_name = quantizeModelGguf, unchecked_return_type = "{ gguf: Uint8Array, report: GgufReport }")]
 pub fn quantize_model_gguf_js(
     bytes: &[u8],
     #[wasm_bindgen(js_name = ggmlType, unchecked_param_type = "GgmlTypeName")] ggml_type: &str,
     #[wasm_bindgen(unchecked_param_type = "Uint8Array | CalibrationInput | null | undefined")] calibration: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "GgufConfigInput | null | undefined")] config: JsValue,
 ) -> Result<JsValue, JsValue> {
     let mix = GgufMix::parse(ggml_type)?;
-    let cal = optional(calibration).map(|c| calibration_from_js(&c)).transpose()?;
-    let (out, report) = quantize_model_gguf(bytes, mix, cal)?;
+    let (out, report) = quantize_model_gguf(bytes, mix, gguf_options(calibration, config)?)?;
     let o = js_sys::Object::new();
     set(&o, "gguf", &Uint8Array::from(out.as_slice()).into());
     set(&o, "report", &to_js(&report)?);
     Ok(o.into())
 }
 
-/// Streaming GGUF writer: `new GgufQuantizer(headerBytes, fileSize, ggmlType, calibration?)`, then `takeHeader()`
+/// Streaming GGUF writer: `new GgufQuantizer(headerBytes, fileSize, ggmlType, calibration?, config?)`
+/// (`config`: `{ layerBitWidths, targetSizeMb }`), then `takeHeader()`
 /// (the output's first bytes), then while `nextTensor()` names one, its bytes `[start, end)` of
 /// the source to `addTensor(name, bytes)` (the output's next bytes), then `finish()` (the report).
 #[wasm_bindgen]
@@ -45,10 +70,11 @@ impl GgufQuantizer {
         #[wasm_bindgen(js_name = fileSize)] file_size_bytes: Option<f64>,
         #[wasm_bindgen(js_name = ggmlType, unchecked_param_type = "GgmlTypeName")] ggml_type: &str,
         #[wasm_bindgen(unchecked_param_type = "Uint8Array | CalibrationInput | null | undefined")] calibration: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "GgufConfigInput | null | undefined")] config: JsValue,
     ) -> Result<GgufQuantizer, JsValue> {
         let mix = GgufMix::parse(ggml_type)?;
-        let cal = optional(calibration).map(|c| calibration_from_js(&c)).transpose()?;
-        let (inner, header) = gguf::GgufQuantizer::begin(header_bytes, file_size(file_size_bytes)?, mix, cal)?;
+        let options = gguf_options(calibration, config)?;
+        let (inner, header) = gguf::GgufQuantizer::begin(header_bytes, file_size(file_size_bytes)?, mix, options)?;
         Ok(GgufQuantizer { inner: Some(inner), header })
     }
 

@@ -78,6 +78,39 @@ test('calibration weights the GGUF block searches (importance) and the report me
   assert.throws(() => quantizeModelGguf(model, 'Q4_0', cal.subarray(0, 100)), (e) => e.code === 'E_CALIBRATION');
 });
 
+test('layerBitWidths and targetSizeMb choose GGUF types: API, CLI and HTTP agree', async () => {
+  const model = read(DDPM);
+  const plain = quantizeModelGguf(model, 'Q8_0');
+  const target = (plain.gguf.length / 1048576) * 0.7;
+  const config = { layerBitWidths: { 'up_blocks.*.conv1.weight': 2, 'nothing.here': 8 }, targetSizeMb: target };
+  const whole = quantizeModelGguf(model, 'Q8_0', undefined, config);
+  assert.ok(whole.gguf.length <= target * 1048576, `${whole.gguf.length} > ${target} MiB`);
+  const conv = whole.report.layers.find((l) => /^up_blocks\.\d+\.resnets\.\d+\.conv1\.weight$/.test(l.name));
+  assert.match(conv.reason, /layerBitWidths 'up_blocks\.\*\.conv1\.weight' = 2/);
+  assert.ok(whole.report.layers.some((l) => /moved down from Q8_0 to fit targetSizeMb/.test(l.reason)));
+  assert.deepEqual(whole.report.warnings.map((w) => [w.code, w.pattern]), [['unmatched_pattern', 'nothing.here']]);
+  const streamed = await quantizeGguf(bytesSource(model), 'Q8_0', config);
+  assert.ok(Buffer.from(streamed.gguf).equals(Buffer.from(whole.gguf)));
+  // Parquet-only fields and bad values are E_CONFIG naming the field.
+  assert.throws(() => quantizeModelGguf(model, 'Q8_0', undefined, { bitWidth: 4 }), (e) => e.code === 'E_CONFIG' && e.field === 'bitWidth');
+  assert.throws(() => quantizeModelGguf(model, 'Q8_0', undefined, { layerBitWidths: { x: 5 } }), (e) => e.code === 'E_CONFIG' && /layerBitWidths/.test(e.field));
+  assert.throws(() => quantizeModelGguf(model, 'Q8_0', undefined, { targetSizeMb: 0.001 }), (e) => e.code === 'E_CONFIG' && e.field === 'targetSizeMb' && /at least/.test(e.message));
+  // The CLI and the HTTP handler take the same two fields.
+  const { execFileSync } = await import('node:child_process');
+  const { mkdtempSync, readFileSync: readFile } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const out = join(mkdtempSync(join(tmpdir(), 'aq-gguf-')), 'm.gguf');
+  execFileSync(process.execPath, [new URL('../../pkg/cli.js', import.meta.url).pathname, 'quantize', DDPM, '-o', out, '--gguf-type', 'Q8_0', '--layer-bit-widths', 'up_blocks.*.conv1.weight=2,nothing.here=8', '--target-size-mb', String(target), '--quiet']);
+  assert.ok(readFile(out).equals(Buffer.from(whole.gguf)), 'CLI bytes');
+  const { createHandler } = await import('../../pkg/http.js');
+  const handle = createHandler();
+  const q = new URLSearchParams({ format: 'gguf', 'gguf-type': 'Q8_0', 'layer-bit-widths': 'up_blocks.*.conv1.weight=2,nothing.here=8', 'target-size-mb': String(target) });
+  const res = await handle(new Request(`http://x/quantize?${q}`, { method: 'POST', body: model, duplex: 'half' }));
+  assert.equal(res.status, 200);
+  assert.ok(Buffer.from(await res.arrayBuffer()).equals(Buffer.from(whole.gguf)), 'HTTP bytes');
+});
+
 test('GGUF hostile input: documented codes naming the field or tensor', async () => {
   const good = safetensors([{ name: 'w', dtype: 'F32', shape: [64, 64], data: randomF32(4096, 1) }]);
   const cases = [

@@ -152,7 +152,7 @@ mod tests {
         for v in w.iter().chain(&b).chain(&deep) {
             st.extend_from_slice(&v.to_le_bytes());
         }
-        let (gguf, report) = quantize_model_gguf(&st, GgufMix::parse("Q4_0").unwrap(), None).unwrap();
+        let (gguf, report) = quantize_model_gguf(&st, GgufMix::parse("Q4_0").unwrap(), Default::default()).unwrap();
         assert_eq!(report.output_bytes, gguf.len() as u64);
         let f = GgufFile::open(gguf.clone()).unwrap();
         assert_eq!(f.tensor("w").unwrap().ty, GgmlType::Q4_0);
