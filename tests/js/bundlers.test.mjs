@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -89,6 +89,33 @@ test('the tarball holds the product, its README and licences, and both wasm buil
   }
   for (const f of files) assert.ok(!/^(wasm-bench|prepack\.mjs|node_modules)/.test(f), `${f} should not ship`);
   console.log(`# tarball: ${files.length} files`);
+});
+
+test('installed from the tarball: the README\'s Node, CLI and Deno snippets run', { timeout: 120000 }, () => {
+  const node = `
+    import { quantizeModel, quantizeStream, openQuantized, quantizeGguf, openGguf, fileSource } from 'arrowquant';
+    import { readFileSync } from 'node:fs';
+    const { parquet, report } = quantizeModel(new Uint8Array(readFileSync('model.safetensors')), { profile: 'edge' });
+    const streamed = await quantizeStream(fileSource('model.safetensors'), { profile: 'edge' });
+    const f = openQuantized(parquet);
+    const { gguf } = await quantizeGguf(fileSource('model.safetensors'), 'Q4_K_M');
+    console.log(JSON.stringify({ bits: report.bitWidth, same: Buffer.from(streamed.parquet).equals(Buffer.from(parquet)), tensors: f.tensors().length, gguf: openGguf(gguf).tensors().length }));`;
+  const n = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', node], { cwd: app, encoding: 'utf8' }));
+  assert.deepEqual(n, { bits: 2, same: true, tensors: n.tensors, gguf: n.tensors });
+  const cli = join(app, 'node_modules/.bin/arrowquant');
+  assert.match(execFileSync(cli, ['--version'], { encoding: 'utf8' }), /^\d+\.\d+\.\d+/);
+  const out = join(tmp, 'cli.aq.parquet');
+  const report = JSON.parse(execFileSync(cli, ['quantize', 'model.safetensors', '-o', out, '--profile', 'edge', '--json'], { cwd: app, encoding: 'utf8' }));
+  assert.equal(sha256(readFileSync(out)), expected.parquet);
+  assert.equal(report.bitWidth, 2);
+  const deno = `
+    import { quantizeModel } from 'arrowquant';
+    const { parquet } = quantizeModel(await Deno.readFile('model.safetensors'), { profile: 'edge' });
+    const d = new Uint8Array(await crypto.subtle.digest('SHA-256', parquet));
+    console.log([...d].map((b) => b.toString(16).padStart(2, '0')).join(''));`;
+  writeFileSync(join(app, 'deno-snippet.mjs'), deno);
+  const denoOut = execFileSync(join(ROOT, 'node_modules/.bin/deno'), ['run', '--allow-read', '--node-modules-dir=manual', 'deno-snippet.mjs'], { cwd: app, encoding: 'utf8' });
+  assert.equal(denoOut.trim(), expected.parquet);
 });
 
 test('Vite: production build (the literal Worker URL is bundled, the threaded build runs)', { timeout: 180000 }, async () => {
