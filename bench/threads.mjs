@@ -34,6 +34,19 @@ try {
     const s = median(single), t = median(threaded);
     console.log(`| ${label} | ${(bytes / s / 1e9).toFixed(3)} | ${(bytes / t / 1e9).toFixed(3)} | ${(s / t).toFixed(2)}× | ${last.threaded.threadsSeen} | ${last.identicalBig && last.identicalSample} |`);
   }
+  // GGUF: one tensor, quantized in 64Ki-value chunks across the workers.
+  for (const ggmlType of ['Q8_0', 'Q4_K_M', 'Q2_K']) {
+    const single = [], threaded = [];
+    let last;
+    for (let r = 0; r < RUNS; r++) {
+      last = await page.evaluate((args) => window.runGgufThreads(args), { rows: ROWS, ggmlType });
+      single.push(last.single.seconds);
+      threaded.push(last.threaded.seconds);
+    }
+    const bytes = ROWS * 4096 * 4;
+    const s = median(single), t = median(threaded);
+    console.log(`| GGUF ${ggmlType}, one tensor | ${(bytes / s / 1e9).toFixed(3)} | ${(bytes / t / 1e9).toFixed(3)} | ${(s / t).toFixed(2)}× | ${last.threaded.threadsSeen} | ${last.identical} |`);
+  }
   // The bundled real models: many small tensors, each one block, quantized in batches across workers.
   const REAL_RUNS = Math.max(RUNS, 15);
   for (const [label, path] of [

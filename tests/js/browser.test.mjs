@@ -51,6 +51,14 @@ test('threaded build: more than one thread, same bytes as single-threaded', { ti
   console.log(`# chromium threads, 64 small tensors: ${JSON.stringify(m)}`);
   assert.ok(m.threaded.threadsSeen >= 2, `threads seen across small tensors: ${m.threaded.threadsSeen}`);
   assert.equal(m.identicalBig, true, 'threaded and single-threaded Parquet bytes differ (64 small tensors)');
+  // GGUF: a tensor's chunks are spread over the pool and joined in order: the same bytes.
+  for (const ggmlType of ['Q4_K_M', 'Q2_K']) {
+    const g = await page.evaluate((args) => window.runGgufThreads(args), { rows: 512, tensors: 4, ggmlType });
+    console.log(`# chromium threads, GGUF ${ggmlType}: ${JSON.stringify(g)}`);
+    assert.equal(g.threaded.threads, true);
+    assert.ok(g.threaded.threadsSeen >= 2, `threads seen (GGUF ${ggmlType}): ${g.threaded.threadsSeen}`);
+    assert.equal(g.identical, true, `threaded and single-threaded GGUF ${ggmlType} bytes differ`);
+  }
   assert.deepEqual(errors, []);
   await page.close();
 });
