@@ -221,7 +221,12 @@ async function openSink(id, output) {
     return {
       write: (chunk) => {
         if (!spilled) {
-          const n = handle.write(chunk, { at });
+          let n;
+          try {
+            n = handle.write(chunk, { at });
+          } catch {
+            n = -1; // QuotaExceededError and the like: spill as for a short write
+          }
           if (n === chunk.length) {
             at += n;
             return;

@@ -20,10 +20,11 @@ fn gguf_options(calibration: JsValue, config: JsValue) -> Result<GgufOptions, Js
     let Some(config) = optional(config) else { return Ok(GgufOptions { calibration, ..Default::default() }) };
     let value = json_of(config, "config", "a plain JSON-like object")?;
     if let Some(obj) = value.as_object() {
-        if let Some(k) = obj.keys().find(|k| !GGUF_CONFIG_FIELDS.contains(&k.as_str())) {
+        if let Some((k, v)) = obj.iter().find(|(k, _)| !GGUF_CONFIG_FIELDS.contains(&k.as_str())) {
+            let shown: String = v.to_string().chars().take(60).collect();
             return Err(AqError::config(
                 k,
-                "given",
+                shown,
                 "not for GGUF output: it takes layerBitWidths and targetSizeMb (the other fields describe the Parquet format)",
             )
             .into());
