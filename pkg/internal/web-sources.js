@@ -2,7 +2,7 @@
 // read once front to back, and a URL read with HTTP range requests (a single file, or the shards
 // of a sharded model through its index). They are `{ size, read(start, end) }` like every source;
 // the wasm plans the reads (in file order) and decides what the bytes are.
-import { aqError } from './errors.js';
+import { aqError, throwIfAborted } from './errors.js';
 
 /** Whether `x` is a ReadableStream or a Response (what `toSource` wraps). */
 export const isStreamLike = (x) => typeof x?.getReader === 'function' || (typeof Response === 'function' && x instanceof Response);
@@ -121,6 +121,7 @@ export async function urlSource(url, { fetch: fetchFn = globalThis.fetch, header
     try {
       res = await fetchFn(url, { headers: { ...headers, range: `bytes=${start}-${end - 1}` }, signal });
     } catch (e) {
+      throwIfAborted(signal);
       throw aqError('E_IO', `fetching ${url} failed: ${e?.message ?? e}`);
     }
     if (res.status !== 206) {

@@ -106,6 +106,9 @@ test('a URL is read with range requests: one file, and a sharded model through i
   assert.deepEqual(sharded.shards.map((s) => s.tensors), [48, 48, 48]);
   assert.deepEqual((await quantizeStream(sharded, cfg)).parquet, expected.sharded);
   await assert.rejects(urlSource(`${base}/norange/model.safetensors`), (e) => e.code === 'E_IO' && /range requests/.test(e.message));
+  const ac = new AbortController();
+  ac.abort();
+  await assert.rejects(urlSource(`${base}/model.safetensors`, { signal: ac.signal }), (e) => e.code === 'E_CANCELLED');
   await assert.rejects(urlSource(`${base}/nothing.safetensors`), (e) => e.code === 'E_IO' && /404/.test(e.message));
   await assert.rejects(urlShardedSource(`${base}/sharded/missing.json`), (e) => e.code === 'E_IO');
   assert.equal(huggingFaceUrl('org/model', 'unet/diffusion model.safetensors'), 'https://huggingface.co/org/model/resolve/main/unet/diffusion%20model.safetensors');
