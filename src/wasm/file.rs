@@ -78,6 +78,9 @@ impl QuantizedFile {
 
     /// A layer's channel equalization `{ alpha, activationSmoothing, scales: Float32Array }`,
     /// or null when none was applied. Inference divides input channel j by `scales[j]`.
+    #[wasm_bindgen(
+        unchecked_return_type = "{ alpha: number, activationSmoothing: boolean, channelEqualization: boolean, scales: Float32Array } | null"
+    )]
     pub fn spatial(&self, name: &str) -> Result<JsValue, JsValue> {
         let row = self.inner.row(name)?;
         let Some(sp) = &row.spatial else { return Ok(JsValue::NULL) };

@@ -44,3 +44,5 @@ nodeQuantizeStream(fileSource('m.safetensors'), { bitWidth: 8 }).then(({ report 
 webInit().then(() => webQuantizeModel(new Uint8Array(8)).report.bitWidth);
 initSync({ module: new Uint8Array(8) });
 denoOpenGguf(new Uint8Array(8)).free();
+const sp = f.spatial('w');
+if (sp) sp.scales.length.toFixed() + sp.alpha.toFixed();
