@@ -2,7 +2,7 @@
 // files) type-check a realistic usage file under --strict.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ROOT } from './helpers.mjs';
@@ -23,4 +23,30 @@ test('the declarations refuse misuse: every line marked @expect-error fails to t
   const expected = lines.flatMap((l, i) => (l.includes('@expect-error') ? [i + 1] : []));
   const failed = [...new Set([...r.stdout.matchAll(/api-misuse\.ts\((\d+),\d+\): error/g)].map((m) => Number(m[1])))];
   assert.deepEqual(failed.sort((a, b) => a - b), expected, r.stdout);
+});
+
+/** Placeholders the README's snippets use without defining them (the reader's own values). */
+const PLACEHOLDERS = {
+  safetensorsBytes: 'Uint8Array', sink: '{ write(bytes: Uint8Array): void }', calibBytes: 'Uint8Array', signal: 'AbortSignal',
+  parquetBytes: 'Uint8Array', name: 'string', float32Array: 'Float32Array', rows: 'number', cols: 'number',
+  config: "import('arrowquant').QuantConfigInput", ggufBytes: 'Uint8Array', url: 'string', file: 'File',
+  onChunk: '(bytes: Uint8Array) => void', onProgress: '(progress: { done: number; total: number }) => void',
+};
+
+test('every JS snippet of the README type-checks (tsc --strict, placeholders declared)', () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+  assert.ok(blocks.length >= 2);
+  const dir = join(ROOT, 'tests', 'out', 'readme-snippets');
+  mkdirSync(dir, { recursive: true });
+  const files = blocks.map((code, i) => {
+    const declared = new Set([...code.matchAll(/(?:const|let|var)\s+(?:\{([^}]*)\}|([\w$]+))/g)].flatMap((m) => (m[1] ? m[1].split(',').map((x) => x.split(':').pop().replace(/\/\*.*?\*\//g, '').trim()) : [m[2]])));
+    const prelude = Object.entries(PLACEHOLDERS).filter(([k]) => !declared.has(k) && new RegExp(`\\b${k}\\b`).test(code)).map(([k, t]) => `declare const ${k}: ${t};`);
+    const file = join(dir, `snippet-${i + 1}.ts`);
+    writeFileSync(file, `${prelude.join('\n')}\n${code}\nexport {};\n`);
+    return file;
+  });
+  const tsc = join(ROOT, 'node_modules/.bin/tsc');
+  const r = spawnSync(tsc, ['--noEmit', '--strict', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--lib', 'esnext,dom', '--pretty', 'false', ...files], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
 });
