@@ -96,6 +96,12 @@ export async function urlShardedSource(indexUrl, options = {}) {
     throw aqError('E_IO', `reading the index ${indexUrl} failed: ${e?.message ?? e}`);
   }
   const files = [...new Set(Object.values(index?.weight_map ?? {}))];
+  // Shards live beside their index: a name that would lead elsewhere (a path, another origin) is
+  // refused before anything is fetched.
+  const elsewhere = files.find((f) => typeof f !== 'string' || !/^[^/\\:?#]+$/.test(f) || f === '..' || f === '.');
+  if (elsewhere !== undefined) {
+    throw aqError('E_SAFETENSORS', `the index names the shard ${JSON.stringify(elsewhere).slice(0, 80)}: expected a file name beside the index`);
+  }
   const shards = [];
   for (const name of files) shards.push({ name, ...(await urlSource(new URL(name, indexUrl).href, options)) });
   return shardedSourceWith(wasm, shards, index);

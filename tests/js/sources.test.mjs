@@ -111,6 +111,12 @@ test('a URL is read with range requests: one file, and a sharded model through i
   await assert.rejects(urlSource(`${base}/model.safetensors`, { signal: ac.signal }), (e) => e.code === 'E_CANCELLED');
   await assert.rejects(urlSource(`${base}/nothing.safetensors`), (e) => e.code === 'E_IO' && /404/.test(e.message));
   await assert.rejects(urlShardedSource(`${base}/sharded/missing.json`), (e) => e.code === 'E_IO');
+  for (const shard of ['../model.safetensors', 'http://elsewhere.test/x.safetensors', 'sub/x.safetensors']) {
+    files.set('/evil/index.json', new TextEncoder().encode(JSON.stringify({ weight_map: { 'a.weight': shard } })));
+    requests.length = 0;
+    await assert.rejects(urlShardedSource(`${base}/evil/index.json`), (e) => e.code === 'E_SAFETENSORS' && /beside the index/.test(e.message), shard);
+    assert.deepEqual(requests.map((r) => r.url), ['/evil/index.json'], shard);
+  }
   assert.equal(huggingFaceUrl('org/model', 'unet/diffusion model.safetensors'), 'https://huggingface.co/org/model/resolve/main/unet/diffusion%20model.safetensors');
   assert.equal(huggingFaceUrl('org/model', 'x.json', { revision: 'v1.0' }), 'https://huggingface.co/org/model/resolve/v1.0/x.json');
 });
