@@ -132,20 +132,40 @@ export async function urlSource(url, { fetch: fetchFn = globalThis.fetch, header
     }
     return res;
   };
+  // A range's body, read up to the bytes asked for: a server that sends more (or less) is an
+  // error, never a buffer of whatever it chose to send.
+  const body = async (res, start, end) => {
+    const want = end - start;
+    const out = new Uint8Array(want);
+    let got = 0;
+    const reader = res.body.getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (got + value.length > want) {
+        reader.cancel().catch(() => {});
+        throw aqError('E_IO', `${url} sent more than the ${want} bytes of the range ${start}–${end}`);
+      }
+      out.set(value, got);
+      got += value.length;
+    }
+    if (got !== want) throw aqError('E_IO', `${url} sent ${got} bytes for the range ${start}–${end}`);
+    return out;
+  };
   const first = await get(0, 8);
   const total = /\/(\d+)\s*$/.exec(first.headers.get('content-range') ?? '')?.[1];
-  if (total === undefined) throw aqError('E_IO', `${url} gave no total size in Content-Range`);
   const size = Number(total);
-  const head = new Uint8Array(await first.arrayBuffer());
+  if (total === undefined || !Number.isSafeInteger(size)) {
+    first.body?.cancel?.().catch(() => {});
+    throw aqError('E_IO', `${url} gave no usable total size in Content-Range`);
+  }
+  const head = await body(first, 0, Math.min(8, size));
   return {
     size,
     async read(start, end) {
       if (end > size) throw aqError('E_SAFETENSORS', `read past the end of ${url} (byte ${end} of ${size})`);
       if (end <= head.length) return head.slice(start, end);
-      const res = await get(start, end);
-      const bytes = new Uint8Array(await res.arrayBuffer());
-      if (bytes.length !== end - start) throw aqError('E_IO', `${url} sent ${bytes.length} bytes for the range ${start}–${end}`);
-      return bytes;
+      return body(await get(start, end), start, end);
     },
   };
 }

@@ -29,12 +29,18 @@ before(async () => {
   for (const s of shards) files.set(`/sharded/${s.name}`, s.bytes);
   files.set('/sharded/model.safetensors.index.json', new TextEncoder().encode(JSON.stringify(index)));
   files.set('/norange/model.safetensors', whole);
+  files.set('/liar/model.safetensors', whole);
   requests = [];
   server = createServer((req, res) => {
     const body = files.get(req.url);
     requests.push({ url: req.url, range: req.headers.range });
     if (!body) return res.writeHead(404).end();
     const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+    if (req.url.startsWith('/liar/')) {
+      // 206 with the whole file whatever range was asked for
+      res.writeHead(206, { 'content-range': `bytes 0-7/${body.length}` });
+      return res.end(body);
+    }
     if (m && !req.url.startsWith('/norange/')) {
       const [a, b] = [Number(m[1]), Math.min(Number(m[2]), body.length - 1)];
       res.writeHead(206, { 'content-range': `bytes ${a}-${b}/${body.length}`, 'content-length': b - a + 1 });
@@ -109,6 +115,7 @@ test('a URL is read with range requests: one file, and a sharded model through i
   const ac = new AbortController();
   ac.abort();
   await assert.rejects(urlSource(`${base}/model.safetensors`, { signal: ac.signal }), (e) => e.code === 'E_CANCELLED');
+  await assert.rejects(urlSource(`${base}/liar/model.safetensors`), (e) => e.code === 'E_IO' && /more than the 8 bytes/.test(e.message));
   await assert.rejects(urlSource(`${base}/nothing.safetensors`), (e) => e.code === 'E_IO' && /404/.test(e.message));
   await assert.rejects(urlShardedSource(`${base}/sharded/missing.json`), (e) => e.code === 'E_IO');
   for (const shard of ['../model.safetensors', 'http://elsewhere.test/x.safetensors', 'sub/x.safetensors']) {
