@@ -42,6 +42,8 @@ export interface WorkerQuantizer {
       index?: Blob;
       /** Write the Parquet file into the origin-private file system under this name instead of returning a Blob. */
       output?: { opfs: string };
+      /** Stops the run with E_CANCELLED (the worker is replaced: every job on it is cancelled). */
+      signal?: AbortSignal;
     },
   ): Promise<{ report: ModelReport; stats: WorkerRunStats; parquet?: Blob; output?: { opfs?: string; bytes?: number; spilled?: boolean } }>;
   /** Quantize into GGUF of a mix (docs/GGUF.md), streamed like `quantize`. */
@@ -59,6 +61,8 @@ export interface WorkerQuantizer {
       layerBitWidths?: Record<string, 2 | 4 | 8 | 16>;
       /** A cap on the file's size in MiB. */
       targetSizeMb?: number;
+      /** Stops the run with E_CANCELLED (the worker is replaced: every job on it is cancelled). */
+      signal?: AbortSignal;
     },
   ): Promise<{ report: GgufReport; stats: WorkerRunStats; gguf?: Blob; output?: { opfs?: string; bytes?: number; spilled?: boolean } }>;
   terminate(): void;

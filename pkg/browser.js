@@ -9,7 +9,7 @@
 // Vite and webpack bundle it; `wasmPaths` points at a copy of the package's files instead. A
 // threaded build that is missing or whose pool does not start within `threadStartTimeoutMs`
 // gives way to the single-threaded build, and `info.reason` says why.
-import { aqError, errorFrom } from './internal/errors.js';
+import { aqError, errorFrom, throwIfAborted } from './internal/errors.js';
 
 /**
  * A finished run's result: the output as a Blob when it was collected here; with an OPFS output,
@@ -80,13 +80,29 @@ export async function createWorkerQuantizer({
     ready = send({ type: 'init', options: { threads, numThreads, warmUp, readerWorker, wasmPaths: base, threadStartTimeoutMs } });
     return ready;
   };
-  const restart = () => {
+  // Replace the worker: after a fatal wasm error, or to stop a run whose signal aborted (wasm
+  // cannot be interrupted mid-call). Every job on the old worker ends with `error`.
+  const restart = (error = aqError('E_INTERNAL', 'the worker was restarted after a fatal wasm error')) => {
     worker.terminate();
-    for (const job of pending.values()) job.reject(aqError('E_INTERNAL', 'the worker was restarted after a fatal wasm error'));
+    for (const job of pending.values()) job.reject(error);
     pending.clear();
     start().then((info) => Object.assign(client.info, info, { restarts: client.info.restarts + 1 })).catch(() => {});
   };
   const call = (msg, hooks) => send(msg, hooks, ready);
+  /** `call` for a long run that `signal` may stop: E_CANCELLED, and the client goes on with a fresh worker. */
+  const cancellable = async (msg, hooks, signal) => {
+    throwIfAborted(signal);
+    const onAbort = () => {
+      const reason = signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? 'aborted');
+      restart(aqError('E_CANCELLED', `cancelled: ${reason}`));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await call(msg, hooks);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  };
   const info = { ...(await start()), restarts: 0 };
   const client = {
     info,
@@ -111,18 +127,18 @@ export async function createWorkerQuantizer({
      * Quantize a File/Blob. Chunks go to `onChunk` as they are ready; without it they are joined
      * and returned as `parquet` (a Blob). Resolves to { report, stats, parquet? }.
      */
-    async quantize(file, config, { onProgress, onChunk, rowGroupBytes, calibration, index, output } = {}) {
+    async quantize(file, config, { onProgress, onChunk, rowGroupBytes, calibration, index, output, signal } = {}) {
       const chunks = [];
-      const value = await call({ type: 'quantize', files: file, index, config, rowGroupBytes, calibration, output }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
+      const value = await cancellable({ type: 'quantize', files: file, index, config, rowGroupBytes, calibration, output }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) }, signal);
       return finished(value, chunks, !!onChunk, 'parquet', 'application/vnd.apache.parquet');
     },
     /**
      * Quantize a File/Blob (or shards) into GGUF of `ggmlType` (`Q4_K_M`, `Q8_0`, …; docs/GGUF.md).
      * Resolves to { report, stats, gguf? } (`gguf`, a Blob, without `onChunk` or an OPFS output).
      */
-    async quantizeGguf(file, ggmlType, { onProgress, onChunk, index, output, calibration, layerBitWidths, targetSizeMb } = {}) {
+    async quantizeGguf(file, ggmlType, { onProgress, onChunk, index, output, calibration, layerBitWidths, targetSizeMb, signal } = {}) {
       const chunks = [];
-      const value = await call({ type: 'quantize', files: file, index, gguf: ggmlType, output, calibration, layerBitWidths, targetSizeMb }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) });
+      const value = await cancellable({ type: 'quantize', files: file, index, gguf: ggmlType, output, calibration, layerBitWidths, targetSizeMb }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) }, signal);
       return finished(value, chunks, !!onChunk, 'gguf', 'application/octet-stream');
     },
     /** Stop the worker (cancels any running job; its promise rejects with E_CANCELLED). */

@@ -90,7 +90,7 @@ test('without COOP/COEP the package uses the single-threaded build and says why'
   await page.close();
 });
 
-test('in the Worker: a bad file is refused with its code, the same worker then quantizes, and terminate() cancels with E_CANCELLED', { timeout: 120000 }, async () => {
+test('in the Worker: a bad file is refused with its code, the same worker then quantizes, a signal and terminate() cancel with E_CANCELLED', { timeout: 120000 }, async () => {
   const { page, errors } = await open(plain.url);
   const r = await page.evaluate(async () => {
     const { createWorkerQuantizer } = await import('/pkg/browser.js');
@@ -98,15 +98,26 @@ test('in the Worker: a bad file is refused with its code, the same worker then q
     const q = await createWorkerQuantizer({ warmUp: false });
     const bad = await q.quantize(new Blob([new Uint8Array([9, 0, 0, 0, 0, 0, 0, 0, 1, 2])]), {}).then(() => 'accepted', (e) => e.code);
     const good = await q.quantize(model, { bitWidth: 4 }).then((v) => v.parquet.size, (e) => `${e.code}: ${e.message}`);
+    // An AbortSignal stops a run with E_CANCELLED (also one already aborted), and the client
+    // goes on with a fresh worker that writes the same bytes.
+    const ac = new AbortController();
+    const stopped = q.quantizeGguf(model, 'Q4_K_M', { signal: ac.signal, onProgress: () => ac.abort('enough') });
+    const aborted = await stopped.then(() => 'finished', (e) => `${e.code}: ${e.message}`);
+    const early = await q.quantize(model, {}, { signal: ac.signal }).then(() => 'finished', (e) => e.code);
+    const again = await q.quantize(model, { bitWidth: 4 }).then((v) => v.parquet.size, (e) => `${e.code}: ${e.message}`);
+    const restarts = q.info.restarts;
     const running = q.quantize(model, { bitWidth: 4 });
     q.terminate();
     const cancelled = await running.then(() => 'finished', (e) => e.code);
-    return { bad, good, cancelled, restarts: q.info.restarts };
+    return { bad, good, aborted, early, again, restarts, cancelled };
   });
   assert.equal(r.bad, 'E_SAFETENSORS');
   assert.ok(typeof r.good === 'number' && r.good > 1000, String(r.good));
+  assert.equal(r.aborted, 'E_CANCELLED: cancelled: enough');
+  assert.equal(r.early, 'E_CANCELLED');
+  assert.equal(r.again, r.good);
+  assert.equal(r.restarts, 1);
   assert.equal(r.cancelled, 'E_CANCELLED');
-  assert.equal(r.restarts, 0);
   assert.deepEqual(errors, []);
   await page.close();
 });
