@@ -4,9 +4,12 @@
 //! largest tensor, as on the Parquet path. Each tensor is measured against its source (the same
 //! metrics as the Parquet report).
 
-use serde::Serialize;
-#[cfg(target_arch = "wasm32")]
-use tsify::Tsify;
+mod budget;
+mod report;
+
+pub use report::{GgufCalibrationSummary, GgufLayer, GgufReport};
+
+use budget::{fit_budget, Planned};
 
 use crate::diffusion::calibration::Calibration;
 use crate::error::{AqError, Result};
@@ -17,7 +20,7 @@ use crate::pipeline::objective::ColumnStats;
 use std::collections::BTreeMap;
 
 use crate::pipeline::report::ReportWarning;
-use crate::policy::gguf_mix::{choose, override_type, step_down, GgufMix, TypeRule};
+use crate::policy::gguf_mix::{choose, override_type, GgufMix, TypeRule};
 use crate::policy::glob::glob_match;
 use crate::quant::dtype::{decode_f32, Dtype};
 use crate::quant::ggml::{self, GgmlType};
@@ -54,144 +57,6 @@ pub struct GgufOptions {
     pub calibration: Option<Calibration>,
     pub layer_bit_widths: BTreeMap<String, u8>,
     pub target_size_mb: Option<f64>,
-}
-
-/// One tensor in the output: where it comes from and what it becomes.
-#[derive(Debug, Clone)]
-struct Planned {
-    source: usize,
-    ty: GgmlType,
-    rule: Option<TypeRule>,
-    /// A sensitive layer: the budget moves these down only after every other tensor.
-    sensitive: bool,
-    /// The last dimension as written (after any re-rowing).
-    row: u64,
-    count: u64,
-    bytes: u64,
-    offset: u64,
-}
-
-impl Planned {
-    /// Whether `targetSizeMb` may move this tensor to a smaller type: the mix's choices, not the
-    /// exact keeps (vectors, small and high-precision tensors) nor the user's overrides.
-    fn budgeted(&self) -> bool {
-        matches!(
-            self.rule,
-            Some(
-                TypeRule::Mix | TypeRule::Sensitive(_) | TypeRule::RowsNotWholeBlocks { .. } | TypeRule::Budget { .. }
-            )
-        )
-    }
-}
-
-/// Move tensors down the type ladder until the file fits `budget` bytes: in rounds, every other
-/// tensor one step (largest first) before any sensitive one, stopping as soon as it fits. The
-/// choice depends on the header alone, so the file still streams. Returns the smallest total
-/// reached when even that does not fit.
-fn fit_budget(plan: &mut [Planned], fixed: u64, budget: u64, target_mb: f64) -> std::result::Result<(), u64> {
-    let total = |plan: &[Planned]| fixed + plan.iter().map(|p| align(p.bytes).unwrap_or(u64::MAX)).sum::<u64>();
-    let mut now = total(plan);
-    for sensitive in [false, true] {
-        loop {
-            if now <= budget {
-                return Ok(());
-            }
-            let mut order: Vec<usize> = (0..plan.len())
-                .filter(|&i| {
-                    plan[i].budgeted() && plan[i].sensitive == sensitive && step_down(plan[i].ty, plan[i].row).is_some()
-                })
-                .collect();
-            if order.is_empty() {
-                break;
-            }
-            order.sort_by_key(|&i| (std::cmp::Reverse(plan[i].bytes), i));
-            for i in order {
-                let p = &mut plan[i];
-                let to = step_down(p.ty, p.row).expect("filtered");
-                let from = match &p.rule {
-                    Some(TypeRule::Budget { from, .. }) => *from,
-                    _ => p.ty,
-                };
-                let bytes = to.bytes_for(p.count).expect("the ladder fits the rows");
-                now = now - align(p.bytes).unwrap_or(0) + align(bytes).unwrap_or(0);
-                (p.ty, p.bytes, p.rule) = (to, bytes, Some(TypeRule::Budget { from, target_mb }));
-                if now <= budget {
-                    return Ok(());
-                }
-            }
-        }
-    }
-    if now <= budget {
-        Ok(())
-    } else {
-        Err(now)
-    }
-}
-
-/// One tensor of the report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
-#[serde(rename_all = "camelCase")]
-pub struct GgufLayer {
-    pub name: String,
-    /// The source (safetensors, row-major) shape.
-    pub shape: Vec<u64>,
-    pub dtype: String,
-    /// The ggml type written (`Q4_0`, `F16`, …).
-    pub ggml_type: String,
-    pub reason: String,
-    pub params: u64,
-    pub source_bytes: u64,
-    pub stored_bytes: u64,
-    pub bits_per_value: f64,
-    /// Metrics of the stored values against the source; null for exact pass-through (integers).
-    pub cosine: Option<f64>,
-    pub snr_db: Option<f64>,
-    pub rel_rmse: Option<f64>,
-    pub max_abs_error: Option<f64>,
-    /// The calibration layer whose input second moments weighted this tensor's block searches
-    /// (llama.cpp's importance matrix), if any.
-    pub importance_from: Option<String>,
-    /// With those statistics: the layer-output SNR estimated from them, 10·log10(Σ h·w² /
-    /// Σ h·(w − ŵ)²) with h_j = E[x_j²] of the input column each weight multiplies (the Gram
-    /// matrix's diagonal: correlations between inputs ignored).
-    pub output_snr_db: Option<f64>,
-}
-
-/// The report of a GGUF run: every tensor's type, why, and its error against the source.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
-#[serde(rename_all = "camelCase")]
-pub struct GgufReport {
-    pub ggml_type: String,
-    pub architecture: String,
-    /// The tensor names that decided the architecture (or why none did).
-    pub architecture_rule: String,
-    pub layers: Vec<GgufLayer>,
-    pub params_total: u64,
-    pub source_bytes: u64,
-    pub output_bytes: u64,
-    pub compression_ratio: f64,
-    /// 10·log10(Σw² / Σ(w−ŵ)²) pooled over every float tensor.
-    pub snr_db: f64,
-    pub min_cosine: f64,
-    pub min_cosine_layer: Option<String>,
-    /// With calibration: how many block-quantized tensors were searched with importance weights,
-    /// and the names of those that had no calibration entry. Null without calibration.
-    pub calibration: Option<GgufCalibrationSummary>,
-    /// `unmatched_pattern`: a `layerBitWidths` entry that names no tensor of this model.
-    pub warnings: Vec<ReportWarning>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
-#[serde(rename_all = "camelCase")]
-pub struct GgufCalibrationSummary {
-    pub weighted: u32,
-    pub without_statistics: Vec<String>,
-    /// The layers' `outputSnrDb` pooled over the weighted tensors (each tensor's sums normalised
-    /// to its own signal, so every layer counts alike, as the per-layer numbers do).
-    pub output_snr_db: Option<f64>,
 }
 
 /// The streaming GGUF writer: `begin` gives the header bytes, `add_tensor` each tensor's bytes in
@@ -559,70 +424,4 @@ pub fn quantize_model_gguf(bytes: &[u8], mix: GgufMix, options: GgufOptions) -> 
     let report = q.finish()?;
     debug_assert_eq!(out.len() as u64, report.output_bytes);
     Ok((out, report))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ddpm() -> Vec<u8> {
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/tiny_ddpm_digits.safetensors")).unwrap()
-    }
-
-    fn types(report: &GgufReport) -> BTreeMap<String, String> {
-        report.layers.iter().map(|l| (l.name.clone(), l.ggml_type.clone())).collect()
-    }
-
-    #[test]
-    fn layer_bit_widths_choose_types_and_unmatched_patterns_warn() {
-        let mix = GgufMix::parse("Q4_K_M").unwrap();
-        let (_, plain) = quantize_model_gguf(&ddpm(), mix, GgufOptions::default()).unwrap();
-        let widths = BTreeMap::from([
-            ("up_blocks.1.resnets.1.time_emb_proj.weight".to_string(), 8u8),
-            ("down_blocks.*.conv*.weight".to_string(), 2),
-            ("no.such.layer".to_string(), 16),
-        ]);
-        let (bytes, r) =
-            quantize_model_gguf(&ddpm(), mix, GgufOptions { layer_bit_widths: widths, ..Default::default() }).unwrap();
-        let (t, p) = (types(&r), types(&plain));
-        assert_eq!(t["up_blocks.1.resnets.1.time_emb_proj.weight"], "Q8_0");
-        let conv =
-            r.layers.iter().find(|l| l.name.starts_with("down_blocks.") && l.name.ends_with(".conv1.weight")).unwrap();
-        assert_eq!(conv.ggml_type, "Q2_K", "{}", conv.reason);
-        assert!(conv.reason.contains("layerBitWidths 'down_blocks.*.conv*.weight' = 2"), "{}", conv.reason);
-        assert_eq!(t["conv_in.weight"], p["conv_in.weight"]);
-        assert_eq!(r.warnings.len(), 1);
-        assert_eq!(r.warnings[0].pattern.as_deref(), Some("no.such.layer"));
-        assert_eq!(bytes.len() as u64, r.output_bytes);
-    }
-
-    #[test]
-    fn target_size_moves_the_largest_tensors_down_until_the_file_fits() {
-        let mix = GgufMix::parse("Q8_0").unwrap();
-        let (_, plain) = quantize_model_gguf(&ddpm(), mix, GgufOptions::default()).unwrap();
-        let full = plain.output_bytes as f64 / 1048576.0;
-        let target = full * 0.75;
-        let (bytes, r) =
-            quantize_model_gguf(&ddpm(), mix, GgufOptions { target_size_mb: Some(target), ..Default::default() })
-                .unwrap();
-        assert!((r.output_bytes as f64) <= target * 1048576.0, "{} > {target} MiB", r.output_bytes);
-        assert_eq!(bytes.len() as u64, r.output_bytes);
-        let moved: Vec<&GgufLayer> = r.layers.iter().filter(|l| l.reason.contains("to fit targetSizeMb")).collect();
-        assert!(!moved.is_empty());
-        // Sensitive layers move only when nothing else can: here the others sufficed.
-        assert!(moved.iter().all(|l| !l.name.starts_with("conv_in") && !l.name.starts_with("conv_out")));
-        // Vectors and small tensors are never moved.
-        assert!(r.layers.iter().filter(|l| l.shape.len() <= 1).all(|l| !l.reason.contains("targetSizeMb")));
-        // A budget under what the smallest types allow is an error naming the field and the floor.
-        let e = quantize_model_gguf(&ddpm(), mix, GgufOptions { target_size_mb: Some(0.01), ..Default::default() })
-            .unwrap_err();
-        assert_eq!(e.code(), "E_CONFIG");
-        assert!(e.to_string().contains("targetSizeMb") && e.to_string().contains("at least"), "{e}");
-        // A budget the mix already meets changes nothing.
-        let (same, _) =
-            quantize_model_gguf(&ddpm(), mix, GgufOptions { target_size_mb: Some(full * 2.0), ..Default::default() })
-                .unwrap();
-        let (orig, _) = quantize_model_gguf(&ddpm(), mix, GgufOptions::default()).unwrap();
-        assert_eq!(same, orig);
-    }
 }
