@@ -150,6 +150,34 @@ export function createHandler({ maxBodyBytes = 512 * 1024 * 1024, rowGroupBytes 
 }
 
 /**
+ * The output's first chunks from `head`, made before the status line so that an error there is
+ * still a JSON 4xx; on such an error the quantizer is freed and the upload cancelled.
+ */
+async function beforeStatus(q, body, head) {
+  const first = [];
+  try {
+    for await (const chunk of head) first.push(chunk);
+  } catch (e) {
+    q.free();
+    body.cancel();
+    throw e;
+  }
+  return first;
+}
+
+/** The first `n` values of an async iterator, leaving it open for the rest. */
+async function* take(it, n) {
+  for (let i = 0; i < n; i++) {
+    const { value, done } = await it.next();
+    if (done) return;
+    yield value;
+  }
+}
+
+/** The output file's base name from `?name=` (safe characters only). */
+const outputName = (url) => (url.searchParams.get('name') ?? 'model').replace(/[^\w.-]/g, '_');
+
+/**
  * `?format=gguf[&gguf-type=Q4_K_M]`: the GGUF header first (every tensor's type and offset is
  * planned from the safetensors header), then each tensor's blocks as it is read and quantized.
  * Config fields do not apply (docs/GGUF.md). With `Accept: application/json`, the report only.
@@ -192,19 +220,8 @@ async function quantizeGgufResponse(request, url, length, maxBodyBytes, waitUnti
   }
   // The header and the first tensor before the status line, so early errors are still JSON.
   const it = outputs();
-  const first = [];
-  try {
-    for (let i = 0; i < 2; i++) {
-      const { value, done } = await it.next();
-      if (done) break;
-      first.push(value);
-    }
-  } catch (e) {
-    q.free();
-    body.cancel();
-    throw e;
-  }
-  const name = (url.searchParams.get('name') ?? 'model').replace(/[^\w.-]/g, '_');
+  const first = await beforeStatus(q, body, take(it, 2));
+  const name = outputName(url);
   async function* rest() {
     yield* first;
     yield* it;
@@ -308,15 +325,8 @@ async function quantize(request, url, { maxBodyBytes, rowGroupBytes, waitUntil }
 
   // Stream the Parquet file out as row groups close. Errors before the first byte still become
   // a JSON 4xx: the first group is quantized before the response starts.
-  const first = [];
-  try {
-    if (plan.length) for await (const chunk of outputs(plan.slice(0, 1))) first.push(chunk);
-  } catch (e) {
-    q.free();
-    body.cancel();
-    throw e;
-  }
-  const name = (url.searchParams.get('name') ?? 'model').replace(/[^\w.-]/g, '_');
+  const first = await beforeStatus(q, body, plan.length ? outputs(plan.slice(0, 1)) : []);
+  const name = outputName(url);
   async function* rest() {
     yield* first;
     yield* outputs(plan.slice(1));

@@ -7,6 +7,8 @@
 mod budget;
 mod report;
 
+use std::collections::BTreeMap;
+
 pub use report::{GgufCalibrationSummary, GgufLayer, GgufReport};
 
 use budget::{fit_budget, Planned};
@@ -17,8 +19,6 @@ use crate::format::gguf::arch;
 use crate::format::gguf::container::{align, encode_header, TensorInfo as GgufTensor, Value, ALIGNMENT};
 use crate::format::safetensors::{parse_header, Header};
 use crate::pipeline::objective::ColumnStats;
-use std::collections::BTreeMap;
-
 use crate::pipeline::report::ReportWarning;
 use crate::policy::gguf_mix::{choose, override_type, GgufMix, TypeRule};
 use crate::policy::glob::glob_match;
