@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { quantizeModel, quantizeModelGguf } from '../pkg/node.js';
 import { gaussian, oneTensorFile } from './synthetic.mjs';
+import { median, medianSeconds } from './timing.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const MELEMS = Number(process.env.BENCH_MELEMS ?? 16);
@@ -16,16 +17,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const ROW = 4096;
 const n = Math.floor((MELEMS * 1e6) / ROW) * ROW;
 const file = oneTensorFile('w.weight', gaussian(n, 11, 0.02), ROW);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const seconds = (f) => {
-  const times = [];
-  for (let r = 0; r < RUNS; r++) {
-    const t = performance.now();
-    f();
-    times.push((performance.now() - t) / 1000);
-  }
-  return median(times);
-};
+const seconds = (f) => medianSeconds(RUNS, f);
 const path = join(mkdtempSync(join(tmpdir(), 'aq-gguf-')), 'w.safetensors');
 writeFileSync(path, file);
 

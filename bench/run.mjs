@@ -10,6 +10,7 @@ import { bytesSource, quantizeModel, quantizeStream, setReferenceKernels, wasmMe
 import { benchKernels, benchStages, initSync as initBenchModule } from '../pkg/wasm-bench/arrowquant.js';
 import { quantize4, quantizeSafetensors4 } from './plain-js-quantizer.mjs';
 import { gaussian, oneTensorFile } from './synthetic.mjs';
+import { median, medianSeconds } from './timing.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 // The kernel and stage timings live in their own module (`make bench` builds it); the end-to-end
@@ -19,16 +20,7 @@ const MELEMS = Number(process.env.BENCH_MELEMS ?? 64);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const ROW = 4096;
 const n = Math.floor((MELEMS * 1e6) / ROW) * ROW;
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const timeIt = (f) => {
-  const times = [];
-  for (let r = 0; r < RUNS; r++) {
-    const t = performance.now();
-    f();
-    times.push((performance.now() - t) / 1000);
-  }
-  return median(times);
-};
+const timeIt = (f) => medianSeconds(RUNS, f);
 const gbps = (bytes, s) => (bytes / s / 1e9).toFixed(3);
 
 // Synthetic model: Gaussian f32 weights [n/4096, 4096].

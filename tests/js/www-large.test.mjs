@@ -46,6 +46,24 @@ async function openPage() {
   return { page, errors, context, opfsFiles };
 }
 
+/** Run the page's job to its end: its seconds and the peak wasm memory the page reports. */
+async function runToDone(page) {
+  const t0 = Date.now();
+  await page.click('#run');
+  await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state), null, { timeout: 880000, polling: 1000 });
+  const seconds = (Date.now() - t0) / 1000;
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'done', await page.textContent('#status'));
+  return { seconds, peak: Number(await page.$eval('#summary', (s) => s.dataset.peakWasmMemory)) };
+}
+
+/** Click the page's download link and save the file as `name` in the test's folder. */
+async function download(page, name) {
+  const [d] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  const out = join(dir, name);
+  await d.saveAs(out);
+  return { out, outBytes: statSync(out).size, suggested: d.suggestedFilename() };
+}
+
 test('Cancel stops a running job at once and leaves no partial output', { timeout: 120000 }, async () => {
   const { page, errors, context, opfsFiles } = await openPage();
   await page.click('#run');
@@ -76,18 +94,10 @@ test('a 3 GB model streams through the page with peak wasm memory under 1 GB', {
   assert.match(await page.textContent('#model-facts'), /2\.8\d GiB/);
   await page.selectOption('select[name=profile]', 'edge');
   await page.waitForFunction(() => document.querySelector('select[name=bitWidth]').value === '2');
-  const t0 = Date.now();
-  await page.click('#run');
-  await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state), null, { timeout: 880000, polling: 1000 });
-  const seconds = (Date.now() - t0) / 1000;
-  assert.equal(await page.evaluate(() => document.body.dataset.state), 'done', await page.textContent('#status'));
-  const peak = Number(await page.$eval('#summary', (s) => s.dataset.peakWasmMemory));
+  const { seconds, peak } = await runToDone(page);
   await page.$eval('#results', (el) => el.scrollIntoView());
   await page.screenshot({ path: join(SHOTS, 'large-finished.png') });
-  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
-  const out = join(dir, 'large.aq.parquet');
-  await download.saveAs(out);
-  const outBytes = statSync(out).size;
+  const { out, outBytes } = await download(page, 'large.aq.parquet');
   console.log(`# 3 GB model: ${model.tensors} tensors, ${(model.bytes / 2 ** 30).toFixed(2)} GiB in ${seconds.toFixed(1)} s (${(model.bytes / 2 ** 20 / seconds).toFixed(0)} MB/s); peak wasm memory ${(peak / 2 ** 20).toFixed(0)} MiB (largest tensor ${(model.largestBytes / 2 ** 20).toFixed(1)} MiB); output ${(outBytes / 2 ** 20).toFixed(0)} MiB`);
   assert.ok(peak < 2 ** 30, `peak wasm memory ${peak} bytes`);
   const file = openQuantized(readFileSync(out));
@@ -107,17 +117,9 @@ test('a 3 GB model streams through the page with peak wasm memory under 1 GB', {
 test('the same 3 GB model streams through the page into GGUF Q4_K_M under the same memory bound', { timeout: 900000 }, async () => {
   const { page, errors, context } = await openPage();
   await page.selectOption('select[name=output]', 'Q4_K_M');
-  const t0 = Date.now();
-  await page.click('#run');
-  await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state), null, { timeout: 880000, polling: 1000 });
-  const seconds = (Date.now() - t0) / 1000;
-  assert.equal(await page.evaluate(() => document.body.dataset.state), 'done', await page.textContent('#status'));
-  const peak = Number(await page.$eval('#summary', (s) => s.dataset.peakWasmMemory));
-  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
-  assert.match(download.suggestedFilename(), /-Q4_K_M\.gguf$/);
-  const out = join(dir, 'large.gguf');
-  await download.saveAs(out);
-  const outBytes = statSync(out).size;
+  const { seconds, peak } = await runToDone(page);
+  const { out, outBytes, suggested } = await download(page, 'large.gguf');
+  assert.match(suggested, /-Q4_K_M\.gguf$/);
   // Chromium keeps OPFS in memory for a fresh (incognito-like) context and runs out of room near
   // 1.3 GB: the rest of the file then comes through the page, and the file is still whole.
   console.log(`# output: ${await page.textContent('#output-mode')}`);
