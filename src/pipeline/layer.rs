@@ -15,13 +15,13 @@ use crate::policy::config::QuantConfig;
 use crate::policy::modality::Modality;
 use crate::policy::width::{requested_width, LayerWidth, Requested};
 use crate::quant::dtype::{Dtype, F16_MAX};
+use crate::quant::f16_store::{store_f16, F16Store};
 use crate::quant::gptq;
 use crate::quant::layout::{equalize, undo_equalization, ChannelLayout, Layout};
 use crate::quant::metrics::ErrorSums;
 use crate::quant::output::{output_gains, output_sums, Weighting};
 use crate::quant::tensor::{
-    decode_all, dequantize, layout_error_sums, quantize_source, scale_rows, store_f16, F16Store, ParamChoice,
-    QuantizedTensor, Source,
+    decode_all, dequantize, layout_error_sums, quantize_source, scale_rows, ParamChoice, QuantizedTensor, Source,
 };
 use crate::quant::width::Width;
 

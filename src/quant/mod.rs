@@ -2,6 +2,7 @@
 //! layout (rows × groups), and error metrics measured on the stored codes.
 
 pub mod dtype;
+pub mod f16_store;
 pub mod gain;
 pub mod ggml;
 pub mod gptq;
@@ -14,7 +15,8 @@ pub mod tensor;
 pub mod weighted;
 pub mod width;
 
+pub use f16_store::store_f16;
 pub use layout::{ChannelLayout, Layout};
 pub use metrics::ErrorSums;
 pub use params::choose_params;
-pub use tensor::{dequantize, quantize_source, store_f16, QuantizedTensor, Source};
+pub use tensor::{dequantize, quantize_source, QuantizedTensor, Source};

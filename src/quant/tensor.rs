@@ -486,26 +486,6 @@ pub fn layout_error_sums(w: &[f32], w_hat: &[f32], layout: Layout) -> ErrorSums 
     sums
 }
 
-/// Convert a float tensor to f16 storage (round to nearest even). `Ok(None)` when a value is
-/// beyond the f16 range. Returns little-endian f16 bytes and the error of the conversion.
-/// f16 rounds a normal value with relative error at most 2⁻¹¹, an SNR of at least 66 dB over
-/// any tensor; one that keeps less in f16 has its values in f16's subnormal range.
-pub const F16_FAITHFUL_SNR_DB: f64 = 60.0;
-
-/// What f16 storage of a tensor gives.
-pub enum F16Store {
-    Stored {
-        data: Vec<u8>,
-        sums: ErrorSums,
-    },
-    /// A value is beyond ±65504.
-    Overflow,
-    /// The values are so small that f16 would keep only `snr_db` of them.
-    Underflow {
-        snr_db: f64,
-    },
-}
-
 impl QuantizedTensor {
     /// Whether the tensor is too small in magnitude for f16 params: every value its params can
     /// reconstruct is below f16's smallest normal (and so are its params), while the source was
@@ -520,38 +500,10 @@ impl QuantizedTensor {
     }
 }
 
-/// The tensor as f16 bit patterns with its error sums.
-pub fn store_f16(src: Source, numel: usize) -> Result<F16Store> {
-    let esize = src.dtype.size_bytes();
-    let mut out = Vec::with_capacity(numel * 2);
-    let mut sums = ErrorSums::default();
-    let mut x = [0f32; MAX_GROUP];
-    let mut xh = [0f32; MAX_GROUP];
-    let mut h = [0u16; MAX_GROUP];
-    let round = kernels::active().round_f16;
-    let mut e0 = 0;
-    while e0 < numel {
-        let len = MAX_GROUP.min(numel - e0);
-        decode_f32(src.dtype, &src.bytes[e0 * esize..(e0 + len) * esize], &mut x[..len]);
-        check_finite(src.name, &x[..len], e0)?;
-        round(&x[..len], &mut h[..len], &mut xh[..len]);
-        // Finite input rounds to ±inf only beyond ±65504: then f16 cannot hold the tensor.
-        if h[..len].iter().any(|&b| b & 0x7c00 == 0x7c00) {
-            return Ok(F16Store::Overflow);
-        }
-        out.extend(h[..len].iter().flat_map(|b| b.to_le_bytes()));
-        sums.add(&x[..len], &xh[..len]);
-        e0 += len;
-    }
-    if sums.snr_db() < F16_FAITHFUL_SNR_DB {
-        return Ok(F16Store::Underflow { snr_db: sums.snr_db() });
-    }
-    Ok(F16Store::Stored { data: out, sums })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::f16_store::{store_f16, F16Store};
 
     fn f32_bytes(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
