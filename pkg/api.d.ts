@@ -33,15 +33,23 @@ export {
 import type { CalibrationInput, GgmlTypeName, GgufLayer, GgufReport, LayerReport, ModelReport, Progress, QuantConfigInput, SafetensorsHeader } from './wasm/arrowquant.js';
 
 
+/** Random-access bytes: what the quantizers read from. */
 export interface ByteSource {
+  /** Length of the file in bytes. */
   size: number;
+  /** Bytes [start, end) of the file (or a promise of them). */
   read(start: number, end: number): Uint8Array | Promise<Uint8Array>;
 }
 export interface StreamOptions {
+  /** Receives the Parquet file's bytes in order as row groups close (the run waits for a returned promise); without it they are returned as `parquet`. */
   onChunk?: (bytes: Uint8Array) => void | Promise<void>;
+  /** Called after each tensor with the progress and the tensor's report row. */
   onProgress?: (progress: Progress & { layer: LayerReport }) => void;
+  /** Called once with the source's parsed safetensors header, before any tensor is read. */
   onHeader?: (header: SafetensorsHeader) => void | Promise<void>;
+  /** Aborting stops the run with E_CANCELLED. */
   signal?: AbortSignal;
+  /** Close row groups at about this many bytes (default 8 MiB): smaller means smaller chunks and less memory. */
   rowGroupBytes?: number;
   /** Calibration statistics (docs/CALIBRATION.md): the .safetensors file's bytes or an object. */
   calibration?: Uint8Array | CalibrationInput;
@@ -70,6 +78,7 @@ export interface UrlOptions {
   fetch?: typeof fetch;
   /** Sent with every request (an Authorization header for a private model). */
   headers?: Record<string, string>;
+  /** Aborting stops pending requests with E_CANCELLED. */
   signal?: AbortSignal;
 }
 /** A file on a web server, read with HTTP range requests (the server must answer 206). */
@@ -88,9 +97,11 @@ export function quantizeStream(
   options?: StreamOptions,
 ): Promise<{ report: ModelReport; parquet?: Uint8Array }>;
 export interface GgufOptions {
+  /** Receives the GGUF file's bytes in order (the run waits for a returned promise); without it they are returned as `gguf`. */
   onChunk?: (bytes: Uint8Array) => void | Promise<void>;
   /** `bytesDone`/`bytesTotal` count the output, whose size is known from the header. */
   onProgress?: (progress: { done: number; total: number; name: string; layer: GgufLayer; bytesDone: number; bytesTotal: number }) => void;
+  /** Aborting stops the run with E_CANCELLED. */
   signal?: AbortSignal;
   /**
    * Activation statistics (docs/CALIBRATION.md): each layer's input second moments weight its

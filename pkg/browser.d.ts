@@ -13,7 +13,9 @@ export interface WorkerQuantizerInfo extends BuildInfo {
 export interface WorkerRunStats {
   /** Distinct pool threads that ran quantization blocks. */
   threadsSeen: number;
+  /** The Worker's wasm memory at the end of the run (its peak: wasm memory never shrinks). */
   wasmMemoryBytes: number;
+  /** Wall time of the run in the Worker. */
   seconds: number;
   /**
    * Which thread read the File: 'reader worker' (a helper Worker, so reads overlap the
@@ -21,20 +23,30 @@ export interface WorkerRunStats {
    */
   readVia: 'reader worker' | 'this worker' | null;
 }
+/** A quantizer in a Web Worker (its own wasm instance and, with the threaded build, a thread pool). */
 export interface WorkerQuantizer {
+  /** Which build runs and why, its threads and start-up cost. */
   info: WorkerQuantizerInfo;
+  /** The full config a partial one resolves to (profile defaults applied), or an E_CONFIG error. */
   resolveConfig(config: QuantConfigInput): Promise<QuantConfig>;
   /** What each file is, from its header (a calibration file comes with its summary). */
   classify(files: (Blob | File)[]): Promise<{ role: 'model' | 'calibration' | 'index' | 'unreadable'; calibration?: CalibrationSummary; error?: { code: string; message: string } }[]>;
+  /** The model's summary from its header(s) alone: tensors, modality, size estimates per profile. */
   describe(files: Blob | File[], options?: { index?: Blob; config?: QuantConfigInput }): Promise<{ summary: ModelSummary; shards: { name: string; tensors: number }[] | null }>;
+  /** Re-quantize one layer of the last described or quantized model as `config` would, and histogram ŵ − w. */
   histogram(name: string, config: QuantConfigInput, bins?: number): Promise<ErrorHistogram>;
+  /** Quantize into Parquet, streamed: bytes to `onChunk`, OPFS (`output`) or a Blob. */
   quantize(
     /** One model file, or its shards (with `index`). */
     file: Blob | File[],
+    /** Config (see QuantConfigInput); the `local` profile when omitted. */
     config?: QuantConfigInput,
     options?: {
+      /** Called after each tensor with the progress and the tensor's report row. */
       onProgress?: (p: Progress & { layer: LayerReport }) => void;
+      /** Receives the file's bytes in order (then no Blob is returned). */
       onChunk?: (bytes: Uint8Array) => void;
+      /** Close row groups at about this many bytes (default 8 MiB). */
       rowGroupBytes?: number;
       /** Calibration statistics (docs/CALIBRATION.md): a File/Blob or bytes of the .safetensors file, or an object. */
       calibration?: Blob | Uint8Array | CalibrationInput;
@@ -48,12 +60,18 @@ export interface WorkerQuantizer {
   ): Promise<{ report: ModelReport; stats: WorkerRunStats; parquet?: Blob; output?: { opfs?: string; bytes?: number; spilled?: boolean } }>;
   /** Quantize into GGUF of a mix (docs/GGUF.md), streamed like `quantize`. */
   quantizeGguf(
+    /** One model file, or its shards (with `index`). */
     file: Blob | File[],
+    /** The mix (docs/GGUF.md). */
     ggmlType: GgmlTypeName,
     options?: {
+      /** Called after each tensor; `bytesDone`/`bytesTotal` count the output. */
       onProgress?: (p: { done: number; total: number; name: string; layer: GgufLayer; bytesDone: number; bytesTotal: number; wasmMemoryBytes: number }) => void;
+      /** Receives the file's bytes in order (then no Blob is returned). */
       onChunk?: (bytes: Uint8Array) => void;
+      /** The index JSON (model.safetensors.index.json) when `file` is a list of shards. */
       index?: Blob;
+      /** Write the GGUF file into the origin-private file system under this name instead of returning a Blob. */
       output?: { opfs: string };
       /** Activation statistics: each layer's input second moments weight its block searches (importance). */
       calibration?: Blob | Uint8Array | CalibrationInput;
@@ -65,10 +83,13 @@ export interface WorkerQuantizer {
       signal?: AbortSignal;
     },
   ): Promise<{ report: GgufReport; stats: WorkerRunStats; gguf?: Blob; output?: { opfs?: string; bytes?: number; spilled?: boolean } }>;
+  /** Stop the Worker(s); pending calls reject with E_CANCELLED. */
   terminate(): void;
 }
 export function createWorkerQuantizer(options?: {
+  /** 'auto' (default): the threaded build when the page is cross-origin isolated, else the single-threaded one; true: the threaded build or an error; false: single-threaded. */
   threads?: 'auto' | boolean;
+  /** Pool size for the threaded build (default: navigator.hardwareConcurrency). */
   numThreads?: number;
   /** The worker script's URL, when it is served from somewhere the bundler does not know. */
   workerUrl?: string | URL;

@@ -20,9 +20,13 @@ use tsify::Tsify;
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 #[serde(rename_all = "camelCase")]
 pub struct TimeGroup {
+    /// First timestep index of the group (into the calibration's `timesteps`).
     pub t_start: u32,
+    /// One past the group's last timestep index.
     pub t_end: u32,
+    /// Activation step: x̂ = (q − zeroPoint) · scale.
     pub scale: f32,
+    /// Integer code of 0.0 (so zero is exact on the activation grid).
     pub zero_point: i32,
 }
 

@@ -29,9 +29,13 @@ pub struct ShardHeader<'a> {
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 #[serde(rename_all = "camelCase")]
 pub struct Segment {
+    /// First byte of the piece in the virtual (merged) file.
     pub start: u64,
+    /// One past its last byte.
     pub end: u64,
+    /// Index of the shard that holds it, in the order the shards were given.
     pub shard: u32,
+    /// Where the piece starts in that shard.
     pub offset: u64,
 }
 
@@ -39,7 +43,9 @@ pub struct Segment {
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 #[serde(rename_all = "camelCase")]
 pub struct ShardSummary {
+    /// The shard's file name (from the index).
     pub name: String,
+    /// Tensors the shard contributes.
     pub tensors: u32,
 }
 

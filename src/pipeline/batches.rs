@@ -26,7 +26,9 @@ pub const READ_AHEAD_BYTES: u64 = 64 << 20;
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 #[serde(rename_all = "camelCase")]
 pub struct ReadGroup {
+    /// First byte of the read (absolute file offset).
     pub start: u64,
+    /// One past its last byte.
     pub end: u64,
     /// Tensor names in file order.
     pub tensors: Vec<String>,

@@ -25,7 +25,9 @@ use crate::quant::tensor::{decode_all, dequantize_parts, Source};
 #[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
 #[serde(rename_all = "camelCase")]
 pub struct SizeEstimate {
+    /// The profile estimated (`edge`, `local`, `cloud`), or `current` for the config passed in.
     pub profile: String,
+    /// The default width of that config.
     pub bit_width: u8,
     /// Codes, params and unquantized tensors at the requested widths, before compression. zstd
     /// makes the file smaller; layers that fall back to a wider width make it larger.
@@ -36,19 +38,28 @@ pub struct SizeEstimate {
 #[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSummary {
+    /// Tensors in the model.
     pub tensors: u32,
+    /// Values in all tensors.
     pub params: u64,
     /// Quantizable weights (float, ≥ 2-D).
     pub weights: u32,
+    /// Bytes of all tensors (header excluded).
     pub tensor_bytes: u64,
     /// dtype → number of tensors.
     #[cfg_attr(target_arch = "wasm32", tsify(type = "Record<string, number>"))]
     pub dtypes: BTreeMap<String, u32>,
+    /// Name of the largest tensor (it bounds the memory a run needs).
     pub largest_tensor: String,
+    /// Its size in bytes.
     pub largest_tensor_bytes: u64,
+    /// text/code/image/audio, or "unknown".
     pub modality: String,
+    /// Where the modality came from: "config", "metadata", "names" or "none".
     pub modality_source: String,
+    /// The rule that decided, in words.
     pub modality_rule: String,
+    /// Output size of each profile, from the header alone.
     pub estimates: Vec<SizeEstimate>,
 }
 
@@ -112,11 +123,15 @@ pub fn describe(header: &Header, configured: Option<&QuantConfig>) -> ModelSumma
 #[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorHistogram {
+    /// How the layer is stored.
     pub storage: Storage,
+    /// Its stored width (2/4/8, 16 for f16); null for raw.
     pub bits: Option<u8>,
     /// Bins cover [-limit, limit] evenly; limit = max |ŵ − w| (0 for an exact layer).
     pub limit: f64,
+    /// Count of ŵ − w per bin, bins left to right over [-limit, limit].
     pub counts: Vec<u64>,
+    /// √(mean (ŵ − w)²).
     pub rmse: f64,
     /// max |w|, for scale.
     pub weight_absmax: f64,

@@ -51,6 +51,7 @@ struct Candidate {
 #[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(missing_as_null))]
 #[serde(rename_all = "camelCase")]
 pub struct SizePlan {
+    /// `targetSizeMb` in bytes.
     pub target_bytes: u64,
     /// Stored bytes plus overhead allowance of the chosen widths (the file is at most this).
     pub planned_bytes: u64,
@@ -61,7 +62,9 @@ pub struct SizePlan {
     /// Tensor name → width (2/4/8/16) for every plannable layer.
     #[cfg_attr(target_arch = "wasm32", tsify(type = "Record<string, number>"))]
     pub layer_bits: std::collections::BTreeMap<String, u8>,
+    /// Layers whose width the plan chose.
     pub planned_layers: u32,
+    /// Layers outside the plan: overrides, sensitive layers, and tensors never quantized.
     pub fixed_layers: u32,
 }
 

@@ -37,8 +37,11 @@ export interface QuantizeOptions {
 export interface CalibrationInput {
   /** Diffusion timestep value of each calibration step; arrays below are indexed like this. */
   timesteps: number[];
+  /** Layer name (the module path: `L.weight` is the weight its input multiplies) → its statistics. */
   layers: Record<string, {
+    /** Smallest input activation per timestep (null where none was seen). */
     actMin: (number | null)[];
+    /** Largest input activation per timestep (null where none was seen). */
     actMax: (number | null)[];
     /** Batch elements seen per timestep; 0 marks a timestep without data. */
     samples: number[];
@@ -49,15 +52,19 @@ export interface CalibrationInput {
 export interface MergedShards {
   /** The virtual file's first bytes: its length prefix and JSON header. */
   header: Uint8Array;
+  /** Length of the virtual file in bytes. */
   size: number;
   /** Where the virtual file's data bytes live: [start, end) is shards[shard] from `offset`. */
   segments: Segment[];
+  /** What each shard contributes, in model order. */
   shards: ShardSummary[];
 }
 export interface ConfigField {
   /** camelCase name (the key of QuantConfigInput). */
   name: string;
+  /** Other names the input form accepts. */
   aliases: string[];
+  /** The JSON type of the value (`choice`: one of the strings in `allowed`). */
   kind: "boolean" | "number" | "choice" | "list" | "map";
   /** What the field allows, as error messages say it. */
   allowed: string;
@@ -65,17 +72,23 @@ export interface ConfigField {
 export interface QuantizeResult {
   /** The Parquet file (or, from ModelQuantizer.finish, the bytes not yet taken). */
   parquet: Uint8Array;
+  /** What was stored and how good it is, per tensor and for the model. */
   report: ModelReport;
 }
 export interface QuantizedTensorResult {
+  /** How the tensor is stored: `quantized`, `f16` or `raw`. */
   storage: Storage;
+  /** Stored width: 2/4/8 for codes, 16 for f16, null for raw. */
   bits: number | null;
+  /** Values per scale/min group; null unless quantized. */
   groupSize: number | null;
   /** Packed codes (quantized) or f16 / raw bytes, as stored in the file. */
   codes: Uint8Array;
   /** f16 bit patterns, one per group (null unless quantized). */
   scales: Uint16Array | null;
+  /** f16 bit patterns of each group's offset m in ŵ = q·s + m (null unless quantized). */
   mins: Uint16Array | null;
+  /** The tensor's metrics against the source. */
   report: LayerReport;
 }
 "#;
@@ -84,9 +97,13 @@ export interface QuantizedTensorResult {
 #[tsify(missing_as_null)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildInfo {
+    /// arrowquant version of this build.
     pub version: String,
+    /// Parquet format version it writes (docs/FORMAT.md).
     pub format_version: String,
+    /// Whether this build uses WebAssembly SIMD128.
     pub simd: bool,
+    /// Whether this is the threaded build (a thread pool may run).
     pub threads: bool,
     /// The kernel set in use: "simd128" or "scalar".
     pub kernels: String,
@@ -96,9 +113,13 @@ pub struct BuildInfo {
 #[tsify(missing_as_null)]
 #[serde(rename_all = "camelCase")]
 pub struct HeaderTensor {
+    /// Tensor name.
     pub name: String,
+    /// dtype as the safetensors header spells it (F32, F16, BF16, …).
     pub dtype: String,
+    /// Shape (row-major).
     pub shape: Vec<u64>,
+    /// Number of values.
     pub params: u64,
     /// Absolute file offset of the tensor's first byte.
     pub start: u64,
@@ -112,11 +133,14 @@ pub struct HeaderTensor {
 pub struct SafetensorsHeader {
     /// 8 + JSON length: where the data section starts.
     pub header_size: u64,
+    /// Bytes of all tensors.
     pub tensor_bytes: u64,
     /// File length implied by the header.
     pub file_size: u64,
+    /// The header's `__metadata__` map.
     #[tsify(type = "Record<string, string>")]
     pub metadata: BTreeMap<String, String>,
+    /// Every tensor, in file order.
     pub tensors: Vec<HeaderTensor>,
     /// "calibration" for a calibration statistics file (docs/CALIBRATION.md), else "model".
     pub role: String,
@@ -153,11 +177,15 @@ impl SafetensorsHeader {
 #[tsify(missing_as_null)]
 #[serde(rename_all = "camelCase")]
 pub struct FileMetadata {
+    /// Format version the file was written in.
     pub format_version: String,
+    /// arrowquant version that wrote it.
     pub library_version: String,
     /// The config the file was written with (null if the file's config could not be parsed).
     pub config: Option<QuantConfig>,
+    /// The modality the writer used (text/code/image/audio or unknown).
     pub modality: String,
+    /// The source safetensors file's `__metadata__`, carried over.
     #[tsify(type = "Record<string, string>")]
     pub source_metadata: BTreeMap<String, String>,
     /// What calibration the file was made with (`timesteps`, `activationBits`, `timeGrouping`, …);
@@ -185,11 +213,15 @@ impl FileMetadata {
 #[tsify(missing_as_null)]
 #[serde(rename_all = "camelCase")]
 pub struct CalibrationLayerSummary {
+    /// Layer name (the weight tensor's name without `.weight`).
     pub name: String,
+    /// Input channels of the per-channel statistics; null when there are none.
     pub input_channels: Option<u32>,
+    /// Whether the per-channel maxima are recorded per timestep.
     pub per_timestep_channels: bool,
     /// Timestep indices without data.
     pub missing_timesteps: Vec<u32>,
+    /// Batch elements seen over all timesteps.
     pub samples: u64,
 }
 
@@ -197,7 +229,9 @@ pub struct CalibrationLayerSummary {
 #[tsify(missing_as_null)]
 #[serde(rename_all = "camelCase")]
 pub struct CalibrationSummary {
+    /// Diffusion timestep of each calibration step.
     pub timesteps: Vec<f64>,
+    /// Every layer with statistics.
     pub layers: Vec<CalibrationLayerSummary>,
 }
 
