@@ -82,3 +82,40 @@ fn impossible_budget_names_the_field_and_the_minimum() {
     assert_eq!((err.code(), err.field()), ("E_CONFIG", Some("targetSizeMb")));
     assert!(err.to_string().contains("at least"), "{err}");
 }
+
+/// With the calibration's measured sensitivity the plan weighs each layer by what it costs the
+/// model's output (that it does better there is `make eval`'s and the eval check's to show); a
+/// calibration where only some layers have one still plans every layer, in the same units.
+#[test]
+fn measured_sensitivity_decides_the_plan() {
+    use arrowquant::diffusion::calibration::Calibration;
+    let model = std::fs::read("samples/tiny_dit_digits.safetensors").unwrap();
+    let with = Calibration::from_bytes(&std::fs::read("samples/tiny_dit_digits.calib.safetensors").unwrap()).unwrap();
+    let strip = |keep: &dyn Fn(&str) -> bool| {
+        let mut c = with.clone();
+        for (name, l) in c.layers.iter_mut() {
+            if !keep(name) {
+                l.sensitivity = None;
+            }
+        }
+        c
+    };
+    // About 3.5 bits per weight: some layers must go to 2 bits.
+    let cfg =
+        format!(r#"{{"profile": "base", "minAccuracy": 0, "targetSizeMb": {}}}"#, 0.22 * model.len() as f64 / MIB);
+    let plan = |cal: Calibration| {
+        let (file, r) =
+            quantize_model(&model, parse_config_str(&cfg).unwrap(), Some(cal), || 0.0, &mut |_| true).unwrap();
+        let plan = r.size_plan.unwrap();
+        assert!(file.len() as u64 <= plan.target_bytes, "{} > {}", file.len(), plan.target_bytes);
+        plan
+    };
+    let sensitive = plan(with.clone());
+    let plain = plan(strip(&|_| false));
+    let half = plan(strip(&|name| name.starts_with("blocks.") && name.as_bytes()[7] < b'3'));
+    assert_eq!(sensitive.sensitivity_layers, sensitive.planned_layers);
+    assert_eq!(plain.sensitivity_layers, 0);
+    assert_eq!(half.sensitivity_layers, 15, "blocks 0-2, 5 layers each");
+    assert_eq!(half.planned_layers, sensitive.planned_layers);
+    assert_ne!(sensitive.layer_bits, plain.layer_bits, "the sensitivity must change the plan");
+}

@@ -9,8 +9,8 @@ use crate::format::safetensors::{Header, TensorInfo};
 use crate::pipeline::batches::ReadGroup;
 use crate::pipeline::layer::{quantize_layer, LayerContext, LayerOutcome};
 use crate::pipeline::run::ModelQuantizer;
-use crate::policy::config::QuantConfig;
-use crate::policy::sizeplan::{Measured, SizePlan, SizePlanner, PLAN_WIDTHS};
+use crate::policy::config::{QuantConfig, ScaleSearch, Switch};
+use crate::policy::sizeplan::{Measured, Sensitivity, SizePlan, SizePlanner, PLAN_WIDTHS};
 
 /// Bytes a row will add to the file: its data and params compressed with the writer's codec
 /// (zstd level 1; packed codes of real weights shrink by up to 40 %), plus the equalization
@@ -35,6 +35,40 @@ fn compressed_len(bytes: &[u8]) -> u64 {
     zstd::bulk::compress(bytes, 1).map_or(bytes.len() as u64, |c| c.len().min(bytes.len()) as u64)
 }
 
+/// The layer's relative output error where the calibration measures it.
+fn output_error(o: &LayerOutcome) -> Option<f64> {
+    o.row.output_snr_db.map(|db| if db.is_finite() { 10f64.powf(-db / 10.0) } else { 0.0 })
+}
+
+/// The quantization tools/calibrate.py measures a layer's sensitivity with: min/max params in
+/// groups of 64, no search, no GPTQ, no equalization, no fallback.
+fn sensitivity_reference(cfg: &QuantConfig) -> QuantConfig {
+    QuantConfig {
+        group_size: 64,
+        scale_search: ScaleSearch::Off,
+        gptq: Switch::Off,
+        importance: Switch::Off,
+        match_gain: Switch::Off,
+        enable_spatial: false,
+        min_accuracy: 0.0,
+        ..cfg.clone()
+    }
+}
+
+/// The layer's sensitivity from its calibration, with its own error under the reference
+/// quantization at 2, 4 and 8 bits (output error where known, as the plan's widths use).
+fn sensitivity(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: LayerContext) -> Result<Option<Sensitivity>> {
+    let Some(growth) = ctx.cal.and_then(|c| c.stats.sensitivity) else { return Ok(None) };
+    let reference = sensitivity_reference(cfg);
+    let mut reference_error = [0f64; 3];
+    for (k, bits) in [2u8, 4, 8].into_iter().enumerate() {
+        let o = quantize_layer(&reference, info, bytes, LayerContext { planned_bits: Some(bits), ..ctx })?;
+        let Some(sums) = o.sums else { return Ok(None) };
+        reference_error[k] = output_error(&o).unwrap_or_else(|| sums.relative_error());
+    }
+    Ok(Some(Sensitivity { growth, reference_error }))
+}
+
 /// Measure one tensor for the planner: a layer the plan decides is measured at every plan width;
 /// any other (fixed by an override, a sensitive pattern, its dtype or shape) once, as it will be
 /// stored.
@@ -56,10 +90,11 @@ pub fn measure(
         let o = if bits == PLAN_WIDTHS[0] { probe.clone() } else { at(bits)? };
         // A width whose values cannot be held (stored as source bytes) is no choice.
         if let Some(sums) = o.sums {
-            measured.push(Measured { bits, bytes: stored_estimate(&o), sums });
+            measured.push(Measured { bits, bytes: stored_estimate(&o), sums, output_error: output_error(&o) });
         }
     }
-    planner.add_candidate(&info.name, info.numel(), measured);
+    let sensitivity = sensitivity(cfg, info, bytes, ctx)?;
+    planner.add_candidate(&info.name, info.numel(), measured, sensitivity);
     Ok(())
 }
 

@@ -6,6 +6,15 @@
 //! `numel · Σ(ŵ−w)² / Σw²` (relative squared error weighted by parameter count, so big and small
 //! layers are compared per parameter). Fixed layers are measured at their fixed width.
 //!
+//! When the calibration says how much the model's output suffers from each layer
+//! (`sensitivity`, measured by tools/calibrate.py: the ε-MSE growth with that layer alone
+//! quantized min/max at 2, 4 and 8 bits), the error of a layer at a width is that growth, scaled
+//! by how much smaller (or larger) this run's error at the width is than the min/max error the
+//! growth was measured with — output errors where the calibration knows the layer's input, else
+//! weight errors. Bits then go where the model's output needs them, not where weights are
+//! hardest to fit. Layers without a sensitivity (when others have one) are put in the same units
+//! with the median growth per unit of weight error of those that have one.
+//!
 //! Each layer starts at its cheapest width whose cosine meets `minAccuracy`; then the upgrade
 //! with the largest error reduction per extra byte that still fits is applied, repeatedly, until
 //! none fits. The same greedy also runs from every layer at `bitWidth` when that fits, and the
@@ -35,6 +44,11 @@ pub const ROW_OVERHEAD_BYTES: u64 = 160;
 struct Choice {
     bits: u8,
     bytes: u64,
+    /// Relative squared weight error times the parameter count.
+    weight_error: f64,
+    /// Estimated growth of the model's ε-MSE, when the layer's sensitivity is known.
+    growth: Option<f64>,
+    /// What the plan minimises: `growth`, or `weight_error` in growth units (see `finish`).
     error: f64,
 }
 
@@ -64,6 +78,10 @@ pub struct SizePlan {
     pub layer_bits: std::collections::BTreeMap<String, u8>,
     /// Layers whose width the plan chose.
     pub planned_layers: u32,
+    /// Planned layers whose errors are the model's measured sensitivity to them (the
+    /// calibration's `sensitivity`) rather than their weight error; 0 without it.
+    #[serde(default)]
+    pub sensitivity_layers: u32,
     /// Layers outside the plan: overrides, sensitive layers, and tensors never quantized.
     pub fixed_layers: u32,
 }
@@ -74,6 +92,44 @@ pub struct Measured {
     pub bits: u8,
     pub bytes: u64,
     pub sums: ErrorSums,
+    /// Relative error of the layer's output, E‖(W − Ŵ)x‖² / E‖Wx‖², where the calibration
+    /// knows the layer's input.
+    pub output_error: Option<f64>,
+}
+
+impl Measured {
+    /// The output error where known, else the relative weight error.
+    fn relative_error(&self) -> f64 {
+        self.output_error.unwrap_or_else(|| self.sums.relative_error())
+    }
+}
+
+/// A layer's measured sensitivity (from the calibration) and the layer's own relative error
+/// (output error where known, else weight error) under the quantization it was measured with:
+/// min/max params, groups of 64, at 2, 4 and 8 bits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sensitivity {
+    /// Relative ε-MSE growth with the layer alone at 2, 4 and 8 bits.
+    pub growth: [f32; 3],
+    pub reference_error: [f64; 3],
+}
+
+impl Sensitivity {
+    /// Estimated ε-MSE growth at `m`: the measured growth at that width (8 bits for f16) times
+    /// the ratio of this run's error to the reference error.
+    fn growth_at(&self, m: &Measured) -> f64 {
+        let k = match m.bits {
+            2 => 0,
+            4 => 1,
+            _ => 2,
+        };
+        let (growth, reference) = (self.growth[k] as f64, self.reference_error[k]);
+        if reference > 0.0 {
+            growth * m.relative_error() / reference
+        } else {
+            growth
+        }
+    }
 }
 
 /// Collects what each layer costs at each width (the planning pass measures, one tensor at a
@@ -84,6 +140,16 @@ pub struct SizePlanner {
     fixed_bytes: u64,
     fixed_layers: u32,
     rows: u64,
+}
+
+/// The median of `v` (NaN-free), None when empty.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 { v[m] } else { 0.5 * (v[m - 1] + v[m]) })
 }
 
 impl SizePlanner {
@@ -102,25 +168,56 @@ impl SizePlanner {
         self.fixed_layers += 1;
     }
 
-    /// A layer the plan chooses for, measured at the plan widths (ascending). Widths whose
-    /// cosine misses `minAccuracy` are no choice; f16 always is.
-    pub fn add_candidate(&mut self, name: &str, numel: u64, measured: Vec<Measured>) {
+    /// A layer the plan chooses for, measured at the plan widths (ascending), with its
+    /// sensitivity when the calibration has one. Widths whose cosine misses `minAccuracy` are
+    /// no choice; f16 always is.
+    pub fn add_candidate(&mut self, name: &str, numel: u64, measured: Vec<Measured>, sensitivity: Option<Sensitivity>) {
         self.rows += 1;
         let min_accuracy = self.cfg.min_accuracy;
         let choices = measured
             .into_iter()
             .filter(|m| m.bits == 16 || min_accuracy <= 0.0 || m.sums.cosine() >= min_accuracy)
             .map(|m| {
-                let rel = if m.sums.sum_w2 > 0.0 { m.sums.sum_e2 / m.sums.sum_w2 } else { 0.0 };
-                Choice { bits: m.bits, bytes: m.bytes, error: rel * numel as f64 }
+                let weight_error = m.sums.relative_error() * numel as f64;
+                let growth = sensitivity.map(|s| s.growth_at(&m));
+                Choice { bits: m.bits, bytes: m.bytes, weight_error, growth, error: weight_error }
             })
             .collect();
         self.candidates.push(Candidate { name: name.to_string(), choices, current: 0 });
     }
 
+    /// Put every choice's error in one unit: measured growth where known; elsewhere the weight
+    /// error times the median growth per unit of weight error (at 4 bits) of the layers that have
+    /// one. Without any sensitivity the weight errors stay as they are. Returns how many layers
+    /// were planned by their sensitivity.
+    fn settle_errors(&mut self) -> u32 {
+        let at4 = |c: &Candidate| c.choices.iter().find(|ch| ch.bits == 4).cloned();
+        let per_unit: Vec<f64> = self
+            .candidates
+            .iter()
+            .filter_map(at4)
+            .filter_map(|ch| ch.growth.filter(|_| ch.weight_error > 0.0).map(|g| g / ch.weight_error))
+            .filter(|r| r.is_finite())
+            .collect();
+        let scale = median(per_unit);
+        let mut with_sensitivity = 0;
+        for c in &mut self.candidates {
+            with_sensitivity += u32::from(c.choices.iter().any(|ch| ch.growth.is_some()));
+            for ch in &mut c.choices {
+                ch.error = match (ch.growth, scale) {
+                    (Some(g), _) => g,
+                    (None, Some(k)) => k * ch.weight_error,
+                    (None, None) => ch.weight_error,
+                };
+            }
+        }
+        with_sensitivity
+    }
+
     /// Choose widths for the budget. `E_CONFIG` (field `targetSizeMb`) when even the smallest
     /// plan meeting minAccuracy does not fit.
     pub fn finish(mut self) -> Result<SizePlan> {
+        let sensitivity_layers = self.settle_errors();
         let target_mb = self.cfg.target_size_mb.expect("checked in new");
         // Rounded, not truncated: a budget given as bytes / 2^20 must come back as those bytes.
         let target = (target_mb * 1024.0 * 1024.0).round() as u64;
@@ -168,6 +265,7 @@ impl SizePlanner {
             layer_bits: self.candidates.iter().map(|c| (c.name.clone(), c.choices[c.current].bits)).collect(),
             planned_layers: self.candidates.len() as u32,
             fixed_layers: self.fixed_layers,
+            sensitivity_layers,
         })
     }
 

@@ -62,6 +62,15 @@ impl ErrorSums {
         10.0 * (self.sum_w2 / self.sum_e2).log10()
     }
 
+    /// Σ(w−ŵ)² / Σw²; 0 when there is no signal.
+    pub fn relative_error(&self) -> f64 {
+        if self.sum_w2 > 0.0 {
+            self.sum_e2 / self.sum_w2
+        } else {
+            0.0
+        }
+    }
+
     /// √(Σ(w−ŵ)² / Σw²); 0 for an exact reconstruction.
     pub fn rel_rmse(&self) -> f64 {
         if self.sum_e2 == 0.0 {

@@ -122,6 +122,7 @@ def record(model_cls, weights, abar, steps=20, samples=64, seed=0):
     return rec, [float(t) for t in ts]
 
 
-def save(rec, timesteps, path, form):
+def save(rec, timesteps, path, form, extra=None):
+    """Write the recording in `form`, plus `extra` tensors (e.g. per-layer sensitivity)."""
     meta = {"format": "arrowquant-calibration", "version": "2", "timesteps": json.dumps(timesteps), "source": f"tools/eval numpy recorder, {form}"}
-    write_safetensors(path, rec.tensors(len(timesteps), form), meta)
+    write_safetensors(path, {**rec.tensors(len(timesteps), form), **(extra or {})}, meta)

@@ -46,7 +46,9 @@ MODELS = {
     "ddpm": ("tiny DDPM UNet (51 Conv/Linear layers)", "samples/tiny_ddpm_digits.safetensors", unet.Model),
 }
 EVERY = ["--profile", "base", "--min-accuracy", "0"]  # every ≥2-D layer quantized, no fallback
-# (label, CLI flags, calibration form or None, activation bits or None)
+# (label, CLI flags, calibration form or None, activation bits or None). A flag "{f}" is f times the
+# source file's size in MiB; a form "X+sensitivity" adds the per-layer sensitivity tools/calibrate.py
+# measured with PyTorch (the bundled calibration file's `sensitivity` tensors) to form X.
 CONFIGS = [
     ("8-bit", EVERY + ["--bits", "8", "--group-size", "64"], None, None),
     ("8-bit, GPTQ (full Gram)", EVERY + ["--bits", "8", "--group-size", "64"], "full", None),
@@ -66,6 +68,10 @@ CONFIGS = [
     ("profile local, no calibration", ["--profile", "local"], None, None),
     ("profile local + calibration", ["--profile", "local"], "full", None),
     ("profile edge + calibration", ["--profile", "edge"], "full", None),
+    ("size plan at 0.22× the source, weight errors", EVERY + ["--target-size-mb", "{0.22}"], "full", None),
+    ("size plan at 0.22× the source, measured sensitivity", EVERY + ["--target-size-mb", "{0.22}"], "full+sensitivity", None),
+    ("size plan at 0.18× the source, weight errors", EVERY + ["--target-size-mb", "{0.18}"], "full", None),
+    ("size plan at 0.18× the source, measured sensitivity", EVERY + ["--target-size-mb", "{0.18}"], "full+sensitivity", None),
     ("W4A8, 10 time groups", ["--profile", "local", "--activation-bits", "8", "--num-time-groups", "10"], "full", 8),
     ("W4A8, 1 time group", ["--profile", "local", "--activation-bits", "8", "--num-time-groups", "1"], "full", 8),
     ("W4A4, 10 time groups", ["--profile", "local", "--activation-bits", "4", "--num-time-groups", "10"], "full", 4),
@@ -82,7 +88,8 @@ CONFIGS = [
     ("GGUF Q2_K", ["--gguf-type", "Q2_K"], None, None),
     ("GGUF Q2_K + importance", ["--gguf-type", "Q2_K"], "diag", None),
 ]
-CHECK = ["8-bit", "4-bit search", "4-bit GPTQ, full Gram", "GGUF Q4_0", "GGUF Q4_0 + importance"]
+CHECK = ["8-bit", "4-bit search", "4-bit GPTQ, full Gram", "GGUF Q4_0", "GGUF Q4_0 + importance",
+         "size plan at 0.22× the source, weight errors", "size plan at 0.22× the source, measured sensitivity"]
 
 
 def heldout(n=None):
@@ -185,14 +192,21 @@ def evaluate(key, tmp, configs, n_images, n_samples):
         if form is None:
             return None
         if form not in forms:
-            forms[form] = os.path.join(tmp, f"{key}.{form.replace(':', '')}.calib.safetensors")
-            calib.save(rec, cal_ts, forms[form], form)
+            forms[form] = os.path.join(tmp, f"{key}.{form.replace(':', '').replace('+', '_')}.calib.safetensors")
+            base, _, extra = form.partition("+")
+            sensitivity = None
+            if extra == "sensitivity":
+                bundled, _ = read_safetensors(os.path.join(ROOT, path.replace(".safetensors", ".calib.safetensors")))
+                sensitivity = {k: v for k, v in bundled.items() if k.endswith(".sensitivity")}
+            calib.save(rec, cal_ts, forms[form], base, extra=sensitivity)
         return forms[form]
 
     results = []
     for label, flags, form, abits in configs:
         gguf_out = "--gguf-type" in flags
         out = os.path.join(tmp, f"{key}.{len(results)}.{'gguf' if gguf_out else 'parquet'}")
+        size_mb = os.path.getsize(os.path.join(ROOT, path)) / 2**20
+        flags = [f"{float(f[1:-1]) * size_mb:.6f}" if f.startswith("{") else f for f in flags]
         report, seconds = quantize(path, flags, calibration(form), out)
         if gguf_out:
             weights, rows = read_gguf(out), None
@@ -242,6 +256,9 @@ def main():
             assert r["4-bit GPTQ, full Gram"]["output_snr"] > r["4-bit search"]["output_snr"] + 1.0
             assert r["GGUF Q4_0 + importance"]["output_snr"] > r["GGUF Q4_0"]["output_snr"] + 0.3, "importance must pay at the layer outputs"
             assert r["GGUF Q4_0 + importance"]["ratio"] < r["GGUF Q4_0"]["ratio"], "importance must pay at the model's output"
+            plain, measured = r["size plan at 0.22× the source, weight errors"], r["size plan at 0.22× the source, measured sensitivity"]
+            assert measured["ratio"] < 0.8 * plain["ratio"], "a size plan must spend bits where the measured sensitivity says"
+            assert abs(measured["compression"] - plain["compression"]) < 0.1 * plain["compression"], "same budget, same size"
             print("eval check passed")
             return
         configs = CONFIGS
