@@ -49,8 +49,11 @@ fn calibrated_run_stores_time_groups_and_equalization_and_reads_them_back() {
     let mut equalized = 0;
     for l in &report.layers {
         let row = file.row(&l.name).unwrap();
+        // Every weight gets time groups, except the sensitive layers whose input stays in float.
         let is_weight = l.shape.len() >= 2;
-        assert_eq!(row.time_groups.is_some(), is_weight, "{}", l.name);
+        let float_input = l.reason.contains("input left in float");
+        assert_eq!(float_input, is_weight && l.reason.starts_with("sensitive layer"), "{}: {}", l.name, l.reason);
+        assert_eq!(row.time_groups.is_some(), is_weight && !float_input, "{}", l.name);
         // what the file holds is what the run reported (Parquet round trip)
         assert_eq!(row.time_groups, l.time_groups, "{}", l.name);
         assert_eq!(row.weighted_snr_db, l.weighted_snr_db, "{}", l.name);
@@ -78,11 +81,23 @@ fn calibrated_run_stores_time_groups_and_equalization_and_reads_them_back() {
         }
     }
     assert!(equalized >= 10, "only {equalized} layers equalized");
-    // sensitive layers of an image model: first/last conv and the time-embedding MLP at 8 bits
+    // sensitive layers of an image model: first/last conv and the time-embedding MLP at 8 bits,
+    // their inputs left in float
     for name in ["conv_in.weight", "conv_out.weight", "time_embedding.linear_1.weight"] {
         let l = report.layers.iter().find(|l| l.name == name).unwrap();
         assert!(l.reason.contains("image default") && l.bits == Some(8), "{name}: {}", l.reason);
+        assert!(l.time_groups.is_none() && l.reason.contains("input left in float"), "{name}: {}", l.reason);
     }
+    assert!(
+        report.time_aware.note.contains("(4 sensitive layer input(s) left in float)"),
+        "{}",
+        report.time_aware.note
+    );
+    // floatSensitiveInputs: false gives them time groups like every other layer
+    let (_, report) = run(r#"{"profile": "local", "floatSensitiveInputs": false}"#, Some(calibration()));
+    let weights = report.layers.iter().filter(|l| l.shape.len() >= 2);
+    assert!(weights.clone().all(|l| l.time_groups.is_some()), "every weight has time groups");
+    assert!(!report.time_aware.note.contains("left in float"), "{}", report.time_aware.note);
 }
 
 #[test]

@@ -31,7 +31,7 @@ pub struct WeightDecision {
     /// Channel equalization, when calibration statistics exist for the layer and it was asked for.
     pub spatial: Option<SpatialNote>,
     /// Time groups, when the layer has calibration statistics and time-aware is on.
-    pub time: Option<TimeNote>,
+    pub time: Option<TimeDecision>,
 }
 
 /// One width that missed `minAccuracy` on the way up.
@@ -110,6 +110,14 @@ pub enum SpatialNote {
     },
     /// Statistics exist but could not be used (the reason in words).
     NotApplied(String),
+}
+
+/// What time-aware quantization did for a calibrated layer's input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimeDecision {
+    Groups(TimeNote),
+    /// A sensitive layer whose input stays in float (`floatSensitiveInputs`): no time groups.
+    FloatInput,
 }
 
 /// The time groups a layer got.
@@ -192,7 +200,10 @@ impl WeightDecision {
             Some(SpatialNote::NotApplied(why)) => out.push_str(&format!("; spatial: not applied ({why})")),
             None => {}
         }
-        if let Some(t) = &self.time {
+        if let Some(TimeDecision::FloatInput) = &self.time {
+            out.push_str("; time-aware: input left in float (sensitive layer, floatSensitiveInputs)");
+        }
+        if let Some(TimeDecision::Groups(t)) = &self.time {
             out.push_str(&format!(
                 "; time-aware: {} {} group(s) over {} timesteps from calibration layer '{}'",
                 t.groups,

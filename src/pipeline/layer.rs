@@ -8,12 +8,13 @@ use crate::error::{AqError, Result};
 use crate::format::parquet::{Metrics, SpatialMeta, Stored, TensorRow};
 use crate::format::safetensors::TensorInfo;
 use crate::pipeline::decision::{
-    Decision, F16Limit, F16Why, Fallback, Miss, Outcome, SpatialNote, TimeNote, WeightDecision, MIN_ROW_LEN,
+    Decision, F16Limit, F16Why, Fallback, Miss, Outcome, SpatialNote, TimeDecision, TimeNote, WeightDecision,
+    MIN_ROW_LEN,
 };
 use crate::pipeline::objective::{Method, MethodNote, Objective};
 use crate::policy::config::QuantConfig;
 use crate::policy::modality::Modality;
-use crate::policy::width::{requested_width, LayerWidth, Requested};
+use crate::policy::width::{requested_width, LayerWidth, Requested, WidthRule};
 use crate::quant::dtype::{Dtype, F16_MAX};
 use crate::quant::f16_store::{store_f16, F16Store};
 use crate::quant::gptq;
@@ -163,7 +164,10 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: L
     let requested = requested_width(cfg, ctx.modality, &info.name, ctx.planned_bits, gram);
     let WeightRow { mut row, sums, outcome, spatial, method } = store_weight(cfg, info, bytes, &requested, ctx.cal)?;
     let mut time = None;
-    if let (Some(cal), true) = (ctx.cal, cfg.enable_time_aware) {
+    let float_input = cfg.float_sensitive_inputs && matches!(requested.rule, WidthRule::Sensitive { .. });
+    if let (Some(_), true, true) = (ctx.cal, cfg.enable_time_aware, float_input) {
+        time = Some(TimeDecision::FloatInput);
+    } else if let (Some(cal), true) = (ctx.cal, cfg.enable_time_aware) {
         let scales = row.spatial.as_ref().map(|s| s.scales.as_slice());
         let ranges = step_ranges(cal.stats, scales);
         let groups = time_groups(
@@ -174,7 +178,7 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: L
             cfg.activation_bits,
         );
         let fewest = cal.stats.samples.iter().copied().filter(|&n| n > 0).min().unwrap_or(0);
-        time = Some(TimeNote {
+        time = Some(TimeDecision::Groups(TimeNote {
             groups: groups.len(),
             grouping: cfg.time_grouping,
             timesteps: ranges.len(),
@@ -182,7 +186,7 @@ pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: L
             equalized: scales.is_some(),
             missing: cal.stats.missing(),
             few_samples: (fewest < cfg.calibration_samples as u64).then_some((fewest, cfg.calibration_samples)),
-        });
+        }));
         row.time_groups = Some(groups);
     }
     let decision = Decision::Weight(Box::new(WeightDecision { requested, outcome, method, spatial, time }));

@@ -7,7 +7,7 @@ use crate::diffusion::calibration::Calibration;
 use crate::format::parquet::schema::FORMAT_VERSION;
 use crate::format::parquet::{Storage, Stored, TensorRow};
 use crate::format::safetensors::TensorInfo;
-use crate::pipeline::decision::short_list;
+use crate::pipeline::decision::{short_list, Decision, TimeDecision};
 use crate::pipeline::layer::LayerOutcome;
 use crate::pipeline::report::{FeatureStatus, LayerCounts, LayerReport, ModelReport, ReportWarning, SpatialSummary};
 use crate::policy::config::QuantConfig;
@@ -61,6 +61,8 @@ pub struct Tally {
     calibrated: Vec<String>,
     uncalibrated: u32,
     time_grouped: u32,
+    /// Calibrated sensitive layers whose input stays in float (`floatSensitiveInputs`).
+    float_inputs: u32,
     equalized: u32,
 }
 
@@ -86,6 +88,9 @@ impl Tally {
             None => {}
         }
         self.time_grouped += row.time_groups.is_some() as u32;
+        if let Decision::Weight(w) = &outcome.decision {
+            self.float_inputs += u32::from(w.time == Some(TimeDecision::FloatInput));
+        }
         self.equalized += row.spatial.is_some() as u32;
         self.layers.push(report);
     }
@@ -221,8 +226,12 @@ fn feature_status(
         requested: cfg.enable_time_aware,
         applied: tally.time_grouped > 0,
         note: if cfg.enable_time_aware {
+            let float_inputs = match tally.float_inputs {
+                0 => String::new(),
+                n => format!(" ({n} sensitive layer input(s) left in float)"),
+            };
             format!(
-                "{} layer(s) got up to {} {} time group(s) over {} calibrated timesteps; {coverage}",
+                "{} layer(s) got up to {} {} time group(s) over {} calibrated timesteps{float_inputs}; {coverage}",
                 tally.time_grouped,
                 cfg.num_time_groups,
                 cfg.time_grouping.as_str(),

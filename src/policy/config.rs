@@ -240,6 +240,11 @@ quant_config! {
     /// Boundary smoothing strength between adjacent time groups, 0..=1 (0 = off). Only widens.
     time_smoothing: f64 = 0.0, ["timeSmoothing"], "a number in 0..=1 (0 = off)",
         when |v| v.is_finite() && (0.0..=1.0).contains(v);
+    /// Leave the inputs of sensitive layers (the first and last layers, embedders) in float: they
+    /// get no time groups, so a W+A runtime does not quantize them. Quantizing the image a
+    /// diffusion model starts from, or its output head's input, costs more at the output than
+    /// every other layer together (`make eval`, W4A8 and W4A4 rows).
+    float_sensitive_inputs: bool = true, ["floatSensitiveInputs"], "true or false";
     /// Width of the activation quantization the time groups describe (4 or 8).
     #[cfg_attr(target_arch = "wasm32", tsify(type = "4 | 8"))]
     activation_bits: u8 = 8, ["activationBits"], "4 or 8", when |v| [4, 8].contains(v);

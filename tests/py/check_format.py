@@ -355,7 +355,13 @@ def check(model, args, tmp, idx):
             a2 = aggregate_absmax(stats).astype(np.float64)[channel_of(shape)] ** 2
             ws = (a2 * w.astype(np.float64) ** 2).sum() / (a2 * (wh.astype(np.float64) - w) ** 2).sum()
             assert abs(10 * np.log10(ws) - row["weighted_snr_db"]) <= 1e-6, f"{name}: weighted_snr_db"
-        if stats is not None and config["enableTimeAware"]:
+        float_input = "input left in float (sensitive layer" in row["reason"]
+        if float_input:
+            # floatSensitiveInputs: a sensitive layer's input is not to be quantized
+            assert config["floatSensitiveInputs"] and row["reason"].startswith("sensitive layer"), f"{name}: {row['reason']}"
+            assert row["time_groups"] is None, f"{name}: a float input with time groups"
+            counts["float inputs"] = counts.get("float inputs", 0) + 1
+        elif stats is not None and config["enableTimeAware"]:
             assert row["time_groups"] is not None, f"{name}: calibrated layer without time groups"
             n = check_time_groups(name, row["time_groups"], step_ranges(stats, scales), config)
             counts["time-grouped"] = counts.get("time-grouped", 0) + 1

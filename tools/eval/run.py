@@ -89,7 +89,8 @@ CONFIGS = [
     ("GGUF Q2_K + importance", ["--gguf-type", "Q2_K"], "diag", None),
 ]
 CHECK = ["8-bit", "4-bit search", "4-bit GPTQ, full Gram", "GGUF Q4_0", "GGUF Q4_0 + importance",
-         "size plan at 0.22× the source, weight errors", "size plan at 0.22× the source, measured sensitivity"]
+         "size plan at 0.22× the source, weight errors", "size plan at 0.22× the source, measured sensitivity",
+         "W4A8, 10 time groups", "W4A4, 10 time groups", "W4A4, 1 time group"]
 
 
 def heldout(n=None):
@@ -136,7 +137,8 @@ class Problem:
 
 def fake_quant_hook(rows, cal_timesteps, bits):
     """A hook factory: at timestep t, every layer input is divided by the layer's equalization
-    scales and quantized with its time group's params for the nearest calibration timestep."""
+    scales and quantized with its time group's params for the nearest calibration timestep (left
+    in float where the file has no time groups for the layer)."""
     qmax = 2**bits - 1
 
     def for_t(t):
@@ -144,13 +146,15 @@ def fake_quant_hook(rows, cal_timesteps, bits):
 
         def hook(name, x, conv):
             row = rows.get(name + ".weight")
-            if row is None or row["time_groups"] is None:
+            if row is None:
                 return x
-            g = next(g for g in row["time_groups"] if g["t_start"] <= index < g["t_end"])
             sp = row["spatial"]
             if sp is not None:
                 s = np.asarray(sp["equalization_scales"], np.float32)
                 x = x / (s[None, :, None, None] if conv else s)
+            if row["time_groups"] is None:  # an input the file says to leave in float
+                return x
+            g = next(g for g in row["time_groups"] if g["t_start"] <= index < g["t_end"])
             q = np.clip(np.round(x / np.float32(g["scale"])) + g["zero_point"], 0, qmax)
             return ((q - g["zero_point"]) * np.float32(g["scale"])).astype(np.float32)
 
@@ -259,6 +263,10 @@ def main():
             plain, measured = r["size plan at 0.22× the source, weight errors"], r["size plan at 0.22× the source, measured sensitivity"]
             assert measured["ratio"] < 0.8 * plain["ratio"], "a size plan must spend bits where the measured sensitivity says"
             assert abs(measured["compression"] - plain["compression"]) < 0.1 * plain["compression"], "same budget, same size"
+            # The input image and the output head's input stay in float (floatSensitiveInputs):
+            # quantizing them at 8 bits alone made W4A8 1.8.
+            assert r["W4A8, 10 time groups"]["ratio"] < 1.2, "W4A8 must stay close to weight-only"
+            assert r["W4A4, 10 time groups"]["ratio"] < 0.5 * r["W4A4, 1 time group"]["ratio"], "time groups must pay at 4-bit activations"
             print("eval check passed")
             return
         configs = CONFIGS
