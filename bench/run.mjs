@@ -98,6 +98,23 @@ for (const [label, cfg] of configs) {
   console.log(`| ${label} | ${gbps(bytes, scalar)} | ${gbps(bytes, simd)} | ${(scalar / simd).toFixed(2)}× | ${nat ? gbps(bytes, nat) : '—'} | ${nat ? (nat / simd).toFixed(2) + '×' : '—'} |`);
 }
 
+// 2b. The importance-weighted search (calibration second moments per input column) against the
+// plain search on the same tensor, same run. The rows with calibration also measure each layer's
+// output SNR, which the quality report needs.
+{
+  const sqMean = Array.from({ length: ROW }, (_, j) => 0.1 + ((j * 7919) % 101) / 10);
+  const calibration = { timesteps: [0], layers: { w: { actMin: [-1], actMax: [1], samples: [64], sqMean } } };
+  const base = { profile: 'base', groupSize: 64, minAccuracy: 0, enableSpatial: false, enableTimeAware: false, scaleSearch: 'on' };
+  console.log('\n## Importance-weighted search (second moments from calibration) vs the plain search, same tensor\n');
+  console.log('| bits | plain search GB/s | importance-weighted GB/s | importance ÷ plain time |\n|---|---|---|---|');
+  for (const bits of [4, 2]) {
+    const cfg = { ...base, bitWidth: bits };
+    const plain = timeIt(() => quantizeModel(synthetic, cfg));
+    const weighted = timeIt(() => quantizeModel(synthetic, cfg, { calibration }));
+    console.log(`| ${bits} | ${gbps(bytes, plain)} | ${gbps(bytes, weighted)} | ${(weighted / plain).toFixed(2)}× |`);
+  }
+}
+
 // 3. Against a plain-JavaScript quantizer of the same algorithm (4-bit, group 64).
 // The JS search is ~30× slower than wasm: it runs on the first 4M elements only (GB/s is a rate).
 console.log('\n## wasm vs plain JavaScript (same algorithm, 4-bit g64; JS times the quantizer alone, wasm end to end)\n');

@@ -3,11 +3,18 @@
 //! of the input it multiplies (the diagonal of the layer's Gram matrix), as llama.cpp does with an
 //! importance matrix. Candidates: min/max (always eligible, so the result never loses to it on
 //! this objective), a grid of shrunk ranges each refit by weighted least squares, then Lloyd steps
-//! from the best. Each candidate is rounded to f16 and scored exactly, on the codes and values a
-//! reader reconstructs.
+//! from the best. Each candidate is rounded to f16 and scored on the codes and values a reader
+//! reconstructs.
+//!
+//! Groups whose length is a multiple of eight (every whole group: group sizes are 32…256) run on
+//! the kernels' block sums (`quant::ggml::search`, SIMD128 with a bit-identical scalar twin, f32
+//! sums in a fixed lane order): the GGUF block search's six-point grid, then Lloyd steps. A row's
+//! shorter last group takes the exhaustive f64 search below; both choose from the same kinds of
+//! candidates and never lose to min/max on their own scoring.
 
-use crate::kernels::scalar::{code_of, inverse, HalfParams};
+use crate::kernels::scalar::{code_of, inverse, HalfParams, BLOCK_LANES};
 use crate::quant::dtype::F16_MAX;
+use crate::quant::ggml::search::{reciprocal, Block};
 use crate::quant::params::GroupParams;
 use crate::quant::width::Width;
 
@@ -15,6 +22,13 @@ use crate::quant::width::Width;
 const GRID_STEPS: i32 = 16;
 const GRID_DELTA: f32 = 0.1;
 const LLOYD_STEPS: usize = 3;
+/// The block search's grid: ranges (max − min)/(qmax + 0.1·k). Measured on 300 heavy-tailed
+/// groups of 64 with exponential importances (`block_search_keeps_the_exhaustive_searchs_quality`):
+/// against the exhaustive search's 33 points (with two Lloyd chains per round), −0.06 dB error
+/// at 2 bits, −0.01 at 4, +0.12 at 8.
+const GRID: [i32; 9] = [-10, -7, -4, -1, 2, 5, 8, 11, 14];
+/// Lloyd refits carried into each next round of the block search.
+const LLOYD_WIDTH: usize = 2;
 
 /// Σ h (x − ŵ)² of `p` over the group, codes recomputed against the f16 params.
 pub fn weighted_error(x: &[f32], h: &[f32], p: GroupParams, qmax: f32) -> f64 {
@@ -54,16 +68,91 @@ fn params(scale: f32, min: f32) -> Option<GroupParams> {
     GroupParams::from_half(HalfParams::round(scale, min))
 }
 
+fn f16_round(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
+}
+
+/// Σ w·(x − (d·q + m))² for codes with block sums (Σ w·x·q, Σ w·q², Σ w·q), from those sums and
+/// the block's (Σ w, Σ w·x, Σ w·x²): the error of params (d, m) on those codes, an upper bound
+/// of their error on their own (nearest) codes.
+fn error_on_codes(d: f32, m: f32, (sxq, sqq, sq): (f32, f32, f32), (n, sx, sxx): (f32, f32, f64)) -> f64 {
+    let (d, m) = (d as f64, m as f64);
+    let (sxq, sqq, sq, n, sx) = (sxq as f64, sqq as f64, sq as f64, n as f64, sx as f64);
+    sxx - 2.0 * d * sxq - 2.0 * m * sx + d * d * sqq + 2.0 * d * m * sq + m * m * n
+}
+
+/// Weighted least squares (d, m) for codes with these sums, rounded to f16; None when the codes
+/// do not determine them or the scale is not positive and finite.
+fn refit_sums((sxq, sqq, sq): (f32, f32, f32), (n, sx): (f32, f32)) -> Option<(f32, f32)> {
+    let det = n * sqq - sq * sq;
+    if det.is_nan() || det <= 0.0 {
+        return None;
+    }
+    let (d, m) = (f16_round((n * sxq - sq * sx) / det), f16_round((sqq * sx - sq * sxq) / det));
+    (d > 0.0 && d.is_finite() && m.is_finite()).then_some((d, m))
+}
+
+/// The search for a group of a multiple of eight values, on the kernels' block sums (one pass
+/// per candidate). Grid candidates are the ranges (max − min)/(qmax + 0.1·k), k in [`GRID`],
+/// each refit by weighted least squares to its codes. Every candidate is then measured on its
+/// own (nearest) codes, and its Lloyd refit — when it lowers the error on those codes — is a
+/// candidate of the next round, for at most [`LLOYD_STEPS`] rounds. Min/max stays eligible: the
+/// best candidate and min/max are measured exactly and min/max wins unless it loses.
+fn block_search(b: Block, (n, sx, sxx): (f32, f32, f64), lo: f32, hi: f32, qmax: f32) -> Option<GroupParams> {
+    let exact = |(d, m): (f32, f32)| b.code_sse(d, m, reciprocal(d), 0.0, qmax);
+    let base = (f16_round((hi - lo) / qmax), f16_round(lo));
+    let mut frontier: Vec<(f32, f32)> = GRID
+        .iter()
+        .filter_map(|&k| {
+            let inv = reciprocal((hi - lo) / (qmax + 0.1 * k as f32));
+            refit_sums(b.code_sums(lo, inv, 0.0, qmax), (n, sx))
+        })
+        .collect();
+    let mut best: Option<((f32, f32), f64)> = None;
+    for _ in 0..=LLOYD_STEPS {
+        let mut next: Vec<((f32, f32), f64)> = Vec::new();
+        for p in frontier {
+            let sums = b.code_sums(p.1, reciprocal(p.0), 0.0, qmax);
+            let here = error_on_codes(p.0, p.1, sums, (n, sx, sxx));
+            if best.is_none_or(|(_, e)| here < e) {
+                best = Some((p, here));
+            }
+            if let Some(q) = refit_sums(sums, (n, sx)).filter(|&q| q != p && !next.iter().any(|c| c.0 == q)) {
+                let e = error_on_codes(q.0, q.1, sums, (n, sx, sxx));
+                if e < here {
+                    next.push((q, e));
+                }
+            }
+        }
+        // The most promising refits go on (ranked by their error on the codes they came from).
+        next.sort_by(|a, b| a.1.total_cmp(&b.1));
+        frontier = next.into_iter().take(LLOYD_WIDTH).map(|c| c.0).collect();
+        if frontier.is_empty() {
+            break;
+        }
+    }
+    let chosen = match best {
+        Some((p, _)) if exact(p) < exact(base) => p,
+        _ => base,
+    };
+    GroupParams::from_half(HalfParams::round(chosen.0, chosen.1))
+}
+
 /// Params for one group of finite values minimising the importance-weighted error at `width`.
 /// `None` when the values or their range do not fit f16 params. All-zero importance falls back
 /// to equal weights.
 pub fn weighted_params(x: &[f32], h: &[f32], width: Width) -> Option<GroupParams> {
     debug_assert_eq!(x.len(), h.len());
     let qmax = width.qmax();
+    // One pass for the extrema and the weighted moments the block search needs.
     let (mut mn, mut mx) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &v in x {
+    let (mut sw, mut swx, mut swxx) = (0f32, 0f32, 0f64);
+    for (&v, &w) in x.iter().zip(h) {
         mn = mn.min(v);
         mx = mx.max(v);
+        sw += w;
+        swx += w * v;
+        swxx += w as f64 * v as f64 * v as f64;
     }
     if mn < -F16_MAX || mx > F16_MAX {
         return None;
@@ -73,12 +162,24 @@ pub fn weighted_params(x: &[f32], h: &[f32], width: Width) -> Option<GroupParams
         h
     } else {
         ones = vec![1.0f32; x.len()];
+        sw = x.len() as f32;
+        swx = x.iter().sum();
+        swxx = x.iter().map(|&v| v as f64 * v as f64).sum();
         &ones
     };
     let base = params((mx - mn) / qmax, mn)?;
     if mx == mn {
         return Some(base);
     }
+    if x.len().is_multiple_of(BLOCK_LANES) {
+        return block_search(Block::weighted(x, h), (sw, swx, swxx), mn, mx, qmax);
+    }
+    Some(exhaustive_search(x, h, (mn, mx), base, qmax))
+}
+
+/// The f64 search for any group length: min/max, a 33-point grid of ranges each refit, Lloyd
+/// steps; every candidate rounded to f16 and scored exactly.
+fn exhaustive_search(x: &[f32], h: &[f32], (mn, mx): (f32, f32), base: GroupParams, qmax: f32) -> GroupParams {
     let mut best = (weighted_error(x, h, base, qmax), base);
     let consider = |best: &mut (f64, GroupParams), p: Option<GroupParams>| {
         if let Some(p) = p {
@@ -107,7 +208,7 @@ pub fn weighted_params(x: &[f32], h: &[f32], width: Width) -> Option<GroupParams
         }
         consider(&mut best, next);
     }
-    Some(best.1)
+    best.1
 }
 
 #[cfg(test)]
@@ -141,6 +242,29 @@ mod tests {
             }
         }
         assert!(wins > 300, "the search should usually beat min/max clearly ({wins} of 600)");
+    }
+
+    /// The block search (six grid points, sums on the kernels) stays within a hair of the
+    /// exhaustive f64 search (33 points, every candidate measured) on the objective both minimise.
+    #[test]
+    fn block_search_keeps_the_exhaustive_searchs_quality() {
+        for width in Width::ALL {
+            let qmax = width.qmax();
+            let (mut fast, mut full) = (0f64, 0f64);
+            for seed in 0..300 {
+                let x: Vec<f32> = lcg(64, seed).iter().map(|v| v * v * v * 3.0 + 0.1 * v).collect();
+                let h: Vec<f32> = lcg(64, seed + 1000).iter().map(|v| (v * 4.0).exp()).collect();
+                let (mn, mx) = x.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                let base = params((mx - mn) / qmax, mn).unwrap();
+                fast += weighted_error(&x, &h, weighted_params(&x, &h, width).unwrap(), qmax);
+                full += weighted_error(&x, &h, exhaustive_search(&x, &h, (mn, mx), base, qmax), qmax);
+            }
+            println!(
+                "{width:?}: block search {fast:.6e}, exhaustive {full:.6e} ({:+.3} dB)",
+                10.0 * (fast / full).log10()
+            );
+            assert!(fast <= full * 1.05, "{width:?}: {fast} vs {full}");
+        }
     }
 
     #[test]

@@ -56,7 +56,7 @@ test('drop the diffusion model + calibration, run, download, read back', { timeo
   await page.click('#run');
   await page.waitForFunction(() => document.body.dataset.state === 'done', null, { timeout: 120000 });
   assert.match(await page.textContent('#status'), /^Done in/);
-  assert.match(await page.textContent('#features'), /Time-aware: 51 layer\(s\)/);
+  assert.match(await page.textContent('#features'), /Time-aware: 47 layer\(s\) got up to \d+ adaptive time group\(s\) over 20 calibrated timesteps \(4 sensitive layer input\(s\) left in float\)/);
   assert.equal(await page.$$eval('#layers tbody tr', (r) => r.length), 144);
   assert.ok((await page.$$eval('#snr-plot circle', (c) => c.length)) >= 51);
   // the worst layer is selected and its error histogram drawn

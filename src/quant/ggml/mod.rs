@@ -10,7 +10,7 @@
 mod float;
 mod kquants;
 mod legacy;
-mod search;
+pub(crate) mod search;
 
 use crate::error::{AqError, Result};
 
