@@ -8,9 +8,10 @@
 //!
 //! Groups whose length is a multiple of eight (every whole group: group sizes are 32…256) run on
 //! the kernels' block sums (`quant::ggml::search`, SIMD128 with a bit-identical scalar twin, f32
-//! sums in a fixed lane order): the GGUF block search's six-point grid, then Lloyd steps. A row's
-//! shorter last group takes the exhaustive f64 search below; both choose from the same kinds of
-//! candidates and never lose to min/max on their own scoring.
+//! sums in a fixed lane order): a nine-point grid, each candidate measured on its own codes, and
+//! Lloyd chains from the best ([`block_search`]). A row's shorter last group takes the exhaustive
+//! f64 search below; both choose from the same kinds of candidates and never lose to min/max on
+//! their own scoring.
 
 use crate::kernels::scalar::{code_of, inverse, HalfParams, BLOCK_LANES};
 use crate::quant::dtype::F16_MAX;
