@@ -102,12 +102,16 @@ for (const [label, cfg] of configs) {
 // plain search on the same tensor, same run. The rows with calibration also measure each layer's
 // output SNR, which the quality report needs.
 {
+  // Both per-column statistics tools/calibrate.py records: the second moments weight the search
+  // and the output SNR, the channel maxima the activation-weighted SNR.
   const sqMean = Array.from({ length: ROW }, (_, j) => 0.1 + ((j * 7919) % 101) / 10);
-  const calibration = { timesteps: [0], layers: { w: { actMin: [-1], actMax: [1], samples: [64], sqMean } } };
+  const channelAbsMax = sqMean.map((v) => 2 * Math.sqrt(v));
+  const calibration = { timesteps: [0], layers: { w: { actMin: [-1], actMax: [1], samples: [64], sqMean, channelAbsMax } } };
   const base = { profile: 'base', groupSize: 64, minAccuracy: 0, enableSpatial: false, enableTimeAware: false, scaleSearch: 'on' };
   console.log('\n## Importance-weighted search (second moments from calibration) vs the plain search, same tensor\n');
   console.log('| bits | plain search GB/s | importance-weighted GB/s | importance ÷ plain time |\n|---|---|---|---|');
-  for (const bits of [4, 2]) {
+  // At 8 bits the weighted search is the f32 block search (the fixed-point sums would overflow).
+  for (const bits of [4, 2, 8]) {
     const cfg = { ...base, bitWidth: bits };
     const plain = timeIt(() => quantizeModel(synthetic, cfg));
     const weighted = timeIt(() => quantizeModel(synthetic, cfg, { calibration }));

@@ -8,7 +8,8 @@ use core::arch::wasm32::*;
 use core::mem::MaybeUninit;
 
 use super::scalar::{
-    fold_block_lanes, grid_multipliers, lloyd_steps, search_fixed_point, HalfParams, Searched, SEARCH_GRID,
+    fold_block_lanes, grid_multipliers, lloyd_steps, search_fixed_point, weighted_grid_multipliers, HalfParams,
+    Searched, IMPORTANCE_LEVELS, SEARCH_GRID, WEIGHTED_SEARCH_MAX_QMAX,
 };
 
 #[inline(always)]
@@ -143,6 +144,198 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
             cand_err: if found { ce[k] } else { 0.0 },
         }
     })
+}
+
+/// The importance-weighted search of four groups of equal length (`scalar::weighted_search_exact4`),
+/// on the plain search's machinery: dq in 16-bit pairs as there, the importance levels hq in the
+/// same pairs ([`importance_pairs`]), every candidate's sums Σhq·l, Σhq·l², Σhq·l·dq from
+/// `i32x4.dot_i16x8_s` of hq, hl = hq·l and dq — exact integers, so each lane equals the scalar
+/// twin by construction — and the float steps (scores, fits, Lloyd params, exact errors) as the
+/// twin's IEEE operations per lane in its order. Codes wider than 4 bits, other lengths and ranges
+/// beyond f32 go to the scalar twin.
+pub fn weighted_search_exact4(xs: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Searched; 4] {
+    let n = xs[0].len();
+    if n == 0
+        || n > 256
+        || qmax > WEIGHTED_SEARCH_MAX_QMAX
+        || xs.iter().chain(hs.iter()).any(|x| x.len() != n)
+        || codes.iter().any(|c| c.len() < n)
+    {
+        return super::scalar::weighted_search_exact4(xs, hs, qmax, codes);
+    }
+    let mut tbuf = [MaybeUninit::<v128>::uninit(); 256];
+    let [vmn, vmx] = transpose4_stats(xs, &mut tbuf[..n]);
+    let range = f32x4_sub(vmx, vmn);
+    if !u32x4_all_true(is_finite(range)) {
+        return super::scalar::weighted_search_exact4(xs, hs, qmax, codes);
+    }
+    // SAFETY: `transpose4_stats` wrote all n rows.
+    let t = unsafe { assume_init(&tbuf[..n]) };
+    let mut hbuf = [MaybeUninit::<v128>::uninit(); 256];
+    let [_, hmax] = transpose4_stats(hs, &mut hbuf[..n]);
+    // SAFETY: as above.
+    let th = unsafe { assume_init(&hbuf[..n]) };
+    let zero = f32x4_splat(0.0);
+    // `scalar::importance_levels`: 511/max h where max h > 0 and the quotient is finite, else
+    // equal weights.
+    let sh = v128_and(finite_or_zero(f32x4_div(f32x4_splat(IMPORTANCE_LEVELS), hmax)), f32x4_gt(hmax, zero));
+    let has = f32x4_gt(sh, zero);
+
+    let q = f32x4_splat(qmax);
+    let base = Half4::round(f32x4_div(range, q), vmn);
+    let (r, shift) = search_fixed_point(qmax);
+    let s = finite_or_zero(f32x4_div(f32x4_splat(r), range));
+    let pairs = n.div_ceil(2);
+    let mut dqbuf = [MaybeUninit::<v128>::uninit(); 128];
+    fixed_point(t, vmn, s, &mut dqbuf[..pairs]);
+    let mut hqbuf = [MaybeUninit::<v128>::uninit(); 128];
+    let sw = importance_pairs(th, sh, has, &mut hqbuf[..pairs]);
+    // SAFETY: `fixed_point` and `importance_pairs` wrote every pair.
+    let (dq, hq) = unsafe { (assume_init(&dqbuf[..pairs]), assume_init(&hqbuf[..pairs])) };
+    let mut sdq = i32x4_splat(0);
+    for (&d, &h) in dq.iter().zip(hq) {
+        sdq = i32x4_add(sdq, i32x4_dot_i16x8(d, h));
+    }
+    let wn = f32x4_convert_i32x4(sw);
+    let q16 = i16x8_splat(qmax as i16);
+
+    // Grid candidates, then one Lloyd step of each (scored), in the scalar twin's order.
+    let grid = weighted_grid_multipliers(qmax);
+    let mut sums = [[zero; 3]; 7];
+    let g = grid.len();
+    let m = |i: usize| i16x8_splat(grid[i] as i16);
+    match shift {
+        11 => {
+            // 4 bits: t = −1.5 … 0 unclamped, 0.5 … 1.5 clamped.
+            sums[..4].copy_from_slice(&weighted_grid_sums::<4, false, 11>(dq, hq, [m(0), m(1), m(2), m(3)], q16));
+            sums[4..7].copy_from_slice(&weighted_grid_sums::<3, true, 11>(dq, hq, [m(4), m(5), m(6)], q16));
+        }
+        _ => {
+            // 2 bits: t = −0.8 … 0 unclamped, 0.4 and 0.8 clamped.
+            sums[..3].copy_from_slice(&weighted_grid_sums::<3, false, 13>(dq, hq, [m(0), m(1), m(2)], q16));
+            sums[3..5].copy_from_slice(&weighted_grid_sums::<2, true, 13>(dq, hq, [m(3), m(4)], q16));
+        }
+    }
+    let mut steps = [(zero, zero); 7];
+    for (step, cand) in steps.iter_mut().zip(&sums[..g]) {
+        let mut b = Best4::weighted(wn, sdq);
+        b.consider(*cand);
+        *step = b.lloyd_params();
+    }
+    let mut best = Best4::weighted(wn, sdq);
+    let mut i = 0;
+    while i < g {
+        let k = (g - i).min(4);
+        let refits = match k {
+            4 => weighted_lloyd_sums::<4>(dq, hq, [steps[i], steps[i + 1], steps[i + 2], steps[i + 3]], q16).to_vec(),
+            3 => weighted_lloyd_sums::<3>(dq, hq, [steps[i], steps[i + 1], steps[i + 2]], q16).to_vec(),
+            2 => weighted_lloyd_sums::<2>(dq, hq, [steps[i], steps[i + 1]], q16).to_vec(),
+            _ => weighted_lloyd_sums::<1>(dq, hq, [steps[i]], q16).to_vec(),
+        };
+        for c in refits {
+            best.consider(c);
+        }
+        i += k;
+    }
+    for _ in 0..lloyd_steps(qmax) {
+        let [c] = weighted_lloyd_sums::<1>(dq, hq, [best.lloyd_params()], q16);
+        best.take_if_valid(c);
+    }
+    let (scale_dq, offset_dq) = best.fit();
+    let (scale, offset) = (f32x4_div(scale_dq, s), f32x4_add(vmn, f32x4_div(offset_dq, s)));
+    let found = best.found();
+    let cand = Half4::round(scale, offset);
+    let ones = f32x4_splat(1.0);
+    let [cand_err, base_err] =
+        errors_and_codes_weighted(t, cand, base, q, codes, |j, e2| f32x4_mul(e2, v128_bitselect(th[j], ones, has)));
+    let (mn, mx, be, ce) = (lanes(vmn), lanes(vmx), lanes(base_err), lanes(cand_err));
+    let (fs, fo, ok) = (lanes(scale), lanes(offset), u32_lanes(found));
+    let (base, cand) = (base.lanes(), cand.lanes());
+    core::array::from_fn(|k| {
+        let found = ok[k] != 0;
+        Searched {
+            min: mn[k],
+            max: mx[k],
+            base: base[k],
+            fit: found.then_some((fs[k], fo[k])),
+            cand: found.then_some(cand[k]),
+            base_err: be[k],
+            cand_err: if found { ce[k] } else { 0.0 },
+        }
+    })
+}
+
+/// The importance levels hq = round_half_even(h·sh) of the transposed importances `th` (1 in
+/// lanes without importance, `has` clear), written as 16-bit pairs like [`fixed_point`]'s dq; an
+/// odd length's last pair is completed with hq = 0, which takes the padding out of every weighted
+/// sum. Returns Σhq per lane.
+#[inline(always)]
+fn importance_pairs(th: &[v128], sh: v128, has: v128, hq: &mut [MaybeUninit<v128>]) -> v128 {
+    let magic = f32x4_splat(12_582_912.0);
+    let one = f32x4_splat(12_582_913.0);
+    let level = |v: v128| v128_bitselect(f32x4_add(f32x4_mul(v, sh), magic), one, has);
+    let ones = i16x8_splat(1);
+    let mut sum = i32x4_splat(0);
+    let mut put = |o: &mut MaybeUninit<v128>, a: v128, b: v128| {
+        let v = i32x4_sub(i32x4_add(a, i32x4_shl(b, 16)), i32x4_splat(0x4b40_0000));
+        o.write(v);
+        sum = i32x4_add(sum, i32x4_dot_i16x8(v, ones));
+    };
+    let pairs = th.len() / 2;
+    for (p, o) in hq[..pairs].iter_mut().enumerate() {
+        put(o, level(th[2 * p]), level(th[2 * p + 1]));
+    }
+    if th.len() % 2 == 1 {
+        put(&mut hq[pairs], level(th[th.len() - 1]), magic);
+    }
+    sum
+}
+
+/// Weighted sums (Σhq·l, Σhq·l², Σhq·l·dq) per lane of a candidate's 16-bit codes `l`.
+#[inline(always)]
+fn add_weighted_codes(acc: &mut [v128; 3], l: v128, dq: v128, hq: v128) {
+    let hl = i16x8_mul(hq, l);
+    acc[0] = i32x4_add(acc[0], i32x4_dot_i16x8(hq, l));
+    acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(hl, l));
+    acc[2] = i32x4_add(acc[2], i32x4_dot_i16x8(hl, dq));
+}
+
+/// [`grid_sums`] weighted by hq: K grid candidates in one pass.
+#[inline(always)]
+fn weighted_grid_sums<const K: usize, const CLAMP: bool, const SHIFT: u32>(
+    dq: &[v128],
+    hq: &[v128],
+    m: [v128; K],
+    q: v128,
+) -> [[v128; 3]; K] {
+    let zero = i16x8_splat(0);
+    let half = i16x8_splat((1i32 << (SHIFT - 1)) as i16);
+    let mut acc = [[zero; 3]; K];
+    for (&v, &h) in dq.iter().zip(hq) {
+        for k in 0..K {
+            let l = u16x8_shr(i16x8_add(i16x8_mul(v, m[k]), half), SHIFT);
+            add_weighted_codes(&mut acc[k], if CLAMP { i16x8_min(l, q) } else { l }, v, h);
+        }
+    }
+    acc.map(|a| a.map(|v| f32x4_convert_i32x4(v)))
+}
+
+/// [`lloyd_sums`] weighted by hq, for K (offset, multiplier) pairs per lane in one pass (padding
+/// needs no mask: its hq is 0).
+#[inline(always)]
+fn weighted_lloyd_sums<const K: usize>(dq: &[v128], hq: &[v128], params: [(v128, v128); K], q: v128) -> [[v128; 3]; K] {
+    let spread = |v: v128| i8x16_shuffle::<0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13>(v, v);
+    let params = params.map(|(off, m)| (spread(off), spread(m)));
+    let zero = i16x8_splat(0);
+    let mut acc = [[zero; 3]; K];
+    for (&v, &h) in dq.iter().zip(hq) {
+        for k in 0..K {
+            let (off, m) = params[k];
+            let l = i16x8_max(i16x8_min(i16x8_q15mulr_sat(i16x8_sub(v, off), m), q), zero);
+            add_weighted_codes(&mut acc[k], l, v, h);
+        }
+    }
+    acc.map(|a| a.map(|v| f32x4_convert_i32x4(v)))
 }
 
 /// dq = round_half_even((x − min)·s) for the transposed groups `t`, written to `dq` as 16-bit
@@ -301,19 +494,33 @@ fn u32_lanes(v: v128) -> [u32; 4] {
 /// are combined into four bytes per group by shifts and adds, and stored one lane per group.
 #[inline(always)]
 fn errors_and_codes(t: &[v128], cand: Half4, base: Half4, q: v128, codes: [&mut [u8]; 4]) -> [v128; 2] {
+    errors_and_codes_weighted(t, cand, base, q, codes, |_, e2| e2)
+}
+
+/// [`errors_and_codes`] with each squared error passed through `weigh(j, e2)` (element j) before
+/// it is added.
+#[inline(always)]
+fn errors_and_codes_weighted(
+    t: &[v128],
+    cand: Half4,
+    base: Half4,
+    q: v128,
+    codes: [&mut [u8]; 4],
+    weigh: impl Fn(usize, v128) -> v128,
+) -> [v128; 2] {
     let n = t.len();
     let n4 = n / 4 * 4;
     let (mut cand_err, mut base_err) = (f32x4_splat(0.0), f32x4_splat(0.0));
-    let mut step = |v: v128| {
+    let mut step = |j: usize, v: v128| {
         let (e2, c) = cand.error_and_code(v, q);
-        cand_err = f32x4_add(cand_err, e2);
-        base_err = f32x4_add(base_err, base.error_and_code(v, q).0);
+        cand_err = f32x4_add(cand_err, weigh(j, e2));
+        base_err = f32x4_add(base_err, weigh(j, base.error_and_code(v, q).0));
         c
     };
     let ptr = codes.map(|c| c.as_mut_ptr());
     let mut j = 0;
     while j < n4 {
-        let (c0, c1, c2, c3) = (step(t[j]), step(t[j + 1]), step(t[j + 2]), step(t[j + 3]));
+        let (c0, c1, c2, c3) = (step(j, t[j]), step(j + 1, t[j + 1]), step(j + 2, t[j + 2]), step(j + 3, t[j + 3]));
         // Each lane holds 2^23 + code as float bits (0x4b00_0000 + code). Shifted by 8, 16 and
         // 24 bits the 0x4b00_0000 parts leave the 32-bit lane, so one subtraction leaves lane k =
         // group k's four codes, byte by byte. Shifts and adds, because byte shuffles and narrows
@@ -332,7 +539,7 @@ fn errors_and_codes(t: &[v128], cand: Half4, base: Half4, q: v128, codes: [&mut 
         j += 4;
     }
     for (j, &v) in t.iter().enumerate().skip(n4) {
-        let c = u32_lanes(step(v));
+        let c = u32_lanes(step(j, v));
         // SAFETY: as above, j < n.
         unsafe {
             for k in 0..4 {
@@ -405,9 +612,15 @@ struct Best4 {
 
 impl Best4 {
     fn new(n: usize, sdq: v128) -> Self {
+        Best4::weighted(f32x4_splat(n as f32), sdq)
+    }
+
+    /// Nothing found yet, for sums whose count is `n` (f32 lanes; the weighted search's Σhq) and
+    /// whose Σdq is `sdq` (i32 lanes).
+    fn weighted(n: v128, sdq: v128) -> Self {
         let zero = f32x4_splat(0.0);
         Best4 {
-            n: f32x4_splat(n as f32),
+            n,
             sdq: f32x4_convert_i32x4(sdq),
             a2: f32x4_splat(f32::NEG_INFINITY),
             a: zero,
@@ -755,6 +968,58 @@ pub fn error_sums(w: &[f32], q: &[f32]) -> [f64; 5] {
     }
     s[4] = s[4].max(tail[4]);
     s
+}
+
+/// [`super::scalar::column_error_sums`]: lanes 0 and 1 in one f64x2 accumulator, 2 and 3 in
+/// another, four values per step; the last (fewer than four) values go to their lanes in order.
+pub fn column_error_sums(w: &[f32], q: &[f32], g: &[f64]) -> [f64; 3] {
+    let n = w.len().min(q.len()).min(g.len());
+    let n4 = n / 4 * 4;
+    let zero = f64x2_splat(0.0);
+    let mut acc = [[zero; 2]; 3];
+    let mut i = 0;
+    while i < n4 {
+        // SAFETY: i + 4 ≤ n for all three slices.
+        let (a4, b4, g01, g23) = unsafe {
+            (
+                load(w, i),
+                load(q, i),
+                v128_load(g.as_ptr().add(i) as *const v128),
+                v128_load(g.as_ptr().add(i + 2) as *const v128),
+            )
+        };
+        let halves = [
+            (f64x2_promote_low_f32x4(a4), f64x2_promote_low_f32x4(b4), g01),
+            (
+                f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(a4, a4)),
+                f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(b4, b4)),
+                g23,
+            ),
+        ];
+        for (h, (a, b, gv)) in halves.into_iter().enumerate() {
+            let e = f64x2_sub(a, b);
+            let ga = f64x2_mul(gv, a);
+            acc[0][h] = f64x2_add(acc[0][h], f64x2_mul(ga, a));
+            acc[1][h] = f64x2_add(acc[1][h], f64x2_mul(f64x2_mul(gv, e), e));
+            acc[2][h] = f64x2_add(acc[2][h], f64x2_mul(ga, e));
+        }
+        i += 4;
+    }
+    let mut lanes4 = acc.map(|[lo, hi]| {
+        [
+            f64x2_extract_lane::<0>(lo),
+            f64x2_extract_lane::<1>(lo),
+            f64x2_extract_lane::<0>(hi),
+            f64x2_extract_lane::<1>(hi),
+        ]
+    });
+    for j in n4..n {
+        let (a, e, l) = (w[j] as f64, w[j] as f64 - q[j] as f64, j % 4);
+        lanes4[0][l] += g[j] * a * a;
+        lanes4[1][l] += g[j] * e * e;
+        lanes4[2][l] += g[j] * a * e;
+    }
+    lanes4.map(super::scalar::fold_f64_lanes)
 }
 
 /// [`super::scalar::pack`]: 32 four-bit or 64 two-bit codes per step, gathered with byte

@@ -19,10 +19,11 @@ use crate::quant::dtype::{Dtype, F16_MAX};
 use crate::quant::f16_store::{store_f16, F16Store};
 use crate::quant::gptq;
 use crate::quant::layout::{equalize, undo_equalization, ChannelLayout, Layout};
-use crate::quant::metrics::ErrorSums;
+use crate::quant::metrics::{ColumnWeights, ErrorSums};
 use crate::quant::output::{output_gains, output_sums, Weighting};
 use crate::quant::tensor::{
-    decode_all, dequantize, layout_error_sums, quantize_source, scale_rows, ParamChoice, QuantizedTensor, Source,
+    decode_all, dequantize, layout_error_sums, quantize_source_measured, scale_rows, ParamChoice, QuantizedTensor,
+    Source,
 };
 use crate::quant::width::Width;
 
@@ -229,11 +230,31 @@ fn store_weight(
     };
     let objective =
         Objective::choose(cfg, info, layout, cal.map(|c| c.stats), eq.as_ref().map(|e| e.scales.as_slice()));
-    // The activation-weighted and output errors need the source as f32; with equalization it is
-    // already decoded, otherwise decode it once here rather than per fallback width.
     let weighted_channels = act_absmax.zip(ChannelLayout::for_shape(&info.shape)).filter(|(a, cl)| cl.input == a.len());
     let measure_output = objective.weighting().is_some();
-    let decoded = match (&eq, weighted_channels.is_some() || measure_output) {
+    // Where the stored weights are the original ones (no equalization) and the output error needs
+    // only per-column weights (no Gram matrix), the validation pass adds up the output and
+    // activation-weighted errors itself. Otherwise they need the source as f32: with equalization
+    // it is already decoded, else decode it once here rather than per fallback width.
+    let in_pass = eq.is_none() && !matches!(objective.weighting(), Some(Weighting::Gram { .. }));
+    let output_weights: Option<Vec<f64>> = match objective.weighting() {
+        Some(Weighting::Diagonal(h)) if in_pass => Some(h.iter().map(|&g| g as f64).collect()),
+        _ => None,
+    };
+    let channel_weights: Option<Vec<f64>> = weighted_channels.filter(|_| in_pass).map(|(a, cl)| {
+        (0..layout.row_len)
+            .map(|j| {
+                let a = a[cl.channel_of(j)] as f64;
+                a * a
+            })
+            .collect()
+    });
+    let columns = ColumnWeights {
+        weights: [output_weights.as_deref(), channel_weights.as_deref()],
+        group_size: layout.group_size,
+        groups_per_row: layout.groups_per_row(),
+    };
+    let decoded = match (&eq, !in_pass && (weighted_channels.is_some() || measure_output)) {
         (None, true) => Some(decode_all(src, layout.numel())?),
         _ => None,
     };
@@ -249,7 +270,7 @@ fn store_weight(
         };
         let quantized = match &objective.method {
             Method::Gptq(prepared) => gptq::quantize(qsrc, layout, width, prepared)?,
-            _ => quantize_source(qsrc, layout, width, choice)?,
+            _ => quantize_source_measured(qsrc, layout, width, choice, &columns)?,
         };
         let Some((mut t, mut sums)) = quantized else {
             let row = raw(info, bytes, Some(asked));
@@ -277,7 +298,7 @@ fn store_weight(
         }
         // The metrics are of the weights as inference sees them, against the original weights.
         let mut w_hat = None;
-        if eq.is_some() || rescaled || weighted_channels.is_some() || measure_output {
+        if eq.is_some() || rescaled || (!in_pass && (weighted_channels.is_some() || measure_output)) {
             let v = reconstruct(&t);
             if eq.is_some() || rescaled {
                 sums = layout_error_sums(original(), &v, layout);
@@ -285,20 +306,28 @@ fn store_weight(
             w_hat = Some(v);
         }
         // With calibration, accuracy is judged where it matters: at the layer's output.
-        let output = objective
-            .weighting()
-            .zip(w_hat.as_deref())
-            .map(|(wt, w_hat)| output_sums(original(), w_hat, layout.row_len, wt));
+        let output = if in_pass {
+            output_weights.is_some().then_some(sums.columns[0])
+        } else {
+            objective
+                .weighting()
+                .zip(w_hat.as_deref())
+                .map(|(wt, w_hat)| output_sums(original(), w_hat, layout.row_len, wt))
+        };
         let cosine = output.map_or(sums.cosine(), |o| o.cosine());
         if fall_back && cfg.min_accuracy > 0.0 && cosine < cfg.min_accuracy {
             misses.push(Miss { width, cosine, output: output.is_some() });
             continue;
         }
         // Only the stored width needs its activation-weighted error.
-        let weighted = weighted_channels.zip(w_hat.as_deref()).map(|((a, cl), w_hat)| {
-            let (sig, err) = weighted_error(original(), w_hat, cl, a);
-            snr_db(sig, err)
-        });
+        let weighted = if in_pass {
+            channel_weights.is_some().then(|| snr_db(sums.columns[1].signal, sums.columns[1].error))
+        } else {
+            weighted_channels.zip(w_hat.as_deref()).map(|((a, cl), w_hat)| {
+                let (sig, err) = weighted_error(original(), w_hat, cl, a);
+                snr_db(sig, err)
+            })
+        };
         let stored = Stored::Quantized { width, group_size: cfg.group_size, scales: t.scales, mins: t.mins };
         let mut row = row(info, stored, Some(asked), t.codes, Some(t.crc32));
         row.weighted_snr_db = weighted;

@@ -136,9 +136,11 @@ impl<'a> Objective<'a> {
         if matches!(method, Method::Weights) && cfg.importance.wanted(true) {
             if let Some(d) = &diagonal {
                 // The stored weights W·diag(s) multiply X/s: their importance is E[x²]/s².
+                // Tiny scales can make E[x²]/s² overflow or 0/0: the searches take finite h ≥ 0.
+                let usable = |h: f32| if h.is_nan() || h <= 0.0 { 0.0 } else { h.min(f32::MAX) };
                 let h = match &column_scales {
-                    Some(s) => d.iter().zip(s).map(|(h, s)| h / (s * s)).collect(),
-                    None => d.clone(),
+                    Some(s) => d.iter().zip(s).map(|(h, s)| usable(h / (s * s))).collect(),
+                    None => d.iter().map(|&h| usable(h)).collect(),
                 };
                 method = Method::Importance(h);
                 note = Some(match note {

@@ -27,10 +27,23 @@ const MAX_GAIN: f64 = 2.0;
 /// or the matched params do not fit f16.
 pub fn match_group(x: &[f32], q: &[u8], h: Option<&[f32]>, p: GroupParams) -> GroupParams {
     debug_assert_eq!(x.len(), q.len());
-    let weight = |i: usize| h.map_or(1.0, |h| h[i] as f64);
+    // One body for both, monomorphised: the equal weights' multiplications by 1.0 fold away (and
+    // are exact anyway), the importances are zipped in rather than indexed.
+    match h {
+        Some(h) => match_weighted(x, q, || h.iter().map(|&w| w as f64), p),
+        None => match_weighted(x, q, || core::iter::repeat(1.0f64), p),
+    }
+}
+
+#[inline(always)]
+fn match_weighted<I: Iterator<Item = f64>>(
+    x: &[f32],
+    q: &[u8],
+    weights: impl Fn() -> I,
+    p: GroupParams,
+) -> GroupParams {
     let (mut sw, mut sx, mut sq) = (0f64, 0f64, 0f64);
-    for (i, (&v, &c)) in x.iter().zip(q).enumerate() {
-        let w = weight(i);
+    for ((&v, &c), w) in x.iter().zip(q).zip(weights()) {
         sw += w;
         sx += w * v as f64;
         sq += w * c as f64;
@@ -40,9 +53,8 @@ pub fn match_group(x: &[f32], q: &[u8], h: Option<&[f32]>, p: GroupParams) -> Gr
     }
     let (mx, mq) = (sx / sw, sq / sw);
     let (mut var, mut cov) = (0f64, 0f64);
-    for (i, (&v, &c)) in x.iter().zip(q).enumerate() {
+    for ((&v, &c), w) in x.iter().zip(q).zip(weights()) {
         let (dx, dq) = (v as f64 - mx, c as f64 - mq);
-        let w = weight(i);
         var += w * dx * dx;
         cov += w * dx * dq;
     }

@@ -14,7 +14,7 @@ use crate::error::{AqError, Result};
 use crate::kernels::{self, scalar::code_of, scalar::inverse};
 use crate::quant::gram::Gram;
 use crate::quant::layout::Layout;
-use crate::quant::metrics::ErrorSums;
+use crate::quant::metrics::{ColumnWeights, ErrorSums};
 use crate::quant::params::{Chosen, GroupParams};
 use crate::quant::tensor::{decode_block, measure_groups, pack_rows, quantize_in_blocks, QuantizedTensor, Source};
 use crate::quant::weighted::weighted_params;
@@ -222,7 +222,7 @@ pub fn quantize(
         pack_rows(&q, n, width, c);
         let groups: Vec<&[f32]> = x.chunks_exact(n).flat_map(|row| row.chunks(g)).collect();
         let mut sums = ErrorSums::default();
-        measure_groups(&groups, &params, &q, s, m, &mut sums);
+        measure_groups(&groups, &params, &q, s, m, &ColumnWeights::NONE, &mut sums);
         Ok(Some(sums))
     })
 }

@@ -1,6 +1,8 @@
 //! Error metrics between original values w and reconstruction ŵ, accumulated in f64 from the f32
 //! values: cosine, SNR (dB), relative RMSE and max |w − ŵ|. Formulas are part of docs/FORMAT.md.
 
+use crate::quant::output::OutputSums;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ErrorSums {
     pub count: u64,
@@ -9,6 +11,23 @@ pub struct ErrorSums {
     pub sum_wq: f64,
     pub sum_e2: f64,
     pub max_abs: f64,
+    /// Σ g·w², Σ g·e², Σ g·w·e (e = w − ŵ) for each of the [`ColumnWeights`] the pass was given,
+    /// in their order; zero for the ones it was not.
+    pub columns: [OutputSums; 2],
+}
+
+/// Per-column weights g (each a row long) whose weighted error sums the validation pass adds
+/// beside the plain ones ([`ErrorSums::columns`]), so that a layer's output error under diagonal
+/// input statistics, or its activation-weighted error, costs no second pass over the tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnWeights<'a> {
+    pub weights: [Option<&'a [f64]>; 2],
+    pub group_size: usize,
+    pub groups_per_row: usize,
+}
+
+impl ColumnWeights<'_> {
+    pub const NONE: ColumnWeights<'static> = ColumnWeights { weights: [None, None], group_size: 0, groups_per_row: 1 };
 }
 
 impl ErrorSums {
@@ -24,8 +43,26 @@ impl ErrorSums {
         self.count += w.len() as u64;
     }
 
+    /// Add the column-weighted sums of one group whose first column is `col` (the active kernel
+    /// set's `column_error_sums`, bit-identical in both twins).
+    pub fn add_columns(&mut self, w: &[f32], q: &[f32], weights: &ColumnWeights, col: usize) {
+        let sums_of = crate::kernels::active().column_error_sums;
+        for (sums, g) in self.columns.iter_mut().zip(weights.weights) {
+            let Some(g) = g else { continue };
+            let [signal, error, cross] = sums_of(w, q, &g[col..col + w.len()]);
+            sums.signal += signal;
+            sums.error += error;
+            sums.cross += cross;
+        }
+    }
+
     /// Add another chunk's totals (used to merge blocks in order).
     pub fn merge(&mut self, o: &ErrorSums) {
+        for (a, b) in self.columns.iter_mut().zip(&o.columns) {
+            a.signal += b.signal;
+            a.error += b.error;
+            a.cross += b.cross;
+        }
         self.count += o.count;
         self.sum_w2 += o.sum_w2;
         self.sum_q2 += o.sum_q2;

@@ -102,7 +102,7 @@ fn qmax(bits: u8) -> f32 {
 /// candidate has a smaller exact error. The search scores candidates by a closed-form bound
 /// before f16 rounding; only the exact error of the stored values decides against min/max, so
 /// search is never worse. `None` when the group's values or range do not fit f16 params.
-fn decide(s: Searched) -> Option<Chosen> {
+pub(crate) fn decide(s: Searched) -> Option<Chosen> {
     if s.min < -F16_MAX || s.max > F16_MAX {
         return None;
     }

@@ -7,9 +7,9 @@ use crate::kernels;
 use crate::quant::dtype::{decode_f32, Dtype, F16_MIN_NORMAL};
 use crate::quant::gain;
 use crate::quant::layout::Layout;
-use crate::quant::metrics::ErrorSums;
+use crate::quant::metrics::{ColumnWeights, ErrorSums};
 use crate::quant::params::{choose_params4, choose_params_coded, Chosen, GroupParams};
-use crate::quant::weighted::weighted_params;
+use crate::quant::weighted::{weighted_params4, weighted_params_coded};
 use crate::quant::width::Width;
 
 /// Largest supported group (the config allows 32..=256).
@@ -90,8 +90,20 @@ pub fn quantize_source(
     width: Width,
     choice: ParamChoice,
 ) -> Result<Option<(QuantizedTensor, ErrorSums)>> {
+    quantize_source_measured(src, layout, width, choice, &ColumnWeights::NONE)
+}
+
+/// [`quantize_source`], the validation pass also adding up the error weighted by `columns`
+/// ([`ErrorSums::columns`]).
+pub fn quantize_source_measured(
+    src: Source,
+    layout: Layout,
+    width: Width,
+    choice: ParamChoice,
+    columns: &ColumnWeights,
+) -> Result<Option<(QuantizedTensor, ErrorSums)>> {
     debug_assert!(layout.group_size <= MAX_GROUP && src.dtype.is_float());
-    quantize_in_blocks(layout, width, |row0, c, s, m| quantize_rows(src, layout, width, choice, row0, c, s, m))
+    quantize_in_blocks(layout, width, |row0, c, s, m| quantize_rows(src, layout, width, choice, columns, row0, c, s, m))
 }
 
 /// The block structure every whole-tensor quantizer shares: the output (packed codes, scales,
@@ -148,6 +160,7 @@ fn quantize_rows(
     layout: Layout,
     width: Width,
     choice: ParamChoice,
+    columns: &ColumnWeights,
     row0: usize,
     codes: &mut [u8],
     scales: &mut [u16],
@@ -158,7 +171,8 @@ fn quantize_rows(
     SCRATCH.with_borrow_mut(|(x, params, q)| {
         // Reused per thread: a block's f32 copy is as large as the block, and zeroing a fresh one
         // every block would cost as much as decoding into it.
-        let out = quantize_block(src, layout, width, choice, e_first, rows, codes, scales, mins, (x, params, q));
+        let out =
+            quantize_block(src, layout, width, (choice, columns), e_first, rows, codes, scales, mins, (x, params, q));
         // A block of one huge row is not kept for the next one.
         if x.capacity() > 4 * BLOCK_ELEMS {
             (*x, *q) = (Vec::new(), Vec::new());
@@ -174,7 +188,7 @@ fn quantize_block(
     src: Source,
     layout: Layout,
     width: Width,
-    choice: ParamChoice,
+    (choice, columns): (ParamChoice, &ColumnWeights),
     e_first: usize,
     rows: usize,
     codes: &mut [u8],
@@ -206,7 +220,7 @@ fn quantize_block(
     }
     pack_rows(q, layout.row_len, width, codes);
     let mut sums = ErrorSums::default();
-    measure_groups(&groups, params, q, scales, mins, &mut sums);
+    measure_groups(&groups, params, q, scales, mins, columns, &mut sums);
     Ok(Some(sums))
 }
 
@@ -231,8 +245,8 @@ pub fn pack_rows(q: &[u8], row_len: usize, width: Width, codes: &mut [u8]) {
 }
 
 /// Stage 4, validation: reconstruct every group from its codes and f16 params exactly as a reader
-/// will, and add the error against the source values to `sums` in group order; store the params'
-/// f16 bits.
+/// will, and add the error against the source values to `sums` in group order (with the
+/// `columns`-weighted sums; `groups` are whole rows); store the params' f16 bits.
 #[inline]
 pub fn measure_groups(
     groups: &[&[f32]],
@@ -240,9 +254,11 @@ pub fn measure_groups(
     q: &[u8],
     scales: &mut [u16],
     mins: &mut [u16],
+    columns: &ColumnWeights,
     sums: &mut ErrorSums,
 ) {
     let dequantize = kernels::active().dequantize_codes;
+    let weighted = columns.weights.iter().any(Option::is_some);
     let mut xhat = [0f32; MAX_GROUP];
     let mut e0 = 0;
     for (gi, (x, c)) in groups.iter().zip(params).enumerate() {
@@ -250,6 +266,9 @@ pub fn measure_groups(
         let len = x.len();
         dequantize(&q[e0..e0 + len], p.scale_f32(), p.min_f32(), &mut xhat[..len]);
         sums.add(x, &xhat[..len]);
+        if weighted {
+            sums.add_columns(x, &xhat[..len], columns, (gi % columns.groups_per_row) * columns.group_size);
+        }
         scales[gi] = p.scale_bits();
         mins[gi] = p.min_bits();
         e0 += len;
@@ -306,7 +325,9 @@ pub fn match_gains(groups: &[&[f32]], layout: Layout, importance: Option<&[f32]>
     }
 }
 
-/// [`code_groups`] with params weighted by `h`, the importance of each column of a row.
+/// [`code_groups`] with params weighted by `h`, the importance of each column of a row: groups of
+/// equal length in fours (the SIMD search's unit, same params as one at a time), the codes the
+/// choice did not produce on the way computed afterwards.
 fn code_groups_weighted(
     groups: &[&[f32]],
     layout: Layout,
@@ -316,14 +337,72 @@ fn code_groups_weighted(
     codes: &mut [u8],
 ) -> bool {
     let gpr = layout.groups_per_row();
+    let importance = |gi: usize, len: usize| {
+        let col = (gi % gpr) * layout.group_size;
+        &h[col..col + len]
+    };
+    let chosen = by_quads(
+        groups,
+        layout.group_size,
+        params,
+        codes,
+        |quad, pieces| {
+            let hs = quad.map(|gi| importance(gi, groups[gi].len()));
+            weighted_params4(quad.map(|gi| groups[gi]), hs, width, pieces)
+        },
+        |gi, piece| weighted_params_coded(groups[gi], importance(gi, groups[gi].len()), width, piece),
+    );
+    if !chosen {
+        return false;
+    }
     let quantize = kernels::active().quantize_codes;
     let mut e0 = 0;
-    for (gi, (x, slot)) in groups.iter().zip(params.iter_mut()).enumerate() {
-        let col = (gi % gpr) * layout.group_size;
-        let Some(p) = weighted_params(x, &h[col..col + x.len()], width) else { return false };
-        *slot = Chosen { params: p, coded: true };
-        quantize(x, p.scale_f32(), p.min_f32(), width.qmax(), &mut codes[e0..e0 + x.len()]);
+    for (x, c) in groups.iter().zip(params.iter()) {
+        if !c.coded {
+            quantize(x, c.params.scale_f32(), c.params.min_f32(), width.qmax(), &mut codes[e0..e0 + x.len()]);
+        }
         e0 += x.len();
+    }
+    true
+}
+
+/// Params for `groups` (consecutive pieces of one block, whose codes are at the same offsets in
+/// `codes`) into `params`: `four` chooses for four groups of equal length — full-size groups and
+/// shorter ones (each row's last) batched separately — `one` for the leftovers, each given the
+/// groups' indices and code spans. `false` at the first group without params.
+fn by_quads(
+    groups: &[&[f32]],
+    group_size: usize,
+    params: &mut [Chosen],
+    codes: &mut [u8],
+    four: impl Fn([usize; 4], [&mut [u8]; 4]) -> [Option<Chosen>; 4],
+    one: impl Fn(usize, &mut [u8]) -> Option<Chosen>,
+) -> bool {
+    // (group index, offset in the block) of groups waiting for a quad, by full / short length.
+    let mut pending = [[(0usize, 0usize); 4]; 2];
+    let mut count = [0usize; 2];
+    let mut e0 = 0;
+    for (gi, x) in groups.iter().enumerate() {
+        let off = e0;
+        e0 += x.len();
+        let b = (x.len() != group_size) as usize;
+        pending[b][count[b]] = (gi, off);
+        count[b] += 1;
+        if count[b] == 4 {
+            count[b] = 0;
+            let quad = pending[b];
+            let pieces = four_pieces(codes, quad.map(|(gi, off)| (off, groups[gi].len())));
+            for ((gi, _), p) in quad.into_iter().zip(four(quad.map(|(gi, _)| gi), pieces)) {
+                let Some(p) = p else { return false };
+                params[gi] = p;
+            }
+        }
+    }
+    for b in 0..2 {
+        for &(gi, off) in &pending[b][..count[b]] {
+            let Some(p) = one(gi, &mut codes[off..off + groups[gi].len()]) else { return false };
+            params[gi] = p;
+        }
     }
     true
 }
@@ -336,42 +415,24 @@ fn choose_group_params(
     params: &mut [Chosen],
     codes: &mut [u8],
 ) -> bool {
-    if search && groups.iter().all(|x| x.len() == group_size) {
+    if !search {
+        for (slot, x) in params.iter_mut().zip(groups) {
+            let Some(p) = choose_params_coded(x, bits, false, &mut []) else { return false };
+            *slot = p;
+        }
+        return true;
+    }
+    if groups.iter().all(|x| x.len() == group_size) {
         return choose_uniform_group_params(groups, group_size, bits, params, codes);
     }
-    // (group index, offset in the block) of groups waiting for a quad, by full / short length.
-    let mut pending = [[(0usize, 0usize); 4]; 2];
-    let mut count = [0usize; 2];
-    let mut e0 = 0;
-    for (gi, x) in groups.iter().enumerate() {
-        let off = e0;
-        e0 += x.len();
-        if !search {
-            let Some(p) = choose_params_coded(x, bits, false, &mut []) else { return false };
-            params[gi] = p;
-            continue;
-        }
-        let b = (x.len() != group_size) as usize;
-        pending[b][count[b]] = (gi, off);
-        count[b] += 1;
-        if count[b] == 4 {
-            count[b] = 0;
-            let quad = pending[b];
-            let pieces = four_pieces(codes, quad.map(|(gi, off)| (off, groups[gi].len())));
-            for ((gi, _), p) in quad.into_iter().zip(choose_params4(quad.map(|(i, _)| groups[i]), bits, pieces)) {
-                let Some(p) = p else { return false };
-                params[gi] = p;
-            }
-        }
-    }
-    for b in 0..2 {
-        for &(gi, off) in &pending[b][..count[b]] {
-            let x = groups[gi];
-            let Some(p) = choose_params_coded(x, bits, true, &mut codes[off..off + x.len()]) else { return false };
-            params[gi] = p;
-        }
-    }
-    true
+    by_quads(
+        groups,
+        group_size,
+        params,
+        codes,
+        |quad, pieces| choose_params4(quad.map(|gi| groups[gi]), bits, pieces),
+        |gi, piece| choose_params_coded(groups[gi], bits, true, piece),
+    )
 }
 
 /// [`choose_group_params`] with search when every group is full-size (rows a multiple of the
@@ -507,6 +568,43 @@ mod tests {
 
     fn f32_bytes(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// The column-weighted sums of the validation pass equal the same sums taken afterwards over
+    /// the dequantized tensor (`output_sums` with the diagonal, the activation-weighted error), up
+    /// to f64 summation order; rows span several blocks and end in a short group.
+    #[test]
+    fn column_sums_in_the_pass_match_a_second_pass() {
+        use crate::diffusion::spatial::weighted_error;
+        use crate::quant::layout::ChannelLayout;
+        use crate::quant::output::{output_sums, Weighting};
+        let shape = [1000u64, 50, 3];
+        let n = 1000 * 150;
+        let values: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.7137).sin() * (1.0 + (i % 7) as f32)).collect();
+        let bytes = f32_bytes(&values);
+        let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
+        let layout = Layout::for_shape(&shape, 64);
+        let h: Vec<f32> = (0..150).map(|j| 0.1 + ((j * 7919) % 101) as f32).collect();
+        let a: Vec<f32> = (0..50).map(|c| 0.5 + (c % 9) as f32).collect();
+        let cl = ChannelLayout::for_shape(&shape).unwrap();
+        let hd: Vec<f64> = h.iter().map(|&g| g as f64).collect();
+        let ad: Vec<f64> = (0..150).map(|j| (a[cl.channel_of(j)] as f64).powi(2)).collect();
+        let columns =
+            ColumnWeights { weights: [Some(&hd), Some(&ad)], group_size: 64, groups_per_row: layout.groups_per_row() };
+        for choice in [ParamChoice::MinMax, ParamChoice::Weighted { importance: &h, match_gain: true }] {
+            let (t, sums) = quantize_source_measured(src, layout, Width::W4, choice, &columns).unwrap().unwrap();
+            let (_, plain) = quantize_source(src, layout, Width::W4, choice).unwrap().unwrap();
+            assert!(sums.approx_eq(&plain, 0.0), "the plain sums do not change");
+            let mut w_hat = vec![0f32; n];
+            dequantize(&t, &mut w_hat);
+            let out = output_sums(&values, &w_hat, 150, Weighting::Diagonal(&h));
+            let (sig, err) = weighted_error(&values, &w_hat, cl, &a);
+            let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * x.abs().max(y.abs());
+            let c = sums.columns;
+            assert!(close(c[0].signal, out.signal) && close(c[0].error, out.error) && close(c[0].cross, out.cross));
+            assert!(close(c[1].signal, sig) && close(c[1].error, err), "{:?} vs {sig} {err}", c[1]);
+            assert!(c[0].error > 0.0 && c[1].error > 0.0);
+        }
     }
 
     #[test]

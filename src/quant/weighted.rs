@@ -1,22 +1,25 @@
 //! Group params chosen for the layer's *output* rather than its weights: every candidate is scored
 //! by Σ_j h_j (w_j − ŵ_j)², where h_j is the importance of column j — the second moment E[x_j²]
 //! of the input it multiplies (the diagonal of the layer's Gram matrix), as llama.cpp does with an
-//! importance matrix. Candidates: min/max (always eligible, so the result never loses to it on
-//! this objective), a grid of shrunk ranges each refit by weighted least squares, then Lloyd steps
-//! from the best. Each candidate is rounded to f16 and scored on the codes and values a reader
-//! reconstructs.
+//! importance matrix. Min/max always stays eligible, so the result never loses to it on this
+//! objective; every candidate is rounded to f16 and the stored params are checked on the codes a
+//! reader reconstructs.
 //!
-//! Groups whose length is a multiple of eight (every whole group: group sizes are 32…256) run on
-//! the kernels' block sums (`quant::ggml::search`, SIMD128 with a bit-identical scalar twin, f32
-//! sums in a fixed lane order): a nine-point grid, each candidate measured on its own codes, and
-//! Lloyd chains from the best ([`block_search`]). A row's shorter last group takes the exhaustive
-//! f64 search below; both choose from the same kinds of candidates and never lose to min/max on
-//! their own scoring.
+//! At 2 and 4 bits groups go to the kernels' fixed-point search (`kernels::scalar::weighted_search`,
+//! four groups per call in SIMD128 with a bit-identical scalar twin): the plain search's integer
+//! machinery with the sums weighted by integer importance levels, each grid candidate scored after
+//! one Lloyd step of its own. At 8 bits, where those sums would leave i32, groups whose length is a
+//! multiple of eight run on the kernels' f32 block sums ([`block_search`]: a nine-point grid, each
+//! candidate measured on its own codes, Lloyd chains from the best); other lengths take the
+//! exhaustive f64 search. Measured against the exhaustive search on the same objective
+//! (`block_search_keeps_the_exhaustive_searchs_quality`): +0.005 dB error at 2 bits, +0.03 at 4,
+//! +0.12 at 8.
 
-use crate::kernels::scalar::{code_of, inverse, HalfParams, BLOCK_LANES};
+use crate::kernels;
+use crate::kernels::scalar::{code_of, inverse, HalfParams, BLOCK_LANES, MAX_SEARCH_GROUP, WEIGHTED_SEARCH_MAX_QMAX};
 use crate::quant::dtype::F16_MAX;
 use crate::quant::ggml::search::{reciprocal, Block};
-use crate::quant::params::GroupParams;
+use crate::quant::params::{decide, Chosen, GroupParams};
 use crate::quant::width::Width;
 
 /// Range shrink steps tried on each side of min/max (ggml's `make_qkx2_quants` uses 20).
@@ -143,7 +146,40 @@ fn block_search(b: Block, (n, sx, sxx): (f32, f32, f64), lo: f32, hi: f32, qmax:
 /// `None` when the values or their range do not fit f16 params. All-zero importance falls back
 /// to equal weights.
 pub fn weighted_params(x: &[f32], h: &[f32], width: Width) -> Option<GroupParams> {
+    let mut codes = [0u8; MAX_SEARCH_GROUP];
+    let n = x.len().min(MAX_SEARCH_GROUP);
+    weighted_params_coded(x, h, width, &mut codes[..n]).map(|c| c.params)
+}
+
+/// Whether the fixed-point kernel search ([`kernels::scalar::weighted_search`]) takes groups of
+/// `len` values at `width`; the others go to [`search_wide`].
+fn on_kernels(len: usize, width: Width) -> bool {
+    len <= MAX_SEARCH_GROUP && width.qmax() <= WEIGHTED_SEARCH_MAX_QMAX
+}
+
+/// [`weighted_params`], writing the group's codes to `codes` (as long as `x` when the kernel
+/// search takes the group) when it computes them on the way ([`Chosen::coded`]).
+pub fn weighted_params_coded(x: &[f32], h: &[f32], width: Width, codes: &mut [u8]) -> Option<Chosen> {
     debug_assert_eq!(x.len(), h.len());
+    if on_kernels(x.len(), width) {
+        return decide(kernels::scalar::weighted_search_exact(x, h, width.qmax(), codes));
+    }
+    search_wide(x, h, width).map(|params| Chosen { params, coded: false })
+}
+
+/// [`weighted_params_coded`] for four groups of equal length with their importances (the SIMD
+/// search's unit), with the active kernel set; the same params as one at a time.
+pub fn weighted_params4(xs: [&[f32]; 4], hs: [&[f32]; 4], width: Width, codes: [&mut [u8]; 4]) -> [Option<Chosen>; 4] {
+    if on_kernels(xs[0].len(), width) {
+        return (kernels::active().weighted_search_exact4)(xs, hs, width.qmax(), codes).map(decide);
+    }
+    core::array::from_fn(|k| search_wide(xs[k], hs[k], width).map(|params| Chosen { params, coded: false }))
+}
+
+/// The search at 8 bits (where the fixed-point sums would leave i32) and for groups over 256
+/// values: the block search on the kernels' f32 block sums for lengths that are a multiple of
+/// eight, else the exhaustive f64 search.
+fn search_wide(x: &[f32], h: &[f32], width: Width) -> Option<GroupParams> {
     let qmax = width.qmax();
     // One pass for the extrema and the weighted moments the block search needs.
     let (mut mn, mut mx) = (f32::INFINITY, f32::NEG_INFINITY);
@@ -247,8 +283,8 @@ mod tests {
         assert!(wins > 300, "the search should usually beat min/max clearly ({wins} of 600)");
     }
 
-    /// The block search (nine grid points, sums on the kernels) stays within a hair of the
-    /// exhaustive f64 search (33 points, every candidate measured) on the objective both minimise.
+    /// The kernel searches (fixed point at 2 and 4 bits, block sums at 8) stay within a hair of the
+    /// exhaustive f64 search (33 points, every candidate measured) on the objective all minimise.
     #[test]
     fn block_search_keeps_the_exhaustive_searchs_quality() {
         for width in Width::ALL {
@@ -263,7 +299,7 @@ mod tests {
                 full += weighted_error(&x, &h, exhaustive_search(&x, &h, (mn, mx), base, qmax), qmax);
             }
             println!(
-                "{width:?}: block search {fast:.6e}, exhaustive {full:.6e} ({:+.3} dB)",
+                "{width:?}: kernel search {fast:.6e}, exhaustive {full:.6e} ({:+.3} dB)",
                 10.0 * (fast / full).log10()
             );
             assert!(fast <= full * 1.05, "{width:?}: {fast} vs {full}");

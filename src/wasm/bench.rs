@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use crate::kernels::{self, KernelSet, SCALAR};
 use crate::quant::dtype::Dtype;
 use crate::quant::layout::Layout;
-use crate::quant::metrics::ErrorSums;
+use crate::quant::metrics::{ColumnWeights, ErrorSums};
 use crate::quant::params::{choose_params, choose_params4, Chosen, GroupParams};
 use crate::quant::tensor::{
     code_groups, decode_block, match_gains, measure_groups, pack_rows, quantize_source, ParamChoice, Source,
@@ -290,6 +290,7 @@ pub fn bench_stages(values: &[f32], group_size: u32, bits: u8, search: bool, rep
                     &q[q0..q0 + xb.len()],
                     &mut scales[g0..g0 + k],
                     &mut mins[g0..g0 + k],
+                    &ColumnWeights::NONE,
                     &mut sums,
                 );
                 sink += sums.sum_e2;
