@@ -9,7 +9,7 @@ use core::mem::MaybeUninit;
 
 use super::scalar::{
     fold_block_lanes, grid_multipliers, lloyd_steps, search_fixed_point, weighted_grid_multipliers, HalfParams,
-    Searched, IMPORTANCE_LEVELS, SEARCH_GRID, WEIGHTED_SEARCH_MAX_QMAX,
+    Searched, IMPORTANCE_LEVELS, SEARCH_GRID, WEIGHTED_LLOYD_STEPS, WEIGHTED_SEARCH_MAX_QMAX,
 };
 
 #[inline(always)]
@@ -199,7 +199,7 @@ pub fn weighted_search_exact4(xs: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, codes
     let wn = f32x4_convert_i32x4(sw);
     let q16 = i16x8_splat(qmax as i16);
 
-    // Grid candidates, then one Lloyd step of each (scored), in the scalar twin's order.
+    // Grid candidates, then Lloyd steps of each, scored in the scalar twin's order.
     let grid = weighted_grid_multipliers(qmax);
     let mut sums = [[zero; 3]; 7];
     let g = grid.len();
@@ -216,30 +216,36 @@ pub fn weighted_search_exact4(xs: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, codes
             sums[3..5].copy_from_slice(&weighted_grid_sums::<2, true, 13>(dq, hq, [m(3), m(4)], q16));
         }
     }
-    let mut steps = [(zero, zero); 7];
-    for (step, cand) in steps.iter_mut().zip(&sums[..g]) {
-        let mut b = Best4::weighted(wn, sdq);
-        b.consider(*cand);
-        *step = b.lloyd_params();
+    for _ in 0..WEIGHTED_LLOYD_STEPS {
+        let mut steps = [(zero, zero); 7];
+        for (step, cand) in steps.iter_mut().zip(&sums[..g]) {
+            let mut b = Best4::weighted(wn, sdq);
+            b.consider(*cand);
+            *step = b.lloyd_params();
+        }
+        let mut i = 0;
+        while i < g {
+            let k = (g - i).min(4);
+            let out = &mut sums[i..i + k];
+            match k {
+                4 => out.copy_from_slice(&weighted_lloyd_sums::<4>(
+                    dq,
+                    hq,
+                    [steps[i], steps[i + 1], steps[i + 2], steps[i + 3]],
+                    q16,
+                )),
+                3 => {
+                    out.copy_from_slice(&weighted_lloyd_sums::<3>(dq, hq, [steps[i], steps[i + 1], steps[i + 2]], q16))
+                }
+                2 => out.copy_from_slice(&weighted_lloyd_sums::<2>(dq, hq, [steps[i], steps[i + 1]], q16)),
+                _ => out.copy_from_slice(&weighted_lloyd_sums::<1>(dq, hq, [steps[i]], q16)),
+            }
+            i += k;
+        }
     }
     let mut best = Best4::weighted(wn, sdq);
-    let mut i = 0;
-    while i < g {
-        let k = (g - i).min(4);
-        let refits = match k {
-            4 => weighted_lloyd_sums::<4>(dq, hq, [steps[i], steps[i + 1], steps[i + 2], steps[i + 3]], q16).to_vec(),
-            3 => weighted_lloyd_sums::<3>(dq, hq, [steps[i], steps[i + 1], steps[i + 2]], q16).to_vec(),
-            2 => weighted_lloyd_sums::<2>(dq, hq, [steps[i], steps[i + 1]], q16).to_vec(),
-            _ => weighted_lloyd_sums::<1>(dq, hq, [steps[i]], q16).to_vec(),
-        };
-        for c in refits {
-            best.consider(c);
-        }
-        i += k;
-    }
-    for _ in 0..lloyd_steps(qmax) {
-        let [c] = weighted_lloyd_sums::<1>(dq, hq, [best.lloyd_params()], q16);
-        best.take_if_valid(c);
+    for c in &sums[..g] {
+        best.consider(*c);
     }
     let (scale_dq, offset_dq) = best.fit();
     let (scale, offset) = (f32x4_div(scale_dq, s), f32x4_add(vmn, f32x4_div(offset_dq, s)));
