@@ -300,16 +300,20 @@ pub fn code_groups(
     if !choose_group_params(groups, group_size, bits, search, params, codes) {
         return false;
     }
-    let kern = kernels::active();
-    let qmax = ((1u32 << bits) - 1) as f32;
+    code_the_rest(groups, params, ((1u32 << bits) - 1) as f32, codes);
+    true
+}
+
+/// Codes for the groups whose params choice did not write them on the way (min/max params).
+fn code_the_rest(groups: &[&[f32]], params: &[Chosen], qmax: f32, codes: &mut [u8]) {
+    let quantize = kernels::active().quantize_codes;
     let mut e0 = 0;
-    for (x, c) in groups.iter().zip(params.iter()) {
+    for (x, c) in groups.iter().zip(params) {
         if !c.coded {
-            (kern.quantize_codes)(x, c.params.scale_f32(), c.params.min_f32(), qmax, &mut codes[e0..e0 + x.len()]);
+            quantize(x, c.params.scale_f32(), c.params.min_f32(), qmax, &mut codes[e0..e0 + x.len()]);
         }
         e0 += x.len();
     }
-    true
 }
 
 /// Stage 2b: refit each group's params for its codes so the reconstruction keeps the weights' gain
@@ -355,14 +359,7 @@ fn code_groups_weighted(
     if !chosen {
         return false;
     }
-    let quantize = kernels::active().quantize_codes;
-    let mut e0 = 0;
-    for (x, c) in groups.iter().zip(params.iter()) {
-        if !c.coded {
-            quantize(x, c.params.scale_f32(), c.params.min_f32(), width.qmax(), &mut codes[e0..e0 + x.len()]);
-        }
-        e0 += x.len();
-    }
+    code_the_rest(groups, params, width.qmax(), codes);
     true
 }
 
