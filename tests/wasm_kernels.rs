@@ -122,23 +122,41 @@ fn assert_same_search(a: &Searched, b: &Searched, what: &str) {
 /// agree in every field, and the candidate's codes must be written identically and equal
 /// `quantize_codes` for the candidate's params.
 fn check_quad(quad: [&[f32]; 4], qmax: f32, what: &str) {
+    check_quad_with(
+        quad,
+        qmax,
+        |set, codes| (set.search_exact4)(quad, qmax, codes),
+        |k, codes| kernels::scalar::search_exact(quad[k], qmax, codes),
+        what,
+    );
+}
+
+/// [`check_quad`] for any four-lane search: `four(kernel set, codes)` and its one-group scalar
+/// reference `one(lane, codes)`.
+fn check_quad_with(
+    quad: [&[f32]; 4],
+    qmax: f32,
+    four: impl Fn(&kernels::KernelSet, [&mut [u8]; 4]) -> [Searched; 4],
+    one: impl Fn(usize, &mut [u8]) -> Searched,
+    what: &str,
+) {
     let n = quad[0].len();
     // Code buffers start different, so a code left unwritten shows.
     let mut ca: Vec<Vec<u8>> = (0..4).map(|_| vec![0xaa; n]).collect();
     let mut cb: Vec<Vec<u8>> = (0..4).map(|_| vec![0x55; n]).collect();
     let a = {
         let [w, x, y, z] = &mut ca[..] else { unreachable!() };
-        (SCALAR.search_exact4)(quad, qmax, [w, x, y, z])
+        four(&SCALAR, [w, x, y, z])
     };
     let b = {
         let [w, x, y, z] = &mut cb[..] else { unreachable!() };
-        (SIMD128.search_exact4)(quad, qmax, [w, x, y, z])
+        four(&SIMD128, [w, x, y, z])
     };
     for k in 0..4 {
         let what = format!("{what}, lane {k}");
         assert_same_search(&a[k], &b[k], &what);
-        let mut one = vec![0u8; n];
-        assert_same_search(&a[k], &kernels::scalar::search_exact(quad[k], qmax, &mut one), &what);
+        let mut codes = vec![0u8; n];
+        assert_same_search(&a[k], &one(k, &mut codes), &what);
         if let Some(c) = a[k].cand.filter(|c| c.scale.is_finite() && c.min.is_finite()) {
             let mut expect = vec![0u8; n];
             kernels::scalar::quantize_codes(quad[k], c.scale, c.min, qmax, &mut expect);
@@ -191,32 +209,15 @@ fn search_exact4_matches_scalar_search_per_lane() {
     assert!(checked > 6000);
 }
 
-/// [`check_quad`] for the importance-weighted search: both four-lane kernels and the one-group
-/// scalar reference agree in every field and write the same codes.
+/// [`check_quad`] for the importance-weighted search with importances `hs`.
 fn check_weighted_quad(quad: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, what: &str) {
-    let n = quad[0].len();
-    let mut ca: Vec<Vec<u8>> = (0..4).map(|_| vec![0xaa; n]).collect();
-    let mut cb: Vec<Vec<u8>> = (0..4).map(|_| vec![0x55; n]).collect();
-    let a = {
-        let [w, x, y, z] = &mut ca[..] else { unreachable!() };
-        (SCALAR.weighted_search_exact4)(quad, hs, qmax, [w, x, y, z])
-    };
-    let b = {
-        let [w, x, y, z] = &mut cb[..] else { unreachable!() };
-        (SIMD128.weighted_search_exact4)(quad, hs, qmax, [w, x, y, z])
-    };
-    for k in 0..4 {
-        let what = format!("{what}, lane {k}");
-        assert_same_search(&a[k], &b[k], &what);
-        let mut one = vec![0u8; n];
-        assert_same_search(&a[k], &kernels::scalar::weighted_search_exact(quad[k], hs[k], qmax, &mut one), &what);
-        if let Some(c) = a[k].cand.filter(|c| c.scale.is_finite() && c.min.is_finite()) {
-            let mut expect = vec![0u8; n];
-            kernels::scalar::quantize_codes(quad[k], c.scale, c.min, qmax, &mut expect);
-            assert_eq!(ca[k], expect, "scalar candidate codes, {what}");
-            assert_eq!(cb[k], expect, "simd128 candidate codes, {what}");
-        }
-    }
+    check_quad_with(
+        quad,
+        qmax,
+        |set, codes| (set.weighted_search_exact4)(quad, hs, qmax, codes),
+        |k, codes| kernels::scalar::weighted_search_exact(quad[k], hs[k], qmax, codes),
+        what,
+    );
 }
 
 /// The four-lane importance-weighted search against the scalar one, lane by lane: every case in

@@ -328,17 +328,29 @@ pub fn sequential_error(x: &[f32], p: HalfParams, qmax: f32, mut codes: Option<&
 /// candidate's codes are written to `codes` (as long as `x`) on the way, since it is usually
 /// the one stored.
 pub fn search_exact(x: &[f32], qmax: f32, codes: &mut [u8]) -> Searched {
-    let found = search(x, qmax);
-    let base = HalfParams::round((found.max - found.min) / qmax, found.min);
-    let cand = found.fit.map(|(s, m)| HalfParams::round(s, m));
-    Searched {
-        min: found.min,
-        max: found.max,
-        base,
-        fit: found.fit,
-        cand,
-        base_err: sequential_error(x, base, qmax, None),
-        cand_err: cand.map_or(0.0, |c| sequential_error(x, c, qmax, Some(codes))),
+    Searched::measure(search(x, qmax), qmax, codes, |p, c| sequential_error(x, p, qmax, c))
+}
+
+impl Searched {
+    /// What a search `found`: the min/max params and its fit, rounded to f16, each measured by
+    /// `error(params, codes)`; the candidate's measurement writes its codes to `codes`.
+    fn measure(
+        found: SearchFit,
+        qmax: f32,
+        codes: &mut [u8],
+        error: impl Fn(HalfParams, Option<&mut [u8]>) -> f32,
+    ) -> Self {
+        let base = HalfParams::round((found.max - found.min) / qmax, found.min);
+        let cand = found.fit.map(|(s, m)| HalfParams::round(s, m));
+        Searched {
+            min: found.min,
+            max: found.max,
+            base,
+            fit: found.fit,
+            cand,
+            base_err: error(base, None),
+            cand_err: cand.map_or(0.0, |c| error(c, Some(codes))),
+        }
     }
 }
 
@@ -498,19 +510,9 @@ pub fn weighted_sequential_error(x: &[f32], w: &[f32], p: HalfParams, qmax: f32,
 /// group's f32 importances (ones when it has none, see [`importance_levels`]).
 pub fn weighted_search_exact(x: &[f32], h: &[f32], qmax: f32, codes: &mut [u8]) -> Searched {
     let (found, equal) = weighted_search_levels(x, h, qmax);
-    let base = HalfParams::round((found.max - found.min) / qmax, found.min);
-    let cand = found.fit.map(|(s, m)| HalfParams::round(s, m));
     let ones = [1f32; MAX_SEARCH_GROUP];
     let w = if equal { &ones[..x.len()] } else { h };
-    Searched {
-        min: found.min,
-        max: found.max,
-        base,
-        fit: found.fit,
-        cand,
-        base_err: weighted_sequential_error(x, w, base, qmax, None),
-        cand_err: cand.map_or(0.0, |c| weighted_sequential_error(x, w, c, qmax, Some(codes))),
-    }
+    Searched::measure(found, qmax, codes, |p, c| weighted_sequential_error(x, w, p, qmax, c))
 }
 
 /// Signature of [`weighted_search_exact4`].

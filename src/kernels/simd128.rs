@@ -124,14 +124,33 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
         let (off, m) = best.lloyd_params();
         best.take_if_valid(lloyd_sums(dq, n_odd, off, m, q16));
     }
+    searched(&best, Groups4 { t, min: vmn, max: vmx, s, base, q }, codes, |_, e2| e2)
+}
+
+/// Four transposed groups as the searches see them: rows `t`, extrema, the dq scale s, the
+/// min/max params and qmax (all per lane).
+struct Groups4<'a> {
+    t: &'a [v128],
+    min: v128,
+    max: v128,
+    s: v128,
+    base: Half4,
+    q: v128,
+}
+
+/// The searches' result per lane from their best candidate (in dq units): its fit in value units
+/// rounded to f16, the exact errors of it and of min/max (each squared error through `weigh(j,
+/// e2)`), the candidate's codes written to `codes`.
+#[inline(always)]
+fn searched(best: &Best4, g: Groups4, codes: [&mut [u8]; 4], weigh: impl Fn(usize, v128) -> v128) -> [Searched; 4] {
     let (scale_dq, offset_dq) = best.fit();
-    let (scale, offset) = (f32x4_div(scale_dq, s), f32x4_add(vmn, f32x4_div(offset_dq, s)));
+    let (scale, offset) = (f32x4_div(scale_dq, g.s), f32x4_add(g.min, f32x4_div(offset_dq, g.s)));
     let found = best.found();
     let cand = Half4::round(scale, offset);
-    let [cand_err, base_err] = errors_and_codes(t, cand, base, q, codes);
-    let (mn, mx, be, ce) = (lanes(vmn), lanes(vmx), lanes(base_err), lanes(cand_err));
+    let [cand_err, base_err] = errors_and_codes(g.t, cand, g.base, g.q, codes, weigh);
+    let (mn, mx, be, ce) = (lanes(g.min), lanes(g.max), lanes(base_err), lanes(cand_err));
     let (fs, fo, ok) = (lanes(scale), lanes(offset), u32_lanes(found));
-    let (base, cand) = (base.lanes(), cand.lanes());
+    let (base, cand) = (g.base.lanes(), cand.lanes());
     core::array::from_fn(|k| {
         let found = ok[k] != 0;
         Searched {
@@ -247,28 +266,9 @@ pub fn weighted_search_exact4(xs: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, codes
     for c in &sums[..g] {
         best.consider(*c);
     }
-    let (scale_dq, offset_dq) = best.fit();
-    let (scale, offset) = (f32x4_div(scale_dq, s), f32x4_add(vmn, f32x4_div(offset_dq, s)));
-    let found = best.found();
-    let cand = Half4::round(scale, offset);
     let ones = f32x4_splat(1.0);
-    let [cand_err, base_err] =
-        errors_and_codes_weighted(t, cand, base, q, codes, |j, e2| f32x4_mul(e2, v128_bitselect(th[j], ones, has)));
-    let (mn, mx, be, ce) = (lanes(vmn), lanes(vmx), lanes(base_err), lanes(cand_err));
-    let (fs, fo, ok) = (lanes(scale), lanes(offset), u32_lanes(found));
-    let (base, cand) = (base.lanes(), cand.lanes());
-    core::array::from_fn(|k| {
-        let found = ok[k] != 0;
-        Searched {
-            min: mn[k],
-            max: mx[k],
-            base: base[k],
-            fit: found.then_some((fs[k], fo[k])),
-            cand: found.then_some(cand[k]),
-            base_err: be[k],
-            cand_err: if found { ce[k] } else { 0.0 },
-        }
-    })
+    let groups = Groups4 { t, min: vmn, max: vmx, s, base, q };
+    searched(&best, groups, codes, |j, e2| f32x4_mul(e2, v128_bitselect(th[j], ones, has)))
 }
 
 /// The importance levels hq = round_half_even(h·sh) of the transposed importances `th` (1 in
@@ -279,22 +279,7 @@ pub fn weighted_search_exact4(xs: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, codes
 fn importance_pairs(th: &[v128], sh: v128, has: v128, hq: &mut [MaybeUninit<v128>]) -> v128 {
     let magic = f32x4_splat(12_582_912.0);
     let one = f32x4_splat(12_582_913.0);
-    let level = |v: v128| v128_bitselect(f32x4_add(f32x4_mul(v, sh), magic), one, has);
-    let ones = i16x8_splat(1);
-    let mut sum = i32x4_splat(0);
-    let mut put = |o: &mut MaybeUninit<v128>, a: v128, b: v128| {
-        let v = i32x4_sub(i32x4_add(a, i32x4_shl(b, 16)), i32x4_splat(0x4b40_0000));
-        o.write(v);
-        sum = i32x4_add(sum, i32x4_dot_i16x8(v, ones));
-    };
-    let pairs = th.len() / 2;
-    for (p, o) in hq[..pairs].iter_mut().enumerate() {
-        put(o, level(th[2 * p]), level(th[2 * p + 1]));
-    }
-    if th.len() % 2 == 1 {
-        put(&mut hq[pairs], level(th[th.len() - 1]), magic);
-    }
-    sum
+    integer_pairs(th, |v| v128_bitselect(f32x4_add(f32x4_mul(v, sh), magic), one, has), hq)
 }
 
 /// Weighted sums (Σhq·l, Σhq·l², Σhq·l·dq) per lane of a candidate's 16-bit codes `l`.
@@ -352,25 +337,33 @@ fn weighted_lloyd_sums<const K: usize>(dq: &[v128], hq: &[v128], params: [(v128,
 #[inline(always)]
 fn fixed_point(t: &[v128], min: v128, s: v128, dq: &mut [MaybeUninit<v128>]) -> v128 {
     let magic = f32x4_splat(12_582_912.0);
-    let fix = |v: v128| f32x4_add(f32x4_mul(f32x4_sub(v, min), s), magic);
+    integer_pairs(t, |v| f32x4_add(f32x4_mul(f32x4_sub(v, min), s), magic), dq)
+}
+
+/// The integers `fix(t[j])` (each 1.5·2^23 + an integer below 2^15, as f32 bits) written as 16-bit
+/// pairs per lane (row 2p in the low half, 2p + 1 in the high half); an odd length's last pair is
+/// completed with 0. Returns the sum of the integers per lane.
+#[inline(always)]
+fn integer_pairs(t: &[v128], fix: impl Fn(v128) -> v128, out: &mut [MaybeUninit<v128>]) -> v128 {
+    let magic = f32x4_splat(12_582_912.0);
     let ones = i16x8_splat(1);
-    let mut sdq = i32x4_splat(0);
+    let mut sum = i32x4_splat(0);
     let mut put = |o: &mut MaybeUninit<v128>, a: v128, b: v128| {
-        // Lane k = a's dq in the low half, b's in the high half: a + (b << 16) − the magic's
+        // Lane k = a's integer in the low half, b's in the high half: a + (b << 16) − the magic's
         // bits (its high-half copy leaves the lane). A shift and two adds, where the byte
         // shuffle of the two took five instructions in V8.
         let v = i32x4_sub(i32x4_add(a, i32x4_shl(b, 16)), i32x4_splat(0x4b40_0000));
         o.write(v);
-        sdq = i32x4_add(sdq, i32x4_dot_i16x8(v, ones));
+        sum = i32x4_add(sum, i32x4_dot_i16x8(v, ones));
     };
     let pairs = t.len() / 2;
-    for (p, o) in dq[..pairs].iter_mut().enumerate() {
+    for (p, o) in out[..pairs].iter_mut().enumerate() {
         put(o, fix(t[2 * p]), fix(t[2 * p + 1]));
     }
     if t.len() % 2 == 1 {
-        put(&mut dq[pairs], fix(t[t.len() - 1]), magic);
+        put(&mut out[pairs], fix(t[t.len() - 1]), magic);
     }
-    sdq
+    sum
 }
 
 /// Integer sums (Σl, Σl², Σdq·l) per lane of one candidate's 16-bit codes `l` for `dq`.
@@ -495,18 +488,11 @@ fn u32_lanes(v: v128) -> [u32; 4] {
     [u32x4_extract_lane::<0>(v), u32x4_extract_lane::<1>(v), u32x4_extract_lane::<2>(v), u32x4_extract_lane::<3>(v)]
 }
 
-/// The exact errors of `cand` and `base` per lane (as `scalar::sequential_error`), and the
-/// candidate's codes written to `codes[k]` for lane k: four transposed rows of codes at a time
+/// The exact errors of `cand` and `base` per lane (as `scalar::sequential_error`, each squared
+/// error of element j through `weigh(j, e2)` before it is added), and the candidate's codes written to `codes[k]` for lane k: four transposed rows of codes at a time
 /// are combined into four bytes per group by shifts and adds, and stored one lane per group.
 #[inline(always)]
-fn errors_and_codes(t: &[v128], cand: Half4, base: Half4, q: v128, codes: [&mut [u8]; 4]) -> [v128; 2] {
-    errors_and_codes_weighted(t, cand, base, q, codes, |_, e2| e2)
-}
-
-/// [`errors_and_codes`] with each squared error passed through `weigh(j, e2)` (element j) before
-/// it is added.
-#[inline(always)]
-fn errors_and_codes_weighted(
+fn errors_and_codes(
     t: &[v128],
     cand: Half4,
     base: Half4,

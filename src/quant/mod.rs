@@ -7,6 +7,7 @@ pub mod gain;
 pub mod ggml;
 pub mod gptq;
 pub mod gram;
+pub mod groups;
 pub mod layout;
 pub mod metrics;
 pub mod output;

@@ -9,12 +9,12 @@ use wasm_bindgen::prelude::*;
 
 use crate::kernels::{self, KernelSet, SCALAR};
 use crate::quant::dtype::Dtype;
+use crate::quant::groups::{code_groups, match_gains};
 use crate::quant::layout::Layout;
 use crate::quant::metrics::{ColumnWeights, ErrorSums};
 use crate::quant::params::{choose_params, choose_params4, Chosen, GroupParams};
 use crate::quant::tensor::{
-    code_groups, decode_block, match_gains, measure_groups, pack_rows, quantize_source, ParamChoice, Source,
-    BLOCK_ELEMS,
+    decode_block, measure_groups, pack_rows, quantize_source, ParamChoice, Source, BLOCK_ELEMS,
 };
 use crate::quant::width::Width;
 
