@@ -24,7 +24,7 @@ config flags (one per config field, kebab-case; see README):
   --num-time-groups N   --enable-time-aware on|off   --enable-spatial on|off   --calibration-samples N
   --skip-sensitive-layers on|off   --sensitive-bits 8|16   --sensitive-layer-patterns 'glob,glob'
   --layer-bit-widths 'glob=bits,…'   --target-size-mb X (plan per-layer widths to fit X MiB)
-  --time-grouping uniform|adaptive   --time-smoothing 0..1   --activation-bits 4|8   --spatial-alpha 0..1
+  --time-grouping uniform|adaptive   --time-smoothing 0..1   --activation-bits 4|8   --spatial-alpha 0..1|search
 
   --calibration: activation statistics (docs/CALIBRATION.md, made by tools/calibrate.py) that
   enable time-aware activation params and channel equalization; for GGUF, the importance that

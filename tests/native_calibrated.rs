@@ -136,3 +136,33 @@ fn without_calibration_nothing_is_claimed() {
         .iter()
         .all(|l| l.time_groups.is_none() && l.spatial.is_none() && l.weighted_snr_db.is_none()));
 }
+
+/// `spatialAlpha: "search"` keeps, per layer, the candidate (no equalization or an α of the grid)
+/// with the best error at the layer's output, so no layer is worse there than without
+/// equalization or at the fixed α = 0.5 (up to the rounding of the two ways of measuring it).
+#[test]
+fn the_alpha_search_never_loses_to_no_equalization_or_a_fixed_alpha() {
+    let base = r#""profile": "base", "bitWidth": 4, "groupSize": 64, "minAccuracy": 0, "gptq": "off""#;
+    let with = |extra: &str| run(&format!("{{{base}, {extra}}}"), Some(calibration())).1;
+    let searched = with(r#""enableSpatial": true, "spatialAlpha": "search""#);
+    let fixed = with(r#""enableSpatial": true, "spatialAlpha": 0.5"#);
+    let off = with(r#""enableSpatial": false"#);
+    assert!(searched.spatial.note.contains("alpha searched per layer"), "{}", searched.spatial.note);
+    let (mut equalized, mut better) = (0, 0);
+    for ((s, f), o) in searched.layers.iter().zip(&fixed.layers).zip(&off.layers) {
+        let Some(snr) = s.output_snr_db else { continue };
+        let (f, o) = (f.output_snr_db.unwrap(), o.output_snr_db.unwrap());
+        assert!(snr >= o - 0.01 && snr >= f - 0.01, "{}: searched {snr} dB, off {o}, α 0.5 {f}", s.name);
+        assert!(s.reason.contains("alpha searched by layer-output SNR with the Gram matrix: off "), "{}", s.reason);
+        if let Some(sp) = &s.spatial {
+            equalized += 1;
+            assert!([0.0, 0.25, 0.5, 0.75, 1.0].contains(&sp.alpha), "{}: α {}", s.name, sp.alpha);
+            assert_eq!(sp.activation_smoothing, sp.alpha > 0.0);
+        } else {
+            assert!(s.reason.contains("no equalization measured best"), "{}", s.reason);
+        }
+        better += (snr > o + 0.05 && snr > f + 0.05) as u32;
+    }
+    // On this UNet the search equalizes most layers and beats both alternatives in many.
+    assert!(equalized >= 20 && better >= 10, "{equalized} equalized, {better} better than both");
+}

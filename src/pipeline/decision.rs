@@ -107,9 +107,56 @@ pub enum SpatialNote {
         alpha: f64,
         scale_min: f32,
         scale_max: f32,
+        /// How α was chosen, when it was searched.
+        search: Option<AlphaSearch>,
     },
+    /// The α search measured the layer best without equalization.
+    SearchedOff(AlphaSearch),
     /// Statistics exist but could not be used (the reason in words).
     NotApplied(String),
+}
+
+/// What the error of the per-layer α search was measured with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AlphaMeasure {
+    /// The layer's output error with the Gram matrix.
+    Gram,
+    /// Σ_j E[x_j²]·(w_j − ŵ_j)².
+    SecondMoments,
+    /// Σ_j a_j²·(w_j − ŵ_j)² with the activation maxima a_j.
+    ActivationMaxima,
+}
+
+/// The per-layer α search: each candidate's SNR at the layer's output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlphaSearch {
+    pub measure: AlphaMeasure,
+    /// α (`None`: no equalization) and its SNR in dB (`None`: the equalized weights or their
+    /// params would not fit f16), in the order tried.
+    pub candidates: Vec<(Option<f64>, Option<f64>)>,
+}
+
+impl AlphaSearch {
+    /// "layer-output SNR (Gram matrix): off 31.2, 0 28.1, … dB"
+    fn describe(&self) -> String {
+        let by = match self.measure {
+            AlphaMeasure::Gram => "layer-output SNR with the Gram matrix",
+            AlphaMeasure::SecondMoments => "E[x²]-weighted SNR",
+            AlphaMeasure::ActivationMaxima => "activation-maxima-weighted SNR",
+        };
+        let each: Vec<String> = self
+            .candidates
+            .iter()
+            .map(|(a, snr)| {
+                let a = a.map_or("off".to_string(), |a| a.to_string());
+                match snr {
+                    Some(s) => format!("{a} {s:.2}"),
+                    None => format!("{a} beyond f16"),
+                }
+            })
+            .collect();
+        format!("{by}: {} dB", each.join(", "))
+    }
 }
 
 /// What time-aware quantization did for a calibrated layer's input.
@@ -194,8 +241,17 @@ impl WeightDecision {
             out.push_str(&m.describe());
         }
         match &self.spatial {
-            Some(SpatialNote::Applied { channels, alpha, scale_min, scale_max }) => out.push_str(&format!(
-                "; spatial: {channels} input channels equalized (alpha {alpha}, s in [{scale_min:.4}, {scale_max:.4}])"
+            Some(SpatialNote::Applied { channels, alpha, scale_min, scale_max, search }) => {
+                out.push_str(&format!(
+                    "; spatial: {channels} input channels equalized (alpha {alpha}, s in [{scale_min:.4}, {scale_max:.4}])"
+                ));
+                if let Some(search) = search {
+                    out.push_str(&format!(", alpha searched by {}", search.describe()));
+                }
+            }
+            Some(SpatialNote::SearchedOff(search)) => out.push_str(&format!(
+                "; spatial: not applied (no equalization measured best; alpha searched by {})",
+                search.describe()
             )),
             Some(SpatialNote::NotApplied(why)) => out.push_str(&format!("; spatial: not applied ({why})")),
             None => {}

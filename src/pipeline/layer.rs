@@ -2,7 +2,7 @@
 //! to a wider width while it misses `minAccuracy`, and record the row with its [`Decision`].
 
 use crate::diffusion::calibration::LayerStats;
-use crate::diffusion::spatial::{equalization_scales, snr_db, step_ranges, weight_channel_absmax, weighted_error};
+use crate::diffusion::spatial::{snr_db, step_ranges, weighted_error};
 use crate::diffusion::timegroups::time_groups;
 use crate::error::{AqError, Result};
 use crate::format::parquet::{Metrics, SpatialMeta, Stored, TensorRow};
@@ -11,14 +11,15 @@ use crate::pipeline::decision::{
     Decision, F16Limit, F16Why, Fallback, Miss, Outcome, SpatialNote, TimeDecision, TimeNote, WeightDecision,
     MIN_ROW_LEN,
 };
+use crate::pipeline::equalization::{self, Planned};
 use crate::pipeline::objective::{Method, MethodNote, Objective};
 use crate::policy::config::QuantConfig;
 use crate::policy::modality::Modality;
 use crate::policy::width::{requested_width, LayerWidth, Requested, WidthRule};
-use crate::quant::dtype::{Dtype, F16_MAX};
+use crate::quant::dtype::Dtype;
 use crate::quant::f16_store::{store_f16, F16Store};
 use crate::quant::gptq;
-use crate::quant::layout::{equalize, undo_equalization, ChannelLayout, Layout};
+use crate::quant::layout::{undo_equalization, ChannelLayout, Layout};
 use crate::quant::metrics::{ColumnWeights, ErrorSums};
 use crate::quant::output::{output_gains, output_sums, Weighting};
 use crate::quant::tensor::{
@@ -102,46 +103,6 @@ fn f16_or_raw(info: &TensorInfo, src: Source, requested: u8, why: F16Why) -> Res
     Ok(WeightRow { row, sums: None, outcome: Outcome::RawBeyondF16(why, limit), spatial: None, method: None })
 }
 
-/// The equalization chosen for one layer: scales, the weights they apply to.
-struct Equalization {
-    channels: ChannelLayout,
-    scales: Vec<f32>,
-    /// The source weights as f32 (what metrics compare against).
-    original: Vec<f32>,
-    /// W·diag(s) as little-endian f32 bytes (what is quantized).
-    equalized_bytes: Vec<u8>,
-}
-
-/// Decide whether channel equalization applies to this weight; `Err(note)` says why not.
-fn plan_equalization(
-    cfg: &QuantConfig,
-    info: &TensorInfo,
-    src: Source,
-    cal: LayerCalibration,
-) -> Result<std::result::Result<Equalization, String>> {
-    let Some(act) = cal.stats.channel_absmax.as_deref() else {
-        return Ok(Err(format!("calibration layer '{}' has no channel_absmax", cal.layer)));
-    };
-    let Some(channels) = ChannelLayout::for_shape(&info.shape) else {
-        return Ok(Err("not a weight with an input-channel axis".into()));
-    };
-    if channels.input != act.len() {
-        return Ok(Err(format!(
-            "channel_absmax has {} channels but the weight has {} input channels",
-            act.len(),
-            channels.input
-        )));
-    }
-    let original = decode_all(src, info.numel() as usize)?;
-    let scales = equalization_scales(act, &weight_channel_absmax(&original, channels), cfg.spatial_alpha as f32);
-    let equalized = equalize(&original, channels, &scales);
-    if equalized.iter().any(|x| x.abs() > F16_MAX) {
-        return Ok(Err("equalized weights would exceed the f16 range of group params".into()));
-    }
-    let equalized_bytes = equalized.iter().flat_map(|x| x.to_le_bytes()).collect();
-    Ok(Ok(Equalization { channels, scales, original, equalized_bytes }))
-}
-
 /// Decide how one tensor is stored and do it. `bytes` are the tensor's bytes as in the file.
 pub fn quantize_layer(cfg: &QuantConfig, info: &TensorInfo, bytes: &[u8], ctx: LayerContext) -> Result<LayerOutcome> {
     if bytes.len() as u64 != info.byte_len() {
@@ -217,9 +178,10 @@ fn store_weight(
     // Without calibration for this layer the model report already says spatial was not applied;
     // a per-layer note is only worth it when statistics exist but cannot be used.
     let (eq, mut spatial) = match cal.filter(|_| cfg.enable_spatial) {
-        Some(cal) => match plan_equalization(cfg, info, src, cal)? {
-            Ok(eq) => (Some(eq), None),
-            Err(why) => (None, Some(SpatialNote::NotApplied(why))),
+        Some(cal) => match equalization::plan(cfg, info, src, layout, first, (cal.layer, cal.stats))? {
+            Planned::Equalize(eq) => (Some(eq), None),
+            Planned::Off(search) => (None, Some(SpatialNote::SearchedOff(search))),
+            Planned::NotApplied(why) => (None, Some(SpatialNote::NotApplied(why))),
         },
         None => (None, None),
     };
@@ -337,15 +299,16 @@ fn store_weight(
             let (lo, hi) = e.scales.iter().fold((f32::INFINITY, 0f32), |(l, h), &s| (l.min(s), h.max(s)));
             spatial = Some(SpatialNote::Applied {
                 channels: e.scales.len(),
-                alpha: cfg.spatial_alpha,
+                alpha: e.alpha,
                 scale_min: lo,
                 scale_max: hi,
+                search: e.search,
             });
             row.spatial = Some(SpatialMeta {
                 enabled: true,
                 channel_equalization: true,
-                activation_smoothing: cfg.spatial_alpha > 0.0,
-                alpha: cfg.spatial_alpha as f32,
+                activation_smoothing: e.alpha > 0.0,
+                alpha: e.alpha as f32,
                 scales: e.scales,
             });
         }

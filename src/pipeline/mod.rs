@@ -2,6 +2,7 @@
 //!
 //! * `decision` — how a tensor was stored and why, as a value (the reason text is rendered from it);
 //! * `layer` — one tensor: decide, quantize, measure, fall back;
+//! * `equalization` — a layer's channel equalization, α fixed or searched;
 //! * `run` — the streaming quantizer ([`ModelQuantizer`]): header, tensors, output, finish;
 //! * `batches` — which byte ranges are read together;
 //! * `summary` and `report` — the per-layer and model report;
@@ -12,6 +13,7 @@
 
 pub mod batches;
 pub mod decision;
+pub mod equalization;
 pub mod gguf;
 pub mod inspect;
 pub mod layer;

@@ -87,6 +87,27 @@ impl<'a> ColumnStats<'a> {
     }
 }
 
+/// The importance of each column of the stored weights W·diag(s), which multiply X/s: E[x²]/s²
+/// (E[x²] itself without equalization). Tiny scales can make that overflow or 0/0: the searches
+/// take finite h ≥ 0.
+pub fn stored_importance(diagonal: &[f32], column_scales: Option<&[f32]>) -> Vec<f32> {
+    let usable = |h: f32| if h.is_nan() || h <= 0.0 { 0.0 } else { h.min(f32::MAX) };
+    match column_scales {
+        Some(s) => diagonal.iter().zip(s).map(|(h, s)| usable(h / (s * s))).collect(),
+        None => diagonal.iter().map(|&h| usable(h)).collect(),
+    }
+}
+
+/// The column blocks a Gram matrix measures a row's output error in when GPTQ did not choose
+/// them: its own blocks, the whole matrix up to [`DENSE_LIMIT`] columns, else [`SPLIT_BLOCK`].
+pub fn output_block(gram: &Gram, n: usize) -> usize {
+    match gram {
+        Gram::Blocks { size, .. } => *size,
+        _ if n <= DENSE_LIMIT => n,
+        _ => SPLIT_BLOCK,
+    }
+}
+
 /// The method for one weight and the statistics its output is measured with.
 pub struct Objective<'a> {
     pub method: Method,
@@ -135,14 +156,7 @@ impl<'a> Objective<'a> {
         }
         if matches!(method, Method::Weights) && cfg.importance.wanted(true) {
             if let Some(d) = &diagonal {
-                // The stored weights W·diag(s) multiply X/s: their importance is E[x²]/s².
-                // Tiny scales can make E[x²]/s² overflow or 0/0: the searches take finite h ≥ 0.
-                let usable = |h: f32| if h.is_nan() || h <= 0.0 { 0.0 } else { h.min(f32::MAX) };
-                let h = match &column_scales {
-                    Some(s) => d.iter().zip(s).map(|(h, s)| usable(h / (s * s))).collect(),
-                    None => d.iter().map(|&h| usable(h)).collect(),
-                };
-                method = Method::Importance(h);
+                method = Method::Importance(stored_importance(d, column_scales.as_deref()));
                 note = Some(match note {
                     Some(MethodNote::GptqNotApplied { why, .. }) => {
                         MethodNote::GptqNotApplied { why, importance: true }
@@ -151,14 +165,7 @@ impl<'a> Objective<'a> {
                 });
             }
         }
-        let gram = gram.map(|g| {
-            let b = block.unwrap_or(match g {
-                Gram::Blocks { size, .. } => *size,
-                _ if n <= DENSE_LIMIT => n,
-                _ => SPLIT_BLOCK,
-            });
-            (g, b)
-        });
+        let gram = gram.map(|g| (g, block.unwrap_or_else(|| output_block(g, n))));
         Objective { method, note, gram, diagonal }
     }
 

@@ -10,7 +10,7 @@ use crate::format::safetensors::TensorInfo;
 use crate::pipeline::decision::{short_list, Decision, TimeDecision};
 use crate::pipeline::layer::LayerOutcome;
 use crate::pipeline::report::{FeatureStatus, LayerCounts, LayerReport, ModelReport, ReportWarning, SpatialSummary};
-use crate::policy::config::QuantConfig;
+use crate::policy::config::{QuantConfig, SpatialAlpha};
 use crate::policy::glob::glob_match;
 use crate::policy::modality::Detection;
 use crate::policy::sizeplan::SizePlan;
@@ -245,10 +245,11 @@ fn feature_status(
         requested: cfg.enable_spatial,
         applied: tally.equalized > 0,
         note: if cfg.enable_spatial {
-            format!(
-                "{} quantized layer(s) channel-equalized with alpha {}; {coverage}",
-                tally.equalized, cfg.spatial_alpha
-            )
+            let alpha = match cfg.spatial_alpha {
+                SpatialAlpha::Fixed(a) => format!("alpha {a}"),
+                SpatialAlpha::Search => "alpha searched per layer".to_string(),
+            };
+            format!("{} quantized layer(s) channel-equalized with {alpha}; {coverage}", tally.equalized)
         } else {
             "not requested (enableSpatial is false)".to_string()
         },

@@ -68,6 +68,70 @@ impl ScaleSearch {
     }
 }
 
+/// Channel-equalization strength: one α for every layer, or α searched per layer — each layer
+/// quantized without equalization and at α ∈ [`SpatialAlpha::GRID`], keeping the one whose error at
+/// the layer's output (the Gram matrix, else the input second moments, else the activation maxima)
+/// is smallest, so equalization never costs a layer weight-only quality.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SpatialAlpha {
+    Fixed(f64),
+    Search,
+}
+
+impl SpatialAlpha {
+    /// The α candidates of the search (besides no equalization at all).
+    pub const GRID: [f64; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
+
+    fn valid(self) -> bool {
+        match self {
+            SpatialAlpha::Fixed(a) => a.is_finite() && (0.0..=1.0).contains(&a),
+            SpatialAlpha::Search => true,
+        }
+    }
+}
+
+impl std::fmt::Display for SpatialAlpha {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpatialAlpha::Fixed(a) => write!(f, "{a}"),
+            SpatialAlpha::Search => f.write_str("search"),
+        }
+    }
+}
+
+impl Serialize for SpatialAlpha {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            SpatialAlpha::Fixed(a) => s.serialize_f64(*a),
+            SpatialAlpha::Search => s.serialize_str("search"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SpatialAlpha {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        SpatialAlpha::read("spatialAlpha", &v, "").map_err(serde::de::Error::custom)
+    }
+}
+
+/// A number, or the word `search`.
+impl ConfigValue for SpatialAlpha {
+    const KIND: FieldKind = FieldKind::Number;
+    fn read(field: &str, v: &Value, _: &str) -> Result<Self> {
+        match v {
+            Value::String(s) if s == "search" => Ok(SpatialAlpha::Search),
+            _ => v
+                .as_f64()
+                .map(SpatialAlpha::Fixed)
+                .ok_or_else(|| AqError::config(field, json_short(v), "a number in 0..=1 or 'search'")),
+        }
+    }
+    fn from_text(field: &str, text: &str) -> Result<Value> {
+        f64::from_text(field, text)
+    }
+}
+
 /// Whether a calibration-driven method runs: `auto` when the calibration has what it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
@@ -248,8 +312,10 @@ quant_config! {
     /// Width of the activation quantization the time groups describe (4 or 8).
     #[cfg_attr(target_arch = "wasm32", tsify(type = "4 | 8"))]
     activation_bits: u8 = 8, ["activationBits"], "4 or 8", when |v| [4, 8].contains(v);
-    /// Migration strength α of channel equalization, 0..=1.
-    spatial_alpha: f64 = 0.5, ["spatialAlpha"], "a number in 0..=1", when |v| v.is_finite() && (0.0..=1.0).contains(v);
+    /// Migration strength α of channel equalization, 0..=1, or `search`: chosen per layer.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "number | \"search\""))]
+    spatial_alpha: SpatialAlpha = SpatialAlpha::Fixed(0.5), ["spatialAlpha"], "a number in 0..=1 or 'search'",
+        when |v| v.valid();
     /// Size budget in MiB: per-layer widths are planned to fit it (see policy/sizeplan.rs). Null = off.
     target_size_mb: Option<f64> = None, ["targetSizeMb"], "a positive size in MiB (or null for no budget)",
         check check_target_size;
@@ -529,5 +595,21 @@ mod tests {
         assert_eq!(canonical_field("bit-width"), Some("bitWidth"));
         assert_eq!(canonical_field("deploymentProfile"), Some("profile"));
         assert_eq!(canonical_field("nope"), None);
+    }
+
+    #[test]
+    fn spatial_alpha_is_a_number_or_search() {
+        let read = |text: &str| QuantConfig::from_json(&input_from_text([("spatial-alpha", text)]).unwrap());
+        assert_eq!(read("search").unwrap().spatial_alpha, SpatialAlpha::Search);
+        assert_eq!(read("0.25").unwrap().spatial_alpha, SpatialAlpha::Fixed(0.25));
+        for bad in ["searched", "1.5", "NaN"] {
+            let e = read(bad).unwrap_err();
+            assert_eq!(e.field(), Some("spatialAlpha"), "{bad}");
+            assert!(e.to_string().contains("'search'"), "{e}");
+        }
+        // The stored config keeps the word and reads back as itself.
+        let c = QuantConfig { spatial_alpha: SpatialAlpha::Search, ..QuantConfig::from_profile(Profile::Local) };
+        assert!(c.to_json().contains("\"spatialAlpha\":\"search\""), "{}", c.to_json());
+        assert_eq!(QuantConfig::from_json(&serde_json::from_str(&c.to_json()).unwrap()).unwrap(), c);
     }
 }

@@ -72,6 +72,7 @@ const cases = [
   ['ddpm cloud + calibration', 'ddpm', { profile: 'cloud' }, true],
   ['ddpm uniform smoothed A4 + calibration', 'ddpm', { timeGrouping: 'uniform', timeSmoothing: 0.5, activationBits: 4, numTimeGroups: 4, spatialAlpha: 0.8, calibrationSamples: 1000 }, true],
   ['ddpm spatial off + calibration', 'ddpm', { enableSpatial: false, bitWidth: 2, minAccuracy: 0.95 }, true],
+  ['ddpm alpha searched + calibration', 'ddpm', { spatialAlpha: 'search', bitWidth: 2, minAccuracy: 0.95 }, true],
   ['ddpm target size + calibration', 'ddpm', { targetSizeMb: 0.5 }, true],
   ['edge cases local', 'edge', { profile: 'local' }],
   ['edge cases 2-bit strict', 'edge', { bitWidth: 2, minAccuracy: 0.9999, groupSize: 32 }],

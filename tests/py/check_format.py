@@ -38,6 +38,7 @@ CASES = [
     (DDPM, ["--profile", "edge", "--min-accuracy", "0", "--calibration", DDPM_CAL, "--enable-spatial", "on", "--spatial-alpha", "0.8", "--time-smoothing", "0.5"]),
     (DDPM, ["--profile", "cloud", "--calibration", DDPM_CAL, "--time-grouping", "uniform", "--num-time-groups", "6", "--activation-bits", "4"]),
     (DDPM, ["--profile", "local", "--calibration", DDPM_CAL, "--enable-spatial", "off"]),
+    (DDPM, ["--bits", "4", "--group-size", "64", "--calibration", DDPM_CAL, "--spatial-alpha", "search", "--gptq", "off"]),
 ]
 
 DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32, "U8": np.uint8}
@@ -340,9 +341,15 @@ def check(model, args, tmp, idx):
                 # §4.1: recompute the scales from the calibration and the source, then undo them
                 assert stats is not None and config["enableSpatial"], f"{name}: spatial without calibration"
                 scales = np.asarray(sp["equalization_scales"], dtype=np.float32)
-                want = expected_scales(w, shape, aggregate_absmax(stats), np.float32(config["spatialAlpha"]))
+                # a searched α is the row's own, one of the grid's (docs/DIFFUSION.md)
+                if config["spatialAlpha"] == "search":
+                    assert sp["alpha"] in (0.0, 0.25, 0.5, 0.75, 1.0), f"{name}: searched alpha {sp['alpha']}"
+                    assert "alpha searched by" in row["reason"], f"{name}: reason lacks the search"
+                else:
+                    assert sp["alpha"] == np.float32(config["spatialAlpha"])
+                want = expected_scales(w, shape, aggregate_absmax(stats), np.float32(sp["alpha"]))
                 assert np.allclose(scales, want, rtol=2e-7, atol=0), f"{name}: equalization scales differ from numpy"
-                assert sp["alpha"] == np.float32(config["spatialAlpha"]) and sp["channel_equalization"]
+                assert sp["channel_equalization"] and sp["activation_smoothing"] == (sp["alpha"] > 0)
                 wh = (wh / scales[channel_of(shape)]).astype(np.float32)
                 counts["equalized"] = counts.get("equalized", 0) + 1
         else:

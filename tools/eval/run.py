@@ -65,8 +65,15 @@ CONFIGS = [
     ("2-bit importance (E[x²] per channel)", EVERY + ["--bits", "2", "--group-size", "64"], "diag", None),
     ("2-bit GPTQ, full Gram, no row gain (matchGain off)", EVERY + ["--bits", "2", "--group-size", "64", "--match-gain", "off"], "full", None),
     ("2-bit GPTQ, full Gram", EVERY + ["--bits", "2", "--group-size", "64"], "full", None),
+    ("4-bit importance + equalization α 0.5", EVERY + ["--bits", "4", "--group-size", "64", "--enable-spatial", "on", "--spatial-alpha", "0.5"], "diag", None),
+    ("4-bit importance + equalization, α searched", EVERY + ["--bits", "4", "--group-size", "64", "--enable-spatial", "on", "--spatial-alpha", "search"], "diag", None),
+    ("4-bit search + equalization, α searched (activation maxima)", EVERY + ["--bits", "4", "--group-size", "64", "--enable-spatial", "on", "--spatial-alpha", "search", "--importance", "off"], "ranges", None),
+    ("4-bit GPTQ + equalization, α searched", EVERY + ["--bits", "4", "--group-size", "64", "--enable-spatial", "on", "--spatial-alpha", "search"], "full", None),
+    ("2-bit importance + equalization α 0.5", EVERY + ["--bits", "2", "--group-size", "64", "--enable-spatial", "on", "--spatial-alpha", "0.5"], "diag", None),
+    ("2-bit importance + equalization, α searched", EVERY + ["--bits", "2", "--group-size", "64", "--enable-spatial", "on", "--spatial-alpha", "search"], "diag", None),
     ("profile local, no calibration", ["--profile", "local"], None, None),
     ("profile local + calibration", ["--profile", "local"], "full", None),
+    ("profile local + calibration, α searched", ["--profile", "local", "--spatial-alpha", "search"], "full", None),
     ("profile edge + calibration", ["--profile", "edge"], "full", None),
     ("size plan at 0.22× the source, weight errors", EVERY + ["--target-size-mb", "{0.22}"], "full", None),
     ("size plan at 0.22× the source, measured sensitivity", EVERY + ["--target-size-mb", "{0.22}"], "full+sensitivity", None),
@@ -76,6 +83,7 @@ CONFIGS = [
     ("W4A8, 1 time group", ["--profile", "local", "--activation-bits", "8", "--num-time-groups", "1"], "full", 8),
     ("W4A4, 10 time groups", ["--profile", "local", "--activation-bits", "4", "--num-time-groups", "10"], "full", 4),
     ("W4A4, 1 time group", ["--profile", "local", "--activation-bits", "4", "--num-time-groups", "1"], "full", 4),
+    ("W4A4, 10 time groups, α searched", ["--profile", "local", "--activation-bits", "4", "--num-time-groups", "10", "--spatial-alpha", "search"], "full", 4),
     # GGUF (docs/GGUF.md), read back by gguf-py; "+ importance": the calibration's per-channel
     # second moments weight the block searches (llama.cpp's imatrix).
     ("GGUF Q8_0", ["--gguf-type", "Q8_0"], None, None),
