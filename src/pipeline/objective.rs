@@ -28,6 +28,7 @@ pub enum MethodNote {
         columns: usize,
         block: usize,
         damp: f64,
+        act_order: bool,
     },
     Importance {
         from_gram: bool,
@@ -46,12 +47,11 @@ impl MethodNote {
             format!("params weighted by {source}")
         };
         match self {
-            MethodNote::Gptq { columns, block, damp } if block >= columns => {
-                format!("GPTQ with the calibration's Gram matrix over {columns} columns (damp {damp})")
+            MethodNote::Gptq { columns, block, damp, act_order } => {
+                let blocks = if block >= columns { String::new() } else { format!(" in blocks of {block}") };
+                let order = if *act_order { ", columns by decreasing E[x²]" } else { "" };
+                format!("GPTQ with the calibration's Gram matrix over {columns} columns{blocks} (damp {damp}{order})")
             }
-            MethodNote::Gptq { columns, block, damp } => format!(
-                "GPTQ with the calibration's Gram matrix over {columns} columns in blocks of {block} (damp {damp})"
-            ),
             MethodNote::Importance { from_gram } => importance(*from_gram),
             MethodNote::GptqNotApplied { why, importance: true } => {
                 format!("GPTQ not applied ({why}); {}", importance(false))
@@ -137,14 +137,21 @@ impl<'a> Objective<'a> {
         let mut method = Method::Weights;
         let mut block = None;
         match gram {
-            Some(g) if cfg.gptq.wanted(true) => match gptq::prepare(g, n, column_scales.as_deref(), cfg.gptq_damp) {
-                Ok(p) => {
-                    note = Some(MethodNote::Gptq { columns: n, block: p.block, damp: p.damp });
-                    block = Some(p.block);
-                    method = Method::Gptq(p);
+            Some(g) if cfg.gptq.wanted(true) => {
+                match gptq::prepare(g, n, column_scales.as_deref(), cfg.gptq_damp, cfg.gptq_act_order) {
+                    Ok(p) => {
+                        note = Some(MethodNote::Gptq {
+                            columns: n,
+                            block: p.block,
+                            damp: p.damp,
+                            act_order: cfg.gptq_act_order,
+                        });
+                        block = Some(p.block);
+                        method = Method::Gptq(p);
+                    }
+                    Err(e) => note = Some(MethodNote::GptqNotApplied { why: e.to_string(), importance: false }),
                 }
-                Err(e) => note = Some(MethodNote::GptqNotApplied { why: e.to_string(), importance: false }),
-            },
+            }
             None if cfg.gptq == Switch::On => {
                 let why = match &stats.gram {
                     None => "no Gram matrix for this layer in the calibration".to_string(),

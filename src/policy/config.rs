@@ -324,6 +324,10 @@ quant_config! {
     gptq: Switch = Switch::Auto, ["gptq"], "'auto', 'on', 'off' (or true/false)";
     /// GPTQ's damping λ, relative to the mean of the Gram matrix's diagonal.
     gptq_damp: f64 = 0.01, ["gptqDamp"], "a number in (0, 1]", when |v| v.is_finite() && *v > 0.0 && *v <= 1.0;
+    /// GPTQ quantizes each row's columns in order of decreasing input second moment (act-order;
+    /// group params stay per group of consecutive columns): at 4 bits the bundled DiT's ε-MSE
+    /// ratio 1.156 → 1.053 and the UNet's 1.238 → 1.143 (`make eval`). `false`: index order.
+    gptq_act_order: bool = true, ["gptqActOrder"], "true or false";
     /// Group params weighted by each column's input second moment, for calibrated layers quantized
     /// without GPTQ (`auto`: whenever the calibration has second moments or a Gram matrix).
     importance: Switch = Switch::Auto, ["importance"], "'auto', 'on', 'off' (or true/false)";

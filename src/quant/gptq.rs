@@ -4,11 +4,15 @@
 //! G = E[x xᵀ] (calibration): with H = G + λI and U the upper Cholesky factor of H⁻¹, after
 //! quantizing column j of a row, err = (w_j − ŵ_j) / U_jj and w_k −= err·U_jk for k > j.
 //!
-//! Rows are independent (they share U), so they run in parallel in blocks, and the result does not
-//! depend on the thread count. Group params (f16 scale and min per group of the row) are chosen
-//! when the quantizer reaches a group's first column, from the error-compensated values, weighting
-//! each column by its importance H_jj (`weighted`). Columns split into independent blocks when the
-//! Gram matrix is given only by its diagonal blocks, or is too large to invert whole.
+//! Columns go in order of decreasing H_jj by default (act-order): the columns whose error costs
+//! most at the output are coded while every other column can still absorb their error (with U
+//! factored from H in that order). Rows are independent (they share U), so they run in parallel
+//! in blocks, and the result does not depend on the thread count. Group params (f16 scale and min
+//! per group of consecutive columns of the row, as the format stores them) are chosen when the
+//! quantizer reaches a group's first column in its order, from the group's values as compensated
+//! so far, weighting each column by its importance H_jj (`weighted`). Columns split into
+//! independent blocks when the Gram matrix is given only by its diagonal blocks, or is too large
+//! to invert whole; act-order orders the columns within each block.
 
 use crate::error::{AqError, Result};
 use crate::kernels::{self, scalar::code_of, scalar::inverse};
@@ -16,7 +20,9 @@ use crate::quant::gram::Gram;
 use crate::quant::layout::Layout;
 use crate::quant::metrics::{ColumnWeights, ErrorSums};
 use crate::quant::params::{Chosen, GroupParams};
-use crate::quant::tensor::{decode_block, measure_groups, pack_rows, quantize_in_blocks, QuantizedTensor, Source};
+use crate::quant::tensor::{
+    decode_block, measure_groups, pack_rows, quantize_in_blocks, QuantizedTensor, Source, MAX_GROUP,
+};
 use crate::quant::weighted::weighted_params;
 use crate::quant::width::Width;
 
@@ -25,11 +31,16 @@ use crate::quant::width::Width;
 pub const DENSE_LIMIT: usize = 4096;
 pub const SPLIT_BLOCK: usize = 256;
 
-/// One block of columns `[start, start + size)` and the upper Cholesky factor of its (H + λI)⁻¹.
+/// One block of columns `[start, start + size)`, the order they are quantized in, and the upper
+/// Cholesky factor of (H + λI)⁻¹ with H's rows and columns in that order.
 #[derive(Debug, Clone)]
 struct Block {
     start: usize,
     size: usize,
+    /// `order[k]`: the block column quantized k-th (identity without act-order).
+    order: Vec<usize>,
+    /// `position[c]`: where block column `c` is in `order`.
+    position: Vec<usize>,
     /// `size × size`, row-major, upper triangle.
     u: Vec<f32>,
 }
@@ -107,8 +118,10 @@ fn inverse_factor(a: &[f64], m: usize) -> Option<Vec<f32>> {
 /// Prepare `gram` (over `n` columns) for GPTQ. `scales`, when the weights are stored equalized
 /// (W·diag(s), per column), turns G into the Gram matrix of the inputs X/s that W·diag(s) sees.
 /// `damp` is λ relative to the mean of the diagonal; it is raised tenfold (up to three times)
-/// while a block is not positive definite.
-pub fn prepare(gram: &Gram, n: usize, scales: Option<&[f32]>, damp: f64) -> Result<Prepared> {
+/// while a block is not positive definite. With `act_order` each block's columns are quantized
+/// in order of decreasing H_jj (ties by index): the columns whose error costs most at the output
+/// go first, while every other column can still absorb their error.
+pub fn prepare(gram: &Gram, n: usize, scales: Option<&[f32]>, damp: f64, act_order: bool) -> Result<Prepared> {
     if gram.n() < n || (gram.n() != n && !matches!(gram, Gram::Blocks { .. })) {
         return Err(AqError::Calibration(format!("the Gram matrix has {} columns, the weight's rows {n}", gram.n())));
     }
@@ -136,6 +149,11 @@ pub fn prepare(gram: &Gram, n: usize, scales: Option<&[f32]>, damp: f64) -> Resu
                 }
             }
         }
+        let mut order: Vec<usize> = (0..size).collect();
+        if act_order {
+            order.sort_by(|&a, &b| h[b * size + b].total_cmp(&h[a * size + a]).then(a.cmp(&b)));
+            h = (0..size * size).map(|k| h[order[k / size] * size + order[k % size]]).collect();
+        }
         let mean = (0..size).map(|i| h[i * size + i]).sum::<f64>() / size as f64;
         let unit = if mean > 0.0 { mean } else { 1.0 };
         let mut u = None;
@@ -157,37 +175,62 @@ pub fn prepare(gram: &Gram, n: usize, scales: Option<&[f32]>, damp: f64) -> Resu
                 start + size
             ))
         })?;
-        blocks.push(Block { start, size, u });
+        let mut position = vec![0; size];
+        for (k, &c) in order.iter().enumerate() {
+            position[c] = k;
+        }
+        blocks.push(Block { start, size, order, position, u });
         start += size;
     }
     Ok(Prepared { blocks, importance, damp: used, block })
 }
 
 impl Prepared {
-    /// Quantize one row in place: `w` holds the row's values and ends up error-compensated;
-    /// `codes` (one per byte) and `params` (one per group) are written.
-    fn quantize_row(&self, w: &mut [f32], group: usize, width: Width, codes: &mut [u8], params: &mut [Chosen]) -> bool {
+    /// Quantize one row: `w` holds the row's values (and ends up error-compensated where the
+    /// order left it); `codes` (one per byte) and `params` (one per group) are written. A group's
+    /// params are chosen when its first column comes up, from its values as compensated so far.
+    /// `scratch` holds a block's values in quantization order.
+    fn quantize_row(
+        &self,
+        w: &mut [f32],
+        group: usize,
+        width: Width,
+        (codes, params): (&mut [u8], &mut [Chosen]),
+        scratch: &mut Vec<f32>,
+    ) -> bool {
         let qmax = width.qmax();
         let sub = kernels::active().sub_scaled;
-        let mut p = GroupParams::ZERO;
-        let mut inv = 0.0;
+        let mut chosen = vec![false; params.len()];
+        let mut values = [0f32; MAX_GROUP];
         for b in &self.blocks {
-            for jl in 0..b.size {
-                let j = b.start + jl;
-                if j % group == 0 {
-                    let end = (j + group).min(w.len());
-                    let Some(chosen) = weighted_params(&w[j..end], &self.importance[j..end], width) else {
+            scratch.clear();
+            scratch.extend(b.order.iter().map(|&c| w[b.start + c]));
+            for k in 0..b.size {
+                let j = b.start + b.order[k];
+                let g = j / group;
+                if !chosen[g] {
+                    // The group's values now: the block's from the working copy (scattered back
+                    // below), the rest from the row.
+                    let (g0, g1) = (g * group, ((g + 1) * group).min(w.len()));
+                    for (c, &wc) in (g0..g1).zip(&w[g0..g1]) {
+                        let in_block = (b.start..b.start + b.size).contains(&c);
+                        values[c - g0] = if in_block { scratch[b.position[c - b.start]] } else { wc };
+                    }
+                    let Some(p) = weighted_params(&values[..g1 - g0], &self.importance[g0..g1], width) else {
                         return false;
                     };
-                    p = chosen;
-                    inv = inverse(p.scale_f32());
-                    params[j / group] = Chosen { params: p, coded: true };
+                    params[g] = Chosen { params: p, coded: true };
+                    chosen[g] = true;
                 }
-                let q = code_of(w[j], inv, p.min_f32(), qmax);
+                let p = params[g].params;
+                let q = code_of(scratch[k], inverse(p.scale_f32()), p.min_f32(), qmax);
                 codes[j] = q as u8;
-                let err = (w[j] - (q * p.scale_f32() + p.min_f32())) / b.u[jl * b.size + jl];
-                let row = &b.u[jl * b.size + jl + 1..(jl + 1) * b.size];
-                sub(&mut w[j + 1..b.start + b.size], row, err);
+                let err = (scratch[k] - (q * p.scale_f32() + p.min_f32())) / b.u[k * b.size + k];
+                let row = &b.u[k * b.size + k + 1..(k + 1) * b.size];
+                sub(&mut scratch[k + 1..], row, err);
+            }
+            for (k, &c) in b.order.iter().enumerate() {
+                w[b.start + c] = scratch[k];
             }
         }
         true
@@ -213,9 +256,11 @@ pub fn quantize(
         let mut w = x.clone();
         let mut q = vec![0u8; rows * n];
         let mut params = vec![Chosen { params: GroupParams::ZERO, coded: true }; rows * gpr];
+        let mut scratch = Vec::with_capacity(n);
         for r in 0..rows {
             let (wr, qr) = (&mut w[r * n..(r + 1) * n], &mut q[r * n..(r + 1) * n]);
-            if !prepared.quantize_row(wr, g, width, qr, &mut params[r * gpr..(r + 1) * gpr]) {
+            let pr = &mut params[r * gpr..(r + 1) * gpr];
+            if !prepared.quantize_row(wr, g, width, (qr, pr), &mut scratch) {
                 return Ok(None);
             }
         }
@@ -298,7 +343,7 @@ mod tests {
         let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
         let layout = Layout::for_shape(&[rows as u64, n as u64], 32);
         for width in [Width::W2, Width::W4] {
-            let prepared = prepare(&gram, n, None, 0.01).unwrap();
+            let prepared = prepare(&gram, n, None, 0.01, false).unwrap();
             let (t, _) = quantize(src, layout, width, &prepared).unwrap().unwrap();
             let mut gptq = vec![0f32; rows * n];
             dequantize(&t, &mut gptq);
@@ -312,10 +357,42 @@ mod tests {
             assert!(eg < 0.8 * er, "{width:?}: GPTQ output error {eg} vs search {er}");
             // Blocked (as for a large Gram matrix) still helps.
             let blocks = Gram::Blocks { n, size: 32, values: block_diagonal(&gram, 32) };
-            let (t, _) = quantize(src, layout, width, &prepare(&blocks, n, None, 0.01).unwrap()).unwrap().unwrap();
+            let (t, _) =
+                quantize(src, layout, width, &prepare(&blocks, n, None, 0.01, false).unwrap()).unwrap().unwrap();
             let mut b = vec![0f32; rows * n];
             dequantize(&t, &mut b);
             assert!(output_error(&w, &b, &xs, n) < er, "{width:?}: blocked GPTQ");
+        }
+    }
+
+    /// Act-order: columns by decreasing H_jj, and a lower output error than in index order on
+    /// inputs whose columns differ in power; identical bytes for any thread count.
+    #[test]
+    fn act_order_goes_by_importance_and_helps() {
+        let (rows, n) = (32, 128);
+        let (w, xs, gram) = problem(rows, n, 512);
+        let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
+        let layout = Layout::for_shape(&[rows as u64, n as u64], 32);
+        let ordered = prepare(&gram, n, None, 0.01, true).unwrap();
+        let order = &ordered.blocks[0].order;
+        assert!(order.windows(2).all(|p| gram.at(p[0], p[0]) >= gram.at(p[1], p[1])), "{order:?}");
+        assert!(order.iter().enumerate().all(|(k, &c)| ordered.blocks[0].position[c] == k));
+        for width in [Width::W2, Width::W4] {
+            let error = |prepared: &Prepared| {
+                let (t, _) = quantize(src, layout, width, prepared).unwrap().unwrap();
+                let mut back = vec![0f32; rows * n];
+                dequantize(&t, &mut back);
+                (output_error(&w, &back, &xs, n), t)
+            };
+            let (e_seq, _) = error(&prepare(&gram, n, None, 0.01, false).unwrap());
+            let (e_act, a) = error(&ordered);
+            println!("{width:?}: act-order output error {e_act:.4e}, index order {e_seq:.4e}");
+            assert!(e_act < e_seq, "{width:?}: act-order {e_act} vs index order {e_seq}");
+            crate::parallel::set_enabled(false);
+            let (_, b) = error(&ordered);
+            crate::parallel::set_enabled(true);
+            assert_eq!(a, b);
         }
     }
 
@@ -340,7 +417,7 @@ mod tests {
         let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
         let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
         let layout = Layout::for_shape(&[rows as u64, n as u64], 64);
-        let prepared = prepare(&gram, n, None, 0.01).unwrap();
+        let prepared = prepare(&gram, n, None, 0.01, false).unwrap();
         let (a, sa) = quantize(src, layout, Width::W4, &prepared).unwrap().unwrap();
         crate::parallel::set_enabled(false);
         let (b, sb) = quantize(src, layout, Width::W4, &prepared).unwrap().unwrap();

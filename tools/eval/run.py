@@ -59,12 +59,14 @@ CONFIGS = [
     ("4-bit GPTQ, Gram blocks of 64", EVERY + ["--bits", "4", "--group-size", "64"], "blocks:64", None),
     ("4-bit GPTQ, Gram top-32 + diagonal", EVERY + ["--bits", "4", "--group-size", "64"], "lowrank:32", None),
     ("4-bit GPTQ, full Gram", EVERY + ["--bits", "4", "--group-size", "64"], "full", None),
+    ("4-bit GPTQ in index order (gptqActOrder off), full Gram", EVERY + ["--bits", "4", "--group-size", "64", "--gptq-act-order", "off"], "full", None),
     ("2-bit min/max", EVERY + ["--bits", "2", "--group-size", "64", "--scale-search", "off"], None, None),
     ("2-bit search, least-squares params (matchGain off)", EVERY + ["--bits", "2", "--group-size", "64", "--match-gain", "off"], None, None),
     ("2-bit search", EVERY + ["--bits", "2", "--group-size", "64"], None, None),
     ("2-bit importance (E[x²] per channel)", EVERY + ["--bits", "2", "--group-size", "64"], "diag", None),
     ("2-bit GPTQ, full Gram, no row gain (matchGain off)", EVERY + ["--bits", "2", "--group-size", "64", "--match-gain", "off"], "full", None),
     ("2-bit GPTQ, full Gram", EVERY + ["--bits", "2", "--group-size", "64"], "full", None),
+    ("2-bit GPTQ in index order (gptqActOrder off), full Gram", EVERY + ["--bits", "2", "--group-size", "64", "--gptq-act-order", "off"], "full", None),
     ("4-bit importance + equalization α 0.5", EVERY + ["--bits", "4", "--group-size", "64", "--enable-spatial", "on", "--spatial-alpha", "0.5"], "diag", None),
     ("4-bit importance + equalization, α searched", EVERY + ["--bits", "4", "--group-size", "64", "--enable-spatial", "on", "--spatial-alpha", "search"], "diag", None),
     ("4-bit search + equalization, α searched (activation maxima)", EVERY + ["--bits", "4", "--group-size", "64", "--enable-spatial", "on", "--spatial-alpha", "search", "--importance", "off"], "ranges", None),
@@ -96,7 +98,7 @@ CONFIGS = [
     ("GGUF Q2_K", ["--gguf-type", "Q2_K"], None, None),
     ("GGUF Q2_K + importance", ["--gguf-type", "Q2_K"], "diag", None),
 ]
-CHECK = ["8-bit", "4-bit search", "4-bit GPTQ, full Gram", "GGUF Q4_0", "GGUF Q4_0 + importance",
+CHECK = ["8-bit", "4-bit search", "4-bit GPTQ, full Gram", "4-bit GPTQ in index order (gptqActOrder off), full Gram", "GGUF Q4_0", "GGUF Q4_0 + importance",
          "size plan at 0.22× the source, weight errors", "size plan at 0.22× the source, measured sensitivity",
          "W4A8, 10 time groups", "W4A4, 10 time groups", "W4A4, 1 time group"]
 
@@ -266,6 +268,8 @@ def main():
             assert r["8-bit"]["ratio"] < 1.02, r["8-bit"]
             assert r["4-bit GPTQ, full Gram"]["ratio"] < r["4-bit search"]["ratio"], "GPTQ must beat the search at the output"
             assert r["4-bit GPTQ, full Gram"]["output_snr"] > r["4-bit search"]["output_snr"] + 1.0
+            index_order = r["4-bit GPTQ in index order (gptqActOrder off), full Gram"]
+            assert r["4-bit GPTQ, full Gram"]["output_snr"] > index_order["output_snr"] + 0.5, "act-order must pay at the layer outputs"
             assert r["GGUF Q4_0 + importance"]["output_snr"] > r["GGUF Q4_0"]["output_snr"] + 0.3, "importance must pay at the layer outputs"
             assert r["GGUF Q4_0 + importance"]["ratio"] < r["GGUF Q4_0"]["ratio"], "importance must pay at the model's output"
             plain, measured = r["size plan at 0.22× the source, weight errors"], r["size plan at 0.22× the source, measured sensitivity"]
