@@ -7,4 +7,5 @@ pub mod gguf_mix;
 pub mod glob;
 pub mod modality;
 pub mod sizeplan;
+pub mod switches;
 pub mod width;
