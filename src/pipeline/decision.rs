@@ -137,7 +137,7 @@ pub struct AlphaSearch {
 }
 
 impl AlphaSearch {
-    /// "layer-output SNR (Gram matrix): off 31.2, 0 28.1, … dB"
+    /// "layer-output SNR with the Gram matrix: off 31.20, 0 28.10, … dB"
     fn describe(&self) -> String {
         let by = match self.measure {
             AlphaMeasure::Gram => "layer-output SNR with the Gram matrix",
