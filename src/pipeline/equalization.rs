@@ -19,7 +19,7 @@ use crate::pipeline::decision::{AlphaMeasure, AlphaSearch};
 use crate::pipeline::objective::{output_block, stored_importance, ColumnStats};
 use crate::policy::config::{QuantConfig, SpatialAlpha};
 use crate::quant::dtype::{Dtype, F16_MAX};
-use crate::quant::layout::{equalize, undo_equalization, ChannelLayout, Layout};
+use crate::quant::layout::{undo_equalization, ChannelLayout, Layout};
 use crate::quant::metrics::ColumnWeights;
 use crate::quant::output::{output_gains, output_sums, Weighting};
 use crate::quant::tensor::{
@@ -59,11 +59,15 @@ fn equalize_at(
     alpha: f64,
 ) -> Option<Equalization> {
     let scales = equalization_scales(act, weight_max, alpha as f32);
-    let equalized = equalize(original, channels, &scales);
-    if equalized.iter().any(|x| x.abs() > F16_MAX) {
-        return None;
+    // W·diag(s) straight to bytes (as `layout::equalize` computes it): a layer's f32 copy less.
+    let mut equalized_bytes = Vec::with_capacity(original.len() * 4);
+    for (k, &x) in original.iter().enumerate() {
+        let v = x * scales[channels.channel_of(k)];
+        if v.abs() > F16_MAX {
+            return None;
+        }
+        equalized_bytes.extend_from_slice(&v.to_le_bytes());
     }
-    let equalized_bytes = equalized.iter().flat_map(|x| x.to_le_bytes()).collect();
     Some(Equalization { channels, scales, alpha, original: Vec::new(), equalized_bytes, search: None })
 }
 
@@ -233,18 +237,12 @@ mod tests {
             Planned::Equalize(eq) => {
                 let (channels, original) = (eq.channels, eq.original);
                 assert_eq!(original, weights);
-                assert_eq!(
-                    eq.equalized_bytes,
-                    equalize_at(
-                        weights,
-                        channels,
-                        stats.channel_absmax.as_ref().unwrap(),
-                        &weight_channel_absmax(weights, channels),
-                        eq.alpha
-                    )
-                    .unwrap()
-                    .equalized_bytes
-                );
+                // The chosen α's scales, applied as `layout::equalize` does.
+                let act = stats.channel_absmax.as_ref().unwrap();
+                let scales = equalization_scales(act, &weight_channel_absmax(weights, channels), eq.alpha as f32);
+                assert_eq!(eq.scales, scales);
+                let want = crate::quant::layout::equalize(weights, channels, &scales);
+                assert_eq!(eq.equalized_bytes, want.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
                 (Some(eq.alpha), eq.search.unwrap())
             }
             Planned::Off(search) => (None, search),
