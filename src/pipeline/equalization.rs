@@ -203,20 +203,40 @@ impl Searcher<'_> {
         let Some(gram) = gram else {
             return Ok(Some(snr_db(sums.columns[0].signal, sums.columns[0].error)));
         };
-        let reconstruct = |t: &QuantizedTensor| {
-            let mut w_hat = vec![0f32; self.layout.numel()];
-            dequantize(t, &mut w_hat);
-            if let Some(e) = eq {
-                undo_equalization(&mut w_hat, self.channels, &e.scales);
-            }
-            w_hat
-        };
-        let mut w_hat = reconstruct(&t);
+        let undo = eq.map(|e| (self.channels, e.scales.as_slice()));
         // As the layer will be stored: with a Gram matrix each row keeps its output gain.
-        if match_gain && scale_rows(&mut t, &output_gains(self.original, &w_hat, n, gram)) {
-            w_hat = reconstruct(&t);
-        }
+        let w_hat = match match_gain {
+            true => with_row_gains(&mut t, self.original, undo, gram).0,
+            false => inference_weights(&t, undo),
+        };
         Ok(Some(output_sums(self.original, &w_hat, n, gram).snr_db()))
+    }
+}
+
+/// The weights as inference sees them: `t` dequantized and, when it was equalized (its channel
+/// layout and scales s), divided back by s.
+pub fn inference_weights(t: &QuantizedTensor, equalized: Option<(ChannelLayout, &[f32])>) -> Vec<f32> {
+    let mut w_hat = vec![0f32; t.layout.numel()];
+    dequantize(t, &mut w_hat);
+    if let Some((channels, scales)) = equalized {
+        undo_equalization(&mut w_hat, channels, scales);
+    }
+    w_hat
+}
+
+/// Each row of `t` rescaled to keep its output gain under `gram` against the `original` weights
+/// ([`output_gains`]): the weights as inference then sees them ([`inference_weights`]), and
+/// whether any param changed.
+pub fn with_row_gains(
+    t: &mut QuantizedTensor,
+    original: &[f32],
+    equalized: Option<(ChannelLayout, &[f32])>,
+    gram: Weighting,
+) -> (Vec<f32>, bool) {
+    let w_hat = inference_weights(t, equalized);
+    match scale_rows(t, &output_gains(original, &w_hat, t.layout.row_len, gram)) {
+        true => (inference_weights(t, equalized), true),
+        false => (w_hat, false),
     }
 }
 

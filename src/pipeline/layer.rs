@@ -11,7 +11,7 @@ use crate::pipeline::decision::{
     Decision, F16Limit, F16Why, Fallback, Miss, Outcome, SpatialNote, TimeDecision, TimeNote, WeightDecision,
     MIN_ROW_LEN,
 };
-use crate::pipeline::equalization::{self, Planned};
+use crate::pipeline::equalization::{self, inference_weights, with_row_gains, Planned};
 use crate::pipeline::objective::{Method, MethodNote, Objective};
 use crate::policy::config::QuantConfig;
 use crate::policy::modality::Modality;
@@ -19,13 +19,10 @@ use crate::policy::width::{requested_width, LayerWidth, Requested, WidthRule};
 use crate::quant::dtype::Dtype;
 use crate::quant::f16_store::{store_f16, F16Store};
 use crate::quant::gptq;
-use crate::quant::layout::{undo_equalization, ChannelLayout, Layout};
+use crate::quant::layout::{ChannelLayout, Layout};
 use crate::quant::metrics::{ColumnWeights, ErrorSums};
-use crate::quant::output::{output_gains, output_sums, Weighting};
-use crate::quant::tensor::{
-    decode_all, dequantize, layout_error_sums, quantize_source_measured, scale_rows, ParamChoice, QuantizedTensor,
-    Source,
-};
+use crate::quant::output::{output_sums, Weighting};
+use crate::quant::tensor::{decode_all, layout_error_sums, quantize_source_measured, ParamChoice, Source};
 use crate::quant::width::Width;
 
 /// A stored tensor, the error sums of what was stored (for the model summary), and why.
@@ -243,29 +240,19 @@ fn store_weight(
             return Ok(WeightRow { row, sums: None, outcome: Outcome::RawBelowParams, spatial: None, method: None });
         }
         let original = || eq.as_ref().map_or_else(|| decoded.as_deref().expect("decoded above"), |e| &e.original[..]);
-        // The weights as inference sees them: dequantized and, with equalization, divided back by s.
-        let reconstruct = |t: &QuantizedTensor| {
-            let mut v = vec![0f32; layout.numel()];
-            dequantize(t, &mut v);
-            if let Some(e) = &eq {
-                undo_equalization(&mut v, e.channels, &e.scales);
-            }
-            v
-        };
+        let undo = eq.as_ref().map(|e| (e.channels, e.scales.as_slice()));
         // With a Gram matrix each row keeps its output gain (after GPTQ or any other choice).
-        let mut rescaled = false;
+        let (mut w_hat, mut rescaled) = (None, false);
         if let Some(gram @ Weighting::Gram { .. }) = objective.weighting().filter(|_| match_gain) {
-            let gains = output_gains(original(), &reconstruct(&t), layout.row_len, gram);
-            rescaled = scale_rows(&mut t, &gains);
+            let (v, changed) = with_row_gains(&mut t, original(), undo, gram);
+            (w_hat, rescaled) = (Some(v), changed);
         }
         // The metrics are of the weights as inference sees them, against the original weights.
-        let mut w_hat = None;
-        if eq.is_some() || rescaled || (!in_pass && (weighted_channels.is_some() || measure_output)) {
-            let v = reconstruct(&t);
-            if eq.is_some() || rescaled {
-                sums = layout_error_sums(original(), &v, layout);
-            }
-            w_hat = Some(v);
+        if w_hat.is_none() && (eq.is_some() || (!in_pass && (weighted_channels.is_some() || measure_output))) {
+            w_hat = Some(inference_weights(&t, undo));
+        }
+        if let (true, Some(v)) = (eq.is_some() || rescaled, w_hat.as_deref()) {
+            sums = layout_error_sums(original(), v, layout);
         }
         // With calibration, accuracy is judged where it matters: at the layer's output.
         let output = if in_pass {
