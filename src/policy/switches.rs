@@ -113,6 +113,7 @@ impl Switch {
     }
 }
 
+/// `on`, `off` or `auto`; `true`/`false` stand for `on`/`off`.
 impl ConfigValue for Switch {
     const KIND: FieldKind = FieldKind::Choice;
     fn read(field: &str, v: &Value, expected: &str) -> Result<Self> {
@@ -127,17 +128,14 @@ impl ConfigValue for Switch {
     }
 }
 
-/// `true`/`false` stand for `on`/`off`.
+/// The same words as a [`Switch`] (`true`/`false` stand for `on`/`off`).
 impl ConfigValue for ScaleSearch {
     const KIND: FieldKind = FieldKind::Choice;
     fn read(field: &str, v: &Value, expected: &str) -> Result<Self> {
-        match v {
-            Value::Bool(true) => Ok(ScaleSearch::On),
-            Value::Bool(false) => Ok(ScaleSearch::Off),
-            Value::String(s) if s == "on" => Ok(ScaleSearch::On),
-            Value::String(s) if s == "off" => Ok(ScaleSearch::Off),
-            Value::String(s) if s == "auto" => Ok(ScaleSearch::Auto),
-            _ => Err(AqError::config(field, json_short(v), expected)),
-        }
+        Ok(match Switch::read(field, v, expected)? {
+            Switch::Auto => ScaleSearch::Auto,
+            Switch::On => ScaleSearch::On,
+            Switch::Off => ScaleSearch::Off,
+        })
     }
 }
