@@ -166,6 +166,10 @@ fn quantize_q45k(b: Block, bits: u32, out: &mut [u8]) {
     out[..2].copy_from_slice(&p.d.to_le_bytes());
     out[2..4].copy_from_slice(&p.dmin.to_le_bytes());
     pack_scale_min(&p.sc[..8], &p.m[..8], &mut out[4..16]);
+    pack_q45k(&q, bits, out);
+}
+
+fn pack_q45k(q: &[u8], bits: u32, out: &mut [u8]) {
     let nibbles = if bits == 5 {
         let qh = &mut out[16..48];
         for (l, h) in qh.iter_mut().enumerate() {
@@ -197,14 +201,18 @@ fn quantize_q2k(b: Block, out: &mut [u8]) {
     for ((o, &sc), &m) in out[..16].iter_mut().zip(&p.sc).zip(&p.m) {
         *o = sc | (m << 4);
     }
+    pack_q2k(&q, out);
+    out[80..82].copy_from_slice(&p.d.to_le_bytes());
+    out[82..84].copy_from_slice(&p.dmin.to_le_bytes());
+}
+
+fn pack_q2k(q: &[u8], out: &mut [u8]) {
     let qs = &mut out[16..80];
     qs.fill(0);
     for (i, &v) in q.iter().enumerate() {
         let (byte, shift) = two_bit_position(i);
         qs[byte] |= v << shift;
     }
-    out[80..82].copy_from_slice(&p.d.to_le_bytes());
-    out[82..84].copy_from_slice(&p.dmin.to_le_bytes());
 }
 
 fn dequantize_q2k(b: &[u8], out: &mut [f32]) {
@@ -224,8 +232,20 @@ fn dequantize_q2k(b: &[u8], out: &mut [f32]) {
 fn quantize_q3k(b: Block, out: &mut [u8]) {
     let mut q = [0u8; QK_K];
     let (d, sc) = symmetric_superblock(b, 16, 4.0, 32.0, &mut q);
+    pack_q3k(&q, out);
+    let scales = &mut out[96..108];
+    scales.fill(0);
+    for (j, &s) in sc.iter().enumerate() {
+        let l = (s as i32 + 32) as u8;
+        scales[j % 8] |= (l & 15) << (4 * (j / 8));
+        scales[8 + j % 4] |= (l >> 4) << (2 * (j / 4));
+    }
+    out[108..110].copy_from_slice(&d.to_le_bytes());
+}
+
+fn pack_q3k(q: &[u8], out: &mut [u8]) {
     let (hmask, rest) = out.split_at_mut(32);
-    let (qs, rest) = rest.split_at_mut(64);
+    let qs = &mut rest[..64];
     hmask.fill(0);
     qs.fill(0);
     for (i, &v) in q.iter().enumerate() {
@@ -233,14 +253,11 @@ fn quantize_q3k(b: Block, out: &mut [u8]) {
         qs[byte] |= (v & 3) << shift;
         hmask[i % 32] |= ((v >> 2) & 1) << (i / 32);
     }
-    let scales = &mut rest[..12];
-    scales.fill(0);
-    for (j, &s) in sc.iter().enumerate() {
-        let l = (s as i32 + 32) as u8;
-        scales[j % 8] |= (l & 15) << (4 * (j / 8));
-        scales[8 + j % 4] |= (l >> 4) << (2 * (j / 4));
-    }
-    rest[12..14].copy_from_slice(&d.to_le_bytes());
+}
+
+/// Sub-block j's 6-bit scale code (stored + 32).
+fn q3k_scale(scales: &[u8], j: usize) -> u8 {
+    ((scales[j % 8] >> (4 * (j / 8))) & 15) | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)
 }
 
 fn dequantize_q3k(b: &[u8], out: &mut [f32]) {
@@ -248,9 +265,7 @@ fn dequantize_q3k(b: &[u8], out: &mut [f32]) {
     let (qs, rest) = rest.split_at(64);
     let d = f16::from_le_bytes([rest[12], rest[13]]).to_f32();
     for (i, o) in out.iter_mut().enumerate().take(QK_K) {
-        let j = i / 16;
-        let l = ((rest[j % 8] >> (4 * (j / 8))) & 15) | (((rest[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
-        let dl = d * (l as i32 - 32) as f32;
+        let dl = d * (q3k_scale(rest, i / 16) as i32 - 32) as f32;
         let (byte, shift) = two_bit_position(i);
         let low = ((qs[byte] >> shift) & 3) as i32;
         let high = if (hmask[i % 32] >> (i / 32)) & 1 == 1 { 0 } else { 4 };
@@ -281,8 +296,16 @@ fn dequantize_q45k(b: &[u8], bits: u32, out: &mut [f32]) {
 fn quantize_q6k(b: Block, out: &mut [u8]) {
     let mut q = [0u8; QK_K];
     let (d, sc) = symmetric_superblock(b, 16, 32.0, 128.0, &mut q);
+    pack_q6k(&q, out);
+    for (o, &c) in out[192..208].iter_mut().zip(&sc) {
+        *o = c as u8;
+    }
+    out[208..210].copy_from_slice(&d.to_le_bytes());
+}
+
+fn pack_q6k(q: &[u8], out: &mut [u8]) {
     let (ql, rest) = out.split_at_mut(128);
-    let (qh, rest) = rest.split_at_mut(64);
+    let qh = &mut rest[..64];
     for c in 0..2 {
         for l in 0..64 {
             ql[64 * c + l] = (q[128 * c + l] & 15) | ((q[128 * c + 64 + l] & 15) << 4);
@@ -294,10 +317,6 @@ fn quantize_q6k(b: Block, out: &mut [u8]) {
                 | ((q[128 * c + 96 + l] >> 4) << 6);
         }
     }
-    for (o, &c) in rest[..16].iter_mut().zip(&sc) {
-        *o = c as u8;
-    }
-    rest[16..18].copy_from_slice(&d.to_le_bytes());
 }
 
 fn dequantize_q6k(b: &[u8], out: &mut [f32]) {
@@ -336,6 +355,57 @@ pub fn dequantize_block(ty: GgmlType, b: &[u8], out: &mut [f32]) {
         GgmlType::Q2_K => dequantize_q2k(b, out),
         _ => unreachable!("only the 256-value K-quants"),
     }
+}
+
+/// Write the stored codes `q` (one per value, as [`super::Grid`] reads them) into a super-block,
+/// its params left as they are.
+pub fn set_codes(ty: GgmlType, q: &[u8], out: &mut [u8]) {
+    match ty {
+        GgmlType::Q4_K => pack_q45k(q, 4, out),
+        GgmlType::Q5_K => pack_q45k(q, 5, out),
+        GgmlType::Q6_K => pack_q6k(q, out),
+        GgmlType::Q3_K => pack_q3k(q, out),
+        GgmlType::Q2_K => pack_q2k(q, out),
+        _ => unreachable!("only the 256-value K-quants"),
+    }
+}
+
+/// How a super-block's codes decode: per sub-block, the step and offset the readers compute.
+pub fn grid(ty: GgmlType, b: &[u8]) -> super::Grid {
+    let h = |i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
+    let mut g = super::Grid { sub: 16, step: [0.0; 16], offset: [0.0; 16] };
+    match ty {
+        GgmlType::Q4_K | GgmlType::Q5_K => {
+            let (d, dmin) = (h(0), h(2));
+            let (sc, m) = unpack_scale_min(&b[4..16]);
+            g.sub = 32;
+            for j in 0..8 {
+                g.step[j] = d * sc[j] as f32;
+                g.offset[j] = -(dmin * m[j] as f32);
+            }
+        }
+        GgmlType::Q6_K => {
+            let d = h(208);
+            for j in 0..16 {
+                g.step[j] = d * (b[192 + j] as i8) as f32;
+            }
+        }
+        GgmlType::Q3_K => {
+            let d = h(108);
+            for j in 0..16 {
+                g.step[j] = d * (q3k_scale(&b[96..108], j) as i32 - 32) as f32;
+            }
+        }
+        GgmlType::Q2_K => {
+            let (d, dmin) = (h(80), h(82));
+            for j in 0..16 {
+                g.step[j] = d * (b[j] & 15) as f32;
+                g.offset[j] = -(dmin * (b[j] >> 4) as f32);
+            }
+        }
+        _ => unreachable!("only the 256-value K-quants"),
+    }
+    g
 }
 
 #[cfg(test)]

@@ -171,6 +171,36 @@ pub fn dequantize_block(ty: GgmlType, b: &[u8], out: &mut [f32; 32]) {
     }
 }
 
+/// Write the stored codes `q` (one per value, as [`super::Grid`] reads them) into a block, its
+/// params left as they are.
+pub fn set_codes(ty: GgmlType, q: &[u8], out: &mut [u8]) {
+    let q: &[u8; 32] = q.try_into().expect("32 codes");
+    match ty {
+        GgmlType::Q8_0 => out[2..34].copy_from_slice(q),
+        GgmlType::Q4_0 => pack_nibbles(q, &mut out[2..]),
+        GgmlType::Q5_0 => {
+            out[2..6].copy_from_slice(&fifth_bits(q));
+            pack_nibbles(q, &mut out[6..]);
+        }
+        GgmlType::Q4_1 => pack_nibbles(q, &mut out[4..]),
+        GgmlType::Q5_1 => {
+            out[4..8].copy_from_slice(&fifth_bits(q));
+            pack_nibbles(q, &mut out[8..]);
+        }
+        _ => unreachable!("only the 32-value block types have blocks"),
+    }
+}
+
+/// How a block's codes decode: one step (and offset) for the block.
+pub fn grid(ty: GgmlType, b: &[u8]) -> super::Grid {
+    let mut g = super::Grid { sub: 32, step: [0.0; 16], offset: [0.0; 16] };
+    g.step[0] = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
+        g.offset[0] = f16::from_le_bytes([b[2], b[3]]).to_f32();
+    }
+    g
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

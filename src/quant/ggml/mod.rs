@@ -13,6 +13,7 @@ mod legacy;
 pub(crate) mod search;
 
 use crate::error::{AqError, Result};
+use crate::kernels::scalar::clamp_round;
 
 /// A ggml tensor type this library writes and reads. The discriminant is ggml's type id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -135,6 +136,83 @@ impl GgmlType {
     pub fn bytes_for(self, count: u64) -> Option<u64> {
         let per = self.block_values() as u64;
         count.is_multiple_of(per).then(|| (count / per).checked_mul(self.block_bytes() as u64)).flatten()
+    }
+}
+
+/// How one block's stored codes decode, in the reference readers' arithmetic: value i is
+/// `step[s]·(q − zero) + offset[s]` in f32, s = i / `sub`, q its stored code ([`Codes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Grid {
+    pub sub: usize,
+    pub step: [f32; 16],
+    pub offset: [f32; 16],
+}
+
+/// The codes a block type stores, `lo..=hi` (the byte is `q as u8`: Q8_0's is an i8), and the
+/// code that decodes to the offset. Q8_0 keeps to ±127, as ggml does: runtimes' integer dot
+/// products negate codes.
+#[derive(Debug, Clone, Copy)]
+pub struct Codes {
+    pub lo: i32,
+    pub hi: i32,
+    pub zero: i32,
+}
+
+impl Codes {
+    /// The code nearest `x` on a sub-block's grid (ties to even; a zero step gives `zero`) and
+    /// the value it decodes to.
+    #[inline]
+    pub fn nearest(&self, x: f32, step: f32, offset: f32) -> (u8, f32) {
+        let inv = search::reciprocal(step);
+        let q = if inv == 0.0 {
+            self.zero
+        } else {
+            clamp_round((x - offset) * inv, (self.lo - self.zero) as f32, (self.hi - self.zero) as f32) as i32
+                + self.zero
+        };
+        (q as u8, step * (q - self.zero) as f32 + offset)
+    }
+}
+
+impl GgmlType {
+    /// The stored codes of a block type; `None` for the float and integer types.
+    pub fn codes(self) -> Option<Codes> {
+        let (lo, hi, zero) = match self {
+            GgmlType::Q8_0 => (-127, 127, 0),
+            GgmlType::Q4_0 => (0, 15, 8),
+            GgmlType::Q5_0 => (0, 31, 16),
+            GgmlType::Q4_1 | GgmlType::Q4_K => (0, 15, 0),
+            GgmlType::Q5_1 | GgmlType::Q5_K => (0, 31, 0),
+            GgmlType::Q6_K => (0, 63, 32),
+            GgmlType::Q3_K => (0, 7, 4),
+            GgmlType::Q2_K => (0, 3, 0),
+            _ => return None,
+        };
+        Some(Codes { lo, hi, zero })
+    }
+}
+
+/// Encode one block of a block type (`values.len()` = its block) into `out`.
+pub fn quantize_block(ty: GgmlType, values: &[f32], importance: Option<&[f32]>, out: &mut [u8]) {
+    match ty.block_values() {
+        kquants::QK_K => kquants::quantize_block(ty, values.try_into().expect("256 values"), importance, out),
+        _ => legacy::quantize_block(ty, values.try_into().expect("32 values"), importance, out),
+    }
+}
+
+/// The grid a block type's block decodes its codes on.
+pub fn block_grid(ty: GgmlType, block: &[u8]) -> Grid {
+    match ty.block_values() {
+        kquants::QK_K => kquants::grid(ty, block),
+        _ => legacy::grid(ty, block),
+    }
+}
+
+/// Replace a block's codes by `codes` (stored form, one per value), keeping its params.
+pub fn set_codes(ty: GgmlType, codes: &[u8], block: &mut [u8]) {
+    match ty.block_values() {
+        kquants::QK_K => kquants::set_codes(ty, codes, block),
+        _ => legacy::set_codes(ty, codes, block),
     }
 }
 
@@ -334,6 +412,44 @@ mod tests {
             let mut bytes = Vec::new();
             quantize(t, &[0.0; 256], None, &mut bytes).unwrap();
             assert!(dequantize(t, &bytes, 256).unwrap().iter().all(|v| *v == 0.0), "{t:?}");
+        }
+    }
+
+    /// Every block type's grid decodes codes as `dequantize` does, and coding the values on the
+    /// grid of the block `quantize_block` chose gives back its bytes exactly.
+    #[test]
+    fn grids_decode_as_the_readers_and_recode_to_the_same_bytes() {
+        let mut cases = vec![random(256, 11, 0.1), random(256, 12, 40.0), vec![0.0; 256], vec![-2.5; 256]];
+        cases.push((0..256).map(|i| if i % 37 == 0 { 3.0 } else { 1e-3 * (i % 5) as f32 }).collect());
+        for t in GgmlType::ALL.into_iter().filter(|t| t.is_quantized()) {
+            let (per, bb, codes) = (t.block_values(), t.block_bytes(), t.codes().unwrap());
+            for (c, w) in cases.iter().enumerate() {
+                let mut bytes = Vec::new();
+                quantize(t, w, None, &mut bytes).unwrap();
+                for (b, (block, x)) in bytes.chunks_exact(bb).zip(w.chunks_exact(per)).enumerate() {
+                    let g = block_grid(t, block);
+                    let mut q = vec![0u8; per];
+                    for (i, (&v, o)) in x.iter().zip(q.iter_mut()).enumerate() {
+                        *o = codes.nearest(v, g.step[i / g.sub], g.offset[i / g.sub]).0;
+                    }
+                    let mut again = block.to_vec();
+                    set_codes(t, &q, &mut again);
+                    assert_eq!(again, block, "{t:?} case {c} block {b}");
+                    // Arbitrary codes: the grid's values are the reader's.
+                    let mut s = (c * 31 + b) as u64 + 1;
+                    for o in q.iter_mut() {
+                        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        *o = (codes.lo + ((s >> 33) as i32).rem_euclid(codes.hi - codes.lo + 1)) as u8;
+                    }
+                    set_codes(t, &q, &mut again);
+                    let back = dequantize(t, &again, per).unwrap();
+                    for (i, (&v, &code)) in back.iter().zip(&q).enumerate() {
+                        let code = if t == GgmlType::Q8_0 { code as i8 as i32 } else { code as i32 };
+                        let want = g.step[i / g.sub] * (code - codes.zero) as f32 + g.offset[i / g.sub];
+                        assert_eq!(v, want, "{t:?} case {c} block {b} value {i} code {code}");
+                    }
+                }
+            }
         }
     }
 
