@@ -20,9 +20,7 @@ use crate::quant::gram::Gram;
 use crate::quant::layout::Layout;
 use crate::quant::metrics::{ColumnWeights, ErrorSums};
 use crate::quant::params::{Chosen, GroupParams};
-use crate::quant::tensor::{
-    decode_block, measure_groups, pack_rows, quantize_in_blocks, QuantizedTensor, Source, MAX_GROUP,
-};
+use crate::quant::tensor::{decode_block, measure_groups, pack_rows, quantize_in_blocks, QuantizedTensor, Source};
 use crate::quant::weighted::weighted_params;
 use crate::quant::width::Width;
 
@@ -185,52 +183,113 @@ pub fn prepare(gram: &Gram, n: usize, scales: Option<&[f32]>, damp: f64, act_ord
     Ok(Prepared { blocks, importance, damp: used, block })
 }
 
+/// What GPTQ codes values with: params per group of consecutive values of a unit (one row, or
+/// consecutive rows holding a whole number of a block type's blocks), chosen when the group's
+/// first value comes up, then each value's code against them.
+pub trait ColumnCodec {
+    /// Values per group along the unit.
+    fn group_len(&self) -> usize;
+    /// Choose group `g`'s params from its `values` as compensated so far, each weighted by its
+    /// column's importance; false when they cannot be stored.
+    fn choose(&mut self, g: usize, values: &[f32], importance: &[f32]) -> bool;
+    /// Code the value `x` at unit position `i` against its group's params; returns what the
+    /// code decodes to.
+    fn code(&mut self, i: usize, x: f32) -> f32;
+}
+
+/// Our group-wise codec: an f16 scale and min per group of a row, codes of `width`.
+struct GroupCodec<'a> {
+    group: usize,
+    width: Width,
+    codes: &'a mut [u8],
+    params: &'a mut [Chosen],
+}
+
+impl ColumnCodec for GroupCodec<'_> {
+    fn group_len(&self) -> usize {
+        self.group
+    }
+
+    fn choose(&mut self, g: usize, values: &[f32], importance: &[f32]) -> bool {
+        let Some(p) = weighted_params(values, importance, self.width) else { return false };
+        self.params[g] = Chosen { params: p, coded: true };
+        true
+    }
+
+    #[inline]
+    fn code(&mut self, i: usize, x: f32) -> f32 {
+        let p = self.params[i / self.group].params;
+        let q = code_of(x, inverse(p.scale_f32()), p.min_f32(), self.width.qmax());
+        self.codes[i] = q as u8;
+        q * p.scale_f32() + p.min_f32()
+    }
+}
+
+/// Reused buffers of [`Prepared::compensate_row`].
+#[derive(Default)]
+pub struct Scratch {
+    block: Vec<f32>,
+    values: Vec<f32>,
+    importance: Vec<f32>,
+}
+
 impl Prepared {
-    /// Quantize one row: `w` holds the row's values (and ends up error-compensated where the
-    /// order left it); `codes` (one per byte) and `params` (one per group) are written. A group's
-    /// params are chosen when its first column comes up, from its values as compensated so far.
-    /// `scratch` holds a block's values in quantization order.
-    fn quantize_row(
+    /// Columns of a row.
+    pub fn columns(&self) -> usize {
+        self.importance.len()
+    }
+
+    /// H_jj per column.
+    pub fn importance(&self) -> &[f32] {
+        &self.importance
+    }
+
+    /// Quantize row `r` of `unit` (rows of [`Self::columns`] values) through `codec`; the row's
+    /// values end up error-compensated where the order left them. A group's params are chosen
+    /// when its first value comes up (`chosen[g]` false), from its values as compensated so far:
+    /// this row's current ones and, for a group reaching into later rows, theirs as they are.
+    pub fn compensate_row<C: ColumnCodec>(
         &self,
-        w: &mut [f32],
-        group: usize,
-        width: Width,
-        (codes, params): (&mut [u8], &mut [Chosen]),
-        scratch: &mut Vec<f32>,
+        unit: &mut [f32],
+        r: usize,
+        codec: &mut C,
+        chosen: &mut [bool],
+        scratch: &mut Scratch,
     ) -> bool {
-        let qmax = width.qmax();
+        let n = self.columns();
+        let group = codec.group_len();
         let sub = kernels::active().sub_scaled;
-        let mut chosen = vec![false; params.len()];
-        let mut values = [0f32; MAX_GROUP];
+        let row0 = r * n;
+        let Scratch { block, values, importance } = scratch;
         for b in &self.blocks {
-            scratch.clear();
-            scratch.extend(b.order.iter().map(|&c| w[b.start + c]));
+            block.clear();
+            block.extend(b.order.iter().map(|&c| unit[row0 + b.start + c]));
+            let span = row0 + b.start..row0 + b.start + b.size;
             for k in 0..b.size {
-                let j = b.start + b.order[k];
-                let g = j / group;
+                let i = row0 + b.start + b.order[k];
+                let g = i / group;
                 if !chosen[g] {
                     // The group's values now: the block's from the working copy (scattered back
-                    // below), the rest from the row.
-                    let (g0, g1) = (g * group, ((g + 1) * group).min(w.len()));
-                    for (c, &wc) in (g0..g1).zip(&w[g0..g1]) {
-                        let in_block = (b.start..b.start + b.size).contains(&c);
-                        values[c - g0] = if in_block { scratch[b.position[c - b.start]] } else { wc };
+                    // below), the rest from the unit.
+                    let (g0, g1) = (g * group, ((g + 1) * group).min(unit.len()));
+                    values.clear();
+                    importance.clear();
+                    for f in g0..g1 {
+                        values.push(if span.contains(&f) { block[b.position[f - span.start]] } else { unit[f] });
+                        importance.push(self.importance[f % n]);
                     }
-                    let Some(p) = weighted_params(&values[..g1 - g0], &self.importance[g0..g1], width) else {
+                    if !codec.choose(g, values, importance) {
                         return false;
-                    };
-                    params[g] = Chosen { params: p, coded: true };
+                    }
                     chosen[g] = true;
                 }
-                let p = params[g].params;
-                let q = code_of(scratch[k], inverse(p.scale_f32()), p.min_f32(), qmax);
-                codes[j] = q as u8;
-                let err = (scratch[k] - (q * p.scale_f32() + p.min_f32())) / b.u[k * b.size + k];
+                let decoded = codec.code(i, block[k]);
+                let err = (block[k] - decoded) / b.u[k * b.size + k];
                 let row = &b.u[k * b.size + k + 1..(k + 1) * b.size];
-                sub(&mut scratch[k + 1..], row, err);
+                sub(&mut block[k + 1..], row, err);
             }
             for (k, &c) in b.order.iter().enumerate() {
-                w[b.start + c] = scratch[k];
+                unit[row0 + b.start + c] = block[k];
             }
         }
         true
@@ -256,11 +315,14 @@ pub fn quantize(
         let mut w = x.clone();
         let mut q = vec![0u8; rows * n];
         let mut params = vec![Chosen { params: GroupParams::ZERO, coded: true }; rows * gpr];
-        let mut scratch = Vec::with_capacity(n);
+        let mut scratch = Scratch::default();
+        let mut chosen = vec![false; gpr];
         for r in 0..rows {
             let (wr, qr) = (&mut w[r * n..(r + 1) * n], &mut q[r * n..(r + 1) * n]);
-            let pr = &mut params[r * gpr..(r + 1) * gpr];
-            if !prepared.quantize_row(wr, g, width, (qr, pr), &mut scratch) {
+            let params = &mut params[r * gpr..(r + 1) * gpr];
+            let mut codec = GroupCodec { group: g, width, codes: qr, params };
+            chosen.fill(false);
+            if !prepared.compensate_row(wr, 0, &mut codec, &mut chosen, &mut scratch) {
                 return Ok(None);
             }
         }

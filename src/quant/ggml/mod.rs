@@ -8,6 +8,7 @@
 //! scale as stored (f16), not the f32 value before rounding.
 
 mod float;
+pub mod gptq;
 mod kquants;
 mod legacy;
 pub(crate) mod search;
