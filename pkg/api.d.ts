@@ -112,6 +112,15 @@ export interface GgufOptions {
   layerBitWidths?: Record<string, 2 | 4 | 8 | 16>;
   /** A cap in MiB: the largest tensors move down the type ladder (sensitive ones last) until the file fits. */
   targetSizeMb?: number;
+  /**
+   * GPTQ for the layers whose calibration has a Gram matrix (`auto`, the default: whenever it
+   * has one): codes chosen with each value's error compensated in the values still to come.
+   */
+  gptq?: 'auto' | 'on' | 'off' | boolean;
+  /** GPTQ's damping, relative to the mean of the Gram matrix's diagonal (default 0.01). */
+  gptqDamp?: number;
+  /** GPTQ codes columns by decreasing E[x²] (default true). */
+  gptqActOrder?: boolean;
 }
 /**
  * Quantize a safetensors source into GGUF, tensor by tensor: the header first (every tensor's type

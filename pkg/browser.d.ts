@@ -79,6 +79,12 @@ export interface WorkerQuantizer {
       layerBitWidths?: Record<string, 2 | 4 | 8 | 16>;
       /** A cap on the file's size in MiB. */
       targetSizeMb?: number;
+      /** GPTQ with the calibration's Gram matrices (`auto`: whenever a layer has one). */
+      gptq?: 'auto' | 'on' | 'off' | boolean;
+      /** GPTQ's damping relative to the Gram matrix's mean diagonal (default 0.01). */
+      gptqDamp?: number;
+      /** GPTQ codes columns by decreasing E[x²] (default true). */
+      gptqActOrder?: boolean;
       /** Stops the run with E_CANCELLED (the worker is replaced: every job on it is cancelled). */
       signal?: AbortSignal;
     },

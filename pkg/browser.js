@@ -136,9 +136,9 @@ export async function createWorkerQuantizer({
      * Quantize a File/Blob (or shards) into GGUF of `ggmlType` (`Q4_K_M`, `Q8_0`, …; docs/GGUF.md).
      * Resolves to { report, stats, gguf? } (`gguf`, a Blob, without `onChunk` or an OPFS output).
      */
-    async quantizeGguf(file, ggmlType, { onProgress, onChunk, index, output, calibration, layerBitWidths, targetSizeMb, signal } = {}) {
+    async quantizeGguf(file, ggmlType, { onProgress, onChunk, index, output, calibration, layerBitWidths, targetSizeMb, gptq, gptqDamp, gptqActOrder, signal } = {}) {
       const chunks = [];
-      const value = await cancellable({ type: 'quantize', files: file, index, gguf: ggmlType, output, calibration, layerBitWidths, targetSizeMb }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) }, signal);
+      const value = await cancellable({ type: 'quantize', files: file, index, gguf: ggmlType, output, calibration, layerBitWidths, targetSizeMb, gptq, gptqDamp, gptqActOrder }, { onProgress, onChunk: onChunk ?? ((c) => chunks.push(c)) }, signal);
       return finished(value, chunks, !!onChunk, 'gguf', 'application/octet-stream');
     },
     /** Stop the worker (cancels any running job; its promise rejects with E_CANCELLED). */

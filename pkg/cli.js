@@ -11,12 +11,14 @@ usage:
                       [--calibration stats.safetensors] [--json] [--quiet]
   arrowquant quantize <model.safetensors> -o <out.gguf> [--gguf-type Q8_0|Q6_K|Q5_K_M|Q5_K_S|Q5_1|Q5_0|Q4_K_M|Q4_K_S|Q4_1|Q4_0|Q3_K_L|Q3_K_M|Q3_K_S|Q2_K|F16|BF16|F32]
                       [--calibration stats.safetensors] [--layer-bit-widths 'glob=bits,…'] [--target-size-mb X]
+                      [--gptq auto|on|off] [--gptq-damp X] [--gptq-act-order on|off]
   arrowquant inspect <file.parquet|file.gguf> [--json]
   arrowquant dequantize <file.parquet|file.gguf> -o <out.safetensors> [--dtype f32|f16]
 
   The output format follows -o's extension (.gguf: GGUF, docs/GGUF.md; else Parquet); --gguf-type
   chooses the GGUF type (default Q8_0). Of the config flags, GGUF output takes
-  --layer-bit-widths (2/4/8/16 → Q2_K, the mix's 4-bit type, Q8_0, F16) and --target-size-mb.
+  --layer-bit-widths (2/4/8/16 → Q2_K, the mix's 4-bit type, Q8_0, F16), --target-size-mb and,
+  with a calibration that has Gram matrices, --gptq/--gptq-damp/--gptq-act-order.
 
 config flags (one per config field, kebab-case; see README):
   --bits/--bit-width 2|4|8   --group-size 32|64|128|256   --scale-search auto|on|off
@@ -234,13 +236,13 @@ async function quantize({ positional, flags, config }) {
   const output = flags.output;
   if (isGguf(output) || flags.ggufType) {
     if (!isGguf(output)) throw new UsageError('--gguf-type writes GGUF: name the output *.gguf');
-    const { layerBitWidths, targetSizeMb, ...parquetOnly } = config;
+    const { layerBitWidths, targetSizeMb, gptq, gptqDamp, gptqActOrder, ...parquetOnly } = config;
     const given = Object.keys(parquetOnly);
     const kebab = (name) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-    if (given.length) throw new UsageError(`--${kebab(given[0])} applies to Parquet output; GGUF output takes --gguf-type, --layer-bit-widths, --target-size-mb and --calibration`);
+    if (given.length) throw new UsageError(`--${kebab(given[0])} applies to Parquet output; GGUF output takes --gguf-type, --layer-bit-widths, --target-size-mb, --calibration and --gptq/--gptq-damp/--gptq-act-order`);
     const ggmlType = flags.ggufType ?? 'Q8_0';
     const calibration = flags.calibration ? readFileSync(flags.calibration) : undefined;
-    const options = { calibration, layerBitWidths, targetSizeMb };
+    const options = { calibration, layerBitWidths, targetSizeMb, gptq, gptqDamp, gptqActOrder };
     return quantizeFile(input, output, flags, (source, put, onProgress) => quantizeGguf(source, ggmlType, { ...options, onChunk: put, onProgress }), printGgufReport);
   }
   const calibration = flags.calibration ? readFileSync(flags.calibration) : undefined;

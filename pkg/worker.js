@@ -264,6 +264,9 @@ async function quantize(id, data) {
         calibration,
         layerBitWidths: data.layerBitWidths,
         targetSizeMb: data.targetSizeMb,
+        gptq: data.gptq,
+        gptqDamp: data.gptqDamp,
+        gptqActOrder: data.gptqActOrder,
         onChunk: sink.write,
         onProgress: (p) => postMessage({ id, type: 'progress', progress: { ...p, wasmMemoryBytes: lib.wasmMemoryBytes() } }),
       }));

@@ -9,7 +9,7 @@ import { readHeaderBytes } from './sources.js';
  * Quantize a safetensors source into a GGUF file of `ggmlType`; see `quantizeGguf` in api.js.
  * @returns `{ report, gguf? }` (`gguf` only without `onChunk`)
  */
-export async function quantizeGgufWith(lib, source, ggmlType, { onChunk, onProgress, signal, calibration, layerBitWidths, targetSizeMb } = {}) {
+export async function quantizeGgufWith(lib, source, ggmlType, { onChunk, onProgress, signal, calibration, layerBitWidths, targetSizeMb, gptq, gptqDamp, gptqActOrder } = {}) {
   throwIfAborted(signal);
   const collected = onChunk ? null : [];
   const emit = async (chunk) => {
@@ -18,7 +18,7 @@ export async function quantizeGgufWith(lib, source, ggmlType, { onChunk, onProgr
     else await onChunk(chunk);
   };
   // Only the fields given: the wasm validates them as config fields (E_CONFIG naming the field).
-  const config = Object.fromEntries(Object.entries({ layerBitWidths, targetSizeMb }).filter(([, v]) => v !== undefined));
+  const config = Object.fromEntries(Object.entries({ layerBitWidths, targetSizeMb, gptq, gptqDamp, gptqActOrder }).filter(([, v]) => v !== undefined));
   const q = new lib.GgufQuantizer(await readHeaderBytes(lib, source), source.size, ggmlType, calibration, Object.keys(config).length ? config : undefined);
   try {
     const bytesTotal = q.outputBytes;

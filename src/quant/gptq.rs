@@ -78,36 +78,33 @@ fn cholesky(a: &[f64], m: usize) -> Option<Vec<f64>> {
     Some(l)
 }
 
-/// U (upper, row-major) with Uᵀ U = A⁻¹, for A = L Lᵀ: A⁻¹ from L, then its Cholesky factor.
+/// U (upper, row-major) with Uᵀ U = A⁻¹. With P the reversal of the indices and P A P = L Lᵀ,
+/// A⁻¹ = P L⁻ᵀ L⁻¹ P = Uᵀ U for U = P L⁻¹ P, which is upper: one Cholesky factorisation and one
+/// triangular inverse, both along contiguous rows (about n³/2 multiply-adds in all).
 fn inverse_factor(a: &[f64], m: usize) -> Option<Vec<f32>> {
-    let l = cholesky(a, m)?;
-    // L⁻¹ by forward substitution (lower).
-    let mut li = vec![0f64; m * m];
-    for c in 0..m {
-        li[c * m + c] = 1.0 / l[c * m + c];
-        for i in c + 1..m {
-            let mut s = 0.0;
-            for k in c..i {
-                s += l[i * m + k] * li[k * m + c];
-            }
-            li[i * m + c] = -s / l[i * m + i];
-        }
-    }
-    // A⁻¹ = L⁻ᵀ L⁻¹.
-    let mut inv = vec![0f64; m * m];
+    let reversed: Vec<f64> = (0..m * m).map(|k| a[(m - 1 - k / m) * m + (m - 1 - k % m)]).collect();
+    let l = cholesky(&reversed, m)?;
+    // X = L⁻¹ (lower), row by row: X_i = (e_i − Σ_{k<i} L_ik X_k) / L_ii.
+    let mut x = vec![0f64; m * m];
     for i in 0..m {
-        for j in 0..=i {
-            let s: f64 = (i.max(j)..m).map(|k| li[k * m + i] * li[k * m + j]).sum();
-            inv[i * m + j] = s;
-            inv[j * m + i] = s;
+        let (done, rest) = x.split_at_mut(i * m);
+        let row = &mut rest[..m];
+        row[i] = 1.0;
+        for k in 0..i {
+            let f = l[i * m + k];
+            if f != 0.0 {
+                for (r, &v) in row[..=k].iter_mut().zip(&done[k * m..k * m + k + 1]) {
+                    *r -= f * v;
+                }
+            }
         }
+        let d = l[i * m + i];
+        row[..=i].iter_mut().for_each(|v| *v /= d);
     }
-    // A⁻¹ = Uᵀ U with U upper: U = (chol(A⁻¹))ᵀ.
-    let c = cholesky(&inv, m)?;
     let mut u = vec![0f32; m * m];
     for i in 0..m {
         for j in i..m {
-            u[i * m + j] = c[j * m + i] as f32;
+            u[i * m + j] = x[(m - 1 - i) * m + (m - 1 - j)] as f32;
         }
     }
     Some(u)
@@ -395,6 +392,31 @@ mod tests {
             }
         }
         assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+        // A larger one with correlated, uneven columns: the same identity, U upper.
+        let m = 40;
+        let mut rng = Rng(9);
+        let b: Vec<f64> = (0..m * m).map(|_| rng.next() as f64).collect();
+        let a: Vec<f64> = (0..m * m)
+            .map(|k| {
+                let (i, j) = (k / m, k % m);
+                (0..m).map(|t| b[i * m + t] * b[j * m + t]).sum::<f64>() + if i == j { 0.5 } else { 0.0 }
+            })
+            .collect();
+        let u = inverse_factor(&a, m).unwrap();
+        for i in 0..m {
+            for j in 0..m {
+                let p: f64 = (0..m)
+                    .map(|k| {
+                        let inv_ik: f64 = (0..m).map(|t| u[t * m + i] as f64 * u[t * m + k] as f64).sum();
+                        inv_ik * a[k * m + j]
+                    })
+                    .sum();
+                assert!((p - (i == j) as u8 as f64).abs() < 1e-3, "({i},{j}) = {p}");
+                if j < i {
+                    assert_eq!(u[i * m + j], 0.0);
+                }
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::policy::gguf_mix::GgufMix;
 use super::convert::{calibration_from_js, file_size, json_of, optional, set, to_js};
 
 /// The config fields a GGUF run takes; the others describe the Parquet format.
-const GGUF_CONFIG_FIELDS: &[&str] = &["layerBitWidths", "targetSizeMb"];
+const GGUF_CONFIG_FIELDS: &[&str] = &["layerBitWidths", "targetSizeMb", "gptq", "gptqDamp", "gptqActOrder"];
 
 /// GGUF options from JS: calibration (bytes or an object) and `{ layerBitWidths, targetSizeMb }`,
 /// validated as the config validates them; any other config field is `E_CONFIG`.
@@ -25,13 +25,13 @@ fn gguf_options(calibration: JsValue, config: JsValue) -> Result<GgufOptions, Js
             return Err(AqError::config(
                 k,
                 shown,
-                "not for GGUF output: it takes layerBitWidths and targetSizeMb (the other fields describe the Parquet format)",
+                "not for GGUF output: it takes layerBitWidths, targetSizeMb, gptq, gptqDamp and gptqActOrder (the other fields describe the Parquet format)",
             )
             .into());
         }
     }
     let cfg = QuantConfig::from_json(&value)?;
-    Ok(GgufOptions { calibration, layer_bit_widths: cfg.layer_bit_widths, target_size_mb: cfg.target_size_mb })
+    Ok(GgufOptions::from_config(calibration, cfg))
 }
 
 /// Quantize a whole safetensors file held in memory into a GGUF file of `ggmlType` (`Q8_0`,

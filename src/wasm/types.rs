@@ -18,7 +18,7 @@ const TS_COMPOSITES: &'static str = r#"
 /** The GGUF mixes (docs/GGUF.md): the type of most tensors and of the sensitive layers. */
 export type GgmlTypeName = 'Q8_0' | 'Q6_K' | 'Q5_K_M' | 'Q5_K_S' | 'Q5_1' | 'Q5_0' | 'Q4_K_M' | 'Q4_K_S' | 'Q4_1' | 'Q4_0' | 'Q3_K_L' | 'Q3_K_M' | 'Q3_K_S' | 'Q2_K' | 'F16' | 'BF16' | 'F32';
 /** What a GGUF run takes of the config: per-layer widths (2/4/8/16 → Q2_K, the mix's 4-bit type, Q8_0, F16) and a size budget in MiB. */
-export type GgufConfigInput = Pick<QuantConfigInput, "layerBitWidths" | "targetSizeMb">;
+export type GgufConfigInput = Pick<QuantConfigInput, "layerBitWidths" | "targetSizeMb" | "gptq" | "gptqDamp" | "gptqActOrder">;
 /** Config as callers pass it: any subset of QuantConfig fields; `profile` picks the defaults. */
 export type QuantConfigInput = Partial<Omit<QuantConfig, "profile" | "scaleSearch" | "modality">> & {
   profile?: Profile | "base";

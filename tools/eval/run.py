@@ -97,6 +97,14 @@ CONFIGS = [
     ("GGUF Q3_K_M + importance", ["--gguf-type", "Q3_K_M"], "diag", None),
     ("GGUF Q2_K", ["--gguf-type", "Q2_K"], None, None),
     ("GGUF Q2_K + importance", ["--gguf-type", "Q2_K"], "diag", None),
+    # "+ GPTQ": the calibration's Gram matrices; each block's params from the type's own search
+    # when GPTQ reaches it, each value coded on them with its error compensated.
+    ("GGUF Q8_0 + GPTQ", ["--gguf-type", "Q8_0"], "full", None),
+    ("GGUF Q4_K_M + GPTQ", ["--gguf-type", "Q4_K_M"], "full", None),
+    ("GGUF Q4_0 + GPTQ", ["--gguf-type", "Q4_0"], "full", None),
+    ("GGUF Q4_0 + GPTQ, Gram blocks of 64", ["--gguf-type", "Q4_0"], "blocks:64", None),
+    ("GGUF Q3_K_M + GPTQ", ["--gguf-type", "Q3_K_M"], "full", None),
+    ("GGUF Q2_K + GPTQ", ["--gguf-type", "Q2_K"], "full", None),
 ]
 CHECK = ["8-bit", "4-bit search", "4-bit GPTQ, full Gram", "4-bit GPTQ in index order (gptqActOrder off), full Gram", "GGUF Q4_0", "GGUF Q4_0 + importance",
          "size plan at 0.22× the source, weight errors", "size plan at 0.22× the source, measured sensitivity",

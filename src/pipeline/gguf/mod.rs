@@ -5,6 +5,7 @@
 //! metrics as the Parquet report).
 
 mod budget;
+mod encode;
 mod report;
 
 use std::collections::BTreeMap;
@@ -18,14 +19,17 @@ use crate::error::{AqError, Result};
 use crate::format::gguf::arch;
 use crate::format::gguf::container::{align, encode_header, TensorInfo as GgufTensor, Value, ALIGNMENT};
 use crate::format::safetensors::{parse_header, Header};
-use crate::pipeline::objective::ColumnStats;
+use crate::pipeline::objective::{output_block, ColumnStats, MethodNote};
 use crate::pipeline::report::ReportWarning;
+use crate::policy::config::{Profile, QuantConfig, Switch};
 use crate::policy::gguf_mix::{choose, override_type, GgufMix, TypeRule};
 use crate::policy::glob::glob_match;
-use crate::quant::dtype::{decode_f32, Dtype};
-use crate::quant::ggml::{self, GgmlType};
+use crate::quant::dtype::Dtype;
+use crate::quant::ggml::GgmlType;
+use crate::quant::gptq;
 use crate::quant::metrics::ErrorSums;
-use crate::quant::tensor::check_finite;
+use crate::quant::output::Weighting;
+use encode::{encode, Encoding};
 
 /// Architectures whose tensors are re-rowed to 256 values when their rows are not whole blocks
 /// (3×3 convolutions), as ComfyUI-GGUF's converter does for them; transformers never are.
@@ -33,10 +37,6 @@ const RESHAPE_ARCHITECTURES: &[&str] = &["sd1", "sdxl"];
 
 /// Smallest tensor re-rowed (ComfyUI-GGUF's REARRANGE_THRESHOLD).
 const RESHAPE_MIN_VALUES: u64 = 512;
-
-/// Values per unit of work: whole blocks of every type (a multiple of 256), small enough that a
-/// chunk's f32 values and their decode stay in cache and a tensor is never held as f32 whole.
-const CHUNK_VALUES: usize = 1 << 16;
 
 /// Which ggml type a source dtype that is not quantized keeps (integers pass through exactly).
 fn integer_type(dtype: Dtype) -> Option<GgmlType> {
@@ -52,11 +52,39 @@ fn integer_type(dtype: Dtype) -> Option<GgmlType> {
 /// What a GGUF run takes beyond the mix: calibration (importance-weighted block searches), per-layer
 /// widths and a size budget — `layerBitWidths` and `targetSizeMb` of the Parquet config, mapped
 /// onto ggml types (policy/gguf_mix.rs).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GgufOptions {
     pub calibration: Option<Calibration>,
     pub layer_bit_widths: BTreeMap<String, u8>,
     pub target_size_mb: Option<f64>,
+    pub gptq: GptqOptions,
+}
+
+/// GPTQ for the layers whose calibration has a Gram matrix: the config's `gptq`, `gptqDamp` and
+/// `gptqActOrder`.
+#[derive(Debug, Clone, Copy)]
+pub struct GptqOptions {
+    pub switch: Switch,
+    pub damp: f64,
+    pub act_order: bool,
+}
+
+impl GgufOptions {
+    /// The GGUF options of a config (the fields that describe the Parquet format are not read).
+    pub fn from_config(calibration: Option<Calibration>, cfg: QuantConfig) -> Self {
+        GgufOptions {
+            calibration,
+            layer_bit_widths: cfg.layer_bit_widths,
+            target_size_mb: cfg.target_size_mb,
+            gptq: GptqOptions { switch: cfg.gptq, damp: cfg.gptq_damp, act_order: cfg.gptq_act_order },
+        }
+    }
+}
+
+impl Default for GgufOptions {
+    fn default() -> Self {
+        GgufOptions::from_config(None, QuantConfig::from_profile(Profile::Local))
+    }
 }
 
 /// The streaming GGUF writer: `begin` gives the header bytes, `add_tensor` each tensor's bytes in
@@ -71,6 +99,9 @@ pub struct GgufQuantizer {
     layers: Vec<GgufLayer>,
     pooled: ErrorSums,
     calibration: Option<Calibration>,
+    gptq: GptqOptions,
+    /// Block-quantized weights the calibration has no statistics for.
+    without_statistics: Vec<String>,
     /// Σ over the weighted tensors of error/signal at their outputs, and how many.
     output_error_share: (f64, u32),
     warnings: Vec<ReportWarning>,
@@ -81,19 +112,14 @@ fn searched(ty: GgmlType) -> bool {
     ty.is_quantized() && ty != GgmlType::Q8_0
 }
 
-/// E[x_j²] per column of `name`'s rows (the unfolded input, as the calibration records it),
-/// scaled to a maximum of 1 so the searches' f32 sums cannot overflow; with the calibration layer
-/// it came from. `None` without usable statistics (no entry, no matching shape, all zero).
-fn column_importance(cal: &Calibration, name: &str, shape: &[u64]) -> Option<(Vec<f32>, String)> {
-    let (layer, stats) = cal.for_weight(name)?;
-    let n = usize::try_from(shape.iter().skip(1).product::<u64>()).ok()?;
-    let mut h = ColumnStats::of(shape, stats, n).diagonal?;
+/// Per-column second moments scaled to a maximum of 1, so the searches' f32 sums cannot
+/// overflow; `None` when they are unusable (non-finite, all zero).
+fn normalised(h: &[f32]) -> Option<Vec<f32>> {
     let top = h.iter().fold(0f32, |m, &v| m.max(v));
     if !(top.is_finite() && top > 0.0) || h.iter().any(|v| !v.is_finite()) {
         return None;
     }
-    h.iter_mut().for_each(|v| *v /= top);
-    Some((h, layer.to_string()))
+    Some(h.iter().map(|v| v / top).collect())
 }
 
 impl GgufQuantizer {
@@ -107,7 +133,7 @@ impl GgufQuantizer {
         mix: GgufMix,
         options: GgufOptions,
     ) -> Result<(Self, Vec<u8>)> {
-        let GgufOptions { calibration, layer_bit_widths, target_size_mb } = options;
+        let GgufOptions { calibration, layer_bit_widths, target_size_mb, gptq } = options;
         let header = parse_header(header_bytes, file_len)?;
         let architecture = match arch::detect(header.tensors.iter().map(|t| t.name.as_str())) {
             Some((a, names)) => (a.to_string(), format!("tensor names present: {names}")),
@@ -232,6 +258,8 @@ impl GgufQuantizer {
             layers: Vec::new(),
             pooled: ErrorSums::default(),
             calibration,
+            gptq,
+            without_statistics: Vec::new(),
             output_error_share: (0.0, 0),
             warnings,
         };
@@ -268,63 +296,92 @@ impl GgufQuantizer {
         let mut out = Vec::with_capacity(align(p.bytes).unwrap_or(p.bytes) as usize);
         let mut sums = None;
         let mut output_snr = None;
-        let importance = match &self.calibration {
-            Some(cal) if searched(p.ty) && t.shape.len() >= 2 => column_importance(cal, name, &t.shape),
+        // Value i of the tensor multiplies input column i mod n of the layer (rows of n).
+        let n = usize::try_from(t.shape.iter().skip(1).product::<u64>()).unwrap_or(0).max(1);
+        let stats = match &self.calibration {
+            Some(cal) if p.ty.is_quantized() && t.shape.len() >= 2 => {
+                let stats = cal.for_weight(name);
+                if stats.is_none() {
+                    self.without_statistics.push(name.to_string());
+                }
+                stats
+            }
+            _ => None,
+        };
+        let columns = stats.map(|(layer, s)| (layer, ColumnStats::of(&t.shape, s, n)));
+        let importance = columns.as_ref().and_then(|(layer, c)| {
+            let h = c.diagonal.as_deref().and_then(normalised)?;
+            Some((h, layer.to_string()))
+        });
+        let gram = columns.as_ref().and_then(|(_, c)| c.gram);
+        let mut note = None;
+        let prepared = match gram {
+            Some(g) if self.gptq.switch.wanted(true) && importance.is_some() => {
+                match gptq::prepare(g, n, None, self.gptq.damp, self.gptq.act_order) {
+                    Ok(prepared) => Some(prepared),
+                    Err(e) => {
+                        note = Some(MethodNote::GptqNotApplied { why: e.to_string(), importance: true });
+                        None
+                    }
+                }
+            }
+            None if stats.is_some() && self.gptq.switch == Switch::On => {
+                let why = "no Gram matrix of this layer's rows in the calibration".to_string();
+                note = Some(MethodNote::GptqNotApplied { why, importance: importance.is_some() });
+                None
+            }
             _ => None,
         };
         // The searches weight column j by h_j + mean(h): the importance, damped so that columns
         // whose inputs the calibration saw near zero still count. On the bundled diffusion
         // models the undamped weights won at the layer outputs but lost at the model's output
         // more often (docs/GGUF.md, `make eval`); the report measures with the plain h.
-        let search_weights: Option<Vec<f32>> = importance.as_ref().map(|(h, _)| {
+        let search_weights: Option<Vec<f32>> = importance.as_ref().filter(|_| searched(p.ty)).map(|(h, _)| {
             let mean = (h.iter().map(|&v| v as f64).sum::<f64>() / h.len() as f64) as f32;
             h.iter().map(|&v| v + mean).collect()
         });
-        if t.dtype.is_float() {
-            // In chunks of whole blocks: decode, check, encode, decode what was stored and measure
-            // it — on the pool when there is one, merged in chunk order (the same bytes and
-            // metrics for any thread count), never the whole tensor as f32 at once.
-            let count = t.numel() as usize;
-            let width = t.dtype.size_bytes();
-            let chunks: Vec<usize> = (0..count).step_by(CHUNK_VALUES).collect();
-            let encoded = crate::parallel::map(chunks, |start| -> Result<(Vec<u8>, ErrorSums, [f64; 2])> {
-                let end = (start + CHUNK_VALUES).min(count);
-                let mut values = vec![0f32; end - start];
-                decode_f32(t.dtype, &bytes[start * width..end * width], &mut values);
-                check_finite(name, &values, start)?;
-                // Value i of the tensor multiplies input column i mod n (row-major rows of n).
-                let weights: Option<Vec<f32>> =
-                    search_weights.as_ref().map(|h| (start..end).map(|i| h[i % h.len()]).collect());
-                let mut block = Vec::new();
-                ggml::quantize(p.ty, &values, weights.as_deref(), &mut block)?;
-                let back = ggml::dequantize(p.ty, &block, values.len())?;
-                let mut s = ErrorSums::default();
-                s.add(&values, &back);
-                let mut output = [0f64; 2];
-                if let Some((h, _)) = &importance {
-                    for (i, (&w, &q)) in (start..end).zip(values.iter().zip(&back)) {
-                        let hj = h[i % h.len()] as f64;
-                        output[0] += hj * (w as f64) * (w as f64);
-                        output[1] += hj * (w as f64 - q as f64).powi(2);
-                    }
-                }
-                Ok((block, s, output))
-            });
-            let mut total = ErrorSums::default();
-            let mut output = [0f64; 2];
-            for chunk in encoded {
-                let (block, s, o) = chunk?;
-                out.extend_from_slice(&block);
-                total.merge(&s);
-                output[0] += o[0];
-                output[1] += o[1];
+        let measure = match (gram, &importance) {
+            (Some(g), _) => {
+                Some(Weighting::Gram { gram: g, block: prepared.as_ref().map_or(output_block(g, n), |p| p.block) })
             }
-            self.pooled.merge(&total);
-            sums = Some(total);
-            if importance.is_some() && output[0] > 0.0 {
-                self.output_error_share.0 += output[1] / output[0];
+            (None, Some((h, _))) => Some(Weighting::Diagonal(h)),
+            (None, None) => None,
+        };
+        let mut gptq_used = false;
+        if t.dtype.is_float() {
+            let mut encoded = None;
+            if let Some(prepared) = &prepared {
+                let h = prepared.importance();
+                let top = h.iter().fold(0f32, |m, &v| m.max(v));
+                let mean = (h.iter().map(|&v| v as f64).sum::<f64>() / h.len() as f64) as f32;
+                let scale = if top > 0.0 { 1.0 / (top + mean) } else { 1.0 };
+                let encoding = Encoding::Gptq { prepared, damping: mean, scale };
+                encoded = encode(t, bytes, p.ty, n, encoding, measure)?;
+                gptq_used = encoded.is_some();
+                note = Some(match encoded {
+                    Some(_) => MethodNote::Gptq {
+                        columns: n,
+                        block: prepared.block,
+                        damp: prepared.damp,
+                        act_order: self.gptq.act_order,
+                    },
+                    None => {
+                        MethodNote::GptqNotApplied { why: "a compensated value overflowed".into(), importance: true }
+                    }
+                });
+            }
+            let encoded = match encoded {
+                Some(e) => e,
+                None => encode(t, bytes, p.ty, n, Encoding::Search(search_weights.as_deref()), measure)?
+                    .expect("the search always encodes"),
+            };
+            out.extend_from_slice(&encoded.bytes);
+            self.pooled.merge(&encoded.sums);
+            sums = Some(encoded.sums);
+            if let Some(o) = encoded.output.filter(|o| o.signal > 0.0) {
+                self.output_error_share.0 += o.error / o.signal;
                 self.output_error_share.1 += 1;
-                output_snr = Some(if output[1] > 0.0 { 10.0 * (output[0] / output[1]).log10() } else { f64::INFINITY });
+                output_snr = Some(o.snr_db());
             }
         } else {
             out.extend_from_slice(bytes);
@@ -335,7 +392,10 @@ impl GgufQuantizer {
             Some(rule) => rule.describe(p.ty, self.mix),
             None => format!("{}: integer values, copied", p.ty.name()),
         };
-        if let Some((_, layer)) = &importance {
+        if let Some(note) = &note {
+            reason.push_str(&format!("; {}", note.describe()));
+        }
+        if let Some((_, layer)) = importance.as_ref().filter(|_| searched(p.ty) || gptq_used) {
             reason.push_str(&format!(
                 "; block params weighted by the input second moments of calibration layer '{layer}'"
             ));
@@ -354,7 +414,8 @@ impl GgufQuantizer {
             snr_db: sums.map(|s| s.snr_db()),
             rel_rmse: sums.map(|s| s.rel_rmse()),
             max_abs_error: sums.map(|s| s.max_abs),
-            importance_from: importance.map(|(_, layer)| layer),
+            importance_from: importance.filter(|_| searched(p.ty) || gptq_used).map(|(_, layer)| layer),
+            gptq: gptq_used,
             output_snr_db: output_snr,
         };
         self.layers.push(layer.clone());
@@ -376,16 +437,11 @@ impl GgufQuantizer {
         let min =
             self.layers.iter().filter_map(|l| l.cosine.map(|c| (c, l.name.clone()))).min_by(|a, b| a.0.total_cmp(&b.0));
         let calibration = self.calibration.as_ref().map(|_| {
-            let searched_layers = self
-                .layers
-                .iter()
-                .filter(|l| GgmlType::parse(&l.ggml_type).is_some_and(searched) && l.shape.len() >= 2);
-            let (with, without): (Vec<&GgufLayer>, Vec<&GgufLayer>) =
-                searched_layers.partition(|l| l.importance_from.is_some());
             let (share, count) = self.output_error_share;
             GgufCalibrationSummary {
-                weighted: with.len() as u32,
-                without_statistics: without.iter().map(|l| l.name.clone()).collect(),
+                weighted: self.layers.iter().filter(|l| l.importance_from.is_some()).count() as u32,
+                gptq: self.layers.iter().filter(|l| l.gptq).count() as u32,
+                without_statistics: self.without_statistics.clone(),
                 output_snr_db: (count > 0).then(|| -10.0 * (share / count as f64).log10()),
             }
         });

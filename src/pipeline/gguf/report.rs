@@ -40,9 +40,13 @@ pub struct GgufLayer {
     /// The calibration layer whose input second moments weighted this tensor's block searches
     /// (llama.cpp's importance matrix), if any.
     pub importance_from: Option<String>,
-    /// With those statistics: the layer-output SNR estimated from them, 10·log10(Σ h·w² /
-    /// Σ h·(w − ŵ)²) with h_j = E[x_j²] of the input column each weight multiplies (the Gram
-    /// matrix's diagonal: correlations between inputs ignored).
+    /// Whether the codes were chosen by GPTQ with the calibration's Gram matrix of this layer
+    /// (each value's error compensated in the values still to come).
+    pub gptq: bool,
+    /// With calibration statistics for the layer: its output SNR, 10·log10(Σ wᵀGw / Σ eᵀGe)
+    /// over the rows (e = w − ŵ) with the Gram matrix G when the calibration has one; else
+    /// estimated from the second moments alone, 10·log10(Σ h·w² / Σ h·e²) with h_j = E[x_j²]
+    /// of the input column each weight multiplies (correlations between inputs ignored).
     pub output_snr_db: Option<f64>,
 }
 
@@ -86,9 +90,11 @@ pub struct GgufReport {
 pub struct GgufCalibrationSummary {
     /// Block-quantized tensors whose searches were weighted by calibration importance.
     pub weighted: u32,
+    /// Of those, the tensors coded by GPTQ with their layer's Gram matrix.
+    pub gptq: u32,
     /// Block-quantized tensors the calibration had no statistics for (searched unweighted).
     pub without_statistics: Vec<String>,
-    /// The layers' `outputSnrDb` pooled over the weighted tensors (each tensor's sums normalised
-    /// to its own signal, so every layer counts alike, as the per-layer numbers do).
+    /// The layers' `outputSnrDb` pooled over the tensors that have one (each tensor's sums
+    /// normalised to its own signal, so every layer counts alike, as the per-layer numbers do).
     pub output_snr_db: Option<f64>,
 }

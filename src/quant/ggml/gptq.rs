@@ -32,8 +32,10 @@ struct BlockCodec<'a> {
     grids: Vec<Grid>,
     stored: Vec<u8>,
     /// Added to every column's importance when a block's params are searched: columns whose
-    /// inputs the calibration saw near zero still count (as the plain importance search does).
+    /// inputs the calibration saw near zero still count (as the plain importance search does);
+    /// the sum is multiplied by `scale`, which keeps the searches' f32 sums finite.
     damping: f32,
+    scale: f32,
     weights: Vec<f32>,
 }
 
@@ -47,7 +49,7 @@ impl ColumnCodec for BlockCodec<'_> {
             return false;
         }
         self.weights.clear();
-        self.weights.extend(importance.iter().map(|&h| h + self.damping));
+        self.weights.extend(importance.iter().map(|&h| (h + self.damping) * self.scale));
         let block = &mut self.blocks[g * self.block_bytes..(g + 1) * self.block_bytes];
         quantize_block(self.ty, values, Some(&self.weights), block);
         self.grids[g] = block_grid(self.ty, block);
@@ -65,9 +67,17 @@ impl ColumnCodec for BlockCodec<'_> {
 }
 
 /// GPTQ over `values` (weight rows of `prepared.columns()` values, a whole number of units),
-/// appending their blocks of `ty` to `out`. `damping` is added to each column's H_jj when block
-/// params are searched. False when some compensated value is no longer finite (nothing appended).
-pub fn quantize(ty: GgmlType, values: &[f32], prepared: &Prepared, damping: f32, out: &mut Vec<u8>) -> bool {
+/// appending their blocks of `ty` to `out`. Block params are searched with column j weighted by
+/// (H_jj + `damping`)·`scale`. False when some compensated value is no longer finite (nothing
+/// appended).
+pub fn quantize(
+    ty: GgmlType,
+    values: &[f32],
+    prepared: &Prepared,
+    damping: f32,
+    scale: f32,
+    out: &mut Vec<u8>,
+) -> bool {
     let codes = ty.codes().expect("a block type");
     let n = prepared.columns();
     let rows = unit_rows(n, ty);
@@ -93,6 +103,7 @@ pub fn quantize(ty: GgmlType, values: &[f32], prepared: &Prepared, damping: f32,
             grids: vec![empty; groups],
             stored: vec![0; unit_len],
             damping,
+            scale,
             weights: Vec::with_capacity(per),
         };
         for r in 0..rows {
@@ -181,7 +192,7 @@ mod tests {
                     continue;
                 }
                 let mut ours = Vec::new();
-                assert!(quantize(ty, &w, &prepared, mean, &mut ours));
+                assert!(quantize(ty, &w, &prepared, mean, 1.0, &mut ours));
                 let back = ggml::dequantize(ty, &ours, w.len()).unwrap();
                 let weights: Vec<f32> = (0..w.len()).map(|i| h[i % n] + mean).collect();
                 let mut searched = Vec::new();
@@ -194,7 +205,7 @@ mod tests {
                 let unit = unit_rows(n, ty) * n;
                 let mut pieces = Vec::new();
                 for u in w.chunks_exact(unit) {
-                    assert!(quantize(ty, u, &prepared, mean, &mut pieces));
+                    assert!(quantize(ty, u, &prepared, mean, 1.0, &mut pieces));
                 }
                 assert_eq!(pieces, ours, "{ty:?}");
             }
@@ -209,7 +220,7 @@ mod tests {
         let mut w = vec![0.5f32; 2 * n];
         w[3] = f32::INFINITY;
         let mut out = vec![7u8];
-        assert!(!quantize(GgmlType::Q4_0, &w, &prepared, 0.0, &mut out));
+        assert!(!quantize(GgmlType::Q4_0, &w, &prepared, 0.0, 1.0, &mut out));
         assert_eq!(out, [7]);
     }
 }

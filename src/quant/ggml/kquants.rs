@@ -398,9 +398,9 @@ pub fn grid(ty: GgmlType, b: &[u8]) -> super::Grid {
         }
         GgmlType::Q2_K => {
             let (d, dmin) = (h(80), h(82));
-            for j in 0..16 {
-                g.step[j] = d * (b[j] & 15) as f32;
-                g.offset[j] = -(dmin * (b[j] >> 4) as f32);
+            for (j, &s) in b[..16].iter().enumerate() {
+                g.step[j] = d * (s & 15) as f32;
+                g.offset[j] = -(dmin * (s >> 4) as f32);
             }
         }
         _ => unreachable!("only the 256-value K-quants"),

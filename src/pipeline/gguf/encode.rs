@@ -1,0 +1,113 @@
+//! One float tensor's GGUF bytes: decoded, checked, encoded and measured against its source, in
+//! chunks on the pool when there is one, merged in chunk order — the same bytes and metrics for
+//! any thread count, and never the whole tensor as f32 at once.
+
+use crate::error::Result;
+use crate::format::safetensors::TensorInfo;
+use crate::quant::dtype::decode_f32;
+use crate::quant::ggml::{self, gptq::unit_rows, GgmlType};
+use crate::quant::gptq::Prepared;
+use crate::quant::metrics::ErrorSums;
+use crate::quant::output::{output_sums, OutputSums, Weighting};
+use crate::quant::tensor::check_finite;
+
+/// Values per unit of work: whole blocks of every type (a multiple of 256), small enough that a
+/// chunk's f32 values and their decode stay in cache.
+const CHUNK_VALUES: usize = 1 << 16;
+
+/// How a tensor's blocks are found.
+#[derive(Clone, Copy)]
+pub enum Encoding<'a> {
+    /// The type's block search; with calibration, each value's error weighted by its column's
+    /// weight (one per column of a weight row).
+    Search(Option<&'a [f32]>),
+    /// GPTQ with the layer's prepared Gram matrix; block searches weight column j by
+    /// (H_jj + damping)·scale.
+    Gptq { prepared: &'a Prepared, damping: f32, scale: f32 },
+}
+
+/// A tensor's bytes and its error against the source: in the weights and, with calibration, at
+/// the layer's output.
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    pub sums: ErrorSums,
+    pub output: Option<OutputSums>,
+}
+
+fn add(a: &mut OutputSums, b: &OutputSums) {
+    a.signal += b.signal;
+    a.error += b.error;
+    a.cross += b.cross;
+}
+
+/// Encode tensor `t` (rows of `n` values: its shape after the first dimension) from its source
+/// `bytes` as `ty`, measuring the layer's output with `measure` when given. `Ok(None)` when GPTQ
+/// gave up (a compensated value no longer finite): the caller searches instead.
+pub fn encode(
+    t: &TensorInfo,
+    bytes: &[u8],
+    ty: GgmlType,
+    n: usize,
+    encoding: Encoding,
+    measure: Option<Weighting>,
+) -> Result<Option<Encoded>> {
+    let count = t.numel() as usize;
+    let width = t.dtype.size_bytes();
+    // GPTQ and a Gram matrix need whole weight rows, and blocks must stay whole: chunks of
+    // units (rows holding whole blocks).
+    let whole_rows = matches!(encoding, Encoding::Gptq { .. }) || matches!(measure, Some(Weighting::Gram { .. }));
+    let chunk = if whole_rows {
+        let unit = unit_rows(n, ty) * n;
+        unit * (CHUNK_VALUES / unit).max(1)
+    } else {
+        CHUNK_VALUES
+    };
+    let starts: Vec<usize> = (0..count).step_by(chunk).collect();
+    let encoded = crate::parallel::map(starts, |start| -> Result<Option<(Vec<u8>, ErrorSums, OutputSums)>> {
+        let end = (start + chunk).min(count);
+        let mut values = vec![0f32; end - start];
+        decode_f32(t.dtype, &bytes[start * width..end * width], &mut values);
+        check_finite(&t.name, &values, start)?;
+        let mut block = Vec::new();
+        match encoding {
+            Encoding::Search(weights) => {
+                // Value i of the tensor multiplies input column i mod n.
+                let weights: Option<Vec<f32>> = weights.map(|h| (start..end).map(|i| h[i % n]).collect());
+                ggml::quantize(ty, &values, weights.as_deref(), &mut block)?;
+            }
+            Encoding::Gptq { prepared, damping, scale } => {
+                if !ggml::gptq::quantize(ty, &values, prepared, damping, scale, &mut block) {
+                    return Ok(None);
+                }
+            }
+        }
+        let back = ggml::dequantize(ty, &block, values.len())?;
+        let mut s = ErrorSums::default();
+        s.add(&values, &back);
+        let output = match measure {
+            None => OutputSums::default(),
+            Some(Weighting::Diagonal(h)) => {
+                let mut o = OutputSums::default();
+                for (i, (&w, &q)) in (start..end).zip(values.iter().zip(&back)) {
+                    let (g, w, e) = (h[i % n] as f64, w as f64, w as f64 - q as f64);
+                    o.signal += g * w * w;
+                    o.error += g * e * e;
+                    o.cross += g * w * e;
+                }
+                o
+            }
+            Some(gram) => output_sums(&values, &back, n, gram),
+        };
+        Ok(Some((block, s, output)))
+    });
+    let mut out = Encoded { bytes: Vec::new(), sums: ErrorSums::default(), output: None };
+    let mut output = OutputSums::default();
+    for chunk in encoded {
+        let Some((block, s, o)) = chunk? else { return Ok(None) };
+        out.bytes.extend_from_slice(&block);
+        out.sums.merge(&s);
+        add(&mut output, &o);
+    }
+    out.output = measure.map(|_| output);
+    Ok(Some(out))
+}
