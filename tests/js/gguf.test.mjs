@@ -46,7 +46,8 @@ test('calibration weights the GGUF block searches (importance) and the report me
   const model = read(DDPM);
   const cal = read(DDPM_CAL);
   const plain = quantizeModelGguf(model, 'Q4_0');
-  const weighted = quantizeModelGguf(model, 'Q4_0', cal);
+  // Importance alone (GPTQ, below, takes over where the calibration has Gram matrices).
+  const weighted = quantizeModelGguf(model, 'Q4_0', cal, { gptq: 'off' });
   assert.equal(plain.report.calibration, null);
   assert.ok(!Buffer.from(plain.gguf).equals(Buffer.from(weighted.gguf)), 'importance changes the blocks');
   assert.equal(weighted.gguf.length, plain.gguf.length, 'the same types and layout');
@@ -69,13 +70,57 @@ test('calibration weights the GGUF block searches (importance) and the report me
   assert.ok(Number.isFinite(report.calibration.outputSnrDb));
   // Streamed with the same calibration: the same bytes; a float-only mix ignores it.
   const chunks = [];
-  await quantizeGguf(bytesSource(model), 'Q4_0', { calibration: cal, onChunk: (c) => chunks.push(c.slice()) });
+  await quantizeGguf(bytesSource(model), 'Q4_0', { calibration: cal, gptq: 'off', onChunk: (c) => chunks.push(c.slice()) });
   assert.ok(Buffer.concat(chunks).equals(Buffer.from(weighted.gguf)));
   const f16 = quantizeModelGguf(model, 'F16', cal);
   assert.ok(Buffer.from(f16.gguf).equals(Buffer.from(quantizeModelGguf(model, 'F16').gguf)));
   assert.equal(f16.report.calibration.weighted, 0);
   // Damaged calibration: its own code, nothing written.
   assert.throws(() => quantizeModelGguf(model, 'Q4_0', cal.subarray(0, 100)), (e) => e.code === 'E_CALIBRATION');
+});
+
+test('with Gram matrices in the calibration, GPTQ codes the block types and wins at the layer outputs', async () => {
+  const model = read(DDPM);
+  const cal = read(DDPM_CAL);
+  for (const ty of ['Q4_0', 'Q4_K_M', 'Q8_0']) {
+    const importance = quantizeModelGguf(model, ty, cal, { gptq: 'off' });
+    const gptq = quantizeModelGguf(model, ty, cal);
+    assert.equal(gptq.gguf.length, importance.gguf.length, `${ty}: the same types and layout`);
+    assert.equal(importance.report.calibration.gptq, 0);
+    const coded = gptq.report.layers.filter((l) => l.gptq);
+    assert.equal(gptq.report.calibration.gptq, coded.length);
+    assert.ok(coded.length >= 40, `${ty}: ${coded.length} GPTQ tensors`);
+    const before = new Map(importance.report.layers.map((l) => [l.name, l]));
+    let better = 0;
+    for (const l of coded) {
+      assert.match(l.reason, /GPTQ with the calibration's Gram matrix over \d+ columns/);
+      assert.ok(Number.isFinite(l.outputSnrDb), l.name);
+      if (l.outputSnrDb > before.get(l.name).outputSnrDb) better++;
+    }
+    assert.ok(better >= coded.length - 2, `${ty}: GPTQ better at the output in ${better} of ${coded.length} layers`);
+    assert.ok(gptq.report.calibration.outputSnrDb > importance.report.calibration.outputSnrDb + 1, `${ty}: ${gptq.report.calibration.outputSnrDb} vs ${importance.report.calibration.outputSnrDb} dB`);
+    // Streamed: the same bytes; `gptq: 'on'` is the default here.
+    const chunks = [];
+    await quantizeGguf(bytesSource(model), ty, { calibration: cal, gptq: 'on', onChunk: (c) => chunks.push(c.slice()) });
+    assert.ok(Buffer.concat(chunks).equals(Buffer.from(gptq.gguf)), ty);
+    // The file reads back as the report says.
+    const f = openGguf(gptq.gguf);
+    for (const l of coded.slice(0, 5)) assert.equal(f.dequantize(l.name).length, l.params);
+    f.free();
+  }
+  // The CLI takes the same switch.
+  const { execFileSync } = await import('node:child_process');
+  const { mkdtempSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const out = join(mkdtempSync(join(tmpdir(), 'aq-gptq-')), 'm.gguf');
+  execFileSync(process.execPath, [new URL('../../pkg/cli.js', import.meta.url).pathname, 'quantize', DDPM, '-o', out, '--gguf-type', 'Q4_0', '--calibration', DDPM_CAL, '--gptq', 'off', '--quiet']);
+  assert.ok(readFileSync(out).equals(Buffer.from(quantizeModelGguf(model, 'Q4_0', cal, { gptq: 'off' }).gguf)), 'CLI --gptq off');
+  // Bad values are E_CONFIG naming the field; the damping and the order reach the run.
+  assert.throws(() => quantizeModelGguf(model, 'Q4_0', cal, { gptq: 'maybe' }), (e) => e.code === 'E_CONFIG' && e.field === 'gptq');
+  assert.throws(() => quantizeModelGguf(model, 'Q4_0', cal, { gptqDamp: 0 }), (e) => e.code === 'E_CONFIG' && e.field === 'gptqDamp');
+  const damped = quantizeModelGguf(model, 'Q4_0', cal, { gptqDamp: 0.1, gptqActOrder: false });
+  assert.ok(damped.report.layers.some((l) => /GPTQ .*damp 0\.1\b/.test(l.reason)), 'gptqDamp reaches the run');
 });
 
 test('layerBitWidths and targetSizeMb choose GGUF types: API, CLI and HTTP agree', async () => {

@@ -106,7 +106,7 @@ CONFIGS = [
     ("GGUF Q3_K_M + GPTQ", ["--gguf-type", "Q3_K_M"], "full", None),
     ("GGUF Q2_K + GPTQ", ["--gguf-type", "Q2_K"], "full", None),
 ]
-CHECK = ["8-bit", "4-bit search", "4-bit GPTQ, full Gram", "4-bit GPTQ in index order (gptqActOrder off), full Gram", "GGUF Q4_0", "GGUF Q4_0 + importance",
+CHECK = ["8-bit", "4-bit search", "4-bit GPTQ, full Gram", "4-bit GPTQ in index order (gptqActOrder off), full Gram", "GGUF Q4_0", "GGUF Q4_0 + importance", "GGUF Q4_0 + GPTQ",
          "size plan at 0.22× the source, weight errors", "size plan at 0.22× the source, measured sensitivity",
          "W4A8, 10 time groups", "W4A4, 10 time groups", "W4A4, 1 time group"]
 
@@ -280,6 +280,9 @@ def main():
             assert r["4-bit GPTQ, full Gram"]["output_snr"] > index_order["output_snr"] + 0.5, "act-order must pay at the layer outputs"
             assert r["GGUF Q4_0 + importance"]["output_snr"] > r["GGUF Q4_0"]["output_snr"] + 0.3, "importance must pay at the layer outputs"
             assert r["GGUF Q4_0 + importance"]["ratio"] < r["GGUF Q4_0"]["ratio"], "importance must pay at the model's output"
+            gptq = r["GGUF Q4_0 + GPTQ"]
+            assert gptq["output_snr"] > r["GGUF Q4_0 + importance"]["output_snr"] + 3.0, "GPTQ must pay at the layer outputs of a block type"
+            assert gptq["ratio"] < r["GGUF Q4_0 + importance"]["ratio"], "GPTQ must pay at the model's output of a block type"
             plain, measured = r["size plan at 0.22× the source, weight errors"], r["size plan at 0.22× the source, measured sensitivity"]
             assert measured["ratio"] < 0.8 * plain["ratio"], "a size plan must spend bits where the measured sensitivity says"
             assert abs(measured["compression"] - plain["compression"]) < 0.1 * plain["compression"], "same budget, same size"
