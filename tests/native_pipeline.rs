@@ -106,34 +106,53 @@ fn packed_sizes_are_real() {
     }
 }
 
+/// Streamed output, tensor by tensor on borrowed or owned bytes (the owned input is dropped
+/// before its rows are encoded) or range by range, equals the whole-buffer file, and row groups
+/// stream out before `finish`.
 #[test]
 fn streaming_output_equals_whole_buffer_output() {
     let bytes = read("tests/data/minilm_l6_bf16_subset.safetensors");
     let cfg = parse_config_str(r#"{"profile":"local"}"#).unwrap();
     let (whole, _) = quantize_model(&bytes, cfg.clone(), None, || 0.0, &mut |_| true).unwrap();
     for row_group_bytes in [8 << 20, 64 << 10] {
-        let mut q = ModelQuantizer::with_clock(cfg.clone(), || 0.0).unwrap();
-        q.set_row_group_bytes(row_group_bytes);
-        let prefix = arrowquant::format::safetensors::header_size(&bytes[..8]).unwrap() as usize;
-        let header = q.begin(&bytes[..prefix], Some(bytes.len() as u64)).unwrap().clone();
-        let mut out = Vec::new();
-        let mut chunks = 0;
-        for t in &header.tensors {
-            let (a, b) = header.file_range(t);
-            q.add_tensor(&t.name, &bytes[a as usize..b as usize]).unwrap();
-            let c = q.take_output();
-            chunks += !c.is_empty() as usize;
-            out.extend(c);
-        }
-        let (rest, _) = q.finish().unwrap();
-        out.extend(rest);
-        if row_group_bytes == 8 << 20 {
-            assert_eq!(out, whole);
-        } else {
-            assert!(chunks >= 4, "64 KiB row groups must stream out before finish ({chunks} chunks)");
-            let a = QuantizedFile::open(out).unwrap();
-            let b = QuantizedFile::open(whole.clone()).unwrap();
-            assert_eq!(a.rows, b.rows);
+        let mut first: Option<Vec<u8>> = None;
+        for (mode, pool) in [("borrowed", true), ("owned", true), ("range", true), ("owned", false), ("range", false)] {
+            // Without a pool the rows are written at the end of each call (after the owned
+            // input is dropped); with one, during the next call. The bytes are the same.
+            arrowquant::parallel::set_enabled(pool);
+            let mut q = ModelQuantizer::with_clock(cfg.clone(), || 0.0).unwrap();
+            q.set_row_group_bytes(row_group_bytes);
+            let prefix = arrowquant::format::safetensors::header_size(&bytes[..8]).unwrap() as usize;
+            let header = q.begin(&bytes[..prefix], Some(bytes.len() as u64)).unwrap().clone();
+            let mut out = Vec::new();
+            let mut chunks = 0;
+            for t in &header.tensors {
+                let (a, b) = header.file_range(t);
+                let piece = &bytes[a as usize..b as usize];
+                match mode {
+                    "borrowed" => drop(q.add_tensor(&t.name, piece).unwrap()),
+                    "owned" => drop(q.add_tensor_owned(&t.name, piece.to_vec()).unwrap()),
+                    _ => assert_eq!(q.add_range_owned(a, piece.to_vec()).unwrap().len(), 1),
+                }
+                let c = q.take_output();
+                chunks += !c.is_empty() as usize;
+                out.extend(c);
+            }
+            let (rest, _) = q.finish().unwrap();
+            arrowquant::parallel::set_enabled(true);
+            out.extend(rest);
+            if row_group_bytes == 8 << 20 {
+                assert_eq!(out, whole, "{mode}");
+            } else {
+                assert!(chunks >= 4, "{mode}: 64 KiB row groups must stream out before finish ({chunks} chunks)");
+                let a = QuantizedFile::open(out.clone()).unwrap();
+                let b = QuantizedFile::open(whole.clone()).unwrap();
+                assert_eq!(a.rows, b.rows);
+                match &first {
+                    None => first = Some(out),
+                    Some(f) => assert_eq!(&out, f, "{mode}"),
+                }
+            }
         }
     }
 }

@@ -203,10 +203,57 @@ impl ModelQuantizer {
         Ok(self.add_tensors(&[(name, bytes)])?.pop().expect("one report per tensor"))
     }
 
+    /// [`add_tensor`](Self::add_tensor) on bytes the run may drop: they are freed before the row
+    /// is encoded, so a large tensor's source and its Parquet pages are never held together.
+    pub fn add_tensor_owned(&mut self, name: &str, bytes: Vec<u8>) -> Result<LayerReport> {
+        let report = self.quantize_tensors(&[(name, &bytes)]);
+        drop(bytes);
+        self.write_unless_pooled()?;
+        Ok(report?.pop().expect("one report per tensor"))
+    }
+
+    /// [`add_range`](Self::add_range) on bytes the run may drop before the rows are encoded.
+    pub fn add_range_owned(&mut self, start: u64, bytes: Vec<u8>) -> Result<Vec<TensorDone>> {
+        let events = self.quantize_range(start, &bytes);
+        drop(bytes);
+        self.write_unless_pooled()?;
+        events
+    }
+
+    /// [`add_tensors`](Self::add_tensors) on byte arrays the run may drop before encoding.
+    pub fn add_tensors_owned(&mut self, names: &[String], tensors: Vec<Vec<u8>>) -> Result<Vec<LayerReport>> {
+        let items: Vec<(&str, &[u8])> =
+            names.iter().map(String::as_str).zip(tensors.iter().map(Vec::as_slice)).collect();
+        let reports = self.quantize_tensors(&items);
+        drop(items);
+        drop(tensors);
+        self.write_unless_pooled()?;
+        reports
+    }
+
+    /// Without a pool the rows of a call are written at its end (after its input is dropped,
+    /// on the owned paths); with one, during the next call, while it quantizes.
+    fn write_unless_pooled(&mut self) -> Result<()> {
+        if crate::parallel::enabled() || self.failed.is_some() {
+            return Ok(());
+        }
+        let Some(writer) = self.writer.as_mut() else { return Ok(()) };
+        if let Err(e) = std::mem::take(&mut self.pending).into_iter().try_for_each(|row| writer.write(row)) {
+            return self.fail(e);
+        }
+        Ok(())
+    }
+
     /// Quantize every tensor that lies wholly inside the file bytes `[start, start + bytes.len())`
     /// and was not added yet — a group of the read plan, read in one piece — in file order.
     /// Returns one progress event per tensor, as if they had been added one at a time.
     pub fn add_range(&mut self, start: u64, bytes: &[u8]) -> Result<Vec<TensorDone>> {
+        let events = self.quantize_range(start, bytes);
+        self.write_unless_pooled()?;
+        events
+    }
+
+    fn quantize_range(&mut self, start: u64, bytes: &[u8]) -> Result<Vec<TensorDone>> {
         self.check_alive()?;
         let header = self.header.as_ref().ok_or_else(|| AqError::State("addRange() before begin()".to_string()))?;
         let end = start.checked_add(bytes.len() as u64).ok_or_else(|| AqError::State("range overflows".into()))?;
@@ -223,7 +270,7 @@ impl ModelQuantizer {
         let pieces: Vec<(&str, &[u8])> =
             names.iter().zip(&items).map(|((n, _), &(a, b))| (n.as_str(), &bytes[a..b])).collect();
         let (done_before, bytes_before) = (self.done_count, self.bytes_done);
-        let layers = self.add_tensors(&pieces)?;
+        let layers = self.quantize_tensors(&pieces)?;
         let total = self.done.len() as u32;
         let bytes_total = self.bytes_total;
         let mut bytes_done = bytes_before;
@@ -245,6 +292,13 @@ impl ModelQuantizer {
     /// keep every thread busy. A failure stops the run at that tensor: the ones before it are in
     /// the output, as with `add_tensor`.
     pub fn add_tensors(&mut self, items: &[(&str, &[u8])]) -> Result<Vec<LayerReport>> {
+        let reports = self.quantize_tensors(items);
+        self.write_unless_pooled()?;
+        reports
+    }
+
+    /// Quantize `items` and queue their rows (`pending`), writing the previous call's rows.
+    fn quantize_tensors(&mut self, items: &[(&str, &[u8])]) -> Result<Vec<LayerReport>> {
         self.check_alive()?;
         let Some(header) = &self.header else {
             return Err(AqError::State("addTensor() before begin(): pass the safetensors header first".to_string()));
@@ -322,12 +376,9 @@ impl ModelQuantizer {
         let (is_weight, byte_len) = (info.is_weight(), info.byte_len());
         let report = LayerReport { quantize_ms: Some(quantize_ms), ..layer_report(&outcome.row, info) };
         self.tally.record(&outcome, report.clone(), is_weight, cal_layer);
-        // The writer consumes the row (its codes move into Arrow without a copy).
-        if crate::parallel::enabled() {
-            self.pending.push(outcome.row);
-        } else if let Err(e) = self.writer.as_mut().expect("alive run has a writer").write(outcome.row) {
-            return self.fail(e);
-        }
+        // Queued for the writer, which consumes the row (its codes move into Arrow without a
+        // copy): at the end of the call, or during the next one with a pool.
+        self.pending.push(outcome.row);
         self.done[i] = true;
         self.done_count += 1;
         self.bytes_done += byte_len;

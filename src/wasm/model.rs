@@ -124,8 +124,8 @@ impl ModelQuantizer {
     /// `readPlan()`), in parallel in the threaded build. Returns one event per tensor — its
     /// progress and layer report — as if they had been added one at a time.
     #[wasm_bindgen(js_name = addRange, unchecked_return_type = "TensorDone[]")]
-    pub fn add_range(&mut self, start: f64, bytes: &[u8]) -> Result<JsValue, JsValue> {
-        let events = self.inner.add_range(start as u64, bytes)?;
+    pub fn add_range(&mut self, start: f64, bytes: Vec<u8>) -> Result<JsValue, JsValue> {
+        let events = self.inner.add_range_owned(start as u64, bytes)?;
         if let Some(last) = events.last() {
             self.last_tensor = last.progress.name.clone();
         }
@@ -134,8 +134,8 @@ impl ModelQuantizer {
 
     /// Quantize one tensor; returns its layer report.
     #[wasm_bindgen(js_name = addTensor, unchecked_return_type = "LayerReport")]
-    pub fn add_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<JsValue, JsValue> {
-        let r = self.inner.add_tensor(name, bytes)?;
+    pub fn add_tensor(&mut self, name: &str, bytes: Vec<u8>) -> Result<JsValue, JsValue> {
+        let r = self.inner.add_tensor_owned(name, bytes)?;
         self.last_tensor = name.to_string();
         to_js(&r)
     }
@@ -149,8 +149,7 @@ impl ModelQuantizer {
             return Err(AqError::State(msg).into());
         }
         let owned: Vec<Vec<u8>> = tensors.iter().map(|t| t.to_vec()).collect();
-        let items: Vec<(&str, &[u8])> = names.iter().map(String::as_str).zip(owned.iter().map(Vec::as_slice)).collect();
-        let r = self.inner.add_tensors(&items)?;
+        let r = self.inner.add_tensors_owned(&names, owned)?;
         if let Some(last) = names.last() {
             self.last_tensor = last.clone();
         }
