@@ -111,8 +111,9 @@ pub enum TypeRule {
     Mix,
     /// A `layerBitWidths` entry (the pattern and its width).
     Override { pattern: String, bits: u8 },
-    /// Moved down from `from` to fit `targetSizeMb`.
-    Budget { from: GgmlType, target_mb: f64 },
+    /// Moved down from `from` to fit `targetSizeMb`; `measured`: chosen by the calibration's
+    /// measured sensitivities (else by size).
+    Budget { from: GgmlType, target_mb: f64, measured: bool },
 }
 
 impl TypeRule {
@@ -134,8 +135,9 @@ impl TypeRule {
             TypeRule::Override { pattern, bits } => {
                 format!("{}: layerBitWidths '{pattern}' = {bits}", ty.name())
             }
-            TypeRule::Budget { from, target_mb } => {
-                format!("{}: moved down from {} to fit targetSizeMb {target_mb}", ty.name(), from.name())
+            TypeRule::Budget { from, target_mb, measured } => {
+                let by = if *measured { ", where the measured sensitivity says it costs least" } else { "" };
+                format!("{}: moved down from {} to fit targetSizeMb {target_mb}{by}", ty.name(), from.name())
             }
         }
     }

@@ -123,6 +123,22 @@ test('with Gram matrices in the calibration, GPTQ codes the block types and wins
   assert.ok(damped.report.layers.some((l) => /GPTQ .*damp 0\.1\b/.test(l.reason)), 'gptqDamp reaches the run');
 });
 
+test('with measured sensitivities in the calibration, targetSizeMb moves the layers the output minds least', () => {
+  const model = read(DDPM);
+  const cal = read(DDPM_CAL);
+  const full = quantizeModelGguf(model, 'Q8_0', cal, { gptq: 'off' });
+  const target = (full.gguf.length / 1048576) * 0.6;
+  const bySize = quantizeModelGguf(model, 'Q8_0', undefined, { targetSizeMb: target });
+  const measured = quantizeModelGguf(model, 'Q8_0', cal, { targetSizeMb: target, gptq: 'off' });
+  for (const r of [bySize, measured]) assert.ok(r.gguf.length <= target * 1048576, `${r.gguf.length} > ${target} MiB`);
+  const moved = measured.report.layers.filter((l) => /moved down from/.test(l.reason));
+  assert.ok(moved.length > 0 && moved.every((l) => /where the measured sensitivity says it costs least/.test(l.reason)), JSON.stringify(moved.map((l) => l.reason)));
+  assert.ok(bySize.report.layers.every((l) => !/measured sensitivity/.test(l.reason)));
+  // Not the same choice as by size: the plan follows the measurements.
+  const types = (r) => r.report.layers.map((l) => l.ggmlType).join();
+  assert.notEqual(types(measured), types(bySize));
+});
+
 test('layerBitWidths and targetSizeMb choose GGUF types: API, CLI and HTTP agree', async () => {
   const model = read(DDPM);
   const plain = quantizeModelGguf(model, 'Q8_0');

@@ -105,6 +105,12 @@ CONFIGS = [
     ("GGUF Q4_0 + GPTQ, Gram blocks of 64", ["--gguf-type", "Q4_0"], "blocks:64", None),
     ("GGUF Q3_K_M + GPTQ", ["--gguf-type", "Q3_K_M"], "full", None),
     ("GGUF Q2_K + GPTQ", ["--gguf-type", "Q2_K"], "full", None),
+    # targetSizeMb for GGUF: by size (largest first), or by the calibration's measured sensitivity;
+    # the block searches importance-weighted (no Gram matrices: no GPTQ) in both.
+    ("GGUF Q8_0 size plan at 0.36× the source, by size", ["--gguf-type", "Q8_0", "--target-size-mb", "{0.36}"], "diag", None),
+    ("GGUF Q8_0 size plan at 0.36× the source, measured sensitivity", ["--gguf-type", "Q8_0", "--target-size-mb", "{0.36}"], "diag+sensitivity", None),
+    ("GGUF Q8_0 size plan at 0.31× the source, by size", ["--gguf-type", "Q8_0", "--target-size-mb", "{0.31}"], "diag", None),
+    ("GGUF Q8_0 size plan at 0.31× the source, measured sensitivity", ["--gguf-type", "Q8_0", "--target-size-mb", "{0.31}"], "diag+sensitivity", None),
 ]
 CHECK = ["8-bit", "4-bit search", "4-bit GPTQ, full Gram", "4-bit GPTQ in index order (gptqActOrder off), full Gram", "GGUF Q4_0", "GGUF Q4_0 + importance", "GGUF Q4_0 + GPTQ",
          "size plan at 0.22× the source, weight errors", "size plan at 0.22× the source, measured sensitivity",

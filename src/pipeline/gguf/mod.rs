@@ -201,7 +201,8 @@ impl GgufQuantizer {
             })?;
             let sensitive = matches!(rule, Some(TypeRule::Sensitive(_)));
             let row = *shape.last().unwrap_or(&1);
-            plan.push(Planned { source, ty, rule, sensitive, row, count, bytes, offset: 0 });
+            let sensitivity = calibration.as_ref().and_then(|c| c.for_weight(&t.name)).and_then(|(_, s)| s.sensitivity);
+            plan.push(Planned { source, ty, rule, sensitive, row, count, bytes, offset: 0, sensitivity });
             shapes.push(shape);
         }
         let warnings: Vec<ReportWarning> = layer_bit_widths
