@@ -99,6 +99,9 @@ fn affine_superblock(b: Block, sub: usize, levels: f32, max_code: f32, q: &mut [
         let mut best = (error(codes[j], min_codes[j]), codes[j], min_codes[j]);
         for s in codes[j].saturating_sub(1)..=(codes[j] + 1).min(top) {
             for mm in min_codes[j].saturating_sub(1)..=(min_codes[j] + 1).min(top) {
+                if (s, mm) == (codes[j], min_codes[j]) {
+                    continue; // the starting point, already measured
+                }
                 let e = error(s, mm);
                 if e < best.0 {
                     best = (e, s, mm);

@@ -105,7 +105,7 @@ fn affine(x: &[f32; 32], w: Option<&[f32]>, levels: f32) -> (f16, f16, [u8; 32])
 pub fn quantize_block(ty: GgmlType, x: &[f32; 32], w: Option<&[f32]>, out: &mut [u8]) {
     match ty {
         GgmlType::Q8_0 => {
-            let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let amax = x.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
             let d = f16_finite(amax / 127.0);
             let inv = reciprocal(d.to_f32());
             out[..2].copy_from_slice(&d.to_le_bytes());

@@ -116,7 +116,10 @@ pub fn symmetric_scale(b: Block, nmax: f32, store: impl Fn(f32) -> f32) -> f32 {
 /// and keep the (stored) pair whose codes decode closest. `nonpositive_min` holds m ≤ 0, for the
 /// K-quants, which store −m unsigned.
 pub fn affine_params(b: Block, levels: f32, nonpositive_min: bool, store: impl Fn(f32) -> f32) -> (f32, f32) {
-    let (lo, hi) = b.x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    // Compare-and-select rather than f32::min/max, which wasm lowers to calls (NaN rules).
+    let (lo, hi) = b.x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+        (if v < lo { v } else { lo }, if v > hi { v } else { hi })
+    });
     let lo = if nonpositive_min { lo.min(0.0) } else { lo };
     let error = |d: f32, m: f32| b.code_sse(d, m, reciprocal(d), 0.0, levels);
     let mut best = (store((hi - lo) / levels), store(lo));
