@@ -97,6 +97,28 @@ fn search_and_code_kernels_match() {
     }
 }
 
+/// ggml's symmetric codes (Q8_0, Q4_0, Q5_0): the same bytes from both twins, for the
+/// reference scale, rounded and extreme inverses (zero, ties, overflow to ±∞ clamps).
+#[wasm_bindgen_test]
+fn symmetric_codes_match() {
+    for (label, x) in cases() {
+        let amax = x.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+        for (lo, hi, offset) in [(-127.0f32, 127.0f32, 0.0f32), (-8.0, 7.0, 8.0), (-16.0, 15.0, 16.0)] {
+            let reference = if amax > 0.0 { hi / amax } else { 0.0 };
+            for inv in [0.0f32, reference, half::f16::from_f32(reference).to_f32(), 2.0, -3.5, 1e30, 1e-30] {
+                let (mut a, mut b) = (vec![0u8; x.len()], vec![0u8; x.len()]);
+                (SCALAR.symmetric_codes)(&x, inv, lo, hi, offset, &mut a);
+                (SIMD128.symmetric_codes)(&x, inv, lo, hi, offset, &mut b);
+                assert_eq!(a, b, "symmetric_codes {label} lo {lo} inv {inv}");
+                for (&q, &v) in a.iter().zip(&x) {
+                    let code = if offset == 0.0 { q as i8 as f32 } else { q as f32 - offset };
+                    assert!((lo..=hi).contains(&code), "{label}: code {code} for {v}");
+                }
+            }
+        }
+    }
+}
+
 /// Bit-exact equality of two f32, NaNs equal to each other (an error is NaN only for params that
 /// are never stored, and the NaN payload is not part of the contract).
 fn same_f32(a: f32, b: f32) -> bool {

@@ -651,6 +651,16 @@ pub fn quantize_codes(x: &[f32], scale: f32, min: f32, qmax: f32, out: &mut [u8]
     }
 }
 
+/// The codes of ggml's symmetric block types: `clamp_round(x·inv, lo, hi) + offset` stored as
+/// the low byte of the integer (Q8_0: lo = −127, hi = 127, offset 0, the byte an i8; Q4_0/Q5_0:
+/// offset 8/16). `lo`, `hi` and `offset` are whole numbers with `lo + offset ≥ −128` and
+/// `hi + offset ≤ 127`; `x` is finite.
+pub fn symmetric_codes(x: &[f32], inv: f32, lo: f32, hi: f32, offset: f32, out: &mut [u8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (clamp_round(v * inv, lo, hi) + offset) as i32 as u8;
+    }
+}
+
 /// ŵ = q·scale + min, computed in f32 as a multiply then an add (no fused multiply-add):
 /// the formula docs/FORMAT.md promises and numpy reproduces.
 pub fn dequantize_codes(codes: &[u8], scale: f32, min: f32, out: &mut [f32]) {

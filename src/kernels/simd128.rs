@@ -702,6 +702,27 @@ pub fn quantize_codes(x: &[f32], scale: f32, min: f32, qmax: f32, out: &mut [u8]
     }
 }
 
+/// [`scalar::symmetric_codes`](super::scalar::symmetric_codes), sixteen values at a time: the
+/// same multiply, clamp (pmax then pmin) and round-to-nearest-even per lane. A code plus offset
+/// lies in −128..=127, so adding 2^23 + 256 puts it, exactly and modulo 256, in the low byte of
+/// its lane.
+pub fn symmetric_codes(x: &[f32], inv: f32, lo: f32, hi: f32, offset: f32, out: &mut [u8]) {
+    let n = x.len().min(out.len());
+    let n16 = n / 16 * 16;
+    let (vinv, vlo, vhi) = (f32x4_splat(inv), f32x4_splat(lo), f32x4_splat(hi));
+    let magic = f32x4_splat(8_388_608.0 + 256.0 + offset);
+    let code4 = |v: v128| f32x4_add(f32x4_nearest(f32x4_pmin(f32x4_pmax(f32x4_mul(v, vinv), vlo), vhi)), magic);
+    let mut i = 0;
+    while i < n16 {
+        let (a, b, c, d) = unsafe { (load(x, i), load(x, i + 4), load(x, i + 8), load(x, i + 12)) };
+        let ab = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(code4(a), code4(b));
+        let cd = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(code4(c), code4(d));
+        unsafe { v128_store(out.as_mut_ptr().add(i) as *mut v128, i64x2_shuffle::<0, 2>(ab, cd)) };
+        i += 16;
+    }
+    super::scalar::symmetric_codes(&x[n16..n], inv, lo, hi, offset, &mut out[n16..n]);
+}
+
 /// [`scalar::sub_scaled`](super::scalar::sub_scaled), four lanes at a time: the same multiply and
 /// subtract per element, so the same bits.
 pub fn sub_scaled(w: &mut [f32], u: &[f32], e: f32) {

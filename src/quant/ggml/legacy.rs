@@ -33,6 +33,22 @@ fn f16_round(x: f32) -> f32 {
     }
 }
 
+/// `x` as the f16 the format stores (ties to even, beyond ±65504 clamped): bit arithmetic in
+/// f16's normal range (as [`f16_round`]), `half` elsewhere.
+fn f16_store(x: f32) -> f16 {
+    if (6.103_515_6e-5..65504.0).contains(&x.abs()) {
+        let r = {
+            let b = x.to_bits();
+            (b + 0x0FFF + ((b >> 13) & 1)) & !0x1FFF
+        };
+        let sign = ((r >> 16) & 0x8000) as u16;
+        let exponent = (((r >> 23) & 0xFF) as i32 - 127 + 15) as u16;
+        f16::from_bits(sign | (exponent << 10) | ((r >> 13) & 0x3FF) as u16)
+    } else {
+        f16_finite(x)
+    }
+}
+
 use crate::kernels::scalar::clamp_round;
 
 /// The code for `x` against the stored scale `d` (as f32) through its reciprocal `inv` = 1/d:
@@ -71,18 +87,15 @@ fn unpack(nibbles: &[u8], fifth: Option<&[u8]>) -> [u8; 32] {
 
 /// Codes of a symmetric block against the stored scale `d` (offset by nmax, as stored).
 fn symmetric_codes(x: &[f32; 32], d: f32, nmax: f32) -> [u8; 32] {
-    let inv = reciprocal(d);
     let mut q = [0u8; 32];
-    for (o, &v) in q.iter_mut().zip(x) {
-        *o = (code(v, inv, -nmax, nmax - 1.0) + nmax as i32) as u8;
-    }
+    (crate::kernels::active().symmetric_codes)(x, reciprocal(d), -nmax, nmax - 1.0, nmax, &mut q);
     q
 }
 
 /// Symmetric types (x = d·(q − nmax)): the search.rs scale, as stored (f16).
 fn symmetric(x: &[f32; 32], w: Option<&[f32]>, nmax: f32) -> (f16, [u8; 32]) {
     let d = search::symmetric_scale(Block::new(x, w), nmax, f16_round);
-    (f16::from_f32(d), symmetric_codes(x, d, nmax))
+    (f16_store(d), symmetric_codes(x, d, nmax))
 }
 
 /// Codes of an affine block against the stored scale `d` and minimum `m`.
@@ -98,20 +111,18 @@ fn affine_codes(x: &[f32; 32], d: f32, m: f32, levels: f32) -> [u8; 32] {
 /// Affine types (x = d·q + m): the search.rs pair, as stored (f16).
 fn affine(x: &[f32; 32], w: Option<&[f32]>, levels: f32) -> (f16, f16, [u8; 32]) {
     let (d, m) = search::affine_params(Block::new(x, w), levels, false, f16_round);
-    (f16::from_f32(d), f16::from_f32(m), affine_codes(x, d, m, levels))
+    (f16_store(d), f16_store(m), affine_codes(x, d, m, levels))
 }
 
 /// Encode one block; `w`, when given, weights each value's error in the searches (importance).
 pub fn quantize_block(ty: GgmlType, x: &[f32; 32], w: Option<&[f32]>, out: &mut [u8]) {
     match ty {
         GgmlType::Q8_0 => {
-            let amax = x.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
-            let d = f16_finite(amax / 127.0);
-            let inv = reciprocal(d.to_f32());
-            out[..2].copy_from_slice(&d.to_le_bytes());
-            for (o, &v) in out[2..].iter_mut().zip(x) {
-                *o = code(v, inv, -127.0, 127.0) as i8 as u8;
-            }
+            let (lo, hi) = (crate::kernels::active().min_max)(x);
+            let amax = if lo.abs() > hi.abs() { lo.abs() } else { hi.abs() };
+            let inv = reciprocal(f16_round(amax / 127.0));
+            out[..2].copy_from_slice(&f16_store(amax / 127.0).to_le_bytes());
+            (crate::kernels::active().symmetric_codes)(x, inv, -127.0, 127.0, 0.0, &mut out[2..34]);
         }
         GgmlType::Q4_0 => {
             let (d, q) = symmetric(x, w, 8.0);
@@ -217,9 +228,11 @@ mod tests {
                 continue;
             }
             assert_eq!(f16_round(x).to_bits(), f16_finite(x).to_f32().to_bits(), "{x:e}");
+            assert_eq!(f16_store(x).to_bits(), f16_finite(x).to_bits(), "{x:e}");
         }
         for x in [65503.0f32, 65504.0, 65519.0, 6.1035156e-5, 6.1e-5, -2049.0, 2049.0, 0.0, -0.0] {
             assert_eq!(f16_round(x).to_bits(), f16_finite(x).to_f32().to_bits(), "{x:e}");
+            assert_eq!(f16_store(x).to_bits(), f16_finite(x).to_bits(), "{x:e}");
         }
     }
 }
