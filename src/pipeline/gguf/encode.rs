@@ -26,10 +26,9 @@ pub enum Encoding<'a> {
     Gptq { prepared: &'a Prepared, damping: f32, scale: f32 },
 }
 
-/// A tensor's bytes and its error against the source: in the weights and, with calibration, at
-/// the layer's output.
+/// A tensor's error against the source: in the weights and, with calibration, at the layer's
+/// output.
 pub struct Encoded {
-    pub bytes: Vec<u8>,
     pub sums: ErrorSums,
     pub output: Option<OutputSums>,
 }
@@ -41,8 +40,10 @@ fn add(a: &mut OutputSums, b: &OutputSums) {
 }
 
 /// Encode tensor `t` (rows of `n` values: its shape after the first dimension) from its source
-/// `bytes` as `ty`, measuring the layer's output with `measure` when given. `Ok(None)` when GPTQ
-/// gave up (a compensated value no longer finite): the caller searches instead.
+/// `bytes` as `ty`, appending the blocks to `out` (each chunk's as it is merged: no second copy
+/// of the tensor's output) and measuring the layer's output with `measure` when given.
+/// `Ok(None)` when GPTQ gave up (a compensated value no longer finite; `out` as it was): the
+/// caller searches instead.
 pub fn encode(
     t: &TensorInfo,
     bytes: &[u8],
@@ -50,6 +51,7 @@ pub fn encode(
     n: usize,
     encoding: Encoding,
     measure: Option<Weighting>,
+    out: &mut Vec<u8>,
 ) -> Result<Option<Encoded>> {
     let count = t.numel() as usize;
     let width = t.dtype.size_bytes();
@@ -100,14 +102,17 @@ pub fn encode(
         };
         Ok(Some((block, s, output)))
     });
-    let mut out = Encoded { bytes: Vec::new(), sums: ErrorSums::default(), output: None };
+    let start = out.len();
+    let mut sums = ErrorSums::default();
     let mut output = OutputSums::default();
     for chunk in encoded {
-        let Some((block, s, o)) = chunk? else { return Ok(None) };
-        out.bytes.extend_from_slice(&block);
-        out.sums.merge(&s);
+        let Some((block, s, o)) = chunk? else {
+            out.truncate(start);
+            return Ok(None);
+        };
+        out.extend_from_slice(&block);
+        sums.merge(&s);
         add(&mut output, &o);
     }
-    out.output = measure.map(|_| output);
-    Ok(Some(out))
+    Ok(Some(Encoded { sums, output: measure.map(|_| output) }))
 }

@@ -357,7 +357,7 @@ impl GgufQuantizer {
                 let mean = (h.iter().map(|&v| v as f64).sum::<f64>() / h.len() as f64) as f32;
                 let scale = if top > 0.0 { 1.0 / (top + mean) } else { 1.0 };
                 let encoding = Encoding::Gptq { prepared, damping: mean, scale };
-                encoded = encode(t, bytes, p.ty, n, encoding, measure)?;
+                encoded = encode(t, bytes, p.ty, n, encoding, measure, &mut out)?;
                 gptq_used = encoded.is_some();
                 note = Some(match encoded {
                     Some(_) => MethodNote::Gptq {
@@ -373,10 +373,9 @@ impl GgufQuantizer {
             }
             let encoded = match encoded {
                 Some(e) => e,
-                None => encode(t, bytes, p.ty, n, Encoding::Search(search_weights.as_deref()), measure)?
+                None => encode(t, bytes, p.ty, n, Encoding::Search(search_weights.as_deref()), measure, &mut out)?
                     .expect("the search always encodes"),
             };
-            out.extend_from_slice(&encoded.bytes);
             self.pooled.merge(&encoded.sums);
             sums = Some(encoded.sums);
             if let Some(o) = encoded.output.filter(|o| o.signal > 0.0) {
