@@ -49,7 +49,8 @@ fn integer_type(dtype: Dtype) -> Option<GgmlType> {
     }
 }
 
-/// What a GGUF run takes beyond the mix: calibration (importance-weighted block searches), per-layer
+/// What a GGUF run takes beyond the mix: calibration (GPTQ where it has Gram matrices, else
+/// importance-weighted block searches; measured sensitivities for the size budget), per-layer
 /// widths and a size budget — `layerBitWidths` and `targetSizeMb` of the Parquet config, mapped
 /// onto ggml types (policy/gguf_mix.rs).
 #[derive(Debug, Clone)]
@@ -395,7 +396,7 @@ impl GgufQuantizer {
         if let Some(note) = &note {
             reason.push_str(&format!("; {}", note.describe()));
         }
-        if let Some((_, layer)) = importance.as_ref().filter(|_| searched(p.ty) || gptq_used) {
+        if let Some((_, layer)) = importance.as_ref().filter(|_| searched(p.ty)) {
             reason.push_str(&format!(
                 "; block params weighted by the input second moments of calibration layer '{layer}'"
             ));

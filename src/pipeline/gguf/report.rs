@@ -37,8 +37,9 @@ pub struct GgufLayer {
     pub rel_rmse: Option<f64>,
     /// max |w − ŵ| over the tensor.
     pub max_abs_error: Option<f64>,
-    /// The calibration layer whose input second moments weighted this tensor's block searches
-    /// (llama.cpp's importance matrix), if any.
+    /// The calibration layer whose statistics this tensor was coded with: its input second
+    /// moments weighting the block searches (llama.cpp's importance matrix) and, with `gptq`,
+    /// its Gram matrix; null when none.
     pub importance_from: Option<String>,
     /// Whether the codes were chosen by GPTQ with the calibration's Gram matrix of this layer
     /// (each value's error compensated in the values still to come).
