@@ -104,8 +104,9 @@ export interface GgufOptions {
   /** Aborting stops the run with E_CANCELLED. */
   signal?: AbortSignal;
   /**
-   * Activation statistics (docs/CALIBRATION.md): each layer's input second moments weight its
-   * block searches, as llama.cpp's importance matrix; the report gains `outputSnrDb`.
+   * Activation statistics (docs/CALIBRATION.md): a layer's Gram matrix codes it by GPTQ (`gptq`),
+   * else its input second moments weight its block searches, as llama.cpp's importance matrix;
+   * measured sensitivities steer `targetSizeMb`; the report gains `outputSnrDb`.
    */
   calibration?: Uint8Array | CalibrationInput;
   /** Tensor name or glob → 2/4/8/16 bits: Q2_K, the mix's 4-bit type (Q4_K or Q4_0), Q8_0, F16. */

@@ -13,8 +13,9 @@ use super::convert::{calibration_from_js, file_size, json_of, optional, set, to_
 /// The config fields a GGUF run takes; the others describe the Parquet format.
 const GGUF_CONFIG_FIELDS: &[&str] = &["layerBitWidths", "targetSizeMb", "gptq", "gptqDamp", "gptqActOrder"];
 
-/// GGUF options from JS: calibration (bytes or an object) and `{ layerBitWidths, targetSizeMb }`,
-/// validated as the config validates them; any other config field is `E_CONFIG`.
+/// GGUF options from JS: calibration (bytes or an object) and `{ layerBitWidths, targetSizeMb,
+/// gptq, gptqDamp, gptqActOrder }`, validated as the config validates them; any other config
+/// field is `E_CONFIG`.
 fn gguf_options(calibration: JsValue, config: JsValue) -> Result<GgufOptions, JsValue> {
     let calibration = optional(calibration).map(|c| calibration_from_js(&c)).transpose()?;
     let Some(config) = optional(config) else { return Ok(GgufOptions { calibration, ..Default::default() }) };
@@ -35,9 +36,10 @@ fn gguf_options(calibration: JsValue, config: JsValue) -> Result<GgufOptions, Js
 }
 
 /// Quantize a whole safetensors file held in memory into a GGUF file of `ggmlType` (`Q8_0`,
-/// `Q4_0`, …; docs/GGUF.md). `calibration` (docs/CALIBRATION.md), when given, weights the block
-/// searches by each layer's input second moments, as llama.cpp's importance matrix; `config`
-/// (`{ layerBitWidths, targetSizeMb }`) changes types (docs/GGUF.md). Returns `{ gguf, report }`.
+/// `Q4_0`, …; docs/GGUF.md). `calibration` (docs/CALIBRATION.md), when given, codes each layer
+/// that has a Gram matrix by GPTQ and weights the other block searches by the layer's input
+/// second moments, as llama.cpp's importance matrix; `config` (`{ layerBitWidths, targetSizeMb,
+/// gptq, gptqDamp, gptqActOrder }`) changes types and GPTQ (docs/GGUF.md). Returns `{ gguf, report }`.
 #[wasm_bindgen(js_name = quantizeModelGguf, unchecked_return_type = "{ gguf: Uint8Array, report: GgufReport }")]
 pub fn quantize_model_gguf_js(
     bytes: &[u8],
@@ -54,7 +56,7 @@ pub fn quantize_model_gguf_js(
 }
 
 /// Streaming GGUF writer: `new GgufQuantizer(headerBytes, fileSize, ggmlType, calibration?, config?)`
-/// (`config`: `{ layerBitWidths, targetSizeMb }`), then `takeHeader()`
+/// (`config`: `{ layerBitWidths, targetSizeMb, gptq, gptqDamp, gptqActOrder }`), then `takeHeader()`
 /// (the output's first bytes), then while `nextTensor()` names one, its bytes `[start, end)` of
 /// the source to `addTensor(name, bytes)` (the output's next bytes), then `finish()` (the report).
 #[wasm_bindgen]
