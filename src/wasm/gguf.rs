@@ -8,7 +8,7 @@ use crate::pipeline::gguf::{self, quantize_model_gguf, GgufOptions};
 use crate::policy::config::QuantConfig;
 use crate::policy::gguf_mix::GgufMix;
 
-use super::convert::{calibration_from_js, file_size, json_of, optional, set, to_js};
+use super::convert::{calibration_from_js, clock, file_size, json_of, optional, set, to_js};
 
 /// The config fields a GGUF run takes; the others describe the Parquet format.
 const GGUF_CONFIG_FIELDS: &[&str] = &["layerBitWidths", "targetSizeMb", "gptq", "gptqDamp", "gptqActOrder"];
@@ -18,7 +18,9 @@ const GGUF_CONFIG_FIELDS: &[&str] = &["layerBitWidths", "targetSizeMb", "gptq", 
 /// field is `E_CONFIG`.
 fn gguf_options(calibration: JsValue, config: JsValue) -> Result<GgufOptions, JsValue> {
     let calibration = optional(calibration).map(|c| calibration_from_js(&c)).transpose()?;
-    let Some(config) = optional(config) else { return Ok(GgufOptions { calibration, ..Default::default() }) };
+    let Some(config) = optional(config) else {
+        return Ok(GgufOptions { calibration, clock, ..Default::default() });
+    };
     let value = json_of(config, "config", "a plain JSON-like object")?;
     if let Some(obj) = value.as_object() {
         if let Some((k, v)) = obj.iter().find(|(k, _)| !GGUF_CONFIG_FIELDS.contains(&k.as_str())) {
@@ -32,7 +34,7 @@ fn gguf_options(calibration: JsValue, config: JsValue) -> Result<GgufOptions, Js
         }
     }
     let cfg = QuantConfig::from_json(&value)?;
-    Ok(GgufOptions::from_config(calibration, cfg))
+    Ok(GgufOptions { clock, ..GgufOptions::from_config(calibration, cfg) })
 }
 
 /// Quantize a whole safetensors file held in memory into a GGUF file of `ggmlType` (`Q8_0`,

@@ -37,6 +37,7 @@ test('streamed and whole-file GGUF are the same bytes, and read back with the re
       assert.equal(t.ggmlType, report.layers[i].ggmlType);
       assert.deepEqual(t.shape, report.layers[i].shape);
       assert.equal(f.dequantize(t.name).length, report.layers[i].params);
+      assert.ok(Number.isFinite(report.layers[i].quantizeMs) && report.layers[i].quantizeMs >= 0, t.name);
     }
     f.free();
   }

@@ -21,6 +21,7 @@ use crate::format::gguf::container::{align, encode_header, TensorInfo as GgufTen
 use crate::format::safetensors::{parse_header, Header};
 use crate::pipeline::objective::{output_block, ColumnStats, MethodNote};
 use crate::pipeline::report::ReportWarning;
+use crate::pipeline::{default_clock, Clock};
 use crate::policy::config::{Profile, QuantConfig, Switch};
 use crate::policy::gguf_mix::{choose, override_type, GgufMix, TypeRule};
 use crate::policy::glob::glob_match;
@@ -59,6 +60,8 @@ pub struct GgufOptions {
     pub layer_bit_widths: BTreeMap<String, u8>,
     pub target_size_mb: Option<f64>,
     pub gptq: GptqOptions,
+    /// Seconds from some origin: each tensor's `quantizeMs` in the report.
+    pub clock: Clock,
 }
 
 /// GPTQ for the layers whose calibration has a Gram matrix: the config's `gptq`, `gptqDamp` and
@@ -78,6 +81,7 @@ impl GgufOptions {
             layer_bit_widths: cfg.layer_bit_widths,
             target_size_mb: cfg.target_size_mb,
             gptq: GptqOptions { switch: cfg.gptq, damp: cfg.gptq_damp, act_order: cfg.gptq_act_order },
+            clock: default_clock,
         }
     }
 }
@@ -101,6 +105,7 @@ pub struct GgufQuantizer {
     pooled: ErrorSums,
     calibration: Option<Calibration>,
     gptq: GptqOptions,
+    clock: Clock,
     /// Block-quantized weights the calibration has no statistics for.
     without_statistics: Vec<String>,
     /// Σ over the weighted tensors of error/signal at their outputs, and how many.
@@ -134,7 +139,7 @@ impl GgufQuantizer {
         mix: GgufMix,
         options: GgufOptions,
     ) -> Result<(Self, Vec<u8>)> {
-        let GgufOptions { calibration, layer_bit_widths, target_size_mb, gptq } = options;
+        let GgufOptions { calibration, layer_bit_widths, target_size_mb, gptq, clock } = options;
         let header = parse_header(header_bytes, file_len)?;
         let architecture = match arch::detect(header.tensors.iter().map(|t| t.name.as_str())) {
             Some((a, names)) => (a.to_string(), format!("tensor names present: {names}")),
@@ -261,6 +266,7 @@ impl GgufQuantizer {
             pooled: ErrorSums::default(),
             calibration,
             gptq,
+            clock,
             without_statistics: Vec::new(),
             output_error_share: (0.0, 0),
             warnings,
@@ -295,6 +301,7 @@ impl GgufQuantizer {
         if bytes.len() as u64 != t.byte_len() {
             return Err(AqError::dtype(name, format!("{} bytes given, the header says {}", bytes.len(), t.byte_len())));
         }
+        let started = (self.clock)();
         let mut out = Vec::with_capacity(align(p.bytes).unwrap_or(p.bytes) as usize);
         let mut sums = None;
         let mut output_snr = None;
@@ -417,6 +424,7 @@ impl GgufQuantizer {
             max_abs_error: sums.map(|s| s.max_abs),
             importance_from: importance.filter(|_| searched(p.ty) || gptq_used).map(|(_, layer)| layer),
             gptq: gptq_used,
+            quantize_ms: Some(((self.clock)() - started) * 1000.0),
             output_snr_db: output_snr,
         };
         self.layers.push(layer.clone());

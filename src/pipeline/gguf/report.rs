@@ -41,6 +41,9 @@ pub struct GgufLayer {
     /// moments weighting the block searches (llama.cpp's importance matrix) and, with `gptq`,
     /// its Gram matrix; null when none.
     pub importance_from: Option<String>,
+    /// Wall time of this tensor in ms — decoding, the block searches or GPTQ, and measuring what
+    /// was stored; null where no run clock exists. Not stored in the file.
+    pub quantize_ms: Option<f64>,
     /// Whether the codes were chosen by GPTQ with the calibration's Gram matrix of this layer
     /// (each value's error compensated in the values still to come).
     pub gptq: bool,
