@@ -80,7 +80,7 @@ fn cholesky(a: &[f64], m: usize) -> Option<Vec<f64>> {
 
 /// U (upper, row-major) with Uᵀ U = A⁻¹. With P the reversal of the indices and P A P = L Lᵀ,
 /// A⁻¹ = P L⁻ᵀ L⁻¹ P = Uᵀ U for U = P L⁻¹ P, which is upper: one Cholesky factorisation and one
-/// triangular inverse, both along contiguous rows (about n³/2 multiply-adds in all).
+/// triangular inverse, both along contiguous rows (about n³/3 multiply-adds in all).
 fn inverse_factor(a: &[f64], m: usize) -> Option<Vec<f32>> {
     let reversed: Vec<f64> = (0..m * m).map(|k| a[(m - 1 - k / m) * m + (m - 1 - k % m)]).collect();
     let l = cholesky(&reversed, m)?;
