@@ -332,22 +332,20 @@ pub fn quantize(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::quant::dtype::Dtype;
-    use crate::quant::tensor::{dequantize, quantize_source};
+pub(crate) mod testing {
+    use crate::quant::gram::Gram;
 
-    struct Rng(u64);
+    pub struct Rng(pub u64);
     impl Rng {
-        fn next(&mut self) -> f32 {
+        pub fn next(&mut self) -> f32 {
             self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         }
     }
 
     /// Inputs with correlated columns and uneven scales, their Gram matrix, and a weight.
-    fn problem(rows: usize, n: usize, samples: usize) -> (Vec<f32>, Vec<f32>, Gram) {
-        let mut rng = Rng(5);
+    pub fn problem(rows: usize, n: usize, samples: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Gram) {
+        let mut rng = Rng(seed);
         let mut xs = vec![0f32; samples * n];
         for s in 0..samples {
             let common = rng.next();
@@ -367,7 +365,8 @@ mod tests {
         (w, xs, Gram::Full { n, values: g })
     }
 
-    fn output_error(w: &[f32], w_hat: &[f32], xs: &[f32], n: usize) -> f64 {
+    /// Σ over rows and input samples of ((w − ŵ)·x)².
+    pub fn output_error(w: &[f32], w_hat: &[f32], xs: &[f32], n: usize) -> f64 {
         let (rows, samples) = (w.len() / n, xs.len() / n);
         let mut e = 0.0;
         for r in 0..rows {
@@ -378,6 +377,14 @@ mod tests {
         }
         e
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{output_error, problem, Rng};
+    use super::*;
+    use crate::quant::dtype::Dtype;
+    use crate::quant::tensor::{dequantize, quantize_source};
 
     #[test]
     fn factor_inverts_the_matrix() {
@@ -422,7 +429,7 @@ mod tests {
     #[test]
     fn gptq_lowers_the_output_error_against_round_to_nearest() {
         let (rows, n) = (24, 128);
-        let (w, xs, gram) = problem(rows, n, 512);
+        let (w, xs, gram) = problem(rows, n, 512, 5);
         let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
         let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
         let layout = Layout::for_shape(&[rows as u64, n as u64], 32);
@@ -454,7 +461,7 @@ mod tests {
     #[test]
     fn act_order_goes_by_importance_and_helps() {
         let (rows, n) = (32, 128);
-        let (w, xs, gram) = problem(rows, n, 512);
+        let (w, xs, gram) = problem(rows, n, 512, 5);
         let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
         let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
         let layout = Layout::for_shape(&[rows as u64, n as u64], 32);
@@ -497,7 +504,7 @@ mod tests {
     #[test]
     fn same_bytes_with_any_thread_count_and_measured_against_the_source() {
         let (rows, n) = (40, 64);
-        let (w, _, gram) = problem(rows, n, 256);
+        let (w, _, gram) = problem(rows, n, 256, 5);
         let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
         let src = Source { name: "w", dtype: Dtype::F32, bytes: &bytes };
         let layout = Layout::for_shape(&[rows as u64, n as u64], 64);

@@ -125,48 +125,8 @@ mod tests {
     use super::*;
     use crate::quant::ggml;
     use crate::quant::gptq::prepare;
+    use crate::quant::gptq::testing::{output_error, problem};
     use crate::quant::gram::Gram;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> f32 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
-    }
-
-    /// Correlated inputs with uneven power per column, their Gram matrix, and weight rows.
-    fn problem(rows: usize, n: usize, samples: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Gram) {
-        let mut rng = Rng(seed);
-        let mut xs = vec![0f32; samples * n];
-        for s in 0..samples {
-            let common = rng.next();
-            for j in 0..n {
-                xs[s * n + j] = (1.0 + (j % 7) as f32) * (0.6 * common + rng.next());
-            }
-        }
-        let mut g = vec![0f32; n * n];
-        for i in 0..n {
-            for j in 0..n {
-                let dot: f64 = (0..samples).map(|s| xs[s * n + i] as f64 * xs[s * n + j] as f64).sum();
-                g[i * n + j] = (dot / samples as f64) as f32;
-            }
-        }
-        let w = (0..rows * n).map(|_| rng.next() * rng.next().abs()).collect();
-        (w, xs, Gram::Full { n, values: g })
-    }
-
-    fn output_error(w: &[f32], w_hat: &[f32], xs: &[f32], n: usize) -> f64 {
-        let samples = xs.len() / n;
-        let mut e = 0.0;
-        for (row, row_hat) in w.chunks_exact(n).zip(w_hat.chunks_exact(n)) {
-            for x in xs.chunks_exact(n).take(samples) {
-                let d: f64 = (0..n).map(|j| (row[j] - row_hat[j]) as f64 * x[j] as f64).sum();
-                e += d * d;
-            }
-        }
-        e
-    }
 
     #[test]
     fn units_hold_whole_blocks() {
