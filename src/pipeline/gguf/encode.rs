@@ -55,9 +55,9 @@ pub fn encode(
 ) -> Result<Option<Encoded>> {
     let count = t.numel() as usize;
     let width = t.dtype.size_bytes();
-    // GPTQ and a Gram matrix need whole weight rows, and blocks must stay whole: chunks of
-    // units (rows holding whole blocks).
-    let whole_rows = matches!(encoding, Encoding::Gptq { .. }) || matches!(measure, Some(Weighting::Gram { .. }));
+    // GPTQ and the layer-output sums need whole weight rows, and blocks must stay whole: chunks
+    // of units (rows holding whole blocks).
+    let whole_rows = matches!(encoding, Encoding::Gptq { .. }) || measure.is_some();
     let chunk = if whole_rows {
         let unit = unit_rows(n, ty) * n;
         unit * (CHUNK_VALUES / unit).max(1)
@@ -86,20 +86,7 @@ pub fn encode(
         let back = ggml::dequantize(ty, &block, values.len())?;
         let mut s = ErrorSums::default();
         s.add(&values, &back);
-        let output = match measure {
-            None => OutputSums::default(),
-            Some(Weighting::Diagonal(h)) => {
-                let mut o = OutputSums::default();
-                for (i, (&w, &q)) in (start..end).zip(values.iter().zip(&back)) {
-                    let (g, w, e) = (h[i % n] as f64, w as f64, w as f64 - q as f64);
-                    o.signal += g * w * w;
-                    o.error += g * e * e;
-                    o.cross += g * w * e;
-                }
-                o
-            }
-            Some(gram) => output_sums(&values, &back, n, gram),
-        };
+        let output = measure.map_or_else(OutputSums::default, |m| output_sums(&values, &back, n, m));
         Ok(Some((block, s, output)))
     });
     let start = out.len();
