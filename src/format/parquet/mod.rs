@@ -1,6 +1,7 @@
 //! The "V2 Extended" Parquet file: one row per tensor, typed columns, key-value metadata.
 //! docs/FORMAT.md is the contract; `schema.rs` is its code form, `row.rs` the row as a type.
 
+mod chunks;
 pub mod columns;
 mod pages;
 pub mod reader;

@@ -1,0 +1,457 @@
+//! The column chunks the writer encodes itself: a tensor's codes (`data`) and its group params
+//! (`scales`, `mins`) — the bulk of every file. parquet-rs's Arrow writer takes a FLOAT16 value as
+//! one `FixedLenByteArray` object (millions per large tensor) and copies the codes into a page
+//! buffer of its own before compressing them; here the params go into a page as the f16 bytes
+//! they already are, and a large tensor's codes are compressed straight from the row.
+//!
+//! The pages are the ones docs/FORMAT.md describes for every column: DataPage v1, PLAIN values,
+//! RLE/bit-packed hybrid levels, each page compressed with zstd level 1 and holding whole rows.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::reader::{ChunkReader, Length};
+use parquet::schema::types::ColumnDescPtr;
+
+use crate::error::{AqError, Result};
+
+/// A page is closed once its values reach this size (parquet-rs's default data page size), so
+/// small tensors share pages and a large one has a page of its own.
+const PAGE_TARGET: usize = 1 << 20;
+pub const ZSTD_LEVEL: i32 = 1;
+
+/// Thrift enum values (parquet.thrift).
+const PAGE_TYPE_DATA_PAGE: i32 = 0;
+const ENCODING_PLAIN: i32 = 0;
+const ENCODING_RLE: i32 = 3;
+
+fn zstd_err(e: std::io::Error) -> AqError {
+    AqError::Parquet(format!("zstd: {e}"))
+}
+
+fn too_large(what: String) -> AqError {
+    AqError::TooLarge(format!("{what}: beyond what one Parquet page can hold (2 GiB)"))
+}
+
+/// Levels of one page as runs of equal values; adjacent runs of the same value merge.
+#[derive(Default)]
+struct Levels {
+    runs: Vec<(u8, u32)>,
+}
+
+impl Levels {
+    fn push(&mut self, value: u8, count: u32) {
+        match self.runs.last_mut() {
+            _ if count == 0 => {}
+            Some((v, c)) if *v == value => *c += count,
+            _ => self.runs.push((value, count)),
+        }
+    }
+
+    /// The v1 page form: a 4-byte little-endian length, then RLE runs (a ULEB128 header of
+    /// `count << 1` and the value in one byte: every level width here is at most 8 bits).
+    fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        for &(value, count) in &self.runs {
+            uleb128(u64::from(count) << 1, out);
+            out.push(value);
+        }
+        let len = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    }
+}
+
+fn uleb128(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Thrift compact protocol: an i32 field `id` after field `last`.
+fn thrift_i32(out: &mut Vec<u8>, last: &mut i16, id: i16, value: i32) {
+    out.push((((id - *last) as u8) << 4) | 5);
+    uleb128(u64::from(((value << 1) ^ (value >> 31)) as u32), out);
+    *last = id;
+}
+
+/// A `PageHeader` of a v1 data page of PLAIN values with RLE levels, without statistics.
+fn data_page_header(num_values: i32, uncompressed: i32, compressed: i32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    let mut last = 0;
+    thrift_i32(&mut out, &mut last, 1, PAGE_TYPE_DATA_PAGE);
+    thrift_i32(&mut out, &mut last, 2, uncompressed);
+    thrift_i32(&mut out, &mut last, 3, compressed);
+    out.push(((5 - last as u8) << 4) | 12); // field 5, data_page_header: a struct
+    let mut inner = 0;
+    thrift_i32(&mut out, &mut inner, 1, num_values);
+    thrift_i32(&mut out, &mut inner, 2, ENCODING_PLAIN);
+    thrift_i32(&mut out, &mut inner, 3, ENCODING_RLE);
+    thrift_i32(&mut out, &mut inner, 4, ENCODING_RLE);
+    out.push(0); // end of DataPageHeader
+    out.push(0); // end of PageHeader
+    out
+}
+
+/// One zstd frame of `parts` concatenated (`total` bytes, stated in the frame as a one-shot
+/// compression would), without concatenating them first.
+fn compress_parts(parts: &[&[u8]], total: usize) -> std::io::Result<Vec<u8>> {
+    let out = Vec::with_capacity(zstd::zstd_safe::compress_bound(total));
+    let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
+    encoder.include_contentsize(true)?;
+    encoder.set_pledged_src_size(Some(total as u64))?;
+    for part in parts {
+        encoder.write_all(part)?;
+    }
+    encoder.finish()
+}
+
+/// What a column holds, from its levels: a required top-level BYTE_ARRAY (`data`: no levels) or
+/// a nullable list of required f16 (`scales`, `mins`: repetition ≤ 1, definition ≤ 2).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Layout {
+    Bytes,
+    HalfList,
+}
+
+/// One column chunk being written: closed pages, and the page being filled.
+pub struct OwnChunk {
+    descr: ColumnDescPtr,
+    page_target: usize,
+    layout: Layout,
+    pieces: Vec<Vec<u8>>,
+    chunk_bytes: u64,
+    uncompressed_bytes: u64,
+    values_total: u64,
+    rows: u64,
+    page: Vec<u8>,
+    page_values: u32,
+    rep: Levels,
+    def: Levels,
+}
+
+impl OwnChunk {
+    pub fn new(descr: ColumnDescPtr) -> Result<Self> {
+        Self::with_page_target(descr, PAGE_TARGET)
+    }
+
+    fn with_page_target(descr: ColumnDescPtr, page_target: usize) -> Result<Self> {
+        let layout = match (descr.max_rep_level(), descr.max_def_level()) {
+            (0, 0) => Layout::Bytes,
+            (1, 2) => Layout::HalfList,
+            (r, d) => {
+                return Err(AqError::Parquet(format!(
+                    "column '{}' has levels ({r}, {d}), which the chunk writer does not write",
+                    descr.path()
+                )))
+            }
+        };
+        Ok(OwnChunk {
+            descr,
+            page_target,
+            layout,
+            pieces: Vec::new(),
+            chunk_bytes: 0,
+            uncompressed_bytes: 0,
+            values_total: 0,
+            rows: 0,
+            page: Vec::new(),
+            page_values: 0,
+            rep: Levels::default(),
+            def: Levels::default(),
+        })
+    }
+
+    /// Bytes held: the closed pages and the open one.
+    pub fn size(&self) -> usize {
+        self.chunk_bytes as usize + self.page.len()
+    }
+
+    /// One row of a `data` column: the value's length, then its bytes. A value of a page's size
+    /// or more is compressed into a page of its own without being copied first.
+    pub fn push_bytes(&mut self, value: &[u8], tensor: &str) -> Result<()> {
+        debug_assert_eq!(self.layout, Layout::Bytes);
+        let len = i32::try_from(value.len())
+            .map_err(|_| too_large(format!("tensor '{tensor}': {} bytes of codes", value.len())))?;
+        let prefix = (len as u32).to_le_bytes();
+        if value.len() >= self.page_target {
+            self.close_page()?;
+            let total = value.len() + 4;
+            let compressed = compress_parts(&[&prefix, value], total).map_err(zstd_err)?;
+            self.add_page(1, total, compressed, tensor)?;
+        } else {
+            self.page.extend_from_slice(&prefix);
+            self.page.extend_from_slice(value);
+            self.page_values += 1;
+        }
+        self.rows += 1;
+        if self.page.len() >= self.page_target {
+            self.close_page()?;
+        }
+        Ok(())
+    }
+
+    /// One row of a `scales`/`mins` column: null, or a list of f16 bit patterns.
+    pub fn push_halfs(&mut self, values: Option<&[u16]>, tensor: &str) -> Result<()> {
+        debug_assert_eq!(self.layout, Layout::HalfList);
+        let levels = match values {
+            None => {
+                self.rep.push(0, 1);
+                self.def.push(0, 1);
+                1
+            }
+            Some([]) => {
+                self.rep.push(0, 1);
+                self.def.push(1, 1);
+                1
+            }
+            Some(v) => {
+                let n = u32::try_from(v.len())
+                    .ok()
+                    .filter(|&n| n <= i32::MAX as u32 - self.page_values)
+                    .ok_or_else(|| too_large(format!("tensor '{tensor}': {} group params", v.len())))?;
+                self.rep.push(0, 1);
+                self.rep.push(1, n - 1);
+                self.def.push(2, n);
+                self.page.reserve(v.len() * 2);
+                self.page.extend(v.iter().flat_map(|h| h.to_le_bytes()));
+                n
+            }
+        };
+        self.page_values += levels;
+        self.rows += 1;
+        if self.page.len() >= self.page_target {
+            self.close_page()?;
+        }
+        Ok(())
+    }
+
+    fn close_page(&mut self) -> Result<()> {
+        if self.page_values == 0 {
+            return Ok(());
+        }
+        let values = std::mem::take(&mut self.page);
+        let body = match self.layout {
+            Layout::Bytes => values,
+            Layout::HalfList => {
+                let mut body = Vec::with_capacity(values.len() + 16 + 4 * (self.rep.runs.len() + self.def.runs.len()));
+                std::mem::take(&mut self.rep).encode(&mut body);
+                std::mem::take(&mut self.def).encode(&mut body);
+                body.extend_from_slice(&values);
+                body
+            }
+        };
+        let compressed = zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(zstd_err)?;
+        let n = std::mem::take(&mut self.page_values);
+        self.add_page(n, body.len(), compressed, self.descr.path().string().as_str())
+    }
+
+    fn add_page(&mut self, num_values: u32, uncompressed: usize, compressed: Vec<u8>, what: &str) -> Result<()> {
+        let size = |n: usize| i32::try_from(n).map_err(|_| too_large(format!("a page of {what} of {n} bytes")));
+        let header = data_page_header(num_values as i32, size(uncompressed)?, size(compressed.len())?);
+        self.chunk_bytes += (header.len() + compressed.len()) as u64;
+        self.uncompressed_bytes += (header.len() + uncompressed) as u64;
+        self.values_total += u64::from(num_values);
+        self.pieces.push(header);
+        self.pieces.push(compressed);
+        Ok(())
+    }
+
+    /// The chunk's bytes and what the row group writer needs to splice them in.
+    pub fn close(mut self) -> Result<(Pieces, ColumnCloseResult)> {
+        self.close_page()?;
+        let encodings = match self.layout {
+            Layout::Bytes => vec![Encoding::PLAIN],
+            Layout::HalfList => vec![Encoding::PLAIN, Encoding::RLE],
+        };
+        let metadata = ColumnChunkMetaData::builder(self.descr.clone())
+            .set_compression_codec(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?).into())
+            .set_encodings(encodings)
+            .set_total_compressed_size(self.chunk_bytes as i64)
+            .set_total_uncompressed_size(self.uncompressed_bytes as i64)
+            .set_num_values(self.values_total as i64)
+            .set_data_page_offset(0)
+            .build()?;
+        let close = ColumnCloseResult {
+            bytes_written: self.chunk_bytes,
+            rows_written: self.rows,
+            metadata,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: None,
+        };
+        Ok((Pieces(Arc::new(self.pieces)), close))
+    }
+}
+
+/// A column chunk's pages as written, read back once, in order, by the row group writer.
+pub struct Pieces(Arc<Vec<Vec<u8>>>);
+
+impl Length for Pieces {
+    fn len(&self) -> u64 {
+        self.0.iter().map(|p| p.len() as u64).sum()
+    }
+}
+
+impl ChunkReader for Pieces {
+    type T = PiecesReader;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<PiecesReader> {
+        let mut reader = PiecesReader { pieces: self.0.clone(), piece: 0, at: 0 };
+        let mut skip = start;
+        while let Some(p) = reader.pieces.get(reader.piece) {
+            if skip < p.len() as u64 {
+                reader.at = skip as usize;
+                break;
+            }
+            skip -= p.len() as u64;
+            reader.piece += 1;
+        }
+        Ok(reader)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let mut out = vec![0; length];
+        self.get_read(start)?.read_exact(&mut out)?;
+        Ok(out.into())
+    }
+}
+
+pub struct PiecesReader {
+    pieces: Arc<Vec<Vec<u8>>>,
+    piece: usize,
+    at: usize,
+}
+
+impl Read for PiecesReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while let Some(p) = self.pieces.get(self.piece) {
+            if self.at < p.len() {
+                let n = buf.len().min(p.len() - self.at);
+                buf[..n].copy_from_slice(&p[self.at..self.at + n]);
+                self.at += n;
+                return Ok(n);
+            }
+            self.piece += 1;
+            self.at = 0;
+        }
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::parquet::thrift::walk_struct;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float16Type;
+    use arrow_array::{Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::arrow_writer::ArrowWriterOptions;
+    use parquet::arrow::ArrowWriter;
+
+    #[test]
+    fn page_headers_are_the_thrift_parquet_reads() {
+        let header = data_page_header(70_000, 1 << 20, 12_345);
+        let w = walk_struct(&header).unwrap();
+        assert_eq!(w.len, header.len());
+        for (path, value) in [
+            (&[1][..], 0),
+            (&[2], 1 << 20),
+            (&[3], 12_345),
+            (&[5, 1], 70_000),
+            (&[5, 2], 0),
+            (&[5, 3], 3),
+            (&[5, 4], 3),
+        ] {
+            assert_eq!(w.int(path), Some(value), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn levels_are_rle_runs_with_a_length() {
+        let mut l = Levels::default();
+        l.push(0, 1);
+        l.push(1, 0);
+        l.push(2, 100);
+        l.push(2, 100);
+        let mut out = Vec::new();
+        l.encode(&mut out);
+        // run of 1 zero: header 2, value 0; run of 200 twos: header 400 = [0x90, 0x03], value 2
+        assert_eq!(out, [5, 0, 0, 0, 2, 0, 0x90, 0x03, 2]);
+    }
+
+    /// Rows of every shape (null, empty and long lists; values below and above a page), written
+    /// with pages far smaller than the default so chunks span many pages, read back by
+    /// parquet-rs's Arrow reader.
+    #[test]
+    fn chunks_read_back_through_the_arrow_reader() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("data", DataType::Binary, false),
+            Field::new("scales", super::super::schema::list_of(DataType::Float16), true),
+        ]));
+        let mut rng = 0x2545_f491_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let rows: Vec<(Vec<u8>, Option<Vec<u16>>)> = (0..60)
+            .map(|i| {
+                let len = [0, 1, 3, 40, 300, 5000][i % 6] + (next() % 7) as usize;
+                let data = (0..len).map(|_| next() as u8).collect();
+                let halfs = match i % 5 {
+                    0 => None,
+                    1 => Some(Vec::new()),
+                    _ => Some((0..[1, 2, 90, 700][i % 4]).map(|_| next() as u16).collect()),
+                };
+                (data, halfs)
+            })
+            .collect();
+        for page_target in [1, 64, 1000, PAGE_TARGET] {
+            let options = ArrowWriterOptions::new().with_skip_arrow_metadata(true);
+            let (mut file, _) = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)
+                .unwrap()
+                .into_serialized_writer()
+                .unwrap();
+            for group in rows.chunks(25) {
+                let mut data = OwnChunk::with_page_target(file.schema_descr().column(0), page_target).unwrap();
+                let mut scales = OwnChunk::with_page_target(file.schema_descr().column(1), page_target).unwrap();
+                for (d, s) in group {
+                    data.push_bytes(d, "t").unwrap();
+                    scales.push_halfs(s.as_deref(), "t").unwrap();
+                }
+                let mut rg = file.next_row_group().unwrap();
+                for chunk in [data, scales] {
+                    let (pieces, close) = chunk.close().unwrap();
+                    rg.append_column(&pieces, close).unwrap();
+                }
+                rg.close().unwrap();
+            }
+            let bytes = file.into_inner().unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap().build().unwrap();
+            let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+            let mut got = Vec::new();
+            for b in &batches {
+                let data = b.column(0).as_binary::<i32>();
+                let scales = b.column(1).as_list::<i32>();
+                for i in 0..b.num_rows() {
+                    let s = (!scales.is_null(i)).then(|| {
+                        let v = scales.value(i);
+                        v.as_primitive::<Float16Type>().values().iter().map(|h| h.to_bits()).collect::<Vec<u16>>()
+                    });
+                    got.push((data.value(i).to_vec(), s));
+                }
+            }
+            assert_eq!(got, rows, "page target {page_target}");
+        }
+    }
+}
