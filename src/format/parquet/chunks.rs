@@ -17,6 +17,7 @@ use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::schema::types::ColumnDescPtr;
 
+use super::page_encoding::{data_page_header, Levels};
 use crate::error::{AqError, Result};
 
 /// A page is closed once its values reach this size (parquet-rs's default data page size), so
@@ -25,17 +26,12 @@ const PAGE_TARGET: usize = 1 << 20;
 pub const ZSTD_LEVEL: i32 = 1;
 
 /// A `data` chunk is stored uncompressed when zstd saves less than this share of its first
-/// page: packed codes are near-random bytes (zstd saves 0–4 % on 8-bit codes of real weights),
+/// values (see `Codec`): packed codes are near-random bytes (zstd saves 0–4 % on 8-bit codes of real weights),
 /// and compressing them costs more time than any other step of writing.
 const MIN_ZSTD_SAVING: f64 = 0.05;
 /// A large value's saving is measured on this many slices of this size, spread over it.
 const SAMPLE_SLICES: usize = 4;
 const SAMPLE_BYTES: usize = 64 << 10;
-
-/// Thrift enum values (parquet.thrift).
-const PAGE_TYPE_DATA_PAGE: i32 = 0;
-const ENCODING_PLAIN: i32 = 0;
-const ENCODING_RLE: i32 = 3;
 
 fn zstd_err(e: std::io::Error) -> AqError {
     AqError::Parquet(format!("zstd: {e}"))
@@ -43,68 +39,6 @@ fn zstd_err(e: std::io::Error) -> AqError {
 
 fn too_large(what: String) -> AqError {
     AqError::TooLarge(format!("{what}: beyond what one Parquet page can hold (2 GiB)"))
-}
-
-/// Levels of one page as runs of equal values; adjacent runs of the same value merge.
-#[derive(Default)]
-struct Levels {
-    runs: Vec<(u8, u32)>,
-}
-
-impl Levels {
-    fn push(&mut self, value: u8, count: u32) {
-        match self.runs.last_mut() {
-            _ if count == 0 => {}
-            Some((v, c)) if *v == value => *c += count,
-            _ => self.runs.push((value, count)),
-        }
-    }
-
-    /// The v1 page form: a 4-byte little-endian length, then RLE runs (a ULEB128 header of
-    /// `count << 1` and the value in one byte: every level width here is at most 8 bits).
-    fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&[0; 4]);
-        for &(value, count) in &self.runs {
-            uleb128(u64::from(count) << 1, out);
-            out.push(value);
-        }
-        let len = (out.len() - start - 4) as u32;
-        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    }
-}
-
-fn uleb128(mut v: u64, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Thrift compact protocol: an i32 field `id` after field `last`.
-fn thrift_i32(out: &mut Vec<u8>, last: &mut i16, id: i16, value: i32) {
-    out.push((((id - *last) as u8) << 4) | 5);
-    uleb128(u64::from(((value << 1) ^ (value >> 31)) as u32), out);
-    *last = id;
-}
-
-/// A `PageHeader` of a v1 data page of PLAIN values with RLE levels, without statistics.
-fn data_page_header(num_values: i32, uncompressed: i32, compressed: i32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
-    let mut last = 0;
-    thrift_i32(&mut out, &mut last, 1, PAGE_TYPE_DATA_PAGE);
-    thrift_i32(&mut out, &mut last, 2, uncompressed);
-    thrift_i32(&mut out, &mut last, 3, compressed);
-    out.push(((5 - last as u8) << 4) | 12); // field 5, data_page_header: a struct
-    let mut inner = 0;
-    thrift_i32(&mut out, &mut inner, 1, num_values);
-    thrift_i32(&mut out, &mut inner, 2, ENCODING_PLAIN);
-    thrift_i32(&mut out, &mut inner, 3, ENCODING_RLE);
-    thrift_i32(&mut out, &mut inner, 4, ENCODING_RLE);
-    out.push(0); // end of DataPageHeader
-    out.push(0); // end of PageHeader
-    out
 }
 
 /// One zstd frame of `parts` concatenated (`total` bytes, stated in the frame as a one-shot
@@ -295,7 +229,7 @@ impl OwnChunk {
         let body = match self.layout {
             Layout::Bytes => values,
             Layout::HalfList => {
-                let mut body = Vec::with_capacity(values.len() + 16 + 4 * (self.rep.runs.len() + self.def.runs.len()));
+                let mut body = Vec::with_capacity(values.len() + self.rep.encoded_bound() + self.def.encoded_bound());
                 std::mem::take(&mut self.rep).encode(&mut body);
                 std::mem::take(&mut self.def).encode(&mut body);
                 body.extend_from_slice(&values);
@@ -460,7 +394,6 @@ impl Read for PiecesReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::parquet::thrift::walk_struct;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Float16Type;
     use arrow_array::Array;
@@ -468,37 +401,6 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::arrow_writer::ArrowWriterOptions;
     use parquet::arrow::ArrowWriter;
-
-    #[test]
-    fn page_headers_are_the_thrift_parquet_reads() {
-        let header = data_page_header(70_000, 1 << 20, 12_345);
-        let w = walk_struct(&header).unwrap();
-        assert_eq!(w.len, header.len());
-        for (path, value) in [
-            (&[1][..], 0),
-            (&[2], 1 << 20),
-            (&[3], 12_345),
-            (&[5, 1], 70_000),
-            (&[5, 2], 0),
-            (&[5, 3], 3),
-            (&[5, 4], 3),
-        ] {
-            assert_eq!(w.int(path), Some(value), "{path:?}");
-        }
-    }
-
-    #[test]
-    fn levels_are_rle_runs_with_a_length() {
-        let mut l = Levels::default();
-        l.push(0, 1);
-        l.push(1, 0);
-        l.push(2, 100);
-        l.push(2, 100);
-        let mut out = Vec::new();
-        l.encode(&mut out);
-        // run of 1 zero: header 2, value 0; run of 200 twos: header 400 = [0x90, 0x03], value 2
-        assert_eq!(out, [5, 0, 0, 0, 2, 0, 0x90, 0x03, 2]);
-    }
 
     /// Rows of every shape (null, empty and long lists; values below and above a page), written
     /// with pages far smaller than the default so chunks span many pages, read back by

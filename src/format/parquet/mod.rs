@@ -3,6 +3,7 @@
 
 mod chunks;
 pub mod columns;
+mod page_encoding;
 mod pages;
 pub mod reader;
 pub mod row;
