@@ -25,14 +25,6 @@ use crate::error::{AqError, Result};
 const PAGE_TARGET: usize = 1 << 20;
 pub const ZSTD_LEVEL: i32 = 1;
 
-/// A `data` chunk is stored uncompressed when zstd saves less than this share of its first
-/// values (see `Codec`): packed codes are near-random bytes (zstd saves 0–4 % on 8-bit codes of real weights),
-/// and compressing them costs more time than any other step of writing.
-const MIN_ZSTD_SAVING: f64 = 0.05;
-/// A large value's saving is measured on this many slices of this size, spread over it.
-const SAMPLE_SLICES: usize = 4;
-const SAMPLE_BYTES: usize = 64 << 10;
-
 fn zstd_err(e: std::io::Error) -> AqError {
     AqError::Parquet(format!("zstd: {e}"))
 }
@@ -62,44 +54,11 @@ enum Layout {
     HalfList,
 }
 
-/// How a chunk's pages are stored. Parquet states the codec once per column chunk, so the first
-/// large value of a `data` chunk, or its first 256 KiB of small ones, decide it for the rest;
-/// params always use zstd.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Codec {
-    Undecided,
-    Zstd,
-    Stored,
-}
-
-/// Whether zstd saves at least `MIN_ZSTD_SAVING` on `value`: measured on the whole of a small
-/// value, on `SAMPLE_SLICES` evenly spread slices of a large one.
-fn zstd_pays(value: &[u8]) -> Result<bool> {
-    let slices: Vec<&[u8]> = if value.len() <= SAMPLE_SLICES * SAMPLE_BYTES {
-        vec![value]
-    } else {
-        let step = (value.len() - SAMPLE_BYTES) / (SAMPLE_SLICES - 1);
-        (0..SAMPLE_SLICES).map(|i| &value[i * step..i * step + SAMPLE_BYTES]).collect()
-    };
-    let (mut raw, mut packed) = (0usize, 0usize);
-    for slice in slices {
-        raw += slice.len();
-        packed += zstd::bulk::compress(slice, ZSTD_LEVEL).map_err(zstd_err)?.len();
-    }
-    Ok((packed as f64) < (raw as f64) * (1.0 - MIN_ZSTD_SAVING))
-}
-
 /// One column chunk being written: closed pages, and the page being filled.
 pub struct OwnChunk {
     descr: ColumnDescPtr,
     page_target: usize,
     layout: Layout,
-    codec: Codec,
-    /// Closed pages of an undecided chunk, uncompressed, with their level counts: the codec is
-    /// chosen once `SAMPLE_SLICES × SAMPLE_BYTES` of them are there, a large value arrives, or
-    /// the chunk closes, so that one small value does not decide for the chunk.
-    pending: Vec<(u32, Vec<u8>)>,
-    pending_bytes: usize,
     pieces: Vec<Vec<u8>>,
     chunk_bytes: u64,
     uncompressed_bytes: u64,
@@ -131,9 +90,6 @@ impl OwnChunk {
             descr,
             page_target,
             layout,
-            codec: if layout == Layout::Bytes { Codec::Undecided } else { Codec::Zstd },
-            pending: Vec::new(),
-            pending_bytes: 0,
             pieces: Vec::new(),
             chunk_bytes: 0,
             uncompressed_bytes: 0,
@@ -148,35 +104,24 @@ impl OwnChunk {
 
     /// Bytes held: the closed pages and the open one.
     pub fn size(&self) -> usize {
-        self.chunk_bytes as usize + self.pending_bytes + self.page.len()
+        self.chunk_bytes as usize + self.page.len()
     }
 
     /// One row of a `data` column: the value's length, then its bytes. A value of a page's size
-    /// or more gets a page of its own: compressed straight from the row, or kept as it is.
-    pub fn push_bytes(&mut self, value: Vec<u8>, tensor: &str) -> Result<()> {
+    /// or more is compressed into a page of its own without being copied first.
+    pub fn push_bytes(&mut self, value: &[u8], tensor: &str) -> Result<()> {
         debug_assert_eq!(self.layout, Layout::Bytes);
         let len = i32::try_from(value.len())
             .map_err(|_| too_large(format!("tensor '{tensor}': {} bytes of codes", value.len())))?;
         let prefix = (len as u32).to_le_bytes();
-        let judged_alone = value.len() >= SAMPLE_SLICES * SAMPLE_BYTES || self.codec != Codec::Undecided;
-        if value.len() >= self.page_target && judged_alone {
+        if value.len() >= self.page_target {
             self.close_page()?;
-            if self.codec == Codec::Undecided {
-                let codec = if zstd_pays(&value)? { Codec::Zstd } else { Codec::Stored };
-                self.settle(codec)?;
-            }
             let total = value.len() + 4;
-            match self.codec {
-                Codec::Stored => self.add_page(1, total, vec![prefix.to_vec(), value], tensor)?,
-                _ => {
-                    let compressed = compress_parts(&[&prefix, &value], total).map_err(zstd_err)?;
-                    drop(value);
-                    self.add_page(1, total, vec![compressed], tensor)?
-                }
-            }
+            let compressed = compress_parts(&[&prefix, value], total).map_err(zstd_err)?;
+            self.add_page(1, total, compressed, tensor)?;
         } else {
             self.page.extend_from_slice(&prefix);
-            self.page.extend_from_slice(&value);
+            self.page.extend_from_slice(value);
             self.page_values += 1;
         }
         self.rows += 1;
@@ -236,88 +181,31 @@ impl OwnChunk {
                 body
             }
         };
+        let compressed = zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(zstd_err)?;
         let n = std::mem::take(&mut self.page_values);
-        match self.codec {
-            Codec::Undecided => {
-                self.pending_bytes += body.len();
-                self.pending.push((n, body));
-                if self.pending_bytes >= SAMPLE_SLICES * SAMPLE_BYTES {
-                    self.decide_on_pending()?;
-                }
-                Ok(())
-            }
-            codec => self.emit_page(n, body, codec),
-        }
+        self.add_page(n, body.len(), compressed, self.descr.path().string().as_str())
     }
 
-    fn emit_page(&mut self, num_values: u32, body: Vec<u8>, codec: Codec) -> Result<()> {
-        let what = self.descr.path().string();
-        let uncompressed = body.len();
-        let stored = match codec {
-            Codec::Stored => body,
-            _ => zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(zstd_err)?,
-        };
-        self.add_page(num_values, uncompressed, vec![stored], &what)
-    }
-
-    /// The codec from the pages held back so far (their whole bytes), and the pages written with it.
-    fn decide_on_pending(&mut self) -> Result<()> {
-        let pending = std::mem::take(&mut self.pending);
-        self.pending_bytes = 0;
-        let packed: Vec<Vec<u8>> = pending
-            .iter()
-            .map(|(_, body)| zstd::bulk::compress(body, ZSTD_LEVEL).map_err(zstd_err))
-            .collect::<Result<_>>()?;
-        let raw: usize = pending.iter().map(|(_, b)| b.len()).sum();
-        let pays = (packed.iter().map(Vec::len).sum::<usize>() as f64) < raw as f64 * (1.0 - MIN_ZSTD_SAVING);
-        self.codec = if pays { Codec::Zstd } else { Codec::Stored };
-        let what = self.descr.path().string();
-        for ((n, body), packed) in pending.into_iter().zip(packed) {
-            let uncompressed = body.len();
-            self.add_page(n, uncompressed, vec![if pays { packed } else { body }], &what)?;
-        }
-        Ok(())
-    }
-
-    /// Settle an undecided codec as `codec`, writing the pages held back with it.
-    fn settle(&mut self, codec: Codec) -> Result<()> {
-        self.codec = codec;
-        self.pending_bytes = 0;
-        for (n, body) in std::mem::take(&mut self.pending) {
-            self.emit_page(n, body, codec)?;
-        }
-        Ok(())
-    }
-
-    /// A page of `num_values` levels whose stored body is `body` (the pieces in order).
-    fn add_page(&mut self, num_values: u32, uncompressed: usize, body: Vec<Vec<u8>>, what: &str) -> Result<()> {
-        let stored: usize = body.iter().map(Vec::len).sum();
+    fn add_page(&mut self, num_values: u32, uncompressed: usize, compressed: Vec<u8>, what: &str) -> Result<()> {
         let size = |n: usize| i32::try_from(n).map_err(|_| too_large(format!("a page of {what} of {n} bytes")));
-        let header = data_page_header(num_values as i32, size(uncompressed)?, size(stored)?);
-        self.chunk_bytes += (header.len() + stored) as u64;
+        let header = data_page_header(num_values as i32, size(uncompressed)?, size(compressed.len())?);
+        self.chunk_bytes += (header.len() + compressed.len()) as u64;
         self.uncompressed_bytes += (header.len() + uncompressed) as u64;
         self.values_total += u64::from(num_values);
         self.pieces.push(header);
-        self.pieces.extend(body);
+        self.pieces.push(compressed);
         Ok(())
     }
 
     /// The chunk's bytes and what the row group writer needs to splice them in.
     pub fn close(mut self) -> Result<(Pieces, ColumnCloseResult)> {
         self.close_page()?;
-        if self.codec == Codec::Undecided {
-            self.decide_on_pending()?;
-        }
         let encodings = match self.layout {
             Layout::Bytes => vec![Encoding::PLAIN],
             Layout::HalfList => vec![Encoding::PLAIN, Encoding::RLE],
         };
-        let codec = match self.codec {
-            Codec::Stored => Compression::UNCOMPRESSED,
-            _ => Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?),
-        };
         let metadata = ColumnChunkMetaData::builder(self.descr.clone())
-            .set_compression_codec(codec.into())
+            .set_compression_codec(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?).into())
             .set_encodings(encodings)
             .set_total_compressed_size(self.chunk_bytes as i64)
             .set_total_uncompressed_size(self.uncompressed_bytes as i64)
@@ -396,7 +284,7 @@ mod tests {
     use super::*;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Float16Type;
-    use arrow_array::Array;
+    use arrow_array::{Array, RecordBatch};
     use arrow_schema::{DataType, Field, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::arrow_writer::ArrowWriterOptions;
@@ -418,97 +306,54 @@ mod tests {
             rng ^= rng << 17;
             rng
         };
-        // Random codes (zstd saves nothing: stored) and codes of a small alphabet (zstd).
-        for compressible in [false, true] {
-            let rows: Vec<(Vec<u8>, Option<Vec<u16>>)> = (0..60)
-                .map(|i| {
-                    let len = [0, 1, 3, 40, 300, 5000][i % 6] + (next() % 7) as usize;
-                    let data = (0..len).map(|_| if compressible { (next() % 3) as u8 } else { next() as u8 }).collect();
-                    let halfs = match i % 5 {
-                        0 => None,
-                        1 => Some(Vec::new()),
-                        _ => Some((0..[1, 2, 90, 700][i % 4]).map(|_| next() as u16).collect()),
-                    };
-                    (data, halfs)
-                })
-                .collect();
-            for page_target in [1, 64, 1000, PAGE_TARGET] {
-                let got = write_and_read(&schema, &rows, page_target, compressible);
-                assert_eq!(got, rows, "page target {page_target}, compressible {compressible}");
+        let rows: Vec<(Vec<u8>, Option<Vec<u16>>)> = (0..60)
+            .map(|i| {
+                let len = [0, 1, 3, 40, 300, 5000][i % 6] + (next() % 7) as usize;
+                let data = (0..len).map(|_| next() as u8).collect();
+                let halfs = match i % 5 {
+                    0 => None,
+                    1 => Some(Vec::new()),
+                    _ => Some((0..[1, 2, 90, 700][i % 4]).map(|_| next() as u16).collect()),
+                };
+                (data, halfs)
+            })
+            .collect();
+        for page_target in [1, 64, 1000, PAGE_TARGET] {
+            let options = ArrowWriterOptions::new().with_skip_arrow_metadata(true);
+            let (mut file, _) = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)
+                .unwrap()
+                .into_serialized_writer()
+                .unwrap();
+            for group in rows.chunks(25) {
+                let mut data = OwnChunk::with_page_target(file.schema_descr().column(0), page_target).unwrap();
+                let mut scales = OwnChunk::with_page_target(file.schema_descr().column(1), page_target).unwrap();
+                for (d, s) in group {
+                    data.push_bytes(d, "t").unwrap();
+                    scales.push_halfs(s.as_deref(), "t").unwrap();
+                }
+                let mut rg = file.next_row_group().unwrap();
+                for chunk in [data, scales] {
+                    let (pieces, close) = chunk.close().unwrap();
+                    rg.append_column(&pieces, close).unwrap();
+                }
+                rg.close().unwrap();
             }
-        }
-    }
-
-    /// Rows written in row groups of 25 through OwnChunk, read back by parquet-rs's Arrow reader;
-    /// checks that the `data` chunks' codec is zstd exactly when `compressed`.
-    fn write_and_read(
-        schema: &Arc<Schema>,
-        rows: &[(Vec<u8>, Option<Vec<u16>>)],
-        page_target: usize,
-        compressed: bool,
-    ) -> Vec<(Vec<u8>, Option<Vec<u16>>)> {
-        let options = ArrowWriterOptions::new().with_skip_arrow_metadata(true);
-        let (mut file, _) = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)
-            .unwrap()
-            .into_serialized_writer()
-            .unwrap();
-        for group in rows.chunks(25) {
-            let mut data = OwnChunk::with_page_target(file.schema_descr().column(0), page_target).unwrap();
-            let mut scales = OwnChunk::with_page_target(file.schema_descr().column(1), page_target).unwrap();
-            for (d, s) in group {
-                data.push_bytes(d.clone(), "t").unwrap();
-                scales.push_halfs(s.as_deref(), "t").unwrap();
+            let bytes = file.into_inner().unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap().build().unwrap();
+            let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+            let mut got = Vec::new();
+            for b in &batches {
+                let data = b.column(0).as_binary::<i32>();
+                let scales = b.column(1).as_list::<i32>();
+                for i in 0..b.num_rows() {
+                    let s = (!scales.is_null(i)).then(|| {
+                        let v = scales.value(i);
+                        v.as_primitive::<Float16Type>().values().iter().map(|h| h.to_bits()).collect::<Vec<u16>>()
+                    });
+                    got.push((data.value(i).to_vec(), s));
+                }
             }
-            let mut rg = file.next_row_group().unwrap();
-            for chunk in [data, scales] {
-                let (pieces, close) = chunk.close().unwrap();
-                rg.append_column(&pieces, close).unwrap();
-            }
-            rg.close().unwrap();
+            assert_eq!(got, rows, "page target {page_target}");
         }
-        for rg in file.flushed_row_groups() {
-            let codec = rg.column(0).compression();
-            assert_eq!(matches!(codec, Compression::ZSTD(_)), compressed, "{codec} at page target {page_target}");
-        }
-        let bytes = file.into_inner().unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap().build().unwrap();
-        let mut got = Vec::new();
-        for b in reader {
-            let b = b.unwrap();
-            let data = b.column(0).as_binary::<i32>();
-            let scales = b.column(1).as_list::<i32>();
-            for i in 0..b.num_rows() {
-                let s = (!scales.is_null(i)).then(|| {
-                    let v = scales.value(i);
-                    v.as_primitive::<Float16Type>().values().iter().map(|h| h.to_bits()).collect::<Vec<u16>>()
-                });
-                got.push((data.value(i).to_vec(), s));
-            }
-        }
-        got
-    }
-
-    #[test]
-    fn zstd_pays_on_compressible_values_only() {
-        let mut x = 1u32;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    (x >> 24) as u8
-                })
-                .collect()
-        };
-        for n in [100, 64 << 10, 3 << 20] {
-            assert!(!zstd_pays(&noise(n)).unwrap(), "{n} random bytes");
-            assert!(zstd_pays(&vec![7u8; n]).unwrap(), "{n} equal bytes");
-        }
-        // A large value is judged by its spread slices: compressible slices win over noise elsewhere.
-        let mut v = noise(8 << 20);
-        let step = (v.len() - SAMPLE_BYTES) / (SAMPLE_SLICES - 1);
-        for i in 0..SAMPLE_SLICES {
-            v[i * step..i * step + SAMPLE_BYTES].fill(0);
-        }
-        assert!(zstd_pays(&v).unwrap());
     }
 }

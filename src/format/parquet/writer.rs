@@ -173,7 +173,8 @@ impl TensorWriter {
             _ => (None, None),
         };
         let [codes, scale_chunk, min_chunk] = &mut group.own;
-        codes.push_bytes(data, &row.name)?;
+        codes.push_bytes(&data, &row.name)?;
+        drop(data);
         scale_chunk.push_halfs(scales, &row.name)?;
         min_chunk.push_halfs(mins, &row.name)?;
         self.rows += 1;
