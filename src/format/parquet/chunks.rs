@@ -33,6 +33,12 @@ fn too_large(what: String) -> AqError {
     AqError::TooLarge(format!("{what}: beyond what one Parquet page can hold (2 GiB)"))
 }
 
+/// A `data` value's length as its PLAIN prefix, or `E_TOO_LARGE` naming the tensor: a value
+/// must fit one page, whose sizes Parquet states as i32.
+pub fn value_len(value: &[u8], tensor: &str) -> Result<i32> {
+    i32::try_from(value.len()).map_err(|_| too_large(format!("tensor '{tensor}': {} bytes of codes", value.len())))
+}
+
 /// One zstd frame of `parts` concatenated (`total` bytes, stated in the frame as a one-shot
 /// compression would), without concatenating them first.
 fn compress_parts(parts: &[&[u8]], total: usize) -> std::io::Result<Vec<u8>> {
@@ -111,8 +117,7 @@ impl OwnChunk {
     /// or more is compressed into a page of its own without being copied first.
     pub fn push_bytes(&mut self, value: &[u8], tensor: &str) -> Result<()> {
         debug_assert_eq!(self.layout, Layout::Bytes);
-        let len = i32::try_from(value.len())
-            .map_err(|_| too_large(format!("tensor '{tensor}': {} bytes of codes", value.len())))?;
+        let len = value_len(value, tensor)?;
         let prefix = (len as u32).to_le_bytes();
         if value.len() >= self.page_target {
             self.close_page()?;

@@ -153,13 +153,7 @@ impl TensorWriter {
     pub fn write(&mut self, mut row: TensorRow) -> Result<()> {
         let data = std::mem::take(&mut row.data);
         // Refused before any column takes the row, so that the open row group stays whole.
-        if i32::try_from(data.len()).is_err() {
-            return Err(AqError::TooLarge(format!(
-                "tensor '{}': {} bytes of codes, beyond what one Parquet page can hold (2 GiB)",
-                row.name,
-                data.len()
-            )));
-        }
+        chunks::value_len(&data, &row.name)?;
         let columns = self.small_columns(&row)?;
         if self.group.is_none() {
             let descr = self.file.schema_descr();
