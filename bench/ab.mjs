@@ -3,6 +3,7 @@
 // alike. Prints medians, the time ratio B ÷ A and whether the files are byte-identical.
 //
 //   node bench/ab.mjs <package dir A> <package dir B> [rounds]
+//   AB_ONLY=substring runs only the cases whose name contains it.
 //
 // A package dir is a `pkg/` with its `wasm/` built (`make build`), e.g. a copy of an older commit's.
 import { readFileSync } from 'node:fs';
@@ -38,14 +39,22 @@ const big = synthetic(4096, 4096);
 const riva = readFileSync(join(ROOT, 'samples/rivagan_f32.safetensors'));
 const ddpm = readFileSync(join(ROOT, 'samples/tiny_ddpm_digits.safetensors'));
 const calibration = readFileSync(join(ROOT, 'samples/tiny_ddpm_digits.calib.safetensors'));
-const cases = [
+// Second moments per input column, as tools/calibrate.py records them: the importance-weighted search.
+const sqMean = Array.from({ length: 4096 }, (_, j) => 0.1 + ((j * 7919) % 101) / 10);
+const importance = { calibration: { timesteps: [0], layers: { w: { actMin: [-1], actMax: [1], samples: [64], sqMean, channelAbsMax: sqMean.map((v) => 2 * Math.sqrt(v)) } } } };
+const noTime = { enableSpatial: false, enableTimeAware: false, minAccuracy: 0, groupSize: 64 };
+const allCases = [
   ['64 MiB f32, 4-bit g64 min/max', big, { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }, {}, 21],
   ['64 MiB f32, 4-bit g64 search', big, { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }, {}, 21],
   ['64 MiB f32, 8-bit g64 min/max', big, { bitWidth: 8, groupSize: 64, minAccuracy: 0 }, {}, 21],
   ['RivaGAN, edge', riva, { profile: 'edge' }, {}, ROUNDS],
   ['tiny DDPM, 4-bit g64 search', ddpm, { bitWidth: 4, groupSize: 64, minAccuracy: 0 }, {}, ROUNDS],
   ['tiny DDPM, local + calibration', ddpm, { profile: 'local' }, { calibration }, ROUNDS],
+  ['64 MiB f32, 4-bit g64 importance', big, { ...noTime, bitWidth: 4 }, importance, 21],
+  ['64 MiB f32, 2-bit g64 importance', big, { ...noTime, bitWidth: 2 }, importance, 21],
+  ['64 MiB f32, 8-bit g64 importance', big, { ...noTime, bitWidth: 8 }, importance, 11],
 ];
+const cases = allCases.filter(([name]) => !process.env.AB_ONLY || name.includes(process.env.AB_ONLY));
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const same = (a, b) => a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 

@@ -27,47 +27,113 @@ const MAX_GAIN: f64 = 2.0;
 /// or the matched params do not fit f16.
 pub fn match_group(x: &[f32], q: &[u8], h: Option<&[f32]>, p: GroupParams) -> GroupParams {
     debug_assert_eq!(x.len(), q.len());
-    // One body for both, monomorphised: the equal weights' multiplications by 1.0 fold away (and
-    // are exact anyway), the importances are zipped in rather than indexed.
-    match h {
-        Some(h) => match_weighted(x, q, || h.iter().map(|&w| w as f64), p),
-        None => match_weighted(x, q, || core::iter::repeat(1.0f64), p),
+    if x.is_empty() || p.scale_f32() == 0.0 {
+        return p;
     }
+    let m = match h {
+        Some(h) => Moments::weighted(x, q, h),
+        None => Moments::equal(x, q),
+    };
+    m.matched(p).unwrap_or(p)
 }
 
-#[inline(always)]
-fn match_weighted<I: Iterator<Item = f64>>(
-    x: &[f32],
-    q: &[u8],
-    weights: impl Fn() -> I,
-    p: GroupParams,
-) -> GroupParams {
-    let (mut sw, mut sx, mut sq) = (0f64, 0f64, 0f64);
-    for ((&v, &c), w) in x.iter().zip(q).zip(weights()) {
-        sw += w;
-        sx += w * v as f64;
-        sq += w * c as f64;
+/// A group's weighted moments about a shift K (its first value): Σw, Σw·d, Σw·q, Σw·d², Σw·d·q
+/// with d = x − K, in f64. One pass instead of a pass for the means and one for the centred
+/// sums; shifting by a value of the group keeps the centring's cancellation to the ratio of
+/// its range to its spread (a few bits of f64's 53). Elements are summed in two interleaved
+/// chains (even and odd positions, added at the end) so that the f64 additions' latency does
+/// not serialise the loop.
+#[derive(Debug, Clone, Copy, Default)]
+struct Moments {
+    shift: f64,
+    sw: f64,
+    sd: f64,
+    sq: f64,
+    sdd: f64,
+    sdq: f64,
+}
+
+impl Moments {
+    fn equal(x: &[f32], q: &[u8]) -> Self {
+        let shift = x[0] as f64;
+        let (mut a, mut b) = ([0f64; 4], [0f64; 4]);
+        let (mut qa, mut qb) = (0u32, 0u32);
+        let mut pairs_x = x.chunks_exact(2);
+        let mut pairs_q = q.chunks_exact(2);
+        for (px, pq) in (&mut pairs_x).zip(&mut pairs_q) {
+            let (d0, d1) = (px[0] as f64 - shift, px[1] as f64 - shift);
+            let (q0, q1) = (pq[0] as f64, pq[1] as f64);
+            a[0] += d0;
+            a[1] += d0 * d0;
+            a[2] += d0 * q0;
+            qa += pq[0] as u32;
+            b[0] += d1;
+            b[1] += d1 * d1;
+            b[2] += d1 * q1;
+            qb += pq[1] as u32;
+        }
+        for (&v, &c) in pairs_x.remainder().iter().zip(pairs_q.remainder()) {
+            let d = v as f64 - shift;
+            a[0] += d;
+            a[1] += d * d;
+            a[2] += d * c as f64;
+            qa += c as u32;
+        }
+        Moments {
+            shift,
+            sw: x.len() as f64,
+            sd: a[0] + b[0],
+            sq: (qa + qb) as f64,
+            sdd: a[1] + b[1],
+            sdq: a[2] + b[2],
+        }
     }
-    if sw.is_nan() || sw <= 0.0 || p.scale_f32() == 0.0 {
-        return p;
+
+    fn weighted(x: &[f32], q: &[u8], h: &[f32]) -> Self {
+        let shift = x[0] as f64;
+        let (mut a, mut b) = ([0f64; 5], [0f64; 5]);
+        let mut add = |acc: &mut [f64; 5], v: f32, c: u8, w: f32| {
+            let (d, c, w) = (v as f64 - shift, c as f64, w as f64);
+            let wd = w * d;
+            acc[0] += w;
+            acc[1] += wd;
+            acc[2] += w * c;
+            acc[3] += wd * d;
+            acc[4] += wd * c;
+        };
+        let mut i = 0;
+        while i + 1 < x.len() {
+            add(&mut a, x[i], q[i], h[i]);
+            add(&mut b, x[i + 1], q[i + 1], h[i + 1]);
+            i += 2;
+        }
+        if i < x.len() {
+            add(&mut a, x[i], q[i], h[i]);
+        }
+        Moments { shift, sw: a[0] + b[0], sd: a[1] + b[1], sq: a[2] + b[2], sdd: a[3] + b[3], sdq: a[4] + b[4] }
     }
-    let (mx, mq) = (sx / sw, sq / sw);
-    let (mut var, mut cov) = (0f64, 0f64);
-    for ((&v, &c), w) in x.iter().zip(q).zip(weights()) {
-        let (dx, dq) = (v as f64 - mx, c as f64 - mq);
-        var += w * dx * dx;
-        cov += w * dx * dq;
+
+    /// The regression of the codes on the values: s = var/cov, m = mean(x) − s·mean(q); `None`
+    /// when the weights carry nothing, the values or codes do not vary together, the gain leaves
+    /// [1/2, 2] or the params do not fit f16.
+    fn matched(&self, p: GroupParams) -> Option<GroupParams> {
+        if self.sw.is_nan() || self.sw <= 0.0 {
+            return None;
+        }
+        let (md, mq) = (self.sd / self.sw, self.sq / self.sw);
+        let var = self.sdd - self.sd * md;
+        let cov = self.sdq - self.sd * mq;
+        if var.is_nan() || var <= 0.0 || cov.is_nan() || cov <= 0.0 {
+            return None;
+        }
+        let scale = var / cov;
+        let gain = scale / p.scale_f32() as f64;
+        if !(1.0 / MAX_GAIN..=MAX_GAIN).contains(&gain) {
+            return None;
+        }
+        let min = self.shift + md - scale * mq;
+        GroupParams::from_half(HalfParams::round(scale as f32, min as f32))
     }
-    if var.is_nan() || var <= 0.0 || cov.is_nan() || cov <= 0.0 {
-        return p;
-    }
-    let scale = var / cov;
-    let gain = scale / p.scale_f32() as f64;
-    if !(1.0 / MAX_GAIN..=MAX_GAIN).contains(&gain) {
-        return p;
-    }
-    let min = mx - scale * mq;
-    GroupParams::from_half(HalfParams::round(scale as f32, min as f32)).unwrap_or(p)
 }
 
 /// Params scaled by `k` (ŵ·k, the codes unchanged), rounded to f16; `p` when `k` is outside
