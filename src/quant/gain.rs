@@ -92,7 +92,7 @@ impl Moments {
     fn weighted(x: &[f32], q: &[u8], h: &[f32]) -> Self {
         let shift = x[0] as f64;
         let (mut a, mut b) = ([0f64; 5], [0f64; 5]);
-        let mut add = |acc: &mut [f64; 5], v: f32, c: u8, w: f32| {
+        let add = |acc: &mut [f64; 5], v: f32, c: u8, w: f32| {
             let (d, c, w) = (v as f64 - shift, c as f64, w as f64);
             let wd = w * d;
             acc[0] += w;

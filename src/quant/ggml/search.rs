@@ -96,13 +96,11 @@ pub fn symmetric_scale(b: Block, nmax: f32, store: impl Fn(f32) -> f32) -> f32 {
         return best;
     }
     let mut best_e = error(best);
-    for k in (-9..=9).step_by(3) {
-        let inv = reciprocal(max / -(nmax + 0.1 * k as f32));
-        let (sxq, sqq, _) = b.code_sums(0.0, inv, lo, hi);
-        if sqq == 0.0 {
-            continue;
-        }
-        let d = store(sxq / sqq);
+    // Stage by stage for all candidates, as in `affine_params`.
+    let invs = SYMMETRIC_GRID.map(|k| reciprocal(max / -(nmax + 0.1 * k as f32)));
+    let sums = invs.map(|inv| b.code_sums(0.0, inv, lo, hi));
+    let candidates = sums.map(|(sxq, sqq, _)| (sqq != 0.0).then(|| store(sxq / sqq)));
+    for d in candidates.into_iter().flatten() {
         let e = error(d);
         if e < best_e {
             (best, best_e) = (d, e);
@@ -110,6 +108,12 @@ pub fn symmetric_scale(b: Block, nmax: f32, store: impl Fn(f32) -> f32) -> f32 {
     }
     best
 }
+
+/// The symmetric search's divisors: nmax + 0.1·k for these k.
+const SYMMETRIC_GRID: [i32; 7] = [-9, -6, -3, 0, 3, 6, 9];
+
+/// The affine search's ranges: range/(levels + 0.1·k) for these k.
+const AFFINE_GRID: [i32; 6] = [-5, -2, 1, 4, 7, 10];
 
 /// (d, m) for x ≈ d·q + m, q ∈ 0..=levels. The reference choice is m = min, d = range/levels; we
 /// also try the ranges range/(levels + 0.1·k), refit d and m to each one's codes by least squares,
@@ -128,21 +132,24 @@ pub fn affine_params(b: Block, levels: f32, nonpositive_min: bool, store: impl F
     }
     let mut best_e = error(best.0, best.1);
     let (n, sx) = b.moments();
-    for k in (-5..=10).step_by(3) {
-        let inv = reciprocal((hi - lo) / (levels + 0.1 * k as f32));
-        let (sxq, sqq, sq) = b.code_sums(lo, inv, 0.0, levels);
+    // Each stage for all six candidates before the next (the same operations per candidate, in
+    // the same order of comparison): their divisions then overlap instead of waiting on each
+    // other across the kernel calls.
+    let invs = AFFINE_GRID.map(|k| reciprocal((hi - lo) / (levels + 0.1 * k as f32)));
+    let sums = invs.map(|inv| b.code_sums(lo, inv, 0.0, levels));
+    let candidates = sums.map(|(sxq, sqq, sq)| {
         let det = n * sqq - sq * sq;
         if det <= 0.0 {
-            continue;
+            return None;
         }
         let (mut d, mut m) = ((n * sxq - sq * sx) / det, (sqq * sx - sq * sxq) / det);
         if nonpositive_min && m > 0.0 {
             (d, m) = (sxq / sqq, 0.0);
         }
         let (d, m) = (store(d), store(m));
-        if d.is_nan() || d <= 0.0 {
-            continue;
-        }
+        (!d.is_nan() && d > 0.0).then_some((d, m))
+    });
+    for (d, m) in candidates.into_iter().flatten() {
         let e = error(d, m);
         if e < best_e {
             (best, best_e) = ((d, m), e);
