@@ -79,14 +79,7 @@ impl Moments {
             a[2] += d * c as f64;
             qa += c as u32;
         }
-        Moments {
-            shift,
-            sw: x.len() as f64,
-            sd: a[0] + b[0],
-            sq: (qa + qb) as f64,
-            sdd: a[1] + b[1],
-            sdq: a[2] + b[2],
-        }
+        Moments { shift, sw: x.len() as f64, sd: a[0] + b[0], sq: (qa + qb) as f64, sdd: a[1] + b[1], sdq: a[2] + b[2] }
     }
 
     fn weighted(x: &[f32], q: &[u8], h: &[f32]) -> Self {

@@ -32,7 +32,7 @@ fn f16_finite(x: f32) -> f16 {
 }
 
 use super::search::{self, reciprocal, Block};
-use crate::kernels::scalar::clamp_round;
+use crate::kernels::{self, scalar::clamp_round};
 
 /// Quantize non-negative sub-block params under a super-scale: codes 0..=max_code.
 fn super_quantize(params: &[f32], max_code: f32) -> (f16, Vec<u8>) {
@@ -111,10 +111,9 @@ fn affine_superblock(b: Block, sub: usize, levels: f32, max_code: f32, q: &mut [
         (sc[j], m[j]) = (best.1, best.2);
         let dl = df * sc[j] as f32;
         let ml = dminf * m[j] as f32;
-        let inv = reciprocal(dl);
-        for (o, &v) in q[sub * j..sub * (j + 1)].iter_mut().zip(xs) {
-            *o = clamp_round((v - -ml) * inv, 0.0, levels) as u8;
-        }
+        // The kernel's codes are rne(clamp((x + ml)/dl, 0, levels)) — its 1/dl is the search's
+        // `reciprocal` for every dl an f16 super-scale times a 6-bit code can make.
+        (kernels::active().quantize_codes)(xs, dl, -ml, levels, &mut q[sub * j..sub * (j + 1)]);
     }
     AffineParams { d, dmin, sc, m }
 }
@@ -154,10 +153,14 @@ fn symmetric_superblock(b: Block, sub: usize, nmax: f32, smax: f32, q: &mut [u8;
         }
         sc[j] = best.1;
         let dl = df * sc[j] as f32;
-        let inv = reciprocal(dl);
-        for (o, &v) in q[sub * j..sub * (j + 1)].iter_mut().zip(xs) {
-            *o = (clamp_round((v - 0.0) * inv, -nmax, nmax - 1.0) + nmax) as u8;
-        }
+        (kernels::active().symmetric_codes)(
+            xs,
+            reciprocal(dl),
+            -nmax,
+            nmax - 1.0,
+            nmax,
+            &mut q[sub * j..sub * (j + 1)],
+        );
     }
     (d, sc)
 }

@@ -49,17 +49,6 @@ fn f16_store(x: f32) -> f16 {
     }
 }
 
-use crate::kernels::scalar::clamp_round;
-
-/// The code for `x` against the stored scale `d` (as f32) through its reciprocal `inv` = 1/d:
-/// round(x·inv), ties to even, clamped to `lo..=hi`. A zero scale gives code 0.
-fn code(x: f32, inv: f32, lo: f32, hi: f32) -> i32 {
-    if inv == 0.0 {
-        return 0;
-    }
-    clamp_round(x * inv, lo, hi) as i32
-}
-
 fn pack_nibbles(q: &[u8; 32], out: &mut [u8]) {
     for j in 0..16 {
         out[j] = (q[j] & 0x0f) | ((q[j + 16] & 0x0f) << 4);
@@ -100,11 +89,9 @@ fn symmetric(x: &[f32; 32], w: Option<&[f32]>, nmax: f32) -> (f16, [u8; 32]) {
 
 /// Codes of an affine block against the stored scale `d` and minimum `m`.
 fn affine_codes(x: &[f32; 32], d: f32, m: f32, levels: f32) -> [u8; 32] {
-    let inv = reciprocal(d);
+    // The kernel's 1/d is `reciprocal(d)` for every finite f16 d.
     let mut q = [0u8; 32];
-    for (o, &v) in q.iter_mut().zip(x) {
-        *o = code(v - m, inv, 0.0, levels) as u8;
-    }
+    (crate::kernels::active().quantize_codes)(x, d, m, levels, &mut q);
     q
 }
 
