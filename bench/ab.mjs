@@ -53,7 +53,12 @@ const allCases = [
   ['64 MiB f32, 4-bit g64 importance', big, { ...noTime, bitWidth: 4 }, importance, 21],
   ['64 MiB f32, 2-bit g64 importance', big, { ...noTime, bitWidth: 2 }, importance, 21],
   ['64 MiB f32, 8-bit g64 importance', big, { ...noTime, bitWidth: 8 }, importance, 11],
+  // GGUF output: the config slot holds the type name.
+  ...['Q8_0', 'Q4_0', 'Q4_K_M', 'Q6_K', 'Q2_K'].map((ty) => [`64 MiB f32, GGUF ${ty}`, big, ty, undefined, 7]),
 ];
+/** The output file of one case through one build: GGUF when the config is a type name. */
+const run = (lib, bytes, config, options) =>
+  typeof config === 'string' ? lib.quantizeModelGguf(bytes, config, options?.calibration).gguf : lib.quantizeModel(bytes, config, options).parquet;
 const cases = allCases.filter(([name]) => !process.env.AB_ONLY || name.includes(process.env.AB_ONLY));
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const same = (a, b) => a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
@@ -66,7 +71,7 @@ for (const [name, bytes, config, options, rounds] of cases) {
     const order = r % 2 ? [['A', A], ['B', B]] : [['B', B], ['A', A]];
     for (const [k, lib] of order) {
       const t0 = performance.now();
-      out[k] = lib.quantizeModel(bytes, config, options).parquet;
+      out[k] = run(lib, bytes, config, options);
       if (r > 0) times[k].push(performance.now() - t0);
     }
   }
