@@ -46,7 +46,7 @@ const noTime = { enableSpatial: false, enableTimeAware: false, minAccuracy: 0, g
 const allCases = [
   ['64 MiB f32, 4-bit g64 min/max', big, { bitWidth: 4, groupSize: 64, scaleSearch: 'off', minAccuracy: 0 }, {}, 21],
   ['64 MiB f32, 4-bit g64 search', big, { bitWidth: 4, groupSize: 64, scaleSearch: 'on', minAccuracy: 0 }, {}, 21],
-  ['64 MiB f32, 8-bit g64 min/max', big, { bitWidth: 8, groupSize: 64, minAccuracy: 0 }, {}, 21],
+  ['64 MiB f32, 8-bit g64 default (scaleSearch auto = search)', big, { bitWidth: 8, groupSize: 64, minAccuracy: 0 }, {}, 21],
   ['RivaGAN, edge', riva, { profile: 'edge' }, {}, ROUNDS],
   ['tiny DDPM, 4-bit g64 search', ddpm, { bitWidth: 4, groupSize: 64, minAccuracy: 0 }, {}, ROUNDS],
   ['tiny DDPM, local + calibration', ddpm, { profile: 'local' }, { calibration }, ROUNDS],
