@@ -132,9 +132,11 @@ test-py: build setup-python
 	$(PY) tests/py/check_gguf.py
 	$(PY) tools/eval/run.py --check
 
-# Quality at the diffusion models' output (tools/eval/run.py: numpy forward passes, no torch).
+# Quality at the diffusion models' output (tools/eval/run.py: numpy forward passes, no torch), and
+# our GGUF files loaded by stable-diffusion.cpp (built from PyPI on first use, several minutes).
 eval: build setup-python
 	$(PY) tools/eval/run.py
+	$(PY) tests/py/check_sdcpp.py
 
 # Coverage-guided fuzzing of the readers of untrusted bytes (safetensors, Parquet, calibration, GGUF) (cargo-fuzz on nightly, seeded with the
 # bundled files and a Parquet file made from them), FUZZ_SECONDS each; then the JS mutation loops

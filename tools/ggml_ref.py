@@ -7,15 +7,13 @@ llama.cpp's quantizer runs for these types without an importance matrix — thro
 Cached under /var/tmp/arrowquant-ggml-ref.
 """
 import ctypes
-import hashlib
-import json
 import os
 import subprocess
 import tarfile
-import urllib.parse
-import urllib.request
 
 import numpy as np
+
+import pypi_sdist
 
 PACKAGE = "llama-cpp-python"
 VERSION = "0.3.36"
@@ -40,31 +38,13 @@ const char * ggml_type_name(int type) { (void)type; return "?"; }
 """
 
 
-def _sdist():
-    index = f"https://pypi.org/pypi/{PACKAGE}/json"
-    meta = json.load(urllib.request.urlopen(index, timeout=60))
-    files = meta.get("releases", {}).get(VERSION) or (meta["urls"] if meta["info"]["version"] == VERSION else [])
-    (sdist,) = [u for u in files if u["packagetype"] == "sdist"]
-    path = os.path.join(CACHE, sdist["filename"])
-    if not os.path.exists(path):
-        tmp = path + ".part"
-        # Index mirrors may give the file's address relative to the index page.
-        urllib.request.urlretrieve(urllib.parse.urljoin(index, sdist["url"]), tmp)
-        os.replace(tmp, path)
-    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    if digest != sdist["digests"]["sha256"]:
-        os.remove(path)
-        raise SystemExit(f"{sdist['filename']}: SHA-256 {digest} does not match PyPI's")
-    return path
-
-
 def library():
     """The compiled reference quantizers (built on first use)."""
     so = os.path.join(CACHE, f"ggml-quants-{VERSION}.so")
     if not os.path.exists(so):
         os.makedirs(CACHE, exist_ok=True)
         src = os.path.join(CACHE, "src")
-        with tarfile.open(_sdist()) as tar:
+        with tarfile.open(pypi_sdist.fetch(PACKAGE, VERSION, CACHE)) as tar:
             members = [m for m in tar.getmembers() if "/vendor/llama.cpp/ggml/" in m.name and (m.name.endswith(".h") or m.name.endswith("ggml-quants.c"))]
             tar.extractall(src, members=members, filter="data")
         (root,) = [os.path.join(src, d, "vendor/llama.cpp/ggml") for d in os.listdir(src)]
