@@ -1,6 +1,7 @@
 """stable-diffusion.cpp loads our GGUF files, and its ggml decodes them to our values bit for bit.
 
-For every bundled model and block type we write: stable-diffusion.cpp's `sd-cli` (built from the
+For every bundled model and an SD-1.x-named one (its 3×3 convolutions re-rowed), at every block
+type we write: stable-diffusion.cpp's `sd-cli` (built from the
 stable-diffusion-cpp-python source package by tools/sdcpp_ref.py) reads the file through its model
 loader and converts it to an f32 GGUF — the tensors it converts dequantized by ggml's own
 routines, the ones it keeps by design (biases, embeddings) copied. Every tensor must come out: a
@@ -19,7 +20,7 @@ import gguf
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools"))
-from check_gguf import ROOT, read_safetensors, run  # noqa: E402
+from check_gguf import ROOT, read_safetensors, run, write_safetensors  # noqa: E402
 import sdcpp_ref  # noqa: E402
 
 MODELS = [
@@ -29,6 +30,20 @@ MODELS = [
     "tests/data/minilm_l6_bf16_subset.safetensors",
 ]
 TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_1", "Q5_0", "Q4_K_M", "Q4_1", "Q4_0", "Q3_K_M", "Q2_K", "F16", "BF16"]
+
+
+def sd1_shaped():
+    """A small model with SD-1.x UNet names, so its 3×3 convolutions are re-rowed to 256 values (and
+    K-quantized) as ComfyUI-GGUF's converter does for `sd1`; stable-diffusion.cpp sees the rows."""
+    rng = np.random.default_rng(5)
+    shapes = {
+        "down_blocks.0.downsamplers.0.conv.weight": (32, 32, 3, 3),
+        "down_blocks.0.downsamplers.0.conv.bias": (32,),
+        "down_blocks.0.resnets.0.conv1.weight": (64, 32, 3, 3),
+        "down_blocks.0.attentions.0.proj_in.weight": (256, 256),
+        "time_embedding.linear_1.weight": (512, 256),
+    }
+    return {k: (rng.standard_normal(v) * 0.05).astype(np.float32) for k, v in shapes.items()}
 
 
 def check(exe, model, ty, tmp, decoded):
@@ -63,11 +78,14 @@ def main():
     exe = sdcpp_ref.sd_cli()
     decoded = Counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for model in MODELS:
+        sd1 = os.path.join(tmp, "sd1_shaped.safetensors")
+        write_safetensors(sd1, sd1_shaped())
+        models = [os.path.join(ROOT, m) for m in MODELS] + [sd1]
+        for model in models:
             for ty in TYPES:
-                check(exe, os.path.join(ROOT, model), ty, tmp, decoded)
+                check(exe, model, ty, tmp, decoded)
     per_type = ", ".join(f"{k} {v}" for k, v in sorted(decoded.items()))
-    print(f"stable-diffusion.cpp {sdcpp_ref.VERSION}: {len(MODELS)} models × {len(TYPES)} types loaded, every tensor read;")
+    print(f"stable-diffusion.cpp {sdcpp_ref.VERSION}: {len(MODELS) + 1} models × {len(TYPES)} types loaded, every tensor read;")
     print(f"  tensors ggml dequantized bit for bit equal to ours, by type: {per_type}")
 
 
