@@ -4,7 +4,7 @@
 
 use crate::diffusion::calibration::Calibration;
 use crate::error::{AqError, Result};
-use crate::format::parquet::Stored;
+use crate::format::parquet::{codes_codec, CodesCodec, Stored};
 use crate::format::safetensors::{Header, TensorInfo};
 use crate::pipeline::batches::ReadGroup;
 use crate::pipeline::layer::{quantize_layer, LayerContext, LayerOutcome};
@@ -12,9 +12,10 @@ use crate::pipeline::run::ModelQuantizer;
 use crate::policy::config::{QuantConfig, ScaleSearch, Switch};
 use crate::policy::sizeplan::{Measured, Sensitivity, SizePlan, SizePlanner, PLAN_WIDTHS};
 
-/// Bytes a row will add to the file: its data and params compressed with the writer's codec
-/// (zstd level 1; packed codes of real weights shrink by up to 40 %), plus the equalization
-/// scales and time groups.
+/// Bytes a row will add to the file: its data and params as the writer stores them (zstd level 1,
+/// or the codes uncompressed where the writer's [`codes_codec`] says zstd barely shrinks them;
+/// packed codes of real weights shrink by up to 40 %), plus the equalization scales and time
+/// groups.
 fn stored_estimate(o: &LayerOutcome) -> u64 {
     let r = &o.row;
     let spatial = r.spatial.as_ref().map_or(0, |s| 4 * s.scales.len() as u64);
@@ -23,7 +24,11 @@ fn stored_estimate(o: &LayerOutcome) -> u64 {
         Stored::Quantized { scales, mins, .. } => scales.iter().chain(mins).flat_map(|x| x.to_le_bytes()).collect(),
         _ => Vec::new(),
     };
-    compressed_len(&r.data) + compressed_len(&params) + spatial + time
+    let data = match codes_codec(&r.data) {
+        CodesCodec::Zstd => compressed_len(&r.data),
+        CodesCodec::Uncompressed => r.data.len() as u64,
+    };
+    data + compressed_len(&params) + spatial + time
 }
 
 fn compressed_len(bytes: &[u8]) -> u64 {

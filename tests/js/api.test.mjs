@@ -1,6 +1,7 @@
 // The JS API of the built package (pkg/node.js → the real wasm), in Node.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { crc32 } from 'node:zlib';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import {
@@ -150,6 +151,30 @@ test('hyparquet (an independent JS reader) reads our file', async () => {
       assert.equal(row.cosine, layer.cosine);
     }
   }
+});
+
+test('hyparquet reads codes stored uncompressed (zstd would barely shrink them) beside zstd chunks', async () => {
+  // 8-bit codes of uniform values spread evenly over 0..255: 2 MiB that zstd cannot shrink.
+  const model = safetensors([
+    { name: 'a.weight', dtype: 'F32', shape: [64, 64], data: randomF32(64 * 64, 3) },
+    { name: 'big.weight', dtype: 'F32', shape: [1024, 2048], data: randomF32(1024 * 2048, 4) },
+    { name: 'z.weight', dtype: 'F32', shape: [64, 128], data: randomF32(64 * 128, 5) },
+  ]);
+  const { parquet } = quantizeModel(model, { bitWidth: 8, groupSize: 64, minAccuracy: 0 });
+  const buf = parquet.buffer.slice(parquet.byteOffset, parquet.byteOffset + parquet.byteLength);
+  const codecs = parquetMetadata(buf).row_groups.map((g) => g.columns.find((c) => c.meta_data.path_in_schema[0] === 'data').meta_data.codec);
+  assert.ok(codecs.includes('UNCOMPRESSED') && codecs.includes('ZSTD'), codecs.join());
+  const rows = await parquetReadObjects({ file: buf, compressors, utf8: false, columns: ['name', 'data', 'data_crc32'] });
+  assert.deepEqual(rows.map((r) => r.name), ['a.weight', 'big.weight', 'z.weight']);
+  for (const row of rows) assert.equal(crc32(row.data), Number(row.data_crc32));
+  assert.equal(rows[1].data.length, 1024 * 2048);
+  const file = openQuantized(parquet);
+  const back = file.dequantize('big.weight');
+  const src = randomF32(1024 * 2048, 4);
+  let w2 = 0, e2 = 0;
+  for (let i = 0; i < src.length; i++) { w2 += src[i] ** 2; e2 += (back[i] - src[i]) ** 2; }
+  assert.ok(10 * Math.log10(w2 / e2) > 45, `SNR ${10 * Math.log10(w2 / e2)} dB`);
+  file.free();
 });
 
 test('quantizeTensor / dequantizeTensor round trip', () => {

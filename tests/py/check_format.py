@@ -317,6 +317,15 @@ def check(model, args, tmp, idx):
     assert sorted(r["name"] for r in table) == sorted(source), "every source tensor is a row, once"
 
     counts = {}
+    # §2: a `data` chunk is zstd, or uncompressed where zstd would barely shrink the codes.
+    for g in range(pf.metadata.num_row_groups):
+        rg = pf.metadata.row_group(g)
+        for c in range(rg.num_columns):
+            col = rg.column(c)
+            allowed = ("ZSTD", "UNCOMPRESSED") if col.path_in_schema == "data" else ("ZSTD",)
+            assert col.compression in allowed, f"{col.path_in_schema}: {col.compression}"
+            if col.compression == "UNCOMPRESSED":
+                counts["uncompressed data chunks"] = counts.get("uncompressed data chunks", 0) + 1
     worst = 0.0
     for row in table:
         name = row["name"]
@@ -382,13 +391,37 @@ def check(model, args, tmp, idx):
             worst = max(worst, err)
             assert err <= 1e-6, f"{name}: {col} numpy {got!r} vs file {want!r}"
     print(f"ok  {model} {' '.join(args)}: {len(table)} tensors {counts}, max metric difference {worst:.1e}")
+    return counts
+
+
+def write_f32_model(path, tensors):
+    header, blobs, at = {}, [], 0
+    for name, v in tensors.items():
+        b = np.ascontiguousarray(v, np.float32).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [at, at + len(b)]}
+        blobs.append(b)
+        at += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (model, args) in enumerate(CASES):
-            check(model, args, tmp, i)
-    print(f"{len(CASES)} passed, 0 failed")
+        # Codes that zstd barely shrinks (uniform values at 8 bits: 2 MiB of evenly spread codes)
+        # between small tensors: an uncompressed `data` chunk in a row group of its own.
+        rng = np.random.default_rng(3)
+        mixed = os.path.join(tmp, "uncompressed_codes.safetensors")
+        write_f32_model(mixed, {
+            "a.weight": rng.standard_normal((64, 64)),
+            "big.weight": rng.uniform(-1, 1, (1024, 2048)),
+            "z.weight": rng.standard_normal((64, 128)),
+        })
+        cases = CASES + [(mixed, ["--bits", "8", "--group-size", "64", "--min-accuracy", "0"])]
+        counts = [check(model, args, tmp, i) for i, (model, args) in enumerate(cases)]
+        assert "uncompressed data chunks" in counts[-1], "the uniform codes were compressed"
+    print(f"{len(cases)} passed, 0 failed")
 
 
 if __name__ == "__main__":

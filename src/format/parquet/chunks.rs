@@ -5,7 +5,9 @@
 //! they already are, and a large tensor's codes are compressed straight from the row.
 //!
 //! The pages are the ones docs/FORMAT.md describes for every column: DataPage v1, PLAIN values,
-//! RLE/bit-packed hybrid levels, each page compressed with zstd level 1 and holding whole rows.
+//! RLE/bit-packed hybrid levels, each page compressed with zstd level 1 and holding whole rows —
+//! except a `data` chunk of codes that zstd would barely shrink ([`codes_codec`]), which is
+//! stored uncompressed.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -24,6 +26,46 @@ use crate::error::{AqError, Result};
 /// small tensors share pages and a large one has a page of its own.
 const PAGE_TARGET: usize = 1 << 20;
 pub const ZSTD_LEVEL: i32 = 1;
+
+/// How a `data` column chunk's pages are stored.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CodesCodec {
+    Zstd,
+    Uncompressed,
+}
+
+/// Values below this size are always compressed: they share row groups with other tensors, and
+/// a codec decided per small value would split those groups for a few bytes.
+const UNCOMPRESSED_MIN_VALUE: usize = 1 << 20;
+/// The sample a value is judged on: this many slices of this size, evenly spaced.
+const SAMPLE_SLICES: usize = 4;
+const SAMPLE_SLICE_BYTES: usize = 64 << 10;
+
+/// The codec for one `data` value (a tensor's codes): uncompressed when the value is at least
+/// [`UNCOMPRESSED_MIN_VALUE`] and zstd at [`ZSTD_LEVEL`] saves less than 5 % on its sample
+/// ([`SAMPLE_SLICES`] slices of [`SAMPLE_SLICE_BYTES`], evenly spaced) — packed codes of
+/// weights that fill their range evenly, where compressing costs time for almost no bytes. A
+/// function of the bytes alone: the size planner (pipeline/plan.rs) estimates each row with the
+/// codec the writer will choose for it.
+pub fn codes_codec(value: &[u8]) -> CodesCodec {
+    if value.len() < UNCOMPRESSED_MIN_VALUE {
+        return CodesCodec::Zstd;
+    }
+    let stride = value.len() / SAMPLE_SLICES;
+    let (mut sampled, mut compressed) = (0usize, 0usize);
+    for k in 0..SAMPLE_SLICES {
+        let slice = &value[k * stride..(k * stride + SAMPLE_SLICE_BYTES).min(value.len())];
+        // An in-memory compression fails only when allocation does; judge such a sample as
+        // incompressible rather than fail the write over a choice of codec.
+        compressed += zstd::bulk::compress(slice, ZSTD_LEVEL).map_or(slice.len(), |c| c.len());
+        sampled += slice.len();
+    }
+    if compressed * 20 >= sampled * 19 {
+        CodesCodec::Uncompressed
+    } else {
+        CodesCodec::Zstd
+    }
+}
 
 fn zstd_err(e: std::io::Error) -> AqError {
     AqError::Parquet(format!("zstd: {e}"))
@@ -65,6 +107,7 @@ pub struct OwnChunk {
     descr: ColumnDescPtr,
     page_target: usize,
     layout: Layout,
+    codec: CodesCodec,
     pieces: Vec<Vec<u8>>,
     chunk_bytes: u64,
     uncompressed_bytes: u64,
@@ -77,11 +120,21 @@ pub struct OwnChunk {
 }
 
 impl OwnChunk {
+    /// A chunk of zstd pages.
     pub fn new(descr: ColumnDescPtr) -> Result<Self> {
-        Self::with_page_target(descr, PAGE_TARGET)
+        Self::with_page_target(descr, PAGE_TARGET, CodesCodec::Zstd)
     }
 
-    fn with_page_target(descr: ColumnDescPtr, page_target: usize) -> Result<Self> {
+    /// A `data` chunk whose pages are stored with `codec` ([`codes_codec`] of its values).
+    pub fn codes(descr: ColumnDescPtr, codec: CodesCodec) -> Result<Self> {
+        Self::with_page_target(descr, PAGE_TARGET, codec)
+    }
+
+    pub fn codec(&self) -> CodesCodec {
+        self.codec
+    }
+
+    fn with_page_target(descr: ColumnDescPtr, page_target: usize, codec: CodesCodec) -> Result<Self> {
         let layout = match (descr.max_rep_level(), descr.max_def_level()) {
             (0, 0) => Layout::Bytes,
             (1, 2) => Layout::HalfList,
@@ -96,6 +149,7 @@ impl OwnChunk {
             descr,
             page_target,
             layout,
+            codec,
             pieces: Vec::new(),
             chunk_bytes: 0,
             uncompressed_bytes: 0,
@@ -114,7 +168,7 @@ impl OwnChunk {
     }
 
     /// One row of a `data` column: the value's length, then its bytes. A value of a page's size
-    /// or more is compressed into a page of its own without being copied first.
+    /// or more gets a page of its own, compressed without being copied first.
     pub fn push_bytes(&mut self, value: &[u8], tensor: &str) -> Result<()> {
         debug_assert_eq!(self.layout, Layout::Bytes);
         let len = value_len(value, tensor)?;
@@ -122,8 +176,11 @@ impl OwnChunk {
         if value.len() >= self.page_target {
             self.close_page()?;
             let total = value.len() + 4;
-            let compressed = compress_parts(&[&prefix, value], total).map_err(zstd_err)?;
-            self.add_page(1, total, compressed, tensor)?;
+            let stored = match self.codec {
+                CodesCodec::Zstd => compress_parts(&[&prefix, value], total).map_err(zstd_err)?,
+                CodesCodec::Uncompressed => [&prefix[..], value].concat(),
+            };
+            self.add_page(1, total, stored, tensor)?;
         } else {
             self.page.extend_from_slice(&prefix);
             self.page.extend_from_slice(value);
@@ -186,9 +243,13 @@ impl OwnChunk {
                 body
             }
         };
-        let compressed = zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(zstd_err)?;
+        let uncompressed = body.len();
+        let stored = match self.codec {
+            CodesCodec::Zstd => zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(zstd_err)?,
+            CodesCodec::Uncompressed => body,
+        };
         let n = std::mem::take(&mut self.page_values);
-        self.add_page(n, body.len(), compressed, self.descr.path().string().as_str())
+        self.add_page(n, uncompressed, stored, self.descr.path().string().as_str())
     }
 
     fn add_page(&mut self, num_values: u32, uncompressed: usize, compressed: Vec<u8>, what: &str) -> Result<()> {
@@ -209,8 +270,12 @@ impl OwnChunk {
             Layout::Bytes => vec![Encoding::PLAIN],
             Layout::HalfList => vec![Encoding::PLAIN, Encoding::RLE],
         };
+        let codec = match self.codec {
+            CodesCodec::Zstd => Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?),
+            CodesCodec::Uncompressed => Compression::UNCOMPRESSED,
+        };
         let metadata = ColumnChunkMetaData::builder(self.descr.clone())
-            .set_compression_codec(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?).into())
+            .set_compression_codec(codec.into())
             .set_encodings(encodings)
             .set_total_compressed_size(self.chunk_bytes as i64)
             .set_total_uncompressed_size(self.uncompressed_bytes as i64)
@@ -323,15 +388,18 @@ mod tests {
                 (data, halfs)
             })
             .collect();
-        for page_target in [1, 64, 1000, PAGE_TARGET] {
+        for (page_target, codec) in
+            [1, 64, 1000, PAGE_TARGET].into_iter().flat_map(|t| [(t, CodesCodec::Zstd), (t, CodesCodec::Uncompressed)])
+        {
             let options = ArrowWriterOptions::new().with_skip_arrow_metadata(true);
             let (mut file, _) = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)
                 .unwrap()
                 .into_serialized_writer()
                 .unwrap();
             for group in rows.chunks(25) {
-                let mut data = OwnChunk::with_page_target(file.schema_descr().column(0), page_target).unwrap();
-                let mut scales = OwnChunk::with_page_target(file.schema_descr().column(1), page_target).unwrap();
+                let mut data = OwnChunk::with_page_target(file.schema_descr().column(0), page_target, codec).unwrap();
+                let mut scales =
+                    OwnChunk::with_page_target(file.schema_descr().column(1), page_target, CodesCodec::Zstd).unwrap();
                 for (d, s) in group {
                     data.push_bytes(d, "t").unwrap();
                     scales.push_halfs(s.as_deref(), "t").unwrap();
@@ -358,7 +426,25 @@ mod tests {
                     got.push((data.value(i).to_vec(), s));
                 }
             }
-            assert_eq!(got, rows, "page target {page_target}");
+            assert_eq!(got, rows, "page target {page_target}, {codec:?}");
         }
+    }
+
+    #[test]
+    fn codes_zstd_barely_shrinks_are_stored_uncompressed() {
+        let mut rng = 0x9e37_79b9_u64;
+        let random: Vec<u8> = (0..3 << 20)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng as u8
+            })
+            .collect();
+        assert_eq!(codes_codec(&random), CodesCodec::Uncompressed);
+        // Below the size the choice is made at, and codes that compress: zstd.
+        assert_eq!(codes_codec(&random[..UNCOMPRESSED_MIN_VALUE - 1]), CodesCodec::Zstd);
+        let peaked: Vec<u8> = random.iter().map(|&b| if b < 200 { 0x77 } else { b }).collect();
+        assert_eq!(codes_codec(&peaked), CodesCodec::Zstd);
     }
 }

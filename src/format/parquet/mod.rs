@@ -11,4 +11,5 @@ pub mod schema;
 mod thrift;
 pub mod writer;
 
+pub use chunks::{codes_codec, CodesCodec};
 pub use row::{Metrics, SpatialMeta, Storage, Stored, TensorRow};

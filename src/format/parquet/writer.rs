@@ -155,12 +155,17 @@ impl TensorWriter {
         // Refused before any column takes the row, so that the open row group stays whole.
         chunks::value_len(&data, &row.name)?;
         let columns = self.small_columns(&row)?;
+        // A column chunk has one codec: a row whose codes take the other one starts a row group.
+        let codec = chunks::codes_codec(&data);
+        if self.group.as_ref().is_some_and(|g| g.own[0].codec() != codec) {
+            self.flush()?;
+        }
         if self.group.is_none() {
             let descr = self.file.schema_descr();
-            let own = self.own_leaves.map(|leaf| OwnChunk::new(descr.column(leaf)));
-            let [a, b, c] = own;
+            let [codes, scales, mins] = self.own_leaves.map(|leaf| descr.column(leaf));
+            let own = [OwnChunk::codes(codes, codec)?, OwnChunk::new(scales)?, OwnChunk::new(mins)?];
             let writers = self.factory.create_column_writers(self.row_groups)?;
-            self.group = Some(RowGroup { writers, own: [a?, b?, c?] });
+            self.group = Some(RowGroup { writers, own });
         }
         let group = self.group.as_mut().expect("a row group is open");
         for (f, array) in columns.iter().enumerate() {
