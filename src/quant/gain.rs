@@ -43,7 +43,7 @@ pub fn match_group(x: &[f32], q: &[u8], h: Option<&[f32]>, p: GroupParams) -> Gr
 /// its range to its spread (a few bits of f64's 53). Elements are summed in two interleaved
 /// chains (even and odd positions, added at the end) so that the f64 additions' latency does
 /// not serialise the loop.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Moments {
     shift: f64,
     sw: f64,
@@ -56,7 +56,7 @@ struct Moments {
 impl Moments {
     fn equal(x: &[f32], q: &[u8]) -> Self {
         let shift = x[0] as f64;
-        let (mut a, mut b) = ([0f64; 4], [0f64; 4]);
+        let (mut a, mut b) = ([0f64; 3], [0f64; 3]);
         let (mut qa, mut qb) = (0u32, 0u32);
         let mut pairs_x = x.chunks_exact(2);
         let mut pairs_q = q.chunks_exact(2);
