@@ -16,6 +16,8 @@ import zlib
 import numpy as np
 import pyarrow.parquet as pq
 
+from check_gguf import write_safetensors  # an input writer (f32 tensors), not a reader of ours
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLI = os.path.join(ROOT, "pkg", "cli.js")
 
@@ -394,26 +396,13 @@ def check(model, args, tmp, idx):
     return counts
 
 
-def write_f32_model(path, tensors):
-    header, blobs, at = {}, [], 0
-    for name, v in tensors.items():
-        b = np.ascontiguousarray(v, np.float32).tobytes()
-        header[name] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [at, at + len(b)]}
-        blobs.append(b)
-        at += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         # Codes that zstd barely shrinks (uniform values at 8 bits: 2 MiB of evenly spread codes)
         # between small tensors: an uncompressed `data` chunk in a row group of its own.
         rng = np.random.default_rng(3)
         mixed = os.path.join(tmp, "uncompressed_codes.safetensors")
-        write_f32_model(mixed, {
+        write_safetensors(mixed, {
             "a.weight": rng.standard_normal((64, 64)),
             "big.weight": rng.uniform(-1, 1, (1024, 2048)),
             "z.weight": rng.standard_normal((64, 128)),
