@@ -112,7 +112,7 @@ for (const [label, cfg] of configs) {
   // "Same report": the plain search with the same calibration (`importance: 'off'`), so the layer's
   // output and activation-weighted SNR are measured in both — the search's own cost apart.
   console.log('| bits | plain search GB/s | plain search, same report GB/s | importance-weighted GB/s | importance ÷ plain time | importance ÷ plain, same report |\n|---|---|---|---|---|---|');
-  // At 8 bits the weighted search is the f32 block search (the fixed-point sums would overflow).
+  // At 8 bits the weighted search ranks with fewer importance levels (32 for groups of 64).
   for (const bits of [4, 2, 8]) {
     const cfg = { ...base, bitWidth: bits };
     const plain = timeIt(() => quantizeModel(synthetic, cfg));

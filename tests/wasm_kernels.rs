@@ -244,7 +244,7 @@ fn check_weighted_quad(quad: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, what: &str
 
 /// The four-lane importance-weighted search against the scalar one, lane by lane: every case in
 /// every lane position with importances of several shapes (heavy-tailed, all zero, one hot
-/// column, tiny, huge, equal), at 2 and 4 bits (8 bits goes to the scalar twin by design).
+/// column, tiny, huge, equal), at 2, 4 and 8 bits.
 #[wasm_bindgen_test]
 fn weighted_search_exact4_matches_scalar_per_lane() {
     let all = cases();

@@ -364,23 +364,64 @@ pub fn search_exact4(xs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Sear
 }
 
 /// The importance-weighted search's resolution: each group's importances h (finite, ≥ 0) become
-/// integer levels hq = round_half_even(h · 511 / max h), so that its sums stay exact integers as
-/// the plain search's do. With codes of at most 4 bits, hq·l ≤ 7665 fits a 16-bit lane and
-/// Σ hq·l·dq ≤ 511 · 15 · 1024 · 256 < 2^31. A column below 1/1022 of the group's largest
-/// importance ranks as weight 0; the stored params are still checked against min/max with the
-/// f32 importances.
+/// integer levels hq = round_half_even(h · L / max h), so that its sums stay exact integers as the
+/// plain search's do. L is at most 511 and, for each bit width and group length, the largest
+/// level that keeps the arithmetic exact and finite ([`importance_levels_max`]). A column below
+/// 1/(2L) of the group's largest importance ranks as weight 0; the stored params are still
+/// checked against min/max with the f32 importances.
 pub const IMPORTANCE_LEVELS: f32 = 511.0;
 
-/// The widest codes the weighted fixed-point search takes (4 bits): at 8 bits its sums would
-/// leave i32 (callers use the block search there).
-pub const WEIGHTED_SEARCH_MAX_QMAX: f32 = 15.0;
+/// The widest codes the weighted fixed-point search takes (8 bits, the widest we store).
+pub const WEIGHTED_SEARCH_MAX_QMAX: f32 = 255.0;
 
-/// The importance levels of one group (see [`IMPORTANCE_LEVELS`]) and the f32 weights its exact
-/// errors use: `h` itself, or all ones when max h is not positive or 511/max h is not finite (no
-/// importance known: equal weights). Returns whether the ones were used.
-pub fn importance_levels(h: &[f32], hq: &mut [i32]) -> bool {
+/// The largest importance level L for groups of `n` values at `qmax` (see [`IMPORTANCE_LEVELS`]),
+/// the smallest of four bounds, with R the dq resolution ([`search_fixed_point`]):
+///
+/// - 511: the resolution the 2- and 4-bit searches were measured with;
+/// - hq·l ≤ L·qmax fits a signed 16-bit lane (the SIMD twin's `i16x8.mul`);
+/// - Σhq·l·dq ≤ L·qmax·R·n stays inside i32;
+/// - the scores stay finite in f32: with W = Σhq ≤ L·n, a candidate's a = W²·cov(dq, l) and
+///   det = W²·var(l) (weighted) give a²·det ≤ W⁶·(R/2)²·(qmax/2)⁴, held below 2^127 (one bit of
+///   room for the f32 rounding of the sums). At 4 bits this caps groups of 256 at L = 299, where
+///   511 could overflow a score (2^127.5 for 256 uniform values of equal importance).
+///
+/// At 2 bits L = 511; at 4 bits 511 for groups of up to 150 values; at 8 bits L = 32 for groups of
+/// 64 (16 for 128, 8 for 256) — measured on 1,200 heavy-tailed and uniform groups of 64 with exponential
+/// importances, 15, 31 and 127 levels rank the candidates equally well (within 0.01 dB).
+#[inline]
+pub fn importance_levels_max(qmax: f32, n: usize) -> f32 {
+    let (r, _) = search_fixed_point(qmax);
+    let (q, r, n) = (qmax as f64, r as f64, n.max(1) as f64);
+    let lane = (i16::MAX as f64 / q).floor();
+    let sums = (i32::MAX as f64 / (q * r * n)).floor();
+    let score = (score_weight_max(qmax) / n).floor();
+    IMPORTANCE_LEVELS.min(lane as f32).min(sums as f32).min(score as f32)
+}
+
+/// The largest Σhq whose scores stay below 2^127 at `qmax` (see [`importance_levels_max`]):
+/// (2^127 / ((R/2)²·(qmax/2)⁴))^(1/6), a table for the three bit widths (computed for any other
+/// `qmax`); `importance_level_tables_match` checks the table.
+#[inline]
+fn score_weight_max(qmax: f32) -> f64 {
+    match qmax as u32 {
+        3 => 282_918.0,
+        15 => 76_795.0,
+        255 => 7_317.0,
+        _ => {
+            let (r, _) = search_fixed_point(qmax);
+            let (q, r) = (qmax as f64, r as f64);
+            (2f64.powi(127) / ((r / 2.0).powi(2) * (q / 2.0).powi(4))).powf(1.0 / 6.0).floor()
+        }
+    }
+}
+
+/// The importance levels of one group (see [`IMPORTANCE_LEVELS`]) at `qmax` and the f32 weights
+/// its exact errors use: `h` itself, or all ones when max h is not positive or L/max h is not
+/// finite (no importance known: equal weights). Returns whether the ones were used.
+pub fn importance_levels(h: &[f32], qmax: f32, hq: &mut [i32]) -> bool {
     let (_, hmax) = min_max(h);
-    let sh = if hmax > 0.0 { finite_or_zero(IMPORTANCE_LEVELS / hmax) } else { 0.0 };
+    let levels = importance_levels_max(qmax, h.len());
+    let sh = if hmax > 0.0 { finite_or_zero(levels / hmax) } else { 0.0 };
     if sh > 0.0 {
         for (o, &v) in hq.iter_mut().zip(h) {
             *o = (v * sh).round_ties_even() as i32;
@@ -407,22 +448,27 @@ fn weighted_code_sums(dq: &[i32], hq: &[i32], off: i32, m: i32, k: u32, qmax: i3
     (sl, sl2, sdl)
 }
 
-/// The weighted search's grid at 4 bits: t = −1.5 … 1.5 in steps of 0.5 (the lattice of
-/// [`search_fixed_point`] at 4 bits). Importance lets the best range move further from min/max
+/// The weighted search's grid at 4 and 8 bits: t = −1.5 … 1.5 in steps of 0.5 (on the lattice of
+/// [`search_fixed_point`] at both). Importance lets the best range move further from min/max
 /// than on the weights alone: on 300 heavy-tailed groups of 64 with exponential importances
 /// (`quant::weighted` tests), with one Lloyd step per candidate, the plain grid (t = −1 … 1) stays
-/// 0.11 dB above the exhaustive search's 33 points, this one 0.03 dB; five points of it with two
-/// steps, 0.05–0.08 dB. At 2 bits the plain grid ([`SEARCH_GRID`]) is as good.
-pub const WEIGHTED_GRID_4BIT: [f32; 7] = [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5];
+/// 0.11 dB above the exhaustive search's 33 points at 4 bits, this one 0.03 dB; five points of it
+/// with two steps, 0.05–0.08 dB. At 8 bits this grid with two steps is 0.06–0.09 dB closer to
+/// the exhaustive search than the f32 block search it replaced (nine points, Lloyd chains from the
+/// best two). At 2 bits the plain grid ([`SEARCH_GRID`]) is as good.
+pub const WEIGHTED_GRID: [f32; 7] = [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5];
 
-/// The weighted search's grid multipliers (see [`grid_multiplier`]): [`SEARCH_GRID`]'s at 2 bits,
-/// [`WEIGHTED_GRID_4BIT`]'s at 4. Grid points with t ≤ 0 come first (their codes need no clamp).
+/// The weighted search's grid multipliers (see [`grid_multiplier`]) at the three widths:
+/// [`SEARCH_GRID`]'s at 2 bits, [`WEIGHTED_GRID`]'s at 4 and 8. Grid points with t ≤ 0 come
+/// first (their codes need no clamp).
 #[inline]
 pub fn weighted_grid_multipliers(qmax: f32) -> &'static [i32] {
     if qmax <= 3.0 {
         &[35, 42, 48, 54, 61]
-    } else {
+    } else if qmax <= 15.0 {
         &[27, 28, 29, 30, 31, 32, 33]
+    } else {
+        &[2028, 2032, 2036, 2040, 2044, 2048, 2052]
     }
 }
 
@@ -449,8 +495,8 @@ fn lloyd_from(w: f32, sdq: f32, sums: CodeSums) -> (i32, i32) {
 /// after [`WEIGHTED_LLOYD_STEPS`] Lloyd steps of its own — codes recomputed against its refit,
 /// refit again — which is what makes the search as good as an exhaustive one (scoring the grid
 /// codes directly loses 0.25–0.47 dB: with uneven weights the grid's codes are far from the
-/// refit's own). Codes of at most 4 bits
-/// ([`WEIGHTED_SEARCH_MAX_QMAX`]); finds nothing at wider ones or for groups over 256 values.
+/// refit's own). Codes of at most 8 bits ([`WEIGHTED_SEARCH_MAX_QMAX`]); finds nothing at wider
+/// ones or for groups over 256 values.
 pub fn weighted_search(x: &[f32], h: &[f32], qmax: f32) -> SearchFit {
     weighted_search_levels(x, h, qmax).0
 }
@@ -469,7 +515,7 @@ fn weighted_search_levels(x: &[f32], h: &[f32], qmax: f32) -> (SearchFit, bool) 
     for (d, &v) in dq.iter_mut().zip(x) {
         *d = ((v - min) * s).round_ties_even() as i32;
     }
-    let equal = importance_levels(h, hq);
+    let equal = importance_levels(h, qmax, hq);
     let (dq, hq) = (&*dq, &*hq);
     let w = hq.iter().sum::<i32>() as f32;
     let sdq = dq.iter().zip(hq).map(|(&d, &h)| d * h).sum::<i32>() as f32;
@@ -842,40 +888,90 @@ mod tests {
         }
     }
 
-    /// The weighted search's bounds, as [`IMPORTANCE_LEVELS`] states them: its grid tables are the
-    /// multipliers of their grid points (unclamped points first, as the SIMD twin splits them), hq·l
-    /// fits a signed 16-bit lane and every weighted sum of a 256-value group stays inside i32.
+    /// The weighted search's bounds, as [`importance_levels_max`] states them, at every group
+    /// length: its grid tables are the multipliers of their grid points (unclamped points first,
+    /// as the SIMD twin splits them), grid codes are exact in their lanes, hq·l fits a signed
+    /// 16-bit lane, every weighted sum stays inside i32 and every score product inside f32.
     #[test]
     fn weighted_search_bounds_hold() {
-        let (h, n) = (IMPORTANCE_LEVELS as i64, 256i64);
-        for (qmax, grid) in [(3.0f32, &SEARCH_GRID[..]), (15.0, &WEIGHTED_GRID_4BIT[..])] {
+        for (qmax, grid) in [(3.0f32, &SEARCH_GRID[..]), (15.0, &WEIGHTED_GRID[..]), (255.0, &WEIGHTED_GRID[..])] {
             let table: Vec<i32> = grid.iter().map(|&t| grid_multiplier(qmax, t)).collect();
             assert_eq!(weighted_grid_multipliers(qmax), &table[..], "qmax {qmax}");
             assert!(grid.windows(2).all(|w| w[0] < w[1]), "qmax {qmax}: grid ascending (t ≤ 0 first)");
             let (r, k) = search_fixed_point(qmax);
             let (ri, q) = (r as i64, qmax as i64);
             for &m in &table {
-                assert!(ri * m as i64 + (1 << (k - 1)) < 1 << 16, "qmax {qmax} m {m}: 16-bit product overflows");
+                if k < 15 {
+                    assert!(ri * m as i64 + (1 << (k - 1)) < 1 << 16, "qmax {qmax} m {m}: 16-bit product overflows");
+                } else {
+                    assert!(m < 1 << 15 && ri * m as i64 + (1 << 14) < 1 << 30, "qmax {qmax} m {m}: q15 product");
+                }
             }
-            assert!(h * q < 1 << 15, "qmax {qmax}: hq·l leaves i16");
-            assert!(2 * h * q * ri < 1 << 31, "qmax {qmax}: one pair product leaves i32");
-            assert!(n * h * q * ri < 1 << 31 && n * h * ri < 1 << 31, "qmax {qmax}: Σhq·l·dq or Σhq·dq overflows");
+            for n in 1..=MAX_SEARCH_GROUP as i64 {
+                let l = importance_levels_max(qmax, n as usize);
+                assert!(l >= 1.0 && l == l.floor(), "qmax {qmax} n {n}: {l} levels");
+                let h = l as i64;
+                assert!(h * q < 1 << 15, "qmax {qmax} n {n}: hq·l leaves i16");
+                assert!(2 * h * q * ri < 1 << 31, "qmax {qmax} n {n}: one pair product leaves i32");
+                assert!(
+                    n * h * q * ri < 1 << 31 && n * h * ri < 1 << 31,
+                    "qmax {qmax} n {n}: Σhq·l·dq or Σhq·dq overflows"
+                );
+                let w = (n * h) as f64;
+                let bound = w.powi(6) * (r as f64 / 2.0).powi(2) * (qmax as f64 / 2.0).powi(4);
+                assert!(bound <= 2f64.powi(127), "qmax {qmax} n {n}: scores may leave f32 ({bound:e})");
+            }
         }
-        const { assert!(WEIGHTED_SEARCH_MAX_QMAX < 255.0) };
+        assert_eq!(importance_levels_max(15.0, 128), 511.0);
+        assert_eq!(importance_levels_max(255.0, 64), 32.0);
     }
 
-    /// Equal importances give the fit of no importance at all (levels 511 instead of 1: the same
-    /// least-squares problem, up to the f32 rounding of larger sums).
+    #[test]
+    fn importance_level_tables_match() {
+        for qmax in [3.0f32, 15.0, 255.0] {
+            let (r, _) = search_fixed_point(qmax);
+            let (q, r) = (qmax as f64, r as f64);
+            let computed = (2f64.powi(127) / ((r / 2.0).powi(2) * (q / 2.0).powi(4))).powf(1.0 / 6.0).floor();
+            assert_eq!(score_weight_max(qmax), computed, "qmax {qmax}");
+        }
+    }
+
+    /// Equal importances give the fit of no importance at all (the top level instead of 1: the
+    /// same least-squares problem, up to the f32 rounding of larger sums).
     #[test]
     fn weighted_search_with_equal_importance_finds_a_fit() {
         let x: Vec<f32> = (0..64).map(|i| ((i as f32) * 0.37).sin() * (1.0 + (i % 5) as f32)).collect();
-        for qmax in [3.0f32, 15.0] {
+        for qmax in [3.0f32, 15.0, 255.0] {
             let a = weighted_search(&x, &[1.0; 64], qmax);
             let b = weighted_search(&x, &[0.0; 64], qmax);
             let ((sa, ma), (sb, mb)) = (a.fit.unwrap(), b.fit.unwrap());
             assert!((sa - sb).abs() <= 1e-5 * sa && (ma - mb).abs() <= 1e-5 * ma.abs(), "qmax {qmax}: {a:?} vs {b:?}");
         }
-        assert_eq!(weighted_search(&x, &[1.0; 64], 255.0).fit, None, "8 bits is not this search's");
+        assert_eq!(weighted_search(&x, &[1.0; 64], 1023.0).fit, None, "10 bits is not this search's");
+    }
+
+    /// Where 511 levels would overflow a score (4 bits, 256 values of equal importance at the
+    /// ends of the range), the search still ranks its candidates: its fit is as good as the
+    /// plain search's on the same (equal-weight) objective.
+    #[test]
+    fn weighted_search_of_long_groups_keeps_its_scores_finite() {
+        let x: Vec<f32> =
+            (0..256).map(|i| if i % 2 == 0 { -1.0 + i as f32 * 1e-4 } else { 1.0 - i as f32 * 1e-4 }).collect();
+        let (r, k) = search_fixed_point(15.0);
+        let (min, max) = min_max(&x);
+        let dq: Vec<i32> = x.iter().map(|&v| ((v - min) * (r / (max - min))).round_ties_even() as i32).collect();
+        let (sl, sl2, sdl) = weighted_code_sums(&dq, &[511; 256], 0, grid_multiplier(15.0, 0.0), k, 15);
+        let (w, sdq) = (511.0 * 256.0, 511.0 * dq.iter().sum::<i32>() as f64);
+        let (det, a) = (w * sl2 as f64 - (sl as f64).powi(2), w * sdl as f64 - sdq * sl as f64);
+        assert!(a * a * det > f32::MAX as f64, "the case must be one 511 levels overflow");
+        let ones = [1f32; 256];
+        for qmax in [3.0f32, 15.0, 255.0] {
+            let mut codes = [0u8; 256];
+            let err = |s: Searched| if s.cand.is_some() { s.cand_err.min(s.base_err) } else { s.base_err };
+            let weighted = err(weighted_search_exact(&x, &ones, qmax, &mut codes));
+            let plain = err(search_exact(&x, qmax, &mut codes));
+            assert!(weighted <= plain * 1.001, "qmax {qmax}: {weighted} vs plain {plain}");
+        }
     }
 
     /// Groups whose extrema give no finite dq scale (constant, or a range below f32's) find

@@ -8,8 +8,8 @@ use core::arch::wasm32::*;
 use core::mem::MaybeUninit;
 
 use super::scalar::{
-    fold_block_lanes, grid_multipliers, lloyd_steps, search_fixed_point, weighted_grid_multipliers, HalfParams,
-    Searched, IMPORTANCE_LEVELS, SEARCH_GRID, WEIGHTED_LLOYD_STEPS, WEIGHTED_SEARCH_MAX_QMAX,
+    fold_block_lanes, grid_multipliers, importance_levels_max, lloyd_steps, search_fixed_point,
+    weighted_grid_multipliers, HalfParams, Searched, SEARCH_GRID, WEIGHTED_LLOYD_STEPS, WEIGHTED_SEARCH_MAX_QMAX,
 };
 
 #[inline(always)]
@@ -170,7 +170,7 @@ fn searched(best: &Best4, g: Groups4, codes: [&mut [u8]; 4], weigh: impl Fn(usiz
 /// same pairs ([`importance_pairs`]), every candidate's sums Σhq·l, Σhq·l², Σhq·l·dq from
 /// `i32x4.dot_i16x8_s` of hq, hl = hq·l and dq — exact integers, so each lane equals the scalar
 /// twin by construction — and the float steps (scores, fits, Lloyd params, exact errors) as the
-/// twin's IEEE operations per lane in its order. Codes wider than 4 bits, other lengths and ranges
+/// twin's IEEE operations per lane in its order. Codes wider than 8 bits, other lengths and ranges
 /// beyond f32 go to the scalar twin.
 pub fn weighted_search_exact4(xs: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, codes: [&mut [u8]; 4]) -> [Searched; 4] {
     let n = xs[0].len();
@@ -195,9 +195,10 @@ pub fn weighted_search_exact4(xs: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, codes
     // SAFETY: as above.
     let th = unsafe { assume_init(&hbuf[..n]) };
     let zero = f32x4_splat(0.0);
-    // `scalar::importance_levels`: 511/max h where max h > 0 and the quotient is finite, else
+    // `scalar::importance_levels`: L/max h where max h > 0 and the quotient is finite, else
     // equal weights.
-    let sh = v128_and(finite_or_zero(f32x4_div(f32x4_splat(IMPORTANCE_LEVELS), hmax)), f32x4_gt(hmax, zero));
+    let levels = f32x4_splat(importance_levels_max(qmax, n));
+    let sh = v128_and(finite_or_zero(f32x4_div(levels, hmax)), f32x4_gt(hmax, zero));
     let has = f32x4_gt(sh, zero);
 
     let q = f32x4_splat(qmax);
@@ -228,6 +229,11 @@ pub fn weighted_search_exact4(xs: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, codes
             // 4 bits: t = −1.5 … 0 unclamped, 0.5 … 1.5 clamped.
             sums[..4].copy_from_slice(&weighted_grid_sums::<4, false, 11>(dq, hq, [m(0), m(1), m(2), m(3)], q16));
             sums[4..7].copy_from_slice(&weighted_grid_sums::<3, true, 11>(dq, hq, [m(4), m(5), m(6)], q16));
+        }
+        15 => {
+            // 8 bits: as at 4.
+            sums[..4].copy_from_slice(&weighted_grid_sums::<4, false, 15>(dq, hq, [m(0), m(1), m(2), m(3)], q16));
+            sums[4..7].copy_from_slice(&weighted_grid_sums::<3, true, 15>(dq, hq, [m(4), m(5), m(6)], q16));
         }
         _ => {
             // 2 bits: t = −0.8 … 0 unclamped, 0.4 and 0.8 clamped.
@@ -304,7 +310,11 @@ fn weighted_grid_sums<const K: usize, const CLAMP: bool, const SHIFT: u32>(
     let mut acc = [[zero; 3]; K];
     for (&v, &h) in dq.iter().zip(hq) {
         for k in 0..K {
-            let l = u16x8_shr(i16x8_add(i16x8_mul(v, m[k]), half), SHIFT);
+            let l = if SHIFT == 15 {
+                i16x8_q15mulr_sat(v, m[k])
+            } else {
+                u16x8_shr(i16x8_add(i16x8_mul(v, m[k]), half), SHIFT)
+            };
             add_weighted_codes(&mut acc[k], if CLAMP { i16x8_min(l, q) } else { l }, v, h);
         }
     }

@@ -5,20 +5,17 @@
 //! objective; every candidate is rounded to f16 and the stored params are checked on the codes a
 //! reader reconstructs.
 //!
-//! At 2 and 4 bits groups go to the kernels' fixed-point search (`kernels::scalar::weighted_search`,
-//! four groups per call in SIMD128 with a bit-identical scalar twin): the plain search's integer
-//! machinery with the sums weighted by integer importance levels, each grid candidate scored after
-//! one Lloyd step of its own. At 8 bits, where those sums would leave i32, groups whose length is a
-//! multiple of eight run on the kernels' f32 block sums ([`block_search`]: a nine-point grid, each
-//! candidate measured on its own codes, Lloyd chains from the best); other lengths take the
-//! exhaustive f64 search. Measured against the exhaustive search on the same objective
-//! (`block_search_keeps_the_exhaustive_searchs_quality`): +0.005 dB error at 2 bits, +0.03 at 4,
-//! +0.12 at 8.
+//! Groups of up to 256 values go to the kernels' fixed-point search
+//! (`kernels::scalar::weighted_search`, four groups per call in SIMD128 with a bit-identical
+//! scalar twin): the plain search's integer machinery with the sums weighted by integer
+//! importance levels, each grid candidate scored after Lloyd steps of its own. Longer groups
+//! (which no config produces) take the exhaustive f64 search. Measured against the exhaustive
+//! search on the same objective (`kernel_search_keeps_the_exhaustive_searchs_quality`): −0.06 dB
+//! error at 2 bits, −0.03 at 4, +0.06 at 8.
 
 use crate::kernels;
-use crate::kernels::scalar::{code_of, inverse, HalfParams, BLOCK_LANES, MAX_SEARCH_GROUP, WEIGHTED_SEARCH_MAX_QMAX};
+use crate::kernels::scalar::{code_of, inverse, HalfParams, MAX_SEARCH_GROUP, WEIGHTED_SEARCH_MAX_QMAX};
 use crate::quant::dtype::F16_MAX;
-use crate::quant::ggml::search::{reciprocal, Block};
 use crate::quant::params::{decide, Chosen, GroupParams};
 use crate::quant::width::Width;
 
@@ -26,13 +23,6 @@ use crate::quant::width::Width;
 const GRID_STEPS: i32 = 16;
 const GRID_DELTA: f32 = 0.1;
 const LLOYD_STEPS: usize = 3;
-/// The block search's grid: ranges (max − min)/(qmax + 0.1·k). Measured on 300 heavy-tailed
-/// groups of 64 with exponential importances (`block_search_keeps_the_exhaustive_searchs_quality`):
-/// against the exhaustive search's 33 points (with two Lloyd chains per round), −0.06 dB error
-/// at 2 bits, −0.01 at 4, +0.12 at 8.
-const GRID: [i32; 9] = [-10, -7, -4, -1, 2, 5, 8, 11, 14];
-/// Lloyd refits carried into each next round of the block search.
-const LLOYD_WIDTH: usize = 2;
 
 /// Σ h (x − ŵ)² of `p` over the group, codes recomputed against the f16 params.
 pub fn weighted_error(x: &[f32], h: &[f32], p: GroupParams, qmax: f32) -> f64 {
@@ -72,76 +62,6 @@ fn params(scale: f32, min: f32) -> Option<GroupParams> {
     GroupParams::from_half(HalfParams::round(scale, min))
 }
 
-fn f16_round(v: f32) -> f32 {
-    half::f16::from_f32(v).to_f32()
-}
-
-/// Σ w·(x − (d·q + m))² for codes with block sums (Σ w·x·q, Σ w·q², Σ w·q), from those sums and
-/// the block's (Σ w, Σ w·x, Σ w·x²): the error of params (d, m) on those codes, an upper bound
-/// of their error on their own (nearest) codes.
-fn error_on_codes(d: f32, m: f32, (sxq, sqq, sq): (f32, f32, f32), (n, sx, sxx): (f32, f32, f64)) -> f64 {
-    let (d, m) = (d as f64, m as f64);
-    let (sxq, sqq, sq, n, sx) = (sxq as f64, sqq as f64, sq as f64, n as f64, sx as f64);
-    sxx - 2.0 * d * sxq - 2.0 * m * sx + d * d * sqq + 2.0 * d * m * sq + m * m * n
-}
-
-/// Weighted least squares (d, m) for codes with these sums, rounded to f16; None when the codes
-/// do not determine them or the scale is not positive and finite.
-fn refit_sums((sxq, sqq, sq): (f32, f32, f32), (n, sx): (f32, f32)) -> Option<(f32, f32)> {
-    let det = n * sqq - sq * sq;
-    if det.is_nan() || det <= 0.0 {
-        return None;
-    }
-    let (d, m) = (f16_round((n * sxq - sq * sx) / det), f16_round((sqq * sx - sq * sxq) / det));
-    (d > 0.0 && d.is_finite() && m.is_finite()).then_some((d, m))
-}
-
-/// The search for a group of a multiple of eight values, on the kernels' block sums (one pass
-/// per candidate). Grid candidates are the ranges (max − min)/(qmax + 0.1·k), k in [`GRID`],
-/// each refit by weighted least squares to its codes. Every candidate is then measured on its
-/// own (nearest) codes, and its Lloyd refit — when it lowers the error on those codes — is a
-/// candidate of the next round, for at most [`LLOYD_STEPS`] rounds. Min/max stays eligible: the
-/// best candidate and min/max are measured exactly and min/max wins unless it loses.
-fn block_search(b: Block, (n, sx, sxx): (f32, f32, f64), lo: f32, hi: f32, qmax: f32) -> Option<GroupParams> {
-    let exact = |(d, m): (f32, f32)| b.code_sse(d, m, reciprocal(d), 0.0, qmax);
-    let base = (f16_round((hi - lo) / qmax), f16_round(lo));
-    let mut frontier: Vec<(f32, f32)> = GRID
-        .iter()
-        .filter_map(|&k| {
-            let inv = reciprocal((hi - lo) / (qmax + 0.1 * k as f32));
-            refit_sums(b.code_sums(lo, inv, 0.0, qmax), (n, sx))
-        })
-        .collect();
-    let mut best: Option<((f32, f32), f64)> = None;
-    for _ in 0..=LLOYD_STEPS {
-        let mut next: Vec<((f32, f32), f64)> = Vec::new();
-        for p in frontier {
-            let sums = b.code_sums(p.1, reciprocal(p.0), 0.0, qmax);
-            let here = error_on_codes(p.0, p.1, sums, (n, sx, sxx));
-            if best.is_none_or(|(_, e)| here < e) {
-                best = Some((p, here));
-            }
-            if let Some(q) = refit_sums(sums, (n, sx)).filter(|&q| q != p && !next.iter().any(|c| c.0 == q)) {
-                let e = error_on_codes(q.0, q.1, sums, (n, sx, sxx));
-                if e < here {
-                    next.push((q, e));
-                }
-            }
-        }
-        // The most promising refits go on (ranked by their error on the codes they came from).
-        next.sort_by(|a, b| a.1.total_cmp(&b.1));
-        frontier = next.into_iter().take(LLOYD_WIDTH).map(|c| c.0).collect();
-        if frontier.is_empty() {
-            break;
-        }
-    }
-    let chosen = match best {
-        Some((p, _)) if exact(p) < exact(base) => p,
-        _ => base,
-    };
-    GroupParams::from_half(HalfParams::round(chosen.0, chosen.1))
-}
-
 /// Params for one group of finite values minimising the importance-weighted error at `width`.
 /// `None` when the values or their range do not fit f16 params. All-zero importance falls back
 /// to equal weights.
@@ -152,7 +72,7 @@ pub fn weighted_params(x: &[f32], h: &[f32], width: Width) -> Option<GroupParams
 }
 
 /// Whether the fixed-point kernel search ([`kernels::scalar::weighted_search`]) takes groups of
-/// `len` values at `width`; the others go to [`search_wide`].
+/// `len` values at `width`; the others go to [`search_long`].
 fn on_kernels(len: usize, width: Width) -> bool {
     len <= MAX_SEARCH_GROUP && width.qmax() <= WEIGHTED_SEARCH_MAX_QMAX
 }
@@ -164,7 +84,7 @@ pub fn weighted_params_coded(x: &[f32], h: &[f32], width: Width, codes: &mut [u8
     if on_kernels(x.len(), width) {
         return decide(kernels::scalar::weighted_search_exact(x, h, width.qmax(), codes));
     }
-    search_wide(x, h, width).map(|params| Chosen { params, coded: false })
+    search_long(x, h, width).map(|params| Chosen { params, coded: false })
 }
 
 /// [`weighted_params_coded`] for four groups of equal length with their importances (the SIMD
@@ -173,45 +93,27 @@ pub fn weighted_params4(xs: [&[f32]; 4], hs: [&[f32]; 4], width: Width, codes: [
     if on_kernels(xs[0].len(), width) {
         return (kernels::active().weighted_search_exact4)(xs, hs, width.qmax(), codes).map(decide);
     }
-    core::array::from_fn(|k| search_wide(xs[k], hs[k], width).map(|params| Chosen { params, coded: false }))
+    core::array::from_fn(|k| search_long(xs[k], hs[k], width).map(|params| Chosen { params, coded: false }))
 }
 
-/// The search at 8 bits (where the fixed-point sums would leave i32) and for groups over 256
-/// values: the block search on the kernels' f32 block sums for lengths that are a multiple of
-/// eight, else the exhaustive f64 search.
-fn search_wide(x: &[f32], h: &[f32], width: Width) -> Option<GroupParams> {
+/// The search for groups over 256 values, where the kernels' integer sums are not bounded: the
+/// exhaustive f64 search (equal weights when no importance is positive).
+fn search_long(x: &[f32], h: &[f32], width: Width) -> Option<GroupParams> {
     let qmax = width.qmax();
-    // One pass for the extrema and the weighted moments the block search needs.
-    let (mut mn, mut mx) = (f32::INFINITY, f32::NEG_INFINITY);
-    let (mut sw, mut swx, mut swxx) = (0f32, 0f32, 0f64);
-    let mut any_weight = false;
-    for (&v, &w) in x.iter().zip(h) {
-        any_weight |= w > 0.0;
-        mn = mn.min(v);
-        mx = mx.max(v);
-        sw += w;
-        swx += w * v;
-        swxx += w as f64 * v as f64 * v as f64;
-    }
+    let (mn, mx) = x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
     if mn < -F16_MAX || mx > F16_MAX {
         return None;
     }
     let ones;
-    let h = if any_weight {
+    let h = if h.iter().any(|&w| w > 0.0) {
         h
     } else {
         ones = vec![1.0f32; x.len()];
-        sw = x.len() as f32;
-        swx = x.iter().sum();
-        swxx = x.iter().map(|&v| v as f64 * v as f64).sum();
         &ones
     };
     let base = params((mx - mn) / qmax, mn)?;
     if mx == mn {
         return Some(base);
-    }
-    if x.len().is_multiple_of(BLOCK_LANES) {
-        return block_search(Block::weighted(x, h), (sw, swx, swxx), mn, mx, qmax);
     }
     Some(exhaustive_search(x, h, (mn, mx), base, qmax))
 }
@@ -283,10 +185,10 @@ mod tests {
         assert!(wins > 300, "the search should usually beat min/max clearly ({wins} of 600)");
     }
 
-    /// The kernel searches (fixed point at 2 and 4 bits, block sums at 8) stay within a hair of the
-    /// exhaustive f64 search (33 points, every candidate measured) on the objective all minimise.
+    /// The kernel search stays within a hair of the exhaustive f64 search (33 points, every
+    /// candidate measured) on the objective both minimise.
     #[test]
-    fn block_search_keeps_the_exhaustive_searchs_quality() {
+    fn kernel_search_keeps_the_exhaustive_searchs_quality() {
         for width in Width::ALL {
             let qmax = width.qmax();
             let (mut fast, mut full) = (0f64, 0f64);

@@ -51,6 +51,7 @@ EVERY = ["--profile", "base", "--min-accuracy", "0"]  # every ≥2-D layer quant
 # measured with PyTorch (the bundled calibration file's `sensitivity` tensors) to form X.
 CONFIGS = [
     ("8-bit", EVERY + ["--bits", "8", "--group-size", "64"], None, None),
+    ("8-bit importance (E[x²] per channel)", EVERY + ["--bits", "8", "--group-size", "64"], "diag", None),
     ("8-bit, GPTQ (full Gram)", EVERY + ["--bits", "8", "--group-size", "64"], "full", None),
     ("4-bit min/max", EVERY + ["--bits", "4", "--group-size", "64", "--scale-search", "off"], None, None),
     ("4-bit search, least-squares params (matchGain off)", EVERY + ["--bits", "4", "--group-size", "64", "--match-gain", "off"], None, None),

@@ -27,12 +27,6 @@ impl<'a> Block<'a> {
         Block { x, w: w.filter(|w| w.iter().any(|&v| v > 0.0)) }
     }
 
-    /// A block weighted by `w` as it is, for a caller that has checked some weight is positive.
-    pub fn weighted(x: &'a [f32], w: &'a [f32]) -> Self {
-        debug_assert!(w.len() == x.len() && w.iter().any(|&v| v > 0.0));
-        Block { x, w: Some(w) }
-    }
-
     pub fn sub(&self, start: usize, len: usize) -> Block<'a> {
         Block::new(&self.x[start..start + len], self.w.map(|w| &w[start..start + len]))
     }
