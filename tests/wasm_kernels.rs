@@ -306,6 +306,51 @@ fn column_error_sums_match() {
     }
 }
 
+/// Gain matching's group moments, plain and weighted: identical bits from both twins on every
+/// case, with codes random or all at one end, shifts inside and far outside the group, weights
+/// of several magnitudes and unequal lengths (the shortest one counts).
+#[wasm_bindgen_test]
+fn group_moments_match() {
+    let mut rng = common::Rng::new(59);
+    let mut checked = 0;
+    for (label, x) in cases() {
+        let n = x.len();
+        let random: Vec<u8> = (0..n).map(|_| (rng.gauss().abs() * 80.0).min(255.0) as u8).collect();
+        for q in [random, vec![255; n], vec![0; n]] {
+            for shift in [x[0] as f64, 0.0, -1e30, 3e38] {
+                let (a, b) = ((SCALAR.group_moments)(&x, &q, shift), (SIMD128.group_moments)(&x, &q, shift));
+                assert_eq!(
+                    (a.0.map(f64::to_bits), a.1),
+                    (b.0.map(f64::to_bits), b.1),
+                    "group_moments {label} shift {shift}"
+                );
+                let short = &q[..n / 2];
+                let (a, b) = ((SCALAR.group_moments)(&x, short, shift), (SIMD128.group_moments)(&x, short, shift));
+                assert_eq!(
+                    (a.0.map(f64::to_bits), a.1),
+                    (b.0.map(f64::to_bits), b.1),
+                    "group_moments {label} short codes"
+                );
+                for scale in [0.0f32, 1e-30, 1.0, 3e38] {
+                    let h: Vec<f32> = (0..n).map(|_| rng.gauss().exp() * scale).collect();
+                    let (a, b) = (
+                        (SCALAR.weighted_group_moments)(&x, &q, &h, shift),
+                        (SIMD128.weighted_group_moments)(&x, &q, &h, shift),
+                    );
+                    assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits), "weighted_group_moments {label} h×{scale}");
+                    let (a, b) = (
+                        (SCALAR.weighted_group_moments)(&x, &q, &h[..n / 2], shift),
+                        (SIMD128.weighted_group_moments)(&x, &q, &h[..n / 2], shift),
+                    );
+                    assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits), "weighted_group_moments {label} short h");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 10_000, "{checked}");
+}
+
 #[wasm_bindgen_test]
 fn copy_bytes_copies_every_length_and_offset() {
     let src: Vec<u8> = (0..400u32).map(|i| (i * 37 + 11) as u8).collect();

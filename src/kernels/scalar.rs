@@ -765,6 +765,72 @@ pub fn unpack(packed: &[u8], bits: u8, out: &mut [u8]) {
     }
 }
 
+/// Signature of [`group_moments`].
+pub type GroupMomentsFn = fn(&[f32], &[u8], f64) -> ([f64; 3], u32);
+
+/// A group's moments about `shift` for gain matching (`quant::gain`): ([Σd, Σd², Σd·q], Σq)
+/// with d = x − shift in f64, over the first min(|x|, |q|) elements. Summed in two interleaved
+/// chains (even and odd positions, an odd length's last element in the even chain) added at the
+/// end, so that the f64 additions' latency does not serialise the loop and the SIMD twin runs
+/// the chains as its two lanes.
+pub fn group_moments(x: &[f32], q: &[u8], shift: f64) -> ([f64; 3], u32) {
+    let n = x.len().min(q.len());
+    let (x, q) = (&x[..n], &q[..n]);
+    let (mut a, mut b) = ([0f64; 3], [0f64; 3]);
+    let (mut qa, mut qb) = (0u32, 0u32);
+    let mut pairs_x = x.chunks_exact(2);
+    let mut pairs_q = q.chunks_exact(2);
+    for (px, pq) in (&mut pairs_x).zip(&mut pairs_q) {
+        let (d0, d1) = (px[0] as f64 - shift, px[1] as f64 - shift);
+        let (q0, q1) = (pq[0] as f64, pq[1] as f64);
+        a[0] += d0;
+        a[1] += d0 * d0;
+        a[2] += d0 * q0;
+        qa += pq[0] as u32;
+        b[0] += d1;
+        b[1] += d1 * d1;
+        b[2] += d1 * q1;
+        qb += pq[1] as u32;
+    }
+    for (&v, &c) in pairs_x.remainder().iter().zip(pairs_q.remainder()) {
+        let d = v as f64 - shift;
+        a[0] += d;
+        a[1] += d * d;
+        a[2] += d * c as f64;
+        qa += c as u32;
+    }
+    ([a[0] + b[0], a[1] + b[1], a[2] + b[2]], qa + qb)
+}
+
+/// Signature of [`weighted_group_moments`].
+pub type WeightedGroupMomentsFn = fn(&[f32], &[u8], &[f32], f64) -> [f64; 5];
+
+/// [`group_moments`] weighted by `h`: [Σw, Σw·d, Σw·q, Σw·d², Σw·d·q] over the first
+/// min(|x|, |q|, |h|) elements, in the same two chains.
+pub fn weighted_group_moments(x: &[f32], q: &[u8], h: &[f32], shift: f64) -> [f64; 5] {
+    let n = x.len().min(q.len()).min(h.len());
+    let (mut a, mut b) = ([0f64; 5], [0f64; 5]);
+    let add = |acc: &mut [f64; 5], v: f32, c: u8, w: f32| {
+        let (d, c, w) = (v as f64 - shift, c as f64, w as f64);
+        let wd = w * d;
+        acc[0] += w;
+        acc[1] += wd;
+        acc[2] += w * c;
+        acc[3] += wd * d;
+        acc[4] += wd * c;
+    };
+    let mut i = 0;
+    while i + 1 < n {
+        add(&mut a, x[i], q[i], h[i]);
+        add(&mut b, x[i + 1], q[i + 1], h[i + 1]);
+        i += 2;
+    }
+    if i < n {
+        add(&mut a, x[i], q[i], h[i]);
+    }
+    core::array::from_fn(|k| a[k] + b[k])
+}
+
 /// Error sums of a reconstruction `q` of `w`, in f64: [Σw², Σq², Σw·q, Σ(q−w)², max|q−w|].
 /// Sequential order; the SIMD twin uses two f64 lanes and may differ in the last bits.
 pub fn error_sums(w: &[f32], q: &[f32]) -> [f64; 5] {

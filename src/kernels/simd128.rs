@@ -957,6 +957,78 @@ pub fn round_f16(x: &[f32], bits: &mut [u16], values: &mut [f32]) {
     super::scalar::round_f16(&x[n4..], &mut bits[n4..], &mut values[n4..]);
 }
 
+/// [`super::scalar::group_moments`] with its two chains as the two f64 lanes: the same f64
+/// operations per chain in the same order, so the same bits.
+pub fn group_moments(x: &[f32], q: &[u8], shift: f64) -> ([f64; 3], u32) {
+    let n = x.len().min(q.len());
+    let sh = f64x2_splat(shift);
+    let mut s = [f64x2_splat(0.0); 3];
+    let mut qs = u32x4_splat(0);
+    for p in 0..n / 2 {
+        let i = 2 * p;
+        // SAFETY: i + 1 < n ≤ x.len(), q.len(): two f32 read as one u64, two codes as one u16.
+        let (xv, cv) = unsafe {
+            (v128_load64_zero(x.as_ptr().add(i) as *const u64), v128_load16_splat(q.as_ptr().add(i) as *const u16))
+        };
+        let d = f64x2_sub(f64x2_promote_low_f32x4(xv), sh);
+        // Lanes 0 and 1: the two codes as u32 (lanes 2 and 3 repeat them).
+        let c32 = u32x4_extend_low_u16x8(u16x8_extend_low_u8x16(cv));
+        let c = f64x2_convert_low_i32x4(c32);
+        s[0] = f64x2_add(s[0], d);
+        s[1] = f64x2_add(s[1], f64x2_mul(d, d));
+        s[2] = f64x2_add(s[2], f64x2_mul(d, c));
+        qs = i32x4_add(qs, c32);
+    }
+    let mut qsum = u32x4_extract_lane::<0>(qs) + u32x4_extract_lane::<1>(qs);
+    let mut a = s.map(|v| f64x2_extract_lane::<0>(v));
+    let b = s.map(|v| f64x2_extract_lane::<1>(v));
+    if n % 2 == 1 {
+        let (d, c) = (x[n - 1] as f64 - shift, q[n - 1]);
+        a[0] += d;
+        a[1] += d * d;
+        a[2] += d * c as f64;
+        qsum += c as u32;
+    }
+    ([a[0] + b[0], a[1] + b[1], a[2] + b[2]], qsum)
+}
+
+/// [`super::scalar::weighted_group_moments`] with its two chains as the two f64 lanes.
+pub fn weighted_group_moments(x: &[f32], q: &[u8], h: &[f32], shift: f64) -> [f64; 5] {
+    let n = x.len().min(q.len()).min(h.len());
+    let sh = f64x2_splat(shift);
+    let mut s = [f64x2_splat(0.0); 5];
+    for p in 0..n / 2 {
+        let i = 2 * p;
+        // SAFETY: i + 1 < n ≤ x.len(), h.len(): two f32 each read as one u64.
+        let (xv, hv) = unsafe {
+            (v128_load64_zero(x.as_ptr().add(i) as *const u64), v128_load64_zero(h.as_ptr().add(i) as *const u64))
+        };
+        let d = f64x2_sub(f64x2_promote_low_f32x4(xv), sh);
+        let w = f64x2_promote_low_f32x4(hv);
+        // SAFETY: i + 1 < n ≤ q.len(): two codes read as one u16.
+        let cv = unsafe { v128_load16_splat(q.as_ptr().add(i) as *const u16) };
+        let c = f64x2_convert_low_i32x4(u32x4_extend_low_u16x8(u16x8_extend_low_u8x16(cv)));
+        let wd = f64x2_mul(w, d);
+        s[0] = f64x2_add(s[0], w);
+        s[1] = f64x2_add(s[1], wd);
+        s[2] = f64x2_add(s[2], f64x2_mul(w, c));
+        s[3] = f64x2_add(s[3], f64x2_mul(wd, d));
+        s[4] = f64x2_add(s[4], f64x2_mul(wd, c));
+    }
+    let mut a = s.map(|v| f64x2_extract_lane::<0>(v));
+    let b = s.map(|v| f64x2_extract_lane::<1>(v));
+    if n % 2 == 1 {
+        let (d, c, w) = (x[n - 1] as f64 - shift, q[n - 1] as f64, h[n - 1] as f64);
+        let wd = w * d;
+        a[0] += w;
+        a[1] += wd;
+        a[2] += w * c;
+        a[3] += wd * d;
+        a[4] += wd * c;
+    }
+    core::array::from_fn(|k| a[k] + b[k])
+}
+
 /// [`super::scalar::error_sums`] with two f64 lanes (even/odd elements), combined at the end.
 /// Differs from the scalar order only by f64 rounding (relative ~1e-15 on these sums).
 pub fn error_sums(w: &[f32], q: &[f32]) -> [f64; 5] {

@@ -14,6 +14,7 @@
 //! With the layer's Gram matrix G the same holds for a whole row at its output: ŵ·k with
 //! k = wᵀGw / wᵀGŵ makes the output error uncorrelated with the output.
 
+use crate::kernels;
 use crate::kernels::scalar::HalfParams;
 use crate::quant::params::GroupParams;
 
@@ -38,11 +39,10 @@ pub fn match_group(x: &[f32], q: &[u8], h: Option<&[f32]>, p: GroupParams) -> Gr
 }
 
 /// A group's weighted moments about a shift K (its first value): Σw, Σw·d, Σw·q, Σw·d², Σw·d·q
-/// with d = x − K, in f64. One pass instead of a pass for the means and one for the centred
-/// sums; shifting by a value of the group keeps the centring's cancellation to the ratio of
-/// its range to its spread (a few bits of f64's 53). Elements are summed in two interleaved
-/// chains (even and odd positions, added at the end) so that the f64 additions' latency does
-/// not serialise the loop.
+/// with d = x − K, in f64 (the kernels' [`kernels::scalar::group_moments`] and its weighted
+/// twin). One pass instead of a pass for the means and one for the centred sums; shifting by a
+/// value of the group keeps the centring's cancellation to the ratio of its range to its spread
+/// (a few bits of f64's 53).
 #[derive(Debug, Clone, Copy)]
 struct Moments {
     shift: f64,
@@ -54,59 +54,19 @@ struct Moments {
 }
 
 impl Moments {
-    /// Equal weights, a body of its own: without the weight products and with the codes summed
-    /// as integers it is 6 % of a 4-bit search run faster than [`Moments::weighted`] given ones
-    /// (same bytes either way; `bench/ab.mjs`).
+    /// Equal weights, a kernel of its own: without the weight products and with the codes summed
+    /// as integers it is 6 % of a 4-bit search run faster than the weighted one given ones (same
+    /// bytes either way; `bench/ab.mjs`).
     fn equal(x: &[f32], q: &[u8]) -> Self {
         let shift = x[0] as f64;
-        let (mut a, mut b) = ([0f64; 3], [0f64; 3]);
-        let (mut qa, mut qb) = (0u32, 0u32);
-        let mut pairs_x = x.chunks_exact(2);
-        let mut pairs_q = q.chunks_exact(2);
-        for (px, pq) in (&mut pairs_x).zip(&mut pairs_q) {
-            let (d0, d1) = (px[0] as f64 - shift, px[1] as f64 - shift);
-            let (q0, q1) = (pq[0] as f64, pq[1] as f64);
-            a[0] += d0;
-            a[1] += d0 * d0;
-            a[2] += d0 * q0;
-            qa += pq[0] as u32;
-            b[0] += d1;
-            b[1] += d1 * d1;
-            b[2] += d1 * q1;
-            qb += pq[1] as u32;
-        }
-        for (&v, &c) in pairs_x.remainder().iter().zip(pairs_q.remainder()) {
-            let d = v as f64 - shift;
-            a[0] += d;
-            a[1] += d * d;
-            a[2] += d * c as f64;
-            qa += c as u32;
-        }
-        Moments { shift, sw: x.len() as f64, sd: a[0] + b[0], sq: (qa + qb) as f64, sdd: a[1] + b[1], sdq: a[2] + b[2] }
+        let ([sd, sdd, sdq], sq) = (kernels::active().group_moments)(x, q, shift);
+        Moments { shift, sw: x.len() as f64, sd, sq: sq as f64, sdd, sdq }
     }
 
     fn weighted(x: &[f32], q: &[u8], h: &[f32]) -> Self {
         let shift = x[0] as f64;
-        let (mut a, mut b) = ([0f64; 5], [0f64; 5]);
-        let add = |acc: &mut [f64; 5], v: f32, c: u8, w: f32| {
-            let (d, c, w) = (v as f64 - shift, c as f64, w as f64);
-            let wd = w * d;
-            acc[0] += w;
-            acc[1] += wd;
-            acc[2] += w * c;
-            acc[3] += wd * d;
-            acc[4] += wd * c;
-        };
-        let mut i = 0;
-        while i + 1 < x.len() {
-            add(&mut a, x[i], q[i], h[i]);
-            add(&mut b, x[i + 1], q[i + 1], h[i + 1]);
-            i += 2;
-        }
-        if i < x.len() {
-            add(&mut a, x[i], q[i], h[i]);
-        }
-        Moments { shift, sw: a[0] + b[0], sd: a[1] + b[1], sq: a[2] + b[2], sdd: a[3] + b[3], sdq: a[4] + b[4] }
+        let [sw, sd, sq, sdd, sdq] = (kernels::active().weighted_group_moments)(x, q, h, shift);
+        Moments { shift, sw, sd, sq, sdd, sdq }
     }
 
     /// The regression of the codes on the values: s = var/cov, m = mean(x) − s·mean(q); `None`
