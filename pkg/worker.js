@@ -11,26 +11,6 @@ import { quantizeGgufWith } from './internal/gguf.js';
 let lib;
 let info;
 
-/**
- * V8 first runs new wasm code on its baseline compiler and swaps in optimised code for a function
- * only after it has run for a while, on its next call, so a user's first model would run mostly
- * on baseline code. A small throwaway run over a synthetic 1 MiB tensor at each bit width's
- * default path (scale search at 2 and 4 bits, min/max at 8) gets the hot functions optimised
- * while the page waits for a file (`make bench`, "first run in a fresh Worker", measures it).
- */
-function warmUp() {
-  const rows = 64, cols = 4096;
-  const values = new Float32Array(rows * cols);
-  let s = 12345;
-  for (let i = 0; i < values.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    values[i] = (s / 4294967296 - 0.5) * (1 + (i % 7));
-  }
-  const t0 = performance.now();
-  for (const bitWidth of [4, 2, 8]) lib.quantizeTensor(values, [rows, cols], { bitWidth, groupSize: 64, minAccuracy: 0 });
-  return (performance.now() - t0) / 1000;
-}
-
 /** `promise`, or a rejection with `message` after `ms` milliseconds. */
 function within(promise, ms, message) {
   let timer;
@@ -76,7 +56,8 @@ async function load({ threads = 'auto', numThreads, warmUp: warm = true, readerW
       reason: fallback ?? (canThread ? 'threads turned off by the caller' : 'page is not cross-origin isolated (no COOP/COEP): single-threaded SIMD build'),
     };
   }
-  info.warmUpSeconds = warm ? warmUp() : 0;
+  // The library's throwaway run, so that the user's first model runs on optimised code.
+  info.warmUpSeconds = warm ? lib.warmUp() : 0;
   return info;
 }
 

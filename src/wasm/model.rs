@@ -4,9 +4,14 @@
 use js_sys::{Function, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
+use std::collections::BTreeMap;
+
 use crate::error::AqError;
+use crate::format::safetensors::write_header;
 use crate::pipeline::{self, plan::PlanRun};
+use crate::policy::config::QuantConfig;
 use crate::policy::sizeplan::SizePlan;
+use crate::Dtype;
 
 use super::convert::{bytes_to_js, calibration_from_js, clock, config_from_js, header_to_js, result_object, to_js};
 
@@ -43,6 +48,32 @@ pub fn quantize_model(
         Ok((parquet, report)) => result_object(&parquet, &report),
         Err(e) => Err(thrown.unwrap_or_else(|| e.into())),
     }
+}
+
+/// A throwaway quantization down the real path (safetensors in, Parquet out: decode, the
+/// searches, validation, zstd, CRC) of a synthetic 256×4096 f32 tensor at each bit width's
+/// default and at 4-bit min/max. V8 first runs new wasm code on its baseline compiler and swaps
+/// in optimised code for a function only after it has run for a while, on its next call, so a
+/// Worker calls this while the page waits for a file and the user's first model runs on
+/// optimised code (`make bench`, "first run in a fresh Worker"). Returns its seconds.
+#[wasm_bindgen(js_name = warmUp)]
+pub fn warm_up() -> Result<f64, JsValue> {
+    let t0 = clock();
+    let (rows, cols) = (256u64, 4096u64);
+    let mut model = write_header(&[("w.weight".to_string(), Dtype::F32, vec![rows, cols])], &BTreeMap::new());
+    let mut s = 12345u32;
+    for i in 0..rows * cols {
+        s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+        let v = (s as f32 / 4294967296.0 - 0.5) * (1 + i % 7) as f32;
+        model.extend_from_slice(&v.to_le_bytes());
+    }
+    for (bits, search) in [(4, "auto"), (4, "off"), (2, "auto"), (8, "auto")] {
+        let cfg = QuantConfig::from_json(&serde_json::json!({
+            "bitWidth": bits, "groupSize": 64, "minAccuracy": 0, "scaleSearch": search
+        }))?;
+        pipeline::quantize_model_chunks(&model, cfg, None, clock, &mut |_| true)?;
+    }
+    Ok(clock() - t0)
 }
 
 /// Streaming quantizer for files larger than memory: `begin(headerBytes, fileSize)`, then for
