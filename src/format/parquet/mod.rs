@@ -7,6 +7,7 @@ mod page_encoding;
 mod pages;
 pub mod reader;
 pub mod row;
+mod row_groups;
 pub mod schema;
 mod thrift;
 pub mod writer;
