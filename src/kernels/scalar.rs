@@ -805,20 +805,25 @@ pub fn group_moments(x: &[f32], q: &[u8], shift: f64) -> ([f64; 3], u32) {
 /// Signature of [`weighted_group_moments`].
 pub type WeightedGroupMomentsFn = fn(&[f32], &[u8], &[f32], f64) -> [f64; 5];
 
+/// One element's terms added to a chain of [`weighted_group_moments`] (the SIMD twin adds an odd
+/// length's last element with it too).
+#[inline(always)]
+pub fn add_weighted_moments(acc: &mut [f64; 5], v: f32, c: u8, w: f32, shift: f64) {
+    let (d, c, w) = (v as f64 - shift, c as f64, w as f64);
+    let wd = w * d;
+    acc[0] += w;
+    acc[1] += wd;
+    acc[2] += w * c;
+    acc[3] += wd * d;
+    acc[4] += wd * c;
+}
+
 /// [`group_moments`] weighted by `h`: [Σw, Σw·d, Σw·q, Σw·d², Σw·d·q] over the first
 /// min(|x|, |q|, |h|) elements, in the same two chains.
 pub fn weighted_group_moments(x: &[f32], q: &[u8], h: &[f32], shift: f64) -> [f64; 5] {
     let n = x.len().min(q.len()).min(h.len());
     let (mut a, mut b) = ([0f64; 5], [0f64; 5]);
-    let add = |acc: &mut [f64; 5], v: f32, c: u8, w: f32| {
-        let (d, c, w) = (v as f64 - shift, c as f64, w as f64);
-        let wd = w * d;
-        acc[0] += w;
-        acc[1] += wd;
-        acc[2] += w * c;
-        acc[3] += wd * d;
-        acc[4] += wd * c;
-    };
+    let add = |acc: &mut [f64; 5], v: f32, c: u8, w: f32| add_weighted_moments(acc, v, c, w, shift);
     let mut i = 0;
     while i + 1 < n {
         add(&mut a, x[i], q[i], h[i]);

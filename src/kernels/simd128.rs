@@ -8,7 +8,7 @@ use core::arch::wasm32::*;
 use core::mem::MaybeUninit;
 
 use super::scalar::{
-    fold_block_lanes, grid_multipliers, importance_levels_max, lloyd_steps, search_fixed_point,
+    add_weighted_moments, fold_block_lanes, grid_multipliers, importance_levels_max, lloyd_steps, search_fixed_point,
     weighted_grid_multipliers, HalfParams, Searched, SEARCH_GRID, WEIGHTED_LLOYD_STEPS, WEIGHTED_SEARCH_MAX_QMAX,
 };
 
@@ -1018,13 +1018,7 @@ pub fn weighted_group_moments(x: &[f32], q: &[u8], h: &[f32], shift: f64) -> [f6
     let mut a = s.map(|v| f64x2_extract_lane::<0>(v));
     let b = s.map(|v| f64x2_extract_lane::<1>(v));
     if n % 2 == 1 {
-        let (d, c, w) = (x[n - 1] as f64 - shift, q[n - 1] as f64, h[n - 1] as f64);
-        let wd = w * d;
-        a[0] += w;
-        a[1] += wd;
-        a[2] += w * c;
-        a[3] += wd * d;
-        a[4] += wd * c;
+        add_weighted_moments(&mut a, x[n - 1], q[n - 1], h[n - 1], shift);
     }
     core::array::from_fn(|k| a[k] + b[k])
 }
