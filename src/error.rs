@@ -103,9 +103,3 @@ impl From<parquet::errors::ParquetError> for AqError {
         AqError::Parquet(e.to_string())
     }
 }
-
-impl From<arrow_schema::ArrowError> for AqError {
-    fn from(e: arrow_schema::ArrowError) -> Self {
-        AqError::Parquet(e.to_string())
-    }
-}

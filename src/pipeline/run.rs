@@ -20,7 +20,7 @@ use crate::policy::config::QuantConfig;
 use crate::policy::modality::{detect, Detection};
 use crate::policy::sizeplan::SizePlan;
 
-/// A Parquet BYTE_ARRAY value (and an Arrow binary array) holds at most i32::MAX bytes.
+/// A Parquet BYTE_ARRAY value holds at most i32::MAX bytes.
 pub const MAX_VALUE_BYTES: usize = i32::MAX as usize;
 
 pub struct ModelQuantizer {
@@ -34,7 +34,7 @@ pub struct ModelQuantizer {
     done_count: u32,
     writer: Option<TensorWriter>,
     /// Rows quantized by the last `add_tensors` and not yet written. With a thread pool they are
-    /// written while the next call's tensors are quantized (the writer is serial: zstd, Arrow
+    /// written while the next call's tensors are quantized (the writer is serial: zstd, page
     /// encoding and CRC on one thread), so output lags one call behind; `finish` writes the rest.
     pending: Vec<TensorRow>,
     tally: Tally,
@@ -376,8 +376,8 @@ impl ModelQuantizer {
         let (is_weight, byte_len) = (info.is_weight(), info.byte_len());
         let report = LayerReport { quantize_ms: Some(quantize_ms), ..layer_report(&outcome.row, info) };
         self.tally.record(&outcome, report.clone(), is_weight, cal_layer);
-        // Queued for the writer, which consumes the row (its codes move into Arrow without a
-        // copy): at the end of the call, or during the next one with a pool.
+        // Queued for the writer, which consumes the row (its codes move into the page writer
+        // without a copy): at the end of the call, or during the next one with a pool.
         self.pending.push(outcome.row);
         self.done[i] = true;
         self.done_count += 1;

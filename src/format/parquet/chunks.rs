@@ -1,5 +1,5 @@
 //! The column chunks the writer encodes itself: a tensor's codes (`data`) and its group params
-//! (`scales`, `mins`) — the bulk of every file. parquet-rs's Arrow writer takes a FLOAT16 value as
+//! (`scales`, `mins`) — the bulk of every file. parquet-rs's column writer takes a FLOAT16 value as
 //! one `FixedLenByteArray` object (millions per large tensor) and copies the codes into a page
 //! buffer of its own before compressing them; here the params go into a page as the f16 bytes
 //! they already are, and a large tensor's codes are compressed straight from the row.
@@ -290,12 +290,18 @@ impl OwnChunk {
             column_index: None,
             offset_index: None,
         };
-        Ok((Pieces(Arc::new(self.pieces)), close))
+        Ok((Pieces::new(self.pieces), close))
     }
 }
 
 /// A column chunk's pages as written, read back once, in order, by the row group writer.
 pub struct Pieces(Arc<Vec<Vec<u8>>>);
+
+impl Pieces {
+    pub fn new(pieces: Vec<Vec<u8>>) -> Self {
+        Pieces(Arc::new(pieces))
+    }
+}
 
 impl Length for Pieces {
     fn len(&self) -> u64 {
@@ -367,7 +373,7 @@ mod tests {
     fn chunks_read_back_through_the_arrow_reader() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("data", DataType::Binary, false),
-            Field::new("scales", super::super::schema::list_of(DataType::Float16), true),
+            Field::new("scales", DataType::List(Arc::new(Field::new("item", DataType::Float16, false))), true),
         ]));
         let mut rng = 0x2545_f491_u64;
         let mut next = move || {

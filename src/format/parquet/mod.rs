@@ -9,6 +9,7 @@ pub mod reader;
 pub mod row;
 mod row_groups;
 pub mod schema;
+mod small_columns;
 mod thrift;
 pub mod writer;
 

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
 
 pub const FORMAT_NAME: &str = "arrowquant-v2-extended";
 /// MAJOR.MINOR. A reader accepts any file with the same major version; minor versions only add
@@ -32,60 +33,68 @@ pub const KEY_BODY_CRC: &str = "arrowquant.body_crc32";
 /// writer never holds more than about this much plus one tensor.
 pub const ROW_GROUP_TARGET_BYTES: usize = 8 * 1024 * 1024;
 
-pub fn list_of(item: DataType) -> DataType {
-    DataType::List(Arc::new(Field::new("item", item, false)))
-}
+/// The file's Parquet schema (docs/FORMAT.md §2), as parquet-rs's schema printer writes it: the
+/// schema parquet-rs derives from the Arrow types readers see (UInt8, Float16, …; the test
+/// below), root name included, so every file of this version has the same schema bytes.
+const MESSAGE: &str = "message arrow_schema {
+  REQUIRED BYTE_ARRAY name (STRING);
+  REQUIRED group shape (LIST) {
+    REPEATED group list {
+      REQUIRED INT64 item (INTEGER(64,false));
+    }
+  }
+  REQUIRED BYTE_ARRAY dtype (STRING);
+  REQUIRED BYTE_ARRAY storage (STRING);
+  OPTIONAL INT32 requested_bits (INTEGER(8,false));
+  OPTIONAL INT32 bits (INTEGER(8,false));
+  OPTIONAL INT32 group_size (INTEGER(32,false));
+  REQUIRED BYTE_ARRAY data;
+  REQUIRED INT32 data_crc32 (INTEGER(32,false));
+  OPTIONAL group scales (LIST) {
+    REPEATED group list {
+      REQUIRED FIXED_LEN_BYTE_ARRAY (2) item (FLOAT16);
+    }
+  }
+  OPTIONAL group mins (LIST) {
+    REPEATED group list {
+      REQUIRED FIXED_LEN_BYTE_ARRAY (2) item (FLOAT16);
+    }
+  }
+  OPTIONAL DOUBLE cosine;
+  OPTIONAL DOUBLE snr_db;
+  OPTIONAL DOUBLE rel_rmse;
+  OPTIONAL DOUBLE max_abs_error;
+  REQUIRED BYTE_ARRAY reason (STRING);
+  REQUIRED BYTE_ARRAY modality (STRING);
+  OPTIONAL group time_groups (LIST) {
+    REPEATED group list {
+      REQUIRED group item {
+        REQUIRED INT32 t_start (INTEGER(32,false));
+        REQUIRED INT32 t_end (INTEGER(32,false));
+        REQUIRED FLOAT scale;
+        REQUIRED INT32 zero_point;
+      }
+    }
+  }
+  OPTIONAL group spatial {
+    REQUIRED BOOLEAN enabled;
+    REQUIRED BOOLEAN channel_equalization;
+    REQUIRED BOOLEAN activation_smoothing;
+    REQUIRED FLOAT alpha;
+    REQUIRED group equalization_scales (LIST) {
+      REPEATED group list {
+        REQUIRED FLOAT item;
+      }
+    }
+  }
+  OPTIONAL DOUBLE weighted_snr_db;
+  OPTIONAL DOUBLE output_snr_db;
+  REQUIRED INT32 row_crc32 (INTEGER(32,false));
+}";
 
-pub fn time_group_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("t_start", DataType::UInt32, false),
-        Field::new("t_end", DataType::UInt32, false),
-        Field::new("scale", DataType::Float32, false),
-        Field::new("zero_point", DataType::Int32, false),
-    ])
-}
-
-pub fn spatial_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("enabled", DataType::Boolean, false),
-        Field::new("channel_equalization", DataType::Boolean, false),
-        Field::new("activation_smoothing", DataType::Boolean, false),
-        Field::new("alpha", DataType::Float32, false),
-        Field::new("equalization_scales", list_of(DataType::Float32), false),
-    ])
-}
-
-pub fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("shape", list_of(DataType::UInt64), false),
-        Field::new("dtype", DataType::Utf8, false),
-        Field::new("storage", DataType::Utf8, false),
-        Field::new("requested_bits", DataType::UInt8, true),
-        Field::new("bits", DataType::UInt8, true),
-        Field::new("group_size", DataType::UInt32, true),
-        Field::new("data", DataType::Binary, false),
-        Field::new("data_crc32", DataType::UInt32, false),
-        Field::new("scales", list_of(DataType::Float16), true),
-        Field::new("mins", list_of(DataType::Float16), true),
-        Field::new("cosine", DataType::Float64, true),
-        Field::new("snr_db", DataType::Float64, true),
-        Field::new("rel_rmse", DataType::Float64, true),
-        Field::new("max_abs_error", DataType::Float64, true),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("modality", DataType::Utf8, false),
-        Field::new(
-            "time_groups",
-            DataType::List(Arc::new(Field::new("item", DataType::Struct(time_group_fields()), false))),
-            true,
-        ),
-        Field::new("spatial", DataType::Struct(spatial_fields()), true),
-        // 2.1
-        Field::new("weighted_snr_db", DataType::Float64, true),
-        // 2.2
-        Field::new("output_snr_db", DataType::Float64, true),
-        Field::new("row_crc32", DataType::UInt32, false),
-    ]))
+pub fn schema() -> SchemaDescPtr {
+    let root = parse_message_type(MESSAGE).expect("the schema message parses");
+    Arc::new(SchemaDescriptor::new(Arc::new(root)))
 }
 
 /// The `arrowquant.metadata_crc32` value for the key-value pairs `kv`: CRC-32 of `key=value\n`
@@ -102,4 +111,59 @@ pub fn metadata_crc<'a>(kv: impl IntoIterator<Item = (&'a str, &'a str)>) -> u32
         h.update(b"\n");
     }
     h.finalize()
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Fields, Schema};
+    use parquet::arrow::ArrowSchemaConverter;
+
+    /// The message is the schema parquet-rs derives from the Arrow types docs/FORMAT.md §2 lists
+    /// (what pyarrow and other Arrow readers return): the files earlier versions wrote with
+    /// parquet-rs's Arrow writer and the ones written now have one schema.
+    #[test]
+    fn the_message_is_the_arrow_types_schema() {
+        let list_of = |item: DataType| DataType::List(Arc::new(Field::new("item", item, false)));
+        let time_group = Fields::from(vec![
+            Field::new("t_start", DataType::UInt32, false),
+            Field::new("t_end", DataType::UInt32, false),
+            Field::new("scale", DataType::Float32, false),
+            Field::new("zero_point", DataType::Int32, false),
+        ]);
+        let spatial = Fields::from(vec![
+            Field::new("enabled", DataType::Boolean, false),
+            Field::new("channel_equalization", DataType::Boolean, false),
+            Field::new("activation_smoothing", DataType::Boolean, false),
+            Field::new("alpha", DataType::Float32, false),
+            Field::new("equalization_scales", list_of(DataType::Float32), false),
+        ]);
+        let arrow = Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("shape", list_of(DataType::UInt64), false),
+            Field::new("dtype", DataType::Utf8, false),
+            Field::new("storage", DataType::Utf8, false),
+            Field::new("requested_bits", DataType::UInt8, true),
+            Field::new("bits", DataType::UInt8, true),
+            Field::new("group_size", DataType::UInt32, true),
+            Field::new("data", DataType::Binary, false),
+            Field::new("data_crc32", DataType::UInt32, false),
+            Field::new("scales", list_of(DataType::Float16), true),
+            Field::new("mins", list_of(DataType::Float16), true),
+            Field::new("cosine", DataType::Float64, true),
+            Field::new("snr_db", DataType::Float64, true),
+            Field::new("rel_rmse", DataType::Float64, true),
+            Field::new("max_abs_error", DataType::Float64, true),
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("modality", DataType::Utf8, false),
+            Field::new("time_groups", list_of(DataType::Struct(time_group)), true),
+            Field::new("spatial", DataType::Struct(spatial), true),
+            Field::new("weighted_snr_db", DataType::Float64, true),
+            Field::new("output_snr_db", DataType::Float64, true),
+            Field::new("row_crc32", DataType::UInt32, false),
+        ]);
+        let from_arrow = ArrowSchemaConverter::new().convert(&arrow).unwrap();
+        assert_eq!(from_arrow.root_schema(), super::schema().root_schema());
+    }
 }
