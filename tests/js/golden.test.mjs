@@ -40,6 +40,19 @@ function edgeModel() {
   ]);
 }
 
+/** More rows than a page holds (parquet-rs closes a page at 20,000 rows), and names that fill a
+ * page by size (1 MiB): the descriptive columns' page and row-group boundaries. */
+function manyTensors() {
+  return safetensors(
+    Array.from({ length: 21000 }, (_, i) => ({ name: `b.${i}.weight`, dtype: 'F32', shape: [2, 8], data: randomF32(16, 100 + (i % 50)) })),
+  );
+}
+function longNames() {
+  return safetensors(
+    Array.from({ length: 1200 }, (_, i) => ({ name: `layer.${i}.${'x'.repeat(1000)}.weight`, dtype: 'F32', shape: [4, 64], data: randomF32(256, 200 + (i % 50)) })),
+  );
+}
+
 const models = {
   rivagan: () => read(SAMPLE),
   rivaganF16: () => read(F16),
@@ -47,6 +60,8 @@ const models = {
   minilm: () => read(MINILM),
   ddpm: () => read(DDPM),
   edge: edgeModel,
+  manyTensors,
+  longNames,
 };
 
 const cases = [
@@ -77,6 +92,8 @@ const cases = [
   ['edge cases local', 'edge', { profile: 'local' }],
   ['edge cases 2-bit strict', 'edge', { bitWidth: 2, minAccuracy: 0.9999, groupSize: 32 }],
   ['edge cases 8-bit', 'edge', { bitWidth: 8, minAccuracy: 0 }],
+  ['21,000 small tensors', 'manyTensors', { profile: 'local' }],
+  ['1 MiB of names', 'longNames', { bitWidth: 2, groupSize: 64 }],
 ];
 
 const golden = (() => {
