@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// arrowquant command line: quantize / inspect / dequantize, all through the wasm package.
+// arrowquant command line: quantize / inspect / dequantize / convert, all through the wasm package.
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { buildInfo, configField, configFields, configFromText, fileSource, openGguf, openQuantized, quantizeGguf, quantizeStream } from './node.js';
@@ -14,6 +14,9 @@ usage:
                       [--gptq auto|on|off] [--gptq-damp X] [--gptq-act-order on|off]
   arrowquant inspect <file.parquet|file.gguf> [--json]
   arrowquant dequantize <file.parquet|file.gguf> -o <out.safetensors> [--dtype f32|f16]
+  arrowquant convert <file.gguf> -o <out.parquet>   |   convert <file.parquet> -o <out.gguf>
+                      (re-containering: every value decodes to the same bits; what has no exact
+                      form in the other container is refused, naming the tensor)
 
   The output format follows -o's extension (.gguf: GGUF, docs/GGUF.md; else Parquet); --gguf-type
   chooses the GGUF type (default Q8_0). Of the config flags, GGUF output takes
@@ -149,21 +152,23 @@ time: ${r.quantizationTimeS.toFixed(2)} s`);
 async function writeAtomically(output, fill) {
   mkdirSync(dirname(output), { recursive: true });
   const tmp = join(dirname(output), `.${basename(output)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
-  const put = (bytes) => {
-    let at = 0;
-    while (at < bytes.length) at += writeSync(fd, bytes, at);
-  };
-  // Interrupted (Ctrl-C, kill): no temporary file is left behind either.
+  let fd;
+  // Interrupted (Ctrl-C, kill): no temporary file is left behind either. The handlers are in
+  // place before the file exists: without one, a signal ends the process where it stands.
   const onSignal = (signal) => {
-    try { closeSync(fd); } catch {}
+    try { if (fd !== undefined) closeSync(fd); } catch {}
     rmSync(tmp, { force: true });
     console.error(`\narrowquant: ${signal}: stopped, nothing written`);
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const put = (bytes) => {
+    let at = 0;
+    while (at < bytes.length) at += writeSync(fd, bytes, at);
+  };
   try {
+    fd = openSync(tmp, 'w');
     const result = await fill(put);
     closeSync(fd);
     renameSync(tmp, output);
@@ -350,6 +355,31 @@ async function dequantize({ positional, flags }) {
   if (!flags.json) console.log(`wrote ${flags.output} (${dtype})`);
 }
 
+async function convert({ positional, flags, config }) {
+  const [input] = positional;
+  if (!input) throw new UsageError('convert needs a .gguf or .parquet file');
+  if (!flags.output) throw new UsageError('convert needs -o <out.parquet|out.gguf>');
+  if (Object.keys(config).length) throw new UsageError('convert takes no config flags: it re-containers, it does not quantize');
+  const fromGguf = startsWithGguf(input);
+  if (fromGguf === isGguf(flags.output)) {
+    throw new UsageError(fromGguf ? 'convert: the input is GGUF, so the output is Parquet: name it *.parquet' : 'convert: the input is Parquet, so the output is GGUF: name it *.gguf');
+  }
+  const file = fromGguf ? openGguf(readFileSync(input)) : openQuantized(readFileSync(input));
+  let bytes;
+  try {
+    await writeAtomically(flags.output, (put) => {
+      const out = fromGguf ? file.toParquet() : file.toGguf();
+      bytes = out.length;
+      put(out);
+    });
+  } finally {
+    file.free();
+  }
+  const format = fromGguf ? 'Parquet' : 'GGUF';
+  if (flags.json) console.log(JSON.stringify({ output: flags.output, format, bytes }));
+  else console.log(`wrote ${flags.output} (${format}, ${mib(bytes)}, every value as stored)`);
+}
+
 async function main(argv) {
   const [command, ...rest] = argv;
   if (!command) {
@@ -373,6 +403,7 @@ async function main(argv) {
   if (command === 'quantize') return quantize(args);
   if (command === 'inspect') return inspect(args);
   if (command === 'dequantize') return dequantize(args);
+  if (command === 'convert') return convert(args);
   throw new UsageError(`unknown command '${command}'`);
 }
 

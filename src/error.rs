@@ -51,6 +51,10 @@ pub enum AqError {
     /// Calibration statistics that do not follow docs/CALIBRATION.md.
     #[error("invalid calibration statistics: {0}")]
     Calibration(String),
+
+    /// A tensor has no exact form in the container a file is converted to.
+    #[error("tensor '{tensor}': {message}")]
+    Convert { tensor: String, message: String },
 }
 
 impl AqError {
@@ -68,6 +72,7 @@ impl AqError {
             AqError::Cancelled(_) => "E_CANCELLED",
             AqError::Calibration(_) => "E_CALIBRATION",
             AqError::Gguf(_) => "E_GGUF",
+            AqError::Convert { .. } => "E_CONVERT",
         }
     }
 
@@ -82,9 +87,10 @@ impl AqError {
     /// The tensor at fault, when there is one.
     pub fn tensor(&self) -> Option<&str> {
         match self {
-            AqError::Dtype { tensor, .. } | AqError::NonFinite { tensor, .. } | AqError::Accuracy { tensor, .. } => {
-                Some(tensor)
-            }
+            AqError::Dtype { tensor, .. }
+            | AqError::NonFinite { tensor, .. }
+            | AqError::Accuracy { tensor, .. }
+            | AqError::Convert { tensor, .. } => Some(tensor),
             _ => None,
         }
     }

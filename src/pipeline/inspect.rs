@@ -175,7 +175,9 @@ pub fn error_histogram(
                 undo_equalization(&mut w_hat, cl, &sp.scales);
             }
         }
-        _ => decode_f32(Dtype::F16, &row.data, &mut w_hat),
+        Stored::F16 => decode_f32(Dtype::F16, &row.data, &mut w_hat),
+        Stored::Blocks(ty) => w_hat = crate::quant::ggml::dequantize(*ty, &row.data, numel)?,
+        Stored::Raw => return Ok(exact()),
     }
     let limit = w.iter().zip(&w_hat).map(|(a, b)| (b - a).abs() as f64).fold(0.0, f64::max);
     if limit == 0.0 {

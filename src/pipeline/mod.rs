@@ -8,10 +8,12 @@
 //! * `summary` and `report` — the per-layer and model report;
 //! * `whole_file` — a file held in memory, driven through `run`;
 //! * `gguf` — the GGUF writer: types from the header, then each tensor's blocks, measured;
+//! * `convert` — Parquet ⇄ GGUF without re-quantizing;
 //! * `plan` — the measuring pass of `targetSizeMb`;
 //! * `inspect` — what a UI shows before and after a run (model summary, error histogram).
 
 pub mod batches;
+pub mod convert;
 pub mod decision;
 pub mod equalization;
 pub mod gguf;

@@ -94,6 +94,9 @@ pub struct LayerCounts {
     pub f16: u32,
     /// Tensors stored as their source bytes.
     pub raw: u32,
+    /// Tensors stored in ggml block types (`blocks` storage).
+    #[serde(default)]
+    pub blocks: u32,
 }
 
 /// Whether a diffusion feature was asked for and whether it ran, with the reason when it did not.

@@ -76,6 +76,7 @@ impl Tally {
             Stored::Quantized { width: Width::W8, .. } => self.counts.bits8 += 1,
             Stored::F16 => self.counts.f16 += 1,
             Stored::Raw => self.counts.raw += 1,
+            Stored::Blocks(_) => self.counts.blocks += 1,
         }
         if let Some(s) = &outcome.sums {
             self.lossy.count += s.count;

@@ -103,4 +103,13 @@ impl QuantizedFile {
     pub fn export_tensor(&self, name: &str, dtype: &str) -> Result<Vec<u8>, JsValue> {
         Ok(self.inner.export_tensor(name, parse_export_dtype(dtype)?)?)
     }
+
+    /// The file as a GGUF file without re-quantizing: `blocks` rows as their block type, f16
+    /// and float/integer raw rows as themselves, 4-bit codes in groups of 32 as `Q4_1`; any
+    /// other row is refused (`E_CONVERT`, naming the tensor).
+    #[wasm_bindgen(js_name = toGguf)]
+    pub fn to_gguf(&self) -> Result<js_sys::Uint8Array, JsValue> {
+        let pieces = crate::pipeline::convert::parquet_to_gguf(&self.inner)?;
+        Ok(super::convert::pieces_to_js(&pieces))
+    }
 }

@@ -196,6 +196,14 @@ impl GgufFile {
         Ok(js_sys::Float32Array::from(self.inner.dequantize(name)?.as_slice()))
     }
 
+    /// The file as an arrowquant Parquet file without re-quantizing: block types as `blocks`
+    /// rows, every tensor's bytes as stored (docs/FORMAT.md).
+    #[wasm_bindgen(js_name = toParquet)]
+    pub fn to_parquet(&self) -> Result<Uint8Array, JsValue> {
+        let (pieces, _) = crate::pipeline::convert::gguf_to_parquet(&self.inner)?;
+        Ok(super::convert::pieces_to_js(&pieces))
+    }
+
     /// The whole file as safetensors of `dtype` ('f32', default, or 'f16').
     #[wasm_bindgen(js_name = toSafetensors)]
     pub fn to_safetensors(&self, dtype: Option<String>) -> Result<Uint8Array, JsValue> {

@@ -107,7 +107,7 @@ test('openQuantized: tensors, metadata, dequantize matches the reported metrics'
   const { parquet, report } = quantizeModel(sample, { profile: 'edge', minAccuracy: 0 });
   const file = openQuantized(parquet);
   const meta = file.metadata();
-  assert.equal(meta.formatVersion, '2.3');
+  assert.equal(meta.formatVersion, '2.4');
   assert.equal(meta.config.bitWidth, 2);
   assert.equal(meta.sourceMetadata.dtype ?? 'F32', meta.sourceMetadata.dtype ?? 'F32');
   const header = readSafetensorsHeader(sample);

@@ -4,8 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openQuantized } from '../../pkg/node.js';
-import { CLI, MINILM, randomF32, read, safetensors, SAMPLE, tempDir } from './helpers.mjs';
+import { openGguf, openQuantized } from '../../pkg/node.js';
+import { CLI, DDPM, MINILM, randomF32, read, safetensors, SAMPLE, tempDir } from './helpers.mjs';
 
 const run = (...args) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
 const dir = tempDir();
@@ -83,6 +83,35 @@ test('dequantize writes a safetensors file equal to the reader output (f32 and f
     // and the restored file quantizes again (it is a valid safetensors file)
     assert.equal(run('quantize', out, '-o', join(dir, `again.${dtype}.parquet`), '--quiet').status, 0);
   }
+});
+
+test('convert: GGUF → Parquet → GGUF gives the same file; what has no exact form is refused', () => {
+  const gguf = join(dir, 'unet-Q4_K_M.gguf');
+  assert.equal(run('quantize', DDPM, '-o', gguf, '--gguf-type', 'Q4_K_M', '--quiet').status, 0);
+  const parquet = join(dir, 'unet-Q4_K_M.parquet');
+  let r = run('convert', gguf, '-o', parquet, '--json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { output: parquet, format: 'Parquet', bytes: read(parquet).length });
+  const file = openQuantized(read(parquet));
+  const source = openGguf(read(gguf));
+  const blocks = file.tensors().filter((t) => t.storage === 'blocks');
+  assert.equal(blocks.length, source.tensors().filter((t) => /^Q/.test(t.ggmlType)).length);
+  for (const t of blocks) assert.deepEqual(file.dequantize(t.name), source.dequantize(t.name), t.name);
+  const back = join(dir, 'unet-back.gguf');
+  r = run('convert', parquet, '-o', back);
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(Buffer.from(read(back)).equals(Buffer.from(read(gguf))));
+  // A Parquet file of 4-bit codes in groups of 128: no GGUF type has that arithmetic.
+  const local = join(dir, 'riva-local.parquet');
+  assert.equal(run('quantize', SAMPLE, '-o', local, '--quiet').status, 0);
+  r = run('convert', local, '-o', join(dir, 'riva-local.gguf'));
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /error \[E_CONVERT\]: tensor '[^']+': 4-bit codes in groups of 128/);
+  assert.ok(!existsSync(join(dir, 'riva-local.gguf')));
+  r = run('convert', gguf, '-o', join(dir, 'same.gguf'));
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /the input is GGUF, so the output is Parquet/);
+  assert.equal(run('convert', gguf, '-o', join(dir, 'x.parquet'), '--bits', '4').status, 2);
 });
 
 test('errors: code on stderr, exit 1, no partial output left behind', () => {

@@ -252,3 +252,17 @@ test('the HTTP handler writes GGUF with ?format=gguf, streamed, the same bytes',
     assert.equal(body.field, field, query);
   }
 });
+
+test('toParquet / toGguf re-container without re-quantizing; E_CONVERT names what cannot go', async () => {
+  const { openQuantized, quantizeModel } = await import('../../pkg/node.js');
+  const gguf = quantizeModelGguf(read(DDPM), 'Q3_K_S').gguf;
+  const source = openGguf(gguf);
+  const parquet = source.toParquet();
+  const file = openQuantized(parquet);
+  assert.equal(file.metadata().formatVersion, '2.4');
+  for (const t of source.tensors()) assert.deepEqual(file.dequantize(t.name), source.dequantize(t.name), t.name);
+  assert.ok(Buffer.from(file.toGguf()).equals(Buffer.from(gguf)));
+  const g64 = openQuantized(quantizeModel(read(DDPM), { bitWidth: 4, groupSize: 64, minAccuracy: 0 }).parquet);
+  assert.throws(() => g64.toGguf(), (e) => e.code === 'E_CONVERT' && typeof e.tensor === 'string' && e.message.includes(e.tensor));
+  for (const f of [source, file, g64]) f.free();
+});

@@ -122,6 +122,8 @@ def row_crc(row):
         b += bytes([1, sp["enabled"], sp["channel_equalization"], sp["activation_smoothing"]])
         b += struct.pack("<f", sp["alpha"]) + u32(len(sp["equalization_scales"]))
         b += np.asarray(sp["equalization_scales"], dtype="<f4").tobytes()
+    if row.get("block_type") is not None:  # 2.4: nothing for null
+        b += row["block_type"].encode() + b"\0"
     return zlib.crc32(bytes(b))
 
 
@@ -396,6 +398,49 @@ def check(model, args, tmp, idx):
     return counts
 
 
+def check_converted(ty, tmp):
+    """§3 `blocks` (2.4): a GGUF file of ours converted to Parquet holds every tensor's bytes as
+    stored — read here with pyarrow, the blocks decoded by gguf-py (llama.cpp's own reader) — and
+    converts back to the same GGUF file, byte for byte."""
+    from gguf import GGUFReader, GGMLQuantizationType
+    from gguf.constants import GGML_QUANT_SIZES
+    from gguf.quants import dequantize as gguf_dequantize
+
+    src = os.path.join(tmp, f"conv-{ty}.gguf")
+    subprocess.run(["node", CLI, "quantize", os.path.join(ROOT, DDPM), "-o", src, "--gguf-type", ty, "--quiet"], check=True)
+    out = os.path.join(tmp, f"conv-{ty}.parquet")
+    subprocess.run(["node", CLI, "convert", src, "-o", out], check=True, stdout=subprocess.DEVNULL)
+    pf = pq.ParquetFile(out)
+    kv = {k.decode(): v.decode() for k, v in pf.metadata.metadata.items()}
+    assert kv["arrowquant.format_version"] == "2.4" and kv["arrowquant.converted_from"] == "gguf", kv
+    assert kv["arrowquant.config"] == "null" and int(kv["arrowquant.metadata_crc32"]) == metadata_crc(kv)
+    table = pf.read().to_pylist()
+    reader = GGUFReader(src)
+    tensors = {t.name: t for t in reader.tensors}
+    assert [r["name"] for r in table] == [t.name for t in reader.tensors], "rows in the GGUF's order"
+    blocks = 0
+    for row in table:
+        t = tensors[row["name"]]
+        assert zlib.crc32(row["data"]) == row["data_crc32"] and row_crc(row) == row["row_crc32"], row["name"]
+        assert row["data"] == bytes(np.asarray(t.data).view(np.uint8).ravel()), f"{row['name']}: bytes differ from the GGUF's"
+        assert row["cosine"] is None and row["requested_bits"] is None
+        if row["storage"] == "blocks":
+            blocks += 1
+            qt = GGMLQuantizationType[row["block_type"]]
+            assert row["group_size"] == GGML_QUANT_SIZES[qt][0], row["name"]
+            mine = gguf_dequantize(np.frombuffer(row["data"], np.uint8), qt).astype(np.float32).ravel()
+            theirs = gguf_dequantize(t.data, t.tensor_type).astype(np.float32).ravel()
+            assert mine.view(np.uint32).tobytes() == theirs.view(np.uint32).tobytes(), row["name"]
+            assert int(np.prod(row["shape"])) == mine.size
+        else:
+            assert row["storage"] == "raw" and row["block_type"] is None and row["dtype"] == t.tensor_type.name, row["name"]
+    back = os.path.join(tmp, f"conv-{ty}-back.gguf")
+    subprocess.run(["node", CLI, "convert", out, "-o", back], check=True, stdout=subprocess.DEVNULL)
+    with open(src, "rb") as a, open(back, "rb") as b:
+        assert a.read() == b.read(), f"{ty}: GGUF → Parquet → GGUF is not the same file"
+    print(f"ok  GGUF {ty} → Parquet ({blocks} blocks rows, {len(table) - blocks} raw) → GGUF, same bytes")
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         # Codes that zstd barely shrinks (uniform values at 8 bits: 2 MiB of evenly spread codes)
@@ -410,6 +455,8 @@ def main():
         cases = CASES + [(mixed, ["--bits", "8", "--group-size", "64", "--min-accuracy", "0"])]
         counts = [check(model, args, tmp, i) for i, (model, args) in enumerate(cases)]
         assert "uncompressed data chunks" in counts[-1], "the uniform codes were compressed"
+        for ty in ("Q4_K_M", "Q5_0", "Q2_K", "BF16"):
+            check_converted(ty, tmp)
     print(f"{len(cases)} passed, 0 failed")
 
 

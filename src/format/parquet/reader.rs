@@ -15,6 +15,7 @@ use super::{Stored, TensorRow};
 use crate::error::{AqError, Result};
 use crate::format::safetensors::write_header;
 use crate::quant::dtype::{decode_f32, Dtype};
+use crate::quant::ggml;
 use crate::quant::layout::{undo_equalization, ChannelLayout, Layout};
 use crate::quant::tensor::dequantize_parts;
 
@@ -175,6 +176,7 @@ impl QuantizedFile {
                 dequantize_parts(*width, layout, &row.data, scales, mins, &mut out);
             }
             Stored::F16 => decode_f32(Dtype::F16, &row.data, &mut out),
+            Stored::Blocks(ty) => out = ggml::dequantize(*ty, &row.data, n)?,
             Stored::Raw if row.dtype.is_float() => decode_f32(row.dtype, &row.data, &mut out),
             Stored::Raw => {
                 return Err(AqError::dtype(

@@ -10,6 +10,7 @@ use tsify::Tsify;
 use crate::diffusion::timegroups::TimeGroup;
 use crate::format::safetensors::TensorInfo;
 use crate::quant::dtype::Dtype;
+use crate::quant::ggml::GgmlType;
 use crate::quant::metrics::ErrorSums;
 use crate::quant::width::Width;
 
@@ -24,6 +25,8 @@ pub enum Storage {
     F16,
     /// The source bytes unchanged (non-float tensors, 1-D tensors, values beyond f16).
     Raw,
+    /// ggml/GGUF blocks of one block type (`block_type`, 2.4).
+    Blocks,
 }
 
 impl Storage {
@@ -32,6 +35,7 @@ impl Storage {
             Storage::Quantized => "quantized",
             Storage::F16 => "f16",
             Storage::Raw => "raw",
+            Storage::Blocks => "blocks",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -39,6 +43,7 @@ impl Storage {
             "quantized" => Some(Storage::Quantized),
             "f16" => Some(Storage::F16),
             "raw" => Some(Storage::Raw),
+            "blocks" => Some(Storage::Blocks),
             _ => None,
         }
     }
@@ -54,6 +59,8 @@ pub enum Stored {
     F16,
     /// The source bytes in the source dtype.
     Raw,
+    /// The values in blocks of a ggml block type, as a GGUF file holds them.
+    Blocks(GgmlType),
 }
 
 impl Stored {
@@ -62,19 +69,30 @@ impl Stored {
             Stored::Quantized { .. } => Storage::Quantized,
             Stored::F16 => Storage::F16,
             Stored::Raw => Storage::Raw,
+            Stored::Blocks(_) => Storage::Blocks,
         }
     }
-    /// The `bits` column: 2/4/8 for codes, 16 for f16, none for raw.
+    /// The `bits` column: 2/4/8 for codes, 16 for f16, none for raw; a block type's code width.
     pub fn bits(&self) -> Option<u8> {
         match self {
             Stored::Quantized { width, .. } => Some(width.bits()),
             Stored::F16 => Some(16),
             Stored::Raw => None,
+            Stored::Blocks(ty) => Some(ty.code_bits()),
         }
     }
+    /// The `group_size` column: values per group, or per block.
     pub fn group_size(&self) -> Option<u32> {
         match self {
             Stored::Quantized { group_size, .. } => Some(*group_size),
+            Stored::Blocks(ty) => Some(ty.block_values() as u32),
+            _ => None,
+        }
+    }
+    /// The `block_type` column.
+    pub fn block_type(&self) -> Option<GgmlType> {
+        match self {
+            Stored::Blocks(ty) => Some(*ty),
             _ => None,
         }
     }
@@ -84,6 +102,7 @@ impl Stored {
             Stored::Quantized { width, group_size, .. } => format!("int{}/g{group_size}", width.bits()),
             Stored::F16 => "f16".into(),
             Stored::Raw => "raw".into(),
+            Stored::Blocks(ty) => ty.name().into(),
         }
     }
     /// f16 params (scales and mins) stored beside the data.
@@ -225,6 +244,10 @@ impl TensorRow {
                 h.update(&(sp.scales.len() as u32).to_le_bytes());
                 sp.scales.iter().for_each(|x| h.update(&x.to_bits().to_le_bytes()));
             }
+        }
+        // 2.4: nothing for a null block type, so other rows hash as they did before.
+        if let Some(ty) = self.stored.block_type() {
+            text(&mut h, ty.name());
         }
         h.finalize()
     }

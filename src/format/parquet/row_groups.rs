@@ -15,6 +15,7 @@ use super::{Metrics, SpatialMeta, Storage, Stored, TensorRow};
 use crate::diffusion::timegroups::TimeGroup;
 use crate::error::{AqError, Result};
 use crate::quant::dtype::Dtype;
+use crate::quant::ggml::GgmlType;
 use crate::quant::layout::{ChannelLayout, Layout};
 use crate::quant::tensor::MAX_GROUP;
 use crate::quant::width::Width;
@@ -75,6 +76,8 @@ pub(super) struct Leaves {
     /// Added in 2.2.
     output: Option<Leaf>,
     row_crc: Option<Leaf>,
+    /// Added in 2.4.
+    block_type: Option<Leaf>,
 }
 
 impl Leaves {
@@ -115,6 +118,7 @@ impl Leaves {
             weighted: find_leaf(schema, &["weighted_snr_db"], P::DOUBLE)?,
             output: find_leaf(schema, &["output_snr_db"], P::DOUBLE)?,
             row_crc: find_leaf(schema, &["row_crc32"], P::INT32)?,
+            block_type: find_leaf(schema, &["block_type"], P::BYTE_ARRAY)?,
         })
     }
 }
@@ -171,6 +175,14 @@ pub(super) fn read_row_group(rg: &dyn RowGroupReader, l: &Leaves, out: &mut Vec<
         Some(o) => doubles(o)?,
         None => vec![None; n],
     };
+    let block_types: Vec<Option<String>> = match l.block_type {
+        Some(b) => columns::read::<ByteArrayType>(rg, b, n)?
+            .optional(n)?
+            .into_iter()
+            .map(|v| v.map(|v| utf8(v, "block_type")).transpose())
+            .collect::<Result<_>>()?,
+        None => vec![None; n],
+    };
     let tg_lists = |leaf: Leaf| columns::read::<Int32Type>(rg, leaf, n)?.lists(n);
     let (tg_start, tg_end, tg_zp) = (tg_lists(l.tg_start)?, tg_lists(l.tg_end)?, tg_lists(l.tg_zero_point)?);
     let tg_scale = columns::read::<FloatType>(rg, l.tg_scale, n)?.lists(n)?;
@@ -199,6 +211,7 @@ pub(super) fn read_row_group(rg: &dyn RowGroupReader, l: &Leaves, out: &mut Vec<
             group_size: groups[i].map(|g| g as u32),
             scales: scales[i].clone(),
             mins: mins[i].clone(),
+            block_type: block_types[i].clone(),
         };
         let metrics = match [metrics[0][i], metrics[1][i], metrics[2][i], metrics[3][i]] {
             [Some(cosine), Some(snr_db), Some(rel_rmse), Some(max_abs_error)] => {
@@ -264,19 +277,47 @@ struct StoredColumns {
     group_size: Option<u32>,
     scales: Option<Vec<u16>>,
     mins: Option<Vec<u16>>,
+    block_type: Option<String>,
 }
 
 impl StoredColumns {
     /// The stored form these columns describe, or `E_PARQUET` naming what does not fit: a
-    /// quantized row has a width, a supported group size and one scale and min per group; f16
-    /// and raw rows have no group params.
+    /// quantized row has a width, a supported group size and one scale and min per group; a
+    /// blocks row a block type with its code width and block length; f16 and raw rows have none.
     fn into_stored(self, name: &str, shape: &[u64], dtype: Dtype) -> Result<Stored> {
         let bad = |what: String| perr(format!("tensor '{name}': {what}"));
         let has_params = self.group_size.is_some() || self.scales.is_some() || self.mins.is_some();
-        if self.storage != Storage::Quantized && has_params {
+        let blocks = self.storage == Storage::Blocks;
+        if self.storage != Storage::Quantized && !blocks && has_params {
             return Err(bad(format!("{} storage with group_size, scales or mins", self.storage.as_str())));
         }
+        if self.block_type.is_some() != blocks {
+            return Err(bad(format!("{} storage with block_type {:?}", self.storage.as_str(), self.block_type)));
+        }
         match self.storage {
+            Storage::Blocks => {
+                let named = self.block_type.as_deref().unwrap_or_default();
+                let ty = GgmlType::parse_block_type(named)
+                    .filter(|t| t.name() == named)
+                    .ok_or_else(|| bad(format!("unknown block_type '{named}'")))?;
+                if self.bits != Some(ty.code_bits()) || self.group_size != Some(ty.block_values() as u32) {
+                    return Err(bad(format!(
+                        "{} blocks with bits {:?} and group_size {:?} (expected {} and {})",
+                        ty.name(),
+                        self.bits,
+                        self.group_size,
+                        ty.code_bits(),
+                        ty.block_values()
+                    )));
+                }
+                if self.scales.is_some() || self.mins.is_some() {
+                    return Err(bad("blocks storage with scales or mins".into()));
+                }
+                if !dtype.is_float() {
+                    return Err(bad(format!("blocks storage of a {} tensor", dtype.name())));
+                }
+                Ok(Stored::Blocks(ty))
+            }
             Storage::Quantized => {
                 let width = self
                     .bits
@@ -334,6 +375,9 @@ pub(super) fn check_row(row: &TensorRow) -> Result<()> {
         }
         Stored::F16 => layout.numel() as u64 * 2,
         Stored::Raw => layout.numel() as u64 * row.dtype.size_bytes() as u64,
+        Stored::Blocks(ty) => ty
+            .bytes_for(layout.numel() as u64)
+            .ok_or_else(|| bad(format!("{} values are not a whole number of {} blocks", layout.numel(), ty.name())))?,
     };
     if row.data.len() as u64 != expected {
         return Err(bad(format!("data has {} bytes, expected {expected} for its shape and storage", row.data.len())));

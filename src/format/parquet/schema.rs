@@ -8,7 +8,7 @@ use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
 pub const FORMAT_NAME: &str = "arrowquant-v2-extended";
 /// MAJOR.MINOR. A reader accepts any file with the same major version; minor versions only add
 /// nullable columns or metadata keys, which older readers ignore.
-pub const FORMAT_VERSION: &str = "2.3";
+pub const FORMAT_VERSION: &str = "2.4";
 pub const FORMAT_MAJOR: u32 = 2;
 
 pub const KEY_FORMAT: &str = "arrowquant.format";
@@ -28,6 +28,10 @@ pub const KEY_TENSOR_COUNT: &str = "arrowquant.tensor_count";
 /// checked before any page is decoded, so damaged pages never reach the Parquet decoder.
 pub const KEY_BODY_BYTES: &str = "arrowquant.body_bytes";
 pub const KEY_BODY_CRC: &str = "arrowquant.body_crc32";
+
+/// (2.4) Present in a file converted from another container (`gguf`) rather than quantized
+/// from a source model: its rows carry no quality columns and `arrowquant.config` is `null`.
+pub const KEY_CONVERTED_FROM: &str = "arrowquant.converted_from";
 
 /// Row groups are closed once this much data is buffered, so output reaches JS in chunks and the
 /// writer never holds more than about this much plus one tensor.
@@ -90,6 +94,7 @@ const MESSAGE: &str = "message arrow_schema {
   OPTIONAL DOUBLE weighted_snr_db;
   OPTIONAL DOUBLE output_snr_db;
   REQUIRED INT32 row_crc32 (INTEGER(32,false));
+  OPTIONAL BYTE_ARRAY block_type (STRING);
 }";
 
 pub fn schema() -> SchemaDescPtr {
@@ -162,6 +167,7 @@ mod tests {
             Field::new("weighted_snr_db", DataType::Float64, true),
             Field::new("output_snr_db", DataType::Float64, true),
             Field::new("row_crc32", DataType::UInt32, false),
+            Field::new("block_type", DataType::Utf8, true),
         ]);
         let from_arrow = ArrowSchemaConverter::new().convert(&arrow).unwrap();
         assert_eq!(from_arrow.root_schema(), super::schema().root_schema());

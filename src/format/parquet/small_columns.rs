@@ -137,6 +137,7 @@ pub fn leaf_rows(row: &TensorRow, modality: &str) -> Vec<LeafRow> {
         optional(row.weighted_snr_db),
         optional(row.output_snr_db),
         required(row.integrity_crc() as i32),
+        optional(row.stored.block_type().map(|t| text(t.name()))),
     ]
 }
 

@@ -40,6 +40,29 @@ const RESHAPE_ARCHITECTURES: &[&str] = &["sd1", "sdxl"];
 const RESHAPE_MIN_VALUES: u64 = 512;
 
 /// Which ggml type a source dtype that is not quantized keeps (integers pass through exactly).
+/// The shape a tensor is written in when it is not its own, in a file of `architecture`: ggml
+/// holds at most 4 dimensions, so a deeper tensor is written as rows of its last dimension; and
+/// in convolutional UNets (ComfyUI-GGUF's `shape_fix` architectures) a float tensor whose rows are
+/// not whole 256-value blocks is written as rows of 256 when its size allows. Either way the
+/// shape is recorded where ComfyUI-GGUF's loader (and ours) looks for it.
+pub fn ggml_shape(shape: &[u64], is_float: bool, architecture: &str) -> Option<Vec<u64>> {
+    let count: u64 = shape.iter().product();
+    let last = shape.last().copied().unwrap_or(1);
+    if shape.len() > 4 {
+        Some(vec![count / last.max(1), last])
+    } else if RESHAPE_ARCHITECTURES.contains(&architecture)
+        && is_float
+        && shape.len() > 1
+        && count >= RESHAPE_MIN_VALUES
+        && count.is_multiple_of(256)
+        && !last.is_multiple_of(256)
+    {
+        Some(vec![count / 256, 256])
+    } else {
+        None
+    }
+}
+
 fn integer_type(dtype: Dtype) -> Option<GgmlType> {
     match dtype {
         Dtype::I8 => Some(GgmlType::I8),
@@ -157,29 +180,10 @@ impl GgufQuantizer {
         }
         kv.push(("arrowquant.version".to_string(), Value::String(env!("CARGO_PKG_VERSION").to_string())));
         kv.push(("arrowquant.ggml_type".to_string(), Value::String(mix.name.to_string())));
-        let reshape_rows = RESHAPE_ARCHITECTURES.contains(&architecture.0.as_str());
         let mut shapes = Vec::with_capacity(header.tensors.len());
         for (source, t) in header.tensors.iter().enumerate() {
             let count = t.numel();
-            let last = t.shape.last().copied().unwrap_or(1);
-            // ggml holds at most 4 dimensions, so a deeper tensor is written as rows of its last
-            // dimension; and in convolutional UNets (ComfyUI-GGUF's `shape_fix` architectures) a
-            // tensor whose rows are not whole 256-value blocks is written as rows of 256 when its
-            // size allows. Either way the shape is recorded where ComfyUI-GGUF's loader (and ours)
-            // looks for it.
-            let reshaped = if t.shape.len() > 4 {
-                Some(vec![count / last.max(1), last])
-            } else if reshape_rows
-                && t.dtype.is_float()
-                && t.shape.len() > 1
-                && count >= RESHAPE_MIN_VALUES
-                && count.is_multiple_of(256)
-                && !last.is_multiple_of(256)
-            {
-                Some(vec![count / 256, 256])
-            } else {
-                None
-            };
+            let reshaped = ggml_shape(&t.shape, t.dtype.is_float(), &architecture.0);
             if reshaped.is_some() {
                 kv.push((
                     format!("comfy.gguf.orig_shape.{}", t.name),

@@ -128,6 +128,27 @@ impl GgmlType {
         self.block_values() > 1
     }
 
+    /// The block types, quantized.
+    pub fn parse_block_type(name: &str) -> Option<Self> {
+        Self::parse(name).filter(|t| t.is_quantized())
+    }
+
+    /// The width of a value's code, params not counted (Q4_K: 4): the `bits` of a Parquet row
+    /// stored in this block type.
+    pub fn code_bits(self) -> u8 {
+        match self {
+            GgmlType::Q2_K => 2,
+            GgmlType::Q3_K => 3,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K => 4,
+            GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q5_K => 5,
+            GgmlType::Q6_K => 6,
+            GgmlType::Q8_0 | GgmlType::I8 => 8,
+            GgmlType::F16 | GgmlType::BF16 | GgmlType::I16 => 16,
+            GgmlType::F32 | GgmlType::I32 => 32,
+            GgmlType::I64 => 64,
+        }
+    }
+
     /// Stored bits per value, params included (Q4_0: 4.5).
     pub fn bits_per_value(self) -> f64 {
         self.block_bytes() as f64 * 8.0 / self.block_values() as f64

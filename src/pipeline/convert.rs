@@ -1,0 +1,255 @@
+//! Re-containering without re-quantizing (`arrowquant convert`): a GGUF file's tensors as Parquet
+//! rows — block types as `blocks` storage, float and integer tensors as their bytes — and a
+//! Parquet file's rows as GGUF tensors wherever a GGUF type holds them exactly. The stored bytes
+//! move unchanged (4-bit codes in groups of 32 are repacked into `Q4_1` blocks, whose arithmetic
+//! is ours), so every value dequantizes to the same bits in both containers.
+
+use std::collections::BTreeMap;
+
+use crate::error::{AqError, Result};
+use crate::format::gguf::arch;
+use crate::format::gguf::container::{align, encode_header, TensorInfo as GgufTensor, Value};
+use crate::format::gguf::reader::GgufFile;
+use crate::format::parquet::reader::QuantizedFile;
+use crate::format::parquet::schema::*;
+use crate::format::parquet::writer::TensorWriter;
+use crate::format::parquet::{Stored, TensorRow};
+use crate::pipeline::gguf::ggml_shape;
+use crate::policy::gguf_mix::MIXES;
+use crate::policy::modality::detect;
+use crate::quant::dtype::Dtype;
+use crate::quant::ggml::GgmlType;
+use crate::quant::width::Width;
+
+/// The `source_metadata` prefix of a GGUF file's metadata values.
+const GGUF_PREFIX: &str = "gguf.";
+/// GGUF keys a converted file writes itself rather than copies.
+const DERIVED_KEYS: [&str; 4] =
+    ["general.alignment", "general.file_type", "general.quantization_version", "arrowquant.version"];
+
+fn unconvertible(tensor: &str, message: impl Into<String>) -> AqError {
+    AqError::Convert { tensor: tensor.to_string(), message: message.into() }
+}
+
+/// A GGUF tensor of type `ty` as the row that holds its bytes.
+fn row_of(name: &str, shape: Vec<u64>, ty: GgmlType, data: Vec<u8>) -> TensorRow {
+    let (dtype, stored) = match ty {
+        GgmlType::F32 => (Dtype::F32, Stored::Raw),
+        GgmlType::F16 => (Dtype::F16, Stored::Raw),
+        GgmlType::BF16 => (Dtype::BF16, Stored::Raw),
+        GgmlType::I8 => (Dtype::I8, Stored::Raw),
+        GgmlType::I16 => (Dtype::I16, Stored::Raw),
+        GgmlType::I32 => (Dtype::I32, Stored::Raw),
+        GgmlType::I64 => (Dtype::I64, Stored::Raw),
+        // What ggml decodes a block type to.
+        _ => (Dtype::F32, Stored::Blocks(ty)),
+    };
+    TensorRow {
+        name: name.to_string(),
+        shape,
+        dtype,
+        requested_bits: None,
+        stored,
+        data_crc32: crc32fast::hash(&data),
+        data,
+        metrics: None,
+        reason: format!("converted from GGUF: {} as stored", ty.name()),
+        weighted_snr_db: None,
+        output_snr_db: None,
+        time_groups: None,
+        spatial: None,
+    }
+}
+
+/// A GGUF file as an arrowquant Parquet file: one row per tensor, in file order. Its string
+/// metadata and `general.file_type` are kept in `arrowquant.source_metadata` under `gguf.`, and
+/// come back as such in [`parquet_to_gguf`]. Returns the file's pieces and its length.
+pub fn gguf_to_parquet(file: &GgufFile) -> Result<(Vec<Vec<u8>>, u64)> {
+    let mut source = BTreeMap::new();
+    for (key, value) in &file.header.kv {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::U32(v) if key == "general.file_type" => v.to_string(),
+            _ => continue,
+        };
+        source.insert(format!("{GGUF_PREFIX}{key}"), text);
+    }
+    let names = file.tensors.iter().map(|t| t.name.as_str());
+    let modality = detect(None, None, names);
+    let metadata = vec![
+        (KEY_FORMAT.to_string(), FORMAT_NAME.to_string()),
+        (KEY_FORMAT_VERSION.to_string(), FORMAT_VERSION.to_string()),
+        (KEY_LIBRARY_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        // No quantizer config made these values.
+        (KEY_CONFIG.to_string(), "null".to_string()),
+        (KEY_MODALITY.to_string(), modality.name().to_string()),
+        (KEY_SOURCE_METADATA.to_string(), serde_json::to_string(&source).expect("string map")),
+        (KEY_CONVERTED_FROM.to_string(), "gguf".to_string()),
+    ];
+    let mut writer = TensorWriter::new(metadata, modality.name())?;
+    let mut out = Vec::new();
+    for t in &file.tensors {
+        writer.write(row_of(&t.name, t.shape.clone(), t.ty, file.raw(&t.name)?.to_vec()))?;
+        out.extend(writer.take_output());
+    }
+    let (rest, len) = writer.finish(Vec::new())?;
+    out.extend(rest);
+    Ok((out, len))
+}
+
+/// The GGUF type and bytes of one row, or `E_CONVERT` naming it when no GGUF type holds its
+/// values exactly.
+fn gguf_form(row: &TensorRow) -> Result<(GgmlType, Vec<u8>)> {
+    match &row.stored {
+        Stored::Blocks(ty) => Ok((*ty, row.data.clone())),
+        Stored::F16 => Ok((GgmlType::F16, row.data.clone())),
+        Stored::Raw => {
+            let ty = match row.dtype {
+                Dtype::F32 => GgmlType::F32,
+                Dtype::F16 => GgmlType::F16,
+                Dtype::BF16 => GgmlType::BF16,
+                Dtype::I8 => GgmlType::I8,
+                Dtype::I16 => GgmlType::I16,
+                Dtype::I32 => GgmlType::I32,
+                Dtype::I64 => GgmlType::I64,
+                other => return Err(unconvertible(&row.name, format!("no GGUF type holds {} values", other.name()))),
+            };
+            Ok((ty, row.data.clone()))
+        }
+        Stored::Quantized { .. } if row.spatial.is_some() => Err(unconvertible(
+            &row.name,
+            "its weights are stored equalized (W·diag(s)), which a GGUF runtime cannot undo",
+        )),
+        Stored::Quantized { width: Width::W4, group_size: 32, scales, mins } => {
+            let row_len = row.shape.iter().skip(1).product::<u64>();
+            if row.shape.len() < 2 || !row_len.is_multiple_of(32) {
+                return Err(unconvertible(&row.name, format!("rows of {row_len} values are not whole Q4_1 blocks")));
+            }
+            Ok((GgmlType::Q4_1, q4_1_blocks(&row.data, scales, mins)))
+        }
+        Stored::Quantized { width, group_size, .. } => Err(unconvertible(
+            &row.name,
+            format!(
+                "{}-bit codes in groups of {group_size} have no GGUF type with the same arithmetic (only 4-bit \
+                 groups of 32 do: Q4_1); quantize the source to GGUF instead (-o model.gguf)",
+                width.bits()
+            ),
+        )),
+    }
+}
+
+/// 4-bit codes in groups of 32 (two per byte, element 2k in the low nibble), with an f16 scale
+/// and min per group, as `Q4_1` blocks: the same `q·d + m` in f32, with the block's codes
+/// ordered as ggml stores them (element j in the low nibble of byte j, element j + 16 in its
+/// high nibble).
+fn q4_1_blocks(codes: &[u8], scales: &[u16], mins: &[u16]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(scales.len() * GgmlType::Q4_1.block_bytes());
+    for ((packed, d), m) in codes.chunks_exact(16).zip(scales).zip(mins) {
+        out.extend_from_slice(&d.to_le_bytes());
+        out.extend_from_slice(&m.to_le_bytes());
+        let q = |i: usize| (packed[i / 2] >> (4 * (i % 2))) & 0x0F;
+        out.extend((0..16).map(|j| q(j) | (q(j + 16) << 4)));
+    }
+    out
+}
+
+/// ggml's dims (innermost first) for a row of `shape` stored as `ty` in a file of
+/// `architecture`, and the shape to record as `comfy.gguf.orig_shape` when the tensor is written
+/// reshaped — by the GGUF writer's rule ([`ggml_shape`]), so a file it wrote converts back to the
+/// same dims, else as the Parquet format's rows when ggml's rows would not be whole blocks.
+fn gguf_dims(name: &str, shape: &[u64], ty: GgmlType, architecture: &str) -> Result<(Vec<u64>, Option<Vec<u64>>)> {
+    let float = !matches!(ty, GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64);
+    let block = ty.block_values() as u64;
+    let mut reshaped = ggml_shape(shape, float, architecture);
+    let mut written = match &reshaped {
+        Some(r) => r.clone(),
+        None if shape.is_empty() => vec![1],
+        None => shape.to_vec(),
+    };
+    // A conv kernel's last dimension is rarely whole blocks; its rows as the Parquet format
+    // views them (`[out, in·kh·kw]`, section 4) hold the same values in the same order.
+    let row_len: u64 = shape.iter().skip(1).product();
+    if !written.last().is_some_and(|r| r.is_multiple_of(block)) && shape.len() > 2 && row_len.is_multiple_of(block) {
+        written = vec![shape[0], row_len];
+        reshaped = Some(written.clone());
+    }
+    let row = written.last().copied().unwrap_or(1);
+    if !row.is_multiple_of(block) {
+        return Err(unconvertible(
+            name,
+            format!("rows of {row} values (shape {shape:?}) are not whole {} blocks, as ggml needs", ty.name()),
+        ));
+    }
+    Ok((written.iter().rev().copied().collect(), reshaped.map(|_| shape.to_vec())))
+}
+
+/// An arrowquant Parquet file as a GGUF file, tensor bytes in row order; the pieces are the
+/// header, then each tensor padded to the alignment. Rows no GGUF type holds exactly are
+/// refused (`E_CONVERT`, naming the tensor).
+pub fn parquet_to_gguf(file: &QuantizedFile) -> Result<Vec<Vec<u8>>> {
+    let mut tensors = Vec::with_capacity(file.rows.len());
+    let mut datas = Vec::with_capacity(file.rows.len());
+    let mut kv: Vec<(String, Value)> = Vec::new();
+    let mut reshaped = Vec::new();
+    let mut offset = 0u64;
+    let mut bytes_by_type: BTreeMap<u32, u64> = BTreeMap::new();
+    let source = |key: &str| file.source_metadata.get(&format!("{GGUF_PREFIX}{key}"));
+    let architecture = match source("general.architecture") {
+        Some(a) => a.clone(),
+        None => arch::detect(file.rows.iter().map(|r| r.name.as_str()))
+            .map_or("unknown".to_string(), |(a, _)| a.to_string()),
+    };
+    for row in &file.rows {
+        let (ty, data) = gguf_form(row)?;
+        let (dims, orig) = gguf_dims(&row.name, &row.shape, ty, &architecture)?;
+        if let Some(orig) = orig {
+            let orig: Vec<i32> =
+                row.shape.iter().map(|&d| i32::try_from(d)).collect::<std::result::Result<_, _>>().map_err(|_| {
+                    unconvertible(&row.name, format!("dimension of {orig:?} beyond 2^31 cannot be recorded"))
+                })?;
+            reshaped.push((format!("comfy.gguf.orig_shape.{}", row.name), Value::I32Array(orig)));
+        }
+        *bytes_by_type.entry(ty.id()).or_default() += data.len() as u64;
+        tensors.push(GgufTensor { name: row.name.clone(), dims, ty, offset });
+        offset = offset
+            .checked_add(data.len() as u64)
+            .and_then(align)
+            .ok_or_else(|| AqError::TooLarge("the GGUF data section overflows 64 bits".into()))?;
+        datas.push(data);
+    }
+    let source = |key: &str| file.source_metadata.get(&format!("{GGUF_PREFIX}{key}"));
+    let architecture = match source("general.architecture") {
+        Some(a) => a.clone(),
+        None => arch::detect(file.rows.iter().map(|r| r.name.as_str()))
+            .map_or("unknown".to_string(), |(a, _)| a.to_string()),
+    };
+    // The type holding most bytes names the file, as a mix would.
+    let main = bytes_by_type.iter().max_by_key(|(_, b)| **b).and_then(|(id, _)| GgmlType::from_id(*id));
+    let file_type = source("general.file_type")
+        .and_then(|v| v.parse::<u32>().ok())
+        .or_else(|| main.and_then(|m| MIXES.iter().find(|x| x.main == m)).map(|x| x.file_type))
+        .unwrap_or(0);
+    kv.push(("general.architecture".to_string(), Value::String(architecture)));
+    kv.push(("general.quantization_version".to_string(), Value::U32(2)));
+    kv.push(("general.file_type".to_string(), Value::U32(file_type)));
+    kv.push(("general.alignment".to_string(), Value::U32(32)));
+    // In the GGUF writer's order, so that a file it wrote comes back byte for byte.
+    if let Some(name) = source("general.name") {
+        kv.push(("general.name".to_string(), Value::String(name.clone())));
+    }
+    kv.push(("arrowquant.version".to_string(), Value::String(env!("CARGO_PKG_VERSION").to_string())));
+    for (key, value) in &file.source_metadata {
+        let Some(key) = key.strip_prefix(GGUF_PREFIX) else { continue };
+        if !["general.architecture", "general.name"].contains(&key) && !DERIVED_KEYS.contains(&key) {
+            kv.push((key.to_string(), Value::String(value.clone())));
+        }
+    }
+    kv.extend(reshaped);
+    let mut out = vec![encode_header(&kv, &tensors)];
+    for mut data in datas {
+        let padded = align(data.len() as u64).expect("checked above") as usize;
+        data.resize(padded, 0);
+        out.push(data);
+    }
+    Ok(out)
+}
