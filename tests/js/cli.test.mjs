@@ -55,7 +55,7 @@ test('inspect shows version, config and the tensor table; --json too', () => {
   const out = join(dir, 'riva.aq.parquet');
   const r = run('inspect', out);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /arrowquant format 2\.3/);
+  assert.match(r.stdout, /arrowquant format 2\.4/);
   assert.match(r.stdout, /"bitWidth":4/);
   assert.match(r.stdout, /decoder\._conv\.0\.weight/);
   const j = JSON.parse(run('inspect', out, '--json').stdout);
