@@ -31,6 +31,7 @@ config flags (one per config field, kebab-case; see README):
   --layer-bit-widths 'glob=bits,…'   --target-size-mb X (plan per-layer widths to fit X MiB)
   --time-grouping uniform|adaptive   --time-smoothing 0..1   --activation-bits 4|8   --spatial-alpha 0..1|search
   --gptq auto|on|off   --gptq-act-order on|off   --importance auto|on|off   --match-gain auto|on|off
+  --codec groups|ggml|auto (codes in groups, or ggml's Q2_K/Q4_K/Q8_0 blocks)
 
   --calibration: activation statistics (docs/CALIBRATION.md, made by tools/calibrate.py) that
   enable time-aware activation params and channel equalization; for GGUF, the importance that

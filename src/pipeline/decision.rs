@@ -6,6 +6,7 @@ use crate::diffusion::timegroups::TimeGrouping;
 use crate::pipeline::objective::MethodNote;
 use crate::policy::width::{Requested, WidthRule};
 use crate::quant::dtype::Dtype;
+use crate::quant::ggml::GgmlType;
 use crate::quant::width::Width;
 
 /// Rows shorter than this are not group-quantized: a group of a few values costs 4 bytes of
@@ -62,6 +63,49 @@ impl Fallback {
     }
 }
 
+/// How `codec` stored a quantized layer: as `ty` blocks, or (`auto`) as groups after comparing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodecNote {
+    pub ty: GgmlType,
+    pub blocks: bool,
+    /// With `auto`: SNR of the groups and of the blocks, where the layer is judged, and whether
+    /// the blocks took more bytes.
+    pub compared: Option<Compared>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Compared {
+    pub group_size: u32,
+    pub groups_db: f64,
+    pub blocks_db: f64,
+    pub at_output: bool,
+    pub blocks_larger: bool,
+}
+
+impl CodecNote {
+    fn describe(&self) -> String {
+        let ty = self.ty.name();
+        let Some(c) = self.compared else {
+            return match self.blocks {
+                true => format!("stored as {ty} blocks (codec ggml)"),
+                false => "codec auto kept groups: their rows' output gains are matched, which blocks cannot be".into(),
+            };
+        };
+        let at = if c.at_output { "at the layer's output" } else { "in the weights" };
+        let (g, b) = (c.groups_db, c.blocks_db);
+        if self.blocks {
+            format!(
+                "stored as {ty} blocks (codec auto: {b:.2} dB {at} against {g:.2} dB in groups of {})",
+                c.group_size
+            )
+        } else if c.blocks_larger {
+            format!("codec auto kept groups of {}: {ty} blocks would take more bytes", c.group_size)
+        } else {
+            format!("codec auto kept groups of {} ({g:.2} dB {at} against {b:.2} dB as {ty} blocks)", c.group_size)
+        }
+    }
+}
+
 /// Why a weight ended up as f16.
 #[derive(Debug, Clone, PartialEq)]
 pub enum F16Why {
@@ -88,6 +132,8 @@ pub enum Outcome {
     Quantized {
         width: Width,
         fallback: Option<Fallback>,
+        /// What `codec` decided, when it was not `groups`.
+        codec: Option<CodecNote>,
     },
     F16(F16Why),
     /// f16 was the choice but f16 cannot hold the values (`limit` says why): the source bytes.
@@ -239,6 +285,10 @@ impl WeightDecision {
         if let (Outcome::Quantized { .. }, Some(m)) = (&self.outcome, &self.method) {
             out.push_str("; ");
             out.push_str(&m.describe());
+        }
+        if let Outcome::Quantized { codec: Some(c), .. } = &self.outcome {
+            out.push_str("; ");
+            out.push_str(&c.describe());
         }
         match &self.spatial {
             Some(SpatialNote::Applied { channels, alpha, scale_min, scale_max, search }) => {

@@ -7,17 +7,19 @@ use crate::diffusion::timegroups::time_groups;
 use crate::error::{AqError, Result};
 use crate::format::parquet::{Metrics, SpatialMeta, Stored, TensorRow};
 use crate::format::safetensors::TensorInfo;
+use crate::pipeline::codec;
 use crate::pipeline::decision::{
-    Decision, F16Limit, F16Why, Fallback, Miss, Outcome, SpatialNote, TimeDecision, TimeNote, WeightDecision,
-    MIN_ROW_LEN,
+    CodecNote, Compared, Decision, F16Limit, F16Why, Fallback, Miss, Outcome, SpatialNote, TimeDecision, TimeNote,
+    WeightDecision, MIN_ROW_LEN,
 };
 use crate::pipeline::equalization::{self, inference_weights, with_row_gains, Planned};
 use crate::pipeline::objective::{Method, MethodNote, Objective};
-use crate::policy::config::QuantConfig;
+use crate::policy::config::{Codec, QuantConfig};
 use crate::policy::modality::Modality;
 use crate::policy::width::{requested_width, LayerWidth, Requested, WidthRule};
 use crate::quant::dtype::Dtype;
 use crate::quant::f16_store::{store_f16, F16Store};
+use crate::quant::ggml;
 use crate::quant::gptq;
 use crate::quant::layout::{ChannelLayout, Layout};
 use crate::quant::metrics::{ColumnWeights, ErrorSums};
@@ -263,10 +265,49 @@ fn store_weight(
                 .zip(w_hat.as_deref())
                 .map(|(wt, w_hat)| output_sums(original(), w_hat, layout.row_len, wt))
         };
-        let cosine = output.map_or(sums.cosine(), |o| o.cosine());
+        let mut cosine = output.map_or(sums.cosine(), |o| o.cosine());
+        // `codec`: the same width as ggml blocks, kept by `ggml`, or by `auto` when no larger and
+        // more accurate where the layer is judged. Groups whose rows' output gains are matched
+        // (a Gram matrix) stay: blocks span rows and cannot be, and on the bundled DiT such
+        // blocks lost at the model's output though their layer-output error was smaller
+        // (docs/PERFORMANCE.md, 2026-12-07 night).
+        let mut codec = None;
+        let mut blocks = None;
+        let row_gains = match_gain && matches!(objective.weighting(), Some(Weighting::Gram { .. }));
+        let block_type = codec::block_type(cfg.codec, width, eq.is_some(), layout.numel() as u64);
+        if let (Some(ty), true, Codec::Auto) = (block_type, row_gains, cfg.codec) {
+            codec = Some(CodecNote { ty, blocks: false, compared: None });
+        } else if let Some(ty) = block_type {
+            let b = codec::encode_blocks(info, bytes, ty, layout.row_len, &objective.method, objective.weighting())?;
+            let groups_bytes = (t.codes.len() + 4 * t.scales.len()) as u64;
+            let compared = (cfg.codec == Codec::Auto).then(|| Compared {
+                group_size: cfg.group_size,
+                groups_db: output.map_or(sums.snr_db(), |o| o.snr_db()),
+                blocks_db: b.output.map_or(b.sums.snr_db(), |o| o.snr_db()),
+                at_output: output.is_some(),
+                blocks_larger: b.data.len() as u64 > groups_bytes,
+            });
+            let keep = cfg.codec == Codec::Ggml || codec::blocks_win(&b, groups_bytes, &sums, output);
+            codec = Some(CodecNote { ty, blocks: keep, compared });
+            if keep {
+                cosine = b.cosine();
+                blocks = Some(b);
+            }
+        }
         if fall_back && cfg.min_accuracy > 0.0 && cosine < cfg.min_accuracy {
             misses.push(Miss { width, cosine, output: output.is_some() });
             continue;
+        }
+        if let Some(b) = blocks {
+            let (row, sums) = blocks_row(info, src, Some(asked), b, weighted_channels)?;
+            let fallback = (!misses.is_empty()).then_some(Fallback { misses, min_accuracy: cfg.min_accuracy });
+            return Ok(WeightRow {
+                row,
+                sums: Some(sums),
+                outcome: Outcome::Quantized { width, fallback, codec },
+                spatial,
+                method: objective.note.clone(),
+            });
         }
         // Only the stored width needs its activation-weighted error.
         let weighted = if in_pass {
@@ -304,7 +345,7 @@ fn store_weight(
         return Ok(WeightRow {
             row,
             sums: Some(sums),
-            outcome: Outcome::Quantized { width, fallback },
+            outcome: Outcome::Quantized { width, fallback, codec },
             spatial,
             method,
         });
@@ -317,4 +358,28 @@ fn store_weight(
         });
     }
     f16_or_raw(info, src, asked, F16Why::FallbackExhausted(fallback))
+}
+
+/// A layer stored as ggml blocks: its row, with the metrics of what the blocks decode to.
+fn blocks_row(
+    info: &TensorInfo,
+    src: Source,
+    requested: Option<u8>,
+    b: codec::Blocks,
+    weighted_channels: Option<(&[f32], ChannelLayout)>,
+) -> Result<(TensorRow, ErrorSums)> {
+    let weighted = match weighted_channels {
+        Some((a, cl)) => {
+            let numel = info.numel() as usize;
+            let w_hat = ggml::dequantize(b.ty, &b.data, numel)?;
+            let (sig, err) = weighted_error(&decode_all(src, numel)?, &w_hat, cl, a);
+            Some(snr_db(sig, err))
+        }
+        None => None,
+    };
+    let mut row = row(info, Stored::Blocks(b.ty), requested, b.data, None);
+    row.metrics = Some(Metrics::from(&b.sums));
+    row.output_snr_db = b.output.map(|o| o.snr_db());
+    row.weighted_snr_db = weighted;
+    Ok((row, b.sums))
 }

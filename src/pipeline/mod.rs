@@ -2,6 +2,7 @@
 //!
 //! * `decision` — how a tensor was stored and why, as a value (the reason text is rendered from it);
 //! * `layer` — one tensor: decide, quantize, measure, fall back;
+//! * `codec` — a layer's codes as ggml blocks (`codec: 'ggml' | 'auto'`);
 //! * `equalization` — a layer's channel equalization, α fixed or searched;
 //! * `run` — the streaming quantizer ([`ModelQuantizer`]): header, tensors, output, finish;
 //! * `batches` — which byte ranges are read together;
@@ -13,6 +14,7 @@
 //! * `inspect` — what a UI shows before and after a run (model summary, error histogram).
 
 pub mod batches;
+pub mod codec;
 pub mod convert;
 pub mod decision;
 pub mod equalization;

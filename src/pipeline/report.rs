@@ -22,15 +22,16 @@ pub struct LayerReport {
     pub dtype: String,
     /// Number of values in the tensor.
     pub params: u64,
-    /// How the tensor is stored: `quantized` (packed codes), `f16` or `raw` (source bytes).
+    /// How the tensor is stored: `quantized` (packed codes), `blocks` (a ggml block type), `f16`
+    /// or `raw` (source bytes).
     pub storage: Storage,
-    /// The stored form as a short label: `int4/g64`, `f16` or `raw`.
+    /// The stored form as a short label: `int4/g64`, `Q4_K`, `f16` or `raw`.
     pub stored: String,
     /// Width asked for by config/overrides; null for tensors never meant to be quantized.
     pub requested_bits: Option<u8>,
-    /// Width stored: 2/4/8 for quantized, 16 for f16, null for raw.
+    /// Width stored: 2/4/8 for quantized, the code width of a block type, 16 for f16, null for raw.
     pub bits: Option<u8>,
-    /// Values per scale/min group; null unless quantized.
+    /// Values per scale/min group, or per block; null for f16 and raw.
     pub group_size: Option<u32>,
     /// Why this storage and width: the rule that fired, including every fallback step.
     pub reason: String,

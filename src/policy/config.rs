@@ -19,7 +19,7 @@ use crate::policy::fields::{
     choice_value, json_short, quant_config, Choice, ConfigValue, FieldInfo, FieldKind, Invalid,
 };
 use crate::policy::modality::Modality;
-pub use crate::policy::switches::{ScaleSearch, SpatialAlpha, Switch};
+pub use crate::policy::switches::{Codec, ScaleSearch, SpatialAlpha, Switch};
 
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
@@ -211,6 +211,10 @@ quant_config! {
     #[cfg_attr(target_arch = "wasm32", tsify(type = "2 | 4 | 8 | null"))]
     uncalibrated_bits: Option<u8> = None, ["uncalibratedBits"], "2, 4 or 8 (at most bitWidth: bitWidth for every layer)",
         check check_uncalibrated_bits;
+    /// How quantized codes are stored: `groups` (an f16 scale and min per group), `ggml` (the
+    /// block type of the same width: Q2_K, Q4_K, Q8_0) or `auto` (per layer, the blocks when no
+    /// larger and more accurate). Not with `targetSizeMb`, whose plan sizes groups.
+    codec: Codec = Codec::Groups, ["codec"], "'groups', 'ggml' or 'auto'";
 }
 
 /// `group-size` → `groupSize`.
@@ -296,6 +300,13 @@ impl QuantConfig {
             }
         }
         cfg.validate()?;
+        if cfg.codec != Codec::Groups && cfg.target_size_mb.is_some() {
+            return Err(AqError::config(
+                "codec",
+                json_short(&serde_json::to_value(cfg.codec).expect("a word")),
+                "'groups' with targetSizeMb: the size plan measures each layer in groups",
+            ));
+        }
         Ok(cfg)
     }
 

@@ -1,5 +1,6 @@
 //! Config values that switch a method: the range search (`scaleSearch`), the calibration-driven
-//! methods (`gptq`, `importance`, `matchGain`) and the equalization strength (`spatialAlpha`).
+//! methods (`gptq`, `importance`, `matchGain`), the equalization strength (`spatialAlpha`) and
+//! how codes are stored (`codec`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -139,3 +140,24 @@ impl ConfigValue for ScaleSearch {
         })
     }
 }
+
+/// How a quantized layer's codes are stored (docs/FORMAT.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// Our group-wise codes: an f16 scale and min per group of `groupSize` (`quantized` rows).
+    Groups,
+    /// ggml's block type of the same width (`Q2_K`, `Q4_K`, `Q8_0`: `blocks` rows), where the
+    /// layer is a whole number of blocks and not equalized.
+    Ggml,
+    /// Per layer, the blocks when they take no more bytes than the groups and store the layer
+    /// with less error (at its output with calibration), else the groups.
+    Auto,
+}
+
+impl crate::policy::fields::Choice for Codec {
+    const WORDS: &'static [(&'static str, Self)] =
+        &[("groups", Codec::Groups), ("ggml", Codec::Ggml), ("auto", Codec::Auto)];
+}
+crate::policy::fields::choice_value!(Codec);

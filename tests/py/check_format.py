@@ -41,6 +41,10 @@ CASES = [
     (DDPM, ["--profile", "cloud", "--calibration", DDPM_CAL, "--time-grouping", "uniform", "--num-time-groups", "6", "--activation-bits", "4"]),
     (DDPM, ["--profile", "local", "--calibration", DDPM_CAL, "--enable-spatial", "off"]),
     (DDPM, ["--bits", "4", "--group-size", "64", "--calibration", DDPM_CAL, "--spatial-alpha", "search", "--gptq", "off"]),
+    # §4.4 blocks from the quantizer: ggml block types instead of groups, per layer with `auto`
+    (DDPM, ["--profile", "local", "--calibration", DDPM_CAL, "--codec", "auto"]),
+    (DDPM, ["--bits", "2", "--group-size", "64", "--calibration", DDPM_CAL, "--enable-spatial", "off", "--codec", "ggml", "--min-accuracy", "0"]),
+    ("samples/rivagan_f32.safetensors", ["--bits", "4", "--codec", "ggml", "--min-accuracy", "0"]),
 ]
 
 DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32, "U8": np.uint8}
@@ -88,6 +92,15 @@ def dequantize(row):
     s = scales[:, group_of]
     m = mins[:, group_of]
     return (q * s + m).astype(np.float32).reshape(-1)  # float32 multiply, then float32 add
+
+
+def dequantize_blocks(row):
+    """§4.4: the blocks of `block_type`, decoded by llama.cpp's own Python reader (gguf-py)."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize as gguf_dequantize
+
+    qt = GGMLQuantizationType[row["block_type"]]
+    return gguf_dequantize(np.frombuffer(row["data"], np.uint8), qt).astype(np.float32).reshape(-1)
 
 
 def row_crc(row):
@@ -365,6 +378,10 @@ def check(model, args, tmp, idx):
                 assert sp["channel_equalization"] and sp["activation_smoothing"] == (sp["alpha"] > 0)
                 wh = (wh / scales[channel_of(shape)]).astype(np.float32)
                 counts["equalized"] = counts.get("equalized", 0) + 1
+        elif kind == "blocks":
+            assert config["codec"] in ("ggml", "auto") and row["spatial"] is None, name
+            assert row["bits"] == {"Q2_K": 2, "Q4_K": 4, "Q8_0": 8}[row["block_type"]], name
+            wh = dequantize_blocks(row)
         else:
             assert kind == "f16" and row["bits"] == 16
             wh = np.frombuffer(row["data"], dtype="<f2").astype(np.float32)

@@ -49,6 +49,8 @@ def read_quantized(path, equalized=False):
                 w = (w / scales[check_format.channel_of(shape)]).astype(np.float32)
         elif row["storage"] == "f16":
             w = np.frombuffer(row["data"], dtype="<f2").astype(np.float32)
+        elif row["storage"] == "blocks":
+            w = check_format.dequantize_blocks(row)
         elif row["dtype"] in ("F32", "F16", "BF16"):
             w = check_format.as_f32(row["dtype"], row["data"])
         else:

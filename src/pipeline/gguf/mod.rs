@@ -5,7 +5,7 @@
 //! metrics as the Parquet report).
 
 mod budget;
-mod encode;
+pub(crate) mod encode;
 mod report;
 
 use std::collections::BTreeMap;
