@@ -138,6 +138,7 @@ function formConfig() {
     bitWidth: Number(f.bitWidth.value),
     groupSize: Number(f.groupSize.value),
     scaleSearch: f.scaleSearch.value,
+    codec: f.codec.value,
     enableTimeAware: f.enableTimeAware.checked,
     enableSpatial: f.enableSpatial.checked,
     sensitiveLayerPatterns: f.sensitiveLayerPatterns.value.split(',').map((s) => s.trim()).filter(Boolean),
@@ -181,6 +182,7 @@ async function applyProfile(profile) {
   f.bitWidth.value = String(c.bitWidth);
   f.groupSize.value = String(c.groupSize);
   f.scaleSearch.value = c.scaleSearch;
+  f.codec.value = c.codec;
   f.minAccuracy.value = String(c.minAccuracy);
   f.enableTimeAware.checked = c.enableTimeAware;
   f.enableSpatial.checked = c.enableSpatial;

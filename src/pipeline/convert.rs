@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::error::{AqError, Result};
 use crate::format::gguf::arch;
-use crate::format::gguf::container::{align, encode_header, TensorInfo as GgufTensor, Value};
+use crate::format::gguf::container::{align, encode_header, TensorInfo as GgufTensor, Value, ALIGNMENT};
 use crate::format::gguf::reader::GgufFile;
 use crate::format::parquet::reader::QuantizedFile;
 use crate::format::parquet::schema::*;
@@ -232,7 +232,7 @@ pub fn parquet_to_gguf(file: &QuantizedFile) -> Result<Vec<Vec<u8>>> {
     kv.push(("general.architecture".to_string(), Value::String(architecture)));
     kv.push(("general.quantization_version".to_string(), Value::U32(2)));
     kv.push(("general.file_type".to_string(), Value::U32(file_type)));
-    kv.push(("general.alignment".to_string(), Value::U32(32)));
+    kv.push(("general.alignment".to_string(), Value::U32(ALIGNMENT as u32)));
     // In the GGUF writer's order, so that a file it wrote comes back byte for byte.
     if let Some(name) = source("general.name") {
         kv.push(("general.name".to_string(), Value::String(name.clone())));

@@ -220,9 +220,26 @@ fn store_weight(
         _ => None,
     };
     let fall_back = requested.may_fall_back();
+    let store_blocks = |b: codec::Blocks, width, misses: Vec<Miss>, codec, spatial| -> Result<WeightRow> {
+        let (row, sums) = blocks_row(info, src, Some(asked), b, weighted_channels)?;
+        let fallback = (!misses.is_empty()).then_some(Fallback { misses, min_accuracy: cfg.min_accuracy });
+        let outcome = Outcome::Quantized { width, fallback, codec: Some(codec) };
+        Ok(WeightRow { row, sums: Some(sums), outcome, spatial, method: objective.note.clone() })
+    };
     let mut misses: Vec<Miss> = Vec::new();
     let widths = Width::ALL.into_iter().filter(|&w| w >= first).take(if fall_back { 3 } else { 1 });
     for width in widths {
+        let block_type = codec::block_type(cfg.codec, width, eq.is_some(), layout.numel() as u64);
+        // `codec: 'ggml'`: the blocks alone, no groups to compare with.
+        if let (Codec::Ggml, Some(ty)) = (cfg.codec, block_type) {
+            let b = codec::encode_blocks(info, bytes, ty, layout.row_len, &objective.method, objective.weighting())?;
+            let cosine = b.cosine();
+            if fall_back && cfg.min_accuracy > 0.0 && cosine < cfg.min_accuracy {
+                misses.push(Miss { width, cosine, output: b.output.is_some() });
+                continue;
+            }
+            return store_blocks(b, width, misses, CodecNote { ty, blocks: true, compared: None }, spatial);
+        }
         let match_gain = cfg.match_gain.wanted(true);
         let choice = match &objective.method {
             Method::Importance(h) => ParamChoice::Weighted { importance: h, match_gain },
@@ -266,29 +283,27 @@ fn store_weight(
                 .map(|(wt, w_hat)| output_sums(original(), w_hat, layout.row_len, wt))
         };
         let mut cosine = output.map_or(sums.cosine(), |o| o.cosine());
-        // `codec`: the same width as ggml blocks, kept by `ggml`, or by `auto` when no larger and
-        // more accurate where the layer is judged. Groups whose rows' output gains are matched
-        // (a Gram matrix) stay: blocks span rows and cannot be, and on the bundled DiT such
-        // blocks lost at the model's output though their layer-output error was smaller
-        // (docs/PERFORMANCE.md, 2026-12-07 night).
+        // `codec: 'auto'`: the blocks when no larger and more accurate where the layer is judged.
+        // Groups whose rows' output gains are matched (a Gram matrix) stay: blocks span rows and
+        // cannot be, and on the bundled DiT such blocks lost at the model's output though their
+        // layer-output error was smaller (docs/PERFORMANCE.md, 2026-12-07 night).
         let mut codec = None;
         let mut blocks = None;
         let row_gains = match_gain && matches!(objective.weighting(), Some(Weighting::Gram { .. }));
-        let block_type = codec::block_type(cfg.codec, width, eq.is_some(), layout.numel() as u64);
-        if let (Some(ty), true, Codec::Auto) = (block_type, row_gains, cfg.codec) {
+        if let (Some(ty), true) = (block_type, row_gains) {
             codec = Some(CodecNote { ty, blocks: false, compared: None });
         } else if let Some(ty) = block_type {
             let b = codec::encode_blocks(info, bytes, ty, layout.row_len, &objective.method, objective.weighting())?;
             let groups_bytes = (t.codes.len() + 4 * t.scales.len()) as u64;
-            let compared = (cfg.codec == Codec::Auto).then(|| Compared {
+            let compared = Compared {
                 group_size: cfg.group_size,
                 groups_db: output.map_or(sums.snr_db(), |o| o.snr_db()),
                 blocks_db: b.output.map_or(b.sums.snr_db(), |o| o.snr_db()),
                 at_output: output.is_some(),
                 blocks_larger: b.data.len() as u64 > groups_bytes,
-            });
-            let keep = cfg.codec == Codec::Ggml || codec::blocks_win(&b, groups_bytes, &sums, output);
-            codec = Some(CodecNote { ty, blocks: keep, compared });
+            };
+            let keep = codec::blocks_win(&b, groups_bytes, &sums, output);
+            codec = Some(CodecNote { ty, blocks: keep, compared: Some(compared) });
             if keep {
                 cosine = b.cosine();
                 blocks = Some(b);
@@ -298,16 +313,8 @@ fn store_weight(
             misses.push(Miss { width, cosine, output: output.is_some() });
             continue;
         }
-        if let Some(b) = blocks {
-            let (row, sums) = blocks_row(info, src, Some(asked), b, weighted_channels)?;
-            let fallback = (!misses.is_empty()).then_some(Fallback { misses, min_accuracy: cfg.min_accuracy });
-            return Ok(WeightRow {
-                row,
-                sums: Some(sums),
-                outcome: Outcome::Quantized { width, fallback, codec },
-                spatial,
-                method: objective.note.clone(),
-            });
+        if let (Some(b), Some(note)) = (blocks, codec.clone()) {
+            return store_blocks(b, width, misses, note, spatial);
         }
         // Only the stored width needs its activation-weighted error.
         let weighted = if in_pass {
