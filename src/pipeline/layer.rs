@@ -286,7 +286,7 @@ fn store_weight(
         // `codec: 'auto'`: the blocks when no larger and more accurate where the layer is judged.
         // Groups whose rows' output gains are matched (a Gram matrix) stay: blocks span rows and
         // cannot be, and on the bundled DiT such blocks lost at the model's output though their
-        // layer-output error was smaller (docs/PERFORMANCE.md, 2026-12-07 night).
+        // layer-output error was smaller (`make eval`, the codec rows).
         let mut codec = None;
         let mut blocks = None;
         let row_gains = match_gain && matches!(objective.weighting(), Some(Weighting::Gram { .. }));
