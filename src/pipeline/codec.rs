@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use crate::format::safetensors::TensorInfo;
-use crate::pipeline::gguf::encode::{encode, Encoding};
+use crate::pipeline::gguf::encode::{encode, search_weights, Encoding};
 use crate::pipeline::objective::Method;
 use crate::policy::switches::Codec;
 use crate::quant::ggml::GgmlType;
@@ -43,9 +43,9 @@ impl Blocks {
     }
 }
 
-/// Encode the layer (rows of `row_len` values) as `ty` with the objective's method: GPTQ's
-/// block searches weight column j by (H_jj + mean H)/(max H + mean H), the plain searches by
-/// h_j + mean h (docs/GGUF.md: the damped weights won at the model's output).
+/// Encode the layer (rows of `row_len` values) as `ty` with the objective's method, as the GGUF
+/// writer does: GPTQ with the Gram matrix, else the block searches weighted by the damped
+/// importance.
 pub fn encode_blocks(
     info: &TensorInfo,
     bytes: &[u8],
@@ -54,20 +54,15 @@ pub fn encode_blocks(
     method: &Method,
     weighting: Option<Weighting>,
 ) -> Result<Blocks> {
-    let mean = |h: &[f32]| (h.iter().map(|&v| v as f64).sum::<f64>() / h.len().max(1) as f64) as f32;
     let mut data = Vec::new();
     if let Method::Gptq(prepared) = method {
-        let h = prepared.importance();
-        let (top, m) = (h.iter().fold(0f32, |a, &v| a.max(v)), mean(h));
-        let scale = if top > 0.0 { 1.0 / (top + m) } else { 1.0 };
-        let encoding = Encoding::Gptq { prepared, damping: m, scale };
-        if let Some(e) = encode(info, bytes, ty, row_len, encoding, weighting, &mut data)? {
+        if let Some(e) = encode(info, bytes, ty, row_len, Encoding::gptq(prepared), weighting, &mut data)? {
             return Ok(Blocks { ty, data, sums: e.sums, output: e.output });
         }
     }
-    let weights: Option<Vec<f32>> = match method {
-        Method::Importance(h) => Some(h.iter().map(|&v| v + mean(h)).collect()),
-        Method::Gptq(p) => Some(p.importance().iter().map(|&v| v + mean(p.importance())).collect()),
+    let weights = match method {
+        Method::Importance(h) => Some(search_weights(h)),
+        Method::Gptq(p) => Some(search_weights(p.importance())),
         Method::Weights => None,
     };
     let e = encode(info, bytes, ty, row_len, Encoding::Search(weights.as_deref()), weighting, &mut data)?

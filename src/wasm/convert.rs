@@ -251,15 +251,3 @@ pub fn result_object(parquet: &[Vec<u8>], report: &crate::ModelReport) -> Result
     set(&o, "report", &to_js(report)?);
     Ok(o.into())
 }
-
-/// A file made of `pieces` (`len` bytes in all) as one JS array, copied once.
-pub fn pieces_to_js(pieces: &[Vec<u8>]) -> Uint8Array {
-    let len: usize = pieces.iter().map(Vec::len).sum();
-    let out = Uint8Array::new_with_length(len as u32);
-    let mut at = 0u32;
-    for p in pieces {
-        out.subarray(at, at + p.len() as u32).copy_from(p);
-        at += p.len() as u32;
-    }
-    out
-}

@@ -110,6 +110,6 @@ impl QuantizedFile {
     #[wasm_bindgen(js_name = toGguf)]
     pub fn to_gguf(&self) -> Result<js_sys::Uint8Array, JsValue> {
         let pieces = crate::pipeline::convert::parquet_to_gguf(&self.inner)?;
-        Ok(super::convert::pieces_to_js(&pieces))
+        Ok(super::convert::bytes_to_js(&pieces))
     }
 }

@@ -201,7 +201,7 @@ impl GgufFile {
     #[wasm_bindgen(js_name = toParquet)]
     pub fn to_parquet(&self) -> Result<Uint8Array, JsValue> {
         let (pieces, _) = crate::pipeline::convert::gguf_to_parquet(&self.inner)?;
-        Ok(super::convert::pieces_to_js(&pieces))
+        Ok(super::convert::bytes_to_js(&pieces))
     }
 
     /// The whole file as safetensors of `dtype` ('f32', default, or 'f16').

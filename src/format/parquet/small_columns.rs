@@ -203,6 +203,7 @@ impl PageWriter for MemPageWriter {
 
 /// One descriptive column of the open row group.
 pub struct SmallColumn {
+    descr: ColumnDescPtr,
     writer: ColumnWriter<'static>,
     sink: Arc<Mutex<PageSink>>,
     pages_seen: u64,
@@ -217,8 +218,9 @@ pub struct SmallColumn {
 impl SmallColumn {
     pub fn new(descr: ColumnDescPtr, props: WriterPropertiesPtr) -> Self {
         let sink = Arc::new(Mutex::new(PageSink::default()));
-        let writer = get_column_writer(descr, props, Box::new(MemPageWriter(sink.clone())));
+        let writer = get_column_writer(descr.clone(), props, Box::new(MemPageWriter(sink.clone())));
         SmallColumn {
+            descr,
             writer,
             sink,
             pages_seen: 0,
@@ -229,17 +231,7 @@ impl SmallColumn {
     }
 
     pub fn write(&mut self, leaf: &LeafRow) -> Result<()> {
-        let descr = match &self.writer {
-            ColumnWriter::BoolColumnWriter(w) => w.get_descriptor(),
-            ColumnWriter::Int32ColumnWriter(w) => w.get_descriptor(),
-            ColumnWriter::Int64ColumnWriter(w) => w.get_descriptor(),
-            ColumnWriter::Int96ColumnWriter(w) => w.get_descriptor(),
-            ColumnWriter::FloatColumnWriter(w) => w.get_descriptor(),
-            ColumnWriter::DoubleColumnWriter(w) => w.get_descriptor(),
-            ColumnWriter::ByteArrayColumnWriter(w) => w.get_descriptor(),
-            ColumnWriter::FixedLenByteArrayColumnWriter(w) => w.get_descriptor(),
-        }
-        .clone();
+        let descr = &self.descr;
         let def = (descr.max_def_level() > 0).then_some(&leaf.def[..]);
         let rep = (descr.max_rep_level() > 0).then_some(&leaf.rep[..]);
         match (&mut self.writer, &leaf.values) {

@@ -26,6 +26,31 @@ pub enum Encoding<'a> {
     Gptq { prepared: &'a Prepared, damping: f32, scale: f32 },
 }
 
+impl<'a> Encoding<'a> {
+    /// GPTQ with `prepared`, its block searches weighting column j by (H_jj + mean H) / (max H +
+    /// mean H).
+    pub fn gptq(prepared: &'a Prepared) -> Self {
+        let h = prepared.importance();
+        let top = h.iter().fold(0f32, |m, &v| m.max(v));
+        let mean = mean(h);
+        let scale = if top > 0.0 { 1.0 / (top + mean) } else { 1.0 };
+        Encoding::Gptq { prepared, damping: mean, scale }
+    }
+}
+
+fn mean(h: &[f32]) -> f32 {
+    (h.iter().map(|&v| v as f64).sum::<f64>() / h.len().max(1) as f64) as f32
+}
+
+/// The block searches' column weights from the importance h: h_j + mean(h), damped so that
+/// columns whose inputs the calibration saw near zero still count. On the bundled diffusion
+/// models the undamped weights won at the layer outputs but lost at the model's output more
+/// often (docs/GGUF.md, `make eval`).
+pub fn search_weights(h: &[f32]) -> Vec<f32> {
+    let m = mean(h);
+    h.iter().map(|&v| v + m).collect()
+}
+
 /// A tensor's error against the source: in the weights and, with calibration, at the layer's
 /// output.
 pub struct Encoded {

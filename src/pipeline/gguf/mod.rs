@@ -345,14 +345,9 @@ impl GgufQuantizer {
             }
             _ => None,
         };
-        // The searches weight column j by h_j + mean(h): the importance, damped so that columns
-        // whose inputs the calibration saw near zero still count. On the bundled diffusion
-        // models the undamped weights won at the layer outputs but lost at the model's output
-        // more often (docs/GGUF.md, `make eval`); the report measures with the plain h.
-        let search_weights: Option<Vec<f32>> = importance.as_ref().filter(|_| searched(p.ty)).map(|(h, _)| {
-            let mean = (h.iter().map(|&v| v as f64).sum::<f64>() / h.len() as f64) as f32;
-            h.iter().map(|&v| v + mean).collect()
-        });
+        // The searches weight columns by the damped importance; the report measures with the plain h.
+        let search_weights: Option<Vec<f32>> =
+            importance.as_ref().filter(|_| searched(p.ty)).map(|(h, _)| encode::search_weights(h));
         let measure = match (gram, &importance) {
             (Some(g), _) => {
                 Some(Weighting::Gram { gram: g, block: prepared.as_ref().map_or(output_block(g, n), |p| p.block) })
@@ -364,12 +359,7 @@ impl GgufQuantizer {
         if t.dtype.is_float() {
             let mut encoded = None;
             if let Some(prepared) = &prepared {
-                let h = prepared.importance();
-                let top = h.iter().fold(0f32, |m, &v| m.max(v));
-                let mean = (h.iter().map(|&v| v as f64).sum::<f64>() / h.len() as f64) as f32;
-                let scale = if top > 0.0 { 1.0 / (top + mean) } else { 1.0 };
-                let encoding = Encoding::Gptq { prepared, damping: mean, scale };
-                encoded = encode(t, bytes, p.ty, n, encoding, measure, &mut out)?;
+                encoded = encode(t, bytes, p.ty, n, Encoding::gptq(prepared), measure, &mut out)?;
                 gptq_used = encoded.is_some();
                 note = Some(match encoded {
                     Some(_) => MethodNote::Gptq {
