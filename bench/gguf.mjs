@@ -4,11 +4,10 @@
 // SIMD128 block-sum kernels; the ratio to the Parquet path is the number to watch.
 //   BENCH_MELEMS (default 16) — size of the synthetic f32 tensor in millions of elements
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { quantizeModel, quantizeModelGguf } from '../pkg/node.js';
-import { gaussian, oneTensorFile } from './synthetic.mjs';
+import { benchDir, gaussian, oneTensorFile } from './synthetic.mjs';
 import { median, medianSeconds } from './timing.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -18,7 +17,7 @@ const ROW = 4096;
 const n = Math.floor((MELEMS * 1e6) / ROW) * ROW;
 const file = oneTensorFile('w.weight', gaussian(n, 11, 0.02), ROW);
 const seconds = (f) => medianSeconds(RUNS, f);
-const path = join(mkdtempSync(join(tmpdir(), 'aq-gguf-')), 'w.safetensors');
+const path = join(benchDir(), 'w.safetensors');
 writeFileSync(path, file);
 
 console.log(`\n## GGUF output (one thread, wasm SIMD128 build, ${n / 1048576}M-element f32 tensor = ${(n * 4) / 1048576} MiB; median of ${RUNS})\n`);

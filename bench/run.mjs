@@ -2,14 +2,14 @@
 //   BENCH_MELEMS (default 64) — size of the synthetic f32 tensor in millions of elements
 //   BENCH_RUNS   (default 3)  — runs per measurement; the median is reported
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { bytesSource, quantizeModel, quantizeStream, setReferenceKernels, wasmMemoryBytes } from '../pkg/node.js';
 import { benchKernels, benchStages, initSync as initBenchModule } from '../pkg/wasm-bench/arrowquant.js';
 import { quantize4, quantizeSafetensors4 } from './plain-js-quantizer.mjs';
-import { gaussian, oneTensorFile } from './synthetic.mjs';
+import { benchDir, gaussian, oneTensorFile } from './synthetic.mjs';
 import { median, medianSeconds } from './timing.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -26,7 +26,7 @@ const gbps = (bytes, s) => (bytes / s / 1e9).toFixed(3);
 // Synthetic model: Gaussian f32 weights [n/4096, 4096].
 const values = gaussian(n, 7);
 const synthetic = oneTensorFile('w.weight', values, ROW);
-const dir = mkdtempSync(join(tmpdir(), 'aq-bench-'));
+const dir = benchDir();
 const syntheticPath = join(dir, 'synthetic.safetensors');
 writeFileSync(syntheticPath, synthetic);
 const realPath = join(ROOT, 'samples/rivagan_f32.safetensors');

@@ -1,5 +1,16 @@
 // Synthetic inputs shared by the benchmarks: Gaussian f32 weights (Box–Muller over a fixed LCG,
-// so every run sees the same values) and a one-tensor safetensors file holding them.
+// so every run sees the same values), a one-tensor safetensors file holding them, and a temp dir
+// for such files that goes when the benchmark exits.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A fresh directory under the OS temp dir, removed when the process exits. */
+export function benchDir() {
+  const dir = mkdtempSync(join(tmpdir(), 'aq-bench-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 /** `n` (even) Gaussian values times `scale`, from `seed`. */
 export function gaussian(n, seed, scale = 1) {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { bytesSource, GgufQuantizer, openGguf, quantizeGguf, quantizeModelGguf, wasmMemoryBytes } from '../../pkg/node.js';
-import { DDPM, DDPM_CAL, randomF32, read, safetensors } from './helpers.mjs';
+import { DDPM, DDPM_CAL, randomF32, read, safetensors, tempDir } from './helpers.mjs';
 
 const TYPES = ['Q8_0', 'Q6_K', 'Q5_K_M', 'Q5_K_S', 'Q5_1', 'Q5_0', 'Q4_K_M', 'Q4_K_S', 'Q4_1', 'Q4_0', 'Q3_K_L', 'Q3_K_M', 'Q3_K_S', 'Q2_K', 'F16', 'BF16', 'F32'];
 
@@ -111,10 +111,8 @@ test('with Gram matrices in the calibration, GPTQ codes the block types and wins
   }
   // The CLI takes the same switch.
   const { execFileSync } = await import('node:child_process');
-  const { mkdtempSync } = await import('node:fs');
   const { join } = await import('node:path');
-  const { tmpdir } = await import('node:os');
-  const out = join(mkdtempSync(join(tmpdir(), 'aq-gptq-')), 'm.gguf');
+  const out = join(tempDir(), 'm.gguf');
   execFileSync(process.execPath, [new URL('../../pkg/cli.js', import.meta.url).pathname, 'quantize', DDPM, '-o', out, '--gguf-type', 'Q4_0', '--calibration', DDPM_CAL, '--gptq', 'off', '--quiet']);
   assert.ok(readFileSync(out).equals(Buffer.from(quantizeModelGguf(model, 'Q4_0', cal, { gptq: 'off' }).gguf)), 'CLI --gptq off');
   // Bad values are E_CONFIG naming the field; the damping and the order reach the run.
@@ -159,10 +157,9 @@ test('layerBitWidths and targetSizeMb choose GGUF types: API, CLI and HTTP agree
   assert.throws(() => quantizeModelGguf(model, 'Q8_0', undefined, { targetSizeMb: 0.001 }), (e) => e.code === 'E_CONFIG' && e.field === 'targetSizeMb' && /at least/.test(e.message));
   // The CLI and the HTTP handler take the same two fields.
   const { execFileSync } = await import('node:child_process');
-  const { mkdtempSync, readFileSync: readFile } = await import('node:fs');
+  const { readFileSync: readFile } = await import('node:fs');
   const { join } = await import('node:path');
-  const { tmpdir } = await import('node:os');
-  const out = join(mkdtempSync(join(tmpdir(), 'aq-gguf-')), 'm.gguf');
+  const out = join(tempDir(), 'm.gguf');
   execFileSync(process.execPath, [new URL('../../pkg/cli.js', import.meta.url).pathname, 'quantize', DDPM, '-o', out, '--gguf-type', 'Q8_0', '--layer-bit-widths', 'up_blocks.*.conv1.weight=2,nothing.here=8', '--target-size-mb', String(target), '--quiet']);
   assert.ok(readFile(out).equals(Buffer.from(whole.gguf)), 'CLI bytes');
   const { createHandler } = await import('../../pkg/http.js');

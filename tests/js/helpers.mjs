@@ -1,5 +1,5 @@
 // Shared test helpers: paths, tiny safetensors builder, a temp dir per test file.
-import { closeSync, mkdtempSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +11,12 @@ export const DDPM = join(ROOT, 'samples/tiny_ddpm_digits.safetensors');
 export const DDPM_CAL = join(ROOT, 'samples/tiny_ddpm_digits.calib.safetensors');
 export const CLI = join(ROOT, 'pkg/cli.js');
 export const read = (p) => new Uint8Array(readFileSync(p));
-export const tempDir = () => mkdtempSync(join(tmpdir(), 'aq-test-'));
+// Each test file runs in its own process; its temp dirs go when it exits, pass or fail.
+export function tempDir(prefix = 'aq-test-') {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 /** safetensors bytes from [{ name, dtype, shape, data: TypedArray | Uint8Array }]. */
 export function safetensors(tensors, metadata) {
