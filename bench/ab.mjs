@@ -27,7 +27,9 @@ function synthetic(rows, cols) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     values[i] = (s / 2 ** 31 - 1) * (1 + (i % 5));
   }
-  const header = new TextEncoder().encode(JSON.stringify({ 'w.weight': { dtype: 'F32', shape: [rows, cols], data_offsets: [0, values.byteLength] } }));
+  // The header padded to 8 bytes, as the safetensors library writes it (tensor data aligned).
+  const json = JSON.stringify({ 'w.weight': { dtype: 'F32', shape: [rows, cols], data_offsets: [0, values.byteLength] } });
+  const header = new TextEncoder().encode(json.padEnd(Math.ceil(json.length / 8) * 8, ' '));
   const m = new Uint8Array(8 + header.length + values.byteLength);
   new DataView(m.buffer).setBigUint64(0, BigInt(header.length), true);
   m.set(header, 8);

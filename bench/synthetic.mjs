@@ -27,9 +27,11 @@ export function gaussian(n, seed, scale = 1) {
   return values;
 }
 
-/** A safetensors file of one F32 tensor `name` of shape [values.length / cols, cols]. */
+/** A safetensors file of one F32 tensor `name` of shape [values.length / cols, cols], its header
+ * padded with spaces to a multiple of 8 bytes as the safetensors library writes it. */
 export function oneTensorFile(name, values, cols) {
-  const header = new TextEncoder().encode(JSON.stringify({ [name]: { dtype: 'F32', shape: [values.length / cols, cols], data_offsets: [0, values.length * 4] } }));
+  const json = JSON.stringify({ [name]: { dtype: 'F32', shape: [values.length / cols, cols], data_offsets: [0, values.length * 4] } });
+  const header = new TextEncoder().encode(json.padEnd(Math.ceil(json.length / 8) * 8, ' '));
   const file = new Uint8Array(8 + header.length + values.length * 4);
   new DataView(file.buffer).setBigUint64(0, BigInt(header.length), true);
   file.set(header, 8);
