@@ -10,12 +10,16 @@ export {
   configFromText,
   dequantizeTensor,
   GgufFile,
+  GgufIndex,
+  GgufParquetWriter,
   GgufQuantizer,
   describeModel,
+  ggufHeaderNeeds,
   layerErrorHistogram,
   mergeShards,
   ModelQuantizer,
   openGguf,
+  openGgufIndex,
   openQuantized,
   QuantizedFile,
   quantizeModel,
@@ -132,3 +136,44 @@ export function quantizeGguf(
   ggmlType: GgmlTypeName,
   options?: GgufOptions,
 ): Promise<{ report: GgufReport; gguf?: Uint8Array }>;
+
+/** One tensor of a GGUF file: its original shape, ggml type, size and byte range in the file. */
+export interface GgufTensorInfo {
+  /** The tensor's name in the file. */
+  name: string;
+  /** Row-major shape (the recorded original shape when the writer reshaped the tensor). */
+  shape: number[];
+  /** Its ggml type: `Q4_K`, `F16`, … */
+  ggmlType: string;
+  /** Its stored size. */
+  bytes: number;
+  /** First byte of its data in the file. */
+  start: number;
+  /** One past its last byte. */
+  end: number;
+}
+export interface GgufReadOptions {
+  /** Receives the output's bytes in order (the run waits for a returned promise); without it the file is returned whole. */
+  onChunk?: (bytes: Uint8Array) => void | Promise<void>;
+  /** Called after each tensor. */
+  onProgress?: (progress: { done: number; total: number; name: string }) => void;
+  /** Aborting stops the run with E_CANCELLED. */
+  signal?: AbortSignal;
+}
+/** A GGUF file read by byte range (`openGgufSource`): memory holds its header and one tensor. */
+export interface GgufSource {
+  /** The metadata: every key with its value (arrays other than i32 ones as null). */
+  metadata(): Record<string, string | number | boolean | number[] | null>;
+  /** The tensors in file order. */
+  tensors(): GgufTensorInfo[];
+  /** One tensor decoded to float32 (bit-identical to gguf-py's `dequantize`). */
+  dequantize(name: string): Promise<Float32Array>;
+  /** The file as an arrowquant Parquet file, every tensor's bytes as stored (`arrowquant convert`). */
+  toParquet(options?: GgufReadOptions): Promise<Uint8Array | undefined>;
+  /** The file as safetensors of 'f32' (default) or 'f16'. */
+  toSafetensors(dtype?: 'f32' | 'f16', options?: GgufReadOptions): Promise<Uint8Array | undefined>;
+  /** Release the wasm memory of the header (the source is the caller's to close). */
+  free(): void;
+}
+/** Open a GGUF file by byte range, never whole: the header first, each tensor when asked for. */
+export function openGgufSource(source: ByteSource): Promise<GgufSource>;

@@ -7,13 +7,14 @@ import { guardInstance } from './internal/instance.js';
 import { shardedSource as shardedSourceWith } from './internal/sources.js';
 import { quantizeStreamWith } from './internal/stream.js';
 import { quantizeGgufWith } from './internal/gguf.js';
+import { openGgufSourceWith } from './internal/gguf-source.js';
 
 import { huggingFaceUrl, isStreamLike, streamSource, urlSource } from './internal/web-sources.js';
 
 export { blobSource, bytesSource } from './internal/sources.js';
 export { huggingFaceUrl, streamSource, urlSource };
 
-guardFreed(raw.ModelQuantizer, raw.QuantizedFile, raw.SizePlanner, raw.GgufQuantizer, raw.GgufFile);
+guardFreed(raw.ModelQuantizer, raw.QuantizedFile, raw.SizePlanner, raw.GgufQuantizer, raw.GgufFile, raw.GgufIndex, raw.GgufParquetWriter);
 // Every call below goes through the guard: a trap poisons the instance (internal/instance.js).
 const wasm = guardInstance(raw);
 
@@ -24,12 +25,16 @@ export const {
   configFromText,
   dequantizeTensor,
   GgufFile,
+  GgufIndex,
+  GgufParquetWriter,
   GgufQuantizer,
   describeModel,
+  ggufHeaderNeeds,
   layerErrorHistogram,
   mergeShards,
   ModelQuantizer,
   openGguf,
+  openGgufIndex,
   openQuantized,
   QuantizedFile,
   quantizeModel,
@@ -180,4 +185,19 @@ export function quantizeGgufReadable(source, ggmlType, options = {}) {
  */
 export async function quantizeGguf(source, ggmlType, options = {}) {
   return quantizeGgufWith(wasm, toSource(source), ggmlType, options);
+}
+
+/**
+ * A GGUF file read by byte range (ours or another writer's), never whole: the header first, then
+ * each tensor from its own range when asked for, so memory holds one tensor at a time.
+ *
+ * @param source `{ size, read(start, end) }` (`fileSource`, `blobSource`, `urlSource`, …).
+ * @returns `{ metadata(), tensors(), dequantize(name), toParquet(options), toSafetensors(dtype,
+ *          options), free() }`: `tensors()` lists `{ name, shape, ggmlType, bytes, start, end }`;
+ *          `dequantize` resolves to a Float32Array (bit-identical to gguf-py); `toParquet` /
+ *          `toSafetensors` take `{ onChunk, onProgress({ done, total, name }), signal }` and
+ *          resolve to the whole file without `onChunk`.
+ */
+export async function openGgufSource(source) {
+  return openGgufSourceWith(wasm, source);
 }

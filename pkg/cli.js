@@ -2,7 +2,7 @@
 // arrowquant command line: quantize / inspect / dequantize / convert, all through the wasm package.
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { buildInfo, configField, configFields, configFromText, fileSource, openGguf, openQuantized, quantizeGguf, quantizeStream } from './node.js';
+import { buildInfo, configField, configFields, configFromText, fileSource, openGgufSource, openQuantized, quantizeGguf, quantizeStream } from './node.js';
 
 const USAGE = `arrowquant ${buildInfo().version} — quantize safetensors weights to 2/4/8-bit Parquet or GGUF
 
@@ -275,11 +275,25 @@ function startsWithGguf(path) {
   }
 }
 
-function inspectGguf(input, flags) {
-  const file = openGguf(readFileSync(input));
+/** A GGUF file opened by range (header first, tensors when read): never read whole. */
+async function withGgufFile(input, use) {
+  const source = fileSource(input);
   try {
+    const file = await openGgufSource(source);
+    try {
+      return await use(file);
+    } finally {
+      file.free();
+    }
+  } finally {
+    source.close();
+  }
+}
+
+async function inspectGguf(input, flags) {
+  await withGgufFile(input, (file) => {
     const metadata = file.metadata();
-    const tensors = file.tensors();
+    const tensors = file.tensors().map(({ name, shape, ggmlType, bytes }) => ({ name, shape, ggmlType, bytes }));
     if (flags.json) {
       console.log(JSON.stringify({ file: input, metadata, tensors }, null, 2));
       return;
@@ -290,15 +304,13 @@ function inspectGguf(input, flags) {
       tensors.map((t) => ({ tensor: t.name, shape: `[${t.shape.join(',')}]`, type: t.ggmlType, bytes: t.bytes })),
       ['tensor', 'shape', 'type', 'bytes'],
     ));
-  } finally {
-    file.free();
-  }
+  });
 }
 
-function inspect({ positional, flags }) {
+async function inspect({ positional, flags }) {
   const [input] = positional;
   if (!input) throw new UsageError('inspect needs a .parquet or .gguf file');
-  if (startsWithGguf(input)) return inspectGguf(input, flags);
+  if (startsWithGguf(input)) return await inspectGguf(input, flags);
   const file = openQuantized(readFileSync(input));
   try {
     const meta = file.metadata();
@@ -335,12 +347,7 @@ async function dequantize({ positional, flags }) {
   if (!flags.output) throw new UsageError('dequantize needs -o <out.safetensors>');
   const dtype = flags.dtype ?? 'f32';
   if (startsWithGguf(input)) {
-    const file = openGguf(readFileSync(input));
-    try {
-      await writeAtomically(flags.output, (put) => put(file.toSafetensors(dtype)));
-    } finally {
-      file.free();
-    }
+    await withGgufFile(input, (file) => writeAtomically(flags.output, (put) => file.toSafetensors(dtype, { onChunk: put })));
     if (!flags.json) console.log(`wrote ${flags.output} (${dtype})`);
     return;
   }
@@ -365,16 +372,20 @@ async function convert({ positional, flags, config }) {
   if (fromGguf === isGguf(flags.output)) {
     throw new UsageError(fromGguf ? 'convert: the input is GGUF, so the output is Parquet: name it *.parquet' : 'convert: the input is Parquet, so the output is GGUF: name it *.gguf');
   }
-  const file = fromGguf ? openGguf(readFileSync(input)) : openQuantized(readFileSync(input));
-  let bytes;
-  try {
-    await writeAtomically(flags.output, (put) => {
-      const out = fromGguf ? file.toParquet() : file.toGguf();
-      bytes = out.length;
-      put(out);
-    });
-  } finally {
-    file.free();
+  let bytes = 0;
+  if (fromGguf) {
+    await withGgufFile(input, (file) => writeAtomically(flags.output, (put) => file.toParquet({ onChunk: (c) => { bytes += c.length; put(c); } })));
+  } else {
+    const file = openQuantized(readFileSync(input));
+    try {
+      await writeAtomically(flags.output, (put) => {
+        const out = file.toGguf();
+        bytes = out.length;
+        put(out);
+      });
+    } finally {
+      file.free();
+    }
   }
   const format = fromGguf ? 'Parquet' : 'GGUF';
   if (flags.json) console.log(JSON.stringify({ output: flags.output, format, bytes }));

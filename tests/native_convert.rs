@@ -36,8 +36,8 @@ fn gguf_to_parquet_and_back_keeps_every_byte() {
         let parquet = pieces.concat();
         assert_eq!(parquet.len() as u64, len);
         let file = QuantizedFile::open(parquet).unwrap();
-        assert_eq!(file.rows.len(), source.tensors.len());
-        for (row, t) in file.rows.iter().zip(&source.tensors) {
+        assert_eq!(file.rows.len(), source.index.tensors.len());
+        for (row, t) in file.rows.iter().zip(&source.index.tensors) {
             assert_eq!((&row.name, &row.shape), (&t.name, &t.shape));
             assert_eq!(
                 bits(&file.dequantize(&row.name).unwrap()),
@@ -52,16 +52,16 @@ fn gguf_to_parquet_and_back_keeps_every_byte() {
         let again = parquet_to_gguf(&file).unwrap().concat();
         assert!(again == source_bytes, "{mix}: the GGUF made back differs from ours");
         let back = GgufFile::open(again).unwrap();
-        for (a, b) in source.header.tensors.iter().zip(&back.header.tensors) {
+        for (a, b) in source.index.header.tensors.iter().zip(&back.index.header.tensors) {
             assert_eq!((&a.name, &a.dims, a.ty), (&b.name, &b.dims, b.ty), "{mix}");
             assert_eq!(source.raw(&a.name).unwrap(), back.raw(&b.name).unwrap(), "{mix} {}", a.name);
         }
         for key in ["general.architecture", "general.file_type", "arrowquant.ggml_type"] {
-            assert_eq!(source.header.get(key), back.header.get(key), "{mix} {key}");
+            assert_eq!(source.index.header.get(key), back.index.header.get(key), "{mix} {key}");
         }
-        let reshaped = source.header.kv.iter().filter(|(k, _)| k.starts_with("comfy.gguf.orig_shape."));
+        let reshaped = source.index.header.kv.iter().filter(|(k, _)| k.starts_with("comfy.gguf.orig_shape."));
         for (k, v) in reshaped {
-            assert_eq!(back.header.get(k), Some(v), "{mix} {k}");
+            assert_eq!(back.index.header.get(k), Some(v), "{mix} {k}");
         }
     }
 }
@@ -84,7 +84,7 @@ fn parquet_rows_become_gguf_tensors_only_when_exact() {
     let gguf = GgufFile::open(parquet_to_gguf(&file).unwrap().concat()).unwrap();
     let mut q4_1 = 0;
     for row in &file.rows {
-        let t = gguf.tensor(&row.name).unwrap();
+        let t = gguf.index.tensor(&row.name).unwrap();
         assert_eq!(t.shape, row.shape);
         q4_1 += usize::from(t.ty.name() == "Q4_1");
         assert_eq!(

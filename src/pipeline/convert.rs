@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use crate::error::{AqError, Result};
 use crate::format::gguf::arch;
-use crate::format::gguf::container::{align, encode_header, TensorInfo as GgufTensor, Value, ALIGNMENT};
-use crate::format::gguf::reader::GgufFile;
+use crate::format::gguf::container::{align, encode_header, TensorInfo, Value, ALIGNMENT};
+use crate::format::gguf::reader::{GgufFile, GgufIndex, GgufTensor};
 use crate::format::parquet::reader::QuantizedFile;
 use crate::format::parquet::schema::*;
 use crate::format::parquet::writer::TensorWriter;
@@ -61,38 +61,69 @@ fn row_of(name: &str, shape: Vec<u64>, ty: GgmlType, data: Vec<u8>) -> TensorRow
     }
 }
 
-/// A GGUF file as an arrowquant Parquet file: one row per tensor, in file order. Its string
-/// metadata and `general.file_type` are kept in `arrowquant.source_metadata` under `gguf.`, and
-/// come back as such in [`parquet_to_gguf`]. Returns the file's pieces and its length.
+/// A GGUF file as an arrowquant Parquet file, written tensor by tensor as the tensors' bytes
+/// arrive (in any order the caller likes; rows follow it), so a file read by range needs memory
+/// for one tensor. Its string metadata and `general.file_type` are kept in
+/// `arrowquant.source_metadata` under `gguf.`, and come back as such in [`parquet_to_gguf`].
+pub struct GgufToParquet {
+    writer: TensorWriter,
+}
+
+impl GgufToParquet {
+    pub fn new(index: &GgufIndex) -> Result<Self> {
+        let mut source = BTreeMap::new();
+        for (key, value) in &index.header.kv {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::U32(v) if key == "general.file_type" => v.to_string(),
+                _ => continue,
+            };
+            source.insert(format!("{GGUF_PREFIX}{key}"), text);
+        }
+        let modality = detect(None, None, index.tensors.iter().map(|t| t.name.as_str()));
+        let metadata = vec![
+            (KEY_FORMAT.to_string(), FORMAT_NAME.to_string()),
+            (KEY_FORMAT_VERSION.to_string(), FORMAT_VERSION.to_string()),
+            (KEY_LIBRARY_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            // No quantizer config made these values.
+            (KEY_CONFIG.to_string(), "null".to_string()),
+            (KEY_MODALITY.to_string(), modality.name().to_string()),
+            (KEY_SOURCE_METADATA.to_string(), serde_json::to_string(&source).expect("string map")),
+            (KEY_CONVERTED_FROM.to_string(), "gguf".to_string()),
+        ];
+        Ok(GgufToParquet { writer: TensorWriter::new(metadata, modality.name())? })
+    }
+
+    /// Add one tensor as its stored `bytes` (its whole range in the file); returns the Parquet
+    /// bytes finished so far.
+    pub fn add(&mut self, tensor: &GgufTensor, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+        if bytes.len() as u64 != tensor.end - tensor.start {
+            return Err(AqError::State(format!(
+                "tensor '{}' is {} bytes, {} were given",
+                tensor.name,
+                tensor.end - tensor.start,
+                bytes.len()
+            )));
+        }
+        self.writer.write(row_of(&tensor.name, tensor.shape.clone(), tensor.ty, bytes))?;
+        Ok(self.writer.take_output())
+    }
+
+    /// The rest of the file; with everything handed out before, the file and its length.
+    pub fn finish(self) -> Result<(Vec<Vec<u8>>, u64)> {
+        self.writer.finish(Vec::new())
+    }
+}
+
+/// A GGUF file held in memory as an arrowquant Parquet file, one row per tensor in file order
+/// ([`GgufToParquet`]). Returns the file's pieces and its length.
 pub fn gguf_to_parquet(file: &GgufFile) -> Result<(Vec<Vec<u8>>, u64)> {
-    let mut source = BTreeMap::new();
-    for (key, value) in &file.header.kv {
-        let text = match value {
-            Value::String(s) => s.clone(),
-            Value::U32(v) if key == "general.file_type" => v.to_string(),
-            _ => continue,
-        };
-        source.insert(format!("{GGUF_PREFIX}{key}"), text);
-    }
-    let names = file.tensors.iter().map(|t| t.name.as_str());
-    let modality = detect(None, None, names);
-    let metadata = vec![
-        (KEY_FORMAT.to_string(), FORMAT_NAME.to_string()),
-        (KEY_FORMAT_VERSION.to_string(), FORMAT_VERSION.to_string()),
-        (KEY_LIBRARY_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        // No quantizer config made these values.
-        (KEY_CONFIG.to_string(), "null".to_string()),
-        (KEY_MODALITY.to_string(), modality.name().to_string()),
-        (KEY_SOURCE_METADATA.to_string(), serde_json::to_string(&source).expect("string map")),
-        (KEY_CONVERTED_FROM.to_string(), "gguf".to_string()),
-    ];
-    let mut writer = TensorWriter::new(metadata, modality.name())?;
+    let mut convert = GgufToParquet::new(&file.index)?;
     let mut out = Vec::new();
-    for t in &file.tensors {
-        writer.write(row_of(&t.name, t.shape.clone(), t.ty, file.raw(&t.name)?.to_vec()))?;
-        out.extend(writer.take_output());
+    for t in &file.index.tensors {
+        out.extend(convert.add(t, file.raw(&t.name)?.to_vec())?);
     }
-    let (rest, len) = writer.finish(Vec::new())?;
+    let (rest, len) = convert.finish()?;
     out.extend(rest);
     Ok((out, len))
 }
@@ -210,19 +241,13 @@ pub fn parquet_to_gguf(file: &QuantizedFile) -> Result<Vec<Vec<u8>>> {
             reshaped.push((format!("comfy.gguf.orig_shape.{}", row.name), Value::I32Array(orig)));
         }
         *bytes_by_type.entry(ty.id()).or_default() += data.len() as u64;
-        tensors.push(GgufTensor { name: row.name.clone(), dims, ty, offset });
+        tensors.push(TensorInfo { name: row.name.clone(), dims, ty, offset });
         offset = offset
             .checked_add(data.len() as u64)
             .and_then(align)
             .ok_or_else(|| AqError::TooLarge("the GGUF data section overflows 64 bits".into()))?;
         datas.push(data);
     }
-    let source = |key: &str| file.source_metadata.get(&format!("{GGUF_PREFIX}{key}"));
-    let architecture = match source("general.architecture") {
-        Some(a) => a.clone(),
-        None => arch::detect(file.rows.iter().map(|r| r.name.as_str()))
-            .map_or("unknown".to_string(), |(a, _)| a.to_string()),
-    };
     // The type holding most bytes names the file, as a mix would.
     let main = bytes_by_type.iter().max_by_key(|(_, b)| **b).and_then(|(id, _)| GgmlType::from_id(*id));
     let file_type = source("general.file_type")

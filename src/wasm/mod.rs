@@ -8,6 +8,7 @@ mod bench;
 mod convert;
 mod file;
 mod gguf;
+mod gguf_read;
 mod info;
 mod model;
 mod tensor;

@@ -143,16 +143,30 @@ fn gerr(msg: impl Into<String>) -> AqError {
     AqError::Gguf(msg.into())
 }
 
+/// Reads the header from `buf`, the first bytes of a file of `file_len` bytes. A read past the
+/// file's end is an error; a read past `buf` (but inside the file) is recorded in `short` as the
+/// length of prefix it needs, and ends the parse.
 struct Cursor<'a> {
     buf: &'a [u8],
     at: usize,
+    file_len: u64,
+    short: Option<u64>,
 }
 
 impl Cursor<'_> {
+    /// Bytes of the file after the cursor (not only of the prefix held).
+    fn left(&self) -> u64 {
+        self.file_len - self.at as u64
+    }
     fn take(&mut self, n: u64, what: &str) -> Result<&[u8]> {
-        let n = usize::try_from(n).ok().filter(|&n| n <= self.buf.len() - self.at).ok_or_else(|| {
-            gerr(format!("{what} at byte {} needs {n} bytes; the file has {} left", self.at, self.buf.len() - self.at))
-        })?;
+        if n > self.left() {
+            return Err(gerr(format!("{what} at byte {} needs {n} bytes; the file has {} left", self.at, self.left())));
+        }
+        if n > (self.buf.len() - self.at) as u64 {
+            self.short = Some(self.at as u64 + n);
+            return Err(gerr("the header runs past the bytes read"));
+        }
+        let n = n as usize;
         let s = &self.buf[self.at..self.at + n];
         self.at += n;
         Ok(s)
@@ -203,7 +217,7 @@ impl Cursor<'_> {
                     Value::Other(T_ARRAY)
                 } else {
                     // Each element takes at least 8 bytes (a string's length, an array's header).
-                    if n > (self.buf.len() - self.at) as u64 / 8 {
+                    if n > self.left() / 8 {
                         return Err(gerr(format!("{} claims {n} items; the file is shorter", what())));
                     }
                     for _ in 0..n {
@@ -223,10 +237,44 @@ impl Cursor<'_> {
     }
 }
 
-/// Parse the header of a GGUF file from its first bytes (all of them, or at least the header).
-/// Every count and length is checked against the bytes there before anything is allocated.
+/// The most header bytes a reader takes in: GGUF headers run to a few MiB (an LLM's vocabulary is
+/// the largest part), and a file claiming more is refused rather than read whole into memory.
+pub const MAX_HEADER_BYTES: u64 = 256 << 20;
+
+/// What the first bytes of a GGUF file give: its parsed header, or how many first bytes the
+/// header needs (more than were given).
+#[derive(Debug)]
+pub enum HeaderPrefix {
+    Complete(Parsed),
+    NeedsBytes(u64),
+}
+
+/// Parse the header of a GGUF file held whole in `buf`.
 pub fn parse_header(buf: &[u8]) -> Result<Parsed> {
-    let mut c = Cursor { buf, at: 0 };
+    match parse_header_prefix(buf, buf.len() as u64)? {
+        HeaderPrefix::Complete(p) => Ok(p),
+        HeaderPrefix::NeedsBytes(n) => Err(gerr(format!("the header needs {n} bytes; the file has {}", buf.len()))),
+    }
+}
+
+/// Parse the header of a GGUF file of `file_len` bytes from its first bytes `buf` (any prefix).
+/// Every count and length is checked against the file's length before anything is allocated, so
+/// a lie is an error whatever prefix was given; a true header longer than `buf` asks for more
+/// (`NeedsBytes`), up to [`MAX_HEADER_BYTES`].
+pub fn parse_header_prefix(buf: &[u8], file_len: u64) -> Result<HeaderPrefix> {
+    let buf = &buf[..buf.len().min(usize::try_from(file_len).unwrap_or(usize::MAX))];
+    let mut c = Cursor { buf, at: 0, file_len, short: None };
+    match parse_with(&mut c) {
+        Ok(p) => Ok(HeaderPrefix::Complete(p)),
+        Err(_) if c.short.is_some_and(|n| n > MAX_HEADER_BYTES) => Err(gerr(format!(
+            "the header is longer than {} MiB, more than this reader takes in",
+            MAX_HEADER_BYTES >> 20
+        ))),
+        Err(e) => c.short.map(HeaderPrefix::NeedsBytes).ok_or(e),
+    }
+}
+
+fn parse_with(c: &mut Cursor) -> Result<Parsed> {
     if c.take(4, "the magic")? != MAGIC {
         return Err(gerr("not a GGUF file (it does not start with 'GGUF')"));
     }
@@ -237,13 +285,15 @@ pub fn parse_header(buf: &[u8]) -> Result<Parsed> {
     let n_tensors = c.u64("the tensor count")?;
     let n_kv = c.u64("the metadata count")?;
     // A key-value pair takes at least 13 bytes, a tensor info at least 24.
-    let left = (buf.len() - c.at) as u64;
+    let left = c.left();
     if n_kv > left / 13 || n_tensors > left / 24 {
         return Err(gerr(format!(
             "the header claims {n_kv} metadata pairs and {n_tensors} tensors; the file is too short"
         )));
     }
-    let mut kv = Vec::with_capacity(n_kv as usize);
+    // Reserved by the bytes at hand, not the counts: those are bounded only by the file's length.
+    let held = (c.buf.len() - c.at) as u64;
+    let mut kv = Vec::with_capacity(n_kv.min(held / 13) as usize);
     for i in 0..n_kv {
         let key = c.string(&format!("metadata key {i}"))?;
         let ty = c.u32(&format!("the type of metadata '{key}'"))?;
@@ -255,7 +305,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Parsed> {
         Some(Value::U32(a)) if *a > 0 && a.is_power_of_two() => u64::from(*a),
         Some(v) => return Err(gerr(format!("general.alignment = {v:?} is not a power of two"))),
     };
-    let mut tensors = Vec::with_capacity(n_tensors as usize);
+    let mut tensors = Vec::with_capacity(n_tensors.min((c.buf.len() - c.at) as u64 / 24) as usize);
     for i in 0..n_tensors {
         let name = c.string(&format!("the name of tensor {i}"))?;
         let n_dims = c.u32(&format!("the dimension count of '{name}'"))?;
@@ -310,6 +360,31 @@ mod tests {
         for n in 0..h.len() - 1 {
             let _ = parse_header(&h[..n]);
         }
+        // Any prefix of a longer file asks for more bytes (no more than the header) or is whole.
+        for n in 0..h.len() {
+            match parse_header_prefix(&h[..n], h.len() as u64 + 1000).unwrap() {
+                HeaderPrefix::NeedsBytes(k) => assert!(k > n as u64 && k <= h.len() as u64, "{n}: {k}"),
+                HeaderPrefix::Complete(p) => assert_eq!(p.tensors, tensors),
+            }
+        }
+    }
+
+    /// A header that claims more than the file holds is refused from its first bytes; one longer
+    /// than the reader takes in is refused instead of being asked for.
+    #[test]
+    fn prefixes_refuse_lies_and_oversized_headers() {
+        let mut h =
+            encode_header(&[], &[TensorInfo { name: "a".into(), dims: vec![32], ty: GgmlType::Q8_0, offset: 0 }]);
+        h[8..16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(parse_header_prefix(&h[..24], 1 << 30).unwrap_err().to_string().contains("too short"));
+        let mut big = Vec::new();
+        big.extend_from_slice(MAGIC);
+        big.extend_from_slice(&VERSION.to_le_bytes());
+        big.extend_from_slice(&0u64.to_le_bytes());
+        big.extend_from_slice(&1u64.to_le_bytes());
+        big.extend_from_slice(&(MAX_HEADER_BYTES + 1).to_le_bytes());
+        let err = parse_header_prefix(&big, 1 << 40).unwrap_err();
+        assert!(err.to_string().contains("longer than 256 MiB"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Reading a GGUF file (ours or another writer's) held in memory: list its tensors, decode any of
-//! them to float32 in its original shape, or export the whole file as safetensors.
+//! Reading a GGUF file (ours or another writer's): list its tensors from the header alone, decode
+//! any of them to float32 in its original shape from its bytes, or export the file as safetensors —
+//! with the file in memory, or read by range with memory bounded by the largest tensor.
 
 use std::collections::BTreeMap;
 
@@ -21,19 +22,29 @@ pub struct GgufTensor {
     pub end: u64,
 }
 
-pub struct GgufFile {
-    bytes: Vec<u8>,
+/// A GGUF file's header and tensor table, checked against the file's length: what a reader needs
+/// before any tensor's bytes, whether the file is in memory ([`GgufFile`]) or read by range.
+#[derive(Debug, Clone)]
+pub struct GgufIndex {
     pub header: Parsed,
     pub tensors: Vec<GgufTensor>,
+    pub file_len: u64,
+}
+
+/// A whole GGUF file in memory.
+pub struct GgufFile {
+    pub index: GgufIndex,
+    bytes: Vec<u8>,
 }
 
 fn gerr(msg: impl Into<String>) -> AqError {
     AqError::Gguf(msg.into())
 }
 
-impl GgufFile {
-    pub fn open(bytes: Vec<u8>) -> Result<Self> {
-        let header = parse_header(&bytes)?;
+impl GgufIndex {
+    /// The index of a file of `file_len` bytes with this header: names unique, every tensor
+    /// inside the file, none overlapping, recorded original shapes holding their tensor's values.
+    pub fn new(header: Parsed, file_len: u64) -> Result<Self> {
         let mut tensors = Vec::with_capacity(header.tensors.len());
         let mut names = std::collections::HashSet::new();
         for t in &header.tensors {
@@ -42,13 +53,11 @@ impl GgufFile {
             }
             let len = t.bytes().expect("checked by parse_header");
             let start = header.data_start.checked_add(t.offset);
-            let end = start.and_then(|s| s.checked_add(len)).filter(|&e| e <= bytes.len() as u64);
+            let end = start.and_then(|s| s.checked_add(len)).filter(|&e| e <= file_len);
             let (Some(start), Some(end)) = (start, end) else {
                 return Err(gerr(format!(
-                    "tensor '{}' ({len} bytes at data offset {}) runs past the end of the {}-byte file (truncated?)",
-                    t.name,
-                    t.offset,
-                    bytes.len()
+                    "tensor '{}' ({len} bytes at data offset {}) runs past the end of the {file_len}-byte file (truncated?)",
+                    t.name, t.offset,
                 )));
             };
             let mut shape: Vec<u64> = t.dims.iter().rev().copied().collect();
@@ -72,7 +81,7 @@ impl GgufFile {
                 return Err(gerr(format!("tensors '{}' and '{}' overlap", w[0].2, w[1].2)));
             }
         }
-        Ok(GgufFile { bytes, header, tensors })
+        Ok(GgufIndex { header, tensors, file_len })
     }
 
     pub fn tensor(&self, name: &str) -> Result<&GgufTensor> {
@@ -82,23 +91,13 @@ impl GgufFile {
             .ok_or_else(|| AqError::State(format!("no tensor named '{name}' in this file")))
     }
 
-    /// The stored bytes of a tensor.
-    pub fn raw(&self, name: &str) -> Result<&[u8]> {
-        let t = self.tensor(name)?;
-        Ok(&self.bytes[t.start as usize..t.end as usize])
-    }
-
-    /// A tensor decoded to float32 exactly as gguf-py's `dequantize` decodes it.
-    pub fn dequantize(&self, name: &str) -> Result<Vec<f32>> {
-        let t = self.tensor(name)?;
-        let count = usize::try_from(t.shape.iter().product::<u64>())
-            .map_err(|_| AqError::TooLarge(format!("tensor '{name}' is too large for this build")))?;
-        ggml::dequantize(t.ty, self.raw(name)?, count)
-    }
-
-    /// The whole file as a safetensors file of `float` (f32 or f16) tensors, in file order; the
-    /// GGUF metadata strings are kept in `__metadata__` under `gguf.*`.
-    pub fn export_safetensors(&self, float: Dtype) -> Result<Vec<u8>> {
+    /// The header of the file as a safetensors file of `float` (f32 or f16) tensors, in file
+    /// order ([`GgufTensor::export`] gives each tensor's bytes); the GGUF metadata strings are kept
+    /// in `__metadata__` under `gguf.*`.
+    pub fn safetensors_header(&self, float: Dtype) -> Result<Vec<u8>> {
+        if !matches!(float, Dtype::F32 | Dtype::F16) {
+            return Err(AqError::config("dtype", float.name(), "'f32' or 'f16'"));
+        }
         let mut metadata = BTreeMap::new();
         for (k, v) in &self.header.kv {
             if let Value::String(s) = v {
@@ -107,21 +106,60 @@ impl GgufFile {
         }
         let list: Vec<(String, Dtype, Vec<u64>)> =
             self.tensors.iter().map(|t| (t.name.clone(), float, t.shape.clone())).collect();
-        let mut out = write_header(&list, &metadata);
-        for t in &self.tensors {
-            let values = self.dequantize(&t.name)?;
-            match float {
-                Dtype::F16 => {
-                    for v in values {
-                        out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
-                    }
-                }
-                _ => {
-                    for v in values {
-                        out.extend_from_slice(&v.to_le_bytes());
-                    }
-                }
-            }
+        Ok(write_header(&list, &metadata))
+    }
+}
+
+impl GgufTensor {
+    /// The tensor decoded to float32 from its stored `bytes`, exactly as gguf-py's `dequantize`
+    /// decodes it.
+    pub fn dequantize(&self, bytes: &[u8]) -> Result<Vec<f32>> {
+        if bytes.len() as u64 != self.end - self.start {
+            return Err(AqError::State(format!(
+                "tensor '{}' is {} bytes, {} were given",
+                self.name,
+                self.end - self.start,
+                bytes.len()
+            )));
+        }
+        let count = usize::try_from(self.shape.iter().product::<u64>())
+            .map_err(|_| AqError::TooLarge(format!("tensor '{}' is too large for this build", self.name)))?;
+        ggml::dequantize(self.ty, bytes, count)
+    }
+
+    /// The tensor's values as `float` (f32 or f16) bytes, as [`GgufIndex::safetensors_header`]
+    /// lists them.
+    pub fn export(&self, bytes: &[u8], float: Dtype) -> Result<Vec<u8>> {
+        let values = self.dequantize(bytes)?;
+        Ok(match float {
+            Dtype::F16 => values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+            _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        })
+    }
+}
+
+impl GgufFile {
+    pub fn open(bytes: Vec<u8>) -> Result<Self> {
+        let index = GgufIndex::new(parse_header(&bytes)?, bytes.len() as u64)?;
+        Ok(GgufFile { index, bytes })
+    }
+
+    /// The stored bytes of a tensor.
+    pub fn raw(&self, name: &str) -> Result<&[u8]> {
+        let t = self.index.tensor(name)?;
+        Ok(&self.bytes[t.start as usize..t.end as usize])
+    }
+
+    /// A tensor decoded to float32 exactly as gguf-py's `dequantize` decodes it.
+    pub fn dequantize(&self, name: &str) -> Result<Vec<f32>> {
+        self.index.tensor(name)?.dequantize(self.raw(name)?)
+    }
+
+    /// The whole file as a safetensors file of `float` (f32 or f16) tensors, in file order.
+    pub fn export_safetensors(&self, float: Dtype) -> Result<Vec<u8>> {
+        let mut out = self.index.safetensors_header(float)?;
+        for t in &self.index.tensors {
+            out.extend(t.export(self.raw(&t.name)?, float)?);
         }
         Ok(out)
     }
@@ -155,9 +193,9 @@ mod tests {
         let (gguf, report) = quantize_model_gguf(&st, GgufMix::parse("Q4_0").unwrap(), Default::default()).unwrap();
         assert_eq!(report.output_bytes, gguf.len() as u64);
         let f = GgufFile::open(gguf.clone()).unwrap();
-        assert_eq!(f.tensor("w").unwrap().ty, GgmlType::Q4_0);
-        assert_eq!(f.tensor("b").unwrap().ty, GgmlType::F32);
-        assert_eq!(f.tensor("deep").unwrap().shape, vec![2, 2, 2, 4, 64]);
+        assert_eq!(f.index.tensor("w").unwrap().ty, GgmlType::Q4_0);
+        assert_eq!(f.index.tensor("b").unwrap().ty, GgmlType::F32);
+        assert_eq!(f.index.tensor("deep").unwrap().shape, vec![2, 2, 2, 4, 64]);
         assert_eq!(f.dequantize("b").unwrap(), b);
         let back = f.dequantize("w").unwrap();
         let layer = &report.layers[0];
@@ -165,7 +203,7 @@ mod tests {
         let sig: f64 = w.iter().map(|a| (*a as f64).powi(2)).sum();
         assert!((10.0 * (sig / err).log10() - layer.snr_db.unwrap()).abs() < 1e-9);
         // Truncation anywhere is an error, never a panic.
-        let last_end = f.tensors.iter().map(|t| t.end).max().unwrap() as usize;
+        let last_end = f.index.tensors.iter().map(|t| t.end).max().unwrap() as usize;
         for n in (0..last_end).step_by(7) {
             assert!(GgufFile::open(gguf[..n].to_vec()).is_err(), "{n}");
         }

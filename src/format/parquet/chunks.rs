@@ -82,16 +82,47 @@ pub fn value_len(value: &[u8], tensor: &str) -> Result<i32> {
 }
 
 /// One zstd frame of `parts` concatenated (`total` bytes, stated in the frame as a one-shot
-/// compression would), without concatenating them first.
-fn compress_parts(parts: &[&[u8]], total: usize) -> std::io::Result<Vec<u8>> {
-    let out = Vec::with_capacity(zstd::zstd_safe::compress_bound(total));
-    let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
+/// compression would), without concatenating them first. The frame comes out in pieces of at
+/// most [`FRAME_PIECE`] bytes: no buffer of zstd's worst-case bound (more than the input) is
+/// reserved, and a large tensor's page does not need one more contiguous block of its size.
+fn compress_parts(parts: &[&[u8]], total: usize) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut encoder = zstd::stream::write::Encoder::new(Pieced::default(), ZSTD_LEVEL)?;
     encoder.include_contentsize(true)?;
     encoder.set_pledged_src_size(Some(total as u64))?;
     for part in parts {
         encoder.write_all(part)?;
     }
-    encoder.finish()
+    let mut out = encoder.finish()?;
+    if !out.last.is_empty() {
+        out.pieces.push(out.last);
+    }
+    Ok(out.pieces)
+}
+
+/// Pieces [`compress_parts`] writes a frame into.
+const FRAME_PIECE: usize = 1 << 20;
+
+#[derive(Default)]
+struct Pieced {
+    pieces: Vec<Vec<u8>>,
+    last: Vec<u8>,
+}
+
+impl Write for Pieced {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.last.len() == FRAME_PIECE {
+            self.pieces.push(std::mem::take(&mut self.last));
+        }
+        if self.last.capacity() == 0 {
+            self.last.reserve_exact(FRAME_PIECE);
+        }
+        let n = buf.len().min(FRAME_PIECE - self.last.len());
+        self.last.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What a column holds, from its levels: a required top-level BYTE_ARRAY (`data`: no levels) or
@@ -177,8 +208,15 @@ impl OwnChunk {
             self.close_page()?;
             let total = value.len() + 4;
             let stored = match self.codec {
-                CodesCodec::Zstd => compress_parts(&[&prefix, value], total).map_err(zstd_err)?,
-                CodesCodec::Uncompressed => [&prefix[..], value].concat(),
+                CodesCodec::Zstd => {
+                    let mut pieces = compress_parts(&[&prefix, value], total).map_err(zstd_err)?;
+                    // The last piece is kept until the row group closes: only its bytes.
+                    if let Some(last) = pieces.last_mut() {
+                        last.shrink_to_fit();
+                    }
+                    pieces
+                }
+                CodesCodec::Uncompressed => vec![[&prefix[..], value].concat()],
             };
             self.add_page(1, total, stored, tensor)?;
         } else {
@@ -245,21 +283,23 @@ impl OwnChunk {
         };
         let uncompressed = body.len();
         let stored = match self.codec {
-            CodesCodec::Zstd => zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(zstd_err)?,
-            CodesCodec::Uncompressed => body,
+            CodesCodec::Zstd => vec![zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(zstd_err)?],
+            CodesCodec::Uncompressed => vec![body],
         };
         let n = std::mem::take(&mut self.page_values);
         self.add_page(n, uncompressed, stored, self.descr.path().string().as_str())
     }
 
-    fn add_page(&mut self, num_values: u32, uncompressed: usize, compressed: Vec<u8>, what: &str) -> Result<()> {
+    /// One page: its header, then its stored bytes (`compressed`, in pieces).
+    fn add_page(&mut self, num_values: u32, uncompressed: usize, compressed: Vec<Vec<u8>>, what: &str) -> Result<()> {
         let size = |n: usize| i32::try_from(n).map_err(|_| too_large(format!("a page of {what} of {n} bytes")));
-        let header = data_page_header(num_values as i32, size(uncompressed)?, size(compressed.len())?);
-        self.chunk_bytes += (header.len() + compressed.len()) as u64;
+        let stored: usize = compressed.iter().map(Vec::len).sum();
+        let header = data_page_header(num_values as i32, size(uncompressed)?, size(stored)?);
+        self.chunk_bytes += (header.len() + stored) as u64;
         self.uncompressed_bytes += (header.len() + uncompressed) as u64;
         self.values_total += u64::from(num_values);
         self.pieces.push(header);
-        self.pieces.push(compressed);
+        self.pieces.extend(compressed);
         Ok(())
     }
 
