@@ -13,6 +13,7 @@ export {
   GgufIndex,
   GgufParquetWriter,
   GgufQuantizer,
+  GgufWriter,
   describeModel,
   ggufHeaderNeeds,
   layerErrorHistogram,
@@ -21,7 +22,10 @@ export {
   openGguf,
   openGgufIndex,
   openQuantized,
+  openQuantizedIndex,
+  parquetTailNeeds,
   QuantizedFile,
+  QuantizedIndex,
   quantizeModel,
   quantizeModelGguf,
   quantizeTensor,
@@ -34,7 +38,7 @@ export {
   SizePlanner,
   wasmMemoryBytes,
 } from './wasm/arrowquant.js';
-import type { CalibrationInput, GgmlTypeName, GgufLayer, GgufReport, LayerReport, ModelReport, Progress, QuantConfigInput, SafetensorsHeader } from './wasm/arrowquant.js';
+import type { CalibrationInput, FileMetadata, GgmlTypeName, GgufLayer, GgufReport, LayerReport, ModelReport, Progress, QuantConfigInput, SafetensorsHeader } from './wasm/arrowquant.js';
 
 
 /** Random-access bytes: what the quantizers read from. */
@@ -177,3 +181,39 @@ export interface GgufSource {
 }
 /** Open a GGUF file by byte range, never whole: the header first, each tensor when asked for. */
 export function openGgufSource(source: ByteSource): Promise<GgufSource>;
+/** Progress of a pass over a Parquet file read by range: segments done, bytes of the file read. */
+export interface SegmentProgress {
+  /** Segments read. */
+  done: number;
+  /** Segments in the file. */
+  total: number;
+  /** Bytes of the file up to the end of the last segment read. */
+  bytesDone: number;
+  /** The file's size. */
+  bytesTotal: number;
+}
+export interface ParquetReadOptions {
+  /** Receives the output's bytes in order (the run waits for a returned promise); without it the file is returned whole. */
+  onChunk?: (bytes: Uint8Array) => void | Promise<void>;
+  /** Called after each segment. */
+  onProgress?: (progress: SegmentProgress) => void;
+  /** Aborting stops the run with E_CANCELLED. */
+  signal?: AbortSignal;
+}
+/** An arrowquant Parquet file read by range (`openQuantizedSource`): memory holds its tensor list and one segment. */
+export interface QuantizedSource {
+  /** Format, library version, config, modality and source metadata. */
+  metadata(): FileMetadata;
+  /** One entry per tensor, in file order, as `openQuantized(bytes).tensors()` lists them. */
+  tensors(): LayerReport[];
+  /** One tensor as f32 in the original weight space (bit-exact with what validation measured). */
+  dequantize(name: string): Promise<Float32Array>;
+  /** The file as safetensors of 'f32' (default) or 'f16'. */
+  toSafetensors(dtype?: 'f32' | 'f16', options?: ParquetReadOptions): Promise<Uint8Array | undefined>;
+  /** The file as GGUF without re-quantizing (`arrowquant convert`); E_CONVERT names a tensor GGUF cannot hold exactly. */
+  toGguf(options?: ParquetReadOptions): Promise<Uint8Array | undefined>;
+  /** Release the wasm memory of the tensor list (the source is the caller's to close). */
+  free(): void;
+}
+/** Open an arrowquant Parquet file by byte range, never whole: one checked pass lists its tensors. */
+export function openQuantizedSource(source: ByteSource, options?: { onProgress?: (progress: SegmentProgress) => void; signal?: AbortSignal }): Promise<QuantizedSource>;

@@ -8,13 +8,14 @@ import { shardedSource as shardedSourceWith } from './internal/sources.js';
 import { quantizeStreamWith } from './internal/stream.js';
 import { quantizeGgufWith } from './internal/gguf.js';
 import { openGgufSourceWith } from './internal/gguf-source.js';
+import { openQuantizedSourceWith } from './internal/parquet-source.js';
 
 import { huggingFaceUrl, isStreamLike, streamSource, urlSource } from './internal/web-sources.js';
 
 export { blobSource, bytesSource } from './internal/sources.js';
 export { huggingFaceUrl, streamSource, urlSource };
 
-guardFreed(raw.ModelQuantizer, raw.QuantizedFile, raw.SizePlanner, raw.GgufQuantizer, raw.GgufFile, raw.GgufIndex, raw.GgufParquetWriter);
+guardFreed(raw.ModelQuantizer, raw.QuantizedFile, raw.SizePlanner, raw.GgufQuantizer, raw.GgufFile, raw.GgufIndex, raw.GgufParquetWriter, raw.QuantizedIndex, raw.GgufWriter);
 // Every call below goes through the guard: a trap poisons the instance (internal/instance.js).
 const wasm = guardInstance(raw);
 
@@ -28,6 +29,7 @@ export const {
   GgufIndex,
   GgufParquetWriter,
   GgufQuantizer,
+  GgufWriter,
   describeModel,
   ggufHeaderNeeds,
   layerErrorHistogram,
@@ -36,7 +38,10 @@ export const {
   openGguf,
   openGgufIndex,
   openQuantized,
+  openQuantizedIndex,
+  parquetTailNeeds,
   QuantizedFile,
+  QuantizedIndex,
   quantizeModel,
   quantizeModelGguf,
   quantizeTensor,
@@ -200,4 +205,21 @@ export async function quantizeGguf(source, ggmlType, options = {}) {
  */
 export async function openGgufSource(source) {
   return openGgufSourceWith(wasm, source);
+}
+
+/**
+ * An arrowquant Parquet file read by byte range, never whole: the footer from its last bytes,
+ * then its body in segments of whole row groups. Opening reads every segment once (pages and rows
+ * checked, the body's checksum compared) and keeps the tensor list; the rest reads again only the
+ * segments it needs, so memory holds one segment (about 8 MiB, or one large tensor) at a time.
+ *
+ * @param source  `{ size, read(start, end) }` (`fileSource`, `blobSource`, `urlSource`, …).
+ * @param options `onProgress({ done, total, bytesDone, bytesTotal })` and `signal` for the opening scan.
+ * @returns `{ metadata(), tensors(), dequantize(name), toSafetensors(dtype, options), toGguf(options),
+ *          free() }`: `tensors()` lists what `openQuantized(bytes).tensors()` lists; `toSafetensors`
+ *          / `toGguf` take `{ onChunk, onProgress, signal }` and resolve to the whole file without
+ *          `onChunk`.
+ */
+export async function openQuantizedSource(source, options = {}) {
+  return openQuantizedSourceWith(wasm, source, options);
 }

@@ -2,7 +2,7 @@
 // arrowquant command line: quantize / inspect / dequantize / convert, all through the wasm package.
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { buildInfo, configField, configFields, configFromText, fileSource, openGgufSource, openQuantized, quantizeGguf, quantizeStream } from './node.js';
+import { buildInfo, configField, configFields, configFromText, fileSource, openGgufSource, openQuantizedSource, quantizeGguf, quantizeStream } from './node.js';
 
 const USAGE = `arrowquant ${buildInfo().version} — quantize safetensors weights to 2/4/8-bit Parquet or GGUF
 
@@ -307,12 +307,26 @@ async function inspectGguf(input, flags) {
   });
 }
 
+/** An arrowquant Parquet file opened by range (footer, then one checked pass over its row groups). */
+async function withParquetFile(input, use) {
+  const source = fileSource(input);
+  try {
+    const file = await openQuantizedSource(source);
+    try {
+      return await use(file);
+    } finally {
+      file.free();
+    }
+  } finally {
+    source.close();
+  }
+}
+
 async function inspect({ positional, flags }) {
   const [input] = positional;
   if (!input) throw new UsageError('inspect needs a .parquet or .gguf file');
   if (startsWithGguf(input)) return await inspectGguf(input, flags);
-  const file = openQuantized(readFileSync(input));
-  try {
+  await withParquetFile(input, (file) => {
     const meta = file.metadata();
     const tensors = file.tensors();
     if (flags.json) {
@@ -336,9 +350,7 @@ async function inspect({ positional, flags }) {
       ['tensor', 'shape', 'dtype', 'stored', 'bytes', 'cosine', 'snr dB', 'time groups', 'equalized (α)'],
     ));
     if (meta.calibration) console.log(`calibration: ${meta.calibration.timesteps.length} timesteps (${meta.calibration.timesteps.slice(0, 3).join(', ')}, …), ${meta.calibration.timeGrouping} time groups, ${meta.calibration.activationBits}-bit activations`);
-  } finally {
-    file.free();
-  }
+  });
 }
 
 async function dequantize({ positional, flags }) {
@@ -351,15 +363,7 @@ async function dequantize({ positional, flags }) {
     if (!flags.json) console.log(`wrote ${flags.output} (${dtype})`);
     return;
   }
-  const file = openQuantized(readFileSync(input));
-  try {
-    await writeAtomically(flags.output, (put) => {
-      put(file.exportHeader(dtype));
-      for (const t of file.tensors()) put(file.exportTensor(t.name, dtype));
-    });
-  } finally {
-    file.free();
-  }
+  await withParquetFile(input, (file) => writeAtomically(flags.output, (put) => file.toSafetensors(dtype, { onChunk: put })));
   if (!flags.json) console.log(`wrote ${flags.output} (${dtype})`);
 }
 
@@ -376,16 +380,7 @@ async function convert({ positional, flags, config }) {
   if (fromGguf) {
     await withGgufFile(input, (file) => writeAtomically(flags.output, (put) => file.toParquet({ onChunk: (c) => { bytes += c.length; put(c); } })));
   } else {
-    const file = openQuantized(readFileSync(input));
-    try {
-      await writeAtomically(flags.output, (put) => {
-        const out = file.toGguf();
-        bytes = out.length;
-        put(out);
-      });
-    } finally {
-      file.free();
-    }
+    await withParquetFile(input, (file) => writeAtomically(flags.output, (put) => file.toGguf({ onChunk: (c) => { bytes += c.length; put(c); } })));
   }
   const format = fromGguf ? 'Parquet' : 'GGUF';
   if (flags.json) console.log(JSON.stringify({ output: flags.output, format, bytes }));

@@ -4,7 +4,7 @@
 //! move unchanged (4-bit codes in groups of 32 are repacked into `Q4_1` blocks, whose arithmetic
 //! is ours), so every value dequantizes to the same bits in both containers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{AqError, Result};
 use crate::format::gguf::arch;
@@ -128,35 +128,32 @@ pub fn gguf_to_parquet(file: &GgufFile) -> Result<(Vec<Vec<u8>>, u64)> {
     Ok((out, len))
 }
 
-/// The GGUF type and bytes of one row, or `E_CONVERT` naming it when no GGUF type holds its
-/// values exactly.
-fn gguf_form(row: &TensorRow) -> Result<(GgmlType, Vec<u8>)> {
+/// The GGUF type that holds one row's values exactly, from its descriptive columns alone, or
+/// `E_CONVERT` naming it when there is none.
+fn gguf_type(row: &TensorRow) -> Result<GgmlType> {
     match &row.stored {
-        Stored::Blocks(ty) => Ok((*ty, row.data.clone())),
-        Stored::F16 => Ok((GgmlType::F16, row.data.clone())),
-        Stored::Raw => {
-            let ty = match row.dtype {
-                Dtype::F32 => GgmlType::F32,
-                Dtype::F16 => GgmlType::F16,
-                Dtype::BF16 => GgmlType::BF16,
-                Dtype::I8 => GgmlType::I8,
-                Dtype::I16 => GgmlType::I16,
-                Dtype::I32 => GgmlType::I32,
-                Dtype::I64 => GgmlType::I64,
-                other => return Err(unconvertible(&row.name, format!("no GGUF type holds {} values", other.name()))),
-            };
-            Ok((ty, row.data.clone()))
-        }
+        Stored::Blocks(ty) => Ok(*ty),
+        Stored::F16 => Ok(GgmlType::F16),
+        Stored::Raw => match row.dtype {
+            Dtype::F32 => Ok(GgmlType::F32),
+            Dtype::F16 => Ok(GgmlType::F16),
+            Dtype::BF16 => Ok(GgmlType::BF16),
+            Dtype::I8 => Ok(GgmlType::I8),
+            Dtype::I16 => Ok(GgmlType::I16),
+            Dtype::I32 => Ok(GgmlType::I32),
+            Dtype::I64 => Ok(GgmlType::I64),
+            other => Err(unconvertible(&row.name, format!("no GGUF type holds {} values", other.name()))),
+        },
         Stored::Quantized { .. } if row.spatial.is_some() => Err(unconvertible(
             &row.name,
             "its weights are stored equalized (W·diag(s)), which a GGUF runtime cannot undo",
         )),
-        Stored::Quantized { width: Width::W4, group_size: 32, scales, mins } => {
+        Stored::Quantized { width: Width::W4, group_size: 32, .. } => {
             let row_len = row.shape.iter().skip(1).product::<u64>();
             if row.shape.len() < 2 || !row_len.is_multiple_of(32) {
                 return Err(unconvertible(&row.name, format!("rows of {row_len} values are not whole Q4_1 blocks")));
             }
-            Ok((GgmlType::Q4_1, q4_1_blocks(&row.data, scales, mins)))
+            Ok(GgmlType::Q4_1)
         }
         Stored::Quantized { width, group_size, .. } => Err(unconvertible(
             &row.name,
@@ -166,6 +163,15 @@ fn gguf_form(row: &TensorRow) -> Result<(GgmlType, Vec<u8>)> {
                 width.bits()
             ),
         )),
+    }
+}
+
+/// The bytes of a row as GGUF type `ty` ([`gguf_type`]): its stored bytes, or its codes and
+/// params repacked into `Q4_1` blocks.
+fn gguf_data(row: &TensorRow, ty: GgmlType) -> Vec<u8> {
+    match &row.stored {
+        Stored::Quantized { scales, mins, .. } if ty == GgmlType::Q4_1 => q4_1_blocks(&row.data, scales, mins),
+        _ => row.data.clone(),
     }
 }
 
@@ -214,67 +220,107 @@ fn gguf_dims(name: &str, shape: &[u64], ty: GgmlType, architecture: &str) -> Res
     Ok((written.iter().rev().copied().collect(), reshaped.map(|_| shape.to_vec())))
 }
 
-/// An arrowquant Parquet file as a GGUF file, tensor bytes in row order; the pieces are the
-/// header, then each tensor padded to the alignment. Rows no GGUF type holds exactly are
-/// refused (`E_CONVERT`, naming the tensor).
+/// A Parquet file's GGUF form, decided from the rows' descriptive columns alone (a file read by
+/// range keeps no tensor data until it writes it): every tensor's type, dims and offset, and the
+/// header they make. Rows no GGUF type holds exactly are refused (`E_CONVERT`, naming the tensor).
+pub struct GgufPlan {
+    header: Vec<u8>,
+    /// Per tensor name: its type and byte size.
+    tensors: HashMap<String, (GgmlType, u64)>,
+}
+
+impl GgufPlan {
+    pub fn new(file: &QuantizedFile) -> Result<Self> {
+        let mut infos = Vec::with_capacity(file.rows.len());
+        let mut tensors = HashMap::with_capacity(file.rows.len());
+        let mut kv: Vec<(String, Value)> = Vec::new();
+        let mut reshaped = Vec::new();
+        let mut offset = 0u64;
+        let mut bytes_by_type: BTreeMap<u32, u64> = BTreeMap::new();
+        let source = |key: &str| file.source_metadata.get(&format!("{GGUF_PREFIX}{key}"));
+        let architecture = match source("general.architecture") {
+            Some(a) => a.clone(),
+            None => arch::detect(file.rows.iter().map(|r| r.name.as_str()))
+                .map_or("unknown".to_string(), |(a, _)| a.to_string()),
+        };
+        for row in &file.rows {
+            let ty = gguf_type(row)?;
+            let size = ty.bytes_for(row.numel()).ok_or_else(|| {
+                unconvertible(&row.name, format!("{} values are not whole {} blocks", row.numel(), ty.name()))
+            })?;
+            let (dims, orig) = gguf_dims(&row.name, &row.shape, ty, &architecture)?;
+            if let Some(orig) = orig {
+                let orig: Vec<i32> =
+                    row.shape.iter().map(|&d| i32::try_from(d)).collect::<std::result::Result<_, _>>().map_err(
+                        |_| unconvertible(&row.name, format!("dimension of {orig:?} beyond 2^31 cannot be recorded")),
+                    )?;
+                reshaped.push((format!("comfy.gguf.orig_shape.{}", row.name), Value::I32Array(orig)));
+            }
+            *bytes_by_type.entry(ty.id()).or_default() += size;
+            infos.push(TensorInfo { name: row.name.clone(), dims, ty, offset });
+            if tensors.insert(row.name.clone(), (ty, size)).is_some() {
+                return Err(unconvertible(&row.name, "the file holds two tensors of this name, which GGUF cannot"));
+            }
+            offset = offset
+                .checked_add(size)
+                .and_then(align)
+                .ok_or_else(|| AqError::TooLarge("the GGUF data section overflows 64 bits".into()))?;
+        }
+        // The type holding most bytes names the file, as a mix would.
+        let main = bytes_by_type.iter().max_by_key(|(_, b)| **b).and_then(|(id, _)| GgmlType::from_id(*id));
+        let file_type = source("general.file_type")
+            .and_then(|v| v.parse::<u32>().ok())
+            .or_else(|| main.and_then(|m| MIXES.iter().find(|x| x.main == m)).map(|x| x.file_type))
+            .unwrap_or(0);
+        kv.push(("general.architecture".to_string(), Value::String(architecture)));
+        kv.push(("general.quantization_version".to_string(), Value::U32(2)));
+        kv.push(("general.file_type".to_string(), Value::U32(file_type)));
+        kv.push(("general.alignment".to_string(), Value::U32(ALIGNMENT as u32)));
+        // In the GGUF writer's order, so that a file it wrote comes back byte for byte.
+        if let Some(name) = source("general.name") {
+            kv.push(("general.name".to_string(), Value::String(name.clone())));
+        }
+        kv.push(("arrowquant.version".to_string(), Value::String(env!("CARGO_PKG_VERSION").to_string())));
+        for (key, value) in &file.source_metadata {
+            let Some(key) = key.strip_prefix(GGUF_PREFIX) else { continue };
+            if !["general.architecture", "general.name"].contains(&key) && !DERIVED_KEYS.contains(&key) {
+                kv.push((key.to_string(), Value::String(value.clone())));
+            }
+        }
+        kv.extend(reshaped);
+        Ok(GgufPlan { header: encode_header(&kv, &infos), tensors })
+    }
+
+    /// The header and everything before the first tensor's bytes.
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// Row `row` (with its data) as the plan's type, padded to the alignment.
+    pub fn tensor(&self, row: &TensorRow) -> Result<Vec<u8>> {
+        let (ty, size) = self
+            .tensors
+            .get(&row.name)
+            .ok_or_else(|| AqError::State(format!("tensor '{}' is not in the planned GGUF file", row.name)))?;
+        let mut data = gguf_data(row, *ty);
+        if data.len() as u64 != *size {
+            return Err(unconvertible(
+                &row.name,
+                format!("{} bytes where {} were planned (damaged row)", data.len(), size),
+            ));
+        }
+        data.resize(align(*size).expect("checked in the plan") as usize, 0);
+        Ok(data)
+    }
+}
+
+/// An arrowquant Parquet file held whole as a GGUF file, tensor bytes in row order; the pieces
+/// are the header, then each tensor padded to the alignment ([`GgufPlan`]).
 pub fn parquet_to_gguf(file: &QuantizedFile) -> Result<Vec<Vec<u8>>> {
-    let mut tensors = Vec::with_capacity(file.rows.len());
-    let mut datas = Vec::with_capacity(file.rows.len());
-    let mut kv: Vec<(String, Value)> = Vec::new();
-    let mut reshaped = Vec::new();
-    let mut offset = 0u64;
-    let mut bytes_by_type: BTreeMap<u32, u64> = BTreeMap::new();
-    let source = |key: &str| file.source_metadata.get(&format!("{GGUF_PREFIX}{key}"));
-    let architecture = match source("general.architecture") {
-        Some(a) => a.clone(),
-        None => arch::detect(file.rows.iter().map(|r| r.name.as_str()))
-            .map_or("unknown".to_string(), |(a, _)| a.to_string()),
-    };
+    let plan = GgufPlan::new(file)?;
+    let mut out = vec![plan.header().to_vec()];
     for row in &file.rows {
-        let (ty, data) = gguf_form(row)?;
-        let (dims, orig) = gguf_dims(&row.name, &row.shape, ty, &architecture)?;
-        if let Some(orig) = orig {
-            let orig: Vec<i32> =
-                row.shape.iter().map(|&d| i32::try_from(d)).collect::<std::result::Result<_, _>>().map_err(|_| {
-                    unconvertible(&row.name, format!("dimension of {orig:?} beyond 2^31 cannot be recorded"))
-                })?;
-            reshaped.push((format!("comfy.gguf.orig_shape.{}", row.name), Value::I32Array(orig)));
-        }
-        *bytes_by_type.entry(ty.id()).or_default() += data.len() as u64;
-        tensors.push(TensorInfo { name: row.name.clone(), dims, ty, offset });
-        offset = offset
-            .checked_add(data.len() as u64)
-            .and_then(align)
-            .ok_or_else(|| AqError::TooLarge("the GGUF data section overflows 64 bits".into()))?;
-        datas.push(data);
-    }
-    // The type holding most bytes names the file, as a mix would.
-    let main = bytes_by_type.iter().max_by_key(|(_, b)| **b).and_then(|(id, _)| GgmlType::from_id(*id));
-    let file_type = source("general.file_type")
-        .and_then(|v| v.parse::<u32>().ok())
-        .or_else(|| main.and_then(|m| MIXES.iter().find(|x| x.main == m)).map(|x| x.file_type))
-        .unwrap_or(0);
-    kv.push(("general.architecture".to_string(), Value::String(architecture)));
-    kv.push(("general.quantization_version".to_string(), Value::U32(2)));
-    kv.push(("general.file_type".to_string(), Value::U32(file_type)));
-    kv.push(("general.alignment".to_string(), Value::U32(ALIGNMENT as u32)));
-    // In the GGUF writer's order, so that a file it wrote comes back byte for byte.
-    if let Some(name) = source("general.name") {
-        kv.push(("general.name".to_string(), Value::String(name.clone())));
-    }
-    kv.push(("arrowquant.version".to_string(), Value::String(env!("CARGO_PKG_VERSION").to_string())));
-    for (key, value) in &file.source_metadata {
-        let Some(key) = key.strip_prefix(GGUF_PREFIX) else { continue };
-        if !["general.architecture", "general.name"].contains(&key) && !DERIVED_KEYS.contains(&key) {
-            kv.push((key.to_string(), Value::String(value.clone())));
-        }
-    }
-    kv.extend(reshaped);
-    let mut out = vec![encode_header(&kv, &tensors)];
-    for mut data in datas {
-        let padded = align(data.len() as u64).expect("checked above") as usize;
-        data.resize(padded, 0);
-        out.push(data);
+        out.push(plan.tensor(row)?);
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@
 mod bench;
 mod convert;
 mod file;
+mod file_ranged;
 mod gguf;
 mod gguf_read;
 mod info;

@@ -4,7 +4,8 @@
 mod chunks;
 pub mod columns;
 mod page_encoding;
-mod pages;
+pub mod pages;
+pub mod ranged;
 pub mod reader;
 pub mod row;
 mod row_groups;

@@ -3,7 +3,7 @@
 //! decompressed size up front, and an allocation wasm32 cannot satisfy aborts the instance.
 
 use parquet::basic::Compression;
-use parquet::file::metadata::ParquetMetaData;
+use parquet::file::metadata::RowGroupMetaData;
 
 use super::thrift::walk_struct;
 use crate::error::{AqError, Result};
@@ -45,104 +45,127 @@ pub fn check_footer(bytes: &[u8], footer_len: usize) -> Result<()> {
     Ok(())
 }
 
-/// Every page of every column chunk: a well-formed header, a body inside the chunk, a declared
-/// decompressed size the codec can produce from that body, and all of them together within
-/// `MAX_DECODED_BYTES`.
-pub fn check_pages(meta: &ParquetMetaData, bytes: &[u8]) -> Result<()> {
-    let limit =
-        MAX_DECODED_BYTES.min((bytes.len() as u64).saturating_mul(MAX_EXPANSION).saturating_add(EXPANSION_FLOOR));
-    check_pages_within(meta, bytes, limit)
+/// What a reader may decompress: the bytes it holds plus every page's decoded size, within
+/// `MAX_DECODED_BYTES` and [`MAX_EXPANSION`] times the input (plus a floor).
+pub struct DecodeBudget {
+    input: u64,
+    total: u64,
+    limit: u64,
 }
 
-fn check_pages_within(meta: &ParquetMetaData, bytes: &[u8], limit: u64) -> Result<()> {
-    let mut decoded_total = bytes.len() as u64;
-    for (g, rg) in meta.row_groups().iter().enumerate() {
-        for col in rg.columns() {
-            let name = col.column_path().string();
-            let bad = |what: String| perr(format!("column '{name}' of row group {g}: {what} (damaged file)"));
-            let codec = col.compression();
-            if !matches!(codec, Compression::UNCOMPRESSED | Compression::ZSTD(_)) {
-                return Err(perr(format!(
-                    "column '{name}' is compressed with {codec}; this reader reads ZSTD and uncompressed pages"
+impl DecodeBudget {
+    /// For pages read from `input` bytes (a whole file, or the part of one held at a time).
+    pub fn for_input(input: u64) -> Self {
+        let limit = MAX_DECODED_BYTES.min(input.saturating_mul(MAX_EXPANSION).saturating_add(EXPANSION_FLOOR));
+        DecodeBudget { input, total: input, limit }
+    }
+
+    fn spend(&mut self, decoded: u64) -> Result<()> {
+        self.total = self.total.saturating_add(decoded);
+        if self.total > self.limit {
+            return Err(perr(format!(
+                "the pages claim more than {} bytes once decompressed, from a {}-byte file \
+                 (at most {MAX_EXPANSION}x the file + 64 MiB, and {} GiB in all): a decompression bomb, or damage",
+                self.limit,
+                self.input,
+                MAX_DECODED_BYTES >> 30
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Every page of row group `g` (`rg`), whose column chunks lie in `bytes`, the file's bytes from
+/// offset `base` on: a well-formed header, a body inside the chunk, a declared decompressed size
+/// the codec can produce from that body, and all of them within `budget`.
+pub fn check_row_group_pages(
+    g: usize,
+    rg: &RowGroupMetaData,
+    base: u64,
+    bytes: &[u8],
+    budget: &mut DecodeBudget,
+) -> Result<()> {
+    for col in rg.columns() {
+        let name = col.column_path().string();
+        let bad = |what: String| perr(format!("column '{name}' of row group {g}: {what} (damaged file)"));
+        let codec = col.compression();
+        if !matches!(codec, Compression::UNCOMPRESSED | Compression::ZSTD(_)) {
+            return Err(perr(format!(
+                "column '{name}' is compressed with {codec}; this reader reads ZSTD and uncompressed pages"
+            )));
+        }
+        // check_chunk_ranges has put the chunk inside the file; the caller, inside `bytes`.
+        let start = col.dictionary_page_offset().unwrap_or(col.data_page_offset()) as u64;
+        let chunk = start
+            .checked_sub(base)
+            .and_then(|s| bytes.get(s as usize..)?.get(..col.compressed_size() as usize))
+            .ok_or_else(|| bad("the column chunk lies outside the bytes read for its row group".into()))?;
+        let start = start as usize;
+        let mut at = 0usize;
+        let mut dictionary = false;
+        while at < chunk.len() {
+            let header =
+                walk_struct(&chunk[at..]).map_err(|e| bad(format!("a page header at byte {}: {e}", start + at)))?;
+            let field = |path: &[i16], what: &str| {
+                header
+                    .int(path)
+                    .filter(|v| (0..=i64::from(i32::MAX)).contains(v))
+                    .ok_or_else(|| bad(format!("the page at byte {} has no valid {what}", start + at)))
+            };
+            let kind = field(&[1], "page type")?;
+            let decoded = field(&[2], "uncompressed size")? as u64;
+            let stored = field(&[3], "compressed size")? as usize;
+            let body_start = at + header.len;
+            let body = chunk
+                .get(body_start..)
+                .and_then(|rest| rest.get(..stored))
+                .ok_or_else(|| bad(format!("the page at byte {} runs past its column chunk", start + at)))?;
+            // Levels of a v2 page are stored uncompressed in front of the values.
+            let (levels, compressed) = if kind == DATA_PAGE_V2 {
+                let levels = field(&[8, 5], "definition levels length")? as u64
+                    + field(&[8, 6], "repetition levels length")? as u64;
+                (levels, header.int(&[8, 7]) != Some(0))
+            } else if matches!(kind, DATA_PAGE | INDEX_PAGE | DICTIONARY_PAGE) {
+                (0, true)
+            } else {
+                return Err(bad(format!("the page at byte {} has unknown type {kind}", start + at)));
+            };
+            if levels > body.len() as u64 || levels > decoded {
+                return Err(bad(format!("the page at byte {} has levels longer than the page", start + at)));
+            }
+            // parquet-rs panics on dictionary-encoded values without a dictionary before them.
+            let encoding = match kind {
+                DATA_PAGE => header.int(&[5, 2]),
+                DATA_PAGE_V2 => header.int(&[8, 4]),
+                _ => None,
+            };
+            if kind == DICTIONARY_PAGE {
+                if dictionary {
+                    return Err(bad(format!("a second dictionary page at byte {}", start + at)));
+                }
+                dictionary = true;
+            } else if encoding.is_some_and(|e| DICTIONARY_ENCODINGS.contains(&e)) && !dictionary {
+                return Err(bad(format!(
+                    "the page at byte {} indexes a dictionary, but no dictionary page comes before it",
+                    start + at
                 )));
             }
-            // check_chunk_ranges has put the chunk inside the file.
-            let start = col.dictionary_page_offset().unwrap_or(col.data_page_offset()) as usize;
-            let chunk = &bytes[start..start + col.compressed_size() as usize];
-            let mut at = 0usize;
-            let mut dictionary = false;
-            while at < chunk.len() {
-                let header =
-                    walk_struct(&chunk[at..]).map_err(|e| bad(format!("a page header at byte {}: {e}", start + at)))?;
-                let field = |path: &[i16], what: &str| {
-                    header
-                        .int(path)
-                        .filter(|v| (0..=i64::from(i32::MAX)).contains(v))
-                        .ok_or_else(|| bad(format!("the page at byte {} has no valid {what}", start + at)))
-                };
-                let kind = field(&[1], "page type")?;
-                let decoded = field(&[2], "uncompressed size")? as u64;
-                let stored = field(&[3], "compressed size")? as usize;
-                let body_start = at + header.len;
-                let body = chunk
-                    .get(body_start..)
-                    .and_then(|rest| rest.get(..stored))
-                    .ok_or_else(|| bad(format!("the page at byte {} runs past its column chunk", start + at)))?;
-                // Levels of a v2 page are stored uncompressed in front of the values.
-                let (levels, compressed) = if kind == DATA_PAGE_V2 {
-                    let levels = field(&[8, 5], "definition levels length")? as u64
-                        + field(&[8, 6], "repetition levels length")? as u64;
-                    (levels, header.int(&[8, 7]) != Some(0))
-                } else if matches!(kind, DATA_PAGE | INDEX_PAGE | DICTIONARY_PAGE) {
-                    (0, true)
-                } else {
-                    return Err(bad(format!("the page at byte {} has unknown type {kind}", start + at)));
-                };
-                if levels > body.len() as u64 || levels > decoded {
-                    return Err(bad(format!("the page at byte {} has levels longer than the page", start + at)));
-                }
-                // parquet-rs panics on dictionary-encoded values without a dictionary before them.
-                let encoding = match kind {
-                    DATA_PAGE => header.int(&[5, 2]),
-                    DATA_PAGE_V2 => header.int(&[8, 4]),
-                    _ => None,
-                };
-                if kind == DICTIONARY_PAGE {
-                    if dictionary {
-                        return Err(bad(format!("a second dictionary page at byte {}", start + at)));
-                    }
-                    dictionary = true;
-                } else if encoding.is_some_and(|e| DICTIONARY_ENCODINGS.contains(&e)) && !dictionary {
+            let values = &body[levels as usize..];
+            let values_decoded = decoded - levels;
+            match codec {
+                Compression::ZSTD(_) if compressed => check_zstd(values, values_decoded)
+                    .map_err(|e| bad(format!("the page at byte {}: {e}", start + at)))?,
+                _ if values_decoded != values.len() as u64 => {
                     return Err(bad(format!(
-                        "the page at byte {} indexes a dictionary, but no dictionary page comes before it",
-                        start + at
-                    )));
+                        "the uncompressed page at byte {} says it holds {values_decoded} bytes but stores {}",
+                        start + at,
+                        values.len()
+                    )))
                 }
-                let values = &body[levels as usize..];
-                let values_decoded = decoded - levels;
-                match codec {
-                    Compression::ZSTD(_) if compressed => check_zstd(values, values_decoded)
-                        .map_err(|e| bad(format!("the page at byte {}: {e}", start + at)))?,
-                    _ if values_decoded != values.len() as u64 => {
-                        return Err(bad(format!(
-                            "the uncompressed page at byte {} says it holds {values_decoded} bytes but stores {}",
-                            start + at,
-                            values.len()
-                        )))
-                    }
-                    _ => {}
-                }
-                decoded_total = decoded_total.saturating_add(decoded);
-                if decoded_total > limit {
-                    return Err(perr(format!(
-                        "the pages claim more than {limit} bytes once decompressed, from a {}-byte file \
-                         (at most {MAX_EXPANSION}x the file + 64 MiB, and {} GiB in all): a decompression bomb, or damage",
-                        bytes.len(),
-                        MAX_DECODED_BYTES >> 30
-                    )));
-                }
-                at = body_start + stored;
+                _ => {}
             }
+            budget.spend(decoded)?;
+            at = body_start + stored;
         }
     }
     Ok(())
@@ -206,8 +229,17 @@ mod tests {
         let (file, _) =
             crate::pipeline::quantize_model(&st, cfg, None, crate::pipeline::default_clock, &mut |_| true).unwrap();
         let reader = SerializedFileReader::new(bytes::Bytes::from(file.clone())).unwrap();
-        check_pages_within(reader.metadata(), &file, 1 << 30).unwrap();
-        let e = check_pages_within(reader.metadata(), &file, file.len() as u64 + 16).unwrap_err();
+        let check = |limit: u64| {
+            let mut budget = DecodeBudget { input: file.len() as u64, total: file.len() as u64, limit };
+            reader
+                .metadata()
+                .row_groups()
+                .iter()
+                .enumerate()
+                .try_for_each(|(g, rg)| check_row_group_pages(g, rg, 0, &file, &mut budget))
+        };
+        check(1 << 30).unwrap();
+        let e = check(file.len() as u64 + 16).unwrap_err();
         assert!(e.to_string().contains("decompression bomb"), "{e}");
     }
 

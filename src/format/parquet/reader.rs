@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use half::f16;
-use parquet::file::reader::{FileReader, SerializedFileReader};
 
-use super::pages;
-use super::row_groups::{check_chunk_ranges, check_row, perr, read_row_group, Leaves};
+use super::pages::DecodeBudget;
+use super::ranged::FileIndex;
+use super::row_groups::perr;
 use super::schema::*;
 use super::{Stored, TensorRow};
 use crate::error::{AqError, Result};
@@ -34,25 +34,10 @@ pub struct QuantizedFile {
     pub rows: Vec<TensorRow>,
 }
 
-/// The body checksum (2.3): the bytes before the footer are the ones written, before any page is
-/// handed to the Parquet decoder (which may not survive a damaged page).
-fn check_body(kv: &BTreeMap<String, String>, bytes: &[u8]) -> Result<()> {
-    let number = |key: &str| kv.get(key).and_then(|v| v.parse::<u64>().ok());
-    let (Some(len), Some(crc)) = (number(KEY_BODY_BYTES), number(KEY_BODY_CRC)) else {
-        return Err(perr(format!("metadata keys '{KEY_BODY_BYTES}' and '{KEY_BODY_CRC}' are missing")));
-    };
-    if len > bytes.len() as u64 || crc32fast::hash(&bytes[..len as usize]) as u64 != crc {
-        return Err(perr("the row groups do not match arrowquant.body_crc32 (damaged file)"));
-    }
-    Ok(())
-}
-
-/// The minor version of `arrowquant.format_version` (`2.3` → 3), compared as a number.
-fn version_minor(kv: &BTreeMap<String, String>) -> Option<u32> {
-    kv.get(KEY_FORMAT_VERSION)?.split('.').nth(1)?.parse().ok()
-}
-
 impl QuantizedFile {
+    /// Open a file held whole: [`FileIndex`]'s checks of the footer, the body checksum over every
+    /// byte before any page is handed to the Parquet decoder (which may not survive a damaged
+    /// page), then each segment's pages and rows.
     pub fn open(bytes: Vec<u8>) -> Result<Self> {
         if bytes.len() < 12 || &bytes[..4] != b"PAR1" || &bytes[bytes.len() - 4..] != b"PAR1" {
             return Err(perr(format!(
@@ -61,87 +46,20 @@ impl QuantizedFile {
             )));
         }
         let file_len = bytes.len() as u64;
-        // The footer length is checked here, not by parquet-rs: on wasm32 a length near 2^32
-        // overflows its 32-bit arithmetic or asks for a 4 GiB buffer, and either aborts.
-        let footer_len = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().expect("4 bytes"));
-        if footer_len as u64 + 12 > file_len {
-            return Err(perr(format!(
-                "the footer says its metadata is {footer_len} bytes long, but the file has only {file_len} bytes (damaged or truncated)"
-            )));
+        let index = FileIndex::open(&bytes, file_len)?;
+        let mut body = index.body_check();
+        for seg in &index.segments {
+            body.update(seg, &bytes[seg.start as usize..seg.end as usize])?;
         }
-        pages::check_footer(&bytes, footer_len as usize)?;
+        body.finish()?;
         let bytes = Bytes::from(bytes);
-        let reader = SerializedFileReader::new(bytes.clone())?;
-        let kv: BTreeMap<String, String> = reader
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .map(|kvs| kvs.iter().filter_map(|kv| kv.value.clone().map(|v| (kv.key.clone(), v))).collect())
-            .unwrap_or_default();
-        match kv.get(KEY_FORMAT) {
-            Some(f) if f == FORMAT_NAME => {}
-            Some(f) => {
-                return Err(perr(format!("not an arrowquant file: {KEY_FORMAT} = '{f}', expected '{FORMAT_NAME}'")))
-            }
-            None => return Err(perr(format!("not an arrowquant file: metadata key '{KEY_FORMAT}' is missing"))),
-        }
-        match kv.get(KEY_METADATA_CRC) {
-            Some(v)
-                if v.parse::<u32>().ok() == Some(metadata_crc(kv.iter().map(|(k, v)| (k.as_str(), v.as_str())))) => {}
-            Some(_) => {
-                return Err(perr("the arrowquant.* metadata does not match arrowquant.metadata_crc32 (damaged file)"))
-            }
-            // Before 2.2 the metadata had no checksum.
-            None if version_minor(&kv).is_some_and(|m| m >= 2) => {
-                return Err(perr(format!("metadata key '{KEY_METADATA_CRC}' is missing")))
-            }
-            None => {}
-        }
-        let format_version = kv.get(KEY_FORMAT_VERSION).cloned().unwrap_or_default();
-        let major = format_version.split('.').next().and_then(|m| m.parse::<u32>().ok());
-        let minor = version_minor(&kv).unwrap_or(0);
-        if major != Some(FORMAT_MAJOR) {
-            return Err(perr(format!(
-                "format version '{format_version}' is not supported; this reader reads {FORMAT_MAJOR}.x"
-            )));
-        }
-        let source_metadata = match kv.get(KEY_SOURCE_METADATA) {
-            Some(s) => serde_json::from_str(s)
-                .map_err(|e| perr(format!("{KEY_SOURCE_METADATA} is not a JSON string map: {e}")))?,
-            None => BTreeMap::new(),
-        };
-        if minor >= 3 {
-            check_body(&kv, &bytes)?;
-        }
-        check_chunk_ranges(reader.metadata(), file_len)?;
-        pages::check_pages(reader.metadata(), &bytes)?;
-        let leaves = Leaves::find(reader.metadata().file_metadata().schema_descr())?;
+        let mut budget = DecodeBudget::for_input(file_len);
         let mut rows = Vec::new();
-        for i in 0..reader.num_row_groups() {
-            read_row_group(reader.get_row_group(i)?.as_ref(), &leaves, &mut rows)?;
+        for (i, seg) in index.segments.iter().enumerate() {
+            rows.extend(index.rows_in(i, bytes.slice(seg.start as usize..seg.end as usize), &mut budget)?);
         }
-        for row in &rows {
-            check_row(row)?;
-        }
-        if minor >= 3 {
-            let said = kv.get(KEY_TENSOR_COUNT).and_then(|v| v.parse::<usize>().ok());
-            if said != Some(rows.len()) {
-                return Err(perr(format!(
-                    "the file holds {} tensors but its metadata says {} (damaged: row groups lost?)",
-                    rows.len(),
-                    kv.get(KEY_TENSOR_COUNT).map_or("nothing", String::as_str)
-                )));
-            }
-        }
-        Ok(QuantizedFile {
-            format_version,
-            library_version: kv.get(KEY_LIBRARY_VERSION).cloned().unwrap_or_default(),
-            config_json: kv.get(KEY_CONFIG).cloned().unwrap_or_default(),
-            modality: kv.get(KEY_MODALITY).cloned().unwrap_or_else(|| "unknown".to_string()),
-            source_metadata,
-            calibration_json: kv.get(KEY_CALIBRATION).cloned(),
-            rows,
-        })
+        index.check_tensor_count(rows.len())?;
+        Ok(QuantizedFile { rows, ..index.header })
     }
 
     pub fn row(&self, name: &str) -> Result<&TensorRow> {
