@@ -206,8 +206,8 @@ export interface QuantizedSource {
   metadata(): FileMetadata;
   /** One entry per tensor, in file order, as `openQuantized(bytes).tensors()` lists them. */
   tensors(): LayerReport[];
-  /** One tensor as f32 in the original weight space (bit-exact with what validation measured). */
-  dequantize(name: string): Promise<Float32Array>;
+  /** One tensor as f32 in the original weight space (bit-exact with what validation measured); `{ equalized: true }` gives the stored W·diag(s). */
+  dequantize(name: string, options?: { equalized?: boolean }): Promise<Float32Array>;
   /** The file as safetensors of 'f32' (default) or 'f16'. */
   toSafetensors(dtype?: 'f32' | 'f16', options?: ParquetReadOptions): Promise<Uint8Array | undefined>;
   /** The file as GGUF without re-quantizing (`arrowquant convert`); E_CONVERT names a tensor GGUF cannot hold exactly. */

@@ -10,3 +10,17 @@ export function concat(chunks) {
   }
   return out;
 }
+
+/**
+ * Where a run's output goes: `emit(chunk)` hands each non-empty chunk to `onChunk` (awaited), or,
+ * without it, collects them for `result()` to return as one array (`undefined` with `onChunk`).
+ */
+export function outputSink(onChunk) {
+  const collected = onChunk ? null : [];
+  const emit = async (chunk) => {
+    if (chunk.length === 0) return;
+    if (collected) collected.push(chunk);
+    else await onChunk(chunk);
+  };
+  return { emit, result: () => (collected ? concat(collected) : undefined) };
+}

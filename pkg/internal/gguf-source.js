@@ -1,7 +1,7 @@
 // A GGUF file read by byte range: the wasm says how many first bytes its header needs and checks
 // it; each tensor is then read from its own range when asked for, so inspecting, dequantizing or
 // converting a file larger than memory holds one tensor at a time.
-import { concat } from './bytes.js';
+import { outputSink } from './bytes.js';
 import { aqError, throwIfAborted } from './errors.js';
 
 /** First read of the header: most GGUF headers fit; a longer one is read again, doubled. */
@@ -33,16 +33,6 @@ export async function openGgufSourceWith(lib, source) {
     }
     throwIfAborted(signal);
   }
-  /** `onChunk` or, without it, the chunks collected and returned whole. */
-  function sink(onChunk) {
-    const collected = onChunk ? null : [];
-    const emit = async (chunk) => {
-      if (chunk.length === 0) return;
-      if (collected) collected.push(chunk);
-      else await onChunk(chunk);
-    };
-    return { emit, result: () => (collected ? concat(collected) : undefined) };
-  }
   return {
     metadata: () => index.metadata(),
     tensors: () => tensors,
@@ -51,7 +41,7 @@ export async function openGgufSourceWith(lib, source) {
     },
     async toParquet({ onChunk, onProgress, signal } = {}) {
       throwIfAborted(signal);
-      const out = sink(onChunk);
+      const out = outputSink(onChunk);
       const writer = index.parquetWriter();
       try {
         await eachTensor((name, bytes) => writer.add(name, bytes), out.emit, { onProgress, signal });
@@ -63,7 +53,7 @@ export async function openGgufSourceWith(lib, source) {
     },
     async toSafetensors(dtype = 'f32', { onChunk, onProgress, signal } = {}) {
       throwIfAborted(signal);
-      const out = sink(onChunk);
+      const out = outputSink(onChunk);
       await out.emit(index.safetensorsHeader(dtype));
       await eachTensor((name, bytes) => index.safetensorsTensor(name, bytes, dtype), out.emit, { onProgress, signal });
       return out.result();

@@ -1,7 +1,7 @@
 // GGUF output over a byte source: the wasm plans every tensor's type and offset from the header
 // (so the GGUF header is written first), then each tensor is read, quantized and emitted in the
 // source's order; memory holds one tensor at a time.
-import { concat } from './bytes.js';
+import { outputSink } from './bytes.js';
 import { throwIfAborted } from './errors.js';
 import { readHeaderBytes } from './sources.js';
 
@@ -11,12 +11,7 @@ import { readHeaderBytes } from './sources.js';
  */
 export async function quantizeGgufWith(lib, source, ggmlType, { onChunk, onProgress, signal, calibration, layerBitWidths, targetSizeMb, gptq, gptqDamp, gptqActOrder } = {}) {
   throwIfAborted(signal);
-  const collected = onChunk ? null : [];
-  const emit = async (chunk) => {
-    if (chunk.length === 0) return;
-    if (collected) collected.push(chunk);
-    else await onChunk(chunk);
-  };
+  const { emit, result } = outputSink(onChunk);
   // Only the fields given: the wasm validates them as config fields (E_CONFIG naming the field).
   const config = Object.fromEntries(Object.entries({ layerBitWidths, targetSizeMb, gptq, gptqDamp, gptqActOrder }).filter(([, v]) => v !== undefined));
   const q = new lib.GgufQuantizer(await readHeaderBytes(lib, source), source.size, ggmlType, calibration, Object.keys(config).length ? config : undefined);
@@ -37,7 +32,8 @@ export async function quantizeGgufWith(lib, source, ggmlType, { onChunk, onProgr
     }
     throwIfAborted(signal);
     const report = q.finish();
-    return collected ? { report, gguf: concat(collected) } : { report };
+    const gguf = result();
+    return gguf ? { report, gguf } : { report };
   } finally {
     q.free();
   }

@@ -2,7 +2,7 @@
 // segments of whole row groups. Opening reads every segment once (its pages and rows checked, the
 // body's checksum compared at the end) and keeps the tensor list; dequantizing, exporting or
 // converting reads the segments it needs again, so memory holds one segment at a time.
-import { concat } from './bytes.js';
+import { outputSink } from './bytes.js';
 import { throwIfAborted } from './errors.js';
 
 /** Open `source` as an arrowquant Parquet file; see `openQuantizedSource` in api.js. */
@@ -23,16 +23,6 @@ export async function openQuantizedSourceWith(lib, source, { onProgress, signal 
     index.free();
     throw e;
   }
-  /** `onChunk` or, without it, the chunks collected and returned whole. */
-  function sink(onChunk) {
-    const collected = onChunk ? null : [];
-    const emit = async (chunk) => {
-      if (chunk.length === 0) return;
-      if (collected) collected.push(chunk);
-      else await onChunk(chunk);
-    };
-    return { emit, result: () => (collected ? concat(collected) : undefined) };
-  }
   /** Every segment through `convert(i, bytes)` → output bytes. */
   async function eachSegment(convert, emit, { onProgress, signal }) {
     for (let i = 0; i < segments.length; i++) {
@@ -45,20 +35,20 @@ export async function openQuantizedSourceWith(lib, source, { onProgress, signal 
   return {
     metadata: () => index.metadata(),
     tensors: () => index.tensors(),
-    async dequantize(name) {
+    async dequantize(name, { equalized = false } = {}) {
       const i = index.segmentOf(name);
-      return index.dequantize(name, i, await readSegment(i));
+      return index.dequantize(name, i, await readSegment(i), equalized === true);
     },
     async toSafetensors(dtype = 'f32', { onChunk, onProgress, signal } = {}) {
       throwIfAborted(signal);
-      const out = sink(onChunk);
+      const out = outputSink(onChunk);
       await out.emit(index.exportHeader(dtype));
       await eachSegment((i, bytes) => index.exportSegment(i, bytes, dtype), out.emit, { onProgress, signal });
       return out.result();
     },
     async toGguf({ onChunk, onProgress, signal } = {}) {
       throwIfAborted(signal);
-      const out = sink(onChunk);
+      const out = outputSink(onChunk);
       const writer = index.ggufPlan();
       try {
         await out.emit(writer.header());

@@ -3,7 +3,7 @@
 // reads and the units they are quantized in (`readPlan`) and reports each tensor (`addRange` →
 // progress events); this loop reads the planned ranges — the next one while the current one is
 // quantized — hands each unit over and moves the output bytes.
-import { concat } from './bytes.js';
+import { outputSink } from './bytes.js';
 import { throwIfAborted } from './errors.js';
 import { readHeaderBytes } from './sources.js';
 
@@ -66,12 +66,7 @@ export async function quantizeStreamWith(lib, source, config, options = {}) {
   throwIfAborted(signal);
   const resolved = lib.resolveConfig(config ?? {});
   const plan = resolved.targetSizeMb == null ? null : await planWith(lib, source, config, calibration, signal, onPlanProgress);
-  const collected = onChunk ? null : [];
-  const emit = async (chunk) => {
-    if (chunk.length === 0) return;
-    if (collected) collected.push(chunk);
-    else await onChunk(chunk);
-  };
+  const { emit, result } = outputSink(onChunk);
   const q = new lib.ModelQuantizer(config);
   try {
     if (rowGroupBytes) q.setRowGroupBytes(rowGroupBytes);
@@ -93,7 +88,8 @@ export async function quantizeStreamWith(lib, source, config, options = {}) {
     throwIfAborted(signal);
     const { parquet, report } = q.finish();
     await emit(parquet);
-    return collected ? { report, parquet: concat(collected) } : { report };
+    const whole = result();
+    return whole ? { report, parquet: whole } : { report };
   } finally {
     q.free();
   }

@@ -142,9 +142,11 @@ impl QuantizedIndex {
             .ok_or_else(|| AqError::State(format!("no tensor named '{name}' in this file")).into())
     }
 
-    /// Tensor `name` as f32 in the original weight space, from its segment's bytes.
-    pub fn dequantize(&self, name: &str, segment: usize, bytes: Vec<u8>) -> Result<Vec<f32>, JsValue> {
-        Ok(self.file_with(self.rows_of(segment, bytes)?).dequantize(name)?)
+    /// Tensor `name` as f32 from its segment's bytes: in the original weight space, or with
+    /// `equalized` the stored W·diag(s) (as `QuantizedFile.dequantize`).
+    pub fn dequantize(&self, name: &str, segment: usize, bytes: Vec<u8>, equalized: bool) -> Result<Vec<f32>, JsValue> {
+        let file = self.file_with(self.rows_of(segment, bytes)?);
+        Ok(if equalized { file.dequantize_equalized(name)? } else { file.dequantize(name)? })
     }
 
     /// The safetensors header for exporting every tensor as `dtype` ('f32' or 'f16').

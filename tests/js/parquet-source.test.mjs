@@ -34,7 +34,11 @@ test('a Parquet file read by range gives what the whole-file reader gives, a seg
   assert.ok(scanned > 5, `${scanned} segments`);
   assert.deepEqual(file.metadata(), whole.metadata());
   assert.deepEqual(file.tensors(), whole.tensors());
-  for (const t of whole.tensors()) assert.deepEqual(await file.dequantize(t.name), whole.dequantize(t.name), t.name);
+  for (const t of whole.tensors()) {
+    assert.deepEqual(await file.dequantize(t.name), whole.dequantize(t.name), t.name);
+    if (t.spatial) assert.deepEqual(await file.dequantize(t.name, { equalized: true }), whole.dequantize(t.name, { equalized: true }), t.name);
+  }
+  assert.ok(whole.tensors().some((t) => t.spatial), 'some layers equalized');
   for (const dtype of ['f32', 'f16']) {
     const expected = Buffer.concat([Buffer.from(whole.exportHeader(dtype)), ...whole.tensors().map((t) => Buffer.from(whole.exportTensor(t.name, dtype)))]);
     const chunks = [];
