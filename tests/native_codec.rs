@@ -5,6 +5,7 @@
 
 use arrowquant::pipeline::{default_clock, quantize_model};
 use arrowquant::policy::config::parse_config_str;
+use arrowquant::policy::switches::Codec;
 use arrowquant::quant::ggml;
 use arrowquant::{QuantizedFile, Storage};
 
@@ -97,9 +98,15 @@ fn codec_auto_takes_blocks_only_where_they_are_better_at_the_layer_output() {
 }
 
 #[test]
-fn codec_with_a_size_plan_is_refused() {
-    let err = parse_config_str(r#"{"codec":"auto","targetSizeMb":1}"#).unwrap_err();
+fn codec_ggml_with_a_size_plan_is_refused_and_auto_is_groups_there() {
+    let err = parse_config_str(r#"{"codec":"ggml","targetSizeMb":1}"#).unwrap_err();
     assert_eq!(err.field(), Some("codec"), "{err}");
     assert!(parse_config_str(r#"{"codec":"groups","targetSizeMb":1}"#).is_ok());
+    let auto = parse_config_str(r#"{"codec":"auto","targetSizeMb":1}"#).unwrap();
+    assert_eq!((auto.codec, auto.codec_in_effect()), (Codec::Auto, Codec::Groups));
+    // The edge profile stores its layers with `auto`, and keeps it under a size plan as groups.
+    let edge = parse_config_str(r#"{"profile":"edge","targetSizeMb":1}"#).unwrap();
+    assert_eq!((edge.codec, edge.codec_in_effect()), (Codec::Auto, Codec::Groups));
+    assert_eq!(parse_config_str(r#"{"profile":"local"}"#).unwrap().codec, Codec::Groups);
     assert_eq!(parse_config_str(r#"{"codec":"kquant"}"#).unwrap_err().field(), Some("codec"));
 }

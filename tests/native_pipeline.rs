@@ -68,14 +68,18 @@ fn roundtrip_is_bit_exact_with_what_validation_measured() {
                         let back = file.dequantize(&row.name).unwrap();
                         let mut sums = ErrorSums::default();
                         sums.add(&orig, &back);
+                        // Equal up to f64 summation order: group rows are summed per group,
+                        // ggml block rows (the edge profile's `codec: 'auto'`) per encoder chunk
+                        // of whole blocks, a longer reordering of the same terms; max_abs is exact.
+                        let rel = if row.stored.storage() == Storage::Blocks { 1e-10 } else { 1e-12 };
                         assert!(
-                            (sums.cosine() - layer.cosine.unwrap()).abs() <= 1e-12 * sums.cosine().abs(),
+                            (sums.cosine() - layer.cosine.unwrap()).abs() <= rel * sums.cosine().abs(),
                             "{m} {}",
                             row.name
                         );
                         assert!(
                             sums.snr_db() == layer.snr_db.unwrap()
-                                || (sums.snr_db() - layer.snr_db.unwrap()).abs() <= 1e-12 * sums.snr_db().abs(),
+                                || (sums.snr_db() - layer.snr_db.unwrap()).abs() <= rel * sums.snr_db().abs(),
                             "{m} {}",
                             row.name
                         );

@@ -229,9 +229,9 @@ fn store_weight(
     let mut misses: Vec<Miss> = Vec::new();
     let widths = Width::ALL.into_iter().filter(|&w| w >= first).take(if fall_back { 3 } else { 1 });
     for width in widths {
-        let block_type = codec::block_type(cfg.codec, width, eq.is_some(), layout.numel() as u64);
+        let block_type = codec::block_type(cfg.codec_in_effect(), width, eq.is_some(), layout.numel() as u64);
         // `codec: 'ggml'`: the blocks alone, no groups to compare with.
-        if let (Codec::Ggml, Some(ty)) = (cfg.codec, block_type) {
+        if let (Codec::Ggml, Some(ty)) = (cfg.codec_in_effect(), block_type) {
             let b = codec::encode_blocks(info, bytes, ty, layout.row_len, &objective.method, objective.weighting())?;
             let cosine = b.cosine();
             if fall_back && cfg.min_accuracy > 0.0 && cosine < cfg.min_accuracy {

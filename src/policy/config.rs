@@ -246,6 +246,10 @@ impl QuantConfig {
         QuantConfig {
             profile,
             uncalibrated_bits: (profile == Profile::Edge).then_some(4),
+            // Edge's uncalibrated layers (4 bits in groups of 64) gain from ggml's Q4_K blocks at
+            // the same bytes before zstd; with calibration `auto` keeps GPTQ's gain-matched
+            // groups (docs/PERFORMANCE.md, 2026-12-08).
+            codec: if profile == Profile::Edge { Codec::Auto } else { Codec::Groups },
             bit_width,
             group_size,
             num_time_groups,
@@ -253,6 +257,15 @@ impl QuantConfig {
             min_accuracy,
             calibration_samples,
             ..QuantConfig::defaults()
+        }
+    }
+
+    /// The codec the layers are stored with: `auto` is groups under a size plan, which measures
+    /// and sizes every layer as groups.
+    pub fn codec_in_effect(&self) -> Codec {
+        match self.codec {
+            Codec::Auto if self.target_size_mb.is_some() => Codec::Groups,
+            c => c,
         }
     }
 
@@ -300,11 +313,11 @@ impl QuantConfig {
             }
         }
         cfg.validate()?;
-        if cfg.codec != Codec::Groups && cfg.target_size_mb.is_some() {
+        if cfg.codec == Codec::Ggml && cfg.target_size_mb.is_some() {
             return Err(AqError::config(
                 "codec",
                 json_short(&serde_json::to_value(cfg.codec).expect("a word")),
-                "'groups' with targetSizeMb: the size plan measures each layer in groups",
+                "'groups' or 'auto' with targetSizeMb: the size plan measures each layer in groups",
             ));
         }
         Ok(cfg)

@@ -152,7 +152,8 @@ pub enum Codec {
     /// layer is a whole number of blocks and not equalized.
     Ggml,
     /// Per layer, the blocks when they take no more bytes than the groups and store the layer
-    /// with less error (at its output with calibration), else the groups.
+    /// with less error (at its output with calibration), else the groups. Groups throughout
+    /// under a size plan (`targetSizeMb`), which measures and sizes layers as groups.
     Auto,
 }
 
