@@ -275,11 +275,15 @@ function startsWithGguf(path) {
   }
 }
 
-/** A GGUF file opened by range (header first, tensors when read): never read whole. */
-async function withGgufFile(input, use) {
+/**
+ * `use(file)` with the file opened by range through `open` (`openGgufSource`: the header, then
+ * tensors as they are read; `openQuantizedSource`: the footer, then one checked pass over its row
+ * groups): never read whole, whatever its size.
+ */
+async function withFile(input, open, use) {
   const source = fileSource(input);
   try {
-    const file = await openGgufSource(source);
+    const file = await open(source);
     try {
       return await use(file);
     } finally {
@@ -289,6 +293,8 @@ async function withGgufFile(input, use) {
     source.close();
   }
 }
+const withGgufFile = (input, use) => withFile(input, openGgufSource, use);
+const withParquetFile = (input, use) => withFile(input, openQuantizedSource, use);
 
 async function inspectGguf(input, flags) {
   await withGgufFile(input, (file) => {
@@ -305,21 +311,6 @@ async function inspectGguf(input, flags) {
       ['tensor', 'shape', 'type', 'bytes'],
     ));
   });
-}
-
-/** An arrowquant Parquet file opened by range (footer, then one checked pass over its row groups). */
-async function withParquetFile(input, use) {
-  const source = fileSource(input);
-  try {
-    const file = await openQuantizedSource(source);
-    try {
-      return await use(file);
-    } finally {
-      file.free();
-    }
-  } finally {
-    source.close();
-  }
 }
 
 async function inspect({ positional, flags }) {
