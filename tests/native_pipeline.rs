@@ -4,6 +4,9 @@ use arrowquant::format::parquet::Stored;
 use arrowquant::format::safetensors::parse_header;
 use arrowquant::pipeline::{default_clock, quantize_model};
 use arrowquant::policy::config::parse_config_str;
+use arrowquant::quant::layout::Layout;
+use arrowquant::quant::tensor::{quantize_source, ParamChoice, Source, BLOCK_ELEMS};
+use arrowquant::quant::width::Width;
 use arrowquant::quant::ErrorSums;
 use arrowquant::{Dtype, ModelQuantizer, QuantizedFile, Storage};
 
@@ -209,4 +212,39 @@ fn add_tensors_in_one_batch_checks_every_name_first() {
     assert_eq!(names, [slice(0).0, slice(1).0, slice(2).0]);
     assert_eq!(q.progress("").done, 3);
     assert_eq!(q.add_tensor(slice(1).0, slice(1).1).unwrap_err().code(), "E_STATE");
+}
+
+/// An F32 source read in place (4-aligned bytes) and one decoded from an unaligned copy give
+/// the same codes, params and sums; a non-finite value is refused in both, named by index.
+#[test]
+fn aligned_f32_read_in_place_matches_the_decoded_copy() {
+    let n = 3 * BLOCK_ELEMS + 4096 + 77;
+    let values: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.377).sin() * (1.0 + (i % 11) as f32)).collect();
+    let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut shifted = vec![0u8; bytes.len() + 1];
+    shifted[1..].copy_from_slice(&bytes);
+    let (aligned, unaligned) = (&bytes[..], &shifted[1..]);
+    assert!(
+        bytemuck::try_cast_slice::<u8, f32>(aligned).is_ok() && bytemuck::try_cast_slice::<u8, f32>(unaligned).is_err()
+    );
+    let layout = Layout::for_shape(&[n as u64], 64);
+    for choice in [ParamChoice::MinMax, ParamChoice::on_weights(true)] {
+        let run = |b| quantize_source(Source { name: "w", dtype: Dtype::F32, bytes: b }, layout, Width::W4, choice);
+        let (ta, sa) = run(aligned).unwrap().unwrap();
+        let (tu, su) = run(unaligned).unwrap().unwrap();
+        assert_eq!(ta, tu);
+        assert!(sa.approx_eq(&su, 0.0));
+    }
+    let mut bad = bytes.clone();
+    let at = 2 * BLOCK_ELEMS + 5;
+    bad[at * 4..at * 4 + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let mut bad_shifted = vec![0u8; bad.len() + 1];
+    bad_shifted[1..].copy_from_slice(&bad);
+    for b in [&bad[..], &bad_shifted[1..]] {
+        let err =
+            quantize_source(Source { name: "w", dtype: Dtype::F32, bytes: b }, layout, Width::W4, ParamChoice::MinMax)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains(&at.to_string()), "{err}");
+    }
 }

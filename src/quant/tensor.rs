@@ -389,46 +389,6 @@ mod tests {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 
-    /// An F32 source read in place (4-aligned bytes) and one decoded from an unaligned copy give
-    /// the same codes, params and sums; a non-finite value is refused in both, named by index.
-    #[test]
-    fn aligned_f32_read_in_place_matches_the_decoded_copy() {
-        let n = 3 * BLOCK_ELEMS + 4096 + 77;
-        let values: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.377).sin() * (1.0 + (i % 11) as f32)).collect();
-        let bytes = f32_bytes(&values);
-        let mut shifted = vec![0u8; bytes.len() + 1];
-        shifted[1..].copy_from_slice(&bytes);
-        let (aligned, unaligned) = (&bytes[..], &shifted[1..]);
-        assert!(
-            bytemuck::try_cast_slice::<u8, f32>(aligned).is_ok()
-                && bytemuck::try_cast_slice::<u8, f32>(unaligned).is_err()
-        );
-        let layout = Layout::for_shape(&[n as u64], 64);
-        for choice in [ParamChoice::MinMax, ParamChoice::on_weights(true)] {
-            let run = |b| quantize_source(Source { name: "w", dtype: Dtype::F32, bytes: b }, layout, Width::W4, choice);
-            let (ta, sa) = run(aligned).unwrap().unwrap();
-            let (tu, su) = run(unaligned).unwrap().unwrap();
-            assert_eq!(ta, tu);
-            assert!(sa.approx_eq(&su, 0.0));
-        }
-        let mut bad = bytes.clone();
-        let at = 2 * BLOCK_ELEMS + 5;
-        bad[at * 4..at * 4 + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-        let mut bad_shifted = vec![0u8; bad.len() + 1];
-        bad_shifted[1..].copy_from_slice(&bad);
-        for b in [&bad[..], &bad_shifted[1..]] {
-            let err = quantize_source(
-                Source { name: "w", dtype: Dtype::F32, bytes: b },
-                layout,
-                Width::W4,
-                ParamChoice::MinMax,
-            )
-            .unwrap_err()
-            .to_string();
-            assert!(err.contains(&at.to_string()), "{err}");
-        }
-    }
-
     /// The column-weighted sums of the validation pass equal the same sums taken afterwards over
     /// the dequantized tensor (`output_sums` with the diagonal, the activation-weighted error), up
     /// to f64 summation order; rows span several blocks and end in a short group.
