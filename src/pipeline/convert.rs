@@ -97,14 +97,7 @@ impl GgufToParquet {
     /// Add one tensor as its stored `bytes` (its whole range in the file); returns the Parquet
     /// bytes finished so far.
     pub fn add(&mut self, tensor: &GgufTensor, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>> {
-        if bytes.len() as u64 != tensor.end - tensor.start {
-            return Err(AqError::State(format!(
-                "tensor '{}' is {} bytes, {} were given",
-                tensor.name,
-                tensor.end - tensor.start,
-                bytes.len()
-            )));
-        }
+        tensor.check_len(&bytes)?;
         self.writer.write(row_of(&tensor.name, tensor.shape.clone(), tensor.ty, bytes))?;
         Ok(self.writer.take_output())
     }

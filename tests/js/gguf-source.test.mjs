@@ -6,18 +6,8 @@ import { closeSync, ftruncateSync, openSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { bytesSource, openGguf, openGgufSource, openQuantized, quantizeModelGguf } from '../../pkg/node.js';
-import { CLI, DDPM, read, tempDir } from './helpers.mjs';
+import { CLI, countingSource as counting, DDPM, read, tempDir } from './helpers.mjs';
 
-/** `bytesSource` that records every read's length. */
-function counting(bytes) {
-  const s = { ...bytesSource(bytes), reads: [] };
-  const read = s.read;
-  s.read = (a, b) => {
-    s.reads.push(b - a);
-    return read(a, b);
-  };
-  return s;
-}
 
 /** A GGUF v3 file by hand: one metadata string of `metaBytes` bytes and one F32 tensor of 32 values. */
 function ggufWithLongHeader(metaBytes) {

@@ -162,3 +162,13 @@ export function splitSafetensors(whole, counts, stem = 'model') {
   });
   return { shards, index: { metadata: { total_size: whole.length - 8 - n }, weight_map: weightMap } };
 }
+
+/** A source over `bytes` that records every read's length in `reads`. */
+export function countingSource(bytes) {
+  const s = { size: bytes.length, reads: [] };
+  s.read = (a, b) => {
+    s.reads.push(b - a);
+    return bytes.subarray(a, b);
+  };
+  return s;
+}

@@ -7,17 +7,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { bytesSource, openGguf, openQuantized, openQuantizedSource, quantizeModelGguf, quantizeStream } from '../../pkg/node.js';
-import { CLI, DDPM, DDPM_CAL, read, tempDir } from './helpers.mjs';
+import { CLI, countingSource as counting, DDPM, DDPM_CAL, read, tempDir } from './helpers.mjs';
 
-function counting(bytes) {
-  const s = { ...bytesSource(bytes), reads: [] };
-  const read = s.read;
-  s.read = (a, b) => {
-    s.reads.push(b - a);
-    return read(a, b);
-  };
-  return s;
-}
 
 /** The DDPM with its calibration (time groups, equalization), in row groups of about 64 KiB. */
 async function smallRowGroups() {

@@ -111,9 +111,9 @@ impl GgufIndex {
 }
 
 impl GgufTensor {
-    /// The tensor decoded to float32 from its stored `bytes`, exactly as gguf-py's `dequantize`
-    /// decodes it.
-    pub fn dequantize(&self, bytes: &[u8]) -> Result<Vec<f32>> {
+    /// `bytes` are as many as the tensor's range in the file holds (`E_STATE` otherwise): what
+    /// every user of a tensor's bytes read by range checks first.
+    pub fn check_len(&self, bytes: &[u8]) -> Result<()> {
         if bytes.len() as u64 != self.end - self.start {
             return Err(AqError::State(format!(
                 "tensor '{}' is {} bytes, {} were given",
@@ -122,6 +122,13 @@ impl GgufTensor {
                 bytes.len()
             )));
         }
+        Ok(())
+    }
+
+    /// The tensor decoded to float32 from its stored `bytes`, exactly as gguf-py's `dequantize`
+    /// decodes it.
+    pub fn dequantize(&self, bytes: &[u8]) -> Result<Vec<f32>> {
+        self.check_len(bytes)?;
         let count = usize::try_from(self.shape.iter().product::<u64>())
             .map_err(|_| AqError::TooLarge(format!("tensor '{}' is too large for this build", self.name)))?;
         ggml::dequantize(self.ty, bytes, count)
