@@ -450,12 +450,11 @@ fn weighted_code_sums(dq: &[i32], hq: &[i32], off: i32, m: i32, k: u32, qmax: i3
 
 /// The weighted search's grid at 4 and 8 bits: t = −1.5 … 1.5 in steps of 0.5 (on the lattice of
 /// [`search_fixed_point`] at both). Importance lets the best range move further from min/max
-/// than on the weights alone: on 300 heavy-tailed groups of 64 with exponential importances
-/// (`quant::weighted` tests), with one Lloyd step per candidate, the plain grid (t = −1 … 1) stays
-/// 0.11 dB above the exhaustive search's 33 points at 4 bits, this one 0.03 dB; five points of it
-/// with two steps, 0.05–0.08 dB. At 8 bits this grid with two steps is 0.06–0.09 dB closer to
-/// the exhaustive search than the f32 block search it replaced (nine points, Lloyd chains from the
-/// best two). At 2 bits the plain grid ([`SEARCH_GRID`]) is as good.
+/// than on the weights alone: on the 31,853 groups of 64 of the bundled DiT and U-Net with their
+/// calibration's second moments, with a Lloyd step from every grid point and one more from the
+/// best, the plain grid's five points (t = −1 … 1) leave 0.04 dB more weighted error at 4 bits
+/// and 0.13 dB more at 8 than these seven, and five or six of these seven 0.01–0.11 dB more.
+/// At 2 bits the plain grid ([`SEARCH_GRID`]) is as good.
 pub const WEIGHTED_GRID: [f32; 7] = [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5];
 
 /// The weighted search's grid multipliers (see [`grid_multiplier`]) at the three widths:
@@ -472,12 +471,40 @@ pub fn weighted_grid_multipliers(qmax: f32) -> &'static [i32] {
     }
 }
 
-/// Lloyd steps each grid candidate of the weighted search takes before it is scored. Measured on
-/// 300 heavy-tailed groups of 64 with exponential importances against the exhaustive search (33
-/// points, every candidate scored exactly): one step (and one more from the best) +0.005 dB error
-/// at 2 bits, +0.026 at 4; two steps −0.063 and −0.026 (better than exhaustive: its Lloyd steps
-/// start from one candidate only) for a third more passes.
-pub const WEIGHTED_LLOYD_STEPS: usize = 2;
+/// How many of the weighted search's grid candidates take a Lloyd step of their own (the best by
+/// [`rank`]) before the best of all takes one more: all five at 2 bits, the best three of seven
+/// at 4 and 8. Measured on the 31,853 groups of 64 of the bundled DiT and U-Net with their
+/// calibration's second moments (weighted error against two Lloyd steps from every grid point,
+/// 15 and 21 passes): +0.09 dB at 2 bits (11 passes), +0.05 at 4 and 8 (11); every grid point
+/// with a step at 4 bits (15 passes) +0.03, and the plain search 0.88 dB worse.
+#[inline]
+pub fn weighted_refined(qmax: f32) -> usize {
+    if qmax <= 3.0 {
+        5
+    } else {
+        3
+    }
+}
+
+/// The weighted search's ranking score of one candidate: a²/det (see [`consider`]), −∞ for a
+/// candidate without a positive scale. A division per candidate, so that the ranks form one
+/// order (the cross-multiplied comparison [`consider`] makes need not be transitive in f32).
+#[inline(always)]
+fn rank_score(w: f32, sdq: f32, sums: CodeSums) -> f32 {
+    let (det, a, _) = score_terms(w, sdq, sums);
+    if det > 0.0 && a > 0.0 {
+        (a * a) / det
+    } else {
+        f32::NEG_INFINITY
+    }
+}
+
+/// Candidate i's rank among `scores`: how many score higher, or equal with a smaller index (so
+/// the ranks of n candidates are 0 … n − 1, each once).
+#[inline(always)]
+fn rank(scores: &[f32], i: usize) -> usize {
+    scores.iter().enumerate().filter(|&(j, &sj)| sj > scores[i] || (j < i && sj == scores[i])).count()
+}
 
 /// The Lloyd step from one candidate's sums: codes recomputed against its least-squares fit, in
 /// (offset, multiplier) form ([`lloyd_params`]); (0, 0) when it has no valid fit.
@@ -491,12 +518,12 @@ fn lloyd_from(w: f32, sdq: f32, sums: CodeSums) -> (i32, i32) {
 
 /// [`search`] with every candidate scored by its importance-weighted error Σ h (x − ŵ)²: the same
 /// dq, with the integer sums weighted by the levels hq (the least-squares score a²/det then has
-/// Σhq for n and Σhq·dq for Σdq). Each grid candidate ([`weighted_grid_multipliers`]) is scored
-/// after [`WEIGHTED_LLOYD_STEPS`] Lloyd steps of its own — codes recomputed against its refit,
-/// refit again — which is what makes the search as good as an exhaustive one (scoring the grid
-/// codes directly loses 0.25–0.47 dB: with uneven weights the grid's codes are far from the
-/// refit's own). Codes of at most 8 bits ([`WEIGHTED_SEARCH_MAX_QMAX`]); finds nothing at wider
-/// ones or for groups over 256 values.
+/// Σhq for n and Σhq·dq for Σdq). The grid candidates ([`weighted_grid_multipliers`]) are
+/// scored, the best of them ([`weighted_refined`], by [`rank`]) each take a Lloyd step — codes
+/// recomputed against its refit — and the best of all one more. The steps are what make the
+/// search nearly as good as an exhaustive one: with uneven weights the grid's codes are far from
+/// their refit's own (scoring the grid alone loses 0.25–0.47 dB). Codes of at most 8 bits
+/// ([`WEIGHTED_SEARCH_MAX_QMAX`]); finds nothing at wider ones or for groups over 256 values.
 pub fn weighted_search(x: &[f32], h: &[f32], qmax: f32) -> SearchFit {
     weighted_search_levels(x, h, qmax).0
 }
@@ -520,15 +547,29 @@ fn weighted_search_levels(x: &[f32], h: &[f32], qmax: f32) -> (SearchFit, bool) 
     let w = hq.iter().sum::<i32>() as f32;
     let sdq = dq.iter().zip(hq).map(|(&d, &h)| d * h).sum::<i32>() as f32;
     let q = qmax as i32;
-    let mut best = Best::NONE;
-    for &m in weighted_grid_multipliers(qmax) {
-        let mut sums = weighted_code_sums(dq, hq, 0, m, k, q);
-        for _ in 0..WEIGHTED_LLOYD_STEPS {
-            let (off, m) = lloyd_from(w, sdq, sums);
-            sums = weighted_code_sums(dq, hq, off, m, 15, q);
-        }
-        consider(&mut best, w, sdq, sums);
+    let grid = weighted_grid_multipliers(qmax);
+    let mut sums = [(0, 0, 0); 7];
+    let sums = &mut sums[..grid.len()];
+    for (s, &m) in sums.iter_mut().zip(grid) {
+        *s = weighted_code_sums(dq, hq, 0, m, k, q);
     }
+    let mut best = Best::NONE;
+    for &s in sums.iter() {
+        consider(&mut best, w, sdq, s);
+    }
+    let mut scores = [f32::NEG_INFINITY; 7];
+    for (score, &s) in scores.iter_mut().zip(sums.iter()) {
+        *score = rank_score(w, sdq, s);
+    }
+    let scores = &scores[..sums.len()];
+    for r in 0..weighted_refined(qmax) {
+        let i = (0..sums.len()).find(|&i| rank(scores, i) == r).unwrap_or(0);
+        let (off, m) = lloyd_from(w, sdq, sums[i]);
+        consider(&mut best, w, sdq, weighted_code_sums(dq, hq, off, m, 15, q));
+    }
+    let (scale, offset) = best.fit(w, sdq);
+    let (off, m) = lloyd_params(best.found(), scale, offset);
+    consider(&mut best, w, sdq, weighted_code_sums(dq, hq, off, m, 15, q));
     let fit = best.found().then(|| {
         let (scale, offset) = best.fit(w, sdq);
         (scale / s, min + offset / s)

@@ -9,7 +9,7 @@ use core::mem::MaybeUninit;
 
 use super::scalar::{
     add_weighted_moments, fold_block_lanes, grid_multipliers, importance_levels_max, lloyd_steps, search_fixed_point,
-    weighted_grid_multipliers, HalfParams, Searched, SEARCH_GRID, WEIGHTED_LLOYD_STEPS, WEIGHTED_SEARCH_MAX_QMAX,
+    weighted_grid_multipliers, weighted_refined, HalfParams, Searched, SEARCH_GRID, WEIGHTED_SEARCH_MAX_QMAX,
 };
 
 #[inline(always)]
@@ -241,40 +241,62 @@ pub fn weighted_search_exact4(xs: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, codes
             sums[3..5].copy_from_slice(&weighted_grid_sums::<2, true, 13>(dq, hq, [m(3), m(4)], q16));
         }
     }
-    for _ in 0..WEIGHTED_LLOYD_STEPS {
-        let mut steps = [(zero, zero); 7];
-        for (step, cand) in steps.iter_mut().zip(&sums[..g]) {
-            let mut b = Best4::weighted(wn, sdq);
-            b.consider(*cand);
-            *step = b.lloyd_params();
-        }
-        let mut i = 0;
-        while i < g {
-            let k = (g - i).min(4);
-            let out = &mut sums[i..i + k];
-            match k {
-                4 => out.copy_from_slice(&weighted_lloyd_sums::<4>(
-                    dq,
-                    hq,
-                    [steps[i], steps[i + 1], steps[i + 2], steps[i + 3]],
-                    q16,
-                )),
-                3 => {
-                    out.copy_from_slice(&weighted_lloyd_sums::<3>(dq, hq, [steps[i], steps[i + 1], steps[i + 2]], q16))
-                }
-                2 => out.copy_from_slice(&weighted_lloyd_sums::<2>(dq, hq, [steps[i], steps[i + 1]], q16)),
-                _ => out.copy_from_slice(&weighted_lloyd_sums::<1>(dq, hq, [steps[i]], q16)),
-            }
-            i += k;
-        }
-    }
+    // The grid, a Lloyd step from each of its best `weighted_refined`, one more from the best of
+    // all: the scalar twin's order.
     let mut best = Best4::weighted(wn, sdq);
     for c in &sums[..g] {
         best.consider(*c);
     }
+    let probe = Best4::weighted(wn, sdq);
+    let mut scores = [zero; 7];
+    for (score, cand) in scores.iter_mut().zip(&sums[..g]) {
+        *score = probe.rank_score(*cand);
+    }
+    let ranks = ranks(&scores[..g]);
+    let refined = weighted_refined(qmax);
+    let mut chosen = [(zero, zero); 5];
+    for (r, c) in chosen[..refined].iter_mut().enumerate() {
+        // The sums of the first candidate of rank r (candidate 0 where none has it), as the
+        // twin's `find`, and the Lloyd step from them.
+        let want = i32x4_splat(r as i32);
+        let mut sel = sums[0];
+        for i in (0..g).rev() {
+            let is = i32x4_eq(ranks[i], want);
+            sel = core::array::from_fn(|k| v128_bitselect(sums[i][k], sel[k], is));
+        }
+        let mut b = Best4::weighted(wn, sdq);
+        b.consider(sel);
+        *c = b.lloyd_params();
+    }
+    let mut lloyd = [[zero; 3]; 5];
+    lloyd[..3].copy_from_slice(&weighted_lloyd_sums::<3>(dq, hq, [chosen[0], chosen[1], chosen[2]], q16));
+    if refined == 5 {
+        lloyd[3..5].copy_from_slice(&weighted_lloyd_sums::<2>(dq, hq, [chosen[3], chosen[4]], q16));
+    }
+    for c in &lloyd[..refined] {
+        best.consider(*c);
+    }
+    let [last] = weighted_lloyd_sums::<1>(dq, hq, [best.lloyd_params()], q16);
+    best.consider(last);
     let ones = f32x4_splat(1.0);
     let groups = Groups4 { t, min: vmn, max: vmx, s, base, q };
     searched(&best, groups, codes, |j, e2| f32x4_mul(e2, v128_bitselect(th[j], ones, has)))
+}
+
+/// `scalar::rank` per lane for every candidate's score: how many score higher, or equal with a
+/// smaller index, as i32 lanes.
+#[inline(always)]
+fn ranks(scores: &[v128]) -> [v128; 7] {
+    let mut out = [i32x4_splat(0); 7];
+    for (i, o) in out[..scores.len()].iter_mut().enumerate() {
+        for (j, &sj) in scores.iter().enumerate() {
+            let above = f32x4_gt(sj, scores[i]);
+            let counts = if j < i { v128_or(above, f32x4_eq(sj, scores[i])) } else { above };
+            // A true lane is −1: subtracting it counts one.
+            *o = i32x4_sub(*o, counts);
+        }
+    }
+    out
 }
 
 /// The importance levels hq = round_half_even(h·sh) of the transposed importances `th` (1 in
@@ -664,6 +686,15 @@ impl Best4 {
         let (det, a) = self.terms(sl, sl2, sdl);
         let take = v128_and(f32x4_gt(det, zero), f32x4_gt(a, zero));
         self.set(take, f32x4_mul(a, a), a, det, sl);
+    }
+
+    /// `scalar::rank_score` per lane of one candidate's sums: a²/det, −∞ without a positive scale.
+    #[inline(always)]
+    fn rank_score(&self, [sl, sl2, sdl]: [v128; 3]) -> v128 {
+        let zero = f32x4_splat(0.0);
+        let (det, a) = self.terms(sl, sl2, sdl);
+        let valid = v128_and(f32x4_gt(det, zero), f32x4_gt(a, zero));
+        v128_bitselect(f32x4_div(f32x4_mul(a, a), det), f32x4_splat(f32::NEG_INFINITY), valid)
     }
 
     /// Lanes that found a candidate.

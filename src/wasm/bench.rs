@@ -16,6 +16,7 @@ use crate::quant::params::{choose_params, choose_params4, Chosen, GroupParams};
 use crate::quant::tensor::{
     decode_block, measure_groups, pack_rows, quantize_source, ParamChoice, Source, BLOCK_ELEMS,
 };
+use crate::quant::weighted::weighted_params4;
 use crate::quant::width::Width;
 
 fn now_ms() -> f64 {
@@ -60,6 +61,8 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
     let mut packed = vec![0u8; g];
     let mut out = vec![0f32; values.len()];
     let mut sink = 0f64;
+    let width = Width::from_bits(bits).unwrap_or(Width::W4);
+    let importance: Vec<f32> = (0..4096).map(|j| 0.1 + ((j * 7919) % 101) as f32 / 10.0).collect();
     let reference = std::ptr::eq(set, &SCALAR);
     kernels::set_reference_only(reference);
     let mut rows = Vec::new();
@@ -97,6 +100,28 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
             }
             for x in quads.remainder().chunks(g) {
                 sink += choose_params(x, bits, true).map_or(0.0, |p| p.scale_f32() as f64);
+            }
+        }),
+    ));
+    rows.push((
+        format!("params {bits}-bit importance-weighted search"),
+        time(reps, || {
+            // As the plain search above, with the importances of columns that repeat every row
+            // (the calibration's second moments spread over 101 levels).
+            let mut quads = values.chunks_exact(4 * g);
+            for (k, quad) in (&mut quads).enumerate() {
+                let hs: [&[f32]; 4] = core::array::from_fn(|j| {
+                    let at = ((4 * k + j) * g) % (importance.len() - g + 1);
+                    &importance[at..at + g]
+                });
+                let (a, rest) = quad.split_at(g);
+                let (b, rest) = rest.split_at(g);
+                let (c, d) = rest.split_at(g);
+                let (qa, rest) = quad_codes.split_at_mut(g);
+                let (qb, rest) = rest.split_at_mut(g);
+                let (qc, qd) = rest.split_at_mut(g);
+                sink += weighted_params4([a, b, c, d], hs, width, [qa, qb, qc, qd])[3]
+                    .map_or(0.0, |p| p.params.scale_f32() as f64);
             }
         }),
     ));
