@@ -199,29 +199,30 @@ impl OwnChunk {
     }
 
     /// One row of a `data` column: the value's length, then its bytes. A value of a page's size
-    /// or more gets a page of its own, compressed without being copied first.
-    pub fn push_bytes(&mut self, value: &[u8], tensor: &str) -> Result<()> {
+    /// or more gets a page of its own, compressed without being copied first, or kept as it is
+    /// when stored uncompressed (the value is taken, so a tensor's codes are never held twice).
+    pub fn push_bytes(&mut self, value: Vec<u8>, tensor: &str) -> Result<()> {
         debug_assert_eq!(self.layout, Layout::Bytes);
-        let len = value_len(value, tensor)?;
+        let len = value_len(&value, tensor)?;
         let prefix = (len as u32).to_le_bytes();
         if value.len() >= self.page_target {
             self.close_page()?;
             let total = value.len() + 4;
             let stored = match self.codec {
                 CodesCodec::Zstd => {
-                    let mut pieces = compress_parts(&[&prefix, value], total).map_err(zstd_err)?;
+                    let mut pieces = compress_parts(&[&prefix, &value], total).map_err(zstd_err)?;
                     // The last piece is kept until the row group closes: only its bytes.
                     if let Some(last) = pieces.last_mut() {
                         last.shrink_to_fit();
                     }
                     pieces
                 }
-                CodesCodec::Uncompressed => vec![[&prefix[..], value].concat()],
+                CodesCodec::Uncompressed => vec![prefix.to_vec(), value],
             };
             self.add_page(1, total, stored, tensor)?;
         } else {
             self.page.extend_from_slice(&prefix);
-            self.page.extend_from_slice(value);
+            self.page.extend_from_slice(&value);
             self.page_values += 1;
         }
         self.rows += 1;
@@ -447,7 +448,7 @@ mod tests {
                 let mut scales =
                     OwnChunk::with_page_target(file.schema_descr().column(1), page_target, CodesCodec::Zstd).unwrap();
                 for (d, s) in group {
-                    data.push_bytes(d, "t").unwrap();
+                    data.push_bytes(d.clone(), "t").unwrap();
                     scales.push_halfs(s.as_deref(), "t").unwrap();
                 }
                 let mut rg = file.next_row_group().unwrap();

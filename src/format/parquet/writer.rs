@@ -148,8 +148,7 @@ impl TensorWriter {
             _ => (None, None),
         };
         let [codes, scale_chunk, min_chunk] = &mut group.own;
-        codes.push_bytes(&data, &row.name)?;
-        drop(data);
+        codes.push_bytes(data, &row.name)?;
         scale_chunk.push_halfs(scales, &row.name)?;
         min_chunk.push_halfs(mins, &row.name)?;
         self.rows += 1;
