@@ -254,7 +254,7 @@ pub fn weighted_search_exact4(xs: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, codes
     }
     let ranks = ranks(&scores[..g]);
     let refined = weighted_refined(qmax);
-    let mut chosen = [(zero, zero); 5];
+    let mut chosen = [(zero, zero); 7];
     for (r, c) in chosen[..refined].iter_mut().enumerate() {
         // The sums of the first candidate of rank r (candidate 0 where none has it), as the
         // twin's `find`, and the Lloyd step from them.
@@ -268,13 +268,17 @@ pub fn weighted_search_exact4(xs: [&[f32]; 4], hs: [&[f32]; 4], qmax: f32, codes
         b.consider(sel);
         *c = b.lloyd_params();
     }
-    let mut lloyd = [[zero; 3]; 5];
-    lloyd[..3].copy_from_slice(&weighted_lloyd_sums::<3>(dq, hq, [chosen[0], chosen[1], chosen[2]], q16));
-    if refined == 5 {
-        lloyd[3..5].copy_from_slice(&weighted_lloyd_sums::<2>(dq, hq, [chosen[3], chosen[4]], q16));
-    }
-    for c in &lloyd[..refined] {
-        best.consider(*c);
+    // Passes of at most three candidates: their nine accumulators and six params stay in registers.
+    for at in (0..refined).step_by(3) {
+        let c = &chosen[at..refined.min(at + 3)];
+        let sums: &[[v128; 3]] = match c.len() {
+            3 => &weighted_lloyd_sums::<3>(dq, hq, [c[0], c[1], c[2]], q16),
+            2 => &weighted_lloyd_sums::<2>(dq, hq, [c[0], c[1]], q16),
+            _ => &weighted_lloyd_sums::<1>(dq, hq, [c[0]], q16),
+        };
+        for s in sums {
+            best.consider(*s);
+        }
     }
     let [last] = weighted_lloyd_sums::<1>(dq, hq, [best.lloyd_params()], q16);
     best.consider(last);

@@ -106,8 +106,8 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
     rows.push((
         format!("params {bits}-bit importance-weighted search"),
         time(reps, || {
-            // As the plain search above, with the importances of columns that repeat every row
-            // (the calibration's second moments spread over 101 levels).
+            // As the plain search above; each group's importances a slice of one row's 4096
+            // column second moments (101 levels, as the end-to-end bench's calibration).
             let mut quads = values.chunks_exact(4 * g);
             for (k, quad) in (&mut quads).enumerate() {
                 let hs: [&[f32]; 4] = core::array::from_fn(|j| {
