@@ -16,7 +16,7 @@ use crate::quant::params::{choose_params, choose_params4, Chosen, GroupParams};
 use crate::quant::tensor::{
     decode_block, measure_groups, pack_rows, quantize_source, ParamChoice, Source, BLOCK_ELEMS,
 };
-use crate::quant::weighted::weighted_params4;
+use crate::quant::weighted::{weighted_params, weighted_params4};
 use crate::quant::width::Width;
 
 fn now_ms() -> f64 {
@@ -89,14 +89,8 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
             // Four groups at a time, as the quantizer batches them (with their codes on the way).
             let mut quads = values.chunks_exact(4 * g);
             for quad in &mut quads {
-                let (a, rest) = quad.split_at(g);
-                let (b, rest) = rest.split_at(g);
-                let (c, d) = rest.split_at(g);
-                let (qa, rest) = quad_codes.split_at_mut(g);
-                let (qb, rest) = rest.split_at_mut(g);
-                let (qc, qd) = rest.split_at_mut(g);
-                sink += choose_params4([a, b, c, d], bits, [qa, qb, qc, qd])[3]
-                    .map_or(0.0, |p| p.params.scale_f32() as f64);
+                let (xs, codes) = four_groups(quad, &mut quad_codes, g);
+                sink += choose_params4(xs, bits, codes)[3].map_or(0.0, |p| p.params.scale_f32() as f64);
             }
             for x in quads.remainder().chunks(g) {
                 sink += choose_params(x, bits, true).map_or(0.0, |p| p.scale_f32() as f64);
@@ -108,20 +102,18 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
         time(reps, || {
             // As the plain search above; each group's importances a slice of one row's 4096
             // column second moments (101 levels, as the end-to-end bench's calibration).
+            let importance_of = |gi: usize, len: usize| {
+                let at = (gi * g) % (importance.len() - g + 1);
+                &importance[at..at + len]
+            };
             let mut quads = values.chunks_exact(4 * g);
             for (k, quad) in (&mut quads).enumerate() {
-                let hs: [&[f32]; 4] = core::array::from_fn(|j| {
-                    let at = ((4 * k + j) * g) % (importance.len() - g + 1);
-                    &importance[at..at + g]
-                });
-                let (a, rest) = quad.split_at(g);
-                let (b, rest) = rest.split_at(g);
-                let (c, d) = rest.split_at(g);
-                let (qa, rest) = quad_codes.split_at_mut(g);
-                let (qb, rest) = rest.split_at_mut(g);
-                let (qc, qd) = rest.split_at_mut(g);
-                sink += weighted_params4([a, b, c, d], hs, width, [qa, qb, qc, qd])[3]
-                    .map_or(0.0, |p| p.params.scale_f32() as f64);
+                let hs: [&[f32]; 4] = core::array::from_fn(|j| importance_of(4 * k + j, g));
+                let (xs, codes) = four_groups(quad, &mut quad_codes, g);
+                sink += weighted_params4(xs, hs, width, codes)[3].map_or(0.0, |p| p.params.scale_f32() as f64);
+            }
+            for x in quads.remainder().chunks(g) {
+                sink += weighted_params(x, importance_of(0, x.len()), width).map_or(0.0, |p| p.scale_f32() as f64);
             }
         }),
     ));
@@ -184,6 +176,18 @@ fn run_set(set: &'static KernelSet, values: &[f32], halfs: &[u8], g: usize, bits
     kernels::set_reference_only(false);
     std::hint::black_box(sink);
     rows
+}
+
+/// Four consecutive groups of `g` values from `quad` and the code buffers for them from `codes`
+/// (the unit of the four-lane searches).
+fn four_groups<'a, 'b>(quad: &'a [f32], codes: &'b mut [u8], g: usize) -> ([&'a [f32]; 4], [&'b mut [u8]; 4]) {
+    let (a, rest) = quad.split_at(g);
+    let (b, rest) = rest.split_at(g);
+    let (c, d) = rest.split_at(g);
+    let (qa, rest) = codes.split_at_mut(g);
+    let (qb, rest) = rest.split_at_mut(g);
+    let (qc, qd) = rest.split_at_mut(g);
+    ([a, b, c, d], [qa, qb, qc, &mut qd[..g]])
 }
 
 /// Time every kernel with both sets over `values` in groups of `groupSize`: rows of
